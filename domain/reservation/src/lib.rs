@@ -1,0 +1,33 @@
+//! The reservation context: the core of the mesh.
+//!
+//! - [`Reservation`]: the aggregate and its state machine (DESIGN.md section 4);
+//!   transitions are monotonic and a reservation only leaves `PENDING_PAYMENT`
+//!   through a payment outcome.
+//! - [`pricing`]: server-side prices and the period rules (30 days of roaming,
+//!   24 hours of parking, nothing in the past).
+//! - [`capacity`]: invariant 2 (no overbooking) as a pure rule that the
+//!   persistence adapter applies inside one atomic transaction.
+//! - [`ports`]: the repository (state and outbox events in one commit), the
+//!   catalog, and the payment gateway.
+//! - [`ReservationService`]: the use cases, each taking the caller's
+//!   [`Principal`](domain_kernel::Principal) and applying DESIGN.md section 8.
+
+pub mod capacity;
+mod events;
+pub mod ports;
+pub mod pricing;
+mod reservation;
+mod service;
+
+#[cfg(any(test, feature = "test-util"))]
+pub mod fakes;
+
+pub use events::{CatalogEvent, ReservationEvent, Usage, UsageEvent};
+pub use reservation::{
+    Details, Kind, ParkingDetails, RejectionReason, Reservation, ReservationData, RoamingDetails,
+    Status, TransitionError,
+};
+pub use service::{
+    CancelError, GetError, HandleOutcome, ParkingEntry, QuoteError, ReservationService,
+    ReserveError, VerifyError,
+};
