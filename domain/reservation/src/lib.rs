@@ -31,3 +31,6 @@ pub use service::{
     CancelError, GetError, HandleOutcome, ParkingEntry, QuoteError, ReservationService,
     ReserveError, VerifyError,
 };
+
+#[cfg(test)]
+mod proptests;

@@ -567,3 +567,6 @@ impl From<PriceError> for ReserveError {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
