@@ -216,18 +216,16 @@ fn check_invariants(
     }
 }
 
-async fn run(commands: Vec<Command>) {
-    let store = InMemoryReservations::default();
-    let payments = FakePayments::default();
-    let clock = Arc::new(FixedClock::at(NOW));
-    let ids = Arc::new(SequentialIds::default());
-    let service = ReservationService::new(
-        store.clone(),
-        store.clone(),
-        payments.clone(),
-        clock.clone(),
-        ids.clone(),
-    );
+type Service = ReservationService<
+    InMemoryReservations,
+    InMemoryReservations,
+    FakePayments,
+    Arc<FixedClock>,
+    Arc<SequentialIds>,
+>;
+
+/// One egg-lte price, the booths' stock and the spaces.
+async fn seed(service: &Service, store: &InMemoryReservations, ids: &SequentialIds) {
     store
         .put_device_offer(&DeviceOffer {
             device_model: DeviceModel::parse("egg-lte").expect("valid"),
@@ -261,6 +259,21 @@ async fn run(commands: Vec<Command>) {
             .await
             .expect("in memory");
     }
+}
+
+async fn run(commands: Vec<Command>) {
+    let store = InMemoryReservations::default();
+    let payments = FakePayments::default();
+    let clock = Arc::new(FixedClock::at(NOW));
+    let ids = Arc::new(SequentialIds::default());
+    let service = ReservationService::new(
+        store.clone(),
+        store.clone(),
+        payments.clone(),
+        clock.clone(),
+        ids.clone(),
+    );
+    seed(&service, &store, &ids).await;
     let card =
         CardDetails::parse("4111111111111111", 12, 2030, "A", "VISA", NOW.date()).expect("valid");
     let mut last_usage: Option<Recorded<UsageEvent>> = None;

@@ -1,0 +1,89 @@
+//! What the rental context needs from the outside world.
+
+use std::future::Future;
+
+use domain_kernel::{BoothCode, DeviceModel, EventId, Recorded, ReservationId, Serial, StoreError};
+use time::Date;
+
+use crate::model::{Device, Rental, RentalEvent};
+
+#[derive(Debug, thiserror::Error)]
+pub enum InsertError {
+    /// The serial (device) or reservation id (rental) exists already.
+    #[error("already exists")]
+    Duplicate,
+    #[error("event already handled")]
+    AlreadyHandled,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SaveError {
+    #[error("concurrent change")]
+    Conflict,
+    #[error("event already handled")]
+    AlreadyHandled,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// One atomic change: a rental and/or a device, their events for the outbox, and
+/// the causing event for the inbox.
+#[derive(Debug)]
+pub struct Changes<'a> {
+    pub rental: Option<&'a mut Rental>,
+    pub device: Option<&'a mut Device>,
+    pub events: Vec<Recorded<RentalEvent>>,
+    pub caused_by: Option<EventId>,
+}
+
+/// Devices, rentals and their outbox.
+pub trait RentalRepository: Send + Sync {
+    fn get_rental(
+        &self,
+        reservation_id: ReservationId,
+    ) -> impl Future<Output = Result<Option<Rental>, StoreError>> + Send;
+
+    fn get_device(
+        &self,
+        serial: &Serial,
+    ) -> impl Future<Output = Result<Option<Device>, StoreError>> + Send;
+
+    /// Devices, optionally only at one booth and/or of one model, by serial.
+    fn list_devices(
+        &self,
+        booth: Option<&BoothCode>,
+        model: Option<&DeviceModel>,
+    ) -> impl Future<Output = Result<Vec<Device>, StoreError>> + Send;
+
+    /// Rentals that involve `booth` (pickup, planned or actual return), optionally
+    /// only those whose period contains `date`.
+    fn list_booth_rentals(
+        &self,
+        booth: &BoothCode,
+        date: Option<Date>,
+    ) -> impl Future<Output = Result<Vec<Rental>, StoreError>> + Send;
+
+    /// # Errors
+    /// [`InsertError::Duplicate`] when the serial exists.
+    fn insert_device(
+        &self,
+        device: &Device,
+        events: &[Recorded<RentalEvent>],
+    ) -> impl Future<Output = Result<(), InsertError>> + Send;
+
+    /// # Errors
+    /// [`InsertError::Duplicate`] when the reservation has a rental;
+    /// [`InsertError::AlreadyHandled`] when `caused_by` is in the inbox.
+    fn insert_rental(
+        &self,
+        rental: &Rental,
+        events: &[Recorded<RentalEvent>],
+        caused_by: Option<EventId>,
+    ) -> impl Future<Output = Result<(), InsertError>> + Send;
+
+    /// Saves the changed rental and device (each only if its version is still the
+    /// stored one; both bumped), events and inbox entry in one transaction.
+    fn save(&self, changes: Changes<'_>) -> impl Future<Output = Result<(), SaveError>> + Send;
+}
