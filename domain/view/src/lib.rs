@@ -1,1 +1,16 @@
-//! wip
+//! The query side (CQRS): "my page" and schedules, built only from events.
+//!
+//! [`apply`] folds one event into the [`ReservationView`] of its reservation. It
+//! is pure, order-insensitive where it matters (a status never moves back, a
+//! repeated event changes nothing) and tells whether anything changed, so the
+//! adapter writes (and notifies watchers) only on change. [`space_schedule`] and
+//! [`booth_schedule`] say which views belong on a schedule; the `may_*` functions
+//! say who may read what (DESIGN.md section 8).
+
+mod fold;
+mod policy;
+mod schedule;
+
+pub use fold::{Fact, ReservationView, StatusChange, ViewEvent, apply};
+pub use policy::{may_read_booth_schedule, may_read_space_schedule, may_see};
+pub use schedule::{booth_schedule, space_schedule};
