@@ -1,0 +1,151 @@
+//! Repository chores, run as `cargo xtask <task>`.
+//!
+//! `tidy` checks the architecture invariant "domain crates depend on no adapter,
+//! transport or runtime crate" from `cargo metadata`, following the resolved
+//! graph transitively (normal and build dependencies; dev-dependencies such as
+//! tokio for async tests are allowed).
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::path::Path;
+
+use anyhow::{Context, Result, bail};
+use serde_json::Value;
+
+/// Crates a domain crate must not reach: runtimes, transports, storage, brokers,
+/// telemetry exporters. A prefix ends with `*`.
+pub const FORBIDDEN: &[&str] = &[
+    "tokio",
+    "tokio-*",
+    "async-std",
+    "mio",
+    "tonic",
+    "tonic-*",
+    "prost",
+    "prost-*",
+    "protox",
+    "hyper",
+    "h2",
+    "tower",
+    "tower-*",
+    "axum",
+    "reqwest",
+    "sea-orm",
+    "sea-orm-*",
+    "sea-query",
+    "sqlx",
+    "sqlx-*",
+    "async-nats",
+    "opentelemetry",
+    "opentelemetry*",
+    "tracing-opentelemetry",
+];
+
+fn forbidden(name: &str) -> bool {
+    FORBIDDEN.iter().any(|f| match f.strip_suffix('*') {
+        Some(prefix) => name.starts_with(prefix),
+        None => name == *f,
+    })
+}
+
+/// Every way a domain crate breaks the invariant, as `domain-x -> ... -> crate`
+/// lines. `metadata` is the JSON of `cargo metadata --format-version 1`.
+pub fn domain_violations(metadata: &Value) -> Result<Vec<String>> {
+    let root = metadata["workspace_root"].as_str().context("workspace_root")?;
+    let root = Path::new(root);
+    let packages = metadata["packages"].as_array().context("packages")?;
+    let by_id: HashMap<&str, &Value> = packages
+        .iter()
+        .filter_map(|p| Some((p["id"].as_str()?, p)))
+        .collect();
+    let under = |id: &str, dir: &str| {
+        by_id
+            .get(id)
+            .and_then(|p| p["manifest_path"].as_str())
+            .is_some_and(|m| Path::new(m).starts_with(root.join(dir)))
+    };
+    let name = |id: &str| by_id.get(id).and_then(|p| p["name"].as_str()).unwrap_or(id).to_owned();
+
+    let nodes = metadata["resolve"]["nodes"].as_array().context("resolve.nodes (run without --no-deps)")?;
+    let deps: HashMap<&str, Vec<&str>> = nodes
+        .iter()
+        .filter_map(|n| {
+            let id = n["id"].as_str()?;
+            let runtime_deps = n["deps"]
+                .as_array()?
+                .iter()
+                .filter(|d| {
+                    d["dep_kinds"]
+                        .as_array()
+                        .is_some_and(|kinds| kinds.iter().any(|k| k["kind"].as_str() != Some("dev")))
+                })
+                .filter_map(|d| d["pkg"].as_str())
+                .collect();
+            Some((id, runtime_deps))
+        })
+        .collect();
+
+    let members = metadata["workspace_members"].as_array().context("workspace_members")?;
+    let mut found = BTreeSet::new();
+    for member in members.iter().filter_map(Value::as_str).filter(|m| under(m, "domain")) {
+        // Breadth-first over runtime dependencies, remembering the path.
+        let mut seen = HashSet::from([member]);
+        let mut frontier = vec![(member, vec![name(member)])];
+        while let Some((id, path)) = frontier.pop() {
+            for dep in deps.get(id).into_iter().flatten() {
+                if !seen.insert(dep) {
+                    continue;
+                }
+                let mut path = path.clone();
+                path.push(name(dep));
+                let dep_name = name(dep);
+                let outward = ["adapters", "services"].iter().any(|dir| under(dep, dir)) || dep_name == "proto";
+                if forbidden(&dep_name) || outward {
+                    found.insert(path.join(" -> "));
+                } else {
+                    frontier.push((dep, path));
+                }
+            }
+        }
+    }
+    Ok(found.into_iter().collect())
+}
+
+/// Runs `cargo metadata` on this workspace and fails with every violation.
+pub fn tidy() -> Result<()> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml");
+    let output = std::process::Command::new(cargo)
+        .args(["metadata", "--format-version", "1", "--manifest-path"])
+        .arg(&manifest)
+        .output()
+        .context("running cargo metadata")?;
+    if !output.status.success() {
+        bail!("cargo metadata failed: {}", String::from_utf8_lossy(&output.stderr));
+    }
+    let metadata: Value = serde_json::from_slice(&output.stdout).context("parsing cargo metadata")?;
+    let violations = domain_violations(&metadata)?;
+    if violations.is_empty() {
+        Ok(())
+    } else {
+        bail!(
+            "domain crates must not depend on adapter, transport or runtime crates:\n  {}",
+            violations.join("\n  ")
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefixes_and_exact_names() {
+        assert!(forbidden("tokio"));
+        assert!(forbidden("tokio-util"));
+        assert!(forbidden("sea-orm-migration"));
+        assert!(forbidden("opentelemetry_sdk"));
+        assert!(!forbidden("time"));
+        assert!(!forbidden("thiserror"));
+        assert!(!forbidden("towel"));
+    }
+}
