@@ -50,7 +50,9 @@ fn forbidden(name: &str) -> bool {
 /// Every way a domain crate breaks the invariant, as `domain-x -> ... -> crate`
 /// lines. `metadata` is the JSON of `cargo metadata --format-version 1`.
 pub fn domain_violations(metadata: &Value) -> Result<Vec<String>> {
-    let root = metadata["workspace_root"].as_str().context("workspace_root")?;
+    let root = metadata["workspace_root"]
+        .as_str()
+        .context("workspace_root")?;
     let root = Path::new(root);
     let packages = metadata["packages"].as_array().context("packages")?;
     let by_id: HashMap<&str, &Value> = packages
@@ -63,9 +65,17 @@ pub fn domain_violations(metadata: &Value) -> Result<Vec<String>> {
             .and_then(|p| p["manifest_path"].as_str())
             .is_some_and(|m| Path::new(m).starts_with(root.join(dir)))
     };
-    let name = |id: &str| by_id.get(id).and_then(|p| p["name"].as_str()).unwrap_or(id).to_owned();
+    let name = |id: &str| {
+        by_id
+            .get(id)
+            .and_then(|p| p["name"].as_str())
+            .unwrap_or(id)
+            .to_owned()
+    };
 
-    let nodes = metadata["resolve"]["nodes"].as_array().context("resolve.nodes (run without --no-deps)")?;
+    let nodes = metadata["resolve"]["nodes"]
+        .as_array()
+        .context("resolve.nodes (run without --no-deps)")?;
     let deps: HashMap<&str, Vec<&str>> = nodes
         .iter()
         .filter_map(|n| {
@@ -74,9 +84,9 @@ pub fn domain_violations(metadata: &Value) -> Result<Vec<String>> {
                 .as_array()?
                 .iter()
                 .filter(|d| {
-                    d["dep_kinds"]
-                        .as_array()
-                        .is_some_and(|kinds| kinds.iter().any(|k| k["kind"].as_str() != Some("dev")))
+                    d["dep_kinds"].as_array().is_some_and(|kinds| {
+                        kinds.iter().any(|k| k["kind"].as_str() != Some("dev"))
+                    })
                 })
                 .filter_map(|d| d["pkg"].as_str())
                 .collect();
@@ -84,9 +94,15 @@ pub fn domain_violations(metadata: &Value) -> Result<Vec<String>> {
         })
         .collect();
 
-    let members = metadata["workspace_members"].as_array().context("workspace_members")?;
+    let members = metadata["workspace_members"]
+        .as_array()
+        .context("workspace_members")?;
     let mut found = BTreeSet::new();
-    for member in members.iter().filter_map(Value::as_str).filter(|m| under(m, "domain")) {
+    for member in members
+        .iter()
+        .filter_map(Value::as_str)
+        .filter(|m| under(m, "domain"))
+    {
         // Breadth-first over runtime dependencies, remembering the path.
         let mut seen = HashSet::from([member]);
         let mut frontier = vec![(member, vec![name(member)])];
@@ -98,7 +114,8 @@ pub fn domain_violations(metadata: &Value) -> Result<Vec<String>> {
                 let mut path = path.clone();
                 path.push(name(dep));
                 let dep_name = name(dep);
-                let outward = ["adapters", "services"].iter().any(|dir| under(dep, dir)) || dep_name == "proto";
+                let outward = ["adapters", "services"].iter().any(|dir| under(dep, dir))
+                    || dep_name == "proto";
                 if forbidden(&dep_name) || outward {
                     found.insert(path.join(" -> "));
                 } else {
@@ -120,9 +137,13 @@ pub fn tidy() -> Result<()> {
         .output()
         .context("running cargo metadata")?;
     if !output.status.success() {
-        bail!("cargo metadata failed: {}", String::from_utf8_lossy(&output.stderr));
+        bail!(
+            "cargo metadata failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
     }
-    let metadata: Value = serde_json::from_slice(&output.stdout).context("parsing cargo metadata")?;
+    let metadata: Value =
+        serde_json::from_slice(&output.stdout).context("parsing cargo metadata")?;
     let violations = domain_violations(&metadata)?;
     if violations.is_empty() {
         Ok(())

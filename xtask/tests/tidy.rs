@@ -1,6 +1,8 @@
 //! The architecture invariant holds for this workspace, and the check would
 //! catch it breaking.
 
+#![allow(clippy::expect_used, reason = "test helpers")]
+
 use serde_json::{Value, json};
 
 fn fixture() -> Value {
@@ -12,15 +14,19 @@ fn node_mut<'a>(metadata: &'a mut Value, name_prefix: &str) -> &'a mut Value {
         .as_array_mut()
         .expect("nodes")
         .iter_mut()
-        .find(|n| n["id"].as_str().is_some_and(|id| id.starts_with(name_prefix)))
+        .find(|n| {
+            n["id"]
+                .as_str()
+                .is_some_and(|id| id.starts_with(name_prefix))
+        })
         .expect("node")
 }
 
-fn add_dep(metadata: &mut Value, from: &str, to_id: &str, kind: Value) {
+fn add_dep(metadata: &mut Value, from: &str, to_id: &str, kind: &Value) {
     node_mut(metadata, from)["deps"]
         .as_array_mut()
         .expect("deps")
-        .push(json!({"name": "x", "pkg": to_id, "dep_kinds": [{"kind": kind, "target": null}]}));
+        .push(json!({"name": "x", "pkg": to_id, "dep_kinds": [{"kind": kind.clone(), "target": null}]}));
 }
 
 const TOKIO: &str = "tokio 1.54.0 (registry+https://github.com/rust-lang/crates.io-index)";
@@ -35,35 +41,47 @@ fn this_workspace_keeps_its_domain_pure() {
 
 #[test]
 fn a_clean_fixture_passes_and_dev_dependencies_are_allowed() {
-    assert_eq!(xtask::domain_violations(&fixture()).unwrap(), Vec::<String>::new());
+    assert_eq!(
+        xtask::domain_violations(&fixture()).unwrap(),
+        Vec::<String>::new()
+    );
 }
 
 #[test]
 fn adding_tokio_to_a_domain_crate_fails() {
     let mut m = fixture();
-    add_dep(&mut m, "domain-y", TOKIO, Value::Null);
+    add_dep(&mut m, "domain-y", TOKIO, &Value::Null);
     assert_eq!(xtask::domain_violations(&m).unwrap(), ["domain-y -> tokio"]);
 }
 
 #[test]
 fn adding_sea_orm_to_a_domain_crate_fails() {
     let mut m = fixture();
-    add_dep(&mut m, "domain-x", SEA_ORM, Value::Null);
-    assert_eq!(xtask::domain_violations(&m).unwrap(), ["domain-x -> sea-orm"]);
+    add_dep(&mut m, "domain-x", SEA_ORM, &Value::Null);
+    assert_eq!(
+        xtask::domain_violations(&m).unwrap(),
+        ["domain-x -> sea-orm"]
+    );
 }
 
 #[test]
 fn a_forbidden_crate_reached_transitively_fails() {
     let mut m = fixture();
-    add_dep(&mut m, "domain-x", HELPER, Value::Null);
-    assert_eq!(xtask::domain_violations(&m).unwrap(), ["domain-x -> helper -> tokio"]);
+    add_dep(&mut m, "domain-x", HELPER, &Value::Null);
+    assert_eq!(
+        xtask::domain_violations(&m).unwrap(),
+        ["domain-x -> helper -> tokio"]
+    );
 }
 
 #[test]
 fn depending_on_an_adapter_crate_fails() {
     let mut m = fixture();
-    add_dep(&mut m, "domain-y", ADAPTER, json!("build"));
-    assert_eq!(xtask::domain_violations(&m).unwrap(), ["domain-y -> adapters-db"]);
+    add_dep(&mut m, "domain-y", ADAPTER, &json!("build"));
+    assert_eq!(
+        xtask::domain_violations(&m).unwrap(),
+        ["domain-y -> adapters-db"]
+    );
 }
 
 #[test]
@@ -88,15 +106,20 @@ fn tokio_added_to_a_real_domain_crate_is_caught_too() {
         .as_array_mut()
         .expect("nodes")
         .iter_mut()
-        .find(|n| n["id"].as_str().is_some_and(|id| id.contains("/domain/reservation")))
+        .find(|n| {
+            n["id"]
+                .as_str()
+                .is_some_and(|id| id.contains("/domain/reservation"))
+        })
         .expect("domain-reservation node");
-    node["deps"]
-        .as_array_mut()
-        .expect("deps")
-        .push(json!({"name": "tokio", "pkg": tokio, "dep_kinds": [{"kind": null, "target": null}]}));
+    node["deps"].as_array_mut().expect("deps").push(
+        json!({"name": "tokio", "pkg": tokio, "dep_kinds": [{"kind": null, "target": null}]}),
+    );
     let violations = xtask::domain_violations(&m).unwrap();
     assert!(
-        violations.iter().any(|v| v.starts_with("domain-reservation -> tokio")),
+        violations
+            .iter()
+            .any(|v| v.starts_with("domain-reservation -> tokio")),
         "{violations:?}"
     );
 }

@@ -3,8 +3,9 @@
 //! Value types that every context uses and that validate on construction (parse,
 //! don't validate): ids, [`Money`], dates and time windows, customer ids, booth and
 //! model codes, vehicle plates, card numbers; the caller's [`Principal`] and its
-//! roles; the [`Clock`] and [`IdGenerator`] ports; the [`Recorded`] envelope of every
-//! domain event; and [`Violations`], the field-level errors an adapter turns into
+//! roles; the [`Clock`] and [`IdGenerator`] ports; the [`Recorded`] envelope of
+//! every domain event; the [`EventPublisher`] port the outbox relay publishes
+//! through; and [`Violations`], the field-level errors an adapter turns into
 //! `google.rpc.BadRequest`.
 //!
 //! Nothing here is async or knows about transport or storage.
@@ -18,6 +19,7 @@ mod money;
 mod plate;
 mod ports;
 mod principal;
+mod publish;
 mod store;
 mod violation;
 
@@ -33,6 +35,7 @@ pub use money::{Currency, InvalidMoney, Money};
 pub use plate::{InvalidPlate, VehiclePlate};
 pub use ports::{Clock, IdGenerator, SystemClock, UuidV7};
 pub use principal::{Principal, Role};
+pub use publish::{EventPublisher, OutgoingEvent, PublishError};
 pub use store::StoreError;
 pub use violation::{FieldViolation, Violations};
 
