@@ -1,1 +1,32 @@
-//! wip
+//! Persistence of every service through sea-orm, on SQLite (embedded) and
+//! PostgreSQL (production) from the same code, chosen by the database URL.
+//!
+//! - [`Db`]: the connection; on SQLite one writer connection (WAL, busy timeout,
+//!   created if missing) plus a read-only pool, so writes are serialized in the
+//!   process and readers never block them.
+//! - Each service's repositories implement its domain ports and write the events
+//!   of a change to the `outbox` table, and the causing event id to the `inbox`
+//!   table, in the same transaction as the change ([`outbox`]).
+//! - [`Relay`] publishes the outbox in order through an
+//!   [`EventPublisher`](domain_kernel::EventPublisher), marks rows sent only after
+//!   the publisher confirmed them, is woken on commit, and holds a lease so only
+//!   one relay per database publishes.
+//! - Database errors never cross a port: a unique violation becomes the domain's
+//!   duplicate error, anything else an opaque [`StoreError`](domain_kernel::StoreError).
+
+mod db;
+pub mod migrations;
+pub mod outbox;
+// mod relay;
+mod time_codec;
+
+pub mod parking;
+pub mod payment;
+pub mod rental;
+pub mod reservation;
+pub mod view;
+
+#[cfg(feature = "test-util")]
+pub mod testing;
+
+pub use db::{Backend, Db, store_err};

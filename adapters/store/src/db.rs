@@ -1,0 +1,146 @@
+use std::sync::Arc;
+use std::time::Duration;
+
+use domain_kernel::StoreError;
+use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
+use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbBackend, DbErr};
+use sea_orm_migration::MigratorTrait;
+use tokio::sync::Notify;
+
+/// Which database a URL points at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// A service's database: a writer and a reader connection pool (the same pool on
+/// PostgreSQL) and the commit signal that wakes the outbox relay.
+#[derive(Debug, Clone)]
+pub struct Db {
+    writer: DatabaseConnection,
+    reader: DatabaseConnection,
+    backend: Backend,
+    committed: Arc<Notify>,
+}
+
+/// Wraps a database error for a port. Unique violations are handled before this
+/// where the domain has a meaning for them.
+pub fn store_err(e: DbErr) -> StoreError {
+    StoreError::new(e)
+}
+
+impl Db {
+    /// Connects to `url` (`sqlite://path/to/file.db`, `sqlite::memory:`, or
+    /// `postgres://...`) and runs the migrations of `M`.
+    ///
+    /// SQLite is set up for service use: the file is created if missing, WAL
+    /// journal, `synchronous = NORMAL` (durable at checkpoints, safe with WAL),
+    /// a 5 s busy timeout, foreign keys on, one writer connection and a
+    /// read-only pool of four.
+    pub async fn connect<M: MigratorTrait>(url: &str) -> Result<Self, StoreError> {
+        let db = if url.starts_with("sqlite:") {
+            Self::sqlite(url).await?
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            let mut opts = ConnectOptions::new(url);
+            opts.max_connections(16)
+                .min_connections(1)
+                .connect_timeout(Duration::from_secs(5))
+                .acquire_timeout(Duration::from_secs(5))
+                .sqlx_logging(false);
+            let pool = Database::connect(opts).await.map_err(store_err)?;
+            Self {
+                writer: pool.clone(),
+                reader: pool,
+                backend: Backend::Postgres,
+                committed: Arc::default(),
+            }
+        } else {
+            return Err(StoreError::msg(format!(
+                "unsupported database URL scheme in {url:?}: use sqlite: or postgres:"
+            )));
+        };
+        M::up(&db.writer, None).await.map_err(store_err)?;
+        Ok(db)
+    }
+
+    async fn sqlite(url: &str) -> Result<Self, StoreError> {
+        let memory = url.contains(":memory:") || url.contains("mode=memory");
+        let options = |read_only: bool, max: u32| {
+            let mut opts = ConnectOptions::new(url);
+            opts.max_connections(max)
+                .min_connections(1)
+                .acquire_timeout(Duration::from_secs(10))
+                .sqlx_logging(false)
+                .map_sqlx_sqlite_opts(move |o| {
+                    let o = o
+                        .create_if_missing(!read_only)
+                        .busy_timeout(Duration::from_secs(5))
+                        .foreign_keys(true)
+                        .read_only(read_only);
+                    if memory {
+                        o
+                    } else {
+                        o.journal_mode(SqliteJournalMode::Wal)
+                            .synchronous(SqliteSynchronous::Normal)
+                    }
+                });
+            opts
+        };
+        let writer = Database::connect(options(false, 1))
+            .await
+            .map_err(store_err)?;
+        // An in-memory database exists only on its one connection.
+        let reader = if memory {
+            writer.clone()
+        } else {
+            Database::connect(options(true, 4))
+                .await
+                .map_err(store_err)?
+        };
+        Ok(Self {
+            writer,
+            reader,
+            backend: Backend::Sqlite,
+            committed: Arc::default(),
+        })
+    }
+
+    /// Where transactions and reads that must see them go.
+    pub fn writer(&self) -> &DatabaseConnection {
+        &self.writer
+    }
+
+    /// Where plain queries go.
+    pub fn reader(&self) -> &DatabaseConnection {
+        &self.reader
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    pub fn db_backend(&self) -> DbBackend {
+        match self.backend {
+            Backend::Sqlite => DbBackend::Sqlite,
+            Backend::Postgres => DbBackend::Postgres,
+        }
+    }
+
+    /// Tells the relay that outbox rows were committed.
+    pub fn notify_committed(&self) {
+        self.committed.notify_one();
+    }
+
+    /// Resolves after the next [`Self::notify_committed`] (or at once if one
+    /// happened since the last wait).
+    pub async fn committed(&self) {
+        self.committed.notified().await;
+    }
+
+    /// Closes both pools.
+    pub async fn close(self) {
+        let _ = self.reader.close().await;
+        let _ = self.writer.close().await;
+    }
+}

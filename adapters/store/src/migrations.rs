@@ -1,0 +1,89 @@
+//! One migrator per service database. Tables are created from the sea-orm
+//! entities (one schema definition, both backends); composite indexes the
+//! entity attributes cannot express are added by hand.
+
+use sea_orm::sea_query::{Index, IndexCreateStatement};
+use sea_orm::{EntityTrait, Schema};
+use sea_orm_migration::prelude::*;
+
+use crate::{outbox, reservation};
+
+async fn create<E: EntityTrait>(m: &SchemaManager<'_>, entity: E) -> Result<(), DbErr> {
+    let schema = Schema::new(m.get_database_backend());
+    m.create_table(
+        schema
+            .create_table_from_entity(entity)
+            .if_not_exists()
+            .to_owned(),
+    )
+    .await?;
+    for mut index in schema.create_index_from_entity(entity) {
+        m.create_index(index.if_not_exists().to_owned()).await?;
+    }
+    Ok(())
+}
+
+async fn index(m: &SchemaManager<'_>, mut index: IndexCreateStatement) -> Result<(), DbErr> {
+    m.create_index(index.if_not_exists().to_owned()).await
+}
+
+/// Tables every service database has.
+async fn common(m: &SchemaManager<'_>) -> Result<(), DbErr> {
+    create(m, outbox::message::Entity).await?;
+    create(m, outbox::inbox::Entity).await?;
+    create(m, outbox::lease::Entity).await
+}
+
+macro_rules! migrator {
+    ($(#[$doc:meta])* $migrator:ident, $migration:ident, $name:literal, |$m:ident| $body:block) => {
+        $(#[$doc])*
+        #[derive(Debug)]
+        pub struct $migrator;
+
+        impl MigratorTrait for $migrator {
+            fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+                vec![Box::new($migration)]
+            }
+        }
+
+        #[derive(Debug)]
+        struct $migration;
+
+        impl MigrationName for $migration {
+            fn name(&self) -> &str {
+                $name
+            }
+        }
+
+        #[allow(elided_lifetimes_in_paths, reason = "async_trait cannot name the lifetime")]
+        #[async_trait::async_trait]
+        impl MigrationTrait for $migration {
+            async fn up(&self, $m: &SchemaManager) -> Result<(), DbErr> {
+                common($m).await?;
+                let () = $body;
+                Ok(())
+            }
+        }
+    };
+}
+
+migrator!(
+    /// The reservation database: reservations, the catalog (offers, device
+    /// locations, stock, spaces), outbox, inbox.
+    ReservationMigrator,
+    ReservationInit,
+    "m0001_reservation_init",
+    |m| {
+        use reservation::entities::{device_location, device_offer, reservation as r, space, stock};
+        create(m, r::Entity).await?;
+        create(m, device_offer::Entity).await?;
+        create(m, device_location::Entity).await?;
+        create(m, stock::Entity).await?;
+        create(m, space::Entity).await?;
+        // Capacity checks read the holdings of one resource.
+        index(m, Index::create().name("ix_reservations_roaming").table(r::Entity).col(r::Column::PickupBooth).col(r::Column::DeviceModel).col(r::Column::Status).to_owned()).await?;
+        index(m, Index::create().name("ix_reservations_parking").table(r::Entity).col(r::Column::SpaceId).col(r::Column::Status).to_owned()).await?;
+        // The sweeper finds stale claims.
+        index(m, Index::create().name("ix_reservations_pending").table(r::Entity).col(r::Column::Status).col(r::Column::CreatedAt).to_owned()).await?;
+    }
+);

@@ -1,0 +1,524 @@
+//! The reservation database: [`ReservationStore`] implements
+//! [`ReservationRepository`] and [`Catalog`].
+
+pub mod entities;
+
+use adapters_codec::encode_reservation;
+use domain_kernel::{
+    BoothCode, CountryCode, CustomerId, DateRange, DeviceModel, EventId, Money, Recorded,
+    RequestId, ReservationId, Serial, SpaceId, StoreError, TimeWindow, Timestamp, VehiclePlate,
+};
+use domain_reservation::ports::{
+    Catalog, DeviceLocation, InsertError, ReservationRepository, SaveError,
+};
+use domain_reservation::pricing::{DeviceOffer, SpaceOffer};
+use domain_reservation::{
+    Details, ParkingDetails, RejectionReason, Reservation, ReservationData, ReservationEvent,
+    RoamingDetails, Status,
+};
+use sea_orm::sea_query::{Expr, ExprTrait, OnConflict};
+use sea_orm::{
+    ActiveValue::NotSet, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QuerySelect, Set,
+    SqlErr, TransactionTrait,
+};
+
+use self::entities::{device_location, device_offer, reservation as row, space, stock};
+use crate::db::{Db, store_err};
+use crate::outbox;
+use crate::time_codec::{date_from_text, date_text, from_micros, micros};
+
+const HOLDING: [Status; 5] = [
+    Status::PendingPayment,
+    Status::Reserved,
+    Status::RentalAccepted,
+    Status::InUse,
+    Status::Returned,
+];
+
+fn holding_names() -> impl Iterator<Item = &'static str> {
+    HOLDING.iter().map(|s| s.as_str())
+}
+
+/// Reservations, catalog, outbox and inbox of the reservation service.
+#[derive(Debug, Clone)]
+pub struct ReservationStore {
+    db: Db,
+}
+
+impl ReservationStore {
+    pub fn new(db: Db) -> Self {
+        Self { db }
+    }
+
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+
+    /// Every reservation (tests and tools).
+    pub async fn all(&self) -> Result<Vec<Reservation>, StoreError> {
+        row::Entity::find()
+            .all(self.db.reader())
+            .await
+            .map_err(store_err)?
+            .into_iter()
+            .map(from_row)
+            .collect()
+    }
+}
+
+fn corrupt(field: &str, e: impl std::fmt::Display) -> StoreError {
+    StoreError::msg(format!("stored reservation has an invalid {field}: {e}"))
+}
+
+fn to_row(r: &Reservation) -> row::ActiveModel {
+    let mut m = row::ActiveModel {
+        id: Set(r.id.to_string()),
+        customer_id: Set(r.customer_id.to_string()),
+        request_id: Set(r.request_id.to_string()),
+        request_key: Set(r.holds_request_id().then(|| r.request_id.to_string())),
+        kind: Set(match r.kind() {
+            domain_reservation::Kind::Roaming => "ROAMING".to_owned(),
+            domain_reservation::Kind::Parking => "PARKING".to_owned(),
+        }),
+        device_model: Set(None),
+        country: Set(None),
+        pickup_booth: Set(None),
+        return_booth: Set(None),
+        start_date: Set(None),
+        end_date: Set(None),
+        space_id: Set(None),
+        vehicle_plate: Set(None),
+        window_start: Set(None),
+        window_end: Set(None),
+        price_currency: Set(r.price.currency().to_string()),
+        price_minor: Set(r.price.minor_units()),
+        status: Set(r.status.as_str().to_owned()),
+        rejection: Set(r.rejection.map(|x| x.as_str().to_owned())),
+        cancel_reason: Set(r.cancel_reason.clone()),
+        created_at: Set(micros(r.created_at)),
+        updated_at: Set(micros(r.updated_at)),
+        version: Set(i64::try_from(r.version).unwrap_or(i64::MAX)),
+    };
+    match &r.details {
+        Details::Roaming(d) => {
+            m.device_model = Set(Some(d.device_model.to_string()));
+            m.country = Set(Some(d.country.to_string()));
+            m.pickup_booth = Set(Some(d.pickup_booth.to_string()));
+            m.return_booth = Set(Some(d.return_booth.to_string()));
+            m.start_date = Set(Some(date_text(d.dates.start())));
+            m.end_date = Set(Some(date_text(d.dates.end())));
+        }
+        Details::Parking(d) => {
+            m.space_id = Set(Some(d.space_id.to_string()));
+            m.vehicle_plate = Set(Some(d.vehicle_plate.to_string()));
+            m.window_start = Set(Some(micros(d.window.start())));
+            m.window_end = Set(Some(micros(d.window.end())));
+        }
+    }
+    m
+}
+
+fn required<T>(field: &str, v: Option<T>) -> Result<T, StoreError> {
+    v.ok_or_else(|| corrupt(field, "missing"))
+}
+
+fn from_row(m: row::Model) -> Result<Reservation, StoreError> {
+    let details = if m.kind == "ROAMING" {
+        let start = date_from_text(&required("start_date", m.start_date)?)?;
+        let end = date_from_text(&required("end_date", m.end_date)?)?;
+        Details::Roaming(RoamingDetails {
+            device_model: DeviceModel::parse(&required("device_model", m.device_model)?)
+                .map_err(|e| corrupt("device_model", e))?,
+            country: CountryCode::parse(&required("country", m.country)?)
+                .map_err(|e| corrupt("country", e))?,
+            pickup_booth: BoothCode::parse(&required("pickup_booth", m.pickup_booth)?)
+                .map_err(|e| corrupt("pickup_booth", e))?,
+            return_booth: BoothCode::parse(&required("return_booth", m.return_booth)?)
+                .map_err(|e| corrupt("return_booth", e))?,
+            dates: DateRange::new(start, end).map_err(|e| corrupt("dates", e))?,
+        })
+    } else {
+        let start = from_micros(required("window_start", m.window_start)?)?;
+        let end = from_micros(required("window_end", m.window_end)?)?;
+        Details::Parking(ParkingDetails {
+            space_id: SpaceId::parse(&required("space_id", m.space_id)?)
+                .map_err(|e| corrupt("space_id", e))?,
+            vehicle_plate: VehiclePlate::parse(&required("vehicle_plate", m.vehicle_plate)?)
+                .map_err(|e| corrupt("vehicle_plate", e))?,
+            window: TimeWindow::new(start, end).map_err(|e| corrupt("window", e))?,
+        })
+    };
+    Ok(Reservation::restore(ReservationData {
+        id: ReservationId::parse(&m.id).map_err(|e| corrupt("id", e))?,
+        customer_id: CustomerId::parse(&m.customer_id).map_err(|e| corrupt("customer_id", e))?,
+        request_id: RequestId::parse(&m.request_id).map_err(|e| corrupt("request_id", e))?,
+        details,
+        price: Money::parse(&m.price_currency, m.price_minor).map_err(|e| corrupt("price", e))?,
+        status: Status::parse(&m.status).ok_or_else(|| corrupt("status", &m.status))?,
+        rejection: m
+            .rejection
+            .map(|r| RejectionReason::parse(&r).ok_or_else(|| corrupt("rejection", r)))
+            .transpose()?,
+        cancel_reason: m.cancel_reason,
+        created_at: from_micros(m.created_at)?,
+        updated_at: from_micros(m.updated_at)?,
+        version: u64::try_from(m.version).map_err(|e| corrupt("version", e))?,
+    }))
+}
+
+/// Locks the resource row (PostgreSQL: `SELECT ... FOR UPDATE`; SQLite has one
+/// writer, so the transaction is already exclusive) and returns its units.
+async fn lock_units<C: ConnectionTrait>(txn: &C, details: &Details) -> Result<u32, StoreError> {
+    match details {
+        Details::Roaming(d) => {
+            let units = stock::Entity::find()
+                .filter(stock::Column::Booth.eq(d.pickup_booth.as_str()))
+                .filter(stock::Column::DeviceModel.eq(d.device_model.as_str()))
+                .lock_exclusive()
+                .one(txn)
+                .await
+                .map_err(store_err)?
+                .map_or(0, |s| s.units);
+            Ok(u32::try_from(units).unwrap_or(0))
+        }
+        Details::Parking(d) => {
+            let exists = space::Entity::find_by_id(d.space_id.to_string())
+                .lock_exclusive()
+                .one(txn)
+                .await
+                .map_err(store_err)?
+                .is_some();
+            Ok(u32::from(exists))
+        }
+    }
+}
+
+/// Holding reservations of the same resource that overlap `details`.
+async fn overlapping_holdings<C: ConnectionTrait>(
+    txn: &C,
+    details: &Details,
+) -> Result<Vec<Reservation>, StoreError> {
+    let query = row::Entity::find().filter(row::Column::Status.is_in(holding_names()));
+    let query = match details {
+        Details::Roaming(d) => query
+            .filter(row::Column::PickupBooth.eq(d.pickup_booth.as_str()))
+            .filter(row::Column::DeviceModel.eq(d.device_model.as_str()))
+            .filter(row::Column::StartDate.lte(date_text(d.dates.end())))
+            .filter(row::Column::EndDate.gte(date_text(d.dates.start()))),
+        Details::Parking(d) => query
+            .filter(row::Column::SpaceId.eq(d.space_id.as_str()))
+            .filter(row::Column::WindowStart.lt(micros(d.window.end())))
+            .filter(row::Column::WindowEnd.gt(micros(d.window.start()))),
+    };
+    query
+        .all(txn)
+        .await
+        .map_err(store_err)?
+        .into_iter()
+        .map(from_row)
+        .collect()
+}
+
+impl ReservationRepository for ReservationStore {
+    async fn insert_pending(&self, reservation: &Reservation) -> Result<(), InsertError> {
+        let txn = self.db.writer().begin().await.map_err(store_err)?;
+        let units = lock_units(&txn, &reservation.details).await?;
+        let holdings = overlapping_holdings(&txn, &reservation.details).await?;
+        if !domain_reservation::capacity::admits(
+            &reservation.details,
+            units,
+            holdings.iter().map(|r| &r.details),
+        ) {
+            return Err(InsertError::SoldOut);
+        }
+        match row::Entity::insert(to_row(reservation))
+            .exec_without_returning(&txn)
+            .await
+        {
+            Ok(_) => {}
+            Err(e) if matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => {
+                return Err(InsertError::DuplicateRequest);
+            }
+            Err(e) => return Err(store_err(e).into()),
+        }
+        txn.commit().await.map_err(store_err)?;
+        Ok(())
+    }
+
+    async fn save(
+        &self,
+        reservation: &mut Reservation,
+        events: &[Recorded<ReservationEvent>],
+        caused_by: Option<EventId>,
+    ) -> Result<(), SaveError> {
+        let txn = self.db.writer().begin().await.map_err(store_err)?;
+        if let Some(id) = caused_by
+            && !outbox::record_inbox(&txn, id).await?
+        {
+            return Err(SaveError::AlreadyHandled);
+        }
+        let expected = i64::try_from(reservation.version).unwrap_or(i64::MAX);
+        let mut next = reservation.clone();
+        next.bump_version();
+        let mut values = to_row(&next);
+        values.id = NotSet;
+        let updated = row::Entity::update_many()
+            .set(values)
+            .filter(row::Column::Id.eq(reservation.id.to_string()))
+            .filter(row::Column::Version.eq(expected))
+            .exec(&txn)
+            .await
+            .map_err(store_err)?;
+        if updated.rows_affected != 1 {
+            return Err(SaveError::Conflict);
+        }
+        let encoded: Vec<_> = events.iter().map(encode_reservation).collect();
+        outbox::append(&txn, &encoded).await?;
+        txn.commit().await.map_err(store_err)?;
+        *reservation = next;
+        self.db.notify_committed();
+        Ok(())
+    }
+
+    async fn get(&self, id: ReservationId) -> Result<Option<Reservation>, StoreError> {
+        row::Entity::find_by_id(id.to_string())
+            .one(self.db.reader())
+            .await
+            .map_err(store_err)?
+            .map(from_row)
+            .transpose()
+    }
+
+    async fn find_by_request(
+        &self,
+        customer: &CustomerId,
+        request_id: &RequestId,
+    ) -> Result<Option<Reservation>, StoreError> {
+        row::Entity::find()
+            .filter(row::Column::CustomerId.eq(customer.as_str()))
+            .filter(row::Column::RequestKey.eq(request_id.as_str()))
+            .one(self.db.reader())
+            .await
+            .map_err(store_err)?
+            .map(from_row)
+            .transpose()
+    }
+
+    async fn find_parking(
+        &self,
+        space: &SpaceId,
+        plate: &VehiclePlate,
+    ) -> Result<Vec<Reservation>, StoreError> {
+        row::Entity::find()
+            .filter(row::Column::SpaceId.eq(space.as_str()))
+            .filter(row::Column::VehiclePlate.eq(plate.as_str()))
+            .filter(row::Column::Status.is_in(holding_names()))
+            .all(self.db.reader())
+            .await
+            .map_err(store_err)?
+            .into_iter()
+            .map(from_row)
+            .collect()
+    }
+
+    async fn pending_before(&self, before: Timestamp) -> Result<Vec<Reservation>, StoreError> {
+        row::Entity::find()
+            .filter(row::Column::Status.eq(Status::PendingPayment.as_str()))
+            .filter(row::Column::CreatedAt.lt(micros(before)))
+            .all(self.db.reader())
+            .await
+            .map_err(store_err)?
+            .into_iter()
+            .map(from_row)
+            .collect()
+    }
+}
+
+fn offer_from_row(m: &device_offer::Model) -> Result<DeviceOffer, StoreError> {
+    Ok(DeviceOffer {
+        device_model: DeviceModel::parse(&m.device_model)
+            .map_err(|e| corrupt("device_model", e))?,
+        daily_rate: Money::parse(&m.daily_rate_currency, m.daily_rate_minor)
+            .map_err(|e| corrupt("daily_rate", e))?,
+        countries: m
+            .countries
+            .split(',')
+            .filter(|c| !c.is_empty())
+            .map(|c| CountryCode::parse(c).map_err(|e| corrupt("countries", e)))
+            .collect::<Result<_, _>>()?,
+    })
+}
+
+/// Adds `delta` units of `model` at `booth`, atomically.
+async fn adjust_stock<C: ConnectionTrait>(
+    txn: &C,
+    booth: &str,
+    model: &str,
+    delta: i64,
+) -> Result<(), StoreError> {
+    let row = stock::ActiveModel {
+        booth: Set(booth.to_owned()),
+        device_model: Set(model.to_owned()),
+        units: Set(0),
+    };
+    stock::Entity::insert(row)
+        .on_conflict(
+            OnConflict::columns([stock::Column::Booth, stock::Column::DeviceModel])
+                .do_nothing()
+                .to_owned(),
+        )
+        .exec_without_returning(txn)
+        .await
+        .map_err(store_err)?;
+    stock::Entity::update_many()
+        .col_expr(
+            stock::Column::Units,
+            Expr::col(stock::Column::Units).add(delta),
+        )
+        .filter(stock::Column::Booth.eq(booth))
+        .filter(stock::Column::DeviceModel.eq(model))
+        .exec(txn)
+        .await
+        .map_err(store_err)?;
+    Ok(())
+}
+
+impl Catalog for ReservationStore {
+    async fn device_offer(&self, model: &DeviceModel) -> Result<Option<DeviceOffer>, StoreError> {
+        device_offer::Entity::find_by_id(model.to_string())
+            .one(self.db.reader())
+            .await
+            .map_err(store_err)?
+            .as_ref()
+            .map(offer_from_row)
+            .transpose()
+    }
+
+    async fn space_offer(&self, space_id: &SpaceId) -> Result<Option<SpaceOffer>, StoreError> {
+        let Some(m) = space::Entity::find_by_id(space_id.to_string())
+            .one(self.db.reader())
+            .await
+            .map_err(store_err)?
+        else {
+            return Ok(None);
+        };
+        Ok(Some(SpaceOffer {
+            space_id: space_id.clone(),
+            hourly_rate: Money::parse(&m.hourly_rate_currency, m.hourly_rate_minor)
+                .map_err(|e| corrupt("hourly_rate", e))?,
+        }))
+    }
+
+    async fn booth_exists(&self, booth: &BoothCode) -> Result<bool, StoreError> {
+        Ok(device_location::Entity::find()
+            .filter(device_location::Column::Booth.eq(booth.as_str()))
+            .one(self.db.reader())
+            .await
+            .map_err(store_err)?
+            .is_some())
+    }
+
+    async fn put_device_offer(&self, offer: &DeviceOffer) -> Result<(), StoreError> {
+        let countries: Vec<&str> = offer.countries.iter().map(CountryCode::as_str).collect();
+        let row = device_offer::ActiveModel {
+            device_model: Set(offer.device_model.to_string()),
+            daily_rate_currency: Set(offer.daily_rate.currency().to_string()),
+            daily_rate_minor: Set(offer.daily_rate.minor_units()),
+            countries: Set(countries.join(",")),
+        };
+        device_offer::Entity::insert(row)
+            .on_conflict(
+                OnConflict::column(device_offer::Column::DeviceModel)
+                    .update_columns([
+                        device_offer::Column::DailyRateCurrency,
+                        device_offer::Column::DailyRateMinor,
+                        device_offer::Column::Countries,
+                    ])
+                    .to_owned(),
+            )
+            .exec_without_returning(self.db.writer())
+            .await
+            .map_err(store_err)?;
+        Ok(())
+    }
+
+    async fn locate_device(
+        &self,
+        serial: &Serial,
+        at: &DeviceLocation,
+        as_of: Timestamp,
+        caused_by: Option<EventId>,
+    ) -> Result<(), SaveError> {
+        let txn = self.db.writer().begin().await.map_err(store_err)?;
+        if let Some(id) = caused_by
+            && !outbox::record_inbox(&txn, id).await?
+        {
+            return Err(SaveError::AlreadyHandled);
+        }
+        let as_of = micros(as_of);
+        let known = device_location::Entity::find_by_id(serial.to_string())
+            .lock_exclusive()
+            .one(&txn)
+            .await
+            .map_err(store_err)?;
+        if known.as_ref().is_none_or(|k| k.as_of < as_of) {
+            if let Some(k) = &known {
+                adjust_stock(&txn, &k.booth, &k.device_model, -1).await?;
+            }
+            adjust_stock(&txn, at.booth.as_str(), at.device_model.as_str(), 1).await?;
+            let row = device_location::ActiveModel {
+                serial: Set(serial.to_string()),
+                device_model: Set(at.device_model.to_string()),
+                booth: Set(at.booth.to_string()),
+                as_of: Set(as_of),
+            };
+            device_location::Entity::insert(row)
+                .on_conflict(
+                    OnConflict::column(device_location::Column::Serial)
+                        .update_columns([
+                            device_location::Column::DeviceModel,
+                            device_location::Column::Booth,
+                            device_location::Column::AsOf,
+                        ])
+                        .to_owned(),
+                )
+                .exec_without_returning(&txn)
+                .await
+                .map_err(store_err)?;
+        }
+        txn.commit().await.map_err(store_err)?;
+        Ok(())
+    }
+
+    async fn put_space(
+        &self,
+        offer: &SpaceOffer,
+        caused_by: Option<EventId>,
+    ) -> Result<(), SaveError> {
+        let txn = self.db.writer().begin().await.map_err(store_err)?;
+        if let Some(id) = caused_by
+            && !outbox::record_inbox(&txn, id).await?
+        {
+            return Err(SaveError::AlreadyHandled);
+        }
+        let row = space::ActiveModel {
+            space_id: Set(offer.space_id.to_string()),
+            hourly_rate_currency: Set(offer.hourly_rate.currency().to_string()),
+            hourly_rate_minor: Set(offer.hourly_rate.minor_units()),
+        };
+        space::Entity::insert(row)
+            .on_conflict(
+                OnConflict::column(space::Column::SpaceId)
+                    .update_columns([
+                        space::Column::HourlyRateCurrency,
+                        space::Column::HourlyRateMinor,
+                    ])
+                    .to_owned(),
+            )
+            .exec_without_returning(&txn)
+            .await
+            .map_err(store_err)?;
+        txn.commit().await.map_err(store_err)?;
+        Ok(())
+    }
+}

@@ -1,0 +1,108 @@
+//! Fresh databases for tests: a SQLite file in a temporary directory, or a new
+//! database on the PostgreSQL server named by `ROAMING_TEST_POSTGRES` (default
+//! `postgres://postgres@127.0.0.1:5432/postgres`). Both are removed on drop.
+//!
+//! # Panics
+//!
+//! These helpers panic when the database cannot be made: a test that needs one
+//! must fail loudly, never skip.
+
+#![allow(
+    clippy::panic,
+    clippy::missing_panics_doc,
+    reason = "test helpers fail loudly"
+)]
+
+use std::path::PathBuf;
+
+use sea_orm::{ConnectionTrait, Database};
+
+/// Where the admin connection for test databases goes.
+pub fn postgres_admin_url() -> String {
+    std::env::var("ROAMING_TEST_POSTGRES")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+}
+
+/// A database that exists for one test.
+#[derive(Debug)]
+pub struct TestDatabase {
+    url: String,
+    cleanup: Cleanup,
+}
+
+#[derive(Debug)]
+enum Cleanup {
+    Dir(PathBuf),
+    Postgres { admin: String, name: String },
+}
+
+impl TestDatabase {
+    /// A new SQLite file (WAL and all, as in production).
+    pub fn sqlite() -> Self {
+        let dir = std::env::temp_dir().join(format!("roaming-test-{}", uuid::Uuid::now_v7()));
+        std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("creating {}: {e}", dir.display()));
+        let url = format!("sqlite://{}?mode=rwc", dir.join("test.db").display());
+        Self {
+            url,
+            cleanup: Cleanup::Dir(dir),
+        }
+    }
+
+    /// A new, empty PostgreSQL database. Panics when the server is unreachable:
+    /// a test that needs PostgreSQL must fail, not skip.
+    pub async fn postgres() -> Self {
+        let admin = postgres_admin_url();
+        let name = format!("roaming_test_{}", uuid::Uuid::now_v7().simple());
+        let conn = Database::connect(&admin)
+            .await
+            .unwrap_or_else(|e| panic!("PostgreSQL at {admin} is needed for this test: {e}"));
+        conn.execute_unprepared(&format!("CREATE DATABASE {name}"))
+            .await
+            .unwrap_or_else(|e| panic!("creating database {name}: {e}"));
+        let _ = conn.close().await;
+        let base = admin
+            .rsplit_once('/')
+            .map_or(admin.as_str(), |(base, _)| base);
+        Self {
+            url: format!("{base}/{name}"),
+            cleanup: Cleanup::Postgres { admin, name },
+        }
+    }
+
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        match &self.cleanup {
+            Cleanup::Dir(dir) => {
+                let _ = std::fs::remove_dir_all(dir);
+            }
+            Cleanup::Postgres { admin, name } => {
+                let (admin, name) = (admin.clone(), name.clone());
+                // Drop runs inside the test's runtime; use a thread with its own.
+                let _ = std::thread::spawn(move || {
+                    let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                    else {
+                        return;
+                    };
+                    rt.block_on(async {
+                        if let Ok(conn) = Database::connect(&admin).await {
+                            let _ = conn
+                                .execute_unprepared(&format!(
+                                    "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+                                ))
+                                .await;
+                            let _ = conn.close().await;
+                        }
+                    });
+                })
+                .join();
+            }
+        }
+    }
+}

@@ -1,0 +1,378 @@
+//! The reservation store against the domain's use cases, on SQLite and on the
+//! machine's PostgreSQL (a fresh database per test).
+
+#![allow(clippy::expect_used, clippy::unwrap_used, reason = "tests")]
+
+use std::sync::Arc;
+
+use adapters_store::Db;
+use adapters_store::migrations::ReservationMigrator;
+use adapters_store::outbox;
+use adapters_store::reservation::ReservationStore;
+use adapters_store::testing::TestDatabase;
+use domain_kernel::fakes::{FixedClock, SequentialIds};
+use domain_kernel::{
+    BoothCode, CardDetails, CountryCode, CustomerId, DateRange, DeviceModel, IdGenerator, Money,
+    Principal, Recorded, RequestId, Serial, SpaceId, TimeWindow, Timestamp, UuidV7, VehiclePlate,
+};
+use domain_reservation::fakes::{FakePayments, PaymentBehaviour};
+use domain_reservation::ports::{Catalog, ReservationRepository};
+use domain_reservation::pricing::DeviceOffer;
+use domain_reservation::{
+    CancelError, CatalogEvent, Details, HandleOutcome, ParkingDetails, ReservationService,
+    ReserveError, RoamingDetails, Status, Usage, UsageEvent,
+};
+use time::Duration;
+use time::macros::{date, datetime};
+
+const NOW: Timestamp = datetime!(2026-11-22 10:00 UTC);
+
+type Service = ReservationService<
+    ReservationStore,
+    ReservationStore,
+    FakePayments,
+    Arc<FixedClock>,
+    Arc<UuidV7>,
+>;
+
+struct World {
+    service: Arc<Service>,
+    store: ReservationStore,
+    payments: FakePayments,
+    ids: SequentialIds,
+    _db: TestDatabase,
+}
+
+/// A reservation service on a fresh database with `units` egg-lte at ICN-T1 and
+/// space P1-B1-001.
+async fn world(db: TestDatabase, units: usize) -> World {
+    let conn = Db::connect::<ReservationMigrator>(db.url())
+        .await
+        .expect("connect and migrate");
+    let store = ReservationStore::new(conn);
+    let payments = FakePayments::default();
+    let service = ReservationService::new(
+        store.clone(),
+        store.clone(),
+        payments.clone(),
+        Arc::new(FixedClock::at(NOW)),
+        Arc::new(UuidV7),
+    );
+    store
+        .put_device_offer(&DeviceOffer {
+            device_model: DeviceModel::parse("egg-lte").unwrap(),
+            daily_rate: Money::krw(5_000).unwrap(),
+            countries: vec![CountryCode::parse("JP").unwrap()],
+        })
+        .await
+        .unwrap();
+    let ids = SequentialIds::default();
+    for i in 0..units {
+        let e = CatalogEvent::DeviceRegistered {
+            serial: Serial::parse(&format!("E{i}")).unwrap(),
+            device_model: DeviceModel::parse("egg-lte").unwrap(),
+            booth: BoothCode::parse("ICN-T1").unwrap(),
+        };
+        service
+            .handle_catalog(&Recorded::new(UuidV7.event_id(), NOW, e))
+            .await
+            .unwrap();
+    }
+    // The return booth must exist too.
+    let e = CatalogEvent::DeviceRegistered {
+        serial: Serial::parse("P-GMP").unwrap(),
+        device_model: DeviceModel::parse("phone-5g").unwrap(),
+        booth: BoothCode::parse("GMP").unwrap(),
+    };
+    service
+        .handle_catalog(&Recorded::new(UuidV7.event_id(), NOW, e))
+        .await
+        .unwrap();
+    let e = CatalogEvent::SpaceRegistered {
+        space_id: SpaceId::parse("P1-B1-001").unwrap(),
+        hourly_rate: Money::krw(3_000).unwrap(),
+    };
+    service
+        .handle_catalog(&Recorded::new(UuidV7.event_id(), NOW, e))
+        .await
+        .unwrap();
+    World {
+        service: Arc::new(service),
+        store,
+        payments,
+        ids,
+        _db: db,
+    }
+}
+
+fn customer(n: usize) -> Principal {
+    Principal::customer(&CustomerId::parse(&format!("c{n}")).unwrap())
+}
+
+fn card() -> CardDetails {
+    CardDetails::parse("4111111111111111", 12, 2030, "A", "VISA", NOW.date()).unwrap()
+}
+
+fn roaming() -> Details {
+    Details::Roaming(RoamingDetails {
+        device_model: DeviceModel::parse("egg-lte").unwrap(),
+        country: CountryCode::parse("JP").unwrap(),
+        pickup_booth: BoothCode::parse("ICN-T1").unwrap(),
+        return_booth: BoothCode::parse("GMP").unwrap(),
+        dates: DateRange::new(date!(2026 - 12 - 01), date!(2026 - 12 - 03)).unwrap(),
+    })
+}
+
+fn parking(from_min: i64, to_min: i64) -> Details {
+    Details::Parking(ParkingDetails {
+        space_id: SpaceId::parse("P1-B1-001").unwrap(),
+        vehicle_plate: VehiclePlate::parse("12가3456").unwrap(),
+        window: TimeWindow::new(
+            NOW + Duration::minutes(from_min),
+            NOW + Duration::minutes(to_min),
+        )
+        .unwrap(),
+    })
+}
+
+async fn suite(db: TestDatabase) {
+    let w = world(db, 2).await;
+    let s = &w.service;
+    // Reserve, and the same request id again: one reservation, one payment.
+    let r = s
+        .reserve(
+            &customer(1),
+            RequestId::parse("a").unwrap(),
+            roaming(),
+            card(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (r.status, r.price),
+        (Status::Reserved, Money::krw(15_000).unwrap())
+    );
+    let again = s
+        .reserve(
+            &customer(1),
+            RequestId::parse("a").unwrap(),
+            roaming(),
+            card(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(again, r, "round trip through the database is lossless");
+    assert_eq!(w.payments.calls(), 1);
+    // Capacity 2: the third is sold out.
+    s.reserve(
+        &customer(2),
+        RequestId::parse("b").unwrap(),
+        roaming(),
+        card(),
+    )
+    .await
+    .unwrap();
+    assert!(matches!(
+        s.reserve(
+            &customer(3),
+            RequestId::parse("c").unwrap(),
+            roaming(),
+            card()
+        )
+        .await,
+        Err(ReserveError::SoldOut)
+    ));
+    // Payment unavailable releases the request id for a retry.
+    w.payments.set(PaymentBehaviour::Unavailable);
+    let p = parking(60, 180);
+    assert!(matches!(
+        s.reserve(
+            &customer(4),
+            RequestId::parse("p").unwrap(),
+            p.clone(),
+            card()
+        )
+        .await,
+        Err(ReserveError::PaymentUnavailable { .. })
+    ));
+    w.payments.set(PaymentBehaviour::Capture);
+    let parked = s
+        .reserve(&customer(4), RequestId::parse("p").unwrap(), p, card())
+        .await
+        .unwrap();
+    assert_eq!(parked.price, Money::krw(6_000).unwrap());
+    // Usage events apply once; the inbox stops a redelivery with the same id.
+    let event = Recorded::new(
+        w.ids.event_id(),
+        NOW,
+        UsageEvent {
+            reservation_id: r.id,
+            usage: Usage::RentalAccepted,
+        },
+    );
+    assert_eq!(
+        s.handle_usage(&event).await.unwrap(),
+        HandleOutcome::Applied
+    );
+    let replay = Recorded::new(
+        event.event_id,
+        NOW,
+        UsageEvent {
+            reservation_id: r.id,
+            usage: Usage::HandedOver,
+        },
+    );
+    assert_eq!(
+        s.handle_usage(&replay).await.unwrap(),
+        HandleOutcome::Duplicate
+    );
+    // Cancel before use; bob sees nothing of alice's.
+    assert!(matches!(
+        s.cancel(&customer(9), r.id, String::new()).await,
+        Err(CancelError::NotFound)
+    ));
+    assert_eq!(
+        s.cancel(&customer(1), r.id, "x".into())
+            .await
+            .unwrap()
+            .status,
+        Status::Canceled
+    );
+    // Parking verification reads the stored window.
+    let plate = VehiclePlate::parse("12가3456").unwrap();
+    let entry = s
+        .verify_parking_entry(
+            &Principal::service("parking"),
+            &SpaceId::parse("P1-B1-001").unwrap(),
+            &plate,
+            Some(NOW + Duration::minutes(50)),
+        )
+        .await
+        .unwrap();
+    assert_eq!(entry.map(|e| e.reservation_id), Some(parked.id));
+    // Every change wrote its events to the outbox, in order.
+    let pending = outbox::unsent(w.store.db().reader(), 100).await.unwrap();
+    let subjects: Vec<_> = pending.iter().map(|p| p.event.subject.as_str()).collect();
+    assert_eq!(
+        subjects
+            .iter()
+            .filter(|s| **s == "roaming.reservation.reserved")
+            .count(),
+        3
+    );
+    assert_eq!(
+        subjects
+            .iter()
+            .filter(|s| **s == "roaming.reservation.rejected")
+            .count(),
+        1
+    );
+    assert_eq!(subjects.last(), Some(&"roaming.reservation.status_changed"));
+    assert!(pending.windows(2).all(|w| w[0].seq < w[1].seq));
+    // A stale claim is swept.
+    let stale = w
+        .store
+        .pending_before(NOW + Duration::hours(1))
+        .await
+        .unwrap();
+    assert!(stale.is_empty());
+}
+
+/// 64 callers at once for a resource of capacity 3 (roaming) or 1 (parking).
+async fn race(db: TestDatabase) {
+    let w = world(db, 3).await;
+    let attempts = |details: Details, tag: &'static str| {
+        let handles: Vec<_> = (0..64)
+            .map(|i| {
+                let service = Arc::clone(&w.service);
+                let details = details.clone();
+                tokio::spawn(async move {
+                    service
+                        .reserve(
+                            &customer(i),
+                            RequestId::parse(&format!("{tag}{i}")).unwrap(),
+                            details,
+                            card(),
+                        )
+                        .await
+                })
+            })
+            .collect();
+        futures::future::join_all(handles)
+    };
+    let roaming_results = attempts(roaming(), "r").await;
+    let ok = roaming_results
+        .iter()
+        .filter(|r| matches!(r, Ok(Ok(_))))
+        .count();
+    let sold_out = roaming_results
+        .iter()
+        .filter(|r| matches!(r, Ok(Err(ReserveError::SoldOut))))
+        .count();
+    assert_eq!(
+        (ok, sold_out),
+        (3, 61),
+        "exactly the stock, the rest sold out"
+    );
+
+    // Overlapping windows: each starts 1 minute later, all overlap the first.
+    let handles: Vec<_> = (0..64)
+        .map(|i| {
+            let service = Arc::clone(&w.service);
+            tokio::spawn(async move {
+                service
+                    .reserve(
+                        &customer(i),
+                        RequestId::parse(&format!("p{i}")).unwrap(),
+                        parking(i64::try_from(i).unwrap(), 120),
+                        card(),
+                    )
+                    .await
+            })
+        })
+        .collect();
+    let parking_results = futures::future::join_all(handles).await;
+    let ok = parking_results
+        .iter()
+        .filter(|r| matches!(r, Ok(Ok(_))))
+        .count();
+    assert_eq!(ok, 1, "one reservation per space and window");
+
+    let holding = w
+        .store
+        .all()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.status.is_holding())
+        .count();
+    assert_eq!(holding, 4);
+}
+
+mod sqlite {
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn repository_suite() {
+        suite(TestDatabase::sqlite()).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn sixty_four_concurrent_reservations_never_overbook() {
+        race(TestDatabase::sqlite()).await;
+    }
+}
+
+mod postgres {
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn repository_suite() {
+        suite(TestDatabase::postgres().await).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn sixty_four_concurrent_reservations_never_overbook() {
+        race(TestDatabase::postgres().await).await;
+    }
+}
