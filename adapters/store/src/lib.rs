@@ -15,6 +15,7 @@
 //!   duplicate error, anything else an opaque [`StoreError`](domain_kernel::StoreError).
 
 mod db;
+mod details;
 pub mod migrations;
 pub mod outbox;
 // mod relay;

@@ -6,7 +6,7 @@ use sea_orm::sea_query::{Index, IndexCreateStatement};
 use sea_orm::{EntityTrait, Schema};
 use sea_orm_migration::prelude::*;
 
-use crate::{outbox, reservation};
+use crate::{outbox, parking, payment, rental, reservation, view};
 
 async fn create<E: EntityTrait>(m: &SchemaManager<'_>, entity: E) -> Result<(), DbErr> {
     let schema = Schema::new(m.get_database_backend());
@@ -85,5 +85,54 @@ migrator!(
         index(m, Index::create().name("ix_reservations_parking").table(r::Entity).col(r::Column::SpaceId).col(r::Column::Status).to_owned()).await?;
         // The sweeper finds stale claims.
         index(m, Index::create().name("ix_reservations_pending").table(r::Entity).col(r::Column::Status).col(r::Column::CreatedAt).to_owned()).await?;
+    }
+);
+
+migrator!(
+    /// The payment database.
+    PaymentMigrator,
+    PaymentInit,
+    "m0001_payment_init",
+    |m| {
+        create(m, payment::entities::payment::Entity).await?;
+    }
+);
+
+migrator!(
+    /// The rental database: devices and rentals.
+    RentalMigrator,
+    RentalInit,
+    "m0001_rental_init",
+    |m| {
+        use rental::entities::{device, rental as r};
+        create(m, device::Entity).await?;
+        create(m, r::Entity).await?;
+        index(m, Index::create().name("ix_devices_booth").table(device::Entity).col(device::Column::Booth).col(device::Column::DeviceModel).to_owned()).await?;
+    }
+);
+
+migrator!(
+    /// The parking database: spaces, sessions and the reservation replica.
+    ParkingMigrator,
+    ParkingInit,
+    "m0001_parking_init",
+    |m| {
+        use parking::entities::{replica, session, space};
+        create(m, space::Entity).await?;
+        create(m, session::Entity).await?;
+        create(m, replica::Entity).await?;
+        index(m, Index::create().name("ix_replica_lookup").table(replica::Entity).col(replica::Column::SpaceId).col(replica::Column::VehiclePlate).to_owned()).await?;
+    }
+);
+
+migrator!(
+    /// The view database: "my page" rows.
+    ViewMigrator,
+    ViewInit,
+    "m0001_view_init",
+    |m| {
+        use view::entities::view as v;
+        create(m, v::Entity).await?;
+        index(m, Index::create().name("ix_views_customer").table(v::Entity).col(v::Column::CustomerId).col(v::Column::CreatedAt).to_owned()).await?;
     }
 );

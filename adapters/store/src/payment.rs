@@ -1,1 +1,184 @@
-//! wip
+//! The payment database: [`PaymentStore`] implements [`PaymentRepository`].
+
+use adapters_codec::encode_payment;
+use domain_kernel::{EventId, Money, PaymentId, Recorded, ReservationId, StoreError};
+use domain_payment::ports::{InsertError, PaymentRepository, SaveError};
+use domain_payment::{DeclineReason, Payment, PaymentData, PaymentEvent, PaymentStatus};
+use sea_orm::ActiveValue::NotSet;
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, Set, SqlErr, TransactionTrait};
+
+use crate::db::{Db, store_err};
+use crate::outbox;
+use crate::time_codec::{from_micros, micros};
+
+pub mod entities {
+    //! Tables of the payment database.
+
+    pub mod payment {
+        use sea_orm::entity::prelude::*;
+
+        /// One payment per reservation: the reservation id is the key.
+        #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+        #[sea_orm(table_name = "payments")]
+        pub struct Model {
+            #[sea_orm(primary_key, auto_increment = false)]
+            pub reservation_id: String,
+            #[sea_orm(unique)]
+            pub payment_id: String,
+            pub amount_currency: String,
+            pub amount_minor: i64,
+            pub status: String,
+            pub decline_reason: Option<String>,
+            /// Never more of the card than this (DESIGN.md section 4).
+            pub card_last_four: Option<String>,
+            pub card_company: Option<String>,
+            pub reservation_closed: bool,
+            pub created_at: i64,
+            pub updated_at: i64,
+            pub version: i64,
+        }
+
+        #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+        pub enum Relation {}
+
+        impl ActiveModelBehavior for ActiveModel {}
+    }
+}
+
+use entities::payment as row;
+
+fn corrupt(field: &str, e: impl std::fmt::Display) -> StoreError {
+    StoreError::msg(format!("stored payment has an invalid {field}: {e}"))
+}
+
+fn to_row(p: &Payment) -> row::ActiveModel {
+    row::ActiveModel {
+        reservation_id: Set(p.reservation_id.to_string()),
+        payment_id: Set(p.id.to_string()),
+        amount_currency: Set(p.amount.currency().to_string()),
+        amount_minor: Set(p.amount.minor_units()),
+        status: Set(p.status.as_str().to_owned()),
+        decline_reason: Set(p.decline_reason.map(|r| r.as_str().to_owned())),
+        card_last_four: Set(p.card_last_four.clone()),
+        card_company: Set(p.card_company.clone()),
+        reservation_closed: Set(p.reservation_closed),
+        created_at: Set(micros(p.created_at)),
+        updated_at: Set(micros(p.updated_at)),
+        version: Set(i64::try_from(p.version).unwrap_or(i64::MAX)),
+    }
+}
+
+fn from_row(m: row::Model) -> Result<Payment, StoreError> {
+    Ok(Payment::restore(PaymentData {
+        id: PaymentId::parse(&m.payment_id).map_err(|e| corrupt("payment_id", e))?,
+        reservation_id: ReservationId::parse(&m.reservation_id)
+            .map_err(|e| corrupt("reservation_id", e))?,
+        amount: Money::parse(&m.amount_currency, m.amount_minor)
+            .map_err(|e| corrupt("amount", e))?,
+        status: PaymentStatus::parse(&m.status).ok_or_else(|| corrupt("status", &m.status))?,
+        decline_reason: m
+            .decline_reason
+            .map(|r| DeclineReason::parse(&r).ok_or_else(|| corrupt("decline_reason", r)))
+            .transpose()?,
+        card_last_four: m.card_last_four,
+        card_company: m.card_company,
+        reservation_closed: m.reservation_closed,
+        created_at: from_micros(m.created_at)?,
+        updated_at: from_micros(m.updated_at)?,
+        version: u64::try_from(m.version).map_err(|e| corrupt("version", e))?,
+    }))
+}
+
+/// Payments, outbox and inbox of the payment service.
+#[derive(Debug, Clone)]
+pub struct PaymentStore {
+    db: Db,
+}
+
+impl PaymentStore {
+    pub fn new(db: Db) -> Self {
+        Self { db }
+    }
+
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+}
+
+impl PaymentRepository for PaymentStore {
+    async fn get_by_reservation(
+        &self,
+        reservation_id: ReservationId,
+    ) -> Result<Option<Payment>, StoreError> {
+        row::Entity::find_by_id(reservation_id.to_string())
+            .one(self.db.reader())
+            .await
+            .map_err(store_err)?
+            .map(from_row)
+            .transpose()
+    }
+
+    async fn insert(
+        &self,
+        payment: &Payment,
+        events: &[Recorded<PaymentEvent>],
+        caused_by: Option<EventId>,
+    ) -> Result<(), InsertError> {
+        let txn = self.db.writer().begin().await.map_err(store_err)?;
+        if let Some(id) = caused_by
+            && !outbox::record_inbox(&txn, id).await?
+        {
+            return Err(InsertError::AlreadyHandled);
+        }
+        match row::Entity::insert(to_row(payment))
+            .exec_without_returning(&txn)
+            .await
+        {
+            Ok(_) => {}
+            Err(e) if matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => {
+                return Err(InsertError::Duplicate);
+            }
+            Err(e) => return Err(store_err(e).into()),
+        }
+        let encoded: Vec<_> = events.iter().map(encode_payment).collect();
+        outbox::append(&txn, &encoded).await?;
+        txn.commit().await.map_err(store_err)?;
+        self.db.notify_committed();
+        Ok(())
+    }
+
+    async fn save(
+        &self,
+        payment: &mut Payment,
+        events: &[Recorded<PaymentEvent>],
+        caused_by: Option<EventId>,
+    ) -> Result<(), SaveError> {
+        let txn = self.db.writer().begin().await.map_err(store_err)?;
+        if let Some(id) = caused_by
+            && !outbox::record_inbox(&txn, id).await?
+        {
+            return Err(SaveError::AlreadyHandled);
+        }
+        let expected = i64::try_from(payment.version).unwrap_or(i64::MAX);
+        let mut next = payment.clone();
+        next.bump_version();
+        let mut values = to_row(&next);
+        values.reservation_id = NotSet;
+        let updated = row::Entity::update_many()
+            .set(values)
+            .filter(row::Column::ReservationId.eq(payment.reservation_id.to_string()))
+            .filter(row::Column::Version.eq(expected))
+            .exec(&txn)
+            .await
+            .map_err(store_err)?;
+        if updated.rows_affected != 1 {
+            return Err(SaveError::Conflict);
+        }
+        let encoded: Vec<_> = events.iter().map(encode_payment).collect();
+        outbox::append(&txn, &encoded).await?;
+        txn.commit().await.map_err(store_err)?;
+        *payment = next;
+        self.db.notify_committed();
+        Ok(())
+    }
+}

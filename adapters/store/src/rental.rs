@@ -1,1 +1,345 @@
-//! wip
+//! The rental database: [`RentalStore`] implements [`RentalRepository`].
+
+use adapters_codec::encode_rental;
+use domain_kernel::{
+    BoothCode, CountryCode, CustomerId, DateRange, DeviceModel, EventId, Recorded, ReservationId,
+    Serial, StoreError,
+};
+use domain_rental::ports::{Changes, InsertError, RentalRepository, SaveError};
+use domain_rental::{
+    Device, DeviceData, DeviceStatus, Rental, RentalData, RentalEvent, RentalStatus,
+};
+use sea_orm::ActiveValue::NotSet;
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, Set, SqlErr,
+    TransactionTrait,
+};
+use time::Date;
+
+use crate::db::{Db, store_err};
+use crate::outbox;
+use crate::time_codec::{date_from_text, date_text, from_micros, micros};
+
+pub mod entities {
+    //! Tables of the rental database.
+
+    pub mod device {
+        use sea_orm::entity::prelude::*;
+
+        #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+        #[sea_orm(table_name = "devices")]
+        pub struct Model {
+            #[sea_orm(primary_key, auto_increment = false)]
+            pub serial: String,
+            pub device_model: String,
+            pub booth: String,
+            pub status: String,
+            pub version: i64,
+        }
+
+        #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+        pub enum Relation {}
+
+        impl ActiveModelBehavior for ActiveModel {}
+    }
+
+    pub mod rental {
+        use sea_orm::entity::prelude::*;
+
+        #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+        #[sea_orm(table_name = "rentals")]
+        pub struct Model {
+            #[sea_orm(primary_key, auto_increment = false)]
+            pub reservation_id: String,
+            pub customer_id: String,
+            pub device_model: String,
+            pub country: String,
+            #[sea_orm(indexed)]
+            pub pickup_booth: String,
+            #[sea_orm(indexed)]
+            pub return_booth: String,
+            pub start_date: String,
+            pub end_date: String,
+            pub status: String,
+            pub serial: Option<String>,
+            pub returned_at_booth: Option<String>,
+            pub created_at: i64,
+            pub updated_at: i64,
+            pub version: i64,
+        }
+
+        #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+        pub enum Relation {}
+
+        impl ActiveModelBehavior for ActiveModel {}
+    }
+}
+
+use entities::{device, rental};
+
+fn corrupt(field: &str, e: impl std::fmt::Display) -> StoreError {
+    StoreError::msg(format!("stored rental data has an invalid {field}: {e}"))
+}
+
+fn device_row(d: &Device) -> device::ActiveModel {
+    device::ActiveModel {
+        serial: Set(d.serial.to_string()),
+        device_model: Set(d.device_model.to_string()),
+        booth: Set(d.booth.to_string()),
+        status: Set(d.status.as_str().to_owned()),
+        version: Set(i64::try_from(d.version).unwrap_or(i64::MAX)),
+    }
+}
+
+fn device_from_row(m: device::Model) -> Result<Device, StoreError> {
+    Ok(Device::restore(DeviceData {
+        serial: Serial::parse(&m.serial).map_err(|e| corrupt("serial", e))?,
+        device_model: DeviceModel::parse(&m.device_model)
+            .map_err(|e| corrupt("device_model", e))?,
+        booth: BoothCode::parse(&m.booth).map_err(|e| corrupt("booth", e))?,
+        status: DeviceStatus::parse(&m.status).ok_or_else(|| corrupt("status", &m.status))?,
+        version: u64::try_from(m.version).map_err(|e| corrupt("version", e))?,
+    }))
+}
+
+fn rental_row(r: &Rental) -> rental::ActiveModel {
+    rental::ActiveModel {
+        reservation_id: Set(r.reservation_id.to_string()),
+        customer_id: Set(r.customer_id.to_string()),
+        device_model: Set(r.device_model.to_string()),
+        country: Set(r.country.to_string()),
+        pickup_booth: Set(r.pickup_booth.to_string()),
+        return_booth: Set(r.return_booth.to_string()),
+        start_date: Set(date_text(r.dates.start())),
+        end_date: Set(date_text(r.dates.end())),
+        status: Set(r.status.as_str().to_owned()),
+        serial: Set(r.serial.as_ref().map(ToString::to_string)),
+        returned_at_booth: Set(r.returned_at_booth.as_ref().map(ToString::to_string)),
+        created_at: Set(micros(r.created_at)),
+        updated_at: Set(micros(r.updated_at)),
+        version: Set(i64::try_from(r.version).unwrap_or(i64::MAX)),
+    }
+}
+
+fn rental_from_row(m: rental::Model) -> Result<Rental, StoreError> {
+    let dates = DateRange::new(date_from_text(&m.start_date)?, date_from_text(&m.end_date)?)
+        .map_err(|e| corrupt("dates", e))?;
+    Ok(Rental::restore(RentalData {
+        reservation_id: ReservationId::parse(&m.reservation_id)
+            .map_err(|e| corrupt("reservation_id", e))?,
+        customer_id: CustomerId::parse(&m.customer_id).map_err(|e| corrupt("customer_id", e))?,
+        device_model: DeviceModel::parse(&m.device_model)
+            .map_err(|e| corrupt("device_model", e))?,
+        country: CountryCode::parse(&m.country).map_err(|e| corrupt("country", e))?,
+        pickup_booth: BoothCode::parse(&m.pickup_booth).map_err(|e| corrupt("pickup_booth", e))?,
+        return_booth: BoothCode::parse(&m.return_booth).map_err(|e| corrupt("return_booth", e))?,
+        dates,
+        status: RentalStatus::parse(&m.status).ok_or_else(|| corrupt("status", &m.status))?,
+        serial: m
+            .serial
+            .map(|s| Serial::parse(&s).map_err(|e| corrupt("serial", e)))
+            .transpose()?,
+        returned_at_booth: m
+            .returned_at_booth
+            .map(|b| BoothCode::parse(&b).map_err(|e| corrupt("returned_at_booth", e)))
+            .transpose()?,
+        created_at: from_micros(m.created_at)?,
+        updated_at: from_micros(m.updated_at)?,
+        version: u64::try_from(m.version).map_err(|e| corrupt("version", e))?,
+    }))
+}
+
+/// Devices, rentals, outbox and inbox of the rental service.
+#[derive(Debug, Clone)]
+pub struct RentalStore {
+    db: Db,
+}
+
+impl RentalStore {
+    pub fn new(db: Db) -> Self {
+        Self { db }
+    }
+
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+}
+
+async fn insert_unique<C: ConnectionTrait, A: sea_orm::ActiveModelTrait>(
+    conn: &C,
+    row: A,
+) -> Result<(), InsertError>
+where
+    <A::Entity as EntityTrait>::Model: sea_orm::IntoActiveModel<A>,
+{
+    match <A::Entity as EntityTrait>::insert(row)
+        .exec_without_returning(conn)
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(e) if matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => {
+            Err(InsertError::Duplicate)
+        }
+        Err(e) => Err(store_err(e).into()),
+    }
+}
+
+impl RentalRepository for RentalStore {
+    async fn get_rental(
+        &self,
+        reservation_id: ReservationId,
+    ) -> Result<Option<Rental>, StoreError> {
+        rental::Entity::find_by_id(reservation_id.to_string())
+            .one(self.db.reader())
+            .await
+            .map_err(store_err)?
+            .map(rental_from_row)
+            .transpose()
+    }
+
+    async fn get_device(&self, serial: &Serial) -> Result<Option<Device>, StoreError> {
+        device::Entity::find_by_id(serial.to_string())
+            .one(self.db.reader())
+            .await
+            .map_err(store_err)?
+            .map(device_from_row)
+            .transpose()
+    }
+
+    async fn list_devices(
+        &self,
+        booth: Option<&BoothCode>,
+        model: Option<&DeviceModel>,
+    ) -> Result<Vec<Device>, StoreError> {
+        let mut q = device::Entity::find().order_by_asc(device::Column::Serial);
+        if let Some(b) = booth {
+            q = q.filter(device::Column::Booth.eq(b.as_str()));
+        }
+        if let Some(m) = model {
+            q = q.filter(device::Column::DeviceModel.eq(m.as_str()));
+        }
+        q.all(self.db.reader())
+            .await
+            .map_err(store_err)?
+            .into_iter()
+            .map(device_from_row)
+            .collect()
+    }
+
+    async fn list_booth_rentals(
+        &self,
+        booth: &BoothCode,
+        date: Option<Date>,
+    ) -> Result<Vec<Rental>, StoreError> {
+        let mut q = rental::Entity::find()
+            .filter(
+                sea_orm::Condition::any()
+                    .add(rental::Column::PickupBooth.eq(booth.as_str()))
+                    .add(rental::Column::ReturnBooth.eq(booth.as_str()))
+                    .add(rental::Column::ReturnedAtBooth.eq(booth.as_str())),
+            )
+            .order_by_asc(rental::Column::StartDate)
+            .order_by_asc(rental::Column::ReservationId);
+        if let Some(d) = date {
+            q = q
+                .filter(rental::Column::StartDate.lte(date_text(d)))
+                .filter(rental::Column::EndDate.gte(date_text(d)));
+        }
+        q.all(self.db.reader())
+            .await
+            .map_err(store_err)?
+            .into_iter()
+            .map(rental_from_row)
+            .collect()
+    }
+
+    async fn insert_device(
+        &self,
+        d: &Device,
+        events: &[Recorded<RentalEvent>],
+    ) -> Result<(), InsertError> {
+        let txn = self.db.writer().begin().await.map_err(store_err)?;
+        insert_unique(&txn, device_row(d)).await?;
+        let encoded: Vec<_> = events.iter().map(encode_rental).collect();
+        outbox::append(&txn, &encoded).await?;
+        txn.commit().await.map_err(store_err)?;
+        self.db.notify_committed();
+        Ok(())
+    }
+
+    async fn insert_rental(
+        &self,
+        r: &Rental,
+        events: &[Recorded<RentalEvent>],
+        caused_by: Option<EventId>,
+    ) -> Result<(), InsertError> {
+        let txn = self.db.writer().begin().await.map_err(store_err)?;
+        if let Some(id) = caused_by
+            && !outbox::record_inbox(&txn, id).await?
+        {
+            return Err(InsertError::AlreadyHandled);
+        }
+        insert_unique(&txn, rental_row(r)).await?;
+        let encoded: Vec<_> = events.iter().map(encode_rental).collect();
+        outbox::append(&txn, &encoded).await?;
+        txn.commit().await.map_err(store_err)?;
+        self.db.notify_committed();
+        Ok(())
+    }
+
+    async fn save(&self, changes: Changes<'_>) -> Result<(), SaveError> {
+        let txn = self.db.writer().begin().await.map_err(store_err)?;
+        if let Some(id) = changes.caused_by
+            && !outbox::record_inbox(&txn, id).await?
+        {
+            return Err(SaveError::AlreadyHandled);
+        }
+        let mut next_rental = None;
+        if let Some(r) = &changes.rental {
+            let mut next = (*r).clone();
+            next.bump_version();
+            let mut values = rental_row(&next);
+            values.reservation_id = NotSet;
+            let updated = rental::Entity::update_many()
+                .set(values)
+                .filter(rental::Column::ReservationId.eq(r.reservation_id.to_string()))
+                .filter(rental::Column::Version.eq(i64::try_from(r.version).unwrap_or(i64::MAX)))
+                .exec(&txn)
+                .await
+                .map_err(store_err)?;
+            if updated.rows_affected != 1 {
+                return Err(SaveError::Conflict);
+            }
+            next_rental = Some(next);
+        }
+        let mut next_device = None;
+        if let Some(d) = &changes.device {
+            let mut next = (*d).clone();
+            next.bump_version();
+            let mut values = device_row(&next);
+            values.serial = NotSet;
+            let updated = device::Entity::update_many()
+                .set(values)
+                .filter(device::Column::Serial.eq(d.serial.to_string()))
+                .filter(device::Column::Version.eq(i64::try_from(d.version).unwrap_or(i64::MAX)))
+                .exec(&txn)
+                .await
+                .map_err(store_err)?;
+            if updated.rows_affected != 1 {
+                return Err(SaveError::Conflict);
+            }
+            next_device = Some(next);
+        }
+        let encoded: Vec<_> = changes.events.iter().map(encode_rental).collect();
+        outbox::append(&txn, &encoded).await?;
+        txn.commit().await.map_err(store_err)?;
+        if let (Some(r), Some(next)) = (changes.rental, next_rental) {
+            *r = next;
+        }
+        if let (Some(d), Some(next)) = (changes.device, next_device) {
+            *d = next;
+        }
+        self.db.notify_committed();
+        Ok(())
+    }
+}

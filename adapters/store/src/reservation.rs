@@ -5,16 +5,15 @@ pub mod entities;
 
 use adapters_codec::encode_reservation;
 use domain_kernel::{
-    BoothCode, CountryCode, CustomerId, DateRange, DeviceModel, EventId, Money, Recorded,
-    RequestId, ReservationId, Serial, SpaceId, StoreError, TimeWindow, Timestamp, VehiclePlate,
+    BoothCode, CountryCode, CustomerId, DeviceModel, EventId, Money, Recorded, RequestId,
+    ReservationId, Serial, SpaceId, StoreError, Timestamp, VehiclePlate,
 };
 use domain_reservation::ports::{
     Catalog, DeviceLocation, InsertError, ReservationRepository, SaveError,
 };
 use domain_reservation::pricing::{DeviceOffer, SpaceOffer};
 use domain_reservation::{
-    Details, ParkingDetails, RejectionReason, Reservation, ReservationData, ReservationEvent,
-    RoamingDetails, Status,
+    Details, RejectionReason, Reservation, ReservationData, ReservationEvent, Status,
 };
 use sea_orm::sea_query::{Expr, ExprTrait, OnConflict};
 use sea_orm::{
@@ -24,8 +23,9 @@ use sea_orm::{
 
 use self::entities::{device_location, device_offer, reservation as row, space, stock};
 use crate::db::{Db, store_err};
+use crate::details::DetailsColumns;
 use crate::outbox;
-use crate::time_codec::{date_from_text, date_text, from_micros, micros};
+use crate::time_codec::{date_text, from_micros, micros};
 
 const HOLDING: [Status; 5] = [
     Status::PendingPayment,
@@ -71,25 +71,23 @@ fn corrupt(field: &str, e: impl std::fmt::Display) -> StoreError {
 }
 
 fn to_row(r: &Reservation) -> row::ActiveModel {
-    let mut m = row::ActiveModel {
+    let c = DetailsColumns::of(&r.details);
+    row::ActiveModel {
         id: Set(r.id.to_string()),
         customer_id: Set(r.customer_id.to_string()),
         request_id: Set(r.request_id.to_string()),
         request_key: Set(r.holds_request_id().then(|| r.request_id.to_string())),
-        kind: Set(match r.kind() {
-            domain_reservation::Kind::Roaming => "ROAMING".to_owned(),
-            domain_reservation::Kind::Parking => "PARKING".to_owned(),
-        }),
-        device_model: Set(None),
-        country: Set(None),
-        pickup_booth: Set(None),
-        return_booth: Set(None),
-        start_date: Set(None),
-        end_date: Set(None),
-        space_id: Set(None),
-        vehicle_plate: Set(None),
-        window_start: Set(None),
-        window_end: Set(None),
+        kind: Set(c.kind),
+        device_model: Set(c.device_model),
+        country: Set(c.country),
+        pickup_booth: Set(c.pickup_booth),
+        return_booth: Set(c.return_booth),
+        start_date: Set(c.start_date),
+        end_date: Set(c.end_date),
+        space_id: Set(c.space_id),
+        vehicle_plate: Set(c.vehicle_plate),
+        window_start: Set(c.window_start),
+        window_end: Set(c.window_end),
         price_currency: Set(r.price.currency().to_string()),
         price_minor: Set(r.price.minor_units()),
         status: Set(r.status.as_str().to_owned()),
@@ -98,56 +96,24 @@ fn to_row(r: &Reservation) -> row::ActiveModel {
         created_at: Set(micros(r.created_at)),
         updated_at: Set(micros(r.updated_at)),
         version: Set(i64::try_from(r.version).unwrap_or(i64::MAX)),
-    };
-    match &r.details {
-        Details::Roaming(d) => {
-            m.device_model = Set(Some(d.device_model.to_string()));
-            m.country = Set(Some(d.country.to_string()));
-            m.pickup_booth = Set(Some(d.pickup_booth.to_string()));
-            m.return_booth = Set(Some(d.return_booth.to_string()));
-            m.start_date = Set(Some(date_text(d.dates.start())));
-            m.end_date = Set(Some(date_text(d.dates.end())));
-        }
-        Details::Parking(d) => {
-            m.space_id = Set(Some(d.space_id.to_string()));
-            m.vehicle_plate = Set(Some(d.vehicle_plate.to_string()));
-            m.window_start = Set(Some(micros(d.window.start())));
-            m.window_end = Set(Some(micros(d.window.end())));
-        }
     }
-    m
-}
-
-fn required<T>(field: &str, v: Option<T>) -> Result<T, StoreError> {
-    v.ok_or_else(|| corrupt(field, "missing"))
 }
 
 fn from_row(m: row::Model) -> Result<Reservation, StoreError> {
-    let details = if m.kind == "ROAMING" {
-        let start = date_from_text(&required("start_date", m.start_date)?)?;
-        let end = date_from_text(&required("end_date", m.end_date)?)?;
-        Details::Roaming(RoamingDetails {
-            device_model: DeviceModel::parse(&required("device_model", m.device_model)?)
-                .map_err(|e| corrupt("device_model", e))?,
-            country: CountryCode::parse(&required("country", m.country)?)
-                .map_err(|e| corrupt("country", e))?,
-            pickup_booth: BoothCode::parse(&required("pickup_booth", m.pickup_booth)?)
-                .map_err(|e| corrupt("pickup_booth", e))?,
-            return_booth: BoothCode::parse(&required("return_booth", m.return_booth)?)
-                .map_err(|e| corrupt("return_booth", e))?,
-            dates: DateRange::new(start, end).map_err(|e| corrupt("dates", e))?,
-        })
-    } else {
-        let start = from_micros(required("window_start", m.window_start)?)?;
-        let end = from_micros(required("window_end", m.window_end)?)?;
-        Details::Parking(ParkingDetails {
-            space_id: SpaceId::parse(&required("space_id", m.space_id)?)
-                .map_err(|e| corrupt("space_id", e))?,
-            vehicle_plate: VehiclePlate::parse(&required("vehicle_plate", m.vehicle_plate)?)
-                .map_err(|e| corrupt("vehicle_plate", e))?,
-            window: TimeWindow::new(start, end).map_err(|e| corrupt("window", e))?,
-        })
-    };
+    let details = DetailsColumns {
+        kind: m.kind,
+        device_model: m.device_model,
+        country: m.country,
+        pickup_booth: m.pickup_booth,
+        return_booth: m.return_booth,
+        start_date: m.start_date,
+        end_date: m.end_date,
+        space_id: m.space_id,
+        vehicle_plate: m.vehicle_plate,
+        window_start: m.window_start,
+        window_end: m.window_end,
+    }
+    .details()?;
     Ok(Reservation::restore(ReservationData {
         id: ReservationId::parse(&m.id).map_err(|e| corrupt("id", e))?,
         customer_id: CustomerId::parse(&m.customer_id).map_err(|e| corrupt("customer_id", e))?,

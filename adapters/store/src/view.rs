@@ -1,1 +1,380 @@
-//! wip
+//! The view database: "my page" rows folded from events, and a broadcast of every
+//! change for `WatchReservation`.
+
+use domain_kernel::{
+    BoothCode, CustomerId, Money, Recorded, ReservationId, Serial, SpaceId, StoreError,
+};
+use domain_parking::SessionStatus;
+use domain_payment::PaymentStatus;
+use domain_rental::RentalStatus;
+use domain_reservation::Status;
+use domain_view::{ReservationView, StatusChange, ViewEvent};
+use sea_orm::ActiveValue::NotSet;
+use sea_orm::{
+    ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set, TransactionTrait,
+};
+use time::{Date, Duration};
+use tokio::sync::broadcast;
+
+use crate::db::{Db, store_err};
+use crate::details::DetailsColumns;
+use crate::outbox;
+use crate::time_codec::{date_text, from_micros, micros};
+
+pub mod entities {
+    //! Tables of the view database.
+
+    pub mod view {
+        use sea_orm::entity::prelude::*;
+
+        #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+        #[sea_orm(table_name = "reservation_views")]
+        pub struct Model {
+            #[sea_orm(primary_key, auto_increment = false)]
+            pub reservation_id: String,
+            pub customer_id: Option<String>,
+            pub status: String,
+            pub price_currency: Option<String>,
+            pub price_minor: Option<i64>,
+            pub kind: Option<String>,
+            pub device_model: Option<String>,
+            pub country: Option<String>,
+            #[sea_orm(indexed)]
+            pub pickup_booth: Option<String>,
+            #[sea_orm(indexed)]
+            pub return_booth: Option<String>,
+            pub start_date: Option<String>,
+            pub end_date: Option<String>,
+            #[sea_orm(indexed)]
+            pub space_id: Option<String>,
+            pub vehicle_plate: Option<String>,
+            pub window_start: Option<i64>,
+            pub window_end: Option<i64>,
+            pub payment_status: Option<String>,
+            pub rental_status: Option<String>,
+            pub session_status: Option<String>,
+            pub device_serial: Option<String>,
+            /// JSON array of `[status, micros]`.
+            pub history: String,
+            pub created_at: i64,
+            pub updated_at: i64,
+            pub version: i64,
+        }
+
+        #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+        pub enum Relation {}
+
+        impl ActiveModelBehavior for ActiveModel {}
+    }
+}
+
+use entities::view as row;
+
+const CONFLICT_RETRIES: usize = 10;
+
+fn corrupt(field: &str, e: impl std::fmt::Display) -> StoreError {
+    StoreError::msg(format!("stored view has an invalid {field}: {e}"))
+}
+
+fn to_row(v: &ReservationView, created_at: i64) -> row::ActiveModel {
+    let c = v
+        .details
+        .as_ref()
+        .map(DetailsColumns::of)
+        .unwrap_or_default();
+    let history: Vec<(String, i64)> = v
+        .history
+        .iter()
+        .map(|h| (h.status.as_str().to_owned(), micros(h.at)))
+        .collect();
+    row::ActiveModel {
+        reservation_id: Set(v.reservation_id.to_string()),
+        customer_id: Set(v.customer_id.as_ref().map(ToString::to_string)),
+        status: Set(v.status.as_str().to_owned()),
+        price_currency: Set(v.price.map(|p| p.currency().to_string())),
+        price_minor: Set(v.price.map(|p| p.minor_units())),
+        kind: Set(v.details.is_some().then_some(c.kind)),
+        device_model: Set(c.device_model),
+        country: Set(c.country),
+        pickup_booth: Set(c.pickup_booth),
+        return_booth: Set(c.return_booth),
+        start_date: Set(c.start_date),
+        end_date: Set(c.end_date),
+        space_id: Set(c.space_id),
+        vehicle_plate: Set(c.vehicle_plate),
+        window_start: Set(c.window_start),
+        window_end: Set(c.window_end),
+        payment_status: Set(v.payment_status.map(|s| s.as_str().to_owned())),
+        rental_status: Set(v.rental_status.map(|s| s.as_str().to_owned())),
+        session_status: Set(v.session_status.map(|s| s.as_str().to_owned())),
+        device_serial: Set(v.device_serial.as_ref().map(ToString::to_string)),
+        history: Set(serde_json::to_string(&history).unwrap_or_else(|_| "[]".to_owned())),
+        created_at: Set(created_at),
+        updated_at: Set(micros(v.updated_at)),
+        version: Set(i64::try_from(v.version).unwrap_or(i64::MAX)),
+    }
+}
+
+fn from_row(m: row::Model) -> Result<ReservationView, StoreError> {
+    let history: Vec<(String, i64)> =
+        serde_json::from_str(&m.history).map_err(|e| corrupt("history", e))?;
+    let details = match m.kind {
+        Some(kind) => Some(
+            DetailsColumns {
+                kind,
+                device_model: m.device_model,
+                country: m.country,
+                pickup_booth: m.pickup_booth,
+                return_booth: m.return_booth,
+                start_date: m.start_date,
+                end_date: m.end_date,
+                space_id: m.space_id,
+                vehicle_plate: m.vehicle_plate,
+                window_start: m.window_start,
+                window_end: m.window_end,
+            }
+            .details()?,
+        ),
+        None => None,
+    };
+    let price = match (m.price_currency, m.price_minor) {
+        (Some(c), Some(n)) => Some(Money::parse(&c, n).map_err(|e| corrupt("price", e))?),
+        _ => None,
+    };
+    Ok(ReservationView {
+        reservation_id: ReservationId::parse(&m.reservation_id)
+            .map_err(|e| corrupt("reservation_id", e))?,
+        customer_id: m
+            .customer_id
+            .map(|c| CustomerId::parse(&c).map_err(|e| corrupt("customer_id", e)))
+            .transpose()?,
+        status: Status::parse(&m.status).ok_or_else(|| corrupt("status", &m.status))?,
+        price,
+        details,
+        payment_status: m
+            .payment_status
+            .map(|s| PaymentStatus::parse(&s).ok_or_else(|| corrupt("payment_status", s)))
+            .transpose()?,
+        rental_status: m
+            .rental_status
+            .map(|s| RentalStatus::parse(&s).ok_or_else(|| corrupt("rental_status", s)))
+            .transpose()?,
+        session_status: m
+            .session_status
+            .map(|s| SessionStatus::parse(&s).ok_or_else(|| corrupt("session_status", s)))
+            .transpose()?,
+        device_serial: m
+            .device_serial
+            .map(|s| Serial::parse(&s).map_err(|e| corrupt("device_serial", e)))
+            .transpose()?,
+        history: history
+            .into_iter()
+            .map(|(s, at)| {
+                Ok(StatusChange {
+                    status: Status::parse(&s).ok_or_else(|| corrupt("history", &s))?,
+                    at: from_micros(at)?,
+                })
+            })
+            .collect::<Result<_, StoreError>>()?,
+        updated_at: from_micros(m.updated_at)?,
+        version: u64::try_from(m.version).map_err(|e| corrupt("version", e))?,
+    })
+}
+
+/// What applying one event did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Applied {
+    /// The view changed; this is it now.
+    Changed(Box<ReservationView>),
+    /// Stale or repeated content: nothing to change.
+    Unchanged,
+    /// The event id was already in the inbox.
+    Duplicate,
+}
+
+/// "My page" rows, outbox-less (the view publishes nothing), with an inbox.
+#[derive(Debug, Clone)]
+pub struct ViewStore {
+    db: Db,
+    changes: broadcast::Sender<ReservationView>,
+}
+
+impl ViewStore {
+    pub fn new(db: Db) -> Self {
+        let (changes, _) = broadcast::channel(1024);
+        Self { db, changes }
+    }
+
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+
+    /// Every committed change, as it happens. A receiver that lags sees
+    /// `RecvError::Lagged` and should re-read the view.
+    pub fn subscribe(&self) -> broadcast::Receiver<ReservationView> {
+        self.changes.subscribe()
+    }
+
+    /// Folds one event into its reservation's view, with the inbox entry in the
+    /// same transaction.
+    pub async fn apply(&self, event: &Recorded<ViewEvent>) -> Result<Applied, StoreError> {
+        for _ in 0..CONFLICT_RETRIES {
+            let txn = self.db.writer().begin().await.map_err(store_err)?;
+            if !outbox::record_inbox(&txn, event.event_id).await? {
+                return Ok(Applied::Duplicate);
+            }
+            let stored = row::Entity::find_by_id(event.event.reservation_id.to_string())
+                .one(&txn)
+                .await
+                .map_err(store_err)?;
+            let created_at = stored
+                .as_ref()
+                .map_or_else(|| micros(event.occurred_at), |s| s.created_at);
+            let current = stored.map(from_row).transpose()?;
+            let Some(next) = domain_view::apply(current.as_ref(), event) else {
+                txn.commit().await.map_err(store_err)?;
+                return Ok(Applied::Unchanged);
+            };
+            let written = match &current {
+                None => {
+                    let inserted = row::Entity::insert(to_row(&next, created_at))
+                        .on_conflict(
+                            sea_orm::sea_query::OnConflict::column(row::Column::ReservationId)
+                                .do_nothing()
+                                .to_owned(),
+                        )
+                        .exec_without_returning(&txn)
+                        .await
+                        .map_err(store_err)?;
+                    inserted == 1
+                }
+                Some(cur) => {
+                    let mut values = to_row(&next, created_at);
+                    values.reservation_id = NotSet;
+                    let updated = row::Entity::update_many()
+                        .set(values)
+                        .filter(row::Column::ReservationId.eq(next.reservation_id.to_string()))
+                        .filter(
+                            row::Column::Version.eq(i64::try_from(cur.version).unwrap_or(i64::MAX)),
+                        )
+                        .exec(&txn)
+                        .await
+                        .map_err(store_err)?;
+                    updated.rows_affected == 1
+                }
+            };
+            if !written {
+                // A concurrent consumer changed the row: roll back (inbox too), retry.
+                txn.rollback().await.map_err(store_err)?;
+                continue;
+            }
+            txn.commit().await.map_err(store_err)?;
+            // Nobody listening is fine.
+            let _ = self.changes.send(next.clone());
+            return Ok(Applied::Changed(Box::new(next)));
+        }
+        Err(StoreError::msg("too many concurrent changes to one view"))
+    }
+
+    pub async fn get(&self, id: ReservationId) -> Result<Option<ReservationView>, StoreError> {
+        row::Entity::find_by_id(id.to_string())
+            .one(self.db.reader())
+            .await
+            .map_err(store_err)?
+            .map(from_row)
+            .transpose()
+    }
+
+    /// A customer's views, newest first, `limit` at a time, starting after the
+    /// `(created_at, reservation_id)` cursor of the previous page.
+    pub async fn list_for_customer(
+        &self,
+        customer: &CustomerId,
+        limit: u64,
+        after: Option<(i64, ReservationId)>,
+    ) -> Result<Vec<(i64, ReservationView)>, StoreError> {
+        let mut q = row::Entity::find()
+            .filter(row::Column::CustomerId.eq(customer.as_str()))
+            .order_by_desc(row::Column::CreatedAt)
+            .order_by_desc(row::Column::ReservationId)
+            .limit(limit);
+        if let Some((created, id)) = after {
+            q = q.filter(
+                sea_orm::Condition::any()
+                    .add(row::Column::CreatedAt.lt(created))
+                    .add(
+                        sea_orm::Condition::all()
+                            .add(row::Column::CreatedAt.eq(created))
+                            .add(row::Column::ReservationId.lt(id.to_string())),
+                    ),
+            );
+        }
+        q.all(self.db.reader())
+            .await
+            .map_err(store_err)?
+            .into_iter()
+            .map(|m| {
+                let created = m.created_at;
+                from_row(m).map(|v| (created, v))
+            })
+            .collect()
+    }
+
+    /// Reservations of a space whose window touches `date` (UTC).
+    pub async fn space_schedule(
+        &self,
+        space: &SpaceId,
+        date: Date,
+    ) -> Result<Vec<ReservationView>, StoreError> {
+        let day_start = micros(date.midnight().assume_utc());
+        let day_end = micros(date.midnight().assume_utc() + Duration::days(1));
+        let views: Vec<_> = row::Entity::find()
+            .filter(row::Column::SpaceId.eq(space.as_str()))
+            .filter(row::Column::WindowStart.lt(day_end))
+            .filter(row::Column::WindowEnd.gt(day_start))
+            .all(self.db.reader())
+            .await
+            .map_err(store_err)?
+            .into_iter()
+            .map(from_row)
+            .collect::<Result<_, _>>()?;
+        Ok(domain_view::space_schedule(&views, space, date)
+            .into_iter()
+            .cloned()
+            .collect())
+    }
+
+    /// Pickups at and returns to a booth on `date`.
+    pub async fn booth_schedule(
+        &self,
+        booth: &BoothCode,
+        date: Date,
+    ) -> Result<(Vec<ReservationView>, Vec<ReservationView>), StoreError> {
+        let day = date_text(date);
+        let views: Vec<_> = row::Entity::find()
+            .filter(
+                sea_orm::Condition::any()
+                    .add(
+                        sea_orm::Condition::all()
+                            .add(row::Column::PickupBooth.eq(booth.as_str()))
+                            .add(row::Column::StartDate.eq(day.clone())),
+                    )
+                    .add(
+                        sea_orm::Condition::all()
+                            .add(row::Column::ReturnBooth.eq(booth.as_str()))
+                            .add(row::Column::EndDate.eq(day)),
+                    ),
+            )
+            .all(self.db.reader())
+            .await
+            .map_err(store_err)?
+            .into_iter()
+            .map(from_row)
+            .collect::<Result<_, _>>()?;
+        let (pickups, returns) = domain_view::booth_schedule(&views, booth, date);
+        Ok((
+            pickups.into_iter().cloned().collect(),
+            returns.into_iter().cloned().collect(),
+        ))
+    }
+}
