@@ -22,6 +22,7 @@ use domain_payment::{PaymentService, PaymentStatus, ReservationClosed, Simulated
 use domain_rental::{RentalService, RentalStatus, RoamingReservation};
 use domain_reservation::{Details, RoamingDetails, Status};
 use domain_view::{Fact, ViewEvent};
+use sea_orm::EntityTrait;
 use time::Duration;
 use time::macros::{date, datetime};
 
@@ -90,7 +91,6 @@ async fn payment(db: TestDatabase) {
         ["roaming.payment.captured", "roaming.payment.refunded"]
     );
     // Only the last four digits are stored.
-    use sea_orm::EntityTrait;
     let rows = adapters_store::payment::entities::payment::Entity::find()
         .all(store.db().reader())
         .await
