@@ -18,7 +18,7 @@ mod db;
 mod details;
 pub mod migrations;
 pub mod outbox;
-// mod relay;
+mod relay;
 mod time_codec;
 
 pub mod parking;
@@ -31,3 +31,4 @@ pub mod view;
 pub mod testing;
 
 pub use db::{Backend, Db, store_err};
+pub use relay::{Relay, RelayConfig, RelayError};

@@ -1,1 +1,161 @@
-//! placeholder
+//! The outbox relay: committed events out, in order, confirmed, once in effect.
+
+use std::future::Future;
+use std::time::Duration;
+
+use domain_kernel::{EventPublisher, StoreError};
+use tracing::{debug, info, warn};
+
+use crate::db::Db;
+use crate::outbox;
+
+/// How a relay behaves.
+#[derive(Debug, Clone)]
+pub struct RelayConfig {
+    /// The lease name; one relay per name and database publishes at a time.
+    pub lease: String,
+    /// Events per publish call (the publisher keeps its own window of acks).
+    pub batch: u64,
+    /// How often to look for rows when no commit signal arrives (rows written by
+    /// another process, or a lease to take over).
+    pub poll: Duration,
+    pub lease_ttl: Duration,
+    /// Upper bound of the retry backoff while the broker is down.
+    pub max_backoff: Duration,
+    /// Sent rows are deleted after this long.
+    pub keep_sent: Duration,
+}
+
+impl Default for RelayConfig {
+    fn default() -> Self {
+        Self {
+            lease: "outbox".to_owned(),
+            batch: 256,
+            poll: Duration::from_millis(500),
+            lease_ttl: Duration::from_secs(10),
+            max_backoff: Duration::from_secs(5),
+            keep_sent: Duration::from_hours(1),
+        }
+    }
+}
+
+/// Why one relay step failed; the relay retries with backoff.
+#[derive(Debug, thiserror::Error)]
+pub enum RelayError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Publish(#[from] domain_kernel::PublishError),
+}
+
+/// Publishes a database's outbox through `P`.
+#[derive(Debug)]
+pub struct Relay<P> {
+    db: Db,
+    publisher: P,
+    config: RelayConfig,
+    holder: String,
+}
+
+fn micros(d: Duration) -> i64 {
+    i64::try_from(d.as_micros()).unwrap_or(i64::MAX)
+}
+
+impl<P: EventPublisher> Relay<P> {
+    pub fn new(db: Db, publisher: P, config: RelayConfig) -> Self {
+        Self {
+            db,
+            publisher,
+            config,
+            holder: uuid::Uuid::now_v7().to_string(),
+        }
+    }
+
+    /// One batch: take the lease, read the oldest unsent rows, publish them and
+    /// wait for the confirmation, then mark them sent. Returns how many were
+    /// published (0: nothing pending, or another relay holds the lease).
+    pub async fn step(&self) -> Result<usize, RelayError> {
+        let conn = self.db.writer();
+        if !outbox::acquire_lease(
+            conn,
+            &self.config.lease,
+            &self.holder,
+            micros(self.config.lease_ttl),
+        )
+        .await?
+        {
+            return Ok(0);
+        }
+        let pending = outbox::unsent(conn, self.config.batch).await?;
+        if pending.is_empty() {
+            return Ok(0);
+        }
+        let events: Vec<_> = pending.iter().map(|p| p.event.clone()).collect();
+        self.publisher.publish(&events).await?;
+        let seqs: Vec<_> = pending.iter().map(|p| p.seq).collect();
+        outbox::mark_sent(conn, &seqs).await?;
+        debug!(count = seqs.len(), "outbox batch published");
+        Ok(seqs.len())
+    }
+
+    /// Publishes until nothing is pending. For tests and tools.
+    pub async fn drain(&self) -> Result<usize, RelayError> {
+        let mut total = 0;
+        loop {
+            match self.step().await? {
+                0 => return Ok(total),
+                n => total += n,
+            }
+        }
+    }
+
+    /// Runs until `shutdown` resolves: woken by commits (and by a poll for rows
+    /// other processes wrote), retrying with capped exponential backoff while the
+    /// publisher fails. Cancel-safe: rows are marked sent only after
+    /// confirmation, and the broker de-duplicates a re-publish by event id.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) {
+        tokio::pin!(shutdown);
+        let mut backoff = Duration::from_millis(50);
+        let mut last_purge = tokio::time::Instant::now();
+        loop {
+            let step = tokio::select! {
+                () = &mut shutdown => break,
+                step = self.step() => step,
+            };
+            match step {
+                Ok(0) => {
+                    backoff = Duration::from_millis(50);
+                    if last_purge.elapsed() > Duration::from_mins(1) {
+                        last_purge = tokio::time::Instant::now();
+                        if let Err(e) =
+                            outbox::purge_sent(self.db.writer(), micros(self.config.keep_sent))
+                                .await
+                        {
+                            warn!(error = %e, "purging sent outbox rows failed");
+                        }
+                    }
+                    tokio::select! {
+                        () = &mut shutdown => break,
+                        () = self.db.committed() => {}
+                        () = tokio::time::sleep(self.config.poll) => {}
+                    }
+                }
+                Ok(_) => backoff = Duration::from_millis(50),
+                Err(e) => {
+                    warn!(error = %e, retry_in_ms = backoff.as_millis(), "outbox relay step failed");
+                    tokio::select! {
+                        () = &mut shutdown => break,
+                        () = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(self.config.max_backoff);
+                }
+            }
+        }
+        if let Err(e) =
+            outbox::release_lease(self.db.writer(), &self.config.lease, &self.holder).await
+        {
+            warn!(error = %e, "releasing the relay lease failed");
+        }
+        info!("outbox relay stopped");
+    }
+}

@@ -1,0 +1,149 @@
+//! The in-process bus: the embedded default's broker.
+
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use domain_kernel::{EventPublisher, OutgoingEvent, PublishError};
+use tracing::{error, warn};
+
+use crate::handler::{Delivery, Handler};
+
+/// An event a subscriber could not apply `max_deliver` times.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadLetter {
+    pub durable: String,
+    pub event: OutgoingEvent,
+    pub error: String,
+}
+
+struct Subscription {
+    durable: String,
+    /// Subjects starting with this prefix are delivered (e.g. `roaming.rental.`).
+    prefix: String,
+    handler: Arc<dyn Handler>,
+    running: bool,
+}
+
+impl std::fmt::Debug for Subscription {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Subscription")
+            .field("durable", &self.durable)
+            .field("prefix", &self.prefix)
+            .field("running", &self.running)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, Default)]
+struct State {
+    subscriptions: Vec<Subscription>,
+    dead_letters: Vec<DeadLetter>,
+}
+
+/// The embedded bus. Clones share subscribers.
+#[derive(Debug, Clone)]
+pub struct EmbeddedBus {
+    state: Arc<Mutex<State>>,
+    max_deliver: u64,
+    retry_delay: Duration,
+}
+
+impl Default for EmbeddedBus {
+    fn default() -> Self {
+        Self::new(5, Duration::from_millis(20))
+    }
+}
+
+impl EmbeddedBus {
+    pub fn new(max_deliver: u64, retry_delay: Duration) -> Self {
+        Self {
+            state: Arc::default(),
+            max_deliver,
+            retry_delay,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Declares a durable subscriber of every subject under `prefix`. Events are
+    /// not marked sent until it committed them, also while it is stopped.
+    pub fn subscribe(&self, durable: &str, prefix: &str, handler: Arc<dyn Handler>) {
+        self.lock().subscriptions.push(Subscription {
+            durable: durable.to_owned(),
+            prefix: prefix.to_owned(),
+            handler,
+            running: true,
+        });
+    }
+
+    /// Stops (`false`) or restarts (`true`) a durable's delivery. While stopped,
+    /// publishing an event it subscribes to fails, so the relay keeps the event
+    /// and retries: it reaches the durable once it runs again.
+    pub fn set_running(&self, durable: &str, running: bool) {
+        for s in self
+            .lock()
+            .subscriptions
+            .iter_mut()
+            .filter(|s| s.durable == durable)
+        {
+            s.running = running;
+        }
+    }
+
+    /// Events given up on after `max_deliver` attempts.
+    pub fn dead_letters(&self) -> Vec<DeadLetter> {
+        self.lock().dead_letters.clone()
+    }
+
+    async fn deliver(&self, durable: &str, handler: &Arc<dyn Handler>, event: &OutgoingEvent) {
+        let mut last_error = String::new();
+        for attempt in 1..=self.max_deliver {
+            let delivery = Delivery {
+                subject: &event.subject,
+                payload: &event.payload,
+                headers: &event.headers,
+                attempt,
+            };
+            match handler.handle(delivery).await {
+                Ok(()) => return,
+                Err(e) => {
+                    warn!(durable, subject = %event.subject, attempt, error = %e, "handler failed");
+                    last_error = e.0;
+                    tokio::time::sleep(self.retry_delay * u32::try_from(attempt).unwrap_or(1))
+                        .await;
+                }
+            }
+        }
+        error!(durable, subject = %event.subject, event_id = %event.event_id, "dead-lettered after max_deliver attempts");
+        self.lock().dead_letters.push(DeadLetter {
+            durable: durable.to_owned(),
+            event: event.clone(),
+            error: last_error,
+        });
+    }
+}
+
+impl EventPublisher for EmbeddedBus {
+    async fn publish(&self, events: &[OutgoingEvent]) -> Result<(), PublishError> {
+        for event in events {
+            let targets: Vec<(String, bool, Arc<dyn Handler>)> = self
+                .lock()
+                .subscriptions
+                .iter()
+                .filter(|s| event.subject.starts_with(&s.prefix))
+                .map(|s| (s.durable.clone(), s.running, Arc::clone(&s.handler)))
+                .collect();
+            if let Some((durable, ..)) = targets.iter().find(|(_, running, _)| !running) {
+                return Err(PublishError(format!("subscriber {durable} is stopped")));
+            }
+            // Subscribers are independent: deliver to all at once.
+            let deliveries = targets
+                .iter()
+                .map(|(durable, _, handler)| self.deliver(durable, handler, event));
+            futures::future::join_all(deliveries).await;
+        }
+        Ok(())
+    }
+}

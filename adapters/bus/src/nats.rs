@@ -1,0 +1,333 @@
+//! NATS JetStream: streams, the outbox publisher and durable pull consumers.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::HeaderMap;
+use async_nats::jetstream::consumer::{AckPolicy, pull};
+use async_nats::jetstream::message::AckKind;
+use async_nats::jetstream::message::PublishMessage;
+use async_nats::jetstream::stream::{self, StorageType};
+use async_nats::jetstream::{self, Context};
+use bytes::Bytes;
+use domain_kernel::{EventPublisher, OutgoingEvent, PublishError};
+use futures::StreamExt;
+use futures::stream::FuturesOrdered;
+use tracing::{debug, error, info, warn};
+
+use crate::handler::{Delivery, Handler};
+
+/// One stream per producing context (DESIGN.md section 6).
+pub const STREAMS: [(&str, &str); 4] = [
+    ("ROAMING_RESERVATION", "roaming.reservation.>"),
+    ("ROAMING_PAYMENT", "roaming.payment.>"),
+    ("ROAMING_RENTAL", "roaming.rental.>"),
+    ("ROAMING_PARKING", "roaming.parking.>"),
+];
+
+/// Dead letters: `roaming.dlq.<durable>`.
+pub const DLQ_STREAM: (&str, &str) = ("ROAMING_DLQ", "roaming.dlq.>");
+
+/// How long JetStream remembers a `Nats-Msg-Id` to drop a re-publish.
+pub const DUPLICATE_WINDOW: Duration = Duration::from_mins(10);
+
+/// Header naming the subject a dead letter was first published to.
+pub const DLQ_ORIGINAL_SUBJECT: &str = "Roaming-Original-Subject";
+/// Header carrying the last handler error of a dead letter.
+pub const DLQ_ERROR: &str = "Roaming-Error";
+
+/// Connects with reconnects forever (the client buffers while disconnected).
+pub async fn connect(url: &str) -> Result<Context, async_nats::ConnectError> {
+    let client = async_nats::ConnectOptions::new()
+        .retry_on_initial_connect()
+        .connection_timeout(Duration::from_secs(5))
+        .event_callback(|event| async move {
+            match event {
+                async_nats::Event::Disconnected => warn!("nats disconnected"),
+                async_nats::Event::Connected => info!("nats connected"),
+                other => debug!(event = %other, "nats event"),
+            }
+        })
+        .connect(url)
+        .await?;
+    Ok(jetstream::new(client))
+}
+
+/// Creates the streams (file storage, duplicate window) if they do not exist.
+/// `prefix` namespaces them (tests); production uses "".
+pub async fn ensure_streams(js: &Context, prefix: &str) -> Result<(), async_nats::Error> {
+    for (name, subjects) in STREAMS.iter().chain(std::iter::once(&DLQ_STREAM)) {
+        js.get_or_create_stream(stream::Config {
+            name: format!("{prefix}{name}"),
+            subjects: vec![format!("{prefix}{subjects}")],
+            storage: StorageType::File,
+            duplicate_window: DUPLICATE_WINDOW,
+            ..Default::default()
+        })
+        .await?;
+    }
+    Ok(())
+}
+
+/// Publishes outbox batches: `Nats-Msg-Id` = event id, every ack awaited, at most
+/// `window` acks in flight (so thousands of un-polled ack futures never stall the
+/// client).
+#[derive(Debug, Clone)]
+pub struct JetStreamPublisher {
+    js: Context,
+    window: usize,
+    /// Prepended to every subject (tests run several meshes on one server).
+    subject_prefix: String,
+}
+
+impl JetStreamPublisher {
+    pub fn new(js: Context) -> Self {
+        Self {
+            js,
+            window: 256,
+            subject_prefix: String::new(),
+        }
+    }
+
+    #[must_use]
+    pub fn with_subject_prefix(mut self, prefix: &str) -> Self {
+        prefix.clone_into(&mut self.subject_prefix);
+        self
+    }
+
+    #[must_use]
+    pub fn with_window(mut self, window: usize) -> Self {
+        self.window = window.max(1);
+        self
+    }
+}
+
+fn publish_error(e: impl std::fmt::Display) -> PublishError {
+    PublishError(e.to_string())
+}
+
+impl EventPublisher for JetStreamPublisher {
+    async fn publish(&self, events: &[OutgoingEvent]) -> Result<(), PublishError> {
+        let mut in_flight = FuturesOrdered::new();
+        for event in events {
+            let mut headers = HeaderMap::new();
+            for (k, v) in &event.headers {
+                headers.insert(k.as_str(), v.as_str());
+            }
+            let message = PublishMessage::build()
+                .payload(Bytes::from(event.payload.clone()))
+                .headers(headers)
+                .message_id(event.event_id.to_string());
+            let subject = format!("{}{}", self.subject_prefix, event.subject);
+            let ack = self
+                .js
+                .send_publish(subject, message)
+                .await
+                .map_err(publish_error)?;
+            in_flight.push_back(ack.into_future());
+            if in_flight.len() >= self.window
+                && let Some(ack) = in_flight.next().await
+            {
+                ack.map_err(publish_error)?;
+            }
+        }
+        while let Some(ack) = in_flight.next().await {
+            ack.map_err(publish_error)?;
+        }
+        Ok(())
+    }
+}
+
+/// A durable consumer of one stream.
+#[derive(Debug, Clone)]
+pub struct ConsumerSpec {
+    /// The stream, e.g. `ROAMING_RENTAL` (with the deployment's prefix).
+    pub stream: String,
+    /// Shared by every replica of the consuming service.
+    pub durable: String,
+    /// One filter subject (nats-server 2.9 has no multi-filter consumers).
+    pub filter_subject: String,
+    pub ack_wait: Duration,
+    pub max_deliver: i64,
+    /// Where events go after `max_deliver` failed attempts.
+    pub dead_letter_subject: String,
+    pub batch: usize,
+    /// Stripped from delivered subjects before the handler sees them.
+    pub subject_prefix: String,
+}
+
+impl ConsumerSpec {
+    /// The usual settings for `durable` reading `stream` (as named in [`STREAMS`]).
+    pub fn new(prefix: &str, stream: &str, durable: &str) -> Self {
+        let filter = STREAMS
+            .iter()
+            .find(|(name, _)| *name == stream)
+            .map_or_else(
+                || format!("{stream}.>"),
+                |(_, subjects)| (*subjects).to_owned(),
+            );
+        Self {
+            stream: format!("{prefix}{stream}"),
+            durable: durable.to_owned(),
+            filter_subject: format!("{prefix}{filter}"),
+            ack_wait: Duration::from_secs(30),
+            max_deliver: 5,
+            dead_letter_subject: format!("{prefix}roaming.dlq.{durable}"),
+            batch: 128,
+            subject_prefix: prefix.to_owned(),
+        }
+    }
+}
+
+/// Runs a durable pull consumer until `shutdown` resolves, applying each event
+/// with `handler` and acknowledging it only after the handler committed.
+/// Failed events are re-delivered (`Nak` with backoff) up to `max_deliver`
+/// times, then published to the dead-letter subject and terminated. When the
+/// connection or heartbeats are lost, the consumer is looked up (or created)
+/// again and pulling resumes where the durable left off.
+pub async fn run_consumer(
+    js: Context,
+    spec: ConsumerSpec,
+    handler: Arc<dyn Handler>,
+    shutdown: impl Future<Output = ()>,
+) {
+    tokio::pin!(shutdown);
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        let consumer = tokio::select! {
+            () = &mut shutdown => return,
+            c = open_consumer(&js, &spec) => c,
+        };
+        let mut messages = match consumer {
+            Ok(m) => {
+                backoff = Duration::from_millis(100);
+                m
+            }
+            Err(e) => {
+                warn!(durable = %spec.durable, error = %e, "opening consumer failed; retrying");
+                tokio::select! {
+                    () = &mut shutdown => return,
+                    () = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+                continue;
+            }
+        };
+        loop {
+            let next = tokio::select! {
+                () = &mut shutdown => return,
+                next = messages.next() => next,
+            };
+            match next {
+                Some(Ok(message)) => handle_one(&js, &spec, handler.as_ref(), message).await,
+                Some(Err(e)) => {
+                    warn!(durable = %spec.durable, error = %e, "consumer stream failed; recreating");
+                    break;
+                }
+                None => break,
+            }
+        }
+    }
+}
+
+async fn open_consumer(
+    js: &Context,
+    spec: &ConsumerSpec,
+) -> Result<pull::Stream, async_nats::Error> {
+    let stream = js.get_stream(&spec.stream).await?;
+    let consumer: async_nats::jetstream::consumer::Consumer<pull::Config> = stream
+        .get_or_create_consumer(
+            &spec.durable,
+            pull::Config {
+                durable_name: Some(spec.durable.clone()),
+                filter_subject: spec.filter_subject.clone(),
+                ack_policy: AckPolicy::Explicit,
+                ack_wait: spec.ack_wait,
+                max_deliver: spec.max_deliver,
+                ..Default::default()
+            },
+        )
+        .await?;
+    Ok(consumer
+        .stream()
+        .max_messages_per_batch(spec.batch)
+        .heartbeat(Duration::from_secs(5))
+        .expires(Duration::from_secs(30))
+        .messages()
+        .await?)
+}
+
+async fn handle_one(
+    js: &Context,
+    spec: &ConsumerSpec,
+    handler: &dyn Handler,
+    message: jetstream::Message,
+) {
+    let attempt = message
+        .info()
+        .map_or(1, |i| u64::try_from(i.delivered).unwrap_or(1));
+    let headers: Vec<(String, String)> = message
+        .headers
+        .iter()
+        .flat_map(|h| h.iter())
+        .flat_map(|(k, vs)| vs.iter().map(move |v| (k.to_string(), v.to_string())))
+        .collect();
+    let subject = message.subject.as_str();
+    let subject = subject
+        .strip_prefix(spec.subject_prefix.as_str())
+        .unwrap_or(subject);
+    let delivery = Delivery {
+        subject,
+        payload: &message.payload,
+        headers: &headers,
+        attempt,
+    };
+    match handler.handle(delivery).await {
+        Ok(()) => {
+            // Confirmed ack: if it is lost the event comes again and the inbox
+            // makes the repeat harmless.
+            if let Err(e) = message.double_ack().await {
+                warn!(durable = %spec.durable, error = %e, "ack not confirmed; the event will be redelivered");
+            }
+        }
+        Err(e) if i64::try_from(attempt).unwrap_or(i64::MAX) >= spec.max_deliver => {
+            error!(durable = %spec.durable, %subject, attempt, error = %e, "dead-lettering after max_deliver attempts");
+            let mut dl_headers = HeaderMap::new();
+            for (k, v) in &headers {
+                dl_headers.insert(k.as_str(), v.as_str());
+            }
+            dl_headers.insert(DLQ_ORIGINAL_SUBJECT, subject);
+            dl_headers.insert(DLQ_ERROR, e.0.as_str());
+            let published = async {
+                js.publish_with_headers(
+                    spec.dead_letter_subject.clone(),
+                    dl_headers,
+                    message.payload.clone(),
+                )
+                .await?
+                .await?;
+                Ok::<_, async_nats::Error>(())
+            }
+            .await;
+            match published {
+                Ok(()) => {
+                    if let Err(e) = message.ack_with(AckKind::Term).await {
+                        warn!(durable = %spec.durable, error = %e, "terminating a dead letter failed");
+                    }
+                }
+                Err(e) => {
+                    error!(durable = %spec.durable, error = %e, "dead-letter publish failed; the event will be redelivered");
+                    let _ = message
+                        .ack_with(AckKind::Nak(Some(Duration::from_secs(1))))
+                        .await;
+                }
+            }
+        }
+        Err(e) => {
+            warn!(durable = %spec.durable, %subject, attempt, error = %e, "handler failed; will retry");
+            let delay = Duration::from_millis(100 * attempt.min(50));
+            let _ = message.ack_with(AckKind::Nak(Some(delay))).await;
+        }
+    }
+}

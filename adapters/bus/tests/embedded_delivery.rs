@@ -1,0 +1,127 @@
+//! The same delivery guarantees on the embedded bus, where they apply (there is
+//! no broker to kill; a "stopped consumer" is a subscriber that is not running).
+
+#![allow(clippy::expect_used, clippy::unwrap_used, reason = "tests")]
+
+mod support;
+
+use std::time::Duration;
+
+use adapters_bus::embedded::EmbeddedBus;
+use adapters_store::{Relay, RelayConfig};
+use domain_kernel::EventPublisher;
+use support::{Consumer, Producer};
+use tokio::sync::watch;
+
+const SUBJECT: &str = "roaming.rental.accepted";
+const WAIT: Duration = Duration::from_mins(1);
+
+fn relay(producer: &Producer, bus: &EmbeddedBus) -> Relay<EmbeddedBus> {
+    let config = RelayConfig {
+        poll: Duration::from_millis(50),
+        max_backoff: Duration::from_millis(200),
+        ..RelayConfig::default()
+    };
+    Relay::new(producer.db.clone(), bus.clone(), config)
+}
+
+async fn until_stopped(mut rx: watch::Receiver<bool>) {
+    let _ = rx.wait_for(|s| *s).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_stopped_subscriber_gets_all_thousand_events_once_when_it_runs_again() {
+    let producer = Producer::new().await;
+    let consumer = Consumer::new().await;
+    let bus = EmbeddedBus::default();
+    bus.subscribe("view", "roaming.rental.", consumer.handler("v"));
+    bus.set_running("view", false);
+    let (stop, rx) = watch::channel(false);
+    tokio::spawn(relay(&producer, &bus).run(until_stopped(rx)));
+
+    producer.commit(1000, 50, SUBJECT).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(consumer.counts().await, (0, 0));
+    assert_eq!(
+        producer.unsent().await,
+        1000,
+        "not marked sent while a subscriber is stopped"
+    );
+
+    bus.set_running("view", true);
+    consumer.wait_for(1000, WAIT).await;
+    assert_eq!(consumer.counts().await, (1000, 1000));
+    let deadline = std::time::Instant::now() + WAIT;
+    while producer.unsent().await > 0 {
+        assert!(std::time::Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    stop.send(true).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_are_marked_sent_only_after_every_subscriber_committed() {
+    let producer = Producer::new().await;
+    let (a, b) = (Consumer::new().await, Consumer::new().await);
+    let bus = EmbeddedBus::default();
+    bus.subscribe("rental", "roaming.reservation.", a.handler("a"));
+    bus.subscribe("view", "roaming.", b.handler("b"));
+    producer
+        .commit(10, 10, "roaming.reservation.reserved")
+        .await;
+    relay(&producer, &bus).drain().await.unwrap();
+    assert_eq!((a.counts().await, b.counts().await), ((10, 10), (10, 10)));
+    assert_eq!(producer.unsent().await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_between_commit_and_publish_is_repaired_and_a_redelivery_has_no_second_effect() {
+    let producer = Producer::new().await;
+    let consumer = Consumer::new().await;
+    let bus = EmbeddedBus::default();
+    bus.subscribe("view", "roaming.", consumer.handler("v"));
+    // Committed while no relay ran.
+    producer.commit(100, 10, SUBJECT).await;
+    assert_eq!(consumer.counts().await, (0, 0));
+    // Delivered, but the relay died before marking them sent: they go out again.
+    let pending = adapters_store::outbox::unsent(producer.db.writer(), 1000)
+        .await
+        .unwrap();
+    let events: Vec<_> = pending.iter().take(40).map(|p| p.event.clone()).collect();
+    bus.publish(&events).await.unwrap();
+    assert_eq!(consumer.counts().await, (40, 40));
+    // The relay restarts.
+    assert_eq!(relay(&producer, &bus).drain().await.unwrap(), 100);
+    assert_eq!(
+        consumer.counts().await,
+        (100, 100),
+        "all arrived, none applied twice"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_poison_event_is_dead_lettered_after_max_deliver_and_the_rest_flow() {
+    let producer = Producer::new().await;
+    let consumer = Consumer::new().await;
+    let bus = EmbeddedBus::new(3, Duration::from_millis(1));
+    bus.subscribe("view", "roaming.", consumer.handler("v"));
+    let ids = producer.commit(3, 3, SUBJECT).await;
+    consumer.poison.lock().unwrap().push(ids[1].to_string());
+    relay(&producer, &bus).drain().await.unwrap();
+    let dead = bus.dead_letters();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(
+        (
+            dead[0].durable.as_str(),
+            dead[0].event.event_id,
+            dead[0].error.as_str()
+        ),
+        ("view", ids[1], "poison")
+    );
+    assert_eq!(consumer.counts().await, (2, 2));
+    assert_eq!(
+        consumer.calls.load(std::sync::atomic::Ordering::Relaxed),
+        5,
+        "1 + 3 attempts + 1"
+    );
+}

@@ -1,0 +1,289 @@
+//! Delivery through a real nats-server this test starts and kills.
+
+#![allow(clippy::expect_used, clippy::unwrap_used, reason = "tests")]
+
+mod support;
+
+use std::time::Duration;
+
+use adapters_bus::nats::{self, ConsumerSpec, JetStreamPublisher};
+use adapters_store::{Relay, RelayConfig};
+use futures::StreamExt;
+use support::{Consumer, NatsServer, Producer};
+use tokio::sync::watch;
+
+const SUBJECT: &str = "roaming.rental.accepted";
+const WAIT: Duration = Duration::from_mins(1);
+
+fn relay(producer: &Producer, js: &async_nats::jetstream::Context) -> Relay<JetStreamPublisher> {
+    let config = RelayConfig {
+        poll: Duration::from_millis(100),
+        max_backoff: Duration::from_millis(500),
+        ..RelayConfig::default()
+    };
+    Relay::new(
+        producer.db.clone(),
+        JetStreamPublisher::new(js.clone()),
+        config,
+    )
+}
+
+/// A shutdown signal for background tasks.
+fn stopper() -> (
+    watch::Sender<bool>,
+    impl Fn() -> futures::future::BoxFuture<'static, ()>,
+) {
+    let (tx, rx) = watch::channel(false);
+    let make = move || {
+        let mut rx = rx.clone();
+        let fut: futures::future::BoxFuture<'static, ()> = Box::pin(async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        });
+        fut
+    };
+    (tx, make)
+}
+
+fn spec(durable: &str) -> ConsumerSpec {
+    let mut spec = ConsumerSpec::new("", "ROAMING_RENTAL", durable);
+    spec.ack_wait = Duration::from_secs(2);
+    spec
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_consumer_stopped_while_a_thousand_events_are_published_gets_all_once_after_restart() {
+    let server = NatsServer::start();
+    let js = nats::connect(&server.url()).await.unwrap();
+    nats::ensure_streams(&js, "").await.unwrap();
+    let producer = Producer::new().await;
+    let consumer = Consumer::new().await;
+    let (stop, shutdown) = stopper();
+
+    // The durable exists, then its only instance stops.
+    let (stop_consumer, consumer_shutdown) = stopper();
+    let first = tokio::spawn(nats::run_consumer(
+        js.clone(),
+        spec("view"),
+        consumer.handler("a"),
+        consumer_shutdown(),
+    ));
+    producer.commit(1, 1, SUBJECT).await;
+    tokio::spawn(relay(&producer, &js).run(shutdown()));
+    consumer.wait_for(1, WAIT).await;
+    stop_consumer.send(true).unwrap();
+    first.await.unwrap();
+
+    producer.commit(1000, 50, SUBJECT).await;
+    // All 1,000 are in the stream before the consumer comes back.
+    let deadline = std::time::Instant::now() + WAIT;
+    while producer.unsent().await > 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "relay did not publish"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        consumer.counts().await,
+        (1, 1),
+        "nothing applied while stopped"
+    );
+
+    tokio::spawn(nats::run_consumer(
+        js.clone(),
+        spec("view"),
+        consumer.handler("b"),
+        shutdown(),
+    ));
+    consumer.wait_for(1001, WAIT).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        consumer.counts().await,
+        (1001, 1001),
+        "each applied exactly once"
+    );
+    stop.send(true).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_instances_on_one_durable_split_the_events_and_apply_none_twice() {
+    let server = NatsServer::start();
+    let js = nats::connect(&server.url()).await.unwrap();
+    nats::ensure_streams(&js, "").await.unwrap();
+    let producer = Producer::new().await;
+    let consumer = Consumer::new().await;
+    let (stop, shutdown) = stopper();
+    let mut small = spec("reservation");
+    small.batch = 10;
+    tokio::spawn(nats::run_consumer(
+        js.clone(),
+        small.clone(),
+        consumer.handler("one"),
+        shutdown(),
+    ));
+    tokio::spawn(nats::run_consumer(
+        js.clone(),
+        small,
+        consumer.handler("two"),
+        shutdown(),
+    ));
+    tokio::spawn(relay(&producer, &js).run(shutdown()));
+
+    producer.commit(1000, 20, SUBJECT).await;
+    consumer.wait_for(1000, WAIT).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(consumer.counts().await, (1000, 1000));
+    let (one, two) = (
+        consumer.applied_by("one").await,
+        consumer.applied_by("two").await,
+    );
+    assert!(one > 0 && two > 0, "both instances worked: {one} + {two}");
+    stop.send(true).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn killing_the_broker_mid_publish_loses_no_committed_event_and_applies_none_twice() {
+    let mut server = NatsServer::start();
+    let js = nats::connect(&server.url()).await.unwrap();
+    nats::ensure_streams(&js, "").await.unwrap();
+    let producer = Producer::new().await;
+    let consumer = Consumer::new().await;
+    let (stop, shutdown) = stopper();
+    tokio::spawn(nats::run_consumer(
+        js.clone(),
+        spec("rental"),
+        consumer.handler("c"),
+        shutdown(),
+    ));
+    tokio::spawn(relay(&producer, &js).run(shutdown()));
+
+    let writer = {
+        let db = producer.db.clone();
+        tokio::spawn(async move {
+            let p = Producer::from_db(db);
+            for _ in 0..20 {
+                p.commit(50, 10, SUBJECT).await;
+                tokio::time::sleep(Duration::from_millis(25)).await;
+            }
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    server.kill();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(
+        producer.unsent().await > 0,
+        "events were committed while the broker was down"
+    );
+    server.restart();
+    writer.await.unwrap();
+
+    consumer.wait_for(1000, WAIT).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(consumer.counts().await, (1000, 1000));
+    assert_eq!(producer.unsent().await, 0);
+    stop.send(true).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_crash_between_commit_and_publish_is_repaired_by_the_relay_on_restart() {
+    let server = NatsServer::start();
+    let js = nats::connect(&server.url()).await.unwrap();
+    nats::ensure_streams(&js, "").await.unwrap();
+    let producer = Producer::new().await;
+    let consumer = Consumer::new().await;
+    let (stop, shutdown) = stopper();
+    tokio::spawn(nats::run_consumer(
+        js.clone(),
+        spec("payment"),
+        consumer.handler("c"),
+        shutdown(),
+    ));
+
+    // Committed, never published: the relay that would have sent them is gone.
+    producer.commit(100, 10, SUBJECT).await;
+    // And a batch that was published but whose "sent" mark was lost.
+    let half_done = producer.commit(50, 50, SUBJECT).await;
+    let pending = adapters_store::outbox::unsent(producer.db.writer(), 1000)
+        .await
+        .unwrap();
+    let published: Vec<_> = pending
+        .iter()
+        .filter(|p| half_done.contains(&p.event.event_id))
+        .map(|p| p.event.clone())
+        .collect();
+    domain_kernel::EventPublisher::publish(&JetStreamPublisher::new(js.clone()), &published)
+        .await
+        .unwrap();
+    consumer.wait_for(50, WAIT).await;
+
+    // The relay starts again and repairs: everything arrives, nothing twice.
+    tokio::spawn(relay(&producer, &js).run(shutdown()));
+    consumer.wait_for(150, WAIT).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(consumer.counts().await, (150, 150));
+    // JetStream itself dropped the re-published 50 (Nats-Msg-Id within the window).
+    let stream = js
+        .get_stream("ROAMING_RENTAL")
+        .await
+        .unwrap()
+        .info()
+        .await
+        .unwrap()
+        .state
+        .messages;
+    assert_eq!(stream, 150);
+    stop.send(true).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_poison_message_lands_on_the_dead_letter_subject_after_max_deliver() {
+    let server = NatsServer::start();
+    let js = nats::connect(&server.url()).await.unwrap();
+    nats::ensure_streams(&js, "").await.unwrap();
+    let producer = Producer::new().await;
+    let consumer = Consumer::new().await;
+    let (stop, shutdown) = stopper();
+    let ids = producer.commit(3, 3, SUBJECT).await;
+    consumer.poison.lock().unwrap().push(ids[1].to_string());
+
+    let dlq = js.get_stream("ROAMING_DLQ").await.unwrap();
+    let mut spec = spec("view");
+    spec.max_deliver = 3;
+    tokio::spawn(nats::run_consumer(
+        js.clone(),
+        spec,
+        consumer.handler("c"),
+        shutdown(),
+    ));
+    tokio::spawn(relay(&producer, &js).run(shutdown()));
+
+    consumer.wait_for(2, WAIT).await;
+    let deadline = std::time::Instant::now() + WAIT;
+    while dlq.clone().info().await.unwrap().state.messages == 0 {
+        assert!(std::time::Instant::now() < deadline, "no dead letter");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let reader = dlq
+        .create_consumer(async_nats::jetstream::consumer::pull::Config::default())
+        .await
+        .unwrap();
+    let mut batch = reader.fetch().max_messages(10).messages().await.unwrap();
+    let dead = batch.next().await.unwrap().unwrap();
+    assert_eq!(dead.subject.as_str(), "roaming.dlq.view");
+    assert_eq!(
+        std::str::from_utf8(&dead.payload).unwrap(),
+        ids[1].to_string()
+    );
+    let headers = dead.headers.clone().unwrap();
+    assert_eq!(
+        headers.get(nats::DLQ_ORIGINAL_SUBJECT).unwrap().as_str(),
+        SUBJECT
+    );
+    assert_eq!(headers.get(nats::DLQ_ERROR).unwrap().as_str(), "poison");
+    assert_eq!(consumer.counts().await, (2, 2), "the others were applied");
+    assert!(
+        consumer.calls.load(std::sync::atomic::Ordering::Relaxed) >= 5,
+        "3 attempts on the poison one"
+    );
+    stop.send(true).unwrap();
+}
