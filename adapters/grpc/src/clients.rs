@@ -1,0 +1,213 @@
+//! The domain's synchronous ports over gRPC, each behind [`resilient`].
+
+use std::time::Duration;
+
+use adapters_codec::{instant_from_pb, instant_to_pb, money_to_pb};
+use domain_kernel::{
+    CardDetails, Money, Principal, ReservationId, SpaceId, TimeWindow, Timestamp, VehiclePlate,
+};
+use domain_parking::ports::{ReservationVerifier, VerifiedEntry, VerifierUnavailable};
+use domain_reservation::ports::{
+    DeclineReason, PaymentGateway, PaymentOutcome, PaymentUnavailable,
+};
+use proto::payment::payment_service_client::PaymentServiceClient;
+use proto::payment::{self as pp, PayRequest, PayResponse};
+use proto::reservation::reservation_service_client::ReservationServiceClient;
+use proto::reservation::{VerifyParkingEntryRequest, VerifyParkingEntryResponse};
+use tonic::transport::{Channel, Endpoint};
+use tower::{BoxError, ServiceExt};
+use tracing::warn;
+
+use crate::breaker::{Breaker, BreakerOpen};
+use crate::identity::authorize;
+use crate::resilience::{Call, CallPolicy, resilient};
+
+/// A lazily connecting channel balanced over `addresses` (replicas of one
+/// service). Nothing is dialled until the first call, so services start in any
+/// order.
+pub fn channel(addresses: &[String]) -> Result<Channel, tonic::transport::Error> {
+    let endpoints = addresses
+        .iter()
+        .map(|a| {
+            Endpoint::from_shared(a.clone()).map(|e| {
+                e.connect_timeout(Duration::from_secs(1))
+                    .tcp_nodelay(true)
+                    .http2_keep_alive_interval(Duration::from_secs(30))
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(match endpoints.as_slice() {
+        [one] => one.connect_lazy(),
+        _ => Channel::balance_list(endpoints.into_iter()),
+    })
+}
+
+fn retry_after(e: &BoxError) -> Duration {
+    e.downcast_ref::<BreakerOpen>()
+        .map_or(Duration::from_secs(1), |open| {
+            open.retry_after.max(Duration::from_millis(100))
+        })
+}
+
+/// `PaymentService/Pay`, idempotent by reservation id (so it may be retried).
+#[derive(Debug, Clone)]
+pub struct GrpcPaymentGateway {
+    call: Call<PayRequest, PayResponse>,
+    breaker: Breaker,
+}
+
+impl GrpcPaymentGateway {
+    /// `principal` is the service identity the calls carry.
+    pub fn new(channel: Channel, policy: CallPolicy, principal: Principal) -> Self {
+        let deadline = policy.deadline;
+        let client = PaymentServiceClient::new(channel);
+        let one_attempt = tower::service_fn(move |req: PayRequest| {
+            let mut client = client.clone();
+            let principal = principal.clone();
+            async move {
+                let mut request = tonic::Request::new(req);
+                request.set_timeout(deadline);
+                authorize(&mut request, &principal);
+                client.pay(request).await.map(tonic::Response::into_inner)
+            }
+        });
+        let (call, breaker) = resilient(
+            "payment.Pay",
+            CallPolicy {
+                idempotent: true,
+                ..policy
+            },
+            one_attempt,
+        );
+        Self { call, breaker }
+    }
+
+    pub fn breaker(&self) -> &Breaker {
+        &self.breaker
+    }
+}
+
+impl PaymentGateway for GrpcPaymentGateway {
+    async fn pay(
+        &self,
+        reservation_id: ReservationId,
+        amount: Money,
+        card: &CardDetails,
+    ) -> Result<PaymentOutcome, PaymentUnavailable> {
+        let request = PayRequest {
+            reservation_id: reservation_id.to_string(),
+            amount: Some(money_to_pb(amount)),
+            card: Some(proto::common::PaymentCard {
+                card_number: card.number.reveal().to_owned(),
+                expiry_month: i32::from(card.expiry.month()),
+                expiry_year: i32::from(card.expiry.year()),
+                holder_name: card.holder_name.clone(),
+                company: card.company.clone(),
+            }),
+        };
+        match self.call.clone().oneshot(request).await {
+            Ok(response) => {
+                let Some(payment) = response.payment else {
+                    warn!(%reservation_id, "payment answered without a payment");
+                    return Err(PaymentUnavailable {
+                        retry_after: time::Duration::seconds(1),
+                    });
+                };
+                Ok(match pp::PaymentStatus::try_from(payment.status) {
+                    Ok(pp::PaymentStatus::Captured) => PaymentOutcome::Captured,
+                    Ok(pp::PaymentStatus::Declined) => {
+                        let reason = match pp::DeclineReason::try_from(payment.decline_reason) {
+                            Ok(pp::DeclineReason::InsufficientFunds) => {
+                                DeclineReason::InsufficientFunds
+                            }
+                            _ => DeclineReason::CardDeclined,
+                        };
+                        PaymentOutcome::Declined(reason)
+                    }
+                    // Voided (or refunded): no capture stands for this reservation.
+                    _ => PaymentOutcome::Voided,
+                })
+            }
+            Err(e) => {
+                warn!(%reservation_id, error = %e, "payment call failed");
+                let wait = retry_after(&e);
+                Err(PaymentUnavailable {
+                    retry_after: time::Duration::try_from(wait).unwrap_or(time::Duration::SECOND),
+                })
+            }
+        }
+    }
+}
+
+/// `ReservationService/VerifyParkingEntry` (a read: retried).
+#[derive(Debug, Clone)]
+pub struct GrpcReservationVerifier {
+    call: Call<VerifyParkingEntryRequest, VerifyParkingEntryResponse>,
+    breaker: Breaker,
+}
+
+impl GrpcReservationVerifier {
+    pub fn new(channel: Channel, policy: CallPolicy, principal: Principal) -> Self {
+        let deadline = policy.deadline;
+        let client = ReservationServiceClient::new(channel);
+        let one_attempt = tower::service_fn(move |req: VerifyParkingEntryRequest| {
+            let mut client = client.clone();
+            let principal = principal.clone();
+            async move {
+                let mut request = tonic::Request::new(req);
+                request.set_timeout(deadline);
+                authorize(&mut request, &principal);
+                client
+                    .verify_parking_entry(request)
+                    .await
+                    .map(tonic::Response::into_inner)
+            }
+        });
+        let (call, breaker) = resilient(
+            "reservation.VerifyParkingEntry",
+            CallPolicy {
+                idempotent: true,
+                ..policy
+            },
+            one_attempt,
+        );
+        Self { call, breaker }
+    }
+
+    pub fn breaker(&self) -> &Breaker {
+        &self.breaker
+    }
+}
+
+impl ReservationVerifier for GrpcReservationVerifier {
+    async fn verify(
+        &self,
+        space: &SpaceId,
+        plate: &VehiclePlate,
+        at: Timestamp,
+    ) -> Result<Option<VerifiedEntry>, VerifierUnavailable> {
+        let request = VerifyParkingEntryRequest {
+            space_id: space.to_string(),
+            vehicle_plate: plate.to_string(),
+            at: Some(instant_to_pb(at)),
+        };
+        let response = self.call.clone().oneshot(request).await.map_err(|e| {
+            warn!(%space, error = %e, "verify call failed; deciding from the replica");
+            VerifierUnavailable
+        })?;
+        if !response.allowed {
+            return Ok(None);
+        }
+        let parsed = (|| {
+            let reservation_id = ReservationId::parse(&response.reservation_id).ok()?;
+            let start = instant_from_pb(response.window_start.as_ref()).ok()?;
+            let end = instant_from_pb(response.window_end.as_ref()).ok()?;
+            Some(VerifiedEntry {
+                reservation_id,
+                window: TimeWindow::new(start, end).ok()?,
+            })
+        })();
+        // An answer we cannot read is no answer: fall back to the replica.
+        parsed.map(Some).ok_or(VerifierUnavailable)
+    }
+}

@@ -1,0 +1,223 @@
+//! `roaming.parking.v1.ParkingService` over the domain's use cases.
+
+use std::sync::Arc;
+
+use adapters_codec::{instant_to_pb, money_from_pb, money_to_pb};
+use domain_kernel::{Clock, IdGenerator, LotCode, SessionId, SpaceId, VehiclePlate, Violations};
+use domain_parking::ports::{ParkingRepository, ReservationReplica, ReservationVerifier};
+use domain_parking::{
+    DenialReason, ParkingError, ParkingService, Session, SessionStatus, Space, Verification,
+};
+use proto::parking as pb;
+use proto::parking::parking_service_server::ParkingService as Rpc;
+use tonic::{Code, Request, Response, Status};
+
+use crate::identity::principal;
+use crate::status::{forbidden, internal, invalid, not_found, reason, retry_later};
+
+/// The gRPC face of [`ParkingService`].
+#[derive(Debug)]
+pub struct ParkingRpc<R, V, P, K, I> {
+    service: Arc<ParkingService<R, V, P, K, I>>,
+}
+
+impl<R, V, P, K, I> ParkingRpc<R, V, P, K, I> {
+    pub fn new(service: Arc<ParkingService<R, V, P, K, I>>) -> Self {
+        Self { service }
+    }
+}
+
+fn space_to_pb(s: &Space) -> pb::Space {
+    pb::Space {
+        space_id: s.space_id.to_string(),
+        lot: s.lot.to_string(),
+        floor: s.floor.clone(),
+        number: i32::try_from(s.number).unwrap_or(i32::MAX),
+        hourly_rate: Some(money_to_pb(s.hourly_rate)),
+    }
+}
+
+fn verification_pb(v: Verification) -> i32 {
+    match v {
+        Verification::Online => pb::EntryVerification::Online as i32,
+        Verification::Replica => pb::EntryVerification::Replica as i32,
+    }
+}
+
+fn session_to_pb(s: &Session) -> pb::Session {
+    pb::Session {
+        session_id: s.session_id.to_string(),
+        space_id: s.space_id.to_string(),
+        vehicle_plate: s.vehicle_plate.to_string(),
+        reservation_id: s.reservation_id.to_string(),
+        status: match s.status {
+            SessionStatus::Started => pb::SessionStatus::Started,
+            SessionStatus::Ended => pb::SessionStatus::Ended,
+        } as i32,
+        verification: verification_pb(s.verification),
+        entered_at: Some(instant_to_pb(s.entered_at)),
+        exited_at: s.exited_at.map(instant_to_pb),
+    }
+}
+
+fn parking_error(e: ParkingError) -> Status {
+    match e {
+        ParkingError::Forbidden => forbidden(),
+        ParkingError::SpaceNotFound(s) => reason(
+            Code::NotFound,
+            "SPACE_NOT_FOUND",
+            format!("parking space {s} not found"),
+            &[],
+        ),
+        ParkingError::SpaceExists(s) => reason(
+            Code::AlreadyExists,
+            "SPACE_EXISTS",
+            format!("parking space {s} is already registered"),
+            &[],
+        ),
+        ParkingError::SessionNotFound => not_found("parking session"),
+        ParkingError::EntryDenied {
+            reason: why,
+            verification,
+        } => {
+            let mut md = vec![];
+            if let Some(v) = verification {
+                md.push(("verification", v.as_str().to_owned()));
+            }
+            match why {
+                DenialReason::NotReserved => reason(
+                    Code::PermissionDenied,
+                    "NOT_RESERVED",
+                    "no reservation for this space and plate now",
+                    &md,
+                ),
+                DenialReason::SpaceOccupied => reason(
+                    Code::FailedPrecondition,
+                    "SPACE_OCCUPIED",
+                    "another car is in this space",
+                    &md,
+                ),
+            }
+        }
+        ParkingError::Busy => retry_later(
+            Code::Aborted,
+            "BUSY",
+            "try again",
+            std::time::Duration::from_millis(200),
+            &[],
+        ),
+        ParkingError::Store(e) => internal(&e),
+    }
+}
+
+fn gate_request(space_id: &str, plate: &str) -> Result<(SpaceId, VehiclePlate), Status> {
+    let mut v = Violations::new();
+    let space = v.check("space_id", SpaceId::parse(space_id));
+    let plate = v.check("vehicle_plate", VehiclePlate::parse(plate));
+    match (space, plate) {
+        (Some(s), Some(p)) => Ok((s, p)),
+        _ => Err(invalid(&v)),
+    }
+}
+
+#[tonic::async_trait]
+impl<R, V, P, K, I> Rpc for ParkingRpc<R, V, P, K, I>
+where
+    R: ParkingRepository + 'static,
+    V: ReservationVerifier + 'static,
+    P: ReservationReplica + 'static,
+    K: Clock + 'static,
+    I: IdGenerator + 'static,
+{
+    async fn register_space(
+        &self,
+        request: Request<pb::RegisterSpaceRequest>,
+    ) -> Result<Response<pb::RegisterSpaceResponse>, Status> {
+        let who = principal(&request)?;
+        let r = request.into_inner();
+        let rate =
+            money_from_pb(r.hourly_rate.as_ref()).map_err(|e| Violations::one("hourly_rate", e));
+        let space =
+            Space::parse(&r.space_id, &r.lot, &r.floor, r.number, rate).map_err(|v| invalid(&v))?;
+        let space = self
+            .service
+            .register_space(&who, space)
+            .await
+            .map_err(parking_error)?;
+        Ok(Response::new(pb::RegisterSpaceResponse {
+            space: Some(space_to_pb(&space)),
+        }))
+    }
+
+    async fn list_spaces(
+        &self,
+        request: Request<pb::ListSpacesRequest>,
+    ) -> Result<Response<pb::ListSpacesResponse>, Status> {
+        let _who = principal(&request)?;
+        let lot = request.get_ref().lot.trim();
+        let lot = if lot.is_empty() {
+            None
+        } else {
+            Some(LotCode::parse(lot).map_err(|e| invalid(&Violations::one("lot", e)))?)
+        };
+        let spaces = self.service.list_spaces(lot).await.map_err(parking_error)?;
+        Ok(Response::new(pb::ListSpacesResponse {
+            spaces: spaces.iter().map(space_to_pb).collect(),
+        }))
+    }
+
+    async fn enter(
+        &self,
+        request: Request<pb::EnterRequest>,
+    ) -> Result<Response<pb::EnterResponse>, Status> {
+        let who = principal(&request)?;
+        let (space, plate) = gate_request(
+            &request.get_ref().space_id,
+            &request.get_ref().vehicle_plate,
+        )?;
+        let session = self
+            .service
+            .enter(&who, space, plate)
+            .await
+            .map_err(parking_error)?;
+        Ok(Response::new(pb::EnterResponse {
+            session: Some(session_to_pb(&session)),
+        }))
+    }
+
+    async fn exit(
+        &self,
+        request: Request<pb::ExitRequest>,
+    ) -> Result<Response<pb::ExitResponse>, Status> {
+        let who = principal(&request)?;
+        let (space, plate) = gate_request(
+            &request.get_ref().space_id,
+            &request.get_ref().vehicle_plate,
+        )?;
+        let session = self
+            .service
+            .exit(&who, space, plate)
+            .await
+            .map_err(parking_error)?;
+        Ok(Response::new(pb::ExitResponse {
+            session: Some(session_to_pb(&session)),
+        }))
+    }
+
+    async fn get_session(
+        &self,
+        request: Request<pb::GetSessionRequest>,
+    ) -> Result<Response<pb::GetSessionResponse>, Status> {
+        let who = principal(&request)?;
+        let id = SessionId::parse(&request.get_ref().session_id)
+            .map_err(|e| invalid(&Violations::one("session_id", e)))?;
+        let session = self
+            .service
+            .get_session(&who, id)
+            .await
+            .map_err(parking_error)?;
+        Ok(Response::new(pb::GetSessionResponse {
+            session: Some(session_to_pb(&session)),
+        }))
+    }
+}

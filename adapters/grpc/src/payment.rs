@@ -1,0 +1,176 @@
+//! `roaming.payment.v1.PaymentService` over the domain's use cases.
+
+use std::sync::Arc;
+
+use adapters_codec::{instant_to_pb, money_from_pb, money_to_pb};
+use domain_kernel::{CardDetails, Clock, IdGenerator, ReservationId, Violations};
+use domain_payment::ports::{Acquirer, PaymentRepository};
+use domain_payment::{
+    DeclineReason, GetError, PayError, Payment, PaymentService, PaymentStatus, RefundError,
+};
+use proto::payment as pb;
+use proto::payment::payment_service_server::PaymentService as Rpc;
+use tonic::{Code, Request, Response, Status};
+
+use crate::identity::principal;
+use crate::status::{forbidden, internal, invalid, not_found, reason, retry_later};
+
+/// The gRPC face of [`PaymentService`].
+#[derive(Debug)]
+pub struct PaymentRpc<R, A, K, I> {
+    service: Arc<PaymentService<R, A, K, I>>,
+}
+
+impl<R, A, K, I> PaymentRpc<R, A, K, I> {
+    pub fn new(service: Arc<PaymentService<R, A, K, I>>) -> Self {
+        Self { service }
+    }
+}
+
+pub fn payment_to_pb(p: &Payment) -> pb::Payment {
+    pb::Payment {
+        payment_id: p.id.to_string(),
+        reservation_id: p.reservation_id.to_string(),
+        amount: Some(money_to_pb(p.amount)),
+        status: match p.status {
+            PaymentStatus::Captured => pb::PaymentStatus::Captured,
+            PaymentStatus::Declined => pb::PaymentStatus::Declined,
+            PaymentStatus::Refunded => pb::PaymentStatus::Refunded,
+            PaymentStatus::Voided => pb::PaymentStatus::Voided,
+        } as i32,
+        decline_reason: match p.decline_reason {
+            Some(DeclineReason::CardDeclined) => pb::DeclineReason::CardDeclined,
+            Some(DeclineReason::InsufficientFunds) => pb::DeclineReason::InsufficientFunds,
+            None => pb::DeclineReason::Unspecified,
+        } as i32,
+        card_last_four: p.card_last_four.clone().unwrap_or_default(),
+        card_company: p.card_company.clone().unwrap_or_default(),
+        created_at: Some(instant_to_pb(p.created_at)),
+        updated_at: Some(instant_to_pb(p.updated_at)),
+    }
+}
+
+fn reservation_id(raw: &str) -> Result<ReservationId, Status> {
+    ReservationId::parse(raw).map_err(|e| invalid(&Violations::one("reservation_id", e)))
+}
+
+#[tonic::async_trait]
+impl<R, A, K, I> Rpc for PaymentRpc<R, A, K, I>
+where
+    R: PaymentRepository + 'static,
+    A: Acquirer + 'static,
+    K: Clock + 'static,
+    I: IdGenerator + 'static,
+{
+    async fn pay(
+        &self,
+        request: Request<pb::PayRequest>,
+    ) -> Result<Response<pb::PayResponse>, Status> {
+        let who = principal(&request)?;
+        let r = request.into_inner();
+        let mut v = Violations::new();
+        let id = v.check("reservation_id", ReservationId::parse(&r.reservation_id));
+        let amount = v.check("amount", money_from_pb(r.amount.as_ref()));
+        let card = match r.card.as_ref() {
+            None => {
+                v.add("card", "card details are required");
+                None
+            }
+            Some(c) => {
+                let today = time::OffsetDateTime::now_utc().date();
+                match CardDetails::parse(
+                    &c.card_number,
+                    c.expiry_month,
+                    c.expiry_year,
+                    &c.holder_name,
+                    &c.company,
+                    today,
+                ) {
+                    Ok(card) => Some(card),
+                    Err(e) => {
+                        v.extend(e.nested("card"));
+                        None
+                    }
+                }
+            }
+        };
+        let (Some(id), Some(amount), Some(card)) = (id, amount, card) else {
+            return Err(invalid(&v));
+        };
+        let payment = self
+            .service
+            .pay(&who, id, amount, &card)
+            .await
+            .map_err(|e| match e {
+                PayError::Forbidden => forbidden(),
+                PayError::AmountMismatch { existing } => reason(
+                    Code::FailedPrecondition,
+                    "AMOUNT_MISMATCH",
+                    format!("this reservation was paid for {existing}"),
+                    &[("existing_amount", existing.minor_units().to_string())],
+                ),
+                PayError::AcquirerUnavailable => retry_later(
+                    Code::Unavailable,
+                    "ACQUIRER_UNAVAILABLE",
+                    "the card network is unavailable",
+                    std::time::Duration::from_secs(1),
+                    &[],
+                ),
+                PayError::Store(e) => internal(&e),
+            })?;
+        Ok(Response::new(pb::PayResponse {
+            payment: Some(payment_to_pb(&payment)),
+        }))
+    }
+
+    async fn get_payment(
+        &self,
+        request: Request<pb::GetPaymentRequest>,
+    ) -> Result<Response<pb::GetPaymentResponse>, Status> {
+        let who = principal(&request)?;
+        let id = reservation_id(&request.get_ref().reservation_id)?;
+        let payment = self.service.get(&who, id).await.map_err(|e| match e {
+            GetError::Forbidden => forbidden(),
+            GetError::NotFound => not_found("payment"),
+            GetError::Store(e) => internal(&e),
+        })?;
+        Ok(Response::new(pb::GetPaymentResponse {
+            payment: Some(payment_to_pb(&payment)),
+        }))
+    }
+
+    async fn refund(
+        &self,
+        request: Request<pb::RefundRequest>,
+    ) -> Result<Response<pb::RefundResponse>, Status> {
+        let who = principal(&request)?;
+        let id = reservation_id(&request.get_ref().reservation_id)?;
+        let payment = self.service.refund(&who, id).await.map_err(|e| match e {
+            RefundError::Forbidden => forbidden(),
+            RefundError::NotFound => not_found("payment"),
+            RefundError::ReservationActive => reason(
+                Code::FailedPrecondition,
+                "RESERVATION_ACTIVE",
+                "the reservation still holds its resource; cancel it instead",
+                &[],
+            ),
+            RefundError::NotRefundable(s) => reason(
+                Code::FailedPrecondition,
+                "NOT_REFUNDABLE",
+                format!("a {s} payment cannot be refunded"),
+                &[],
+            ),
+            RefundError::Busy => retry_later(
+                Code::Aborted,
+                "BUSY",
+                "try again",
+                std::time::Duration::from_millis(200),
+                &[],
+            ),
+            RefundError::Store(e) => internal(&e),
+        })?;
+        Ok(Response::new(pb::RefundResponse {
+            payment: Some(payment_to_pb(&payment)),
+        }))
+    }
+}

@@ -1,0 +1,283 @@
+//! `roaming.rental.v1.RentalService` over the domain's use cases.
+
+use std::sync::Arc;
+
+use adapters_codec::instant_to_pb;
+use domain_kernel::{
+    BoothCode, Clock, DateRange, DeviceModel, IdGenerator, ReservationId, Serial, Violations,
+};
+use domain_rental::ports::RentalRepository;
+use domain_rental::{Device, DeviceStatus, Rental, RentalError, RentalService, RentalStatus, Rule};
+use proto::rental as pb;
+use proto::rental::rental_service_server::RentalService as Rpc;
+use tonic::{Code, Request, Response, Status};
+
+use crate::identity::principal;
+use crate::status::{forbidden, internal, invalid, not_found, reason, retry_later};
+
+/// The gRPC face of [`RentalService`].
+#[derive(Debug)]
+pub struct RentalRpc<R, K, I> {
+    service: Arc<RentalService<R, K, I>>,
+}
+
+impl<R, K, I> RentalRpc<R, K, I> {
+    pub fn new(service: Arc<RentalService<R, K, I>>) -> Self {
+        Self { service }
+    }
+}
+
+fn device_to_pb(d: &Device) -> pb::Device {
+    pb::Device {
+        serial: d.serial.to_string(),
+        device_model: d.device_model.to_string(),
+        booth: d.booth.to_string(),
+        status: match d.status {
+            DeviceStatus::InStock => pb::DeviceStatus::InStock,
+            DeviceStatus::Rented => pb::DeviceStatus::Rented,
+            DeviceStatus::AwaitingRetrieval => pb::DeviceStatus::AwaitingRetrieval,
+        } as i32,
+    }
+}
+
+fn rental_to_pb(r: &Rental) -> pb::Rental {
+    pb::Rental {
+        reservation_id: r.reservation_id.to_string(),
+        customer_id: r.customer_id.to_string(),
+        device_model: r.device_model.to_string(),
+        country: r.country.to_string(),
+        pickup_booth: r.pickup_booth.to_string(),
+        return_booth: r.return_booth.to_string(),
+        start_date: DateRange::format_date(r.dates.start()),
+        end_date: DateRange::format_date(r.dates.end()),
+        status: match r.status {
+            RentalStatus::Accepted => pb::RentalStatus::Accepted,
+            RentalStatus::HandedOver => pb::RentalStatus::HandedOver,
+            RentalStatus::Returned => pb::RentalStatus::Returned,
+            RentalStatus::Retrieved => pb::RentalStatus::Retrieved,
+            RentalStatus::Canceled => pb::RentalStatus::Canceled,
+        } as i32,
+        serial: r
+            .serial
+            .as_ref()
+            .map(ToString::to_string)
+            .unwrap_or_default(),
+        returned_at_booth: r
+            .returned_at_booth
+            .as_ref()
+            .map(ToString::to_string)
+            .unwrap_or_default(),
+        created_at: Some(instant_to_pb(r.created_at)),
+        updated_at: Some(instant_to_pb(r.updated_at)),
+    }
+}
+
+fn rental_error(e: RentalError) -> Status {
+    match e {
+        RentalError::Forbidden => forbidden(),
+        RentalError::NotFound => not_found("rental"),
+        RentalError::DeviceNotFound(s) => reason(
+            Code::NotFound,
+            "DEVICE_NOT_FOUND",
+            format!("device {s} not found"),
+            &[],
+        ),
+        RentalError::DeviceExists(s) => reason(
+            Code::AlreadyExists,
+            "DEVICE_EXISTS",
+            format!("device {s} is already registered"),
+            &[],
+        ),
+        RentalError::Refused(rule) => {
+            let why = match &rule {
+                Rule::WrongStatus { .. } => "WRONG_STATUS",
+                Rule::OutsidePeriod { .. } => "OUTSIDE_PERIOD",
+                Rule::WrongModel { .. } => "WRONG_MODEL",
+                Rule::NotInStock { .. } => "NOT_IN_STOCK",
+            };
+            reason(Code::FailedPrecondition, why, rule.to_string(), &[])
+        }
+        RentalError::Busy => retry_later(
+            Code::Aborted,
+            "BUSY",
+            "try again",
+            std::time::Duration::from_millis(200),
+            &[],
+        ),
+        RentalError::Store(e) => internal(&e),
+    }
+}
+
+fn reservation_id(raw: &str, v: &mut Violations) -> Option<ReservationId> {
+    v.check("reservation_id", ReservationId::parse(raw))
+}
+
+fn optional<T, E: std::fmt::Display>(
+    raw: &str,
+    field: &str,
+    parse: fn(&str) -> Result<T, E>,
+    v: &mut Violations,
+) -> Option<T> {
+    if raw.trim().is_empty() {
+        None
+    } else {
+        v.check(field, parse(raw))
+    }
+}
+
+#[tonic::async_trait]
+impl<R, K, I> Rpc for RentalRpc<R, K, I>
+where
+    R: RentalRepository + 'static,
+    K: Clock + 'static,
+    I: IdGenerator + 'static,
+{
+    async fn register_device(
+        &self,
+        request: Request<pb::RegisterDeviceRequest>,
+    ) -> Result<Response<pb::RegisterDeviceResponse>, Status> {
+        let who = principal(&request)?;
+        let r = request.into_inner();
+        let mut v = Violations::new();
+        let serial = v.check("serial", Serial::parse(&r.serial));
+        let model = v.check("device_model", DeviceModel::parse(&r.device_model));
+        let booth = v.check("booth", BoothCode::parse(&r.booth));
+        let (Some(serial), Some(model), Some(booth)) = (serial, model, booth) else {
+            return Err(invalid(&v));
+        };
+        let d = self
+            .service
+            .register_device(&who, serial, model, booth)
+            .await
+            .map_err(rental_error)?;
+        Ok(Response::new(pb::RegisterDeviceResponse {
+            device: Some(device_to_pb(&d)),
+        }))
+    }
+
+    async fn list_devices(
+        &self,
+        request: Request<pb::ListDevicesRequest>,
+    ) -> Result<Response<pb::ListDevicesResponse>, Status> {
+        let who = principal(&request)?;
+        let r = request.into_inner();
+        let mut v = Violations::new();
+        let booth = optional(&r.booth, "booth", BoothCode::parse, &mut v);
+        let model = optional(&r.device_model, "device_model", DeviceModel::parse, &mut v);
+        if !v.is_empty() {
+            return Err(invalid(&v));
+        }
+        let devices = self
+            .service
+            .list_devices(&who, booth, model)
+            .await
+            .map_err(rental_error)?;
+        Ok(Response::new(pb::ListDevicesResponse {
+            devices: devices.iter().map(device_to_pb).collect(),
+        }))
+    }
+
+    async fn list_booth_rentals(
+        &self,
+        request: Request<pb::ListBoothRentalsRequest>,
+    ) -> Result<Response<pb::ListBoothRentalsResponse>, Status> {
+        let who = principal(&request)?;
+        let r = request.into_inner();
+        let mut v = Violations::new();
+        let booth = v.check("booth", BoothCode::parse(&r.booth));
+        let date = optional(&r.date, "date", DateRange::parse_date, &mut v);
+        let Some(booth) = booth.filter(|_| v.is_empty()) else {
+            return Err(invalid(&v));
+        };
+        let rentals = self
+            .service
+            .list_booth_rentals(&who, booth, date)
+            .await
+            .map_err(rental_error)?;
+        Ok(Response::new(pb::ListBoothRentalsResponse {
+            rentals: rentals.iter().map(rental_to_pb).collect(),
+        }))
+    }
+
+    async fn get_rental(
+        &self,
+        request: Request<pb::GetRentalRequest>,
+    ) -> Result<Response<pb::GetRentalResponse>, Status> {
+        let who = principal(&request)?;
+        let mut v = Violations::new();
+        let Some(id) = reservation_id(&request.get_ref().reservation_id, &mut v) else {
+            return Err(invalid(&v));
+        };
+        let rental = self
+            .service
+            .get_rental(&who, id)
+            .await
+            .map_err(rental_error)?;
+        Ok(Response::new(pb::GetRentalResponse {
+            rental: Some(rental_to_pb(&rental)),
+        }))
+    }
+
+    async fn hand_over_device(
+        &self,
+        request: Request<pb::HandOverDeviceRequest>,
+    ) -> Result<Response<pb::HandOverDeviceResponse>, Status> {
+        let who = principal(&request)?;
+        let r = request.into_inner();
+        let mut v = Violations::new();
+        let id = reservation_id(&r.reservation_id, &mut v);
+        let serial = v.check("serial", Serial::parse(&r.serial));
+        let (Some(id), Some(serial)) = (id, serial) else {
+            return Err(invalid(&v));
+        };
+        let rental = self
+            .service
+            .hand_over(&who, id, serial)
+            .await
+            .map_err(rental_error)?;
+        Ok(Response::new(pb::HandOverDeviceResponse {
+            rental: Some(rental_to_pb(&rental)),
+        }))
+    }
+
+    async fn return_device(
+        &self,
+        request: Request<pb::ReturnDeviceRequest>,
+    ) -> Result<Response<pb::ReturnDeviceResponse>, Status> {
+        let who = principal(&request)?;
+        let r = request.into_inner();
+        let mut v = Violations::new();
+        let id = reservation_id(&r.reservation_id, &mut v);
+        let booth = v.check("booth", BoothCode::parse(&r.booth));
+        let (Some(id), Some(booth)) = (id, booth) else {
+            return Err(invalid(&v));
+        };
+        let rental = self
+            .service
+            .return_device(&who, id, booth)
+            .await
+            .map_err(rental_error)?;
+        Ok(Response::new(pb::ReturnDeviceResponse {
+            rental: Some(rental_to_pb(&rental)),
+        }))
+    }
+
+    async fn retrieve_device(
+        &self,
+        request: Request<pb::RetrieveDeviceRequest>,
+    ) -> Result<Response<pb::RetrieveDeviceResponse>, Status> {
+        let who = principal(&request)?;
+        let mut v = Violations::new();
+        let Some(id) = reservation_id(&request.get_ref().reservation_id, &mut v) else {
+            return Err(invalid(&v));
+        };
+        let rental = self
+            .service
+            .retrieve(&who, id)
+            .await
+            .map_err(rental_error)?;
+        Ok(Response::new(pb::RetrieveDeviceResponse {
+            rental: Some(rental_to_pb(&rental)),
+        }))
+    }
+}

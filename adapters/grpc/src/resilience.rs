@@ -1,0 +1,120 @@
+//! The tower stack of a synchronous call, outermost first:
+//!
+//! 1. circuit breaker: while the callee is failing, refuse at once;
+//! 2. load shedding: refuse at once instead of queueing when all permits are taken;
+//! 3. concurrency limit: at most `max_in_flight` calls at a time;
+//! 4. retry: only for idempotent calls, only on `UNAVAILABLE`, within a budget;
+//! 5. deadline: every attempt is bounded.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tower::retry::Policy;
+use tower::retry::budget::{Budget, TpsBudget};
+use tower::util::BoxCloneSyncService;
+use tower::{BoxError, Service, ServiceBuilder};
+
+use crate::breaker::{Breaker, BreakerConfig, BreakerLayer};
+
+/// Settings of one synchronous call.
+#[derive(Debug, Clone, Copy)]
+pub struct CallPolicy {
+    pub deadline: Duration,
+    pub max_in_flight: usize,
+    pub idempotent: bool,
+    pub max_retries: usize,
+    pub breaker: BreakerConfig,
+}
+
+impl Default for CallPolicy {
+    fn default() -> Self {
+        Self {
+            deadline: Duration::from_secs(2),
+            max_in_flight: 256,
+            idempotent: false,
+            max_retries: 2,
+            breaker: BreakerConfig::default(),
+        }
+    }
+}
+
+/// Retries `UNAVAILABLE` (the request did not reach a healthy server) for
+/// idempotent calls, at most `max` times per call, and at most about 20% extra
+/// load overall (the budget).
+#[derive(Clone)]
+pub struct RetryUnavailable {
+    remaining: usize,
+    budget: Arc<TpsBudget>,
+}
+
+impl std::fmt::Debug for RetryUnavailable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RetryUnavailable")
+            .field("remaining", &self.remaining)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<Req: Clone, Res> Policy<Req, Res, BoxError> for RetryUnavailable {
+    type Future = tokio::time::Sleep;
+
+    fn retry(
+        &mut self,
+        _req: &mut Req,
+        result: &mut Result<Res, BoxError>,
+    ) -> Option<Self::Future> {
+        match result {
+            Ok(_) => {
+                self.budget.deposit();
+                None
+            }
+            Err(e) => {
+                let unavailable = e
+                    .downcast_ref::<tonic::Status>()
+                    .is_some_and(|s| s.code() == tonic::Code::Unavailable);
+                if unavailable && self.remaining > 0 && self.budget.withdraw() {
+                    self.remaining -= 1;
+                    Some(tokio::time::sleep(Duration::from_millis(20)))
+                } else {
+                    None
+                }
+            }
+        }
+    }
+
+    fn clone_request(&mut self, req: &Req) -> Option<Req> {
+        Some(req.clone())
+    }
+}
+
+/// A cloneable, resilient call.
+pub type Call<Req, Res> = BoxCloneSyncService<Req, Res, BoxError>;
+
+/// Wraps `call` (one attempt of the RPC) in the stack described above. Returns
+/// the stack and its breaker (for health and metrics).
+pub fn resilient<S, Req, Res>(name: &str, policy: CallPolicy, call: S) -> (Call<Req, Res>, Breaker)
+where
+    S: Service<Req, Response = Res, Error = tonic::Status> + Clone + Send + Sync + 'static,
+    S::Future: Send + 'static,
+    Req: Clone + Send + Sync + 'static,
+    Res: Send + 'static,
+{
+    let breaker = Breaker::new(name, policy.breaker);
+    let retry = RetryUnavailable {
+        remaining: if policy.idempotent {
+            policy.max_retries
+        } else {
+            0
+        },
+        budget: Arc::new(TpsBudget::new(Duration::from_secs(10), 5, 0.2)),
+    };
+    let stack = ServiceBuilder::new()
+        .layer(BreakerLayer::new(breaker.clone()))
+        .load_shed()
+        .concurrency_limit(policy.max_in_flight)
+        .retry(retry)
+        .timeout(policy.deadline)
+        .map_err(BoxError::from)
+        .service(call);
+    (BoxCloneSyncService::new(stack), breaker)
+}

@@ -1,0 +1,274 @@
+//! `roaming.view.v1.ViewService`: "my page" and schedules from the view store.
+
+use std::pin::Pin;
+
+use adapters_codec::{
+    instant_to_pb, money_to_pb, parking_details_to_pb, roaming_details_to_pb, status_to_pb,
+};
+use adapters_store::view::ViewStore;
+use domain_kernel::{BoothCode, DateRange, ReservationId, SpaceId, Violations};
+use domain_parking::SessionStatus;
+use domain_payment::PaymentStatus;
+use domain_rental::RentalStatus;
+use domain_reservation::{Details, Kind};
+use domain_view::{ReservationView, may_read_booth_schedule, may_read_space_schedule, may_see};
+use futures::Stream;
+use proto::view::view_service_server::ViewService as Rpc;
+use proto::{parking as pk, payment as pp, rental as pr, reservation as pb, view as pv};
+use tokio::sync::broadcast::error::RecvError;
+use tonic::{Request, Response, Status};
+
+use crate::identity::principal;
+use crate::status::{forbidden, internal, invalid, not_found};
+
+/// The gRPC face of the view store.
+#[derive(Debug, Clone)]
+pub struct ViewRpc {
+    store: ViewStore,
+}
+
+impl ViewRpc {
+    pub fn new(store: ViewStore) -> Self {
+        Self { store }
+    }
+}
+
+pub fn view_to_pb(v: &ReservationView) -> pv::ReservationView {
+    let details = v.details.as_ref().map(|d| match d {
+        Details::Roaming(r) => pv::reservation_view::Details::Roaming(roaming_details_to_pb(r)),
+        Details::Parking(p) => pv::reservation_view::Details::Parking(parking_details_to_pb(p)),
+    });
+    pv::ReservationView {
+        reservation_id: v.reservation_id.to_string(),
+        customer_id: v
+            .customer_id
+            .as_ref()
+            .map(ToString::to_string)
+            .unwrap_or_default(),
+        kind: match v.kind() {
+            Some(Kind::Roaming) => pb::ReservationKind::Roaming,
+            Some(Kind::Parking) => pb::ReservationKind::Parking,
+            None => pb::ReservationKind::Unspecified,
+        } as i32,
+        status: status_to_pb(v.status) as i32,
+        price: v.price.map(money_to_pb),
+        details,
+        payment_status: match v.payment_status {
+            Some(PaymentStatus::Captured) => pp::PaymentStatus::Captured,
+            Some(PaymentStatus::Declined) => pp::PaymentStatus::Declined,
+            Some(PaymentStatus::Refunded) => pp::PaymentStatus::Refunded,
+            Some(PaymentStatus::Voided) => pp::PaymentStatus::Voided,
+            None => pp::PaymentStatus::Unspecified,
+        } as i32,
+        rental_status: match v.rental_status {
+            Some(RentalStatus::Accepted) => pr::RentalStatus::Accepted,
+            Some(RentalStatus::HandedOver) => pr::RentalStatus::HandedOver,
+            Some(RentalStatus::Returned) => pr::RentalStatus::Returned,
+            Some(RentalStatus::Retrieved) => pr::RentalStatus::Retrieved,
+            Some(RentalStatus::Canceled) => pr::RentalStatus::Canceled,
+            None => pr::RentalStatus::Unspecified,
+        } as i32,
+        session_status: match v.session_status {
+            Some(SessionStatus::Started) => pk::SessionStatus::Started,
+            Some(SessionStatus::Ended) => pk::SessionStatus::Ended,
+            None => pk::SessionStatus::Unspecified,
+        } as i32,
+        device_serial: v
+            .device_serial
+            .as_ref()
+            .map(ToString::to_string)
+            .unwrap_or_default(),
+        history: v
+            .history
+            .iter()
+            .map(|h| pv::StatusChange {
+                status: status_to_pb(h.status) as i32,
+                at: Some(instant_to_pb(h.at)),
+            })
+            .collect(),
+        updated_at: Some(instant_to_pb(v.updated_at)),
+        version: i64::try_from(v.version).unwrap_or(i64::MAX),
+    }
+}
+
+fn reservation_id(raw: &str) -> Result<ReservationId, Status> {
+    ReservationId::parse(raw).map_err(|e| invalid(&Violations::one("reservation_id", e)))
+}
+
+fn date(raw: &str) -> Result<time::Date, Status> {
+    DateRange::parse_date(raw).map_err(|e| invalid(&Violations::one("date", e)))
+}
+
+type WatchStream = Pin<Box<dyn Stream<Item = Result<pv::WatchReservationResponse, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl Rpc for ViewRpc {
+    async fn list_my_reservations(
+        &self,
+        request: Request<pv::ListMyReservationsRequest>,
+    ) -> Result<Response<pv::ListMyReservationsResponse>, Status> {
+        let who = principal(&request)?;
+        let customer = who.customer_id().ok_or_else(forbidden)?;
+        let r = request.into_inner();
+        let size = match r.page_size {
+            0 => 50,
+            n if (1..=200).contains(&n) => u64::try_from(n).unwrap_or(50),
+            _ => return Err(invalid(&Violations::one("page_size", "must be 1-200"))),
+        };
+        let after = if r.page_token.is_empty() {
+            None
+        } else {
+            let parsed = r.page_token.split_once('_').and_then(|(micros, id)| {
+                Some((micros.parse::<i64>().ok()?, ReservationId::parse(id).ok()?))
+            });
+            Some(parsed.ok_or_else(|| {
+                invalid(&Violations::one(
+                    "page_token",
+                    "not a token from a previous page",
+                ))
+            })?)
+        };
+        let page = self
+            .store
+            .list_for_customer(&customer, size, after)
+            .await
+            .map_err(|e| internal(&e))?;
+        let next_page_token = match page.last() {
+            Some((created, v)) if page.len() == usize::try_from(size).unwrap_or(usize::MAX) => {
+                format!("{created}_{}", v.reservation_id)
+            }
+            _ => String::new(),
+        };
+        Ok(Response::new(pv::ListMyReservationsResponse {
+            reservations: page.iter().map(|(_, v)| view_to_pb(v)).collect(),
+            next_page_token,
+        }))
+    }
+
+    async fn get_reservation_view(
+        &self,
+        request: Request<pv::GetReservationViewRequest>,
+    ) -> Result<Response<pv::GetReservationViewResponse>, Status> {
+        let who = principal(&request)?;
+        let id = reservation_id(&request.get_ref().reservation_id)?;
+        let view = self.store.get(id).await.map_err(|e| internal(&e))?;
+        match view {
+            Some(v) if may_see(&who, &v) => Ok(Response::new(pv::GetReservationViewResponse {
+                reservation: Some(view_to_pb(&v)),
+            })),
+            _ => Err(not_found("reservation")),
+        }
+    }
+
+    type WatchReservationStream = WatchStream;
+
+    async fn watch_reservation(
+        &self,
+        request: Request<pv::WatchReservationRequest>,
+    ) -> Result<Response<WatchStream>, Status> {
+        let who = principal(&request)?;
+        let id = reservation_id(&request.get_ref().reservation_id)?;
+        // Subscribe before reading, so no change falls between the two.
+        let mut changes = self.store.subscribe();
+        let current = self.store.get(id).await.map_err(|e| internal(&e))?;
+        let Some(current) = current.filter(|v| may_see(&who, v)) else {
+            return Err(not_found("reservation"));
+        };
+        let store = self.store.clone();
+        let stream = async_stream(move |tx| async move {
+            let mut last = current.version;
+            if tx
+                .send(Ok(pv::WatchReservationResponse {
+                    reservation: Some(view_to_pb(&current)),
+                }))
+                .await
+                .is_err()
+            {
+                return;
+            }
+            loop {
+                let next = match changes.recv().await {
+                    Ok(v) if v.reservation_id == id && v.version > last => v,
+                    Ok(_) => continue,
+                    Err(RecvError::Lagged(_)) => match store.get(id).await {
+                        // Missed some: send the latest as it is now.
+                        Ok(Some(v)) if v.version > last => v,
+                        Ok(_) => continue,
+                        Err(e) => {
+                            let _ = tx.send(Err(internal(&e))).await;
+                            return;
+                        }
+                    },
+                    Err(RecvError::Closed) => return,
+                };
+                last = next.version;
+                if tx
+                    .send(Ok(pv::WatchReservationResponse {
+                        reservation: Some(view_to_pb(&next)),
+                    }))
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+            }
+        });
+        Ok(Response::new(stream))
+    }
+
+    async fn get_space_schedule(
+        &self,
+        request: Request<pv::GetSpaceScheduleRequest>,
+    ) -> Result<Response<pv::GetSpaceScheduleResponse>, Status> {
+        let who = principal(&request)?;
+        if !may_read_space_schedule(&who) {
+            return Err(forbidden());
+        }
+        let r = request.into_inner();
+        let space =
+            SpaceId::parse(&r.space_id).map_err(|e| invalid(&Violations::one("space_id", e)))?;
+        let views = self
+            .store
+            .space_schedule(&space, date(&r.date)?)
+            .await
+            .map_err(|e| internal(&e))?;
+        Ok(Response::new(pv::GetSpaceScheduleResponse {
+            reservations: views.iter().map(view_to_pb).collect(),
+        }))
+    }
+
+    async fn get_booth_schedule(
+        &self,
+        request: Request<pv::GetBoothScheduleRequest>,
+    ) -> Result<Response<pv::GetBoothScheduleResponse>, Status> {
+        let who = principal(&request)?;
+        let r = request.into_inner();
+        let booth =
+            BoothCode::parse(&r.booth).map_err(|e| invalid(&Violations::one("booth", e)))?;
+        if !may_read_booth_schedule(&who, &booth) {
+            return Err(forbidden());
+        }
+        let (pickups, returns) = self
+            .store
+            .booth_schedule(&booth, date(&r.date)?)
+            .await
+            .map_err(|e| internal(&e))?;
+        Ok(Response::new(pv::GetBoothScheduleResponse {
+            pickups: pickups.iter().map(view_to_pb).collect(),
+            returns: returns.iter().map(view_to_pb).collect(),
+        }))
+    }
+}
+
+/// A stream fed by a task through a small channel; dropping the stream (the
+/// client went away) ends the task at its next send.
+fn async_stream<T, F, Fut>(body: F) -> Pin<Box<dyn Stream<Item = T> + Send>>
+where
+    T: Send + 'static,
+    F: FnOnce(tokio::sync::mpsc::Sender<T>) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let (tx, mut rx) = tokio::sync::mpsc::channel(16);
+    tokio::spawn(body(tx));
+    Box::pin(futures::stream::poll_fn(move |cx| rx.poll_recv(cx)))
+}
