@@ -5,11 +5,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::HeaderMap;
+use async_nats::jetstream;
 use async_nats::jetstream::consumer::{AckPolicy, pull};
 use async_nats::jetstream::message::AckKind;
 use async_nats::jetstream::message::PublishMessage;
 use async_nats::jetstream::stream::{self, StorageType};
-use async_nats::jetstream::{self, Context};
 use bytes::Bytes;
 use domain_kernel::{EventPublisher, OutgoingEvent, PublishError};
 use futures::StreamExt;
@@ -36,6 +36,13 @@ pub const DUPLICATE_WINDOW: Duration = Duration::from_mins(10);
 pub const DLQ_ORIGINAL_SUBJECT: &str = "Roaming-Original-Subject";
 /// Header carrying the last handler error of a dead letter.
 pub const DLQ_ERROR: &str = "Roaming-Error";
+
+pub use async_nats::jetstream::Context;
+
+/// Whether the client behind `js` is connected now (for readiness).
+pub fn is_connected(js: &Context) -> bool {
+    js.client().connection_state() == async_nats::connection::State::Connected
+}
 
 /// Connects with reconnects forever (the client buffers while disconnected).
 pub async fn connect(url: &str) -> Result<Context, async_nats::ConnectError> {

@@ -4,6 +4,7 @@
 
 use sea_orm::sea_query::{Index, IndexCreateStatement};
 use sea_orm::{EntityTrait, Schema};
+pub use sea_orm_migration::MigratorTrait;
 use sea_orm_migration::prelude::*;
 
 use crate::{outbox, parking, payment, rental, reservation, view};

@@ -1,0 +1,376 @@
+//! Building each service from settings: database, store, domain use cases, gRPC
+//! server, outbox relay, event consumers and (reservation) the stale-claim sweeper.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use adapters_grpc::breaker::BreakerConfig;
+use adapters_grpc::clients::{GrpcPaymentGateway, GrpcReservationVerifier, channel};
+use adapters_grpc::identity::DevIdentity;
+use adapters_grpc::parking::ParkingRpc;
+use adapters_grpc::payment::PaymentRpc;
+use adapters_grpc::rental::RentalRpc;
+use adapters_grpc::reservation::ReservationRpc;
+use adapters_grpc::resilience::CallPolicy;
+use adapters_grpc::view::ViewRpc;
+use adapters_store::migrations::{
+    ParkingMigrator, PaymentMigrator, RentalMigrator, ReservationMigrator, ViewMigrator,
+};
+use adapters_store::parking::ParkingStore;
+use adapters_store::payment::PaymentStore;
+use adapters_store::rental::RentalStore;
+use adapters_store::reservation::ReservationStore;
+use adapters_store::view::ViewStore;
+use adapters_store::{Db, Relay, RelayConfig};
+use domain_kernel::{CardDetails, Money, Principal, SystemClock, UuidV7};
+use domain_parking::ParkingService;
+use domain_payment::ports::{Acquirer, AcquirerUnavailable, Authorization};
+use domain_payment::{PaymentService, SimulatedAcquirer};
+use domain_rental::RentalService;
+use domain_reservation::ReservationService;
+use proto::parking::parking_service_server::ParkingServiceServer;
+use proto::payment::payment_service_server::PaymentServiceServer;
+use proto::rental::rental_service_server::RentalServiceServer;
+use proto::reservation::reservation_service_server::ReservationServiceServer;
+use proto::service_names;
+use proto::view::view_service_server::ViewServiceServer;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tracing::{error, warn};
+
+use crate::bus::Bus;
+use crate::handlers::{ParkingEvents, PaymentEvents, RentalEvents, ReservationEvents, ViewEvents};
+use crate::server::{Launch, Running, base_router, stopped};
+use crate::settings::Settings;
+
+pub type Reservations =
+    ReservationService<ReservationStore, ReservationStore, GrpcPaymentGateway, SystemClock, UuidV7>;
+pub type Payments = PaymentService<PaymentStore, FaultyAcquirer, SystemClock, UuidV7>;
+pub type Rentals = RentalService<RentalStore, SystemClock, UuidV7>;
+pub type Parkings =
+    ParkingService<ParkingStore, GrpcReservationVerifier, ParkingStore, SystemClock, UuidV7>;
+
+/// The identity services use when calling each other.
+fn service_principal(name: &str) -> Principal {
+    Principal::service(name)
+}
+
+fn policy(settings: &Settings) -> CallPolicy {
+    CallPolicy {
+        deadline: settings.call_deadline(),
+        breaker: BreakerConfig {
+            cool_down: settings.breaker_cool_down(),
+            ..BreakerConfig::default()
+        },
+        ..CallPolicy::default()
+    }
+}
+
+struct Common {
+    listener: TcpListener,
+    db: Db,
+    stop: watch::Sender<bool>,
+    tasks: JoinSet<()>,
+}
+
+async fn common<M: adapters_store::migrations::MigratorTrait>(
+    listen: std::net::SocketAddr,
+    url: &str,
+    bus: &Bus,
+) -> anyhow::Result<Common> {
+    let listener = TcpListener::bind(listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("binding {listen}: {e}"))?;
+    let db = Db::connect::<M>(url)
+        .await
+        .map_err(|e| anyhow::anyhow!("database {url}: {e}"))?;
+    let (stop, _) = watch::channel(false);
+    let mut tasks = JoinSet::new();
+    let relay = Relay::new(db.clone(), bus.publisher(), RelayConfig::default());
+    tasks.spawn(relay.run(stopped(stop.subscribe())));
+    Ok(Common {
+        listener,
+        db,
+        stop,
+        tasks,
+    })
+}
+
+fn subscribe(
+    c: &mut Common,
+    bus: &Bus,
+    durable: &str,
+    streams: &[&str],
+    handler: Arc<dyn adapters_bus::Handler>,
+) {
+    for stream in streams {
+        if let Some(task) = bus.subscribe(
+            durable,
+            stream,
+            Arc::clone(&handler),
+            stopped(c.stop.subscribe()),
+        ) {
+            c.tasks.spawn(task);
+        }
+    }
+}
+
+fn launch(
+    name: &'static str,
+    grpc_service: &'static str,
+    c: Common,
+    bus: &Bus,
+    health: tonic_health::server::HealthReporter,
+) -> Launch {
+    Launch {
+        name,
+        grpc_service,
+        listener: c.listener,
+        db: c.db,
+        bus: bus.clone(),
+        stop: c.stop,
+        tasks: c.tasks,
+        health,
+    }
+}
+
+/// The reservation service. `payment_addrs` are payment's replicas.
+pub async fn start_reservation(
+    settings: &Settings,
+    bus: &Bus,
+    payment_addrs: &[String],
+) -> anyhow::Result<(Running, Arc<Reservations>)> {
+    let url = settings.database_url("reservation", settings.reservation.database_url.as_ref());
+    let mut c = common::<ReservationMigrator>(settings.reservation.listen, &url, bus).await?;
+    let store = ReservationStore::new(c.db.clone());
+    let payments = GrpcPaymentGateway::new(
+        channel(payment_addrs)?,
+        policy(settings),
+        service_principal("reservation"),
+    );
+    let service = Arc::new(ReservationService::new(
+        store.clone(),
+        store,
+        payments,
+        SystemClock,
+        UuidV7,
+    ));
+    subscribe(
+        &mut c,
+        bus,
+        "reservation",
+        &["ROAMING_RENTAL", "ROAMING_PARKING"],
+        Arc::new(ReservationEvents(Arc::clone(&service))),
+    );
+    // Claims whose reserve call died are rejected (and any capture voided).
+    let sweeper = Arc::clone(&service);
+    let mut stop = c.stop.subscribe();
+    c.tasks.spawn(async move {
+        loop {
+            tokio::select! {
+                _ = stop.wait_for(|s| *s) => return,
+                () = tokio::time::sleep(Duration::from_secs(10)) => {}
+            }
+            if let Err(e) = sweeper.reject_stale_pending().await {
+                warn!(error = %e, "sweeping stale claims failed");
+            }
+        }
+    });
+    let (health, router) = base_router()?;
+    let rpc = ReservationRpc::new(Arc::clone(&service));
+    let router = router.add_service(tonic::service::interceptor::InterceptedService::new(
+        ReservationServiceServer::new(rpc),
+        DevIdentity,
+    ));
+    Ok((
+        launch("reservation", service_names::RESERVATION, c, bus, health).serve(router),
+        service,
+    ))
+}
+
+/// The payment service.
+pub async fn start_payment(
+    settings: &Settings,
+    bus: &Bus,
+) -> anyhow::Result<(Running, Arc<Payments>)> {
+    let url = settings.database_url("payment", settings.payment.database_url.as_ref());
+    let mut c = common::<PaymentMigrator>(settings.payment.listen, &url, bus).await?;
+    let acquirer = FaultyAcquirer::new(
+        settings.payment.fault_latency_ms,
+        settings.payment.fault_failure_rate,
+    );
+    let service = Arc::new(PaymentService::new(
+        PaymentStore::new(c.db.clone()),
+        acquirer,
+        SystemClock,
+        UuidV7,
+    ));
+    subscribe(
+        &mut c,
+        bus,
+        "payment",
+        &["ROAMING_RESERVATION"],
+        Arc::new(PaymentEvents(Arc::clone(&service))),
+    );
+    let (health, router) = base_router()?;
+    let router = router.add_service(tonic::service::interceptor::InterceptedService::new(
+        PaymentServiceServer::new(PaymentRpc::new(Arc::clone(&service))),
+        DevIdentity,
+    ));
+    Ok((
+        launch("payment", service_names::PAYMENT, c, bus, health).serve(router),
+        service,
+    ))
+}
+
+/// The rental service.
+pub async fn start_rental(
+    settings: &Settings,
+    bus: &Bus,
+) -> anyhow::Result<(Running, Arc<Rentals>)> {
+    let url = settings.database_url("rental", settings.rental.database_url.as_ref());
+    let mut c = common::<RentalMigrator>(settings.rental.listen, &url, bus).await?;
+    let service = Arc::new(RentalService::new(
+        RentalStore::new(c.db.clone()),
+        SystemClock,
+        UuidV7,
+    ));
+    subscribe(
+        &mut c,
+        bus,
+        "rental",
+        &["ROAMING_RESERVATION"],
+        Arc::new(RentalEvents(Arc::clone(&service))),
+    );
+    let (health, router) = base_router()?;
+    let router = router.add_service(tonic::service::interceptor::InterceptedService::new(
+        RentalServiceServer::new(RentalRpc::new(Arc::clone(&service))),
+        DevIdentity,
+    ));
+    Ok((
+        launch("rental", service_names::RENTAL, c, bus, health).serve(router),
+        service,
+    ))
+}
+
+/// The parking service. `reservation_addrs` are reservation's replicas.
+pub async fn start_parking(
+    settings: &Settings,
+    bus: &Bus,
+    reservation_addrs: &[String],
+) -> anyhow::Result<(Running, Arc<Parkings>)> {
+    let url = settings.database_url("parking", settings.parking.database_url.as_ref());
+    let mut c = common::<ParkingMigrator>(settings.parking.listen, &url, bus).await?;
+    let store = ParkingStore::new(c.db.clone());
+    let verifier = GrpcReservationVerifier::new(
+        channel(reservation_addrs)?,
+        policy(settings),
+        service_principal("parking"),
+    );
+    let service = Arc::new(ParkingService::new(
+        store.clone(),
+        verifier,
+        store,
+        SystemClock,
+        UuidV7,
+    ));
+    subscribe(
+        &mut c,
+        bus,
+        "parking",
+        &["ROAMING_RESERVATION"],
+        Arc::new(ParkingEvents(Arc::clone(&service))),
+    );
+    let (health, router) = base_router()?;
+    let router = router.add_service(tonic::service::interceptor::InterceptedService::new(
+        ParkingServiceServer::new(ParkingRpc::new(Arc::clone(&service))),
+        DevIdentity,
+    ));
+    Ok((
+        launch("parking", service_names::PARKING, c, bus, health).serve(router),
+        service,
+    ))
+}
+
+/// The view service.
+pub async fn start_view(settings: &Settings, bus: &Bus) -> anyhow::Result<(Running, ViewStore)> {
+    let url = settings.database_url("view", settings.view.database_url.as_ref());
+    let mut c = common::<ViewMigrator>(settings.view.listen, &url, bus).await?;
+    let store = ViewStore::new(c.db.clone());
+    subscribe(
+        &mut c,
+        bus,
+        "view",
+        &[
+            "ROAMING_RESERVATION",
+            "ROAMING_PAYMENT",
+            "ROAMING_RENTAL",
+            "ROAMING_PARKING",
+        ],
+        Arc::new(ViewEvents(store.clone())),
+    );
+    let (health, router) = base_router()?;
+    let router = router.add_service(tonic::service::interceptor::InterceptedService::new(
+        ViewServiceServer::new(ViewRpc::new(store.clone())),
+        DevIdentity,
+    ));
+    Ok((
+        launch("view", service_names::VIEW, c, bus, health).serve(router),
+        store,
+    ))
+}
+
+/// The simulated card network with the fault knob of payment's settings:
+/// added latency and a failure rate (answered as "acquirer unavailable", so the
+/// caller sees `UNAVAILABLE`). Off by default; logged loudly when on.
+#[derive(Debug)]
+pub struct FaultyAcquirer {
+    latency: Duration,
+    failure_rate: f64,
+    calls: AtomicU64,
+}
+
+impl FaultyAcquirer {
+    pub fn new(latency_ms: u64, failure_rate: f64) -> Self {
+        if latency_ms > 0 || failure_rate > 0.0 {
+            error!(
+                latency_ms,
+                failure_rate,
+                "PAYMENT FAULT INJECTION IS ON: payments are slowed down and/or failed on purpose"
+            );
+        }
+        Self {
+            latency: Duration::from_millis(latency_ms),
+            failure_rate,
+            calls: AtomicU64::new(0),
+        }
+    }
+}
+
+impl Acquirer for FaultyAcquirer {
+    async fn authorize(
+        &self,
+        card: &CardDetails,
+        amount: Money,
+    ) -> Result<Authorization, AcquirerUnavailable> {
+        if !self.latency.is_zero() {
+            tokio::time::sleep(self.latency).await;
+        }
+        // Deterministic spread: call n fails when floor(n * rate) steps up.
+        let n = self.calls.fetch_add(1, Ordering::Relaxed);
+        #[allow(
+            clippy::cast_precision_loss,
+            clippy::cast_possible_truncation,
+            clippy::cast_sign_loss,
+            reason = "a rate in [0, 1]"
+        )]
+        let fails = ((n + 1) as f64 * self.failure_rate).floor() as u64
+            > (n as f64 * self.failure_rate).floor() as u64;
+        if fails {
+            return Err(AcquirerUnavailable);
+        }
+        SimulatedAcquirer.authorize(card, amount).await
+    }
+}

@@ -1,0 +1,104 @@
+//! The event bus a process uses: embedded (in process) or NATS JetStream.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use adapters_bus::Handler;
+use adapters_bus::embedded::EmbeddedBus;
+use adapters_bus::nats::{self, ConsumerSpec, JetStreamPublisher};
+use domain_kernel::{EventPublisher, OutgoingEvent, PublishError};
+
+/// Which broker events go through.
+#[derive(Debug, Clone)]
+pub enum Bus {
+    Embedded(EmbeddedBus),
+    Nats {
+        js: async_nats_context::Context,
+        prefix: String,
+    },
+}
+
+/// Re-export so callers need not depend on async-nats.
+pub mod async_nats_context {
+    pub use adapters_bus::nats::Context;
+}
+
+/// A publisher for the outbox relay.
+#[derive(Debug, Clone)]
+pub enum Publisher {
+    Embedded(EmbeddedBus),
+    Nats(JetStreamPublisher),
+}
+
+impl EventPublisher for Publisher {
+    async fn publish(&self, events: &[OutgoingEvent]) -> Result<(), PublishError> {
+        match self {
+            Self::Embedded(b) => b.publish(events).await,
+            Self::Nats(p) => p.publish(events).await,
+        }
+    }
+}
+
+impl Bus {
+    pub async fn connect(nats_url: Option<&str>, prefix: &str) -> Result<Self, anyhow::Error> {
+        match nats_url {
+            None => Ok(Self::Embedded(EmbeddedBus::default())),
+            Some(url) => {
+                let js = nats::connect(url).await?;
+                nats::ensure_streams(&js, prefix)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("creating streams: {e}"))?;
+                Ok(Self::Nats {
+                    js,
+                    prefix: prefix.to_owned(),
+                })
+            }
+        }
+    }
+
+    pub fn publisher(&self) -> Publisher {
+        match self {
+            Self::Embedded(b) => Publisher::Embedded(b.clone()),
+            Self::Nats { js, prefix } => {
+                Publisher::Nats(JetStreamPublisher::new(js.clone()).with_subject_prefix(prefix))
+            }
+        }
+    }
+
+    /// Starts the durable `durable` on `stream` (e.g. `ROAMING_RENTAL`) with
+    /// `handler`; returns a task to run until `shutdown` (nothing to run for the
+    /// embedded bus, which calls the handler from the producer's relay).
+    pub fn subscribe(
+        &self,
+        durable: &str,
+        stream: &str,
+        handler: Arc<dyn Handler>,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Option<impl Future<Output = ()> + Send + 'static> {
+        match self {
+            Self::Embedded(b) => {
+                let prefix = nats::STREAMS
+                    .iter()
+                    .find(|(name, _)| *name == stream)
+                    .map_or_else(
+                        || format!("{stream}."),
+                        |(_, subjects)| subjects.trim_end_matches('>').to_owned(),
+                    );
+                b.subscribe(durable, &prefix, handler);
+                None
+            }
+            Self::Nats { js, prefix } => {
+                let spec = ConsumerSpec::new(prefix, stream, durable);
+                Some(nats::run_consumer(js.clone(), spec, handler, shutdown))
+            }
+        }
+    }
+
+    /// Whether the broker connection is up (always, for the embedded bus).
+    pub fn is_connected(&self) -> bool {
+        match self {
+            Self::Embedded(_) => true,
+            Self::Nats { js, .. } => nats::is_connected(js),
+        }
+    }
+}

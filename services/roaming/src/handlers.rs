@@ -1,0 +1,141 @@
+//! Event consumers: decode (a bad message is a handler error, so it is retried
+//! and then dead-lettered), apply through the domain use case (which records the
+//! event id in the inbox in the effect's transaction).
+
+use std::sync::Arc;
+
+use adapters_bus::{Delivery, HandleError, Handler};
+use adapters_codec::{
+    Inbound, Lifecycle, PaymentInput, ReservationInput, to_closed_reservation,
+    to_parking_reservation, to_reservation_input, to_roaming_reservation, to_view_event,
+};
+use adapters_store::view::ViewStore;
+use futures::future::BoxFuture;
+
+use crate::apps::{Parkings, Payments, Rentals, Reservations};
+
+fn inbound<'a>(d: &Delivery<'a>) -> Inbound<'a> {
+    Inbound {
+        subject: d.subject,
+        payload: d.payload,
+    }
+}
+
+/// Rental and parking events into the reservation service.
+#[derive(Debug)]
+pub struct ReservationEvents(pub Arc<Reservations>);
+
+impl Handler for ReservationEvents {
+    fn handle<'a>(&'a self, d: Delivery<'a>) -> BoxFuture<'a, Result<(), HandleError>> {
+        Box::pin(async move {
+            match to_reservation_input(inbound(&d)).map_err(HandleError::new)? {
+                Some(ReservationInput::Usage(e)) => self
+                    .0
+                    .handle_usage(&e)
+                    .await
+                    .map(drop)
+                    .map_err(HandleError::new),
+                Some(ReservationInput::Catalog(e)) => self
+                    .0
+                    .handle_catalog(&e)
+                    .await
+                    .map(drop)
+                    .map_err(HandleError::new),
+                None => Ok(()),
+            }
+        })
+    }
+}
+
+/// Rejected and canceled reservations into the payment service.
+#[derive(Debug)]
+pub struct PaymentEvents(pub Arc<Payments>);
+
+impl Handler for PaymentEvents {
+    fn handle<'a>(&'a self, d: Delivery<'a>) -> BoxFuture<'a, Result<(), HandleError>> {
+        Box::pin(async move {
+            match to_closed_reservation(inbound(&d)).map_err(HandleError::new)? {
+                Some(PaymentInput::Rejected(e)) => self
+                    .0
+                    .handle_rejected(&e)
+                    .await
+                    .map(drop)
+                    .map_err(HandleError::new),
+                Some(PaymentInput::Canceled(e)) => self
+                    .0
+                    .handle_canceled(&e)
+                    .await
+                    .map(drop)
+                    .map_err(HandleError::new),
+                None => Ok(()),
+            }
+        })
+    }
+}
+
+/// Roaming reservations into the rental service.
+#[derive(Debug)]
+pub struct RentalEvents(pub Arc<Rentals>);
+
+impl Handler for RentalEvents {
+    fn handle<'a>(&'a self, d: Delivery<'a>) -> BoxFuture<'a, Result<(), HandleError>> {
+        Box::pin(async move {
+            match to_roaming_reservation(inbound(&d)).map_err(HandleError::new)? {
+                Some(Lifecycle::Reserved(e)) => self
+                    .0
+                    .handle_reserved(&e)
+                    .await
+                    .map(drop)
+                    .map_err(HandleError::new),
+                Some(Lifecycle::Canceled(e)) => self
+                    .0
+                    .handle_canceled(&e)
+                    .await
+                    .map(drop)
+                    .map_err(HandleError::new),
+                None => Ok(()),
+            }
+        })
+    }
+}
+
+/// Parking reservations into the parking replica.
+#[derive(Debug)]
+pub struct ParkingEvents(pub Arc<Parkings>);
+
+impl Handler for ParkingEvents {
+    fn handle<'a>(&'a self, d: Delivery<'a>) -> BoxFuture<'a, Result<(), HandleError>> {
+        Box::pin(async move {
+            match to_parking_reservation(inbound(&d)).map_err(HandleError::new)? {
+                Some(Lifecycle::Reserved(e)) => self
+                    .0
+                    .handle_reserved(&e)
+                    .await
+                    .map(drop)
+                    .map_err(HandleError::new),
+                Some(Lifecycle::Canceled(e)) => self
+                    .0
+                    .handle_canceled(&e)
+                    .await
+                    .map(drop)
+                    .map_err(HandleError::new),
+                None => Ok(()),
+            }
+        })
+    }
+}
+
+/// Everything about reservations into the view.
+#[derive(Debug)]
+pub struct ViewEvents(pub ViewStore);
+
+impl Handler for ViewEvents {
+    fn handle<'a>(&'a self, d: Delivery<'a>) -> BoxFuture<'a, Result<(), HandleError>> {
+        Box::pin(async move {
+            match to_view_event(inbound(&d)).map_err(HandleError::new)? {
+                Some(e) => self.0.apply(&e).await.map(drop).map_err(HandleError::new),
+                None => Ok(()),
+            }
+        })
+    }
+}

@@ -1,0 +1,15 @@
+//! The roaming mesh's services and their wiring.
+//!
+//! [`apps`] builds each service from [`Settings`]: its database and store, the
+//! domain use cases, the gRPC server (health, reflection, identity), the outbox
+//! relay, its event consumers. [`up`] runs all of them in one process; each can
+//! also run alone (`roaming serve <service>`), against PostgreSQL and NATS.
+
+pub mod apps;
+pub mod bus;
+pub mod handlers;
+pub mod server;
+pub mod settings;
+pub mod up;
+
+pub use settings::Settings;

@@ -1,0 +1,154 @@
+//! What every service process shares: health (readiness follows the database
+//! and the bus), reflection v1 and v1alpha, the identity seam, graceful stop.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use adapters_store::Db;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tonic::transport::server::{Router, TcpIncoming};
+use tonic_health::ServingStatus;
+use tonic_health::server::HealthReporter;
+use tracing::{info, warn};
+
+use crate::bus::Bus;
+
+/// A future that resolves when `stop` is set.
+pub fn stopped(
+    mut stop: watch::Receiver<bool>,
+) -> impl std::future::Future<Output = ()> + Send + 'static {
+    async move {
+        let _ = stop.wait_for(|s| *s).await;
+    }
+}
+
+/// A started service: where it listens and how to stop it.
+#[derive(Debug)]
+pub struct Running {
+    pub name: &'static str,
+    pub addr: SocketAddr,
+    grpc_service: &'static str,
+    health: HealthReporter,
+    stop: watch::Sender<bool>,
+    tasks: JoinSet<()>,
+}
+
+impl Running {
+    /// Health to `NOT_SERVING` (the `""` service too, which probes check), then
+    /// stop accepting, drain in-flight calls for at most `grace`, stop the relay
+    /// and consumers.
+    pub async fn stop(mut self, grace: Duration) {
+        self.health
+            .set_service_status("", ServingStatus::NotServing)
+            .await;
+        self.health
+            .set_service_status(self.grpc_service, ServingStatus::NotServing)
+            .await;
+        let _ = self.stop.send(true);
+        let drained = tokio::time::timeout(grace, async {
+            while self.tasks.join_next().await.is_some() {}
+        })
+        .await;
+        if drained.is_err() {
+            warn!(
+                service = self.name,
+                "in-flight work did not finish within the grace period; aborting it"
+            );
+            self.tasks.abort_all();
+        }
+        info!(service = self.name, "stopped");
+    }
+}
+
+/// Everything a service needs to start serving.
+#[derive(Debug)]
+pub struct Launch {
+    pub name: &'static str,
+    pub grpc_service: &'static str,
+    pub listener: TcpListener,
+    pub db: Db,
+    pub bus: Bus,
+    pub stop: watch::Sender<bool>,
+    pub tasks: JoinSet<()>,
+    pub health: HealthReporter,
+}
+
+/// The health reporter and the router with health and reflection already on.
+pub fn base_router() -> Result<(HealthReporter, Router), anyhow::Error> {
+    let (reporter, health) = tonic_health::server::health_reporter();
+    let v1 = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()?;
+    let v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()?;
+    let router = tonic::transport::Server::builder()
+        .http2_keepalive_interval(Some(Duration::from_secs(30)))
+        .tcp_nodelay(true)
+        .add_service(health)
+        .add_service(v1)
+        .add_service(v1alpha);
+    Ok((reporter, router))
+}
+
+impl Launch {
+    /// Serves `router` and keeps readiness in step with the database and bus.
+    pub fn serve(mut self, router: Router) -> Running {
+        let addr = self
+            .listener
+            .local_addr()
+            .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)));
+        let stop_rx = self.stop.subscribe();
+        let name = self.name;
+        let incoming = TcpIncoming::from(self.listener).with_nodelay(Some(true));
+        self.tasks.spawn(async move {
+            if let Err(e) = router
+                .serve_with_incoming_shutdown(incoming, stopped(stop_rx))
+                .await
+            {
+                warn!(service = name, error = %e, "gRPC server failed");
+            }
+        });
+        let reporter = self.health.clone();
+        let db = self.db.clone();
+        let bus = self.bus.clone();
+        let grpc_service = self.grpc_service;
+        let mut stop_rx = self.stop.subscribe();
+        self.tasks.spawn(async move {
+            let mut last = None;
+            loop {
+                let ok = db.writer().ping().await.is_ok() && bus.is_connected();
+                if last != Some(ok) {
+                    let status = if ok {
+                        ServingStatus::Serving
+                    } else {
+                        ServingStatus::NotServing
+                    };
+                    reporter.set_service_status("", status).await;
+                    reporter.set_service_status(grpc_service, status).await;
+                    if !ok {
+                        warn!(service = name, "not ready: database or bus unreachable");
+                    }
+                    last = Some(ok);
+                }
+                tokio::select! {
+                    _ = stop_rx.wait_for(|s| *s) => return,
+                    () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                }
+            }
+        });
+        info!(service = name, %addr, "serving");
+        Running {
+            name,
+            addr,
+            grpc_service,
+            health: self.health,
+            stop: self.stop,
+            tasks: self.tasks,
+        }
+    }
+}

@@ -1,0 +1,328 @@
+//! Typed settings: a TOML file (optional) plus `ROAMING_*` environment
+//! overrides, validated before anything binds.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// Every setting of one process (one service, or `roaming up`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    /// Where SQLite files live when a service has no database URL.
+    pub data_dir: PathBuf,
+    /// NATS JetStream (e.g. `nats://127.0.0.1:4222`); the embedded bus when unset.
+    pub nats_url: Option<String>,
+    /// Prefix of every stream, durable and subject (several meshes on one NATS).
+    pub nats_prefix: String,
+    pub reservation: ServiceSettings,
+    pub payment: PaymentSettings,
+    pub rental: ServiceSettings,
+    pub parking: ServiceSettings,
+    pub view: ServiceSettings,
+    /// Addresses of payment replicas, for reservation's `Pay` calls.
+    pub payment_addrs: Vec<String>,
+    /// Addresses of reservation replicas, for parking's `VerifyParkingEntry`.
+    pub reservation_addrs: Vec<String>,
+    /// Deadline of every synchronous call, in milliseconds.
+    pub call_deadline_ms: u64,
+    /// How long a breaker stays open before one probe, in milliseconds.
+    pub breaker_cool_down_ms: u64,
+    /// How long a stopping service waits for in-flight calls, in milliseconds.
+    pub shutdown_grace_ms: u64,
+    /// Log as JSON lines.
+    pub log_json: bool,
+}
+
+/// Where one service listens and keeps its data.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServiceSettings {
+    pub listen: SocketAddr,
+    /// `sqlite://...` or `postgres://...`; a SQLite file under `data_dir` when unset.
+    pub database_url: Option<String>,
+}
+
+/// Payment's settings, with the fault knob for showing the breaker.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PaymentSettings {
+    pub listen: SocketAddr,
+    pub database_url: Option<String>,
+    /// Injected latency per `Pay`, in milliseconds (0: off).
+    pub fault_latency_ms: u64,
+    /// Fraction of `Pay` calls answered `UNAVAILABLE` (0.0: off).
+    pub fault_failure_rate: f64,
+}
+
+fn loopback(port: u16) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], port))
+}
+
+impl Default for ServiceSettings {
+    fn default() -> Self {
+        Self {
+            listen: loopback(0),
+            database_url: None,
+        }
+    }
+}
+
+impl Default for PaymentSettings {
+    fn default() -> Self {
+        Self {
+            listen: loopback(50052),
+            database_url: None,
+            fault_latency_ms: 0,
+            fault_failure_rate: 0.0,
+        }
+    }
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("data"),
+            nats_url: None,
+            nats_prefix: String::new(),
+            reservation: ServiceSettings {
+                listen: loopback(50051),
+                database_url: None,
+            },
+            payment: PaymentSettings::default(),
+            rental: ServiceSettings {
+                listen: loopback(50053),
+                database_url: None,
+            },
+            parking: ServiceSettings {
+                listen: loopback(50054),
+                database_url: None,
+            },
+            view: ServiceSettings {
+                listen: loopback(50055),
+                database_url: None,
+            },
+            payment_addrs: Vec::new(),
+            reservation_addrs: Vec::new(),
+            call_deadline_ms: 2_000,
+            breaker_cool_down_ms: 5_000,
+            shutdown_grace_ms: 5_000,
+            log_json: false,
+        }
+    }
+}
+
+/// A setting that is missing, malformed or out of range; names the setting.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid setting {name}: {problem}")]
+pub struct SettingsError {
+    pub name: String,
+    pub problem: String,
+}
+
+fn bad(name: &str, problem: impl std::fmt::Display) -> SettingsError {
+    SettingsError {
+        name: name.to_owned(),
+        problem: problem.to_string(),
+    }
+}
+
+impl Settings {
+    /// Reads `file` (if given), then applies `ROAMING_*` variables from `env`,
+    /// then validates.
+    pub fn load(
+        file: Option<&std::path::Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, SettingsError> {
+        let mut s = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| bad("config file", format!("{}: {e}", path.display())))?;
+                toml::from_str(&text).map_err(|e| bad("config file", e))?
+            }
+            None => Self::default(),
+        };
+        for (key, value) in env {
+            s.apply_env(&key, &value)?;
+        }
+        s.validate()?;
+        Ok(s)
+    }
+
+    fn apply_env(&mut self, key: &str, value: &str) -> Result<(), SettingsError> {
+        let Some(name) = key.strip_prefix("ROAMING_") else {
+            return Ok(());
+        };
+        let addr = |v: &str| v.parse::<SocketAddr>().map_err(|e| bad(key, e));
+        let list = |v: &str| {
+            v.split(',')
+                .map(str::trim)
+                .filter(|a| !a.is_empty())
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        };
+        let number = |v: &str| v.parse::<u64>().map_err(|e| bad(key, e));
+        match name {
+            "DATA_DIR" => self.data_dir = PathBuf::from(value),
+            "NATS_URL" => self.nats_url = Some(value.to_owned()).filter(|v| !v.is_empty()),
+            "NATS_PREFIX" => value.clone_into(&mut self.nats_prefix),
+            "RESERVATION_LISTEN" => self.reservation.listen = addr(value)?,
+            "PAYMENT_LISTEN" => self.payment.listen = addr(value)?,
+            "RENTAL_LISTEN" => self.rental.listen = addr(value)?,
+            "PARKING_LISTEN" => self.parking.listen = addr(value)?,
+            "VIEW_LISTEN" => self.view.listen = addr(value)?,
+            "RESERVATION_DATABASE_URL" => self.reservation.database_url = Some(value.to_owned()),
+            "PAYMENT_DATABASE_URL" => self.payment.database_url = Some(value.to_owned()),
+            "RENTAL_DATABASE_URL" => self.rental.database_url = Some(value.to_owned()),
+            "PARKING_DATABASE_URL" => self.parking.database_url = Some(value.to_owned()),
+            "VIEW_DATABASE_URL" => self.view.database_url = Some(value.to_owned()),
+            "PAYMENT_ADDRS" => self.payment_addrs = list(value),
+            "RESERVATION_ADDRS" => self.reservation_addrs = list(value),
+            "CALL_DEADLINE_MS" => self.call_deadline_ms = number(value)?,
+            "BREAKER_COOL_DOWN_MS" => self.breaker_cool_down_ms = number(value)?,
+            "SHUTDOWN_GRACE_MS" => self.shutdown_grace_ms = number(value)?,
+            "PAYMENT_FAULT_LATENCY_MS" => self.payment.fault_latency_ms = number(value)?,
+            "PAYMENT_FAULT_FAILURE_RATE" => {
+                self.payment.fault_failure_rate = value.parse().map_err(|e| bad(key, e))?
+            }
+            "LOG_JSON" => self.log_json = matches!(value, "1" | "true" | "yes"),
+            _ => return Err(bad(key, "unknown setting")),
+        }
+        Ok(())
+    }
+
+    fn validate(&self) -> Result<(), SettingsError> {
+        if !(0.0..=1.0).contains(&self.payment.fault_failure_rate) {
+            return Err(bad(
+                "payment.fault_failure_rate",
+                "must be between 0.0 and 1.0",
+            ));
+        }
+        if self.call_deadline_ms == 0 || self.call_deadline_ms > 60_000 {
+            return Err(bad("call_deadline_ms", "must be 1-60000"));
+        }
+        if self.breaker_cool_down_ms == 0 {
+            return Err(bad("breaker_cool_down_ms", "must be positive"));
+        }
+        for (name, url) in [
+            ("reservation.database_url", &self.reservation.database_url),
+            ("payment.database_url", &self.payment.database_url),
+            ("rental.database_url", &self.rental.database_url),
+            ("parking.database_url", &self.parking.database_url),
+            ("view.database_url", &self.view.database_url),
+        ] {
+            if let Some(url) = url
+                && !(url.starts_with("sqlite:")
+                    || url.starts_with("postgres:")
+                    || url.starts_with("postgresql:"))
+            {
+                return Err(bad(name, "must start with sqlite: or postgres:"));
+            }
+        }
+        for a in self.payment_addrs.iter().chain(&self.reservation_addrs) {
+            if !(a.starts_with("http://") || a.starts_with("https://")) {
+                return Err(bad(
+                    "payment_addrs / reservation_addrs",
+                    format!("{a:?} must be an http:// URL"),
+                ));
+            }
+        }
+        if let Some(url) = &self.nats_url
+            && !url.starts_with("nats://")
+        {
+            return Err(bad("nats_url", "must start with nats://"));
+        }
+        Ok(())
+    }
+
+    /// The database of `service`: its URL, or a SQLite file under `data_dir`.
+    pub fn database_url(&self, service: &str, explicit: Option<&String>) -> String {
+        explicit.cloned().unwrap_or_else(|| {
+            format!(
+                "sqlite://{}?mode=rwc",
+                self.data_dir.join(format!("{service}.db")).display()
+            )
+        })
+    }
+
+    pub fn call_deadline(&self) -> Duration {
+        Duration::from_millis(self.call_deadline_ms)
+    }
+
+    pub fn breaker_cool_down(&self) -> Duration {
+        Duration::from_millis(self.breaker_cool_down_ms)
+    }
+
+    pub fn shutdown_grace(&self) -> Duration {
+        Duration::from_millis(self.shutdown_grace_ms)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_are_valid_and_env_overrides_them() {
+        let s = Settings::load(
+            None,
+            env(&[
+                ("ROAMING_NATS_URL", "nats://127.0.0.1:4222"),
+                ("ROAMING_PAYMENT_ADDRS", "http://a:1, http://b:2"),
+                ("HOME", "/x"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(s.nats_url.as_deref(), Some("nats://127.0.0.1:4222"));
+        assert_eq!(s.payment_addrs, ["http://a:1", "http://b:2"]);
+    }
+
+    #[test]
+    fn a_bad_setting_is_named() {
+        let e =
+            Settings::load(None, env(&[("ROAMING_PAYMENT_FAULT_FAILURE_RATE", "2")])).unwrap_err();
+        assert_eq!(e.name, "payment.fault_failure_rate");
+        let e = Settings::load(None, env(&[("ROAMING_VIEW_LISTEN", "nowhere")])).unwrap_err();
+        assert_eq!(e.name, "ROAMING_VIEW_LISTEN");
+        let e = Settings::load(None, env(&[("ROAMING_TYPO", "1")])).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "invalid setting ROAMING_TYPO: unknown setting"
+        );
+        let e =
+            Settings::load(None, env(&[("ROAMING_RENTAL_DATABASE_URL", "mysql://x")])).unwrap_err();
+        assert_eq!(e.name, "rental.database_url");
+    }
+
+    #[test]
+    fn files_are_strict() {
+        let dir = std::env::temp_dir().join(format!("roaming-settings-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("c.toml");
+        std::fs::write(
+            &file,
+            "nats_url = \"nats://h:4222\"\n[payment]\nfault_latency_ms = 250\n",
+        )
+        .unwrap();
+        let s = Settings::load(Some(&file), Vec::new()).unwrap();
+        assert_eq!(
+            (s.nats_url.as_deref(), s.payment.fault_latency_ms),
+            (Some("nats://h:4222"), 250)
+        );
+        std::fs::write(&file, "natz_url = 1\n").unwrap();
+        assert_eq!(
+            Settings::load(Some(&file), Vec::new()).unwrap_err().name,
+            "config file"
+        );
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}

@@ -1,0 +1,197 @@
+//! `roaming up`: every service in one process, each on its own loopback port
+//! with its own database, events on the embedded bus (or NATS when configured),
+//! the demo catalog seeded on first start.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use adapters_store::view::ViewStore;
+use domain_kernel::{BoothCode, CountryCode, DeviceModel, Money, Principal, Serial, Violations};
+use domain_parking::Space;
+use domain_reservation::ports::Catalog;
+use domain_reservation::pricing::DeviceOffer;
+use tracing::info;
+
+use crate::apps::{
+    Parkings, Payments, Rentals, Reservations, start_parking, start_payment, start_rental,
+    start_reservation, start_view,
+};
+use crate::bus::Bus;
+use crate::server::Running;
+use crate::settings::Settings;
+
+/// The whole mesh in one process.
+#[derive(Debug)]
+pub struct Mesh {
+    pub payment: Running,
+    pub reservation: Running,
+    pub rental: Running,
+    pub parking: Running,
+    pub view: Running,
+    pub bus: Bus,
+    pub reservations: Arc<Reservations>,
+    pub payments: Arc<Payments>,
+    pub rentals: Arc<Rentals>,
+    pub parkings: Arc<Parkings>,
+    pub views: ViewStore,
+}
+
+/// The demo principals of DESIGN.md section 11 (all with password `demo` once
+/// the gateway issues tokens; until then, their development identity headers).
+pub const DEMO_PRINCIPALS: [(&str, &str, Option<&str>); 6] = [
+    ("alice", "customer", None),
+    ("bob", "customer", None),
+    ("staff-icn-t1", "booth_staff", Some("ICN-T1")),
+    ("staff-gmp", "booth_staff", Some("GMP")),
+    ("gate-p1", "gate", None),
+    ("ops", "operator", None),
+];
+
+fn url(addr: std::net::SocketAddr) -> String {
+    format!("http://{addr}")
+}
+
+/// Starts every service. Seeds the demo catalog when the data directory is new.
+pub async fn up(settings: &Settings) -> anyhow::Result<Mesh> {
+    let fresh = !settings.data_dir.exists()
+        || std::fs::read_dir(&settings.data_dir)
+            .map(|mut d| d.next().is_none())
+            .unwrap_or(true);
+    std::fs::create_dir_all(&settings.data_dir)
+        .map_err(|e| anyhow::anyhow!("creating data dir {}: {e}", settings.data_dir.display()))?;
+    let bus = Bus::connect(settings.nats_url.as_deref(), &settings.nats_prefix).await?;
+
+    let (payment, payments) = start_payment(settings, &bus).await?;
+    let payment_addrs = if settings.payment_addrs.is_empty() {
+        vec![url(payment.addr)]
+    } else {
+        settings.payment_addrs.clone()
+    };
+    let (reservation, reservations) = start_reservation(settings, &bus, &payment_addrs).await?;
+    let reservation_addrs = if settings.reservation_addrs.is_empty() {
+        vec![url(reservation.addr)]
+    } else {
+        settings.reservation_addrs.clone()
+    };
+    let (rental, rentals) = start_rental(settings, &bus).await?;
+    let (parking, parkings) = start_parking(settings, &bus, &reservation_addrs).await?;
+    let (view, views) = start_view(settings, &bus).await?;
+    let mesh = Mesh {
+        payment,
+        reservation,
+        rental,
+        parking,
+        view,
+        bus,
+        reservations,
+        payments,
+        rentals,
+        parkings,
+        views,
+    };
+    if fresh {
+        seed(&mesh).await?;
+    }
+    Ok(mesh)
+}
+
+/// DESIGN.md section 11: booths, device models and prices, the parking lot.
+pub async fn seed(mesh: &Mesh) -> anyhow::Result<()> {
+    let ops = Principal::operator("seed");
+    let parse = |s: &str| CountryCode::parse(s).map_err(|e| anyhow::anyhow!("{e}"));
+    for (model, rate, countries) in [
+        ("egg-lte", 5_000, ["JP", "US", "CN", "VN", "TH"]),
+        ("phone-5g", 9_000, ["JP", "US", "GB", "FR", "DE"]),
+    ] {
+        let offer = DeviceOffer {
+            device_model: DeviceModel::parse(model).map_err(|e| anyhow::anyhow!("{e}"))?,
+            daily_rate: Money::krw(rate).map_err(|e| anyhow::anyhow!("{e}"))?,
+            countries: countries
+                .iter()
+                .map(|c| parse(c))
+                .collect::<Result<_, _>>()?,
+        };
+        mesh.reservations.catalog().put_device_offer(&offer).await?;
+    }
+    for (booth, eggs, phones) in [("ICN-T1", 3, 2), ("ICN-T2", 2, 2), ("GMP", 2, 2)] {
+        for (model, count) in [("egg-lte", eggs), ("phone-5g", phones)] {
+            for n in 1..=count {
+                let serial = Serial::parse(&format!("{booth}-{model}-{n}"))
+                    .map_err(|e| anyhow::anyhow!("{e}"))?;
+                mesh.rentals
+                    .register_device(
+                        &ops,
+                        serial,
+                        DeviceModel::parse(model).map_err(|e| anyhow::anyhow!("{e}"))?,
+                        BoothCode::parse(booth).map_err(|e| anyhow::anyhow!("{e}"))?,
+                    )
+                    .await
+                    .map_err(|e| anyhow::anyhow!("seeding device: {e}"))?;
+            }
+        }
+    }
+    for n in 1..=10u32 {
+        let rate: Result<Money, Violations> =
+            Money::krw(3_000).map_err(|e| Violations::one("hourly_rate", e));
+        let space = Space::parse(
+            &format!("P1-B1-{n:03}"),
+            "P1",
+            "B1",
+            i32::try_from(n).unwrap_or(1),
+            rate,
+        )
+        .map_err(|v| anyhow::anyhow!("{v}"))?;
+        mesh.parkings
+            .register_space(&ops, space)
+            .await
+            .map_err(|e| anyhow::anyhow!("seeding space: {e}"))?;
+    }
+    // The reservation catalog learns stock and spaces from events; wait for it.
+    let last_space =
+        domain_kernel::SpaceId::parse("P1-B1-010").map_err(|e| anyhow::anyhow!("{e}"))?;
+    let gmp = BoothCode::parse("GMP").map_err(|e| anyhow::anyhow!("{e}"))?;
+    for _ in 0..200 {
+        let catalog = mesh.reservations.catalog();
+        if catalog.space_offer(&last_space).await?.is_some() && catalog.booth_exists(&gmp).await? {
+            info!("demo catalog seeded");
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    anyhow::bail!("the reservation catalog did not receive the seeded stock in 10 s")
+}
+
+impl Mesh {
+    /// Stops every service (in reverse dependency order).
+    pub async fn stop(self, grace: Duration) {
+        self.view.stop(grace).await;
+        self.parking.stop(grace).await;
+        self.rental.stop(grace).await;
+        self.reservation.stop(grace).await;
+        self.payment.stop(grace).await;
+    }
+
+    /// What to print at start.
+    pub fn banner(&self) -> String {
+        let mut out = String::from(
+            "roaming mesh is up (development identity: send x-dev-subject / x-dev-roles / x-dev-booth)\n",
+        );
+        for r in [
+            &self.reservation,
+            &self.payment,
+            &self.rental,
+            &self.parking,
+            &self.view,
+        ] {
+            out.push_str(&format!("  {:<12} {}\n", r.name, r.addr));
+        }
+        out.push_str("demo principals:\n");
+        for (subject, role, booth) in DEMO_PRINCIPALS {
+            out.push_str(&format!(
+                "  {subject:<13} {role}{}\n",
+                booth.map(|b| format!(" (booth {b})")).unwrap_or_default()
+            ));
+        }
+        out
+    }
+}
