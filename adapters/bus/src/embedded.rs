@@ -69,8 +69,21 @@ impl EmbeddedBus {
 
     /// Declares a durable subscriber of every subject under `prefix`. Events are
     /// not marked sent until it committed them, also while it is stopped.
+    ///
+    /// Subscribing again with the same durable and prefix replaces the handler
+    /// (a restarted service takes over its durable) and marks it running.
     pub fn subscribe(&self, durable: &str, prefix: &str, handler: Arc<dyn Handler>) {
-        self.lock().subscriptions.push(Subscription {
+        let mut state = self.lock();
+        if let Some(existing) = state
+            .subscriptions
+            .iter_mut()
+            .find(|s| s.durable == durable && s.prefix == prefix)
+        {
+            existing.handler = handler;
+            existing.running = true;
+            return;
+        }
+        state.subscriptions.push(Subscription {
             durable: durable.to_owned(),
             prefix: prefix.to_owned(),
             handler,

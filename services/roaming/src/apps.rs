@@ -178,7 +178,7 @@ pub async fn start_reservation(
             }
         }
     });
-    let (health, router) = base_router()?;
+    let (health, router) = base_router(service_names::RESERVATION)?;
     let rpc = ReservationRpc::new(Arc::clone(&service));
     let router = router.add_service(tonic::service::interceptor::InterceptedService::new(
         ReservationServiceServer::new(rpc),
@@ -214,7 +214,7 @@ pub async fn start_payment(
         &["ROAMING_RESERVATION"],
         Arc::new(PaymentEvents(Arc::clone(&service))),
     );
-    let (health, router) = base_router()?;
+    let (health, router) = base_router(service_names::PAYMENT)?;
     let router = router.add_service(tonic::service::interceptor::InterceptedService::new(
         PaymentServiceServer::new(PaymentRpc::new(Arc::clone(&service))),
         DevIdentity,
@@ -244,7 +244,7 @@ pub async fn start_rental(
         &["ROAMING_RESERVATION"],
         Arc::new(RentalEvents(Arc::clone(&service))),
     );
-    let (health, router) = base_router()?;
+    let (health, router) = base_router(service_names::RENTAL)?;
     let router = router.add_service(tonic::service::interceptor::InterceptedService::new(
         RentalServiceServer::new(RentalRpc::new(Arc::clone(&service))),
         DevIdentity,
@@ -283,7 +283,7 @@ pub async fn start_parking(
         &["ROAMING_RESERVATION"],
         Arc::new(ParkingEvents(Arc::clone(&service))),
     );
-    let (health, router) = base_router()?;
+    let (health, router) = base_router(service_names::PARKING)?;
     let router = router.add_service(tonic::service::interceptor::InterceptedService::new(
         ParkingServiceServer::new(ParkingRpc::new(Arc::clone(&service))),
         DevIdentity,
@@ -311,7 +311,7 @@ pub async fn start_view(settings: &Settings, bus: &Bus) -> anyhow::Result<(Runni
         ],
         Arc::new(ViewEvents(store.clone())),
     );
-    let (health, router) = base_router()?;
+    let (health, router) = base_router(service_names::VIEW)?;
     let router = router.add_service(tonic::service::interceptor::InterceptedService::new(
         ViewServiceServer::new(ViewRpc::new(store.clone())),
         DevIdentity,

@@ -10,6 +10,7 @@ use domain_kernel::{EventPublisher, OutgoingEvent, PublishError};
 
 /// Which broker events go through.
 #[derive(Debug, Clone)]
+#[allow(clippy::large_enum_variant, reason = "one per process, cloned rarely")]
 pub enum Bus {
     Embedded(EmbeddedBus),
     Nats {
@@ -25,6 +26,7 @@ pub mod async_nats_context {
 
 /// A publisher for the outbox relay.
 #[derive(Debug, Clone)]
+#[allow(clippy::large_enum_variant, reason = "one per relay")]
 pub enum Publisher {
     Embedded(EmbeddedBus),
     Nats(JetStreamPublisher),

@@ -16,12 +16,8 @@ use tracing::{info, warn};
 use crate::bus::Bus;
 
 /// A future that resolves when `stop` is set.
-pub fn stopped(
-    mut stop: watch::Receiver<bool>,
-) -> impl std::future::Future<Output = ()> + Send + 'static {
-    async move {
-        let _ = stop.wait_for(|s| *s).await;
-    }
+pub async fn stopped(mut stop: watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
 }
 
 /// A started service: where it listens and how to stop it.
@@ -76,16 +72,18 @@ pub struct Launch {
 }
 
 /// The health reporter and the router with health and reflection already on.
-pub fn base_router() -> Result<(HealthReporter, Router), anyhow::Error> {
+/// Reflection lists `grpc_service`, health and reflection itself.
+pub fn base_router(grpc_service: &str) -> Result<(HealthReporter, Router), anyhow::Error> {
     let (reporter, health) = tonic_health::server::health_reporter();
-    let v1 = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1()?;
-    let v1alpha = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1alpha()?;
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .with_service_name(grpc_service)
+            .with_service_name("grpc.health.v1.Health")
+    };
+    let v1 = reflection().build_v1()?;
+    let v1alpha = reflection().build_v1alpha()?;
     let router = tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .tcp_nodelay(true)

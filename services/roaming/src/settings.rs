@@ -185,7 +185,7 @@ impl Settings {
             "SHUTDOWN_GRACE_MS" => self.shutdown_grace_ms = number(value)?,
             "PAYMENT_FAULT_LATENCY_MS" => self.payment.fault_latency_ms = number(value)?,
             "PAYMENT_FAULT_FAILURE_RATE" => {
-                self.payment.fault_failure_rate = value.parse().map_err(|e| bad(key, e))?
+                self.payment.fault_failure_rate = value.parse().map_err(|e| bad(key, e))?;
             }
             "LOG_JSON" => self.log_json = matches!(value, "1" | "true" | "yes"),
             _ => return Err(bad(key, "unknown setting")),

@@ -2,6 +2,7 @@
 //! with its own database, events on the embedded bus (or NATS when configured),
 //! the demo catalog seeded on first start.
 
+use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -54,9 +55,7 @@ fn url(addr: std::net::SocketAddr) -> String {
 /// Starts every service. Seeds the demo catalog when the data directory is new.
 pub async fn up(settings: &Settings) -> anyhow::Result<Mesh> {
     let fresh = !settings.data_dir.exists()
-        || std::fs::read_dir(&settings.data_dir)
-            .map(|mut d| d.next().is_none())
-            .unwrap_or(true);
+        || std::fs::read_dir(&settings.data_dir).map_or(true, |mut d| d.next().is_none());
     std::fs::create_dir_all(&settings.data_dir)
         .map_err(|e| anyhow::anyhow!("creating data dir {}: {e}", settings.data_dir.display()))?;
     let bus = Bus::connect(settings.nats_url.as_deref(), &settings.nats_prefix).await?;
@@ -183,14 +182,15 @@ impl Mesh {
             &self.parking,
             &self.view,
         ] {
-            out.push_str(&format!("  {:<12} {}\n", r.name, r.addr));
+            let _ = writeln!(out, "  {:<12} {}", r.name, r.addr);
         }
         out.push_str("demo principals:\n");
         for (subject, role, booth) in DEMO_PRINCIPALS {
-            out.push_str(&format!(
-                "  {subject:<13} {role}{}\n",
+            let _ = writeln!(
+                out,
+                "  {subject:<13} {role}{}",
                 booth.map(|b| format!(" (booth {b})")).unwrap_or_default()
-            ));
+            );
         }
         out
     }

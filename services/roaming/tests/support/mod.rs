@@ -1,0 +1,263 @@
+//! An embedded mesh on free loopback ports with a fresh data directory, and
+//! typed helpers over the generated clients.
+
+#![allow(
+    dead_code,
+    clippy::expect_used,
+    clippy::unwrap_used,
+    clippy::panic,
+    reason = "test support"
+)]
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use proto::parking::parking_service_client::ParkingServiceClient;
+use proto::payment::payment_service_client::PaymentServiceClient;
+use proto::rental::rental_service_client::RentalServiceClient;
+use proto::reservation::reservation_service_client::ReservationServiceClient;
+use proto::view::view_service_client::ViewServiceClient;
+use proto::{common, reservation as pb, view as pv};
+use roaming::Settings;
+use roaming::up::Mesh;
+use tonic::transport::Channel;
+use tonic::{Request, Status};
+
+/// Who calls: subject, roles, booth.
+#[derive(Debug, Clone, Copy)]
+pub struct As(pub &'static str, pub &'static str, pub Option<&'static str>);
+
+pub const ALICE: As = As("alice", "customer", None);
+pub const BOB: As = As("bob", "customer", None);
+pub const STAFF_T1: As = As("staff-icn-t1", "booth_staff", Some("ICN-T1"));
+pub const STAFF_GMP: As = As("staff-gmp", "booth_staff", Some("GMP"));
+pub const GATE: As = As("gate-p1", "gate", None);
+pub const OPS: As = As("ops", "operator", None);
+
+pub fn req<T>(who: As, message: T) -> Request<T> {
+    let mut r = Request::new(message);
+    r.metadata_mut()
+        .insert("x-dev-subject", who.0.parse().unwrap());
+    r.metadata_mut()
+        .insert("x-dev-roles", who.1.parse().unwrap());
+    if let Some(b) = who.2 {
+        r.metadata_mut().insert("x-dev-booth", b.parse().unwrap());
+    }
+    r
+}
+
+pub struct TestMesh {
+    pub mesh: Option<Mesh>,
+    pub settings: Settings,
+    dir: PathBuf,
+}
+
+pub fn test_settings(dir: &std::path::Path) -> Settings {
+    let mut s = Settings {
+        data_dir: dir.to_path_buf(),
+        ..Settings::default()
+    };
+    let any = SocketAddr::from(([127, 0, 0, 1], 0));
+    s.reservation.listen = any;
+    s.payment.listen = any;
+    s.rental.listen = any;
+    s.parking.listen = any;
+    s.view.listen = any;
+    s.call_deadline_ms = 500;
+    s.breaker_cool_down_ms = 1_000;
+    s.shutdown_grace_ms = 2_000;
+    s
+}
+
+impl TestMesh {
+    pub async fn start() -> Self {
+        if std::env::var_os("TEST_LOG").is_some() {
+            let _ = tracing_subscriber::fmt().with_test_writer().try_init();
+        }
+        let dir = std::env::temp_dir().join(format!("roaming-e2e-{}", uuid::Uuid::now_v7()));
+        let settings = test_settings(&dir);
+        let mesh = roaming::up::up(&settings).await.expect("mesh starts");
+        Self {
+            mesh: Some(mesh),
+            settings,
+            dir,
+        }
+    }
+
+    pub fn mesh(&self) -> &Mesh {
+        self.mesh.as_ref().unwrap()
+    }
+
+    pub fn mesh_mut(&mut self) -> &mut Mesh {
+        self.mesh.as_mut().unwrap()
+    }
+
+    async fn channel(addr: SocketAddr) -> Channel {
+        Channel::from_shared(format!("http://{addr}"))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap()
+    }
+
+    pub async fn reservation(&self) -> ReservationServiceClient<Channel> {
+        ReservationServiceClient::new(Self::channel(self.mesh().reservation.addr).await)
+    }
+
+    pub async fn payment(&self) -> PaymentServiceClient<Channel> {
+        PaymentServiceClient::new(Self::channel(self.mesh().payment.addr).await)
+    }
+
+    pub async fn rental(&self) -> RentalServiceClient<Channel> {
+        RentalServiceClient::new(Self::channel(self.mesh().rental.addr).await)
+    }
+
+    pub async fn parking(&self) -> ParkingServiceClient<Channel> {
+        ParkingServiceClient::new(Self::channel(self.mesh().parking.addr).await)
+    }
+
+    pub async fn view(&self) -> ViewServiceClient<Channel> {
+        ViewServiceClient::new(Self::channel(self.mesh().view.addr).await)
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(mesh) = self.mesh.take() {
+            mesh.stop(Duration::from_secs(2)).await;
+        }
+    }
+}
+
+impl Drop for TestMesh {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+pub fn card() -> common::PaymentCard {
+    card_number("4111111111111111")
+}
+
+pub fn card_number(n: &str) -> common::PaymentCard {
+    common::PaymentCard {
+        card_number: n.to_owned(),
+        expiry_month: 12,
+        expiry_year: 2035,
+        holder_name: "Kim Minji".to_owned(),
+        company: "VISA".to_owned(),
+    }
+}
+
+pub fn date_in(days: i64) -> String {
+    let d = time::OffsetDateTime::now_utc().date() + time::Duration::days(days);
+    domain_kernel_date(d)
+}
+
+fn domain_kernel_date(d: time::Date) -> String {
+    format!("{:04}-{:02}-{:02}", d.year(), u8::from(d.month()), d.day())
+}
+
+pub fn roaming_request(request_id: &str, from_day: i64, to_day: i64) -> pb::ReserveRoamingRequest {
+    pb::ReserveRoamingRequest {
+        request_id: request_id.to_owned(),
+        device_model: "egg-lte".to_owned(),
+        country: "JP".to_owned(),
+        pickup_booth: "ICN-T1".to_owned(),
+        return_booth: "GMP".to_owned(),
+        start_date: date_in(from_day),
+        end_date: date_in(to_day),
+        payment: Some(card()),
+    }
+}
+
+pub fn ts(offset: time::Duration) -> prost_types::Timestamp {
+    let t = time::OffsetDateTime::now_utc() + offset;
+    prost_types::Timestamp {
+        seconds: t.unix_timestamp(),
+        nanos: 0,
+    }
+}
+
+pub fn parking_request(
+    request_id: &str,
+    space: &str,
+    plate: &str,
+    from_min: i64,
+    to_min: i64,
+) -> pb::ReserveParkingRequest {
+    pb::ReserveParkingRequest {
+        request_id: request_id.to_owned(),
+        space_id: space.to_owned(),
+        vehicle_plate: plate.to_owned(),
+        start_time: Some(ts(time::Duration::minutes(from_min))),
+        end_time: Some(ts(time::Duration::minutes(to_min))),
+        payment: Some(card()),
+    }
+}
+
+/// Polls `check` until it returns `Some`, or panics after `within`.
+pub async fn eventually<T, F, Fut>(within: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// The view of a reservation once it reaches `status` (or has moved past it).
+pub async fn view_reaches(
+    mesh: &TestMesh,
+    who: As,
+    id: &str,
+    status: pb::ReservationStatus,
+) -> pv::ReservationView {
+    let view = mesh.view().await;
+    eventually(
+        Duration::from_secs(10),
+        &format!("view of {id} to reach {status:?}"),
+        || {
+            let mut view = view.clone();
+            let id = id.to_owned();
+            async move {
+                let v = view
+                    .get_reservation_view(req(
+                        who,
+                        pv::GetReservationViewRequest { reservation_id: id },
+                    ))
+                    .await
+                    .ok()?
+                    .into_inner()
+                    .reservation?;
+                // Reached, or already past it on the forward path.
+                let forward = |x: i32| x <= pb::ReservationStatus::Completed as i32;
+                let target = status as i32;
+                (v.status == target || (forward(target) && forward(v.status) && v.status >= target))
+                    .then_some(v)
+            }
+        },
+    )
+    .await
+}
+
+/// The `ErrorInfo.reason` of a status.
+pub fn reason(status: &Status) -> String {
+    use tonic_types::StatusExt;
+    status
+        .get_details_error_info()
+        .map(|i| i.reason)
+        .unwrap_or_default()
+}
+
+/// The `RetryInfo.retry_delay` of a status.
+pub fn retry_delay(status: &Status) -> Option<Duration> {
+    use tonic_types::StatusExt;
+    status.get_details_retry_info().and_then(|r| r.retry_delay)
+}
