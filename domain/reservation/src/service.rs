@@ -159,6 +159,10 @@ where
         &self.catalog
     }
 
+    pub fn payment_gateway(&self) -> &P {
+        &self.payments
+    }
+
     fn record(&self, events: Vec<ReservationEvent>) -> Vec<Recorded<ReservationEvent>> {
         let now = self.clock.now();
         events

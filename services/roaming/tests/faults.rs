@@ -1,0 +1,248 @@
+//! Breaking dependencies on purpose: payment down (breaker), rental down
+//! (events wait), reservation down (the gate decides from its replica).
+
+#![allow(
+    clippy::expect_used,
+    clippy::unwrap_used,
+    clippy::panic,
+    reason = "tests"
+)]
+
+mod support;
+
+use std::time::Duration;
+
+use adapters_grpc::breaker::BreakerState;
+use adapters_store::reservation::ReservationStore;
+use proto::reservation::ReservationStatus as S;
+use proto::{parking as pk, rental as pr};
+use roaming::bus::Bus;
+use support::*;
+use tonic::Code;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn with_payment_down_the_breaker_opens_nothing_unpaid_is_kept_and_it_recovers() {
+    let mut m = TestMesh::start().await;
+    let mut reservations = m.reservation().await;
+    reservations
+        .reserve_roaming(req(ALICE, roaming_request("ok-1", 5, 6)))
+        .await
+        .unwrap();
+
+    let payment_addr = m.mesh().payment.addr;
+    let mut mesh = m.mesh.take().unwrap();
+    let stopped = std::mem::replace(&mut mesh.payment, {
+        // A placeholder that is replaced below; stop the real one first.
+        let mut s = m.settings.clone();
+        s.payment.listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+        roaming::apps::start_payment(&s, &mesh.bus).await.unwrap().0
+    });
+    stopped.stop(Duration::from_secs(1)).await;
+
+    // Every attempt is refused with UNAVAILABLE and a retry hint; after a few,
+    // the breaker is open and refuses without calling.
+    let mut last = None;
+    for i in 0..8 {
+        let e = reservations
+            .reserve_roaming(req(BOB, roaming_request(&format!("down-{i}"), 5, 6)))
+            .await
+            .unwrap_err();
+        assert_eq!(
+            (e.code(), reason(&e)),
+            (Code::Unavailable, "PAYMENT_UNAVAILABLE".to_owned()),
+            "{e:?}"
+        );
+        let delay = retry_delay(&e).expect("RetryInfo");
+        assert!(
+            delay > Duration::ZERO && delay <= Duration::from_secs(2),
+            "{delay:?}"
+        );
+        last = Some(e);
+    }
+    assert!(last.is_some());
+    assert_eq!(
+        mesh.reservations.payment_gateway().breaker().state(),
+        BreakerState::Open
+    );
+    // Nothing unpaid holds capacity: every attempt ended REJECTED.
+    let store: &ReservationStore = mesh.reservations.repository();
+    let all = store.all().await.unwrap();
+    let down: Vec<_> = all
+        .iter()
+        .filter(|r| r.request_id.as_str().starts_with("down-"))
+        .collect();
+    assert_eq!(down.len(), 8);
+    assert!(
+        down.iter()
+            .all(|r| r.status == domain_reservation::Status::Rejected),
+        "{down:?}"
+    );
+
+    // Payment comes back on its address: after the cool-down a probe closes the
+    // breaker and reservations succeed again (the same request id may retry).
+    let placeholder = std::mem::replace(&mut mesh.payment, {
+        let mut s = m.settings.clone();
+        s.payment.listen = payment_addr;
+        roaming::apps::start_payment(&s, &mesh.bus).await.unwrap().0
+    });
+    placeholder.stop(Duration::from_secs(1)).await;
+    let ok = eventually(
+        Duration::from_secs(15),
+        "reservations succeed again",
+        || {
+            let mut reservations = reservations.clone();
+            async move {
+                reservations
+                    .reserve_roaming(req(BOB, roaming_request("down-0", 5, 6)))
+                    .await
+                    .ok()
+            }
+        },
+    )
+    .await;
+    assert_eq!(
+        ok.into_inner().reservation.unwrap().status,
+        S::Reserved as i32
+    );
+    assert_eq!(
+        mesh.reservations.payment_gateway().breaker().state(),
+        BreakerState::Closed
+    );
+    m.mesh = Some(mesh);
+    m.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn with_rental_down_reservations_succeed_and_rental_accepts_them_when_back() {
+    let mut m = TestMesh::start().await;
+    let mut reservations = m.reservation().await;
+    let mut mesh = m.mesh.take().unwrap();
+    let Bus::Embedded(bus) = mesh.bus.clone() else {
+        panic!("embedded")
+    };
+    let rental_addr = mesh.rental.addr;
+    let placeholder = {
+        let mut s = m.settings.clone();
+        s.rental.listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+        s.data_dir = s.data_dir.join("placeholder");
+        std::fs::create_dir_all(&s.data_dir).unwrap();
+        roaming::apps::start_rental(&s, &mesh.bus).await.unwrap().0
+    };
+    let down = std::mem::replace(&mut mesh.rental, placeholder);
+    down.stop(Duration::from_secs(1)).await;
+    bus.set_running("rental", false);
+
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        let r = reservations
+            .reserve_roaming(req(ALICE, roaming_request(&format!("r{i}"), 2, 3)))
+            .await
+            .unwrap();
+        ids.push(r.into_inner().reservation.unwrap().reservation_id);
+    }
+
+    // Rental comes back (same address, same database) and takes its durable over.
+    let back = {
+        let mut s = m.settings.clone();
+        s.rental.listen = rental_addr;
+        roaming::apps::start_rental(&s, &mesh.bus).await.unwrap().0
+    };
+    std::mem::replace(&mut mesh.rental, back)
+        .stop(Duration::from_secs(1))
+        .await;
+    m.mesh = Some(mesh);
+    let mut rental = m.rental().await;
+    for id in &ids {
+        eventually(
+            Duration::from_secs(10),
+            "rental accepted the missed reservation",
+            || {
+                let mut rental = rental.clone();
+                let id = id.clone();
+                async move {
+                    let r = rental
+                        .get_rental(req(OPS, pr::GetRentalRequest { reservation_id: id }))
+                        .await
+                        .ok()?
+                        .into_inner()
+                        .rental?;
+                    (r.status == pr::RentalStatus::Accepted as i32).then_some(())
+                }
+            },
+        )
+        .await;
+        view_reaches(&m, ALICE, id, S::RentalAccepted).await;
+    }
+    let _ = &mut rental;
+    m.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn with_reservation_down_a_reserved_car_still_enters_via_the_replica() {
+    let mut m = TestMesh::start().await;
+    let mut reservations = m.reservation().await;
+    let r = reservations
+        .reserve_parking(req(
+            ALICE,
+            parking_request("p", "P1-B1-003", "12가3456", 0, 90),
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .reservation
+        .unwrap();
+    view_reaches(&m, ALICE, &r.reservation_id, S::Reserved).await;
+
+    let mut mesh = m.mesh.take().unwrap();
+    let placeholder = {
+        let mut s = m.settings.clone();
+        s.reservation.listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+        s.data_dir = s.data_dir.join("placeholder");
+        std::fs::create_dir_all(&s.data_dir).unwrap();
+        roaming::apps::start_reservation(&s, &mesh.bus, &["http://127.0.0.1:9".to_owned()])
+            .await
+            .unwrap()
+            .0
+    };
+    std::mem::replace(&mut mesh.reservation, placeholder)
+        .stop(Duration::from_secs(1))
+        .await;
+    m.mesh = Some(mesh);
+
+    let mut parking = m.parking().await;
+    let session = eventually(Duration::from_secs(10), "entry via the replica", || {
+        let mut parking = parking.clone();
+        async move {
+            parking
+                .enter(req(
+                    GATE,
+                    pk::EnterRequest {
+                        space_id: "P1-B1-003".into(),
+                        vehicle_plate: "12가3456".into(),
+                    },
+                ))
+                .await
+                .ok()
+        }
+    })
+    .await
+    .into_inner()
+    .session
+    .unwrap();
+    assert_eq!(session.verification, pk::EntryVerification::Replica as i32);
+    assert_eq!(session.reservation_id, r.reservation_id);
+    // Another plate is still refused, also offline.
+    let denied = parking
+        .enter(req(
+            GATE,
+            pk::EnterRequest {
+                space_id: "P1-B1-004".into(),
+                vehicle_plate: "99하9999".into(),
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(denied.code(), Code::PermissionDenied);
+    let _ = &mut parking;
+    m.stop().await;
+}
