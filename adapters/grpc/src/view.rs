@@ -186,12 +186,15 @@ impl Rpc for ViewRpc {
             {
                 return;
             }
+            // Changes this replica applies arrive by broadcast at once; changes
+            // other replicas apply (competing consumers) are found by a
+            // periodic re-read.
+            let mut poll = tokio::time::interval(std::time::Duration::from_millis(250));
+            poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
-                let next = match changes.recv().await {
-                    Ok(v) if v.reservation_id == id && v.version > last => v,
-                    Ok(_) => continue,
-                    Err(RecvError::Lagged(_)) => match store.get(id).await {
-                        // Missed some: send the latest as it is now.
+                let next = tokio::select! {
+                    () = tx.closed() => return,
+                    _ = poll.tick() => match store.get(id).await {
                         Ok(Some(v)) if v.version > last => v,
                         Ok(_) => continue,
                         Err(e) => {
@@ -199,7 +202,12 @@ impl Rpc for ViewRpc {
                             return;
                         }
                     },
-                    Err(RecvError::Closed) => return,
+                    change = changes.recv() => match change {
+                        Ok(v) if v.reservation_id == id && v.version > last => v,
+                        Ok(_) => continue,
+                        Err(RecvError::Lagged(_)) => continue,
+                        Err(RecvError::Closed) => return,
+                    },
                 };
                 last = next.version;
                 if tx

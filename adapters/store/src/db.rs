@@ -60,8 +60,32 @@ impl Db {
                 "unsupported database URL scheme in {url:?}: use sqlite: or postgres:"
             )));
         };
-        M::up(&db.writer, None).await.map_err(store_err)?;
+        match db.backend {
+            Backend::Sqlite => M::up(&db.writer, None).await.map_err(store_err)?,
+            Backend::Postgres => Self::migrate_postgres::<M>(url).await?,
+        }
         Ok(db)
+    }
+
+    /// Replicas may start together: migrate on one connection that holds a
+    /// PostgreSQL advisory lock, so only one of them creates the schema.
+    async fn migrate_postgres<M: MigratorTrait>(url: &str) -> Result<(), StoreError> {
+        use sea_orm::ConnectionTrait;
+        const MIGRATION_LOCK: i64 = 0x0072_6f61_6d69_6e67; // "roaming"
+        let mut opts = ConnectOptions::new(url);
+        opts.max_connections(1)
+            .min_connections(1)
+            .sqlx_logging(false);
+        let conn = Database::connect(opts).await.map_err(store_err)?;
+        conn.execute_unprepared(&format!("SELECT pg_advisory_lock({MIGRATION_LOCK})"))
+            .await
+            .map_err(store_err)?;
+        let migrated = M::up(&conn, None).await.map_err(store_err);
+        let _ = conn
+            .execute_unprepared(&format!("SELECT pg_advisory_unlock({MIGRATION_LOCK})"))
+            .await;
+        let _ = conn.close().await;
+        migrated
     }
 
     async fn sqlite(url: &str) -> Result<Self, StoreError> {

@@ -145,6 +145,7 @@ pub async fn start_reservation(
     let url = settings.database_url("reservation", settings.reservation.database_url.as_ref());
     let mut c = common::<ReservationMigrator>(settings.reservation.listen, &url, bus).await?;
     let store = ReservationStore::new(c.db.clone());
+    ensure_price_list(&store).await?;
     let payments = GrpcPaymentGateway::new(
         channel(payment_addrs)?,
         policy(settings),
@@ -188,6 +189,34 @@ pub async fn start_reservation(
         launch("reservation", service_names::RESERVATION, c, bus, health).serve(router),
         service,
     ))
+}
+
+/// The price list of DESIGN.md section 11, written when the catalog has none:
+/// pricing belongs to the reservation service, not to the client.
+async fn ensure_price_list(store: &ReservationStore) -> anyhow::Result<()> {
+    use domain_kernel::{CountryCode, DeviceModel};
+    use domain_reservation::ports::Catalog;
+    use domain_reservation::pricing::DeviceOffer;
+    let parse = |e: &dyn std::fmt::Display| anyhow::anyhow!("price list: {e}");
+    for (model, rate, countries) in [
+        ("egg-lte", 5_000, ["JP", "US", "CN", "VN", "TH"]),
+        ("phone-5g", 9_000, ["JP", "US", "GB", "FR", "DE"]),
+    ] {
+        let device_model = DeviceModel::parse(model).map_err(|e| parse(&e))?;
+        if store.device_offer(&device_model).await?.is_some() {
+            continue;
+        }
+        let offer = DeviceOffer {
+            device_model,
+            daily_rate: Money::krw(rate).map_err(|e| parse(&e))?,
+            countries: countries
+                .iter()
+                .map(|c| CountryCode::parse(c).map_err(|e| parse(&e)))
+                .collect::<Result<_, _>>()?,
+        };
+        store.put_device_offer(&offer).await?;
+    }
+    Ok(())
 }
 
 /// The payment service.

@@ -7,10 +7,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use adapters_store::view::ViewStore;
-use domain_kernel::{BoothCode, CountryCode, DeviceModel, Money, Principal, Serial, Violations};
+use domain_kernel::{BoothCode, DeviceModel, Money, Principal, Serial, Violations};
 use domain_parking::Space;
 use domain_reservation::ports::Catalog;
-use domain_reservation::pricing::DeviceOffer;
 use tracing::info;
 
 use crate::apps::{
@@ -94,24 +93,10 @@ pub async fn up(settings: &Settings) -> anyhow::Result<Mesh> {
     Ok(mesh)
 }
 
-/// DESIGN.md section 11: booths, device models and prices, the parking lot.
+/// DESIGN.md section 11: booths and their devices, the parking lot (the price
+/// list is the reservation service's own, written at its first start).
 pub async fn seed(mesh: &Mesh) -> anyhow::Result<()> {
     let ops = Principal::operator("seed");
-    let parse = |s: &str| CountryCode::parse(s).map_err(|e| anyhow::anyhow!("{e}"));
-    for (model, rate, countries) in [
-        ("egg-lte", 5_000, ["JP", "US", "CN", "VN", "TH"]),
-        ("phone-5g", 9_000, ["JP", "US", "GB", "FR", "DE"]),
-    ] {
-        let offer = DeviceOffer {
-            device_model: DeviceModel::parse(model).map_err(|e| anyhow::anyhow!("{e}"))?,
-            daily_rate: Money::krw(rate).map_err(|e| anyhow::anyhow!("{e}"))?,
-            countries: countries
-                .iter()
-                .map(|c| parse(c))
-                .collect::<Result<_, _>>()?,
-        };
-        mesh.reservations.catalog().put_device_offer(&offer).await?;
-    }
     for (booth, eggs, phones) in [("ICN-T1", 3, 2), ("ICN-T2", 2, 2), ("GMP", 2, 2)] {
         for (model, count) in [("egg-lte", eggs), ("phone-5g", phones)] {
             for n in 1..=count {

@@ -25,6 +25,8 @@ use roaming::up::Mesh;
 use tonic::transport::Channel;
 use tonic::{Request, Status};
 
+pub mod stories;
+
 /// Who calls: subject, roles, booth.
 #[derive(Debug, Clone, Copy)]
 pub struct As(pub &'static str, pub &'static str, pub Option<&'static str>);
@@ -46,6 +48,46 @@ pub fn req<T>(who: As, message: T) -> Request<T> {
         r.metadata_mut().insert("x-dev-booth", b.parse().unwrap());
     }
     r
+}
+
+/// Where each service of a running mesh listens (one process or five).
+#[derive(Debug, Clone, Copy)]
+pub struct Cluster {
+    pub reservation: SocketAddr,
+    pub payment: SocketAddr,
+    pub rental: SocketAddr,
+    pub parking: SocketAddr,
+    pub view: SocketAddr,
+}
+
+async fn channel(addr: SocketAddr) -> Channel {
+    Channel::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap()
+}
+
+impl Cluster {
+    pub async fn reservation(&self) -> ReservationServiceClient<Channel> {
+        ReservationServiceClient::new(channel(self.reservation).await)
+    }
+
+    pub async fn payment(&self) -> PaymentServiceClient<Channel> {
+        PaymentServiceClient::new(channel(self.payment).await)
+    }
+
+    pub async fn rental(&self) -> RentalServiceClient<Channel> {
+        RentalServiceClient::new(channel(self.rental).await)
+    }
+
+    pub async fn parking(&self) -> ParkingServiceClient<Channel> {
+        ParkingServiceClient::new(channel(self.parking).await)
+    }
+
+    pub async fn view(&self) -> ViewServiceClient<Channel> {
+        ViewServiceClient::new(channel(self.view).await)
+    }
 }
 
 pub struct TestMesh {
@@ -94,32 +136,35 @@ impl TestMesh {
         self.mesh.as_mut().unwrap()
     }
 
-    async fn channel(addr: SocketAddr) -> Channel {
-        Channel::from_shared(format!("http://{addr}"))
-            .unwrap()
-            .connect()
-            .await
-            .unwrap()
+    pub fn addrs(&self) -> Cluster {
+        let m = self.mesh();
+        Cluster {
+            reservation: m.reservation.addr,
+            payment: m.payment.addr,
+            rental: m.rental.addr,
+            parking: m.parking.addr,
+            view: m.view.addr,
+        }
     }
 
     pub async fn reservation(&self) -> ReservationServiceClient<Channel> {
-        ReservationServiceClient::new(Self::channel(self.mesh().reservation.addr).await)
+        self.addrs().reservation().await
     }
 
     pub async fn payment(&self) -> PaymentServiceClient<Channel> {
-        PaymentServiceClient::new(Self::channel(self.mesh().payment.addr).await)
+        self.addrs().payment().await
     }
 
     pub async fn rental(&self) -> RentalServiceClient<Channel> {
-        RentalServiceClient::new(Self::channel(self.mesh().rental.addr).await)
+        self.addrs().rental().await
     }
 
     pub async fn parking(&self) -> ParkingServiceClient<Channel> {
-        ParkingServiceClient::new(Self::channel(self.mesh().parking.addr).await)
+        self.addrs().parking().await
     }
 
     pub async fn view(&self) -> ViewServiceClient<Channel> {
-        ViewServiceClient::new(Self::channel(self.mesh().view.addr).await)
+        self.addrs().view().await
     }
 
     pub async fn stop(mut self) {
@@ -171,6 +216,15 @@ pub fn roaming_request(request_id: &str, from_day: i64, to_day: i64) -> pb::Rese
     }
 }
 
+/// A phone-5g from ICN-T2 (2 units in the demo catalog), 9,000 KRW a day.
+pub fn phone_request(request_id: &str, from_day: i64, to_day: i64) -> pb::ReserveRoamingRequest {
+    pb::ReserveRoamingRequest {
+        device_model: "phone-5g".to_owned(),
+        pickup_booth: "ICN-T2".to_owned(),
+        ..roaming_request(request_id, from_day, to_day)
+    }
+}
+
 pub fn ts(offset: time::Duration) -> prost_types::Timestamp {
     let t = time::OffsetDateTime::now_utc() + offset;
     prost_types::Timestamp {
@@ -214,12 +268,12 @@ where
 
 /// The view of a reservation once it reaches `status` (or has moved past it).
 pub async fn view_reaches(
-    mesh: &TestMesh,
+    mesh: &impl HasCluster,
     who: As,
     id: &str,
     status: pb::ReservationStatus,
 ) -> pv::ReservationView {
-    let view = mesh.view().await;
+    let view = mesh.cluster().view().await;
     eventually(
         Duration::from_secs(10),
         &format!("view of {id} to reach {status:?}"),
@@ -260,4 +314,21 @@ pub fn reason(status: &Status) -> String {
 pub fn retry_delay(status: &Status) -> Option<Duration> {
     use tonic_types::StatusExt;
     status.get_details_retry_info().and_then(|r| r.retry_delay)
+}
+
+/// Anything the stories can run against.
+pub trait HasCluster {
+    fn cluster(&self) -> Cluster;
+}
+
+impl HasCluster for TestMesh {
+    fn cluster(&self) -> Cluster {
+        self.addrs()
+    }
+}
+
+impl HasCluster for Cluster {
+    fn cluster(&self) -> Cluster {
+        *self
+    }
 }

@@ -1,0 +1,480 @@
+//! The stories of "the mesh runs", against any running mesh: the embedded one
+//! in one process, or five processes on PostgreSQL and NATS.
+
+use std::time::Duration;
+
+use futures::StreamExt;
+use proto::reservation::ReservationStatus as S;
+use proto::{parking as pk, payment as pp, rental as pr, reservation as pb, view as pv};
+use tonic::Code;
+use tonic_types::StatusExt;
+
+use super::*;
+
+/// `every_step_as_a_message`: with one view replica each change arrives as its
+/// own message; with several, a watcher may get two steps in one message (the
+/// view's history still lists each step, in order).
+pub async fn roaming_story_from_reservation_to_retrieval_at_another_booth(
+    c: &Cluster,
+    every_step_as_a_message: bool,
+) {
+    let mut reservations = c.reservation().await;
+    let mut rental = c.rental().await;
+
+    let quote = reservations
+        .quote_roaming(req(
+            ALICE,
+            pb::QuoteRoamingRequest {
+                device_model: "egg-lte".into(),
+                country: "JP".into(),
+                pickup_booth: "ICN-T1".into(),
+                return_booth: "GMP".into(),
+                start_date: date_in(0),
+                end_date: date_in(2),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((quote.days, quote.price.unwrap().minor_units), (3, 15_000));
+
+    let r = reservations
+        .reserve_roaming(req(ALICE, roaming_request("trip-1", 0, 2)))
+        .await
+        .unwrap()
+        .into_inner()
+        .reservation
+        .unwrap();
+    assert_eq!(r.status, S::Reserved as i32);
+    assert_eq!(r.price.unwrap().minor_units, 15_000, "the server's price");
+    let id = r.reservation_id.clone();
+
+    // The view knows it; from now on a watcher sees every change.
+    view_reaches(c, ALICE, &id, S::Reserved).await;
+    let mut watch = c
+        .view()
+        .await
+        .watch_reservation(req(
+            ALICE,
+            pv::WatchReservationRequest {
+                reservation_id: id.clone(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+
+    // Rental accepted it (an event away), then the booth works.
+    view_reaches(c, ALICE, &id, S::RentalAccepted).await;
+    let devices = rental
+        .list_devices(req(
+            STAFF_T1,
+            pr::ListDevicesRequest {
+                booth: String::new(),
+                device_model: "egg-lte".into(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .devices;
+    let serial = devices[0].serial.clone();
+    let handed = rental
+        .hand_over_device(req(
+            STAFF_T1,
+            pr::HandOverDeviceRequest {
+                reservation_id: id.clone(),
+                serial: serial.clone(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .rental
+        .unwrap();
+    assert_eq!(handed.status, pr::RentalStatus::HandedOver as i32);
+    view_reaches(c, ALICE, &id, S::InUse).await;
+    rental
+        .return_device(req(
+            STAFF_GMP,
+            pr::ReturnDeviceRequest {
+                reservation_id: id.clone(),
+                booth: "GMP".into(),
+            },
+        ))
+        .await
+        .unwrap();
+    view_reaches(c, ALICE, &id, S::Returned).await;
+    rental
+        .retrieve_device(req(
+            STAFF_GMP,
+            pr::RetrieveDeviceRequest {
+                reservation_id: id.clone(),
+            },
+        ))
+        .await
+        .unwrap();
+    let done = view_reaches(c, ALICE, &id, S::Completed).await;
+
+    // The view shows every step, in order.
+    let steps: Vec<i32> = done.history.iter().map(|h| h.status).collect();
+    assert_eq!(
+        steps,
+        [
+            S::Reserved,
+            S::RentalAccepted,
+            S::InUse,
+            S::Returned,
+            S::Completed
+        ]
+        .map(|s| s as i32)
+    );
+    assert_eq!(done.payment_status, pp::PaymentStatus::Captured as i32);
+    assert_eq!(done.rental_status, pr::RentalStatus::Retrieved as i32);
+    assert_eq!(done.device_serial, serial);
+
+    // The watcher saw the changes as they happened, in order, up to COMPLETED.
+    let mut seen = Vec::new();
+    let mut last_history = Vec::new();
+    while let Some(Ok(msg)) = tokio::time::timeout(Duration::from_secs(5), watch.next())
+        .await
+        .ok()
+        .flatten()
+    {
+        let view = msg.reservation.unwrap();
+        if seen.last() != Some(&view.status) {
+            seen.push(view.status);
+        }
+        last_history = view.history.iter().map(|h| h.status).collect();
+        if view.status == S::Completed as i32 {
+            break;
+        }
+    }
+    assert!(seen.windows(2).all(|w| w[0] < w[1]), "in order: {seen:?}");
+    assert_eq!(seen.last(), Some(&(S::Completed as i32)), "{seen:?}");
+    assert_eq!(
+        last_history, steps,
+        "the streamed view lists every step in order"
+    );
+    if every_step_as_a_message {
+        assert!(
+            seen.ends_with(&[S::InUse as i32, S::Returned as i32, S::Completed as i32]),
+            "every step after the watch began: {seen:?}"
+        );
+    }
+
+    // The unit moved to GMP's stock.
+    let at_gmp = rental
+        .list_devices(req(
+            STAFF_GMP,
+            pr::ListDevicesRequest {
+                booth: "GMP".into(),
+                device_model: "egg-lte".into(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .devices;
+    assert!(
+        at_gmp
+            .iter()
+            .any(|d| d.serial == serial && d.status == pr::DeviceStatus::InStock as i32)
+    );
+}
+
+pub async fn cancel_before_hand_over_refunds_and_frees_the_resource_and_after_hand_over_is_refused(
+    c: &Cluster,
+) {
+    let mut reservations = c.reservation().await;
+    let payment = c.payment().await;
+    let mut rental = c.rental().await;
+
+    // ICN-T2 has 2 phone-5g: take both, cancel one, the third fits.
+    let mut ids = Vec::new();
+    for (i, who) in [ALICE, BOB].into_iter().enumerate() {
+        let r = reservations
+            .reserve_roaming(req(who, phone_request(&format!("c{i}"), 3, 4)))
+            .await
+            .unwrap();
+        ids.push(r.into_inner().reservation.unwrap().reservation_id);
+    }
+    let full = reservations
+        .reserve_roaming(req(BOB, phone_request("c3", 3, 4)))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (full.code(), reason(&full)),
+        (Code::FailedPrecondition, "SOLD_OUT".to_owned())
+    );
+
+    view_reaches(c, ALICE, &ids[0], S::RentalAccepted).await;
+    // Bob cannot cancel Alice's: it does not exist for him.
+    let other = reservations
+        .cancel_reservation(req(
+            BOB,
+            pb::CancelReservationRequest {
+                reservation_id: ids[0].clone(),
+                reason: String::new(),
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(other.code(), Code::NotFound);
+    let canceled = reservations
+        .cancel_reservation(req(
+            ALICE,
+            pb::CancelReservationRequest {
+                reservation_id: ids[0].clone(),
+                reason: "plans changed".into(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .reservation
+        .unwrap();
+    assert_eq!(canceled.status, S::Canceled as i32);
+
+    let refunded = eventually(Duration::from_secs(10), "refund", || {
+        let mut payment = payment.clone();
+        let id = ids[0].clone();
+        async move {
+            let p = payment
+                .get_payment(req(OPS, pp::GetPaymentRequest { reservation_id: id }))
+                .await
+                .ok()?
+                .into_inner()
+                .payment?;
+            (p.status == pp::PaymentStatus::Refunded as i32).then_some(p)
+        }
+    })
+    .await;
+    assert_eq!(refunded.amount.unwrap().minor_units, 18_000);
+    eventually(Duration::from_secs(10), "rental canceled", || {
+        let mut rental = rental.clone();
+        let id = ids[0].clone();
+        async move {
+            let r = rental
+                .get_rental(req(OPS, pr::GetRentalRequest { reservation_id: id }))
+                .await
+                .ok()?
+                .into_inner()
+                .rental?;
+            (r.status == pr::RentalStatus::Canceled as i32).then_some(())
+        }
+    })
+    .await;
+    let v = view_reaches(c, ALICE, &ids[0], S::Canceled).await;
+    eventually(Duration::from_secs(10), "view shows the refund", || {
+        let mut view = futures::executor::block_on(c.view());
+        let id = ids[0].clone();
+        async move {
+            let v = view
+                .get_reservation_view(req(
+                    ALICE,
+                    pv::GetReservationViewRequest { reservation_id: id },
+                ))
+                .await
+                .ok()?
+                .into_inner()
+                .reservation?;
+            (v.payment_status == pp::PaymentStatus::Refunded as i32).then_some(())
+        }
+    })
+    .await;
+    assert_eq!(v.status, S::Canceled as i32);
+    // The unit is reservable again.
+    reservations
+        .reserve_roaming(req(BOB, phone_request("c4", 3, 4)))
+        .await
+        .unwrap();
+
+    // Cancel after hand over is refused.
+    let today = reservations
+        .reserve_roaming(req(ALICE, roaming_request("c5", 0, 1)))
+        .await
+        .unwrap()
+        .into_inner()
+        .reservation
+        .unwrap();
+    view_reaches(c, ALICE, &today.reservation_id, S::RentalAccepted).await;
+    let serial = rental
+        .list_devices(req(
+            STAFF_T1,
+            pr::ListDevicesRequest {
+                booth: String::new(),
+                device_model: "egg-lte".into(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .devices[0]
+        .serial
+        .clone();
+    rental
+        .hand_over_device(req(
+            STAFF_T1,
+            pr::HandOverDeviceRequest {
+                reservation_id: today.reservation_id.clone(),
+                serial,
+            },
+        ))
+        .await
+        .unwrap();
+    // Once the reservation learned of the hand over, cancel is refused.
+    view_reaches(c, ALICE, &today.reservation_id, S::InUse).await;
+    let late = reservations
+        .cancel_reservation(req(
+            ALICE,
+            pb::CancelReservationRequest {
+                reservation_id: today.reservation_id.clone(),
+                reason: String::new(),
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(reason(&late), "NOT_CANCELABLE");
+    assert_eq!(late.code(), Code::FailedPrecondition);
+}
+
+pub async fn parking_story_enter_exit_and_refusals(c: &Cluster) {
+    let mut reservations = c.reservation().await;
+    let mut parking = c.parking().await;
+
+    // An operator registers a space; the reservation catalog learns it.
+    parking
+        .register_space(req(
+            OPS,
+            pk::RegisterSpaceRequest {
+                space_id: "P1-B1-042".into(),
+                lot: "P1".into(),
+                floor: "B1".into(),
+                number: 42,
+                hourly_rate: Some(proto::common::Money {
+                    currency_code: "KRW".into(),
+                    minor_units: 3_000,
+                }),
+            },
+        ))
+        .await
+        .unwrap();
+    let r = eventually(Duration::from_secs(10), "space reservable", || {
+        let mut reservations = reservations.clone();
+        async move {
+            reservations
+                .reserve_parking(req(
+                    ALICE,
+                    parking_request("p1", "P1-B1-042", "12가3456", 0, 120),
+                ))
+                .await
+                .ok()
+        }
+    })
+    .await
+    .into_inner()
+    .reservation
+    .unwrap();
+    assert_eq!(r.price.unwrap().minor_units, 6_000);
+
+    // An overlapping window on the same space: sold out.
+    let overlap = reservations
+        .reserve_parking(req(
+            BOB,
+            parking_request("p2", "P1-B1-042", "34나5678", 60, 180),
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (overlap.code(), reason(&overlap)),
+        (Code::FailedPrecondition, "SOLD_OUT".to_owned())
+    );
+
+    // Another plate is refused.
+    let denied = parking
+        .enter(req(
+            GATE,
+            pk::EnterRequest {
+                space_id: "P1-B1-042".into(),
+                vehicle_plate: "99하9999".into(),
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (denied.code(), reason(&denied)),
+        (Code::PermissionDenied, "NOT_RESERVED".to_owned())
+    );
+
+    // The reserved plate enters (verified online) and leaves.
+    let session = parking
+        .enter(req(
+            GATE,
+            pk::EnterRequest {
+                space_id: "P1-B1-042".into(),
+                vehicle_plate: "12가 3456".into(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .session
+        .unwrap();
+    assert_eq!(session.verification, pk::EntryVerification::Online as i32);
+    assert_eq!(session.reservation_id, r.reservation_id);
+    view_reaches(c, ALICE, &r.reservation_id, S::InUse).await;
+    parking
+        .exit(req(
+            GATE,
+            pk::ExitRequest {
+                space_id: "P1-B1-042".into(),
+                vehicle_plate: "12가3456".into(),
+            },
+        ))
+        .await
+        .unwrap();
+    let done = view_reaches(c, ALICE, &r.reservation_id, S::Completed).await;
+    assert_eq!(done.session_status, pk::SessionStatus::Ended as i32);
+    // A customer is no gate.
+    let not_gate = parking
+        .enter(req(
+            ALICE,
+            pk::EnterRequest {
+                space_id: "P1-B1-042".into(),
+                vehicle_plate: "12가3456".into(),
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(not_gate.code(), Code::PermissionDenied);
+}
+
+pub async fn bad_input_gets_invalid_argument_with_every_field_violation(c: &Cluster) {
+    let mut reservations = c.reservation().await;
+    let mut bad = roaming_request("", 0, 2);
+    bad.country = "Japan".into();
+    bad.start_date = "tomorrow".into();
+    bad.payment = Some(card_number("4111111111111112"));
+    let e = reservations
+        .reserve_roaming(req(ALICE, bad))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument);
+    let fields: Vec<String> = e
+        .get_details_bad_request()
+        .unwrap()
+        .field_violations
+        .into_iter()
+        .map(|v| v.field)
+        .collect();
+    assert_eq!(
+        fields,
+        ["request_id", "country", "start_date", "payment.card_number"]
+    );
+    let no_identity = reservations
+        .get_reservation(tonic::Request::new(pb::GetReservationRequest::default()))
+        .await
+        .unwrap_err();
+    assert_eq!(no_identity.code(), Code::Unauthenticated);
+}
