@@ -204,8 +204,8 @@ impl Rpc for ViewRpc {
                     },
                     change = changes.recv() => match change {
                         Ok(v) if v.reservation_id == id && v.version > last => v,
-                        Ok(_) => continue,
-                        Err(RecvError::Lagged(_)) => continue,
+                        // Another reservation, or missed changes: the poll re-reads.
+                        Ok(_) | Err(RecvError::Lagged(_)) => continue,
                         Err(RecvError::Closed) => return,
                     },
                 };
