@@ -79,6 +79,8 @@ pub fn base_router(grpc_service: &str) -> Result<(HealthReporter, Router), anyho
         tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            // google.rpc.* error details, so grpcurl can print them.
+            .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
             .with_service_name(grpc_service)
             .with_service_name("grpc.health.v1.Health")
     };

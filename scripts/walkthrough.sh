@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# The README's grpcurl walk-through, runnable: start `roaming up` first (fresh
+# data directory), then run this. Every step fails the script if it fails.
+set -euo pipefail
+
+RES=127.0.0.1:50051 RENTAL=127.0.0.1:50053 PARKING=127.0.0.1:50054 VIEW=127.0.0.1:50055
+ALICE=(-H 'x-dev-subject: alice' -H 'x-dev-roles: customer')
+STAFF_T1=(-H 'x-dev-subject: staff-icn-t1' -H 'x-dev-roles: booth_staff' -H 'x-dev-booth: ICN-T1')
+STAFF_GMP=(-H 'x-dev-subject: staff-gmp' -H 'x-dev-roles: booth_staff' -H 'x-dev-booth: GMP')
+GATE=(-H 'x-dev-subject: gate-p1' -H 'x-dev-roles: gate')
+TODAY=$(date -u +%F)
+IN_2_DAYS=$(date -u -d '+2 days' +%F)
+field() { sed -n "s/.*\"$1\": \"\([^\"]*\)\".*/\1/p" | head -1; }
+
+echo "== services (reflection, no .proto files needed)"
+grpcurl -plaintext $RES list
+
+echo "== roaming: quote, then reserve and pay (the server prices it)"
+grpcurl -plaintext "${ALICE[@]}" -d "{\"device_model\":\"egg-lte\",\"country\":\"JP\",\"pickup_booth\":\"ICN-T1\",\"return_booth\":\"GMP\",\"start_date\":\"$TODAY\",\"end_date\":\"$IN_2_DAYS\"}" \
+  $RES roaming.reservation.v1.ReservationService/QuoteRoaming
+RID=$(grpcurl -plaintext "${ALICE[@]}" -d "{\"request_id\":\"trip-$RANDOM\",\"device_model\":\"egg-lte\",\"country\":\"JP\",\"pickup_booth\":\"ICN-T1\",\"return_booth\":\"GMP\",\"start_date\":\"$TODAY\",\"end_date\":\"$IN_2_DAYS\",\"payment\":{\"card_number\":\"4111 1111 1111 1111\",\"expiry_month\":12,\"expiry_year\":2030,\"holder_name\":\"Alice Kim\",\"company\":\"VISA\"}}" \
+  $RES roaming.reservation.v1.ReservationService/ReserveRoaming | field reservationId)
+echo "reservation $RID"
+
+echo "== my page (the view, built from events)"
+sleep 1
+grpcurl -plaintext "${ALICE[@]}" -d "{\"reservation_id\":\"$RID\"}" $VIEW roaming.view.v1.ViewService/GetReservationView
+
+echo "== the booth hands a device over, the customer returns it at GMP, GMP retrieves it"
+grpcurl -plaintext "${STAFF_T1[@]}" -d '{"device_model":"egg-lte"}' $RENTAL roaming.rental.v1.RentalService/ListDevices
+grpcurl -plaintext "${STAFF_T1[@]}" -d "{\"reservation_id\":\"$RID\",\"serial\":\"ICN-T1-EGG-LTE-1\"}" $RENTAL roaming.rental.v1.RentalService/HandOverDevice
+grpcurl -plaintext "${STAFF_GMP[@]}" -d "{\"reservation_id\":\"$RID\",\"booth\":\"GMP\"}" $RENTAL roaming.rental.v1.RentalService/ReturnDevice
+grpcurl -plaintext "${STAFF_GMP[@]}" -d "{\"reservation_id\":\"$RID\"}" $RENTAL roaming.rental.v1.RentalService/RetrieveDevice
+sleep 1
+grpcurl -plaintext "${ALICE[@]}" -d "{\"reservation_id\":\"$RID\"}" $VIEW roaming.view.v1.ViewService/GetReservationView \
+  | grep -q RESERVATION_STATUS_COMPLETED && echo "roaming reservation COMPLETED"
+
+echo "== parking: reserve a window from now, enter at the gate, exit"
+START=$(date -u +%FT%TZ)
+END=$(date -u -d '+2 hours' +%FT%TZ)
+PID=$(grpcurl -plaintext "${ALICE[@]}" -d "{\"request_id\":\"park-$RANDOM\",\"space_id\":\"P1-B1-001\",\"vehicle_plate\":\"12가3456\",\"start_time\":\"$START\",\"end_time\":\"$END\",\"payment\":{\"card_number\":\"4111111111111111\",\"expiry_month\":12,\"expiry_year\":2030,\"holder_name\":\"Alice Kim\",\"company\":\"VISA\"}}" \
+  $RES roaming.reservation.v1.ReservationService/ReserveParking | field reservationId)
+echo "parking reservation $PID"
+grpcurl -plaintext "${GATE[@]}" -d '{"space_id":"P1-B1-001","vehicle_plate":"12가3456"}' $PARKING roaming.parking.v1.ParkingService/Enter
+if grpcurl -plaintext "${GATE[@]}" -d '{"space_id":"P1-B1-002","vehicle_plate":"99하9999"}' $PARKING roaming.parking.v1.ParkingService/Enter; then
+  echo "an unreserved car got in" >&2; exit 1
+fi
+grpcurl -plaintext "${GATE[@]}" -d '{"space_id":"P1-B1-001","vehicle_plate":"12가3456"}' $PARKING roaming.parking.v1.ParkingService/Exit
+sleep 1
+grpcurl -plaintext "${ALICE[@]}" -d "{\"reservation_id\":\"$PID\"}" $VIEW roaming.view.v1.ViewService/GetReservationView \
+  | grep -q RESERVATION_STATUS_COMPLETED && echo "parking reservation COMPLETED"
+echo "walk-through OK"
