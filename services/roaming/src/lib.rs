@@ -7,6 +7,7 @@
 
 pub mod apps;
 pub mod bus;
+pub mod cli;
 pub mod handlers;
 pub mod server;
 pub mod settings;

@@ -1,0 +1,122 @@
+//! The command line: `roaming up` runs the whole mesh, `roaming serve <service>`
+//! (or a per-service binary) runs one service.
+
+use std::path::PathBuf;
+
+use crate::Settings;
+use crate::bus::Bus;
+use anyhow::{Context, bail};
+use tracing_subscriber::EnvFilter;
+
+const USAGE: &str = "usage: roaming up [--config FILE]
+       roaming serve <reservation|payment|rental|parking|view> [--config FILE]
+
+Settings come from FILE (TOML) and ROAMING_* environment variables.";
+
+/// Runs the CLI with `args` (without the program name).
+pub fn main_with(args: Vec<String>) -> anyhow::Result<()> {
+    let config = args
+        .iter()
+        .position(|a| a == "--config")
+        .map(|i| {
+            args.get(i + 1)
+                .map(PathBuf::from)
+                .context("--config needs a file")
+        })
+        .transpose()?;
+    let settings = match Settings::load(config.as_deref(), std::env::vars()) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("{e}");
+            std::process::exit(2);
+        }
+    };
+    init_logs(settings.log_json);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    match args.first().map(String::as_str) {
+        Some("up") => runtime.block_on(run_up(settings)),
+        Some("serve") => {
+            let service = args.get(1).context(USAGE)?.clone();
+            runtime.block_on(run_one(settings, &service))
+        }
+        _ => {
+            eprintln!("{USAGE}");
+            std::process::exit(2);
+        }
+    }
+}
+
+fn init_logs(json: bool) {
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,sea_orm=warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let Ok(mut term) =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        else {
+            let _ = ctrl_c.await;
+            return;
+        };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}
+
+async fn run_up(settings: Settings) -> anyhow::Result<()> {
+    let mesh = crate::up::up(&settings).await?;
+    println!("{}", mesh.banner());
+    shutdown_signal().await;
+    println!("stopping...");
+    mesh.stop(settings.shutdown_grace()).await;
+    Ok(())
+}
+
+async fn run_one(settings: Settings, service: &str) -> anyhow::Result<()> {
+    let bus = Bus::connect(settings.nats_url.as_deref(), &settings.nats_prefix).await?;
+    if matches!(bus, Bus::Embedded(_)) {
+        bail!(
+            "`roaming serve` runs one service of a distributed mesh: set ROAMING_NATS_URL (the embedded bus only works inside `roaming up`)"
+        );
+    }
+    std::fs::create_dir_all(&settings.data_dir).ok();
+    let running = match service {
+        "reservation" => {
+            crate::apps::start_reservation(&settings, &bus, &settings.payment_addrs)
+                .await?
+                .0
+        }
+        "payment" => crate::apps::start_payment(&settings, &bus).await?.0,
+        "rental" => crate::apps::start_rental(&settings, &bus).await?.0,
+        "parking" => {
+            crate::apps::start_parking(&settings, &bus, &settings.reservation_addrs)
+                .await?
+                .0
+        }
+        "view" => crate::apps::start_view(&settings, &bus).await?.0,
+        other => bail!("unknown service {other:?}\n{USAGE}"),
+    };
+    println!("{} listening on {}", running.name, running.addr);
+    shutdown_signal().await;
+    running.stop(settings.shutdown_grace()).await;
+    Ok(())
+}
