@@ -297,7 +297,7 @@ mod tests {
     fn successes_keep_it_closed() {
         let b = Breaker::new("t", config());
         for i in 0..20 {
-            b.record(i % 3 == 0, false);
+            b.record(i % 3 == 2, false);
         }
         assert_eq!(
             b.state(),
