@@ -246,3 +246,60 @@ async fn with_reservation_down_a_reserved_car_still_enters_via_the_replica() {
     let _ = &mut parking;
     m.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_payment_slower_than_the_deadline_rejects_the_reservation_and_the_late_capture_is_voided()
+{
+    // Payment answers after 800 ms; reservation waits 500 ms.
+    let m = TestMesh::start_with(|s| s.payment.fault_latency_ms = 800).await;
+    let mut reservations = m.reservation().await;
+    let e = reservations
+        .reserve_roaming(req(ALICE, roaming_request("slow", 5, 6)))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (e.code(), reason(&e)),
+        (Code::Unavailable, "PAYMENT_UNAVAILABLE".to_owned())
+    );
+    let rid = {
+        use tonic_types::StatusExt;
+        e.get_details_error_info().unwrap().metadata["reservation_id"].clone()
+    };
+    // Invariant 1: whichever came first at payment (the late capture or the
+    // rejection), no capture stands for the rejected reservation.
+    let payment = m.payment().await;
+    let voided = eventually(Duration::from_secs(10), "the late capture voided", || {
+        let mut payment = payment.clone();
+        let rid = rid.clone();
+        async move {
+            let p = payment
+                .get_payment(req(
+                    OPS,
+                    proto::payment::GetPaymentRequest {
+                        reservation_id: rid,
+                    },
+                ))
+                .await
+                .ok()?
+                .into_inner()
+                .payment?;
+            (p.status == proto::payment::PaymentStatus::Voided as i32).then_some(p)
+        }
+    })
+    .await;
+    assert_eq!(voided.reservation_id, rid);
+    let r = reservations
+        .get_reservation(req(
+            ALICE,
+            proto::reservation::GetReservationRequest {
+                reservation_id: rid,
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .reservation
+        .unwrap();
+    assert_eq!(r.status, S::Rejected as i32);
+    m.stop().await;
+}

@@ -115,11 +115,17 @@ pub fn test_settings(dir: &std::path::Path) -> Settings {
 
 impl TestMesh {
     pub async fn start() -> Self {
+        Self::start_with(|_| {}).await
+    }
+
+    /// A mesh whose test settings `adjust` changes first.
+    pub async fn start_with(adjust: impl FnOnce(&mut Settings)) -> Self {
         if std::env::var_os("TEST_LOG").is_some() {
             let _ = tracing_subscriber::fmt().with_test_writer().try_init();
         }
         let dir = std::env::temp_dir().join(format!("roaming-e2e-{}", uuid::Uuid::now_v7()));
-        let settings = test_settings(&dir);
+        let mut settings = test_settings(&dir);
+        adjust(&mut settings);
         let mesh = roaming::up::up(&settings).await.expect("mesh starts");
         Self {
             mesh: Some(mesh),
