@@ -1,0 +1,180 @@
+//! A closed-loop driver: `concurrency` workers call back-to-back; calls that
+//! start after the warm-up and before the end are measured.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+
+/// What one workload measured.
+#[derive(Debug)]
+pub struct Stats {
+    pub ok: u64,
+    pub errors: BTreeMap<String, u64>,
+    pub latency_us: Histogram<u64>,
+    pub measured: Duration,
+}
+
+#[allow(
+    clippy::expect_used,
+    reason = "constant bounds that hdrhistogram accepts"
+)]
+fn histogram() -> Histogram<u64> {
+    // 1 µs .. 60 s, 3 significant digits.
+    Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid histogram bounds")
+}
+
+impl Stats {
+    pub fn throughput(&self) -> f64 {
+        #[allow(clippy::cast_precision_loss, reason = "call counts are far below 2^52")]
+        let ok = self.ok as f64;
+        ok / self.measured.as_secs_f64()
+    }
+
+    fn ms(&self, q: f64) -> f64 {
+        #[allow(
+            clippy::cast_precision_loss,
+            reason = "microseconds are far below 2^52"
+        )]
+        let us = self.latency_us.value_at_quantile(q) as f64;
+        us / 1000.0
+    }
+
+    /// A markdown table row, with throughput as a ratio to `base`.
+    pub fn row(&self, name: &str, concurrency: usize, base: &Self) -> String {
+        let errors = if self.errors.is_empty() {
+            "0".to_owned()
+        } else {
+            self.errors
+                .iter()
+                .map(|(k, v)| format!("{k}:{v}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        #[allow(
+            clippy::cast_precision_loss,
+            reason = "microseconds are far below 2^52"
+        )]
+        let max = self.latency_us.max() as f64 / 1000.0;
+        format!(
+            "| {name} | {concurrency} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {errors} | {:.3} |",
+            self.throughput(),
+            self.ms(0.5),
+            self.ms(0.9),
+            self.ms(0.99),
+            max,
+            self.throughput() / base.throughput().max(f64::MIN_POSITIVE),
+        )
+    }
+}
+
+/// Runs `call(i)` with `concurrency` workers for `warmup + duration`.
+pub async fn drive<F, Fut>(
+    concurrency: usize,
+    warmup: Duration,
+    duration: Duration,
+    call: F,
+) -> Stats
+where
+    F: Fn(u64) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Result<(), String>> + Send,
+{
+    let next = Arc::new(AtomicU64::new(0));
+    let start = Instant::now();
+    let measure_from = start + warmup;
+    let end = measure_from + duration;
+    let workers: Vec<_> = (0..concurrency.max(1))
+        .map(|_| {
+            let call = call.clone();
+            let next = Arc::clone(&next);
+            tokio::spawn(async move {
+                let mut hist = histogram();
+                let mut ok = 0;
+                let mut errors: BTreeMap<String, u64> = BTreeMap::new();
+                loop {
+                    let t0 = Instant::now();
+                    if t0 >= end {
+                        break;
+                    }
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let result = call(i).await;
+                    if t0 < measure_from {
+                        continue;
+                    }
+                    match result {
+                        Ok(()) => {
+                            ok += 1;
+                            let us = u64::try_from(t0.elapsed().as_micros()).unwrap_or(u64::MAX);
+                            let _ = hist.record(us.max(1));
+                        }
+                        Err(code) => *errors.entry(code).or_default() += 1,
+                    }
+                }
+                (hist, ok, errors)
+            })
+        })
+        .collect();
+    let mut stats = Stats {
+        ok: 0,
+        errors: BTreeMap::new(),
+        latency_us: histogram(),
+        measured: duration,
+    };
+    for w in workers {
+        if let Ok((hist, ok, errors)) = w.await {
+            let _ = stats.latency_us.add(&hist);
+            stats.ok += ok;
+            for (k, v) in errors {
+                *stats.errors.entry(k).or_default() += v;
+            }
+        }
+    }
+    stats
+}
+
+/// Latencies of something that happens at its own pace (event delivery).
+#[derive(Debug)]
+pub struct Latencies {
+    pub hist: Histogram<u64>,
+    pub missed: u64,
+}
+
+impl Latencies {
+    pub fn new() -> Self {
+        Self {
+            hist: histogram(),
+            missed: 0,
+        }
+    }
+
+    pub fn summary(&self, rate: u32) -> String {
+        #[allow(
+            clippy::cast_precision_loss,
+            reason = "microseconds are far below 2^52"
+        )]
+        let ms = |q: f64| self.hist.value_at_quantile(q) as f64 / 1000.0;
+        format!(
+            "event end to end (reserve reply -> view stream shows RENTAL_ACCEPTED) at {rate} reservations/s: \
+             n {} p50 {:.2} ms p90 {:.2} ms p99 {:.2} ms max {:.2} ms, not seen within 10 s: {}",
+            self.hist.len(),
+            ms(0.5),
+            ms(0.9),
+            ms(0.99),
+            ms(1.0),
+            self.missed
+        )
+    }
+}
+
+/// Stats of a workload that could not run.
+pub fn drive_nothing(duration: Duration) -> Stats {
+    Stats {
+        ok: 0,
+        errors: BTreeMap::new(),
+        latency_us: histogram(),
+        measured: duration,
+    }
+}

@@ -1,0 +1,145 @@
+//! `bench`: reserve calls against the mesh, with a bare tonic echo baseline in
+//! the same run, so every figure is also a ratio to what this stack can do on
+//! this machine right now. See BENCHMARKS.md for the method and a real run.
+//!
+//! `bench [--smoke] [--target spawn|in-process] [--concurrency N]
+//!        [--duration-secs N] [--warmup-secs N] [--event-rate N]`
+
+mod driver;
+mod echo;
+mod mesh;
+
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+
+use crate::driver::Stats;
+
+#[derive(Debug, Clone)]
+struct Options {
+    smoke: bool,
+    in_process: bool,
+    concurrency: usize,
+    duration: Duration,
+    warmup: Duration,
+    event_rate: u32,
+}
+
+fn options() -> anyhow::Result<Options> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut o = Options {
+        smoke: false,
+        in_process: false,
+        concurrency: 64,
+        duration: Duration::from_secs(10),
+        warmup: Duration::from_secs(2),
+        event_rate: 50,
+    };
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let mut value = || it.next().context(format!("{a} needs a value"));
+        match a.as_str() {
+            "--smoke" => {
+                o.smoke = true;
+                o.in_process = true;
+                o.duration = Duration::from_millis(700);
+                o.warmup = Duration::from_millis(100);
+                o.concurrency = 8;
+                o.event_rate = 20;
+            }
+            "--target" => o.in_process = value()? == "in-process",
+            "--concurrency" => o.concurrency = value()?.parse()?,
+            "--duration-secs" => o.duration = Duration::from_secs(value()?.parse()?),
+            "--warmup-secs" => o.warmup = Duration::from_secs(value()?.parse()?),
+            "--event-rate" => o.event_rate = value()?.parse()?,
+            other => bail!("unknown argument {other}"),
+        }
+    }
+    Ok(o)
+}
+
+fn main() -> anyhow::Result<()> {
+    let o = options()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(run(o))
+}
+
+async fn run(o: Options) -> anyhow::Result<()> {
+    println!(
+        "bench: concurrency {}, {:?} measured after {:?} warm-up, {} cores",
+        o.concurrency,
+        o.duration,
+        o.warmup,
+        std::thread::available_parallelism().map_or(0, std::num::NonZero::get)
+    );
+    // The physical limit: a bare tonic echo on one HTTP/2 connection, 200 bytes.
+    let echo_c = echo::run(o.concurrency, o.warmup, o.duration).await?;
+    let echo_1 = echo::run(1, o.warmup, o.duration).await?;
+
+    let target = if o.in_process {
+        mesh::Target::in_process().await?
+    } else {
+        mesh::Target::spawn().await?
+    };
+    let startup = target.startup;
+    let idle_rss = target.rss_kib();
+    target.seed().await?;
+
+    // Event latency first, on a quiet mesh: after the load phases the relays
+    // still work through their backlog for a while.
+    let events = target
+        .event_latency(o.event_rate, o.warmup + o.duration)
+        .await;
+    let roaming_c = target
+        .reserve_roaming(o.concurrency, o.warmup, o.duration, 0)
+        .await;
+    let parking_c = target
+        .reserve_parking(o.concurrency, o.warmup, o.duration, 0)
+        .await;
+    let load_rss = target.rss_kib();
+    let roaming_1 = target
+        .reserve_roaming(1, o.warmup, o.duration, 10_000_000)
+        .await;
+
+    println!();
+    println!(
+        "| workload | concurrency | calls/s | p50 ms | p90 ms | p99 ms | max ms | errors | vs echo (calls/s) |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|");
+    for (name, c, s, base) in [
+        ("echo (baseline)", o.concurrency, &echo_c, &echo_c),
+        ("echo (baseline)", 1, &echo_1, &echo_1),
+        ("reserve roaming", o.concurrency, &roaming_c, &echo_c),
+        ("reserve parking", o.concurrency, &parking_c, &echo_c),
+        ("reserve roaming", 1, &roaming_1, &echo_1),
+    ] {
+        println!("{}", s.row(name, c, base));
+    }
+    println!();
+    println!("{}", events.summary(o.event_rate));
+    println!();
+    if let Some(startup) = startup {
+        println!(
+            "start to SERVING (fresh data dir, migrations, seeding): {} ms",
+            startup.as_millis()
+        );
+    }
+    if let (Some(idle), Some(load)) = (idle_rss, load_rss) {
+        println!(
+            "resident memory of `roaming up` (all five services): idle {} MiB, after load {} MiB",
+            idle / 1024,
+            load / 1024
+        );
+    }
+    let failed = [&roaming_c, &parking_c, &roaming_1]
+        .iter()
+        .any(|s| s.ok == 0);
+    target.stop().await;
+    if failed {
+        bail!("a workload completed no call: see the errors column");
+    }
+    let _: &Stats = &echo_c;
+    Ok(())
+}

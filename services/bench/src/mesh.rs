@@ -1,0 +1,449 @@
+//! The mesh under test: `roaming up` as a child process (default: footprint and
+//! start time are measured on it), or in this process (`--smoke`).
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use futures::StreamExt;
+use proto::parking::parking_service_client::ParkingServiceClient;
+use proto::rental::rental_service_client::RentalServiceClient;
+use proto::reservation::reservation_service_client::ReservationServiceClient;
+use proto::view::view_service_client::ViewServiceClient;
+use proto::{common, parking as pk, rental as pr, reservation as pb, view as pv};
+use roaming::up::Mesh;
+use tonic::Request;
+use tonic::transport::Channel;
+
+use crate::driver::{Latencies, Stats, drive};
+
+/// Units of egg-lte at the bench booth, and bench parking spaces.
+const UNITS: u64 = 500;
+
+pub struct Target {
+    reservation: SocketAddr,
+    rental: SocketAddr,
+    parking: SocketAddr,
+    view: SocketAddr,
+    child: Option<Child>,
+    in_process: Option<Mesh>,
+    dir: PathBuf,
+    pub startup: Option<Duration>,
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+fn as_<T>(subject: &str, roles: &str, message: T) -> Request<T> {
+    let mut r = Request::new(message);
+    if let (Ok(s), Ok(ro)) = (subject.parse(), roles.parse()) {
+        r.metadata_mut().insert("x-dev-subject", s);
+        r.metadata_mut().insert("x-dev-roles", ro);
+    }
+    r
+}
+
+async fn channel(addr: SocketAddr) -> anyhow::Result<Channel> {
+    Ok(Channel::from_shared(format!("http://{addr}"))?
+        .connect()
+        .await?)
+}
+
+fn date_in(days: u64) -> String {
+    let today = time::OffsetDateTime::now_utc().date();
+    let d = today
+        .checked_add(time::Duration::days(i64::try_from(days).unwrap_or(0)))
+        .unwrap_or(today);
+    format!("{:04}-{:02}-{:02}", d.year(), u8::from(d.month()), d.day())
+}
+
+fn card() -> common::PaymentCard {
+    common::PaymentCard {
+        card_number: "4111111111111111".into(),
+        expiry_month: 12,
+        expiry_year: 2035,
+        holder_name: "Bench".into(),
+        company: "VISA".into(),
+    }
+}
+
+fn roaming_request(j: u64) -> pb::ReserveRoamingRequest {
+    // UNITS reservations per day, one day each, day after day.
+    let day = 1 + j / UNITS;
+    pb::ReserveRoamingRequest {
+        request_id: format!("r{j}"),
+        device_model: "egg-lte".into(),
+        country: "JP".into(),
+        pickup_booth: "BENCH".into(),
+        return_booth: "BENCH".into(),
+        start_date: date_in(day),
+        end_date: date_in(day),
+        payment: Some(card()),
+    }
+}
+
+impl Target {
+    /// Spawns `roaming up` (next to this binary) with a fresh data directory and
+    /// measures the time until every service reports SERVING.
+    pub async fn spawn() -> anyhow::Result<Self> {
+        let exe = std::env::current_exe()?.with_file_name("roaming");
+        anyhow::ensure!(
+            exe.exists(),
+            "{} not found: build it (cargo build --release --workspace)",
+            exe.display()
+        );
+        let dir = std::env::temp_dir().join(format!("roaming-bench-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir)?;
+        let ports = [
+            free_port()?,
+            free_port()?,
+            free_port()?,
+            free_port()?,
+            free_port()?,
+        ];
+        let addr = |i: usize| SocketAddr::from(([127, 0, 0, 1], ports[i]));
+        let started = Instant::now();
+        let child = Command::new(&exe)
+            .arg("up")
+            .current_dir(&dir)
+            .env("ROAMING_DATA_DIR", dir.join("data"))
+            .env("ROAMING_RESERVATION_LISTEN", addr(0).to_string())
+            .env("ROAMING_PAYMENT_LISTEN", addr(1).to_string())
+            .env("ROAMING_RENTAL_LISTEN", addr(2).to_string())
+            .env("ROAMING_PARKING_LISTEN", addr(3).to_string())
+            .env("ROAMING_VIEW_LISTEN", addr(4).to_string())
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .spawn()
+            .with_context(|| format!("starting {}", exe.display()))?;
+        for i in 0..5 {
+            wait_serving(addr(i)).await?;
+        }
+        let startup = started.elapsed();
+        Ok(Self {
+            reservation: addr(0),
+            rental: addr(2),
+            parking: addr(3),
+            view: addr(4),
+            child: Some(child),
+            in_process: None,
+            dir,
+            startup: Some(startup),
+        })
+    }
+
+    /// The mesh in this process (smoke runs).
+    pub async fn in_process() -> anyhow::Result<Self> {
+        let dir = std::env::temp_dir().join(format!("roaming-bench-ip-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let any = SocketAddr::from(([127, 0, 0, 1], 0));
+        let mut settings = roaming::Settings {
+            data_dir: dir.clone(),
+            ..roaming::Settings::default()
+        };
+        settings.reservation.listen = any;
+        settings.payment.listen = any;
+        settings.rental.listen = any;
+        settings.parking.listen = any;
+        settings.view.listen = any;
+        let mesh = roaming::up::up(&settings).await?;
+        Ok(Self {
+            reservation: mesh.reservation.addr,
+            rental: mesh.rental.addr,
+            parking: mesh.parking.addr,
+            view: mesh.view.addr,
+            child: None,
+            in_process: Some(mesh),
+            dir,
+            startup: None,
+        })
+    }
+
+    /// Resident set of the mesh process, in KiB (Linux).
+    pub fn rss_kib(&self) -> Option<u64> {
+        let pid = self.child.as_ref().map_or_else(std::process::id, Child::id);
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+    }
+
+    /// The bench catalog: UNITS egg-lte at booth BENCH and UNITS parking spaces.
+    pub async fn seed(&self) -> anyhow::Result<()> {
+        let rental = RentalServiceClient::new(channel(self.rental).await?);
+        let parking = ParkingServiceClient::new(channel(self.parking).await?);
+        let calls = (0..UNITS).map(|n| {
+            let (mut rental, mut parking) = (rental.clone(), parking.clone());
+            async move {
+                rental
+                    .register_device(as_(
+                        "ops",
+                        "operator",
+                        pr::RegisterDeviceRequest {
+                            serial: format!("BENCH-{n}"),
+                            device_model: "egg-lte".into(),
+                            booth: "BENCH".into(),
+                        },
+                    ))
+                    .await?;
+                parking
+                    .register_space(as_(
+                        "ops",
+                        "operator",
+                        pk::RegisterSpaceRequest {
+                            space_id: format!("PB-{n:04}"),
+                            lot: "PB".into(),
+                            floor: "B1".into(),
+                            number: i32::try_from(n + 1).unwrap_or(1),
+                            hourly_rate: Some(common::Money {
+                                currency_code: "KRW".into(),
+                                minor_units: 3_000,
+                            }),
+                        },
+                    ))
+                    .await?;
+                Ok::<_, tonic::Status>(())
+            }
+        });
+        for r in futures::stream::iter(calls)
+            .buffer_unordered(32)
+            .collect::<Vec<_>>()
+            .await
+        {
+            r?;
+        }
+        // The reservation catalog learns stock and spaces from events.
+        let mut reservations = ReservationServiceClient::new(channel(self.reservation).await?);
+        let deadline = Instant::now() + Duration::from_mins(1);
+        loop {
+            let ok = reservations
+                .quote_parking(as_(
+                    "bench",
+                    "customer",
+                    pb::QuoteParkingRequest {
+                        space_id: format!("PB-{:04}", UNITS - 1),
+                        start_time: Some(ts(time::Duration::hours(1))),
+                        end_time: Some(ts(time::Duration::hours(2))),
+                    },
+                ))
+                .await
+                .is_ok();
+            let stock = reservations
+                .reserve_roaming(as_("seed", "customer", roaming_request(30_000_000)))
+                .await
+                .is_ok();
+            if ok && stock {
+                return Ok(());
+            }
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "the bench catalog did not reach the reservation service"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    pub async fn reserve_roaming(
+        &self,
+        concurrency: usize,
+        warmup: Duration,
+        duration: Duration,
+        offset: u64,
+    ) -> Stats {
+        let Ok(ch) = channel(self.reservation).await else {
+            return failed(duration);
+        };
+        let client = ReservationServiceClient::new(ch);
+        drive(concurrency, warmup, duration, move |i| {
+            let mut client = client.clone();
+            let j = i + offset;
+            async move {
+                client
+                    .reserve_roaming(as_(&format!("c{}", j % 97), "customer", roaming_request(j)))
+                    .await
+                    .map(drop)
+                    .map_err(|s| format!("{:?}", s.code()))
+            }
+        })
+        .await
+    }
+
+    pub async fn reserve_parking(
+        &self,
+        concurrency: usize,
+        warmup: Duration,
+        duration: Duration,
+        offset: u64,
+    ) -> Stats {
+        let Ok(ch) = channel(self.reservation).await else {
+            return failed(duration);
+        };
+        let client = ReservationServiceClient::new(ch);
+        let base = time::OffsetDateTime::now_utc();
+        drive(concurrency, warmup, duration, move |i| {
+            let mut client = client.clone();
+            let j = i + offset;
+            // One hour on one of UNITS spaces, hour after hour.
+            let start = base + time::Duration::hours(1 + i64::try_from(j / UNITS).unwrap_or(0));
+            let request = pb::ReserveParkingRequest {
+                request_id: format!("p{j}"),
+                space_id: format!("PB-{:04}", j % UNITS),
+                vehicle_plate: format!("{:02}가{:04}", j % 100, j % 10_000),
+                start_time: Some(at(start)),
+                end_time: Some(at(start + time::Duration::hours(1))),
+                payment: Some(card()),
+            };
+            async move {
+                client
+                    .reserve_parking(as_(&format!("c{}", j % 97), "customer", request))
+                    .await
+                    .map(drop)
+                    .map_err(|s| format!("{:?}", s.code()))
+            }
+        })
+        .await
+    }
+
+    /// Reservations at `rate` per second for `total`; for each, the time from the
+    /// reply to the view's stream showing `RENTAL_ACCEPTED`.
+    pub async fn event_latency(&self, rate: u32, total: Duration) -> Latencies {
+        let mut out = Latencies::new();
+        let (Ok(rc), Ok(vc)) = (channel(self.reservation).await, channel(self.view).await) else {
+            out.missed = 1;
+            return out;
+        };
+        let reservations = ReservationServiceClient::new(rc);
+        let views = ViewServiceClient::new(vc);
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let mut tick = tokio::time::interval(Duration::from_secs(1) / rate.max(1));
+        let end = Instant::now() + total;
+        let mut k = 0u64;
+        let sent = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        while Instant::now() < end {
+            tick.tick().await;
+            k += 1;
+            let (mut reservations, views, tx) = (reservations.clone(), views.clone(), tx.clone());
+            sent.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            tokio::spawn(async move {
+                let j = 20_000_000 + k;
+                let who = format!("e{}", j % 97);
+                let Ok(reply) = reservations
+                    .reserve_roaming(as_(&who, "customer", roaming_request(j)))
+                    .await
+                else {
+                    let _ = tx.send(None);
+                    return;
+                };
+                let replied = Instant::now();
+                let id = reply
+                    .into_inner()
+                    .reservation
+                    .map(|r| r.reservation_id)
+                    .unwrap_or_default();
+                let seen = tokio::time::timeout(Duration::from_secs(10), async {
+                    loop {
+                        let mut views = views.clone();
+                        let watch = views
+                            .watch_reservation(as_(
+                                &who,
+                                "customer",
+                                pv::WatchReservationRequest {
+                                    reservation_id: id.clone(),
+                                },
+                            ))
+                            .await;
+                        let Ok(stream) = watch else {
+                            // The view has not heard of it yet: ask again shortly
+                            // (not in a tight loop, which would load the view).
+                            tokio::time::sleep(Duration::from_millis(5)).await;
+                            continue;
+                        };
+                        let mut stream = stream.into_inner();
+                        while let Some(Ok(msg)) = stream.next().await {
+                            let status = msg.reservation.map_or(0, |v| v.status);
+                            if status >= pb::ReservationStatus::RentalAccepted as i32 {
+                                return replied.elapsed();
+                            }
+                        }
+                    }
+                })
+                .await
+                .ok();
+                let _ = tx.send(seen);
+            });
+        }
+        drop(tx);
+        while let Some(r) = rx.recv().await {
+            match r {
+                Some(d) => {
+                    let _ = out
+                        .hist
+                        .record(u64::try_from(d.as_micros()).unwrap_or(u64::MAX).max(1));
+                }
+                None => out.missed += 1,
+            }
+        }
+        out
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status();
+            let _ = child.wait();
+        }
+        if let Some(mesh) = self.in_process.take() {
+            mesh.stop(Duration::from_secs(2)).await;
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn failed(duration: Duration) -> Stats {
+    let mut s = crate::driver::drive_nothing(duration);
+    s.errors.insert("connect".into(), 1);
+    s
+}
+
+fn at(t: time::OffsetDateTime) -> prost_types::Timestamp {
+    prost_types::Timestamp {
+        seconds: t.unix_timestamp(),
+        nanos: 0,
+    }
+}
+
+fn ts(offset: time::Duration) -> prost_types::Timestamp {
+    at(time::OffsetDateTime::now_utc() + offset)
+}
+
+async fn wait_serving(addr: SocketAddr) -> anyhow::Result<()> {
+    use tonic_health_client::{HealthCheckRequest, HealthClient, ServingStatus};
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(ch) = channel(addr).await
+            && let Ok(r) = HealthClient::new(ch)
+                .check(HealthCheckRequest {
+                    service: String::new(),
+                })
+                .await
+            && r.into_inner().status == ServingStatus::Serving as i32
+        {
+            return Ok(());
+        }
+        anyhow::ensure!(Instant::now() < deadline, "{addr} did not report SERVING");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+mod tonic_health_client {
+    pub use tonic_health::pb::HealthCheckRequest;
+    pub use tonic_health::pb::health_check_response::ServingStatus;
+    pub use tonic_health::pb::health_client::HealthClient;
+}
