@@ -7,7 +7,8 @@ use adapters_codec::{
     roaming_details_to_pb, status_to_pb,
 };
 use domain_kernel::{
-    CardDetails, Clock, IdGenerator, RequestId, ReservationId, SpaceId, VehiclePlate, Violations,
+    CardDetails, Clock, IdGenerator, RequestId, ReservationId, SpaceId, TimeWindow, VehiclePlate,
+    Violations,
 };
 use domain_reservation::ports::{Catalog, DeclineReason, PaymentGateway, ReservationRepository};
 use domain_reservation::{
@@ -277,12 +278,20 @@ where
     ) -> Result<Response<pb::QuoteParkingResponse>, Status> {
         let who = principal(&request)?;
         let r = request.into_inner();
-        // A quote needs no plate; any valid one stands in.
-        let details = parking(r.space_id, "00QUOTE00".to_owned(), r.start_time, r.end_time)
-            .map_err(|v| invalid(&v))?;
+        let mut v = Violations::new();
+        let space = v.check("space_id", SpaceId::parse(&r.space_id));
+        let start = v.check("start_time", instant_from_pb(r.start_time.as_ref()));
+        let end = v.check("end_time", instant_from_pb(r.end_time.as_ref()));
+        let window = match (start, end) {
+            (Some(s), Some(e)) => v.check("end_time", TimeWindow::new(s, e)),
+            _ => None,
+        };
+        let (Some(space), Some(window)) = (space, window) else {
+            return Err(invalid(&v));
+        };
         let q = self
             .service
-            .quote_parking(&who, &details)
+            .quote_parking(&who, &space, &window)
             .await
             .map_err(quote_error)?;
         Ok(Response::new(pb::QuoteParkingResponse {

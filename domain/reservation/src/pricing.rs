@@ -6,7 +6,7 @@ use domain_kernel::{
 };
 use time::{Date, Duration};
 
-use crate::reservation::{ParkingDetails, RoamingDetails};
+use crate::reservation::RoamingDetails;
 
 /// Longest roaming rental, in days (both ends included).
 pub const MAX_ROAMING_DAYS: u32 = 30;
@@ -97,8 +97,8 @@ pub fn quote_roaming(offer: &DeviceOffer, details: &RoamingDetails) -> Result<Qu
 }
 
 /// Hourly rate x started hours.
-pub fn quote_parking(offer: &SpaceOffer, details: &ParkingDetails) -> Result<Quote, Violations> {
-    let hours = details.window.started_hours();
+pub fn quote_parking(offer: &SpaceOffer, window: &TimeWindow) -> Result<Quote, Violations> {
+    let hours = window.started_hours();
     let price = offer
         .hourly_rate
         .times(hours)
@@ -112,7 +112,7 @@ pub fn quote_parking(offer: &SpaceOffer, details: &ParkingDetails) -> Result<Quo
 
 #[cfg(test)]
 mod tests {
-    use domain_kernel::{BoothCode, VehiclePlate};
+    use domain_kernel::BoothCode;
     use time::macros::{date, datetime};
 
     use super::*;
@@ -167,16 +167,12 @@ mod tests {
             space_id: SpaceId::parse("P1-B1-001").unwrap(),
             hourly_rate: Money::krw(3_000).unwrap(),
         };
-        let details = ParkingDetails {
-            space_id: space.space_id.clone(),
-            vehicle_plate: VehiclePlate::parse("12가3456").unwrap(),
-            window: TimeWindow::new(
-                datetime!(2026-12-01 10:00 UTC),
-                datetime!(2026-12-01 12:30 UTC),
-            )
-            .unwrap(),
-        };
-        let q = quote_parking(&space, &details).unwrap();
+        let window = TimeWindow::new(
+            datetime!(2026-12-01 10:00 UTC),
+            datetime!(2026-12-01 12:30 UTC),
+        )
+        .unwrap();
+        let q = quote_parking(&space, &window).unwrap();
         assert_eq!((q.units, q.price), (3, Money::krw(9_000).unwrap()));
     }
 

@@ -10,9 +10,7 @@ use crate::ports::{
     ReservationRepository, SaveError,
 };
 use crate::pricing::{self, Quote};
-use crate::reservation::{
-    Details, ParkingDetails, RejectionReason, Reservation, RoamingDetails, Status,
-};
+use crate::reservation::{Details, RejectionReason, Reservation, RoamingDetails, Status};
 
 /// How long a reserve call may stay `PENDING_PAYMENT` before the sweeper rejects
 /// it as timed out. Far longer than the payment call's deadline.
@@ -183,22 +181,23 @@ where
         self.price_roaming(details).await.map_err(Into::into)
     }
 
-    /// Prices a parking window. Customers and operators.
+    /// Prices a parking window on a space. Customers and operators.
     pub async fn quote_parking(
         &self,
         principal: &Principal,
-        details: &ParkingDetails,
+        space: &SpaceId,
+        window: &TimeWindow,
     ) -> Result<Quote, QuoteError> {
         if !principal.may(&[Role::Customer]) {
             return Err(QuoteError::Forbidden);
         }
-        self.price_parking(details).await.map_err(Into::into)
+        self.price_parking(space, window).await.map_err(Into::into)
     }
 
     async fn price(&self, details: &Details) -> Result<Quote, PriceError> {
         match details {
             Details::Roaming(d) => self.price_roaming(d).await,
-            Details::Parking(d) => self.price_parking(d).await,
+            Details::Parking(d) => self.price_parking(&d.space_id, &d.window).await,
         }
     }
 
@@ -233,15 +232,19 @@ where
         Err(PriceError::Invalid(v))
     }
 
-    async fn price_parking(&self, d: &ParkingDetails) -> Result<Quote, PriceError> {
+    async fn price_parking(
+        &self,
+        space: &SpaceId,
+        window: &TimeWindow,
+    ) -> Result<Quote, PriceError> {
         let mut v = Violations::new();
-        if let Err(e) = pricing::check_parking_window(&d.window, self.clock.now()) {
+        if let Err(e) = pricing::check_parking_window(window, self.clock.now()) {
             v.extend(e);
         }
-        match self.catalog.space_offer(&d.space_id).await? {
-            None => v.add("space_id", format!("unknown parking space {}", d.space_id)),
+        match self.catalog.space_offer(space).await? {
+            None => v.add("space_id", format!("unknown parking space {space}")),
             Some(offer) if v.is_empty() => {
-                return pricing::quote_parking(&offer, d).map_err(PriceError::Invalid);
+                return pricing::quote_parking(&offer, window).map_err(PriceError::Invalid);
             }
             Some(_) => {}
         }
