@@ -110,31 +110,47 @@ impl EmbeddedBus {
         self.lock().dead_letters.clone()
     }
 
-    async fn deliver(&self, durable: &str, handler: &Arc<dyn Handler>, event: &OutgoingEvent) {
-        let mut last_error = String::new();
-        for attempt in 1..=self.max_deliver {
+    /// Delivers one event: poison is dead-lettered after `max_deliver`
+    /// attempts; a transient failure is retried with backoff and, if it
+    /// persists, returned so the relay keeps the event and tries again later.
+    async fn deliver(
+        &self,
+        durable: &str,
+        handler: &Arc<dyn Handler>,
+        event: &OutgoingEvent,
+    ) -> Result<(), String> {
+        let mut poison_attempts = 0;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
             let delivery = Delivery {
                 subject: &event.subject,
                 payload: &event.payload,
                 headers: &event.headers,
                 attempt,
             };
-            match handler.handle(delivery).await {
-                Ok(()) => return,
-                Err(e) => {
-                    warn!(durable, subject = %event.subject, attempt, error = %e, "handler failed");
-                    last_error = e.0;
-                    tokio::time::sleep(self.retry_delay * u32::try_from(attempt).unwrap_or(1))
-                        .await;
+            let error = match handler.handle(delivery).await {
+                Ok(()) => return Ok(()),
+                Err(e) => e,
+            };
+            warn!(durable, subject = %event.subject, attempt, error = %error, "handler failed");
+            if error.is_poison() {
+                poison_attempts += 1;
+                if poison_attempts >= self.max_deliver {
+                    error!(durable, subject = %event.subject, event_id = %event.event_id, "dead-lettered after max_deliver attempts");
+                    self.lock().dead_letters.push(DeadLetter {
+                        durable: durable.to_owned(),
+                        event: event.clone(),
+                        error: error.message().to_owned(),
+                    });
+                    return Ok(());
                 }
+            } else if attempt >= self.max_deliver * 4 {
+                return Err(format!("subscriber {durable} keeps failing: {error}"));
             }
+            tokio::time::sleep(self.retry_delay * u32::try_from(attempt.min(50)).unwrap_or(1))
+                .await;
         }
-        error!(durable, subject = %event.subject, event_id = %event.event_id, "dead-lettered after max_deliver attempts");
-        self.lock().dead_letters.push(DeadLetter {
-            durable: durable.to_owned(),
-            event: event.clone(),
-            error: last_error,
-        });
     }
 }
 
@@ -155,7 +171,9 @@ impl EventPublisher for EmbeddedBus {
             let deliveries = targets
                 .iter()
                 .map(|(durable, _, handler)| self.deliver(durable, handler, event));
-            futures::future::join_all(deliveries).await;
+            for result in futures::future::join_all(deliveries).await {
+                result.map_err(PublishError)?;
+            }
         }
         Ok(())
     }

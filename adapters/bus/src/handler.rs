@@ -10,15 +10,37 @@ pub struct Delivery<'a> {
     pub attempt: u64,
 }
 
-/// The handler could not apply the event now. It will be delivered again until
-/// `max_deliver`, then dead-lettered.
+/// Why a handler did not apply an event.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct HandleError(pub String);
+pub enum HandleError {
+    /// The event itself is bad (does not decode, invalid fields): it will never
+    /// apply. Delivered again up to `max_deliver` times, then dead-lettered.
+    #[error("poison: {0}")]
+    Poison(String),
+    /// Something the handler depends on failed (database down, ...): the event
+    /// is retried with backoff for as long as it takes and never dead-lettered,
+    /// so an outage loses no event.
+    #[error("transient: {0}")]
+    Transient(String),
+}
 
 impl HandleError {
-    pub fn new(e: impl std::fmt::Display) -> Self {
-        Self(e.to_string())
+    pub fn poison(e: impl std::fmt::Display) -> Self {
+        Self::Poison(e.to_string())
+    }
+
+    pub fn transient(e: impl std::fmt::Display) -> Self {
+        Self::Transient(e.to_string())
+    }
+
+    pub fn is_poison(&self) -> bool {
+        matches!(self, Self::Poison(_))
+    }
+
+    pub fn message(&self) -> &str {
+        match self {
+            Self::Poison(m) | Self::Transient(m) => m,
+        }
     }
 }
 

@@ -16,7 +16,7 @@ use futures::StreamExt;
 use futures::stream::FuturesOrdered;
 use tracing::{debug, error, info, warn};
 
-use crate::handler::{Delivery, Handler};
+use crate::handler::{Delivery, HandleError, Handler};
 
 /// One stream per producing context (DESIGN.md section 6).
 pub const STREAMS: [(&str, &str); 4] = [
@@ -290,7 +290,20 @@ async fn handle_one(
         headers: &headers,
         attempt,
     };
-    match handler.handle(delivery).await {
+    // A transient failure is retried here, with backoff, while telling the
+    // server we are still working on it, so it never counts toward
+    // max_deliver and an outage of a dependency loses no event.
+    let mut result = handler.handle(delivery).await;
+    let mut retry = 0u32;
+    while let Err(HandleError::Transient(e)) = &result {
+        retry += 1;
+        let wait = Duration::from_millis(100 * u64::from(retry.min(50)));
+        warn!(durable = %spec.durable, %subject, retry, error = %e, "handler failed transiently; retrying");
+        tokio::time::sleep(wait).await;
+        let _ = message.ack_with(AckKind::Progress).await;
+        result = handler.handle(delivery).await;
+    }
+    match result {
         Ok(()) => {
             // Confirmed ack: if it is lost the event comes again and the inbox
             // makes the repeat harmless.
@@ -305,7 +318,7 @@ async fn handle_one(
                 dl_headers.insert(k.as_str(), v.as_str());
             }
             dl_headers.insert(DLQ_ORIGINAL_SUBJECT, subject);
-            dl_headers.insert(DLQ_ERROR, e.0.as_str());
+            dl_headers.insert(DLQ_ERROR, e.message());
             let published = async {
                 js.publish_with_headers(
                     spec.dead_letter_subject.clone(),

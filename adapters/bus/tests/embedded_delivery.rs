@@ -125,3 +125,18 @@ async fn a_poison_event_is_dead_lettered_after_max_deliver_and_the_rest_flow() {
         "1 + 3 attempts + 1"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dependency_outage_is_retried_and_dead_letters_nothing() {
+    let producer = Producer::new().await;
+    let consumer = Consumer::new().await;
+    let bus = EmbeddedBus::new(3, Duration::from_millis(1));
+    bus.subscribe("view", "roaming.", consumer.handler("v"));
+    consumer
+        .outage
+        .store(8, std::sync::atomic::Ordering::Relaxed);
+    producer.commit(3, 3, SUBJECT).await;
+    relay(&producer, &bus).drain().await.unwrap();
+    assert_eq!(consumer.counts().await, (3, 3));
+    assert!(bus.dead_letters().is_empty(), "an outage is not poison");
+}

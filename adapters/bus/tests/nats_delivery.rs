@@ -287,3 +287,40 @@ async fn a_poison_message_lands_on_the_dead_letter_subject_after_max_deliver() {
     );
     stop.send(true).unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_dependency_outage_longer_than_max_deliver_attempts_dead_letters_nothing() {
+    let server = NatsServer::start();
+    let js = nats::connect(&server.url()).await.unwrap();
+    nats::ensure_streams(&js, "").await.unwrap();
+    let producer = Producer::new().await;
+    let consumer = Consumer::new().await;
+    let (stop, shutdown) = stopper();
+    // Twice max_deliver failures in a row: a poison message would be gone by now.
+    consumer
+        .outage
+        .store(10, std::sync::atomic::Ordering::Relaxed);
+    let mut spec = spec("view");
+    spec.max_deliver = 5;
+    tokio::spawn(nats::run_consumer(
+        js.clone(),
+        spec,
+        consumer.handler("c"),
+        shutdown(),
+    ));
+    tokio::spawn(relay(&producer, &js).run(shutdown()));
+    producer.commit(3, 3, SUBJECT).await;
+    consumer.wait_for(3, WAIT).await;
+    assert_eq!(consumer.counts().await, (3, 3));
+    let dead = js
+        .get_stream("ROAMING_DLQ")
+        .await
+        .unwrap()
+        .info()
+        .await
+        .unwrap()
+        .state
+        .messages;
+    assert_eq!(dead, 0, "an outage is not poison");
+    stop.send(true).unwrap();
+}

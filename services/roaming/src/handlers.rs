@@ -1,6 +1,7 @@
-//! Event consumers: decode (a bad message is a handler error, so it is retried
-//! and then dead-lettered), apply through the domain use case (which records the
-//! event id in the inbox in the effect's transaction).
+//! Event consumers: decode (a message that does not decode is poison: retried
+//! up to `max_deliver`, then dead-lettered), apply through the domain use case
+//! (which records the event id in the inbox in the effect's transaction; a
+//! storage failure is transient and retried until it succeeds).
 
 use std::sync::Arc;
 
@@ -28,19 +29,19 @@ pub struct ReservationEvents(pub Arc<Reservations>);
 impl Handler for ReservationEvents {
     fn handle<'a>(&'a self, d: Delivery<'a>) -> BoxFuture<'a, Result<(), HandleError>> {
         Box::pin(async move {
-            match to_reservation_input(inbound(&d)).map_err(HandleError::new)? {
+            match to_reservation_input(inbound(&d)).map_err(HandleError::poison)? {
                 Some(ReservationInput::Usage(e)) => self
                     .0
                     .handle_usage(&e)
                     .await
                     .map(drop)
-                    .map_err(HandleError::new),
+                    .map_err(HandleError::transient),
                 Some(ReservationInput::Catalog(e)) => self
                     .0
                     .handle_catalog(&e)
                     .await
                     .map(drop)
-                    .map_err(HandleError::new),
+                    .map_err(HandleError::transient),
                 None => Ok(()),
             }
         })
@@ -54,19 +55,19 @@ pub struct PaymentEvents(pub Arc<Payments>);
 impl Handler for PaymentEvents {
     fn handle<'a>(&'a self, d: Delivery<'a>) -> BoxFuture<'a, Result<(), HandleError>> {
         Box::pin(async move {
-            match to_closed_reservation(inbound(&d)).map_err(HandleError::new)? {
+            match to_closed_reservation(inbound(&d)).map_err(HandleError::poison)? {
                 Some(PaymentInput::Rejected(e)) => self
                     .0
                     .handle_rejected(&e)
                     .await
                     .map(drop)
-                    .map_err(HandleError::new),
+                    .map_err(HandleError::transient),
                 Some(PaymentInput::Canceled(e)) => self
                     .0
                     .handle_canceled(&e)
                     .await
                     .map(drop)
-                    .map_err(HandleError::new),
+                    .map_err(HandleError::transient),
                 None => Ok(()),
             }
         })
@@ -80,19 +81,19 @@ pub struct RentalEvents(pub Arc<Rentals>);
 impl Handler for RentalEvents {
     fn handle<'a>(&'a self, d: Delivery<'a>) -> BoxFuture<'a, Result<(), HandleError>> {
         Box::pin(async move {
-            match to_roaming_reservation(inbound(&d)).map_err(HandleError::new)? {
+            match to_roaming_reservation(inbound(&d)).map_err(HandleError::poison)? {
                 Some(Lifecycle::Reserved(e)) => self
                     .0
                     .handle_reserved(&e)
                     .await
                     .map(drop)
-                    .map_err(HandleError::new),
+                    .map_err(HandleError::transient),
                 Some(Lifecycle::Canceled(e)) => self
                     .0
                     .handle_canceled(&e)
                     .await
                     .map(drop)
-                    .map_err(HandleError::new),
+                    .map_err(HandleError::transient),
                 None => Ok(()),
             }
         })
@@ -106,19 +107,19 @@ pub struct ParkingEvents(pub Arc<Parkings>);
 impl Handler for ParkingEvents {
     fn handle<'a>(&'a self, d: Delivery<'a>) -> BoxFuture<'a, Result<(), HandleError>> {
         Box::pin(async move {
-            match to_parking_reservation(inbound(&d)).map_err(HandleError::new)? {
+            match to_parking_reservation(inbound(&d)).map_err(HandleError::poison)? {
                 Some(Lifecycle::Reserved(e)) => self
                     .0
                     .handle_reserved(&e)
                     .await
                     .map(drop)
-                    .map_err(HandleError::new),
+                    .map_err(HandleError::transient),
                 Some(Lifecycle::Canceled(e)) => self
                     .0
                     .handle_canceled(&e)
                     .await
                     .map(drop)
-                    .map_err(HandleError::new),
+                    .map_err(HandleError::transient),
                 None => Ok(()),
             }
         })
@@ -132,8 +133,13 @@ pub struct ViewEvents(pub ViewStore);
 impl Handler for ViewEvents {
     fn handle<'a>(&'a self, d: Delivery<'a>) -> BoxFuture<'a, Result<(), HandleError>> {
         Box::pin(async move {
-            match to_view_event(inbound(&d)).map_err(HandleError::new)? {
-                Some(e) => self.0.apply(&e).await.map(drop).map_err(HandleError::new),
+            match to_view_event(inbound(&d)).map_err(HandleError::poison)? {
+                Some(e) => self
+                    .0
+                    .apply(&e)
+                    .await
+                    .map(drop)
+                    .map_err(HandleError::transient),
                 None => Ok(()),
             }
         })

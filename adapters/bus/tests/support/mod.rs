@@ -162,6 +162,8 @@ pub struct Consumer {
     pub calls: AtomicUsize,
     /// Payloads (event ids) this consumer always fails on.
     pub poison: std::sync::Mutex<Vec<String>>,
+    /// How many more calls fail as if the database were down.
+    pub outage: AtomicUsize,
     _file: TestDatabase,
 }
 
@@ -185,6 +187,7 @@ impl Consumer {
             db,
             calls: AtomicUsize::new(0),
             poison: std::sync::Mutex::new(Vec::new()),
+            outage: AtomicUsize::new(0),
             _file: file,
         })
     }
@@ -256,7 +259,7 @@ impl Handler for Instance {
     fn handle<'a>(&'a self, d: Delivery<'a>) -> BoxFuture<'a, Result<(), HandleError>> {
         Box::pin(async move {
             self.consumer.calls.fetch_add(1, Ordering::Relaxed);
-            let text = std::str::from_utf8(d.payload).map_err(HandleError::new)?;
+            let text = std::str::from_utf8(d.payload).map_err(HandleError::poison)?;
             if self
                 .consumer
                 .poison
@@ -265,14 +268,14 @@ impl Handler for Instance {
                 .iter()
                 .any(|p| p == text)
             {
-                return Err(HandleError::new("poison"));
+                return Err(HandleError::poison("poison"));
             }
-            let id = EventId::parse(text).map_err(HandleError::new)?;
+            let id = EventId::parse(text).map_err(HandleError::poison)?;
             let db = &self.consumer.db;
-            let txn = db.writer().begin().await.map_err(HandleError::new)?;
+            let txn = db.writer().begin().await.map_err(HandleError::transient)?;
             if outbox::record_inbox(&txn, id)
                 .await
-                .map_err(HandleError::new)?
+                .map_err(HandleError::transient)?
             {
                 txn.execute_raw(Statement::from_sql_and_values(
                     db.db_backend(),
@@ -280,9 +283,9 @@ impl Handler for Instance {
                     [text.into(), self.name.clone().into()],
                 ))
                 .await
-                .map_err(HandleError::new)?;
+                .map_err(HandleError::transient)?;
             }
-            txn.commit().await.map_err(HandleError::new)?;
+            txn.commit().await.map_err(HandleError::transient)?;
             Ok(())
         })
     }
