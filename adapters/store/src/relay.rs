@@ -76,6 +76,10 @@ impl<P: EventPublisher> Relay<P> {
     /// published (0: nothing pending, or another relay holds the lease).
     pub async fn step(&self) -> Result<usize, RelayError> {
         let conn = self.db.writer();
+        // Look before taking the lease: an idle relay then writes nothing.
+        if outbox::unsent(conn, 1).await?.is_empty() {
+            return Ok(0);
+        }
         if !outbox::acquire_lease(
             conn,
             &self.config.lease,
