@@ -7,9 +7,11 @@
 use domain_kernel::{EventId, OutgoingEvent, StoreError};
 use sea_orm::entity::prelude::*;
 use sea_orm::sea_query::{Expr, OnConflict};
-use sea_orm::{ConnectionTrait, QueryOrder, QuerySelect, Set};
+use sea_orm::{
+    ConnectionTrait, DatabaseTransaction, QueryOrder, QuerySelect, Set, TransactionTrait,
+};
 
-use crate::db::store_err;
+use crate::db::{Db, store_err};
 
 pub mod message {
     //! `outbox`: events committed with their state change, in commit order.
@@ -149,6 +151,36 @@ pub async fn record_inbox<C: ConnectionTrait>(
         .await
         .map_err(store_err)?;
     Ok(inserted == 1)
+}
+
+/// Begins a write transaction for a change caused by `caused_by` (if any) and
+/// records that event in the inbox within it. `Ok(None)`: the event was handled
+/// before, so the change must not be made again.
+pub async fn begin(
+    db: &Db,
+    caused_by: Option<EventId>,
+) -> Result<Option<DatabaseTransaction>, StoreError> {
+    let txn = db.writer().begin().await.map_err(store_err)?;
+    if let Some(id) = caused_by
+        && !record_inbox(&txn, id).await?
+    {
+        return Ok(None);
+    }
+    Ok(Some(txn))
+}
+
+/// Appends `events` to the outbox of `txn`, commits, and wakes the relay.
+pub async fn commit(
+    db: &Db,
+    txn: DatabaseTransaction,
+    events: &[OutgoingEvent],
+) -> Result<(), StoreError> {
+    append(&txn, events).await?;
+    txn.commit().await.map_err(store_err)?;
+    if !events.is_empty() {
+        db.notify_committed();
+    }
+    Ok(())
 }
 
 /// Whether `event_id` is in the inbox.

@@ -179,10 +179,7 @@ impl ParkingStore {
         events: &[Recorded<ParkingEvent>],
     ) -> Result<(), StoreError> {
         let encoded: Vec<_> = events.iter().map(encode_parking).collect();
-        outbox::append(&txn, &encoded).await?;
-        txn.commit().await.map_err(store_err)?;
-        self.db.notify_committed();
-        Ok(())
+        outbox::commit(&self.db, txn, &encoded).await
     }
 }
 
@@ -344,10 +341,9 @@ impl ReservationReplica for ParkingStore {
     }
 
     async fn apply(&self, update: &ReplicaUpdate, caused_by: EventId) -> Result<(), SaveError> {
-        let txn = self.db.writer().begin().await.map_err(store_err)?;
-        if !outbox::record_inbox(&txn, caused_by).await? {
+        let Some(txn) = outbox::begin(&self.db, Some(caused_by)).await? else {
             return Err(SaveError::AlreadyHandled);
-        }
+        };
         let incoming = update.entry();
         let stored = replica::Entity::find_by_id(incoming.reservation_id.to_string())
             .one(&txn)

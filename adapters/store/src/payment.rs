@@ -5,7 +5,7 @@ use domain_kernel::{EventId, Money, PaymentId, Recorded, ReservationId, StoreErr
 use domain_payment::ports::{InsertError, PaymentRepository, SaveError};
 use domain_payment::{DeclineReason, Payment, PaymentData, PaymentEvent, PaymentStatus};
 use sea_orm::ActiveValue::NotSet;
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, Set, SqlErr, TransactionTrait};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, Set, SqlErr};
 
 use crate::db::{Db, store_err};
 use crate::outbox;
@@ -124,12 +124,9 @@ impl PaymentRepository for PaymentStore {
         events: &[Recorded<PaymentEvent>],
         caused_by: Option<EventId>,
     ) -> Result<(), InsertError> {
-        let txn = self.db.writer().begin().await.map_err(store_err)?;
-        if let Some(id) = caused_by
-            && !outbox::record_inbox(&txn, id).await?
-        {
+        let Some(txn) = outbox::begin(&self.db, caused_by).await? else {
             return Err(InsertError::AlreadyHandled);
-        }
+        };
         match row::Entity::insert(to_row(payment))
             .exec_without_returning(&txn)
             .await
@@ -141,9 +138,7 @@ impl PaymentRepository for PaymentStore {
             Err(e) => return Err(store_err(e).into()),
         }
         let encoded: Vec<_> = events.iter().map(encode_payment).collect();
-        outbox::append(&txn, &encoded).await?;
-        txn.commit().await.map_err(store_err)?;
-        self.db.notify_committed();
+        outbox::commit(&self.db, txn, &encoded).await?;
         Ok(())
     }
 
@@ -153,12 +148,9 @@ impl PaymentRepository for PaymentStore {
         events: &[Recorded<PaymentEvent>],
         caused_by: Option<EventId>,
     ) -> Result<(), SaveError> {
-        let txn = self.db.writer().begin().await.map_err(store_err)?;
-        if let Some(id) = caused_by
-            && !outbox::record_inbox(&txn, id).await?
-        {
+        let Some(txn) = outbox::begin(&self.db, caused_by).await? else {
             return Err(SaveError::AlreadyHandled);
-        }
+        };
         let expected = i64::try_from(payment.version).unwrap_or(i64::MAX);
         let mut next = payment.clone();
         next.bump_version();
@@ -175,10 +167,8 @@ impl PaymentRepository for PaymentStore {
             return Err(SaveError::Conflict);
         }
         let encoded: Vec<_> = events.iter().map(encode_payment).collect();
-        outbox::append(&txn, &encoded).await?;
-        txn.commit().await.map_err(store_err)?;
+        outbox::commit(&self.db, txn, &encoded).await?;
         *payment = next;
-        self.db.notify_committed();
         Ok(())
     }
 }

@@ -261,9 +261,7 @@ impl RentalRepository for RentalStore {
         let txn = self.db.writer().begin().await.map_err(store_err)?;
         insert_unique(&txn, device_row(d)).await?;
         let encoded: Vec<_> = events.iter().map(encode_rental).collect();
-        outbox::append(&txn, &encoded).await?;
-        txn.commit().await.map_err(store_err)?;
-        self.db.notify_committed();
+        outbox::commit(&self.db, txn, &encoded).await?;
         Ok(())
     }
 
@@ -273,27 +271,19 @@ impl RentalRepository for RentalStore {
         events: &[Recorded<RentalEvent>],
         caused_by: Option<EventId>,
     ) -> Result<(), InsertError> {
-        let txn = self.db.writer().begin().await.map_err(store_err)?;
-        if let Some(id) = caused_by
-            && !outbox::record_inbox(&txn, id).await?
-        {
+        let Some(txn) = outbox::begin(&self.db, caused_by).await? else {
             return Err(InsertError::AlreadyHandled);
-        }
+        };
         insert_unique(&txn, rental_row(r)).await?;
         let encoded: Vec<_> = events.iter().map(encode_rental).collect();
-        outbox::append(&txn, &encoded).await?;
-        txn.commit().await.map_err(store_err)?;
-        self.db.notify_committed();
+        outbox::commit(&self.db, txn, &encoded).await?;
         Ok(())
     }
 
     async fn save(&self, changes: Changes<'_>) -> Result<(), SaveError> {
-        let txn = self.db.writer().begin().await.map_err(store_err)?;
-        if let Some(id) = changes.caused_by
-            && !outbox::record_inbox(&txn, id).await?
-        {
+        let Some(txn) = outbox::begin(&self.db, changes.caused_by).await? else {
             return Err(SaveError::AlreadyHandled);
-        }
+        };
         let mut next_rental = None;
         if let Some(r) = &changes.rental {
             let mut next = (*r).clone();
@@ -331,15 +321,13 @@ impl RentalRepository for RentalStore {
             next_device = Some(next);
         }
         let encoded: Vec<_> = changes.events.iter().map(encode_rental).collect();
-        outbox::append(&txn, &encoded).await?;
-        txn.commit().await.map_err(store_err)?;
+        outbox::commit(&self.db, txn, &encoded).await?;
         if let (Some(r), Some(next)) = (changes.rental, next_rental) {
             *r = next;
         }
         if let (Some(d), Some(next)) = (changes.device, next_device) {
             *d = next;
         }
-        self.db.notify_committed();
         Ok(())
     }
 }

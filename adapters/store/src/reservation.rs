@@ -217,12 +217,9 @@ impl ReservationRepository for ReservationStore {
         events: &[Recorded<ReservationEvent>],
         caused_by: Option<EventId>,
     ) -> Result<(), SaveError> {
-        let txn = self.db.writer().begin().await.map_err(store_err)?;
-        if let Some(id) = caused_by
-            && !outbox::record_inbox(&txn, id).await?
-        {
+        let Some(txn) = outbox::begin(&self.db, caused_by).await? else {
             return Err(SaveError::AlreadyHandled);
-        }
+        };
         let expected = i64::try_from(reservation.version).unwrap_or(i64::MAX);
         let mut next = reservation.clone();
         next.bump_version();
@@ -239,10 +236,8 @@ impl ReservationRepository for ReservationStore {
             return Err(SaveError::Conflict);
         }
         let encoded: Vec<_> = events.iter().map(encode_reservation).collect();
-        outbox::append(&txn, &encoded).await?;
-        txn.commit().await.map_err(store_err)?;
+        outbox::commit(&self.db, txn, &encoded).await?;
         *reservation = next;
-        self.db.notify_committed();
         Ok(())
     }
 
@@ -415,12 +410,9 @@ impl Catalog for ReservationStore {
         as_of: Timestamp,
         caused_by: Option<EventId>,
     ) -> Result<(), SaveError> {
-        let txn = self.db.writer().begin().await.map_err(store_err)?;
-        if let Some(id) = caused_by
-            && !outbox::record_inbox(&txn, id).await?
-        {
+        let Some(txn) = outbox::begin(&self.db, caused_by).await? else {
             return Err(SaveError::AlreadyHandled);
-        }
+        };
         let as_of = micros(as_of);
         let known = device_location::Entity::find_by_id(serial.to_string())
             .lock_exclusive()
@@ -461,12 +453,9 @@ impl Catalog for ReservationStore {
         offer: &SpaceOffer,
         caused_by: Option<EventId>,
     ) -> Result<(), SaveError> {
-        let txn = self.db.writer().begin().await.map_err(store_err)?;
-        if let Some(id) = caused_by
-            && !outbox::record_inbox(&txn, id).await?
-        {
+        let Some(txn) = outbox::begin(&self.db, caused_by).await? else {
             return Err(SaveError::AlreadyHandled);
-        }
+        };
         let row = space::ActiveModel {
             space_id: Set(offer.space_id.to_string()),
             hourly_rate_currency: Set(offer.hourly_rate.currency().to_string()),

@@ -10,9 +10,7 @@ use domain_rental::RentalStatus;
 use domain_reservation::Status;
 use domain_view::{ReservationView, StatusChange, ViewEvent};
 use sea_orm::ActiveValue::NotSet;
-use sea_orm::{
-    ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set, TransactionTrait,
-};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set};
 use time::{Date, Duration};
 use tokio::sync::broadcast;
 
@@ -219,10 +217,9 @@ impl ViewStore {
     /// same transaction.
     pub async fn apply(&self, event: &Recorded<ViewEvent>) -> Result<Applied, StoreError> {
         for _ in 0..CONFLICT_RETRIES {
-            let txn = self.db.writer().begin().await.map_err(store_err)?;
-            if !outbox::record_inbox(&txn, event.event_id).await? {
+            let Some(txn) = outbox::begin(&self.db, Some(event.event_id)).await? else {
                 return Ok(Applied::Duplicate);
-            }
+            };
             let stored = row::Entity::find_by_id(event.event.reservation_id.to_string())
                 .one(&txn)
                 .await

@@ -13,8 +13,6 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 
-use crate::driver::Stats;
-
 #[derive(Debug, Clone)]
 struct Options {
     smoke: bool,
@@ -140,6 +138,5 @@ async fn run(o: Options) -> anyhow::Result<()> {
     if failed {
         bail!("a workload completed no call: see the errors column");
     }
-    let _: &Stats = &echo_c;
     Ok(())
 }

@@ -13,15 +13,7 @@ use domain_kernel::{EventPublisher, OutgoingEvent, PublishError};
 #[allow(clippy::large_enum_variant, reason = "one per process, cloned rarely")]
 pub enum Bus {
     Embedded(EmbeddedBus),
-    Nats {
-        js: async_nats_context::Context,
-        prefix: String,
-    },
-}
-
-/// Re-export so callers need not depend on async-nats.
-pub mod async_nats_context {
-    pub use adapters_bus::nats::Context;
+    Nats { js: nats::Context, prefix: String },
 }
 
 /// A publisher for the outbox relay.

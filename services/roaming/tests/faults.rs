@@ -41,7 +41,6 @@ async fn with_payment_down_the_breaker_opens_nothing_unpaid_is_kept_and_it_recov
 
     // Every attempt is refused with UNAVAILABLE and a retry hint; after a few,
     // the breaker is open and refuses without calling.
-    let mut last = None;
     for i in 0..8 {
         let e = reservations
             .reserve_roaming(req(BOB, roaming_request(&format!("down-{i}"), 5, 6)))
@@ -57,9 +56,7 @@ async fn with_payment_down_the_breaker_opens_nothing_unpaid_is_kept_and_it_recov
             delay > Duration::ZERO && delay <= Duration::from_secs(2),
             "{delay:?}"
         );
-        last = Some(e);
     }
-    assert!(last.is_some());
     assert_eq!(
         mesh.reservations.payment_gateway().breaker().state(),
         BreakerState::Open
@@ -151,7 +148,7 @@ async fn with_rental_down_reservations_succeed_and_rental_accepts_them_when_back
         .stop(Duration::from_secs(1))
         .await;
     m.mesh = Some(mesh);
-    let mut rental = m.rental().await;
+    let rental = m.rental().await;
     for id in &ids {
         eventually(
             Duration::from_secs(10),
@@ -173,7 +170,6 @@ async fn with_rental_down_reservations_succeed_and_rental_accepts_them_when_back
         .await;
         view_reaches(&m, ALICE, id, S::RentalAccepted).await;
     }
-    let _ = &mut rental;
     m.stop().await;
 }
 
@@ -209,7 +205,7 @@ async fn with_reservation_down_a_reserved_car_still_enters_via_the_replica() {
         .await;
     m.mesh = Some(mesh);
 
-    let mut parking = m.parking().await;
+    let parking = m.parking().await;
     let session = eventually(Duration::from_secs(10), "entry via the replica", || {
         let mut parking = parking.clone();
         async move {
@@ -233,6 +229,7 @@ async fn with_reservation_down_a_reserved_car_still_enters_via_the_replica() {
     assert_eq!(session.reservation_id, r.reservation_id);
     // Another plate is still refused, also offline.
     let denied = parking
+        .clone()
         .enter(req(
             GATE,
             pk::EnterRequest {
@@ -243,7 +240,6 @@ async fn with_reservation_down_a_reserved_car_still_enters_via_the_replica() {
         .await
         .unwrap_err();
     assert_eq!(denied.code(), Code::PermissionDenied);
-    let _ = &mut parking;
     m.stop().await;
 }
 
