@@ -2,9 +2,10 @@
 
 use std::time::Duration;
 
+use adapters_auth::ServiceToken;
 use adapters_codec::{instant_from_pb, instant_to_pb, money_to_pb};
 use domain_kernel::{
-    CardDetails, Money, Principal, ReservationId, SpaceId, TimeWindow, Timestamp, VehiclePlate,
+    CardDetails, Money, ReservationId, SpaceId, TimeWindow, Timestamp, VehiclePlate,
 };
 use domain_parking::ports::{ReservationVerifier, VerifiedEntry, VerifierUnavailable};
 use domain_reservation::ports::{
@@ -19,7 +20,6 @@ use tower::{BoxError, ServiceExt};
 use tracing::warn;
 
 use crate::breaker::{Breaker, BreakerOpen};
-use crate::identity::authorize;
 use crate::resilience::{Call, CallPolicy, resilient};
 
 /// A lazily connecting channel balanced over `addresses` (replicas of one
@@ -57,17 +57,17 @@ pub struct GrpcPaymentGateway {
 }
 
 impl GrpcPaymentGateway {
-    /// `principal` is the service identity the calls carry.
-    pub fn new(channel: Channel, policy: CallPolicy, principal: Principal) -> Self {
+    /// `token` is the service identity the calls carry.
+    pub fn new(channel: Channel, policy: CallPolicy, token: ServiceToken) -> Self {
         let deadline = policy.deadline;
         let client = PaymentServiceClient::new(channel);
         let one_attempt = tower::service_fn(move |req: PayRequest| {
             let mut client = client.clone();
-            let principal = principal.clone();
+            let token = token.clone();
             async move {
                 let mut request = tonic::Request::new(req);
                 request.set_timeout(deadline);
-                authorize(&mut request, &principal);
+                token.authorize(&mut request)?;
                 client.pay(request).await.map(tonic::Response::into_inner)
             }
         });
@@ -147,16 +147,17 @@ pub struct GrpcReservationVerifier {
 }
 
 impl GrpcReservationVerifier {
-    pub fn new(channel: Channel, policy: CallPolicy, principal: Principal) -> Self {
+    /// `token` is the service identity the calls carry.
+    pub fn new(channel: Channel, policy: CallPolicy, token: ServiceToken) -> Self {
         let deadline = policy.deadline;
         let client = ReservationServiceClient::new(channel);
         let one_attempt = tower::service_fn(move |req: VerifyParkingEntryRequest| {
             let mut client = client.clone();
-            let principal = principal.clone();
+            let token = token.clone();
             async move {
                 let mut request = tonic::Request::new(req);
                 request.set_timeout(deadline);
-                authorize(&mut request, &principal);
+                token.authorize(&mut request)?;
                 client
                     .verify_parking_entry(request)
                     .await

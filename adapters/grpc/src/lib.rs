@@ -6,7 +6,8 @@
 //! violations), calls the domain use case with the caller's principal, and maps
 //! domain errors to codes with a stable `ErrorInfo` reason ([`status`]).
 //!
-//! Identity: [`identity`] is the one place a request's principal is set.
+//! Identity: [`identity`] reads the principal the token check (`adapters-auth`)
+//! put on the request; calls between services carry a service token.
 //!
 //! Outbound: [`clients`] implements the domain's `PaymentGateway` and
 //! `ReservationVerifier` over gRPC behind a tower stack: deadline, circuit

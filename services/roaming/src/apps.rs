@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use adapters_grpc::breaker::BreakerConfig;
 use adapters_grpc::clients::{GrpcPaymentGateway, GrpcReservationVerifier, channel};
-use adapters_grpc::identity::DevIdentity;
 use adapters_grpc::parking::ParkingRpc;
 use adapters_grpc::payment::PaymentRpc;
 use adapters_grpc::rental::RentalRpc;
@@ -23,7 +22,7 @@ use adapters_store::rental::RentalStore;
 use adapters_store::reservation::ReservationStore;
 use adapters_store::view::ViewStore;
 use adapters_store::{Db, Relay, RelayConfig};
-use domain_kernel::{CardDetails, Money, Principal, SystemClock, UuidV7};
+use domain_kernel::{CardDetails, Money, SystemClock, UuidV7};
 use domain_parking::ParkingService;
 use domain_payment::ports::{Acquirer, AcquirerUnavailable, Authorization};
 use domain_payment::{PaymentService, SimulatedAcquirer};
@@ -40,9 +39,10 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tracing::{error, warn};
 
+use crate::auth::MeshAuth;
 use crate::bus::Bus;
 use crate::handlers::{ParkingEvents, PaymentEvents, RentalEvents, ReservationEvents, ViewEvents};
-use crate::server::{Launch, Running, base_router, stopped};
+use crate::server::{Launch, MAX_MESSAGE_BYTES, Running, base_router, stopped};
 use crate::settings::Settings;
 
 pub type Reservations =
@@ -51,11 +51,6 @@ pub type Payments = PaymentService<PaymentStore, FaultyAcquirer, SystemClock, Uu
 pub type Rentals = RentalService<RentalStore, SystemClock, UuidV7>;
 pub type Parkings =
     ParkingService<ParkingStore, GrpcReservationVerifier, ParkingStore, SystemClock, UuidV7>;
-
-/// The identity services use when calling each other.
-fn service_principal(name: &str) -> Principal {
-    Principal::service(name)
-}
 
 fn policy(settings: &Settings) -> CallPolicy {
     CallPolicy {
@@ -139,6 +134,7 @@ fn launch(
 /// The reservation service. `payment_addrs` are payment's replicas.
 pub async fn start_reservation(
     settings: &Settings,
+    auth: &MeshAuth,
     bus: &Bus,
     payment_addrs: &[String],
 ) -> anyhow::Result<(Running, Arc<Reservations>)> {
@@ -149,7 +145,7 @@ pub async fn start_reservation(
     let payments = GrpcPaymentGateway::new(
         channel(payment_addrs)?,
         policy(settings),
-        service_principal("reservation"),
+        auth.service_token("reservation")?,
     );
     let service = Arc::new(ReservationService::new(
         store.clone(),
@@ -179,12 +175,11 @@ pub async fn start_reservation(
             }
         }
     });
-    let (health, router) = base_router(service_names::RESERVATION)?;
+    let (health, router) = base_router(service_names::RESERVATION, auth.layer())?;
     let rpc = ReservationRpc::new(Arc::clone(&service));
-    let router = router.add_service(tonic::service::interceptor::InterceptedService::new(
-        ReservationServiceServer::new(rpc),
-        DevIdentity,
-    ));
+    let router = router.add_service(
+        ReservationServiceServer::new(rpc).max_decoding_message_size(MAX_MESSAGE_BYTES),
+    );
     Ok((
         launch("reservation", service_names::RESERVATION, c, bus, health).serve(router),
         service,
@@ -222,6 +217,7 @@ async fn ensure_price_list(store: &ReservationStore) -> anyhow::Result<()> {
 /// The payment service.
 pub async fn start_payment(
     settings: &Settings,
+    auth: &MeshAuth,
     bus: &Bus,
 ) -> anyhow::Result<(Running, Arc<Payments>)> {
     let url = settings.database_url("payment", settings.payment.database_url.as_ref());
@@ -243,11 +239,11 @@ pub async fn start_payment(
         &["ROAMING_RESERVATION"],
         Arc::new(PaymentEvents(Arc::clone(&service))),
     );
-    let (health, router) = base_router(service_names::PAYMENT)?;
-    let router = router.add_service(tonic::service::interceptor::InterceptedService::new(
-        PaymentServiceServer::new(PaymentRpc::new(Arc::clone(&service))),
-        DevIdentity,
-    ));
+    let (health, router) = base_router(service_names::PAYMENT, auth.layer())?;
+    let router = router.add_service(
+        PaymentServiceServer::new(PaymentRpc::new(Arc::clone(&service)))
+            .max_decoding_message_size(MAX_MESSAGE_BYTES),
+    );
     Ok((
         launch("payment", service_names::PAYMENT, c, bus, health).serve(router),
         service,
@@ -257,6 +253,7 @@ pub async fn start_payment(
 /// The rental service.
 pub async fn start_rental(
     settings: &Settings,
+    auth: &MeshAuth,
     bus: &Bus,
 ) -> anyhow::Result<(Running, Arc<Rentals>)> {
     let url = settings.database_url("rental", settings.rental.database_url.as_ref());
@@ -273,11 +270,11 @@ pub async fn start_rental(
         &["ROAMING_RESERVATION"],
         Arc::new(RentalEvents(Arc::clone(&service))),
     );
-    let (health, router) = base_router(service_names::RENTAL)?;
-    let router = router.add_service(tonic::service::interceptor::InterceptedService::new(
-        RentalServiceServer::new(RentalRpc::new(Arc::clone(&service))),
-        DevIdentity,
-    ));
+    let (health, router) = base_router(service_names::RENTAL, auth.layer())?;
+    let router = router.add_service(
+        RentalServiceServer::new(RentalRpc::new(Arc::clone(&service)))
+            .max_decoding_message_size(MAX_MESSAGE_BYTES),
+    );
     Ok((
         launch("rental", service_names::RENTAL, c, bus, health).serve(router),
         service,
@@ -287,6 +284,7 @@ pub async fn start_rental(
 /// The parking service. `reservation_addrs` are reservation's replicas.
 pub async fn start_parking(
     settings: &Settings,
+    auth: &MeshAuth,
     bus: &Bus,
     reservation_addrs: &[String],
 ) -> anyhow::Result<(Running, Arc<Parkings>)> {
@@ -296,7 +294,7 @@ pub async fn start_parking(
     let verifier = GrpcReservationVerifier::new(
         channel(reservation_addrs)?,
         policy(settings),
-        service_principal("parking"),
+        auth.service_token("parking")?,
     );
     let service = Arc::new(ParkingService::new(
         store.clone(),
@@ -312,11 +310,11 @@ pub async fn start_parking(
         &["ROAMING_RESERVATION"],
         Arc::new(ParkingEvents(Arc::clone(&service))),
     );
-    let (health, router) = base_router(service_names::PARKING)?;
-    let router = router.add_service(tonic::service::interceptor::InterceptedService::new(
-        ParkingServiceServer::new(ParkingRpc::new(Arc::clone(&service))),
-        DevIdentity,
-    ));
+    let (health, router) = base_router(service_names::PARKING, auth.layer())?;
+    let router = router.add_service(
+        ParkingServiceServer::new(ParkingRpc::new(Arc::clone(&service)))
+            .max_decoding_message_size(MAX_MESSAGE_BYTES),
+    );
     Ok((
         launch("parking", service_names::PARKING, c, bus, health).serve(router),
         service,
@@ -324,7 +322,11 @@ pub async fn start_parking(
 }
 
 /// The view service.
-pub async fn start_view(settings: &Settings, bus: &Bus) -> anyhow::Result<(Running, ViewStore)> {
+pub async fn start_view(
+    settings: &Settings,
+    auth: &MeshAuth,
+    bus: &Bus,
+) -> anyhow::Result<(Running, ViewStore)> {
     let url = settings.database_url("view", settings.view.database_url.as_ref());
     let mut c = common::<ViewMigrator>(settings.view.listen, &url, bus).await?;
     let store = ViewStore::new(c.db.clone());
@@ -340,11 +342,11 @@ pub async fn start_view(settings: &Settings, bus: &Bus) -> anyhow::Result<(Runni
         ],
         Arc::new(ViewEvents(store.clone())),
     );
-    let (health, router) = base_router(service_names::VIEW)?;
-    let router = router.add_service(tonic::service::interceptor::InterceptedService::new(
-        ViewServiceServer::new(ViewRpc::new(store.clone())),
-        DevIdentity,
-    ));
+    let (health, router) = base_router(service_names::VIEW, auth.layer())?;
+    let router = router.add_service(
+        ViewServiceServer::new(ViewRpc::new(store.clone()))
+            .max_decoding_message_size(MAX_MESSAGE_BYTES),
+    );
     Ok((
         launch("view", service_names::VIEW, c, bus, health).serve(router),
         store,

@@ -4,17 +4,25 @@
 use std::path::PathBuf;
 
 use crate::Settings;
+use crate::auth::MeshAuth;
 use crate::bus::Bus;
 use anyhow::{Context, bail};
 use tracing_subscriber::EnvFilter;
 
 const USAGE: &str = "usage: roaming up [--config FILE]
-       roaming serve <reservation|payment|rental|parking|view> [--config FILE]
+       roaming serve <gateway|reservation|payment|rental|parking|view> [--config FILE]
+       roaming keygen FILE        (a new Ed25519 signing key; prints its public `x`)
+       roaming hash-password      (reads a password on stdin; prints its argon2 hash)
 
 Settings come from FILE (TOML) and ROAMING_* environment variables.";
 
 /// Runs the CLI with `args` (without the program name).
 pub fn main_with(args: Vec<String>) -> anyhow::Result<()> {
+    match args.first().map(String::as_str) {
+        Some("keygen") => return keygen(args.get(1).context(USAGE)?),
+        Some("hash-password") => return hash_password(),
+        _ => {}
+    }
     let config = args
         .iter()
         .position(|a| a == "--config")
@@ -91,7 +99,43 @@ async fn run_up(settings: Settings) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn keygen(path: &str) -> anyhow::Result<()> {
+    let key = adapters_auth::SigningKey::generate()?;
+    key.write_pem(std::path::Path::new(path))?;
+    println!("{}", key.public_x());
+    Ok(())
+}
+
+fn hash_password() -> anyhow::Result<()> {
+    let mut password = String::new();
+    std::io::stdin().read_line(&mut password)?;
+    let password = password.trim_end_matches(['\r', '\n']);
+    anyhow::ensure!(!password.is_empty(), "no password on stdin");
+    println!("{}", adapters_auth::hash_password(password)?);
+    Ok(())
+}
+
+async fn run_gateway(settings: Settings) -> anyhow::Result<()> {
+    let auth = MeshAuth::load(&settings, false)?;
+    let upstreams = gateway::Upstreams {
+        reservation: settings.reservation_addrs.clone(),
+        payment: settings.payment_addrs.clone(),
+        rental: settings.rental_addrs.clone(),
+        parking: settings.parking_addrs.clone(),
+        view: settings.view_addrs.clone(),
+    };
+    let gateway = crate::up::start_gateway(&settings, &auth, upstreams, &[]).await?;
+    println!("gateway listening on {}", gateway.addr);
+    shutdown_signal().await;
+    gateway.stop(settings.shutdown_grace()).await;
+    Ok(())
+}
+
 async fn run_one(settings: Settings, service: &str) -> anyhow::Result<()> {
+    if service == "gateway" {
+        return run_gateway(settings).await;
+    }
+    let auth = MeshAuth::load(&settings, false)?;
     let bus = Bus::connect(settings.nats_url.as_deref(), &settings.nats_prefix).await?;
     if matches!(bus, Bus::Embedded(_)) {
         bail!(
@@ -101,18 +145,18 @@ async fn run_one(settings: Settings, service: &str) -> anyhow::Result<()> {
     std::fs::create_dir_all(&settings.data_dir).ok();
     let running = match service {
         "reservation" => {
-            crate::apps::start_reservation(&settings, &bus, &settings.payment_addrs)
+            crate::apps::start_reservation(&settings, &auth, &bus, &settings.payment_addrs)
                 .await?
                 .0
         }
-        "payment" => crate::apps::start_payment(&settings, &bus).await?.0,
-        "rental" => crate::apps::start_rental(&settings, &bus).await?.0,
+        "payment" => crate::apps::start_payment(&settings, &auth, &bus).await?.0,
+        "rental" => crate::apps::start_rental(&settings, &auth, &bus).await?.0,
         "parking" => {
-            crate::apps::start_parking(&settings, &bus, &settings.reservation_addrs)
+            crate::apps::start_parking(&settings, &auth, &bus, &settings.reservation_addrs)
                 .await?
                 .0
         }
-        "view" => crate::apps::start_view(&settings, &bus).await?.0,
+        "view" => crate::apps::start_view(&settings, &auth, &bus).await?.0,
         other => bail!("unknown service {other:?}\n{USAGE}"),
     };
     println!("{} listening on {}", running.name, running.addr);

@@ -1,9 +1,10 @@
 //! What every service process shares: health (readiness follows the database
-//! and the bus), reflection v1 and v1alpha, the identity seam, graceful stop.
+//! and the bus), reflection v1 and v1alpha, token verification, graceful stop.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use adapters_auth::AuthLayer;
 use adapters_store::Db;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -11,6 +12,7 @@ use tokio::task::JoinSet;
 use tonic::transport::server::{Router, TcpIncoming};
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
+use tower::layer::util::{Identity, Stack};
 use tracing::{info, warn};
 
 use crate::bus::Bus;
@@ -71,9 +73,20 @@ pub struct Launch {
     pub health: HealthReporter,
 }
 
-/// The health reporter and the router with health and reflection already on.
+/// A router whose every call passes the token check first.
+pub type Guarded = Router<Stack<AuthLayer, Identity>>;
+
+/// Largest request message a service accepts (the gateway's limit is the
+/// same by default; this holds for direct calls too).
+pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
+
+/// The health reporter and the router with health and reflection already on,
+/// behind `auth` (health and reflection need no token).
 /// Reflection lists `grpc_service`, health and reflection itself.
-pub fn base_router(grpc_service: &str) -> Result<(HealthReporter, Router), anyhow::Error> {
+pub fn base_router(
+    grpc_service: &str,
+    auth: AuthLayer,
+) -> Result<(HealthReporter, Guarded), anyhow::Error> {
     let (reporter, health) = tonic_health::server::health_reporter();
     let reflection = || {
         tonic_reflection::server::Builder::configure()
@@ -87,6 +100,7 @@ pub fn base_router(grpc_service: &str) -> Result<(HealthReporter, Router), anyho
     let v1 = reflection().build_v1()?;
     let v1alpha = reflection().build_v1alpha()?;
     let router = tonic::transport::Server::builder()
+        .layer(auth)
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .tcp_nodelay(true)
         .add_service(health)
@@ -97,7 +111,7 @@ pub fn base_router(grpc_service: &str) -> Result<(HealthReporter, Router), anyho
 
 impl Launch {
     /// Serves `router` and keeps readiness in step with the database and bus.
-    pub fn serve(mut self, router: Router) -> Running {
+    pub fn serve(mut self, router: Guarded) -> Running {
         let addr = self
             .listener
             .local_addr()

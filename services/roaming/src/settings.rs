@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use gateway::GatewaySettings;
 use serde::Deserialize;
 
 /// Every setting of one process (one service, or `roaming up`).
@@ -34,6 +35,57 @@ pub struct Settings {
     pub shutdown_grace_ms: u64,
     /// Log as JSON lines.
     pub log_json: bool,
+    /// Addresses of rental, parking and view replicas (the gateway forwards to
+    /// them; in `roaming up` the local services).
+    pub rental_addrs: Vec<String>,
+    pub parking_addrs: Vec<String>,
+    pub view_addrs: Vec<String>,
+    pub auth: AuthSettings,
+    pub gateway: GatewaySettings,
+}
+
+/// Tokens: who issues them, for whom, and which keys sign and verify them.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthSettings {
+    /// `iss` of issued tokens, and the only issuer accepted.
+    pub issuer: String,
+    /// `aud` of issued tokens, and the only audience accepted.
+    pub audience: String,
+    /// Lifetime of the tokens the gateway issues, in seconds.
+    pub token_ttl_secs: u64,
+    /// This process's Ed25519 key (PKCS#8 PEM): the gateway signs user tokens
+    /// with it, a service its own service tokens. `roaming up` keeps one under
+    /// `data_dir/keys/` (created on first start) when this is unset.
+    pub signing_key_file: Option<PathBuf>,
+    /// Public keys trusted besides this process's own key.
+    pub trusted_keys: Vec<TrustedKeySetting>,
+    /// A JWKS document of an external identity provider, read at start.
+    pub jwks_file: Option<PathBuf>,
+}
+
+/// A trusted public key: the base64url `x` of its JWK (`roaming keygen`
+/// prints it); with `subject`, only that service's own tokens are accepted.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrustedKeySetting {
+    pub x: String,
+    #[serde(default)]
+    pub subject: Option<String>,
+}
+
+impl Default for AuthSettings {
+    fn default() -> Self {
+        let a = adapters_auth::Audience::default();
+        Self {
+            issuer: a.issuer,
+            audience: a.audience,
+            token_ttl_secs: 3_600,
+            signing_key_file: None,
+            trusted_keys: Vec::new(),
+            jwks_file: None,
+        }
+    }
 }
 
 /// Where one service listens and keeps its data.
@@ -110,6 +162,11 @@ impl Default for Settings {
             breaker_cool_down_ms: 5_000,
             shutdown_grace_ms: 5_000,
             log_json: false,
+            rental_addrs: Vec::new(),
+            parking_addrs: Vec::new(),
+            view_addrs: Vec::new(),
+            auth: AuthSettings::default(),
+            gateway: GatewaySettings::default(),
         }
     }
 }
@@ -180,6 +237,31 @@ impl Settings {
             "VIEW_DATABASE_URL" => self.view.database_url = Some(value.to_owned()),
             "PAYMENT_ADDRS" => self.payment_addrs = list(value),
             "RESERVATION_ADDRS" => self.reservation_addrs = list(value),
+            "RENTAL_ADDRS" => self.rental_addrs = list(value),
+            "PARKING_ADDRS" => self.parking_addrs = list(value),
+            "VIEW_ADDRS" => self.view_addrs = list(value),
+            "GATEWAY_LISTEN" => self.gateway.listen = addr(value)?,
+            "AUTH_ISSUER" => value.clone_into(&mut self.auth.issuer),
+            "AUTH_AUDIENCE" => value.clone_into(&mut self.auth.audience),
+            "AUTH_TOKEN_TTL_SECS" => self.auth.token_ttl_secs = number(value)?,
+            "AUTH_SIGNING_KEY_FILE" => self.auth.signing_key_file = Some(PathBuf::from(value)),
+            "AUTH_JWKS_FILE" => self.auth.jwks_file = Some(PathBuf::from(value)),
+            // `x` or `subject=x`, comma-separated.
+            "AUTH_TRUSTED_KEYS" => {
+                self.auth.trusted_keys = list(value)
+                    .into_iter()
+                    .map(|entry| match entry.split_once('=') {
+                        Some((subject, x)) => TrustedKeySetting {
+                            x: x.to_owned(),
+                            subject: Some(subject.to_owned()),
+                        },
+                        None => TrustedKeySetting {
+                            x: entry,
+                            subject: None,
+                        },
+                    })
+                    .collect();
+            }
             "CALL_DEADLINE_MS" => self.call_deadline_ms = number(value)?,
             "BREAKER_COOL_DOWN_MS" => self.breaker_cool_down_ms = number(value)?,
             "SHUTDOWN_GRACE_MS" => self.shutdown_grace_ms = number(value)?,
@@ -221,12 +303,16 @@ impl Settings {
                 return Err(bad(name, "must start with sqlite: or postgres:"));
             }
         }
-        for a in self.payment_addrs.iter().chain(&self.reservation_addrs) {
+        for a in self
+            .payment_addrs
+            .iter()
+            .chain(&self.reservation_addrs)
+            .chain(&self.rental_addrs)
+            .chain(&self.parking_addrs)
+            .chain(&self.view_addrs)
+        {
             if !(a.starts_with("http://") || a.starts_with("https://")) {
-                return Err(bad(
-                    "payment_addrs / reservation_addrs",
-                    format!("{a:?} must be an http:// URL"),
-                ));
+                return Err(bad("*_addrs", format!("{a:?} must be an http:// URL")));
             }
         }
         if let Some(url) = &self.nats_url
@@ -234,6 +320,16 @@ impl Settings {
         {
             return Err(bad("nats_url", "must start with nats://"));
         }
+        if self.auth.token_ttl_secs < 60 || self.auth.token_ttl_secs > 86_400 {
+            return Err(bad("auth.token_ttl_secs", "must be 60-86400"));
+        }
+        if self.auth.issuer.is_empty() || self.auth.audience.is_empty() {
+            return Err(bad("auth.issuer / auth.audience", "must not be empty"));
+        }
+        for k in &self.auth.trusted_keys {
+            adapters_auth::TrustedKey::from_x(&k.x).map_err(|e| bad("auth.trusted_keys", e))?;
+        }
+        self.gateway.validate().map_err(|e| bad("gateway", e))?;
         Ok(())
     }
 

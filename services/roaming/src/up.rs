@@ -10,12 +10,14 @@ use adapters_store::view::ViewStore;
 use domain_kernel::{BoothCode, DeviceModel, Money, Principal, Serial, Violations};
 use domain_parking::Space;
 use domain_reservation::ports::Catalog;
+use gateway::{DEMO_PRINCIPALS, Gateway, Parts, PrincipalEntry, Upstreams};
 use tracing::info;
 
 use crate::apps::{
     Parkings, Payments, Rentals, Reservations, start_parking, start_payment, start_rental,
     start_reservation, start_view,
 };
+use crate::auth::MeshAuth;
 use crate::bus::Bus;
 use crate::server::Running;
 use crate::settings::Settings;
@@ -28,6 +30,8 @@ pub struct Mesh {
     pub rental: Running,
     pub parking: Running,
     pub view: Running,
+    pub gateway: Gateway,
+    pub auth: MeshAuth,
     pub bus: Bus,
     pub reservations: Arc<Reservations>,
     pub payments: Arc<Payments>,
@@ -35,17 +39,6 @@ pub struct Mesh {
     pub parkings: Arc<Parkings>,
     pub views: ViewStore,
 }
-
-/// The demo principals of DESIGN.md section 11 (all with password `demo` once
-/// the gateway issues tokens; until then, their development identity headers).
-pub const DEMO_PRINCIPALS: [(&str, &str, Option<&str>); 6] = [
-    ("alice", "customer", None),
-    ("bob", "customer", None),
-    ("staff-icn-t1", "booth_staff", Some("ICN-T1")),
-    ("staff-gmp", "booth_staff", Some("GMP")),
-    ("gate-p1", "gate", None),
-    ("ops", "operator", None),
-];
 
 fn url(addr: std::net::SocketAddr) -> String {
     format!("http://{addr}")
@@ -57,29 +50,48 @@ pub async fn up(settings: &Settings) -> anyhow::Result<Mesh> {
         || std::fs::read_dir(&settings.data_dir).map_or(true, |mut d| d.next().is_none());
     std::fs::create_dir_all(&settings.data_dir)
         .map_err(|e| anyhow::anyhow!("creating data dir {}: {e}", settings.data_dir.display()))?;
+    let auth = MeshAuth::load(settings, true)?;
     let bus = Bus::connect(settings.nats_url.as_deref(), &settings.nats_prefix).await?;
 
-    let (payment, payments) = start_payment(settings, &bus).await?;
+    let (payment, payments) = start_payment(settings, &auth, &bus).await?;
     let payment_addrs = if settings.payment_addrs.is_empty() {
         vec![url(payment.addr)]
     } else {
         settings.payment_addrs.clone()
     };
-    let (reservation, reservations) = start_reservation(settings, &bus, &payment_addrs).await?;
+    let (reservation, reservations) =
+        start_reservation(settings, &auth, &bus, &payment_addrs).await?;
     let reservation_addrs = if settings.reservation_addrs.is_empty() {
         vec![url(reservation.addr)]
     } else {
         settings.reservation_addrs.clone()
     };
-    let (rental, rentals) = start_rental(settings, &bus).await?;
-    let (parking, parkings) = start_parking(settings, &bus, &reservation_addrs).await?;
-    let (view, views) = start_view(settings, &bus).await?;
+    let (rental, rentals) = start_rental(settings, &auth, &bus).await?;
+    let (parking, parkings) = start_parking(settings, &auth, &bus, &reservation_addrs).await?;
+    let (view, views) = start_view(settings, &auth, &bus).await?;
+    let or_local = |configured: &Vec<String>, local: &Running| {
+        if configured.is_empty() {
+            vec![url(local.addr)]
+        } else {
+            configured.clone()
+        }
+    };
+    let upstreams = Upstreams {
+        reservation: reservation_addrs.clone(),
+        payment: payment_addrs.clone(),
+        rental: or_local(&settings.rental_addrs, &rental),
+        parking: or_local(&settings.parking_addrs, &parking),
+        view: or_local(&settings.view_addrs, &view),
+    };
+    let gateway = start_gateway(settings, &auth, upstreams, &PrincipalEntry::demo()).await?;
     let mesh = Mesh {
         payment,
         reservation,
         rental,
         parking,
         view,
+        gateway,
+        auth,
         bus,
         reservations,
         payments,
@@ -148,6 +160,7 @@ pub async fn seed(mesh: &Mesh) -> anyhow::Result<()> {
 impl Mesh {
     /// Stops every service (in reverse dependency order).
     pub async fn stop(self, grace: Duration) {
+        self.gateway.stop(grace).await;
         self.view.stop(grace).await;
         self.parking.stop(grace).await;
         self.rental.stop(grace).await;
@@ -155,10 +168,17 @@ impl Mesh {
         self.payment.stop(grace).await;
     }
 
-    /// What to print at start.
+    /// What to print at start: the one public address, how to get a token,
+    /// and the loopback-only addresses of the services behind it.
     pub fn banner(&self) -> String {
-        let mut out = String::from(
-            "roaming mesh is up (development identity: send x-dev-subject / x-dev-roles / x-dev-booth)\n",
+        let gw = self.gateway.addr;
+        let mut out = format!(
+            "roaming mesh is up: gateway on {gw}\n\
+             get a token (demo principals, password `demo`):\n  \
+             grpcurl -plaintext -d '{{\"username\":\"alice\",\"password\":\"demo\"}}' {gw} roaming.auth.v1.AuthService/IssueToken\n\
+             then call with -H \"authorization: Bearer $TOKEN\", e.g.\n  \
+             grpcurl -plaintext -H \"authorization: Bearer $TOKEN\" -d '{{}}' {gw} roaming.view.v1.ViewService/ListMyReservations\n\
+             services (loopback, token required):\n"
         );
         for r in [
             &self.reservation,
@@ -179,4 +199,31 @@ impl Mesh {
         }
         out
     }
+}
+
+/// Starts the gateway in front of `upstreams`. Its principals are the
+/// configured ones, or `fallback` when none are configured.
+pub async fn start_gateway(
+    settings: &Settings,
+    auth: &MeshAuth,
+    upstreams: Upstreams,
+    fallback: &[PrincipalEntry],
+) -> anyhow::Result<Gateway> {
+    let listen = settings.gateway.listen;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("binding the gateway to {listen}: {e}"))?;
+    let credentials = settings
+        .gateway
+        .credentials(fallback)
+        .map_err(|e| anyhow::anyhow!(e))?;
+    let parts = Parts {
+        auth: auth
+            .layer()
+            .allow_anonymous("/roaming.auth.v1.AuthService/"),
+        issuer: auth.issuer(),
+        credentials,
+        upstreams,
+    };
+    Ok(gateway::start(listener, &settings.gateway, parts).await?)
 }

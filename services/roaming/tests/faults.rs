@@ -35,7 +35,10 @@ async fn with_payment_down_the_breaker_opens_nothing_unpaid_is_kept_and_it_recov
         // A placeholder that is replaced below; stop the real one first.
         let mut s = m.settings.clone();
         s.payment.listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
-        roaming::apps::start_payment(&s, &mesh.bus).await.unwrap().0
+        roaming::apps::start_payment(&s, &mesh.auth, &mesh.bus)
+            .await
+            .unwrap()
+            .0
     });
     stopped.stop(Duration::from_secs(1)).await;
 
@@ -80,7 +83,10 @@ async fn with_payment_down_the_breaker_opens_nothing_unpaid_is_kept_and_it_recov
     let placeholder = std::mem::replace(&mut mesh.payment, {
         let mut s = m.settings.clone();
         s.payment.listen = payment_addr;
-        roaming::apps::start_payment(&s, &mesh.bus).await.unwrap().0
+        roaming::apps::start_payment(&s, &mesh.auth, &mesh.bus)
+            .await
+            .unwrap()
+            .0
     });
     placeholder.stop(Duration::from_secs(1)).await;
     let ok = eventually(
@@ -123,7 +129,10 @@ async fn with_rental_down_reservations_succeed_and_rental_accepts_them_when_back
         s.rental.listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
         s.data_dir = s.data_dir.join("placeholder");
         std::fs::create_dir_all(&s.data_dir).unwrap();
-        roaming::apps::start_rental(&s, &mesh.bus).await.unwrap().0
+        roaming::apps::start_rental(&s, &mesh.auth, &mesh.bus)
+            .await
+            .unwrap()
+            .0
     };
     let down = std::mem::replace(&mut mesh.rental, placeholder);
     down.stop(Duration::from_secs(1)).await;
@@ -142,7 +151,10 @@ async fn with_rental_down_reservations_succeed_and_rental_accepts_them_when_back
     let back = {
         let mut s = m.settings.clone();
         s.rental.listen = rental_addr;
-        roaming::apps::start_rental(&s, &mesh.bus).await.unwrap().0
+        roaming::apps::start_rental(&s, &mesh.auth, &mesh.bus)
+            .await
+            .unwrap()
+            .0
     };
     std::mem::replace(&mut mesh.rental, back)
         .stop(Duration::from_secs(1))
@@ -195,10 +207,15 @@ async fn with_reservation_down_a_reserved_car_still_enters_via_the_replica() {
         s.reservation.listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
         s.data_dir = s.data_dir.join("placeholder");
         std::fs::create_dir_all(&s.data_dir).unwrap();
-        roaming::apps::start_reservation(&s, &mesh.bus, &["http://127.0.0.1:9".to_owned()])
-            .await
-            .unwrap()
-            .0
+        roaming::apps::start_reservation(
+            &s,
+            &mesh.auth,
+            &mesh.bus,
+            &["http://127.0.0.1:9".to_owned()],
+        )
+        .await
+        .unwrap()
+        .0
     };
     std::mem::replace(&mut mesh.reservation, placeholder)
         .stop(Duration::from_secs(1))

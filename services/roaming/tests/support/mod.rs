@@ -12,8 +12,11 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use adapters_auth::{Audience, Issuer, SigningKey};
+use domain_kernel::{BoothCode, Principal, Role};
 use proto::parking::parking_service_client::ParkingServiceClient;
 use proto::payment::payment_service_client::PaymentServiceClient;
 use proto::rental::rental_service_client::RentalServiceClient;
@@ -38,15 +41,49 @@ pub const STAFF_GMP: As = As("staff-gmp", "booth_staff", Some("GMP"));
 pub const GATE: As = As("gate-p1", "gate", None);
 pub const OPS: As = As("ops", "operator", None);
 
+impl As {
+    pub fn principal(self) -> Principal {
+        Principal::new(
+            self.0,
+            [Role::parse(self.1).unwrap()],
+            self.2.map(|b| BoothCode::parse(b).unwrap()),
+        )
+    }
+}
+
+/// The signing key every mesh of this test process uses, and its issuer, so
+/// tests can mint tokens for any principal (the gateway's `IssueToken` is
+/// tested on its own in `security.rs`).
+pub fn test_key() -> &'static (PathBuf, Issuer) {
+    static KEY: OnceLock<(PathBuf, Issuer)> = OnceLock::new();
+    KEY.get_or_init(|| {
+        let path = std::env::temp_dir()
+            .join(format!("roaming-test-key-{}", uuid::Uuid::now_v7()))
+            .join("issuer.pem");
+        let key = SigningKey::generate().unwrap();
+        key.write_pem(&path).unwrap();
+        (
+            path,
+            Issuer::new(key, Audience::default(), Duration::from_hours(1)),
+        )
+    })
+}
+
+/// A valid token for `who`.
+pub fn token(who: As) -> String {
+    test_key().1.issue(&who.principal()).unwrap()
+}
+
+/// `message` with `who`'s bearer token.
 pub fn req<T>(who: As, message: T) -> Request<T> {
+    with_token(&token(who), message)
+}
+
+/// `message` with `authorization: Bearer <token>`.
+pub fn with_token<T>(token: &str, message: T) -> Request<T> {
     let mut r = Request::new(message);
     r.metadata_mut()
-        .insert("x-dev-subject", who.0.parse().unwrap());
-    r.metadata_mut()
-        .insert("x-dev-roles", who.1.parse().unwrap());
-    if let Some(b) = who.2 {
-        r.metadata_mut().insert("x-dev-booth", b.parse().unwrap());
-    }
+        .insert("authorization", format!("Bearer {token}").parse().unwrap());
     r
 }
 
@@ -107,6 +144,8 @@ pub fn test_settings(dir: &std::path::Path) -> Settings {
     s.rental.listen = any;
     s.parking.listen = any;
     s.view.listen = any;
+    s.gateway.listen = any;
+    s.auth.signing_key_file = Some(test_key().0.clone());
     s.call_deadline_ms = 500;
     s.breaker_cool_down_ms = 1_000;
     s.shutdown_grace_ms = 2_000;
@@ -142,7 +181,20 @@ impl TestMesh {
         self.mesh.as_mut().unwrap()
     }
 
+    /// Every service through the gateway: how clients see the mesh.
     pub fn addrs(&self) -> Cluster {
+        let g = self.mesh().gateway.addr;
+        Cluster {
+            reservation: g,
+            payment: g,
+            rental: g,
+            parking: g,
+            view: g,
+        }
+    }
+
+    /// The services' own (loopback) ports, bypassing the gateway.
+    pub fn direct(&self) -> Cluster {
         let m = self.mesh();
         Cluster {
             reservation: m.reservation.addr,

@@ -1,0 +1,91 @@
+//! Authentication for the mesh (DESIGN.md section 8).
+//!
+//! - [`keys`]: Ed25519 signing keys (PKCS#8 PEM) and the public keys a verifier
+//!   trusts (own issuer, per-service keys limited to their subject, JWKS).
+//! - [`token`]: [`Issuer`] signs, [`Verifier`] checks (`EdDSA` only; `iss`, `aud`,
+//!   `exp`, `nbf`, `sub` required).
+//! - [`credentials`]: username/password principals with argon2 hashes.
+//! - [`layer`]: the tower layer every service and the gateway put in front of
+//!   their gRPC services, and [`ServiceToken`] for calls between services.
+
+pub mod credentials;
+pub mod keys;
+pub mod layer;
+pub mod token;
+
+pub use credentials::{Credentials, hash_password};
+pub use keys::{SigningKey, TrustedKey};
+pub use layer::{AuthLayer, Authenticate, ServiceToken, bearer};
+pub use token::{Audience, Claims, Issuer, Verifier};
+
+/// Why a token was not accepted. The text is safe to return to the caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    Missing,
+    Malformed,
+    Algorithm,
+    UnknownKey,
+    BadSignature,
+    Expired,
+    NotYetValid,
+    WrongIssuer,
+    WrongAudience,
+    MissingClaim,
+    KeyScope,
+    NoRole,
+    BadBooth,
+    NoBooth,
+}
+
+impl Refusal {
+    /// The `ErrorInfo.reason` sent with `UNAUTHENTICATED`.
+    pub const fn reason(self) -> &'static str {
+        match self {
+            Self::Missing => "TOKEN_MISSING",
+            Self::Malformed => "TOKEN_MALFORMED",
+            Self::Algorithm => "TOKEN_ALGORITHM",
+            Self::UnknownKey => "TOKEN_UNKNOWN_KEY",
+            Self::BadSignature => "TOKEN_SIGNATURE",
+            Self::Expired => "TOKEN_EXPIRED",
+            Self::NotYetValid => "TOKEN_NOT_YET_VALID",
+            Self::WrongIssuer => "TOKEN_ISSUER",
+            Self::WrongAudience => "TOKEN_AUDIENCE",
+            Self::MissingClaim => "TOKEN_CLAIM_MISSING",
+            Self::KeyScope => "TOKEN_KEY_SCOPE",
+            Self::NoRole => "TOKEN_NO_ROLE",
+            Self::BadBooth => "TOKEN_BOOTH",
+            Self::NoBooth => "TOKEN_BOOTH_MISSING",
+        }
+    }
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Missing => "no bearer token: send `authorization: Bearer <token>`",
+            Self::Malformed => "malformed token",
+            Self::Algorithm => "token algorithm not accepted (EdDSA only)",
+            Self::UnknownKey => "token signed by an unknown key",
+            Self::BadSignature => "token signature does not verify",
+            Self::Expired => "token expired",
+            Self::NotYetValid => "token not valid yet (nbf)",
+            Self::WrongIssuer => "token from another issuer",
+            Self::WrongAudience => "token for another audience",
+            Self::MissingClaim => "token lacks a required claim",
+            Self::KeyScope => "this key may only sign its own service's tokens",
+            Self::NoRole => "token carries no known role",
+            Self::BadBooth => "token booth is invalid",
+            Self::NoBooth => "booth staff token without a booth",
+        })
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    /// The caller's token is not accepted.
+    #[error("{0}")]
+    Refused(Refusal),
+    /// A key could not be read, written or used (configuration, not the caller).
+    #[error("key: {0}")]
+    Key(String),
+}

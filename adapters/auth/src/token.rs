@@ -1,0 +1,247 @@
+//! Issuing and verifying tokens: `EdDSA` only; `iss`, `aud`, `exp`, `nbf` and
+//! `sub` required and checked; the key chosen by `kid` among trusted keys.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use domain_kernel::{BoothCode, Principal, Role};
+use jsonwebtoken::{Header, Validation};
+use serde::{Deserialize, Serialize};
+
+use crate::keys::{ALGORITHM, SigningKey, TrustedKey};
+use crate::{AuthError, Refusal};
+
+/// What a token says.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Claims {
+    pub iss: String,
+    pub aud: String,
+    pub sub: String,
+    pub exp: u64,
+    pub nbf: u64,
+    pub iat: u64,
+    /// Role names (`customer`, `booth_staff`, `gate`, `operator`, `service`).
+    pub roles: Vec<String>,
+    /// The booth of booth staff.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub booth: Option<String>,
+}
+
+/// Who issues tokens and for whom: the `iss` and `aud` every token carries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Audience {
+    pub issuer: String,
+    pub audience: String,
+}
+
+impl Default for Audience {
+    fn default() -> Self {
+        Self {
+            issuer: "roaming-gateway".to_owned(),
+            audience: "roaming-mesh".to_owned(),
+        }
+    }
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Signs tokens with one key.
+#[derive(Debug, Clone)]
+pub struct Issuer {
+    key: SigningKey,
+    audience: Audience,
+    ttl: Duration,
+}
+
+impl Issuer {
+    pub fn new(key: SigningKey, audience: Audience, ttl: Duration) -> Self {
+        Self { key, audience, ttl }
+    }
+
+    pub fn ttl(&self) -> Duration {
+        self.ttl
+    }
+
+    pub fn key(&self) -> &SigningKey {
+        &self.key
+    }
+
+    /// A token for `principal`, valid from now for the issuer's lifetime.
+    pub fn issue(&self, principal: &Principal) -> Result<String, AuthError> {
+        let now = now();
+        let claims = Claims {
+            iss: self.audience.issuer.clone(),
+            aud: self.audience.audience.clone(),
+            sub: principal.subject().to_owned(),
+            iat: now,
+            nbf: now,
+            exp: now + self.ttl.as_secs(),
+            roles: principal
+                .roles()
+                .iter()
+                .map(|r| r.as_str().to_owned())
+                .collect(),
+            booth: principal.booth().map(ToString::to_string),
+        };
+        self.sign(&claims)
+    }
+
+    /// Signs arbitrary claims (tests forge expired or misdirected tokens this way).
+    pub fn sign(&self, claims: &Claims) -> Result<String, AuthError> {
+        let mut header = Header::new(ALGORITHM);
+        header.kid = Some(self.key.kid().to_owned());
+        jsonwebtoken::encode(&header, claims, self.key.encoding())
+            .map_err(|e| AuthError::Key(e.to_string()))
+    }
+}
+
+/// Checks tokens against the trusted keys.
+#[derive(Debug, Clone)]
+pub struct Verifier {
+    keys: Arc<[TrustedKey]>,
+    validation: Validation,
+}
+
+/// Clock skew tolerated on `exp` and `nbf`.
+const LEEWAY_SECS: u64 = 5;
+
+impl Verifier {
+    pub fn new(keys: Vec<TrustedKey>, audience: &Audience) -> Self {
+        let mut validation = Validation::new(ALGORITHM);
+        validation.set_issuer(&[&audience.issuer]);
+        validation.set_audience(&[&audience.audience]);
+        validation.set_required_spec_claims(&["exp", "nbf", "iss", "aud", "sub"]);
+        validation.validate_exp = true;
+        validation.validate_nbf = true;
+        validation.leeway = LEEWAY_SECS;
+        Self {
+            keys: keys.into(),
+            validation,
+        }
+    }
+
+    /// The principal a token stands for, or why it is refused. The message is
+    /// safe to send to the caller: it never contains the token.
+    pub fn verify(&self, token: &str) -> Result<Principal, AuthError> {
+        let refused = AuthError::Refused;
+        let header = jsonwebtoken::decode_header(token).map_err(|_| refused(Refusal::Malformed))?;
+        if header.alg != ALGORITHM {
+            return Err(refused(Refusal::Algorithm));
+        }
+        let key = match header.kid.as_deref() {
+            Some(kid) => self.keys.iter().find(|k| k.kid == kid),
+            None if self.keys.len() == 1 => self.keys.first(),
+            None => None,
+        }
+        .ok_or(refused(Refusal::UnknownKey))?;
+        let data = jsonwebtoken::decode::<Claims>(token, &key.decoding, &self.validation).map_err(
+            |e| {
+                use jsonwebtoken::errors::ErrorKind as K;
+                refused(match e.kind() {
+                    K::ExpiredSignature => Refusal::Expired,
+                    K::ImmatureSignature => Refusal::NotYetValid,
+                    K::InvalidIssuer => Refusal::WrongIssuer,
+                    K::InvalidAudience => Refusal::WrongAudience,
+                    K::InvalidSignature => Refusal::BadSignature,
+                    K::MissingRequiredClaim(_) => Refusal::MissingClaim,
+                    K::InvalidAlgorithm => Refusal::Algorithm,
+                    _ => Refusal::Malformed,
+                })
+            },
+        )?;
+        let claims = data.claims;
+        if let Some(only) = &key.only_subject
+            && (claims.sub != *only || claims.roles.iter().any(|r| r != "service"))
+        {
+            return Err(refused(Refusal::KeyScope));
+        }
+        principal_of(&claims)
+    }
+}
+
+/// The principal of verified claims. Unknown role names are ignored (an
+/// external provider may add its own); a token with no known role is refused.
+fn principal_of(claims: &Claims) -> Result<Principal, AuthError> {
+    let refused = AuthError::Refused;
+    let roles: Vec<Role> = claims.roles.iter().filter_map(|r| Role::parse(r)).collect();
+    if roles.is_empty() {
+        return Err(refused(Refusal::NoRole));
+    }
+    if claims.sub.trim().is_empty() {
+        return Err(refused(Refusal::MissingClaim));
+    }
+    let booth = match (&claims.booth, roles.contains(&Role::BoothStaff)) {
+        (Some(b), _) => Some(BoothCode::parse(b).map_err(|_| refused(Refusal::BadBooth))?),
+        (None, true) => return Err(refused(Refusal::NoBooth)),
+        (None, false) => None,
+    };
+    Ok(Principal::new(claims.sub.clone(), roles, booth))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pair() -> (Issuer, Verifier) {
+        let key = SigningKey::generate().unwrap();
+        let verifier = Verifier::new(vec![TrustedKey::of(&key)], &Audience::default());
+        (
+            Issuer::new(key, Audience::default(), Duration::from_mins(10)),
+            verifier,
+        )
+    }
+
+    #[test]
+    fn an_issued_token_verifies_to_its_principal() {
+        let (issuer, verifier) = pair();
+        let staff = Principal::booth_staff("staff-gmp", BoothCode::parse("GMP").unwrap());
+        let token = issuer.issue(&staff).unwrap();
+        assert_eq!(verifier.verify(&token).unwrap(), staff);
+    }
+
+    #[test]
+    fn a_key_for_one_service_signs_nothing_else() {
+        let key = SigningKey::generate().unwrap();
+        let verifier = Verifier::new(
+            vec![TrustedKey::of(&key).only_for("reservation")],
+            &Audience::default(),
+        );
+        let issuer = Issuer::new(key, Audience::default(), Duration::from_mins(10));
+        let own = issuer.issue(&Principal::service("reservation")).unwrap();
+        assert!(verifier.verify(&own).is_ok());
+        for other in [
+            Principal::service("payment"),
+            Principal::operator("reservation"),
+        ] {
+            let token = issuer.issue(&other).unwrap();
+            assert!(matches!(
+                verifier.verify(&token),
+                Err(AuthError::Refused(_))
+            ));
+        }
+    }
+
+    #[test]
+    fn booth_staff_need_a_booth_and_someone_needs_a_role() {
+        let (issuer, verifier) = pair();
+        let mut claims = Claims {
+            iss: "roaming-gateway".into(),
+            aud: "roaming-mesh".into(),
+            sub: "x".into(),
+            exp: now() + 60,
+            nbf: now(),
+            iat: now(),
+            roles: vec!["booth_staff".into()],
+            booth: None,
+        };
+        let err = verifier.verify(&issuer.sign(&claims).unwrap()).unwrap_err();
+        assert!(matches!(err, AuthError::Refused(Refusal::NoBooth)));
+        claims.roles = vec!["admin".into()];
+        let err = verifier.verify(&issuer.sign(&claims).unwrap()).unwrap_err();
+        assert!(matches!(err, AuthError::Refused(Refusal::NoRole)));
+    }
+}

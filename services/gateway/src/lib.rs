@@ -1,0 +1,230 @@
+//! The gateway (DESIGN.md section 8): the mesh's one public port.
+//!
+//! - every call under a service's path is forwarded to a replica of that
+//!   service ([`proxy`]), after the gateway checked the bearer token, the
+//!   caller's rate ([`limit`]), the message size and the concurrency limit, and
+//!   gave unary calls without a deadline the default one. The services verify
+//!   the token again themselves: the gateway is not the only line of defence.
+//! - `roaming.auth.v1.AuthService/IssueToken` exchanges a configured username
+//!   and password for a token ([`tokens`]).
+//! - health: `""` is the gateway itself; each service name mirrors the health
+//!   of its upstream. Reflection lists every service of the API.
+
+pub mod limit;
+pub mod proxy;
+pub mod settings;
+pub mod tokens;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use adapters_auth::{AuthLayer, Credentials, Issuer};
+use proto::auth::auth_service_server::AuthServiceServer;
+use proto::service_names;
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinSet;
+use tonic::service::Routes;
+use tonic::transport::Channel;
+use tonic::transport::server::TcpIncoming;
+use tonic_health::ServingStatus;
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_client::HealthClient;
+use tonic_health::server::HealthReporter;
+use tracing::{info, warn};
+
+pub use settings::{DEMO_PRINCIPALS, GatewaySettings, PrincipalEntry};
+
+use crate::limit::RateLimiter;
+use crate::proxy::{Proxy, ProxyState, streaming_methods};
+use crate::tokens::TokenService;
+
+/// Where each service's replicas listen (`http://host:port`).
+#[derive(Debug, Clone, Default)]
+pub struct Upstreams {
+    pub reservation: Vec<String>,
+    pub payment: Vec<String>,
+    pub rental: Vec<String>,
+    pub parking: Vec<String>,
+    pub view: Vec<String>,
+}
+
+/// Everything the gateway needs besides its settings.
+#[derive(Debug)]
+pub struct Parts {
+    /// Checks tokens (the same keys the services trust).
+    pub auth: AuthLayer,
+    /// Signs the tokens `IssueToken` hands out; `None` when an external
+    /// identity provider issues them.
+    pub issuer: Option<Issuer>,
+    pub credentials: Credentials,
+    pub upstreams: Upstreams,
+}
+
+/// A running gateway.
+#[derive(Debug)]
+pub struct Gateway {
+    pub addr: SocketAddr,
+    health: HealthReporter,
+    stop: watch::Sender<bool>,
+    tasks: JoinSet<()>,
+}
+
+async fn stopped(mut stop: watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
+}
+
+/// Starts serving on `listener`.
+pub async fn start(
+    listener: TcpListener,
+    settings: &GatewaySettings,
+    parts: Parts,
+) -> Result<Gateway, StartError> {
+    let addr = listener
+        .local_addr()
+        .map_err(|e| StartError(format!("listener: {e}")))?;
+    let mut upstreams = HashMap::new();
+    for (name, addrs) in [
+        (service_names::RESERVATION, &parts.upstreams.reservation),
+        (service_names::PAYMENT, &parts.upstreams.payment),
+        (service_names::RENTAL, &parts.upstreams.rental),
+        (service_names::PARKING, &parts.upstreams.parking),
+        (service_names::VIEW, &parts.upstreams.view),
+    ] {
+        if addrs.is_empty() {
+            return Err(StartError(format!("no address for {name}")));
+        }
+        let channel = adapters_grpc::clients::channel(addrs)
+            .map_err(|e| StartError(format!("upstream {name}: {e}")))?;
+        upstreams.insert(name.to_owned(), channel);
+    }
+    let (health, health_service) = tonic_health::server::health_reporter();
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
+    };
+    let v1 = reflection()
+        .build_v1()
+        .map_err(|e| StartError(e.to_string()))?;
+    let v1alpha = reflection()
+        .build_v1alpha()
+        .map_err(|e| StartError(e.to_string()))?;
+    let max = settings.max_message_bytes;
+    let tokens = AuthServiceServer::new(TokenService::new(
+        parts.issuer,
+        parts.credentials,
+        settings.logins_per_minute,
+    ))
+    .max_decoding_message_size(max);
+    let state = ProxyState {
+        upstreams: upstreams.clone(),
+        streaming: streaming_methods(proto::FILE_DESCRIPTOR_SET),
+        auth: parts.auth,
+        limiter: RateLimiter::new(f64::from(settings.rate_per_second), settings.burst),
+        in_flight: Arc::new(Semaphore::new(settings.max_concurrent_calls)),
+        max_message_bytes: max,
+        default_deadline: Duration::from_millis(settings.default_deadline_ms),
+    };
+    let router = Routes::new(health_service)
+        .add_service(v1)
+        .add_service(v1alpha)
+        .add_service(tokens)
+        .into_axum_router()
+        .fallback_service(Proxy(Arc::new(state)));
+
+    let (stop, _) = watch::channel(false);
+    let mut tasks = JoinSet::new();
+    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+    let stop_rx = stop.subscribe();
+    tasks.spawn(async move {
+        let served = tonic::transport::Server::builder()
+            .http2_keepalive_interval(Some(Duration::from_secs(30)))
+            .http2_max_header_list_size(Some(32 * 1024))
+            .tcp_nodelay(true)
+            .add_routes(Routes::from(router))
+            .serve_with_incoming_shutdown(incoming, stopped(stop_rx))
+            .await;
+        if let Err(e) = served {
+            warn!(error = %e, "gateway server failed");
+        }
+    });
+    for (name, channel) in upstreams {
+        tasks.spawn(mirror_health(
+            name,
+            channel,
+            health.clone(),
+            stop.subscribe(),
+        ));
+    }
+    health.set_service_status("", ServingStatus::Serving).await;
+    info!(%addr, "gateway serving");
+    Ok(Gateway {
+        addr,
+        health,
+        stop,
+        tasks,
+    })
+}
+
+/// Keeps the gateway's health entry for `name` equal to its upstream's.
+async fn mirror_health(
+    name: String,
+    channel: Channel,
+    reporter: HealthReporter,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut client = HealthClient::new(channel);
+    let mut last = None;
+    loop {
+        let mut request = tonic::Request::new(HealthCheckRequest {
+            service: name.clone(),
+        });
+        request.set_timeout(Duration::from_secs(1));
+        let serving = client
+            .check(request)
+            .await
+            .is_ok_and(|r| r.into_inner().status == 1);
+        if last != Some(serving) {
+            let status = if serving {
+                ServingStatus::Serving
+            } else {
+                ServingStatus::NotServing
+            };
+            reporter.set_service_status(&name, status).await;
+            last = Some(serving);
+        }
+        tokio::select! {
+            _ = stop.wait_for(|s| *s) => return,
+            () = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+    }
+}
+
+impl Gateway {
+    /// Health to `NOT_SERVING`, then stop accepting and drain for at most `grace`.
+    pub async fn stop(mut self, grace: Duration) {
+        self.health
+            .set_service_status("", ServingStatus::NotServing)
+            .await;
+        let _ = self.stop.send(true);
+        if tokio::time::timeout(grace, async {
+            while self.tasks.join_next().await.is_some() {}
+        })
+        .await
+        .is_err()
+        {
+            warn!("gateway calls did not finish within the grace period; aborting them");
+            self.tasks.abort_all();
+        }
+        info!("gateway stopped");
+    }
+}
+
+/// Why the gateway could not start (configuration or binding).
+#[derive(Debug, thiserror::Error)]
+#[error("gateway: {0}")]
+pub struct StartError(String);

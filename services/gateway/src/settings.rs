@@ -1,0 +1,191 @@
+//! The gateway's settings (the `[gateway]` table of the mesh's settings).
+
+use std::net::SocketAddr;
+
+use adapters_auth::Credentials;
+use domain_kernel::{BoothCode, Principal, Role};
+use serde::Deserialize;
+
+/// Limits at the edge and who may log in.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GatewaySettings {
+    /// The public port. `roaming up` binds it on every interface; the services
+    /// stay on loopback.
+    pub listen: SocketAddr,
+    /// Calls per second each principal may make (sustained).
+    pub rate_per_second: u32,
+    /// Calls a principal may make at once before the rate applies.
+    pub burst: u32,
+    /// Login attempts per minute per username.
+    pub logins_per_minute: u32,
+    /// Largest request message, in bytes.
+    pub max_message_bytes: usize,
+    /// Deadline given to unary calls that arrive without one, in milliseconds.
+    pub default_deadline_ms: u64,
+    /// Unary calls in flight at once; more are shed with `UNAVAILABLE`.
+    pub max_concurrent_calls: usize,
+    /// Who may get a token from `AuthService/IssueToken`. Empty in `roaming up`
+    /// means the demo principals of DESIGN.md section 11.
+    pub principals: Vec<PrincipalEntry>,
+}
+
+/// One login: its argon2 PHC hash (`roaming hash-password` prints one), roles
+/// and, for booth staff, the booth.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PrincipalEntry {
+    pub username: String,
+    pub password_hash: String,
+    pub roles: Vec<String>,
+    #[serde(default)]
+    pub booth: Option<String>,
+}
+
+impl std::fmt::Debug for PrincipalEntry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PrincipalEntry")
+            .field("username", &self.username)
+            .field("roles", &self.roles)
+            .field("booth", &self.booth)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for GatewaySettings {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([0, 0, 0, 0], 50050)),
+            rate_per_second: 200,
+            burst: 400,
+            logins_per_minute: 30,
+            max_message_bytes: 64 * 1024,
+            default_deadline_ms: 10_000,
+            max_concurrent_calls: 1_024,
+            principals: Vec::new(),
+        }
+    }
+}
+
+/// The hash of the demo password `demo` (embedded mode only).
+pub const DEMO_PASSWORD_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$LrrEiUf+UiA5dYW+OML28A$hHo4P0Ly8THiqf7aykioqyR/ngUmM6Bd26SrQgX1XMQ";
+
+/// The demo principals of DESIGN.md section 11: username, role, booth.
+pub const DEMO_PRINCIPALS: [(&str, &str, Option<&str>); 6] = [
+    ("alice", "customer", None),
+    ("bob", "customer", None),
+    ("staff-icn-t1", "booth_staff", Some("ICN-T1")),
+    ("staff-gmp", "booth_staff", Some("GMP")),
+    ("gate-p1", "gate", None),
+    ("ops", "operator", None),
+];
+
+impl PrincipalEntry {
+    pub fn demo() -> Vec<Self> {
+        DEMO_PRINCIPALS
+            .iter()
+            .map(|(username, role, booth)| Self {
+                username: (*username).to_owned(),
+                password_hash: DEMO_PASSWORD_HASH.to_owned(),
+                roles: vec![(*role).to_owned()],
+                booth: booth.map(str::to_owned),
+            })
+            .collect()
+    }
+}
+
+impl GatewaySettings {
+    /// Checks the numbers; the problem names the setting.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.rate_per_second == 0 || self.burst == 0 || self.logins_per_minute == 0 {
+            return Err(
+                "gateway.rate_per_second, burst and logins_per_minute must be positive".into(),
+            );
+        }
+        if !(1_024..=16 * 1024 * 1024).contains(&self.max_message_bytes) {
+            return Err("gateway.max_message_bytes must be 1 KiB to 16 MiB".into());
+        }
+        if self.default_deadline_ms == 0 || self.max_concurrent_calls == 0 {
+            return Err(
+                "gateway.default_deadline_ms and max_concurrent_calls must be positive".into(),
+            );
+        }
+        self.credentials(&[]).map(|_| ())
+    }
+
+    /// The configured principals, or `fallback` when none are configured.
+    pub fn credentials(&self, fallback: &[PrincipalEntry]) -> Result<Credentials, String> {
+        let entries = if self.principals.is_empty() {
+            fallback
+        } else {
+            &self.principals
+        };
+        let mut credentials = Credentials::default();
+        for e in entries {
+            let roles = e
+                .roles
+                .iter()
+                .map(|r| {
+                    Role::parse(r).ok_or_else(|| {
+                        format!("gateway.principals {}: unknown role {r:?}", e.username)
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            if roles.is_empty() {
+                return Err(format!("gateway.principals {}: no role", e.username));
+            }
+            let booth = e
+                .booth
+                .as_deref()
+                .map(BoothCode::parse)
+                .transpose()
+                .map_err(|err| format!("gateway.principals {}: booth {err}", e.username))?;
+            if roles.contains(&Role::BoothStaff) && booth.is_none() {
+                return Err(format!(
+                    "gateway.principals {}: booth staff need a booth",
+                    e.username
+                ));
+            }
+            credentials
+                .add(
+                    &e.username,
+                    &e.password_hash,
+                    Principal::new(e.username.clone(), roles, booth),
+                )
+                .map_err(|err| err.to_string())?;
+        }
+        Ok(credentials)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_demo_principals_are_valid_and_log_in_with_demo() {
+        let s = GatewaySettings::default();
+        s.validate().unwrap();
+        let creds = s.credentials(&PrincipalEntry::demo()).unwrap();
+        let staff = creds.check("staff-icn-t1", "demo").unwrap();
+        assert_eq!(staff.booth().unwrap().as_str(), "ICN-T1");
+        assert!(creds.check("alice", "alice").is_none());
+    }
+
+    #[test]
+    fn bad_principals_are_named() {
+        let s = GatewaySettings {
+            principals: vec![PrincipalEntry {
+                username: "x".into(),
+                password_hash: DEMO_PASSWORD_HASH.into(),
+                roles: vec!["booth_staff".into()],
+                booth: None,
+            }],
+            ..GatewaySettings::default()
+        };
+        assert_eq!(
+            s.validate().unwrap_err(),
+            "gateway.principals x: booth staff need a booth"
+        );
+    }
+}

@@ -1,0 +1,91 @@
+//! The keys of one process: what it verifies tokens with (every service and
+//! the gateway) and what it signs with (the gateway: user tokens; a service:
+//! its own service tokens for calls to other services).
+
+use std::time::Duration;
+
+use adapters_auth::{Audience, AuthLayer, Issuer, ServiceToken, SigningKey, TrustedKey, Verifier};
+use anyhow::Context as _;
+
+use crate::Settings;
+
+/// Lifetime of the tokens services sign for their own calls.
+const SERVICE_TOKEN_TTL: Duration = Duration::from_mins(10);
+
+/// Verification for every service of this process, and its signing key.
+#[derive(Debug, Clone)]
+pub struct MeshAuth {
+    layer: AuthLayer,
+    key: Option<SigningKey>,
+    audience: Audience,
+    ttl: Duration,
+}
+
+impl MeshAuth {
+    /// Reads the keys the settings name. `embedded` (`roaming up`) creates the
+    /// signing key under the data directory when none is configured, and
+    /// creates a configured key file that does not exist yet.
+    pub fn load(settings: &Settings, embedded: bool) -> anyhow::Result<Self> {
+        let a = &settings.auth;
+        let key = match (&a.signing_key_file, embedded) {
+            (Some(path), true) => Some(SigningKey::load_or_create(path)?),
+            (Some(path), false) => Some(SigningKey::load(path)?),
+            (None, true) => Some(SigningKey::load_or_create(
+                &settings.data_dir.join("keys").join("issuer.pem"),
+            )?),
+            (None, false) => None,
+        };
+        let mut trusted: Vec<TrustedKey> = key.iter().map(TrustedKey::of).collect();
+        for k in &a.trusted_keys {
+            let key = TrustedKey::from_x(&k.x)?;
+            trusted.push(match &k.subject {
+                Some(subject) => key.only_for(subject.clone()),
+                None => key,
+            });
+        }
+        if let Some(path) = &a.jwks_file {
+            let json = std::fs::read_to_string(path)
+                .with_context(|| format!("auth.jwks_file {}", path.display()))?;
+            trusted.extend(TrustedKey::from_jwks(&json)?);
+        }
+        anyhow::ensure!(
+            !trusted.is_empty(),
+            "auth: no key to verify tokens with; set auth.signing_key_file, auth.trusted_keys or auth.jwks_file"
+        );
+        let audience = Audience {
+            issuer: a.issuer.clone(),
+            audience: a.audience.clone(),
+        };
+        Ok(Self {
+            layer: AuthLayer::new(Verifier::new(trusted, &audience)),
+            key,
+            audience,
+            ttl: Duration::from_secs(a.token_ttl_secs),
+        })
+    }
+
+    /// The layer every gRPC server of this process runs behind.
+    pub fn layer(&self) -> AuthLayer {
+        self.layer.clone()
+    }
+
+    /// Signs user tokens (the gateway), if this process has a key.
+    pub fn issuer(&self) -> Option<Issuer> {
+        self.key
+            .clone()
+            .map(|k| Issuer::new(k, self.audience.clone(), self.ttl))
+    }
+
+    /// The token `service` carries when it calls another service.
+    pub fn service_token(&self, service: &str) -> anyhow::Result<ServiceToken> {
+        let key = self.key.clone().with_context(|| {
+            format!(
+                "auth.signing_key_file is needed: {service} calls other services with its own token"
+            )
+        })?;
+        Ok(ServiceToken::new(
+            Issuer::new(key, self.audience.clone(), SERVICE_TOKEN_TTL),
+            service,
+        ))
+    }
+}
