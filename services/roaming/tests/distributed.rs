@@ -1,6 +1,7 @@
 //! The same stories with five separate `roaming serve` processes on PostgreSQL
-//! (a fresh database each) and a NATS JetStream server this test starts; the
-//! view runs as two replicas sharing one durable. Then the faults, with real
+//! (a fresh database each) and a NATS JetStream server this test starts, all
+//! called through a sixth process, the gateway, with tokens; the view runs as
+//! two replicas sharing one durable. Then the faults, with real
 //! processes killed (SIGKILL) and restarted.
 
 #![allow(
@@ -99,7 +100,11 @@ impl Distributed {
             nats_url: format!("nats://127.0.0.1:{port}"),
             dirs: vec![dir, data.clone()],
             data,
-            ports: SERVICES.iter().map(|s| (*s, free_port())).collect(),
+            ports: SERVICES
+                .iter()
+                .chain(&["gateway"])
+                .map(|s| (*s, free_port()))
+                .collect(),
             dbs: HashMap::new(),
             running: HashMap::new(),
             replicas: Vec::new(),
@@ -109,7 +114,9 @@ impl Distributed {
             let child = d.spawn(service, d.addr(service));
             d.running.insert(service, child);
         }
-        for service in SERVICES {
+        let gateway = d.spawn("gateway", d.addr("gateway"));
+        d.running.insert("gateway", gateway);
+        for service in SERVICES.iter().chain(&["gateway"]) {
             wait_serving(d.addr(service)).await;
         }
         d
@@ -121,23 +128,25 @@ impl Distributed {
 
     fn spawn(&self, service: &str, listen: SocketAddr) -> Child {
         let upper = service.to_uppercase();
-        Command::new(env!("CARGO_BIN_EXE_roaming"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_roaming"));
+        command
             .args(["serve", service])
             .env("ROAMING_NATS_URL", &self.nats_url)
             .env("ROAMING_DATA_DIR", &self.data)
             .env(format!("ROAMING_{upper}_LISTEN"), listen.to_string())
-            .env(
-                format!("ROAMING_{upper}_DATABASE_URL"),
-                self.dbs[service].url(),
-            )
-            .env(
-                "ROAMING_PAYMENT_ADDRS",
-                format!("http://{}", self.addr("payment")),
-            )
-            .env(
-                "ROAMING_RESERVATION_ADDRS",
-                format!("http://{}", self.addr("reservation")),
-            )
+            // One key for the test mesh: the gateway's issuer and the
+            // services' own (production would give each service its own key).
+            .env("ROAMING_AUTH_SIGNING_KEY_FILE", &support::test_key().0);
+        if let Some(db) = self.dbs.get(service) {
+            command.env(format!("ROAMING_{upper}_DATABASE_URL"), db.url());
+        }
+        for other in SERVICES {
+            command.env(
+                format!("ROAMING_{}_ADDRS", other.to_uppercase()),
+                format!("http://{}", self.addr(other)),
+            );
+        }
+        command
             .env("ROAMING_BREAKER_COOL_DOWN_MS", "1000")
             .env("ROAMING_CALL_DEADLINE_MS", "500")
             .env(
@@ -176,13 +185,15 @@ impl Distributed {
         wait_serving(self.addr(service)).await;
     }
 
+    /// Every service through the gateway process.
     fn cluster(&self) -> Cluster {
+        let g = self.addr("gateway");
         Cluster {
-            reservation: self.addr("reservation"),
-            payment: self.addr("payment"),
-            rental: self.addr("rental"),
-            parking: self.addr("parking"),
-            view: self.addr("view"),
+            reservation: g,
+            payment: g,
+            rental: g,
+            parking: g,
+            view: g,
         }
     }
 }

@@ -1,0 +1,589 @@
+//! The edge (issue 5, DESIGN.md section 8): tokens, per-object authorization,
+//! limits. Each refusal asserts the exact status, through the gateway and on
+//! the services' own ports.
+
+#![allow(
+    clippy::expect_used,
+    clippy::unwrap_used,
+    clippy::panic,
+    reason = "tests"
+)]
+
+mod support;
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use adapters_auth::{Audience, Claims, Issuer, SigningKey};
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use proto::auth::IssueTokenRequest;
+use proto::auth::auth_service_client::AuthServiceClient;
+use proto::reservation::ReservationStatus as S;
+use proto::{parking as pk, payment as pp, rental as pr, reservation as pb, view as pv};
+use support::*;
+use tonic::transport::Channel;
+use tonic::{Code, Request, Status};
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+fn claims() -> Claims {
+    Claims {
+        iss: "roaming-gateway".into(),
+        aud: "roaming-mesh".into(),
+        sub: "alice".into(),
+        exp: now() + 600,
+        nbf: now(),
+        iat: now(),
+        roles: vec!["customer".into()],
+        booth: None,
+    }
+}
+
+fn b64(bytes: &[u8]) -> String {
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// Every token the acceptance list names as bad, with what makes it bad.
+fn bad_tokens() -> Vec<(&'static str, String)> {
+    let issuer = &test_key().1;
+    let kid = issuer.key().kid().to_owned();
+    let body = b64(serde_json::to_string(&claims()).unwrap().as_bytes());
+    let valid = issuer.sign(&claims()).unwrap();
+
+    let none_header = b64(br#"{"alg":"none","typ":"JWT"}"#);
+    // HS256 keyed with the public key: the classic algorithm-confusion attack.
+    let public_bytes = URL_SAFE_NO_PAD.decode(issuer.key().public_x()).unwrap();
+    let mut hs_header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
+    hs_header.kid = Some(kid.clone());
+    let hs256 = jsonwebtoken::encode(
+        &hs_header,
+        &claims(),
+        &jsonwebtoken::EncodingKey::from_secret(&public_bytes),
+    )
+    .unwrap();
+    // Signed by another key that claims to be ours.
+    let stranger = Issuer::new(
+        SigningKey::generate().unwrap(),
+        Audience::default(),
+        Duration::from_mins(10),
+    );
+    let foreign = stranger.sign(&claims()).unwrap();
+    let (_, foreign_rest) = foreign.split_once('.').unwrap();
+    let (valid_header, _) = valid.split_once('.').unwrap();
+    let wrong_signature = format!("{valid_header}.{foreign_rest}");
+    let tampered = {
+        let mut c = claims();
+        c.roles = vec!["operator".into()];
+        let (h, rest) = valid.split_once('.').unwrap();
+        let (_, sig) = rest.split_once('.').unwrap();
+        format!(
+            "{h}.{}.{sig}",
+            b64(serde_json::to_string(&c).unwrap().as_bytes())
+        )
+    };
+    let with = |f: &dyn Fn(&mut Claims)| {
+        let mut c = claims();
+        f(&mut c);
+        issuer.sign(&c).unwrap()
+    };
+    vec![
+        ("malformed", "not.a.jwt".to_owned()),
+        ("garbage", "abc".to_owned()),
+        ("alg none", format!("{none_header}.{body}.")),
+        ("HS256 with the public key", hs256),
+        ("signed by another key", wrong_signature),
+        ("claims changed after signing", tampered),
+        ("wrong aud", with(&|c| c.aud = "someone-else".into())),
+        ("wrong iss", with(&|c| c.iss = "evil-issuer".into())),
+        (
+            "expired",
+            with(&|c| {
+                c.exp = now() - 120;
+                c.nbf = now() - 600;
+            }),
+        ),
+        ("nbf in the future", with(&|c| c.nbf = now() + 600)),
+    ]
+}
+
+async fn list_mine(
+    view: &Channel,
+    request: Request<pv::ListMyReservationsRequest>,
+) -> Result<(), Status> {
+    proto::view::view_service_client::ViewServiceClient::new(view.clone())
+        .list_my_reservations(request)
+        .await
+        .map(|_| ())
+}
+
+async fn connect(addr: std::net::SocketAddr) -> Channel {
+    Channel::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn bad_tokens_are_unauthenticated_at_the_gateway_and_at_every_service() {
+    let m = TestMesh::start().await;
+    let gateway = connect(m.addrs().view).await;
+    let direct = connect(m.direct().view).await;
+    for channel in [&gateway, &direct] {
+        // The good token works, so the refusals below are about the token.
+        list_mine(
+            channel,
+            req(ALICE, pv::ListMyReservationsRequest::default()),
+        )
+        .await
+        .unwrap();
+        let none = list_mine(
+            channel,
+            Request::new(pv::ListMyReservationsRequest::default()),
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(
+            (none.code(), reason(&none)),
+            (Code::Unauthenticated, "TOKEN_MISSING".to_owned())
+        );
+        for (what, token) in bad_tokens() {
+            let e = list_mine(
+                channel,
+                with_token(&token, pv::ListMyReservationsRequest::default()),
+            )
+            .await
+            .unwrap_err();
+            assert_eq!(e.code(), Code::Unauthenticated, "{what}: {e:?}");
+            assert!(
+                !e.message().contains(&token),
+                "{what}: the token is not echoed"
+            );
+        }
+    }
+    // The exact reasons, once.
+    let reasons: Vec<String> = {
+        let mut out = Vec::new();
+        for (_, token) in bad_tokens() {
+            let e = list_mine(
+                &direct,
+                with_token(&token, pv::ListMyReservationsRequest::default()),
+            )
+            .await
+            .unwrap_err();
+            out.push(reason(&e));
+        }
+        out
+    };
+    assert_eq!(
+        reasons,
+        [
+            "TOKEN_MALFORMED",
+            "TOKEN_MALFORMED",
+            "TOKEN_MALFORMED",
+            "TOKEN_ALGORITHM",
+            "TOKEN_SIGNATURE",
+            "TOKEN_SIGNATURE",
+            "TOKEN_AUDIENCE",
+            "TOKEN_ISSUER",
+            "TOKEN_EXPIRED",
+            "TOKEN_NOT_YET_VALID",
+        ]
+    );
+    m.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_service_port_refuses_calls_without_a_token_and_ignores_development_headers() {
+    let m = TestMesh::start().await;
+    let d = m.direct();
+    let dev = |mut r: Request<()>| {
+        for (k, v) in [("x-dev-subject", "ops"), ("x-dev-roles", "operator")] {
+            r.metadata_mut().insert(k, v.parse().unwrap());
+        }
+        r
+    };
+    let mut results: Vec<(&str, Status)> = Vec::new();
+    let get = pb::GetReservationRequest {
+        reservation_id: "01890000-0000-7000-8000-000000000000".into(),
+    };
+    for anonymous in [false, true] {
+        let wrap = |r: Request<()>| if anonymous { r } else { dev(r) };
+        let mut rq = Request::new(get.clone());
+        *rq.metadata_mut() = wrap(Request::new(())).metadata().clone();
+        results.push((
+            "reservation",
+            d.reservation().await.get_reservation(rq).await.unwrap_err(),
+        ));
+        let mut rq = Request::new(pp::GetPaymentRequest {
+            reservation_id: get.reservation_id.clone(),
+        });
+        *rq.metadata_mut() = wrap(Request::new(())).metadata().clone();
+        results.push((
+            "payment",
+            d.payment().await.get_payment(rq).await.unwrap_err(),
+        ));
+        let mut rq = Request::new(pr::ListDevicesRequest::default());
+        *rq.metadata_mut() = wrap(Request::new(())).metadata().clone();
+        results.push((
+            "rental",
+            d.rental().await.list_devices(rq).await.unwrap_err(),
+        ));
+        let mut rq = Request::new(pk::ListSpacesRequest::default());
+        *rq.metadata_mut() = wrap(Request::new(())).metadata().clone();
+        results.push((
+            "parking",
+            d.parking().await.list_spaces(rq).await.unwrap_err(),
+        ));
+        let mut rq = Request::new(pv::ListMyReservationsRequest::default());
+        *rq.metadata_mut() = wrap(Request::new(())).metadata().clone();
+        results.push((
+            "view",
+            d.view().await.list_my_reservations(rq).await.unwrap_err(),
+        ));
+    }
+    assert_eq!(results.len(), 10);
+    for (service, e) in results {
+        assert_eq!(
+            (e.code(), reason(&e)),
+            (Code::Unauthenticated, "TOKEN_MISSING".to_owned()),
+            "{service}"
+        );
+    }
+    m.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn customers_see_only_their_own_and_roles_bound_what_one_may_call() {
+    let m = TestMesh::start().await;
+    let c = m.addrs();
+    let mut reservations = c.reservation().await;
+    let mine = reservations
+        .reserve_roaming(req(ALICE, roaming_request("sec-1", 3, 4)))
+        .await
+        .unwrap()
+        .into_inner()
+        .reservation
+        .unwrap();
+    let id = mine.reservation_id.clone();
+    view_reaches(&m, ALICE, &id, S::RentalAccepted).await;
+
+    // Bob: every way of looking at Alice's reservation answers NOT_FOUND.
+    let get = reservations
+        .get_reservation(req(
+            BOB,
+            pb::GetReservationRequest {
+                reservation_id: id.clone(),
+            },
+        ))
+        .await
+        .unwrap_err();
+    let cancel = reservations
+        .cancel_reservation(req(
+            BOB,
+            pb::CancelReservationRequest {
+                reservation_id: id.clone(),
+                reason: String::new(),
+            },
+        ))
+        .await
+        .unwrap_err();
+    let mut view = c.view().await;
+    let read = view
+        .get_reservation_view(req(
+            BOB,
+            pv::GetReservationViewRequest {
+                reservation_id: id.clone(),
+            },
+        ))
+        .await
+        .unwrap_err();
+    let watch = match view
+        .watch_reservation(req(
+            BOB,
+            pv::WatchReservationRequest {
+                reservation_id: id.clone(),
+            },
+        ))
+        .await
+    {
+        Err(e) => e,
+        Ok(stream) => stream.into_inner().message().await.unwrap_err(),
+    };
+    for (what, e) in [
+        ("get", get),
+        ("cancel", cancel),
+        ("view", read),
+        ("watch", watch),
+    ] {
+        assert_eq!(e.code(), Code::NotFound, "{what}: {e:?}");
+    }
+    // ... and Alice's is untouched and hers.
+    let still = reservations
+        .get_reservation(req(
+            ALICE,
+            pb::GetReservationRequest {
+                reservation_id: id.clone(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .reservation
+        .unwrap();
+    assert_eq!(
+        still.status,
+        S::RentalAccepted as i32,
+        "not canceled by Bob"
+    );
+
+    // A customer may not pay, register devices or open the gate.
+    let pay = c
+        .payment()
+        .await
+        .pay(req(
+            ALICE,
+            pp::PayRequest {
+                reservation_id: id.clone(),
+                amount: Some(proto::common::Money {
+                    currency_code: "KRW".into(),
+                    minor_units: 5_000,
+                }),
+                card: Some(card()),
+            },
+        ))
+        .await
+        .unwrap_err();
+    let register = c
+        .rental()
+        .await
+        .register_device(req(
+            ALICE,
+            pr::RegisterDeviceRequest {
+                serial: "ICN-T1-egg-lte-99".into(),
+                device_model: "egg-lte".into(),
+                booth: "ICN-T1".into(),
+            },
+        ))
+        .await
+        .unwrap_err();
+    let enter = c
+        .parking()
+        .await
+        .enter(req(
+            ALICE,
+            pk::EnterRequest {
+                space_id: "P1-B1-001".into(),
+                vehicle_plate: "12가3456".into(),
+            },
+        ))
+        .await
+        .unwrap_err();
+    let verify = reservations
+        .verify_parking_entry(req(
+            ALICE,
+            pb::VerifyParkingEntryRequest {
+                space_id: "P1-B1-001".into(),
+                vehicle_plate: "12가3456".into(),
+                at: Some(ts(time::Duration::ZERO)),
+            },
+        ))
+        .await
+        .unwrap_err();
+    for (what, e) in [
+        ("Pay", pay),
+        ("RegisterDevice", register),
+        ("Enter", enter),
+        ("VerifyParkingEntry", verify),
+    ] {
+        assert_eq!(e.code(), Code::PermissionDenied, "{what}: {e:?}");
+    }
+    // Staff of another booth may not hand over ICN-T1's device either.
+    let rentals = c
+        .rental()
+        .await
+        .list_booth_rentals(req(
+            STAFF_GMP,
+            pr::ListBoothRentalsRequest {
+                booth: "ICN-T1".into(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(rentals.code(), Code::PermissionDenied);
+    m.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_message_over_the_size_limit_is_resource_exhausted() {
+    let m = TestMesh::start().await;
+    let mut big = roaming_request("big", 3, 4);
+    big.payment.as_mut().unwrap().holder_name = "x".repeat(100 * 1024);
+    let e = m
+        .addrs()
+        .reservation()
+        .await
+        .reserve_roaming(req(ALICE, big.clone()))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (e.code(), reason(&e)),
+        (Code::ResourceExhausted, "MESSAGE_TOO_LARGE".to_owned()),
+        "{e:?}"
+    );
+    // The service's own limit holds for direct calls (tonic answers OUT_OF_RANGE).
+    let e = m
+        .direct()
+        .reservation()
+        .await
+        .reserve_roaming(req(ALICE, big))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::OutOfRange, "{e:?}");
+    // Nothing was reserved.
+    let listed = m
+        .view()
+        .await
+        .list_my_reservations(req(ALICE, pv::ListMyReservationsRequest::default()))
+        .await
+        .unwrap()
+        .into_inner()
+        .reservations;
+    assert!(listed.is_empty());
+    m.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_burst_over_the_rate_limit_is_resource_exhausted_with_retry_info() {
+    let m = TestMesh::start_with(|s| {
+        s.gateway.rate_per_second = 2;
+        s.gateway.burst = 10;
+    })
+    .await;
+    let mut view = m.addrs().view().await;
+    // Within the limit: every call succeeds.
+    for i in 0..10 {
+        view.list_my_reservations(req(ALICE, pv::ListMyReservationsRequest::default()))
+            .await
+            .unwrap_or_else(|e| panic!("call {i} within the burst: {e:?}"));
+    }
+    // Over it: refused with a retry hint, for this principal only.
+    let mut refused = 0;
+    for _ in 0..5 {
+        if let Err(e) = view
+            .list_my_reservations(req(ALICE, pv::ListMyReservationsRequest::default()))
+            .await
+        {
+            assert_eq!(
+                (e.code(), reason(&e)),
+                (Code::ResourceExhausted, "RATE_LIMITED".to_owned())
+            );
+            let delay = retry_delay(&e).expect("RetryInfo");
+            assert!(
+                delay > Duration::ZERO && delay <= Duration::from_millis(500),
+                "{delay:?}"
+            );
+            refused += 1;
+        }
+    }
+    assert!(
+        refused >= 4,
+        "at 2/s at most one token comes back during the burst; refused {refused}"
+    );
+    view.list_my_reservations(req(BOB, pv::ListMyReservationsRequest::default()))
+        .await
+        .expect("another principal has its own budget");
+    m.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_gateway_issues_tokens_for_the_demo_principals_only_with_the_right_password() {
+    let m = TestMesh::start().await;
+    let gateway = connect(m.addrs().view).await;
+    let mut auth = AuthServiceClient::new(gateway.clone());
+    let issued = auth
+        .issue_token(IssueTokenRequest {
+            username: "staff-icn-t1".into(),
+            password: "demo".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        (issued.token_type.as_str(), issued.expires_in),
+        ("Bearer", 3_600)
+    );
+    // The token works, at the gateway and directly, and carries the booth.
+    let rentals = pr::ListBoothRentalsRequest {
+        booth: "ICN-T1".into(),
+        ..Default::default()
+    };
+    for addr in [m.addrs().rental, m.direct().rental] {
+        proto::rental::rental_service_client::RentalServiceClient::new(connect(addr).await)
+            .list_booth_rentals(with_token(&issued.access_token, rentals.clone()))
+            .await
+            .unwrap();
+    }
+    let wrong = auth
+        .issue_token(IssueTokenRequest {
+            username: "alice".into(),
+            password: "alice".into(),
+        })
+        .await
+        .unwrap_err();
+    let unknown = auth
+        .issue_token(IssueTokenRequest {
+            username: "mallory".into(),
+            password: "demo".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (wrong.code(), wrong.message()),
+        (unknown.code(), unknown.message()),
+        "no user enumeration"
+    );
+    assert_eq!(reason(&wrong), "BAD_CREDENTIALS");
+    let empty = auth
+        .issue_token(IssueTokenRequest {
+            username: String::new(),
+            password: String::new(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(empty.code(), Code::InvalidArgument);
+    // Aggregated reflection and health answer without a token.
+    let mut health = tonic_health::pb::health_client::HealthClient::new(gateway);
+    for service in [
+        "",
+        proto::service_names::RESERVATION,
+        proto::service_names::VIEW,
+    ] {
+        let status = health
+            .check(tonic_health::pb::HealthCheckRequest {
+                service: service.into(),
+            })
+            .await
+            .map(|r| r.into_inner().status);
+        // The upstream mirror polls once a second; give it that long.
+        if status.ok() != Some(1) {
+            tokio::time::sleep(Duration::from_millis(1_500)).await;
+        }
+        let status = health
+            .check(tonic_health::pb::HealthCheckRequest {
+                service: service.into(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .status;
+        assert_eq!(status, 1, "{service:?} SERVING");
+    }
+    m.stop().await;
+}
