@@ -1,13 +1,16 @@
 //! The mesh under test: `roaming up` as a child process (default: footprint and
 //! start time are measured on it), or in this process (`--smoke`).
 
+use std::collections::HashMap;
 use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
+use adapters_auth::{Audience, Issuer, SigningKey};
 use anyhow::Context;
+use domain_kernel::{Principal, Role};
 use futures::StreamExt;
 use proto::parking::parking_service_client::ParkingServiceClient;
 use proto::rental::rental_service_client::RentalServiceClient;
@@ -16,6 +19,7 @@ use proto::view::view_service_client::ViewServiceClient;
 use proto::{common, parking as pk, rental as pr, reservation as pb, view as pv};
 use roaming::up::Mesh;
 use tonic::Request;
+use tonic::metadata::{Ascii, MetadataValue};
 use tonic::transport::Channel;
 
 use crate::driver::{Latencies, Stats, drive};
@@ -38,12 +42,45 @@ fn free_port() -> anyhow::Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
-fn as_<T>(subject: &str, roles: &str, message: T) -> Request<T> {
+/// Signs the bench's tokens: the mesh under test trusts this key (it is its
+/// issuer key, written before the mesh starts).
+static ISSUER: OnceLock<Issuer> = OnceLock::new();
+
+type TokenCache = Mutex<HashMap<(String, Role), MetadataValue<Ascii>>>;
+
+/// Tokens by principal, signed once each (clients reuse tokens too).
+fn tokens() -> &'static TokenCache {
+    static CACHE: OnceLock<TokenCache> = OnceLock::new();
+    CACHE.get_or_init(TokenCache::default)
+}
+
+/// A new issuer key at `path`, remembered for [`as_`].
+fn issuer_key(path: &std::path::Path) -> anyhow::Result<()> {
+    let key = SigningKey::generate()?;
+    key.write_pem(path)?;
+    let _ = ISSUER.set(Issuer::new(
+        key,
+        Audience::default(),
+        Duration::from_hours(1),
+    ));
+    Ok(())
+}
+
+fn as_<T>(subject: &str, role: Role, message: T) -> Request<T> {
     let mut r = Request::new(message);
-    if let (Ok(s), Ok(ro)) = (subject.parse(), roles.parse()) {
-        r.metadata_mut().insert("x-dev-subject", s);
-        r.metadata_mut().insert("x-dev-roles", ro);
-    }
+    let mut cache = tokens().lock().unwrap_or_else(PoisonError::into_inner);
+    let value = cache
+        .entry((subject.to_owned(), role))
+        .or_insert_with(|| {
+            ISSUER
+                .get()
+                .and_then(|i| i.issue(&Principal::new(subject, [role], None)).ok())
+                .and_then(|t| adapters_auth::bearer(&t).ok())
+                .unwrap_or_else(|| MetadataValue::from_static("Bearer unsigned"))
+        })
+        .clone();
+    drop(cache);
+    r.metadata_mut().insert("authorization", value);
     r
 }
 
@@ -105,7 +142,10 @@ impl Target {
             free_port()?,
             free_port()?,
             free_port()?,
+            free_port()?,
         ];
+        let key = dir.join("issuer.pem");
+        issuer_key(&key)?;
         let addr = |i: usize| SocketAddr::from(([127, 0, 0, 1], ports[i]));
         let started = Instant::now();
         let child = Command::new(&exe)
@@ -117,19 +157,26 @@ impl Target {
             .env("ROAMING_RENTAL_LISTEN", addr(2).to_string())
             .env("ROAMING_PARKING_LISTEN", addr(3).to_string())
             .env("ROAMING_VIEW_LISTEN", addr(4).to_string())
+            .env("ROAMING_GATEWAY_LISTEN", addr(5).to_string())
+            .env("ROAMING_AUTH_SIGNING_KEY_FILE", &key)
+            // The bench drives the mesh, not the per-principal limit.
+            .env("ROAMING_GATEWAY_RATE_PER_SECOND", "1000000000")
+            .env("ROAMING_GATEWAY_BURST", "1000000000")
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .spawn()
             .with_context(|| format!("starting {}", exe.display()))?;
-        for i in 0..5 {
+        for i in 0..6 {
             wait_serving(addr(i)).await?;
         }
         let startup = started.elapsed();
+        // Every call goes through the gateway, as a client's would.
+        let gateway = addr(5);
         Ok(Self {
-            reservation: addr(0),
-            rental: addr(2),
-            parking: addr(3),
-            view: addr(4),
+            reservation: gateway,
+            rental: gateway,
+            parking: gateway,
+            view: gateway,
             child: Some(child),
             in_process: None,
             dir,
@@ -151,12 +198,19 @@ impl Target {
         settings.rental.listen = any;
         settings.parking.listen = any;
         settings.view.listen = any;
+        settings.gateway.listen = any;
+        settings.gateway.rate_per_second = u32::MAX;
+        settings.gateway.burst = u32::MAX;
+        let key = dir.join("issuer.pem");
+        issuer_key(&key)?;
+        settings.auth.signing_key_file = Some(key);
         let mesh = roaming::up::up(&settings).await?;
+        let gateway = mesh.gateway.addr;
         Ok(Self {
-            reservation: mesh.reservation.addr,
-            rental: mesh.rental.addr,
-            parking: mesh.parking.addr,
-            view: mesh.view.addr,
+            reservation: gateway,
+            rental: gateway,
+            parking: gateway,
+            view: gateway,
             child: None,
             in_process: Some(mesh),
             dir,
@@ -184,7 +238,7 @@ impl Target {
                 rental
                     .register_device(as_(
                         "ops",
-                        "operator",
+                        Role::Operator,
                         pr::RegisterDeviceRequest {
                             serial: format!("BENCH-{n}"),
                             device_model: "egg-lte".into(),
@@ -195,7 +249,7 @@ impl Target {
                 parking
                     .register_space(as_(
                         "ops",
-                        "operator",
+                        Role::Operator,
                         pk::RegisterSpaceRequest {
                             space_id: format!("PB-{n:04}"),
                             lot: "PB".into(),
@@ -225,7 +279,7 @@ impl Target {
             let ok = reservations
                 .quote_parking(as_(
                     "bench",
-                    "customer",
+                    Role::Customer,
                     pb::QuoteParkingRequest {
                         space_id: format!("PB-{:04}", UNITS - 1),
                         start_time: Some(ts(time::Duration::hours(1))),
@@ -235,7 +289,7 @@ impl Target {
                 .await
                 .is_ok();
             let stock = reservations
-                .reserve_roaming(as_("seed", "customer", roaming_request(30_000_000)))
+                .reserve_roaming(as_("seed", Role::Customer, roaming_request(30_000_000)))
                 .await
                 .is_ok();
             if ok && stock {
@@ -265,7 +319,11 @@ impl Target {
             let j = i + offset;
             async move {
                 client
-                    .reserve_roaming(as_(&format!("c{}", j % 97), "customer", roaming_request(j)))
+                    .reserve_roaming(as_(
+                        &format!("c{}", j % 97),
+                        Role::Customer,
+                        roaming_request(j),
+                    ))
                     .await
                     .map(drop)
                     .map_err(|s| format!("{:?}", s.code()))
@@ -301,7 +359,7 @@ impl Target {
             };
             async move {
                 client
-                    .reserve_parking(as_(&format!("c{}", j % 97), "customer", request))
+                    .reserve_parking(as_(&format!("c{}", j % 97), Role::Customer, request))
                     .await
                     .map(drop)
                     .map_err(|s| format!("{:?}", s.code()))
@@ -334,7 +392,7 @@ impl Target {
                 let j = 20_000_000 + k;
                 let who = format!("e{}", j % 97);
                 let Ok(reply) = reservations
-                    .reserve_roaming(as_(&who, "customer", roaming_request(j)))
+                    .reserve_roaming(as_(&who, Role::Customer, roaming_request(j)))
                     .await
                 else {
                     let _ = tx.send(None);
@@ -352,7 +410,7 @@ impl Target {
                         let watch = views
                             .watch_reservation(as_(
                                 &who,
-                                "customer",
+                                Role::Customer,
                                 pv::WatchReservationRequest {
                                     reservation_id: id.clone(),
                                 },

@@ -241,6 +241,10 @@ impl Settings {
             "PARKING_ADDRS" => self.parking_addrs = list(value),
             "VIEW_ADDRS" => self.view_addrs = list(value),
             "GATEWAY_LISTEN" => self.gateway.listen = addr(value)?,
+            "GATEWAY_RATE_PER_SECOND" => {
+                self.gateway.rate_per_second = value.parse().map_err(|e| bad(key, e))?;
+            }
+            "GATEWAY_BURST" => self.gateway.burst = value.parse().map_err(|e| bad(key, e))?,
             "AUTH_ISSUER" => value.clone_into(&mut self.auth.issuer),
             "AUTH_AUDIENCE" => value.clone_into(&mut self.auth.audience),
             "AUTH_TOKEN_TTL_SECS" => self.auth.token_ttl_secs = number(value)?,
