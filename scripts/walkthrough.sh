@@ -3,17 +3,31 @@
 # data directory), then run this. Every step fails the script if it fails.
 set -euo pipefail
 
-RES=127.0.0.1:50051 RENTAL=127.0.0.1:50053 PARKING=127.0.0.1:50054 VIEW=127.0.0.1:50055
-ALICE=(-H 'x-dev-subject: alice' -H 'x-dev-roles: customer')
-STAFF_T1=(-H 'x-dev-subject: staff-icn-t1' -H 'x-dev-roles: booth_staff' -H 'x-dev-booth: ICN-T1')
-STAFF_GMP=(-H 'x-dev-subject: staff-gmp' -H 'x-dev-roles: booth_staff' -H 'x-dev-booth: GMP')
-GATE=(-H 'x-dev-subject: gate-p1' -H 'x-dev-roles: gate')
+# Everything goes through the gateway, the mesh's one public port.
+GW=${GW:-127.0.0.1:50050}
+RES=$GW RENTAL=$GW PARKING=$GW VIEW=$GW
 TODAY=$(date -u +%F)
 IN_2_DAYS=$(date -u -d '+2 days' +%F)
 field() { sed -n "s/.*\"$1\": \"\([^\"]*\)\".*/\1/p" | head -1; }
 
-echo "== services (reflection, no .proto files needed)"
-grpcurl -plaintext $RES list
+echo "== services (aggregated reflection, no .proto files needed)"
+grpcurl -plaintext $GW list
+
+echo "== tokens for the demo principals (password: demo)"
+token() {
+  local t
+  t=$(grpcurl -plaintext -d "{\"username\":\"$1\",\"password\":\"demo\"}" $GW roaming.auth.v1.AuthService/IssueToken | field accessToken)
+  [ -n "$t" ] || { echo "no token for $1" >&2; return 1; }
+  echo "$t"
+}
+T=$(token alice);        ALICE=(-H "authorization: Bearer $T")
+T=$(token staff-icn-t1); STAFF_T1=(-H "authorization: Bearer $T")
+T=$(token staff-gmp);    STAFF_GMP=(-H "authorization: Bearer $T")
+T=$(token gate-p1);      GATE=(-H "authorization: Bearer $T")
+if grpcurl -plaintext -d '{}' $VIEW roaming.view.v1.ViewService/ListMyReservations 2>/dev/null; then
+  echo "a call without a token got through" >&2; exit 1
+fi
+echo "no token: refused (Unauthenticated)"
 
 echo "== roaming: quote, then reserve and pay (the server prices it)"
 grpcurl -plaintext "${ALICE[@]}" -d "{\"device_model\":\"egg-lte\",\"country\":\"JP\",\"pickup_booth\":\"ICN-T1\",\"return_booth\":\"GMP\",\"start_date\":\"$TODAY\",\"end_date\":\"$IN_2_DAYS\"}" \

@@ -35,13 +35,19 @@ impl MeshAuth {
             )?),
             (None, false) => None,
         };
-        let mut trusted: Vec<TrustedKey> = key.iter().map(TrustedKey::of).collect();
+        let mut trusted = Vec::new();
         for k in &a.trusted_keys {
             let key = TrustedKey::from_x(&k.x)?;
             trusted.push(match &k.subject {
                 Some(subject) => key.only_for(subject.clone()),
                 None => key,
             });
+        }
+        // This process's own key, unless listed (then with the listed limit).
+        if let Some(own) = &key
+            && !trusted.iter().any(|t| t.kid() == own.kid())
+        {
+            trusted.push(TrustedKey::of(own));
         }
         if let Some(path) = &a.jwks_file {
             let json = std::fs::read_to_string(path)

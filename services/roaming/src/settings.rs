@@ -248,8 +248,13 @@ impl Settings {
             "AUTH_ISSUER" => value.clone_into(&mut self.auth.issuer),
             "AUTH_AUDIENCE" => value.clone_into(&mut self.auth.audience),
             "AUTH_TOKEN_TTL_SECS" => self.auth.token_ttl_secs = number(value)?,
-            "AUTH_SIGNING_KEY_FILE" => self.auth.signing_key_file = Some(PathBuf::from(value)),
-            "AUTH_JWKS_FILE" => self.auth.jwks_file = Some(PathBuf::from(value)),
+            "AUTH_SIGNING_KEY_FILE" => {
+                self.auth.signing_key_file =
+                    Some(PathBuf::from(value)).filter(|_| !value.is_empty());
+            }
+            "AUTH_JWKS_FILE" => {
+                self.auth.jwks_file = Some(PathBuf::from(value)).filter(|_| !value.is_empty());
+            }
             // `x` or `subject=x`, comma-separated.
             "AUTH_TRUSTED_KEYS" => {
                 self.auth.trusted_keys = list(value)

@@ -171,9 +171,15 @@ impl Mesh {
     /// What to print at start: the one public address, how to get a token,
     /// and the loopback-only addresses of the services behind it.
     pub fn banner(&self) -> String {
-        let gw = self.gateway.addr;
+        let listen = self.gateway.addr;
+        // Where a client on this machine reaches it.
+        let gw = if listen.ip().is_unspecified() {
+            std::net::SocketAddr::from(([127, 0, 0, 1], listen.port()))
+        } else {
+            listen
+        };
         let mut out = format!(
-            "roaming mesh is up: gateway on {gw}\n\
+            "roaming mesh is up: gateway on {listen}\n\
              get a token (demo principals, password `demo`):\n  \
              grpcurl -plaintext -d '{{\"username\":\"alice\",\"password\":\"demo\"}}' {gw} roaming.auth.v1.AuthService/IssueToken\n\
              then call with -H \"authorization: Bearer $TOKEN\", e.g.\n  \

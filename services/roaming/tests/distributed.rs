@@ -75,6 +75,10 @@ struct Distributed {
     dbs: HashMap<&'static str, TestDatabase>,
     running: HashMap<&'static str, Child>,
     replicas: Vec<Child>,
+    /// Signing keys: the gateway's is the tests' issuer; reservation and
+    /// parking sign their own service tokens.
+    keys: HashMap<&'static str, PathBuf>,
+    trusted: String,
 }
 
 impl Distributed {
@@ -95,6 +99,15 @@ impl Distributed {
             std::thread::sleep(Duration::from_millis(20));
         }
         let data = std::env::temp_dir().join(format!("roaming-dist-{}", uuid::Uuid::now_v7()));
+        let mut keys = HashMap::from([("gateway", support::test_key().0.clone())]);
+        let mut trusted = vec![support::test_key().1.key().public_x()];
+        for service in ["reservation", "parking"] {
+            let path = data.join("keys").join(format!("{service}.pem"));
+            let key = adapters_auth::SigningKey::generate().unwrap();
+            key.write_pem(&path).unwrap();
+            trusted.push(format!("{service}={}", key.public_x()));
+            keys.insert(service, path);
+        }
         let mut d = Self {
             nats,
             nats_url: format!("nats://127.0.0.1:{port}"),
@@ -108,6 +121,8 @@ impl Distributed {
             dbs: HashMap::new(),
             running: HashMap::new(),
             replicas: Vec::new(),
+            keys,
+            trusted: trusted.join(","),
         };
         for service in SERVICES {
             d.dbs.insert(service, TestDatabase::postgres().await);
@@ -134,9 +149,16 @@ impl Distributed {
             .env("ROAMING_NATS_URL", &self.nats_url)
             .env("ROAMING_DATA_DIR", &self.data)
             .env(format!("ROAMING_{upper}_LISTEN"), listen.to_string())
-            // One key for the test mesh: the gateway's issuer and the
-            // services' own (production would give each service its own key).
-            .env("ROAMING_AUTH_SIGNING_KEY_FILE", &support::test_key().0);
+            // As the README sets it up: everyone trusts the issuer's key, and
+            // reservation's and parking's own keys only for themselves.
+            .env("ROAMING_AUTH_TRUSTED_KEYS", &self.trusted)
+            .env(
+                "ROAMING_AUTH_SIGNING_KEY_FILE",
+                self.keys
+                    .get(service)
+                    .map(|k| k.as_os_str())
+                    .unwrap_or_default(),
+            );
         if let Some(db) = self.dbs.get(service) {
             command.env(format!("ROAMING_{upper}_DATABASE_URL"), db.url());
         }
