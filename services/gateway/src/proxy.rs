@@ -174,6 +174,14 @@ async fn forward(
         None => call.await,
     };
     result.map_err(|e| {
+        // The channel enforces the call's `grpc-timeout` itself.
+        let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&e);
+        while let Some(err) = source {
+            if err.is::<tonic::TimeoutExpired>() {
+                return Status::deadline_exceeded("the call's deadline passed");
+            }
+            source = err.source();
+        }
         warn!(service, error = %e, "upstream unreachable");
         Status::unavailable(format!("{service} is unreachable"))
     })

@@ -587,3 +587,52 @@ async fn the_gateway_issues_tokens_for_the_demo_principals_only_with_the_right_p
     }
     m.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn unary_calls_without_a_deadline_get_the_default_and_overload_is_shed() {
+    let m = TestMesh::start_with(|s| {
+        s.payment.fault_latency_ms = 1_500;
+        s.call_deadline_ms = 5_000;
+        s.gateway.default_deadline_ms = 300;
+        s.gateway.max_concurrent_calls = 1;
+    })
+    .await;
+    let reservations = m.addrs().reservation().await;
+    // No deadline from the client: the gateway's 300 ms apply.
+    let mut r = reservations.clone();
+    let e = r
+        .reserve_roaming(req(ALICE, roaming_request("slow-1", 3, 4)))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::DeadlineExceeded, "{e:?}");
+    // A client deadline is kept as given (here longer than the default).
+    let mut request = req(BOB, roaming_request("slow-2", 3, 4));
+    request.set_timeout(Duration::from_secs(4));
+    r.reserve_roaming(request)
+        .await
+        .expect("within the client's own deadline");
+
+    // One unary call at a time: a second one at the same moment is shed.
+    let mut a = reservations.clone();
+    let mut b = reservations.clone();
+    let mut first = req(ALICE, roaming_request("slow-3", 5, 6));
+    first.set_timeout(Duration::from_secs(4));
+    let slow = tokio::spawn(async move { a.reserve_roaming(first).await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let shed = b
+        .get_reservation(req(
+            ALICE,
+            pb::GetReservationRequest {
+                reservation_id: "x".into(),
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (shed.code(), reason(&shed)),
+        (Code::Unavailable, "OVERLOADED".to_owned())
+    );
+    assert!(retry_delay(&shed).is_some());
+    slow.await.unwrap().expect("the call in flight completes");
+    m.stop().await;
+}
