@@ -599,8 +599,8 @@ async fn unary_calls_without_a_deadline_get_the_default_and_overload_is_shed() {
     .await;
     let reservations = m.addrs().reservation().await;
     // No deadline from the client: the gateway's 300 ms apply.
-    let mut r = reservations.clone();
-    let e = r
+    let mut client = reservations.clone();
+    let e = client
         .reserve_roaming(req(ALICE, roaming_request("slow-1", 3, 4)))
         .await
         .unwrap_err();
@@ -608,18 +608,19 @@ async fn unary_calls_without_a_deadline_get_the_default_and_overload_is_shed() {
     // A client deadline is kept as given (here longer than the default).
     let mut request = req(BOB, roaming_request("slow-2", 3, 4));
     request.set_timeout(Duration::from_secs(4));
-    r.reserve_roaming(request)
+    client
+        .reserve_roaming(request)
         .await
         .expect("within the client's own deadline");
 
     // One unary call at a time: a second one at the same moment is shed.
-    let mut a = reservations.clone();
-    let mut b = reservations.clone();
+    let mut slow_client = reservations.clone();
+    let mut other = reservations.clone();
     let mut first = req(ALICE, roaming_request("slow-3", 5, 6));
     first.set_timeout(Duration::from_secs(4));
-    let slow = tokio::spawn(async move { a.reserve_roaming(first).await });
+    let slow = tokio::spawn(async move { slow_client.reserve_roaming(first).await });
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let shed = b
+    let shed = other
         .get_reservation(req(
             ALICE,
             pb::GetReservationRequest {
