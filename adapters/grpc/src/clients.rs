@@ -17,7 +17,7 @@ use proto::reservation::reservation_service_client::ReservationServiceClient;
 use proto::reservation::{VerifyParkingEntryRequest, VerifyParkingEntryResponse};
 use tonic::transport::{Channel, Endpoint};
 use tower::{BoxError, ServiceExt};
-use tracing::warn;
+use tracing::{Instrument, warn};
 
 use crate::breaker::{Breaker, BreakerOpen};
 use crate::resilience::{Call, CallPolicy, resilient};
@@ -42,6 +42,17 @@ pub fn channel(addresses: &[String]) -> Result<Channel, tonic::transport::Error>
     })
 }
 
+/// The span of one attempt of an outgoing call; its context travels in the
+/// request's metadata (see `adapters_telemetry::inject`).
+fn client_span(method: &'static str) -> tracing::Span {
+    tracing::info_span!(
+        "rpc.client",
+        otel.name = method,
+        otel.kind = "client",
+        rpc.method = method
+    )
+}
+
 fn retry_after(e: &BoxError) -> Duration {
     e.downcast_ref::<BreakerOpen>()
         .map_or(Duration::from_secs(1), |open| {
@@ -60,16 +71,18 @@ impl GrpcPaymentGateway {
     /// `token` is the service identity the calls carry.
     pub fn new(channel: Channel, policy: CallPolicy, token: ServiceToken) -> Self {
         let deadline = policy.deadline;
-        let client = PaymentServiceClient::new(channel);
+        let client = PaymentServiceClient::with_interceptor(channel, adapters_telemetry::inject);
         let one_attempt = tower::service_fn(move |req: PayRequest| {
             let mut client = client.clone();
             let token = token.clone();
+            let span = client_span("/roaming.payment.v1.PaymentService/Pay");
             async move {
                 let mut request = tonic::Request::new(req);
                 request.set_timeout(deadline);
                 token.authorize(&mut request)?;
                 client.pay(request).await.map(tonic::Response::into_inner)
             }
+            .instrument(span)
         });
         let (call, breaker) = resilient(
             "payment.Pay",
@@ -150,10 +163,12 @@ impl GrpcReservationVerifier {
     /// `token` is the service identity the calls carry.
     pub fn new(channel: Channel, policy: CallPolicy, token: ServiceToken) -> Self {
         let deadline = policy.deadline;
-        let client = ReservationServiceClient::new(channel);
+        let client =
+            ReservationServiceClient::with_interceptor(channel, adapters_telemetry::inject);
         let one_attempt = tower::service_fn(move |req: VerifyParkingEntryRequest| {
             let mut client = client.clone();
             let token = token.clone();
+            let span = client_span("/roaming.reservation.v1.ReservationService/VerifyParkingEntry");
             async move {
                 let mut request = tonic::Request::new(req);
                 request.set_timeout(deadline);
@@ -163,6 +178,7 @@ impl GrpcReservationVerifier {
                     .await
                     .map(tonic::Response::into_inner)
             }
+            .instrument(span)
         });
         let (call, breaker) = resilient(
             "reservation.VerifyParkingEntry",

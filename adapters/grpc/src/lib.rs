@@ -27,3 +27,9 @@ pub mod view;
 
 /// `ErrorInfo.domain` of every error this mesh returns.
 pub const ERROR_DOMAIN: &str = "roaming.mesh";
+
+/// Names the reservation on the current RPC span (`reservation_id`), so one
+/// reservation's calls can be found across services.
+pub fn record_reservation(id: &domain_kernel::ReservationId) {
+    tracing::Span::current().record("reservation_id", tracing::field::display(id));
+}

@@ -51,7 +51,10 @@ pub fn payment_to_pb(p: &Payment) -> pb::Payment {
 }
 
 fn reservation_id(raw: &str) -> Result<ReservationId, Status> {
-    ReservationId::parse(raw).map_err(|e| invalid(&Violations::one("reservation_id", e)))
+    let id =
+        ReservationId::parse(raw).map_err(|e| invalid(&Violations::one("reservation_id", e)))?;
+    crate::record_reservation(&id);
+    Ok(id)
 }
 
 #[tonic::async_trait]
@@ -70,6 +73,9 @@ where
         let r = request.into_inner();
         let mut v = Violations::new();
         let id = v.check("reservation_id", ReservationId::parse(&r.reservation_id));
+        if let Some(id) = &id {
+            crate::record_reservation(id);
+        }
         let amount = v.check("amount", money_from_pb(r.amount.as_ref()));
         let card = match r.card.as_ref() {
             None => {

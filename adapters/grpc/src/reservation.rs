@@ -117,7 +117,10 @@ fn parking(
 }
 
 fn reservation_id(raw: &str) -> Result<ReservationId, Status> {
-    ReservationId::parse(raw).map_err(|e| invalid(&Violations::one("reservation_id", e)))
+    let id =
+        ReservationId::parse(raw).map_err(|e| invalid(&Violations::one("reservation_id", e)))?;
+    crate::record_reservation(&id);
+    Ok(id)
 }
 
 fn quote_error(e: QuoteError) -> Status {
@@ -267,6 +270,7 @@ where
             .reserve(&who, request_id, details, card)
             .await
             .map_err(reserve_error)?;
+        crate::record_reservation(&reservation.id);
         Ok(Response::new(pb::ReserveRoamingResponse {
             reservation: Some(reservation_to_pb(&reservation)),
         }))
@@ -325,6 +329,7 @@ where
             .reserve(&who, request_id, details, card)
             .await
             .map_err(reserve_error)?;
+        crate::record_reservation(&reservation.id);
         Ok(Response::new(pb::ReserveParkingResponse {
             reservation: Some(reservation_to_pb(&reservation)),
         }))

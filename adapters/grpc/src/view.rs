@@ -92,7 +92,10 @@ pub fn view_to_pb(v: &ReservationView) -> pv::ReservationView {
 }
 
 fn reservation_id(raw: &str) -> Result<ReservationId, Status> {
-    ReservationId::parse(raw).map_err(|e| invalid(&Violations::one("reservation_id", e)))
+    let id =
+        ReservationId::parse(raw).map_err(|e| invalid(&Violations::one("reservation_id", e)))?;
+    crate::record_reservation(&id);
+    Ok(id)
 }
 
 fn date(raw: &str) -> Result<time::Date, Status> {

@@ -94,8 +94,26 @@ impl<P: EventPublisher> Relay<P> {
         if pending.is_empty() {
             return Ok(0);
         }
-        let events: Vec<_> = pending.iter().map(|p| p.event.clone()).collect();
+        let mut events: Vec<_> = pending.iter().map(|p| p.event.clone()).collect();
+        // One span per event, child of the transaction that wrote it; the
+        // event carries this span's context on to its consumers.
+        let spans: Vec<_> = events
+            .iter_mut()
+            .map(|e| {
+                let span = tracing::info_span!(
+                    "event.publish",
+                    otel.name = %e.subject,
+                    otel.kind = "producer",
+                    messaging.destination = %e.subject,
+                    event_id = %e.event_id,
+                );
+                adapters_telemetry::set_parent_from_pairs(&span, &e.headers);
+                adapters_telemetry::propagation::inject_pairs(&span, &mut e.headers);
+                span
+            })
+            .collect();
         self.publisher.publish(&events).await?;
+        drop(spans);
         let seqs: Vec<_> = pending.iter().map(|p| p.seq).collect();
         outbox::mark_sent(conn, &seqs).await?;
         debug!(count = seqs.len(), "outbox batch published");

@@ -142,6 +142,7 @@ pub async fn start(
     let stop_rx = stop.subscribe();
     tasks.spawn(async move {
         let served = tonic::transport::Server::builder()
+            .layer(adapters_telemetry::TraceLayer::new("gateway"))
             .http2_keepalive_interval(Some(Duration::from_secs(30)))
             .http2_max_header_list_size(Some(32 * 1024))
             .tcp_nodelay(true)

@@ -165,6 +165,8 @@ async fn forward(
         }
         Some(state.default_deadline)
     };
+    // The upstream's span is a child of the gateway's.
+    adapters_telemetry::propagation::inject_headers(&tracing::Span::current(), &mut parts.headers);
     let outgoing = http::Request::from_parts(parts, tonic::body::Body::new(Full::new(bytes)));
     let call = upstream.oneshot(outgoing);
     let result = match deadline {

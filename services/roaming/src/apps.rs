@@ -75,6 +75,8 @@ async fn common<M: adapters_store::migrations::MigratorTrait>(
     url: &str,
     bus: &Bus,
 ) -> anyhow::Result<Common> {
+    // Every event written in a traced call carries that call's trace context.
+    adapters_store::outbox::set_header_hook(adapters_telemetry::current_trace_headers);
     let listener = TcpListener::bind(listen)
         .await
         .map_err(|e| anyhow::anyhow!("binding {listen}: {e}"))?;
@@ -96,10 +98,14 @@ async fn common<M: adapters_store::migrations::MigratorTrait>(
 fn subscribe(
     c: &mut Common,
     bus: &Bus,
-    durable: &str,
+    durable: &'static str,
     streams: &[&str],
     handler: Arc<dyn adapters_bus::Handler>,
 ) {
+    let handler: Arc<dyn adapters_bus::Handler> = Arc::new(crate::handlers::Traced {
+        consumer: durable,
+        inner: handler,
+    });
     for stream in streams {
         if let Some(task) = bus.subscribe(
             durable,
@@ -175,7 +181,7 @@ pub async fn start_reservation(
             }
         }
     });
-    let (health, router) = base_router(service_names::RESERVATION, auth.layer())?;
+    let (health, router) = base_router("reservation", service_names::RESERVATION, auth.layer())?;
     let rpc = ReservationRpc::new(Arc::clone(&service));
     let router = router.add_service(
         ReservationServiceServer::new(rpc).max_decoding_message_size(MAX_MESSAGE_BYTES),
@@ -239,7 +245,7 @@ pub async fn start_payment(
         &["ROAMING_RESERVATION"],
         Arc::new(PaymentEvents(Arc::clone(&service))),
     );
-    let (health, router) = base_router(service_names::PAYMENT, auth.layer())?;
+    let (health, router) = base_router("payment", service_names::PAYMENT, auth.layer())?;
     let router = router.add_service(
         PaymentServiceServer::new(PaymentRpc::new(Arc::clone(&service)))
             .max_decoding_message_size(MAX_MESSAGE_BYTES),
@@ -270,7 +276,7 @@ pub async fn start_rental(
         &["ROAMING_RESERVATION"],
         Arc::new(RentalEvents(Arc::clone(&service))),
     );
-    let (health, router) = base_router(service_names::RENTAL, auth.layer())?;
+    let (health, router) = base_router("rental", service_names::RENTAL, auth.layer())?;
     let router = router.add_service(
         RentalServiceServer::new(RentalRpc::new(Arc::clone(&service)))
             .max_decoding_message_size(MAX_MESSAGE_BYTES),
@@ -310,7 +316,7 @@ pub async fn start_parking(
         &["ROAMING_RESERVATION"],
         Arc::new(ParkingEvents(Arc::clone(&service))),
     );
-    let (health, router) = base_router(service_names::PARKING, auth.layer())?;
+    let (health, router) = base_router("parking", service_names::PARKING, auth.layer())?;
     let router = router.add_service(
         ParkingServiceServer::new(ParkingRpc::new(Arc::clone(&service)))
             .max_decoding_message_size(MAX_MESSAGE_BYTES),
@@ -342,7 +348,7 @@ pub async fn start_view(
         ],
         Arc::new(ViewEvents(store.clone())),
     );
-    let (health, router) = base_router(service_names::VIEW, auth.layer())?;
+    let (health, router) = base_router("view", service_names::VIEW, auth.layer())?;
     let router = router.add_service(
         ViewServiceServer::new(ViewRpc::new(store.clone()))
             .max_decoding_message_size(MAX_MESSAGE_BYTES),

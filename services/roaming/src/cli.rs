@@ -7,7 +7,6 @@ use crate::Settings;
 use crate::auth::MeshAuth;
 use crate::bus::Bus;
 use anyhow::{Context, bail};
-use tracing_subscriber::EnvFilter;
 
 const USAGE: &str = "usage: roaming up [--config FILE]
        roaming serve <gateway|reservation|payment|rental|parking|view> [--config FILE]
@@ -39,7 +38,11 @@ pub fn main_with(args: Vec<String>) -> anyhow::Result<()> {
             std::process::exit(2);
         }
     };
-    init_logs(settings.log_json);
+    let component = match args.first().map(String::as_str) {
+        Some("serve") => args.get(1).map_or("roaming", String::as_str).to_owned(),
+        _ => "roaming".to_owned(),
+    };
+    let _telemetry = adapters_telemetry::init(&component, settings.log_json);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -53,19 +56,6 @@ pub fn main_with(args: Vec<String>) -> anyhow::Result<()> {
             eprintln!("{USAGE}");
             std::process::exit(2);
         }
-    }
-}
-
-fn init_logs(json: bool) {
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,sea_orm=warn"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_target(false);
-    if json {
-        builder.json().init();
-    } else {
-        builder.init();
     }
 }
 

@@ -12,8 +12,39 @@ use adapters_codec::{
 };
 use adapters_store::view::ViewStore;
 use futures::future::BoxFuture;
+use tracing::Instrument;
 
 use crate::apps::{Parkings, Payments, Rentals, Reservations};
+
+/// Runs `H` inside an `event.handle` span, the child of the span that
+/// published the event (its trace context travels in the event's headers).
+pub struct Traced<H: ?Sized> {
+    pub consumer: &'static str,
+    pub inner: Arc<H>,
+}
+
+impl<H: ?Sized> std::fmt::Debug for Traced<H> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Traced")
+            .field("consumer", &self.consumer)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<H: Handler + ?Sized> Handler for Traced<H> {
+    fn handle<'a>(&'a self, d: Delivery<'a>) -> BoxFuture<'a, Result<(), HandleError>> {
+        let span = tracing::info_span!(
+            "event.handle",
+            otel.name = %d.subject,
+            otel.kind = "consumer",
+            consumer = self.consumer,
+            messaging.destination = %d.subject,
+            attempt = d.attempt,
+        );
+        adapters_telemetry::set_parent_from_pairs(&span, d.headers);
+        Box::pin(self.inner.handle(d).instrument(span))
+    }
+}
 
 fn inbound<'a>(d: &Delivery<'a>) -> Inbound<'a> {
     Inbound {

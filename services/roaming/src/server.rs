@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use adapters_auth::AuthLayer;
 use adapters_store::Db;
+use adapters_telemetry::TraceLayer;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -74,16 +75,17 @@ pub struct Launch {
 }
 
 /// A router whose every call passes the token check first.
-pub type Guarded = Router<Stack<AuthLayer, Identity>>;
+pub type Guarded = Router<Stack<AuthLayer, Stack<TraceLayer, Identity>>>;
 
 /// Largest request message a service accepts (the gateway's limit is the
 /// same by default; this holds for direct calls too).
 pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
 
 /// The health reporter and the router with health and reflection already on,
-/// behind `auth` (health and reflection need no token).
+/// behind a span per call and `auth` (health and reflection need no token).
 /// Reflection lists `grpc_service`, health and reflection itself.
 pub fn base_router(
+    component: &'static str,
     grpc_service: &str,
     auth: AuthLayer,
 ) -> Result<(HealthReporter, Guarded), anyhow::Error> {
@@ -100,6 +102,7 @@ pub fn base_router(
     let v1 = reflection().build_v1()?;
     let v1alpha = reflection().build_v1alpha()?;
     let router = tonic::transport::Server::builder()
+        .layer(TraceLayer::new(component))
         .layer(auth)
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .tcp_nodelay(true)

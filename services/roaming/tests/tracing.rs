@@ -1,0 +1,153 @@
+//! One reservation, one trace: spans from the gateway, reservation, payment,
+//! the outbox relay, rental and view share a trace id, with the consumer spans
+//! children of the relay's publish spans across the bus hop. Spans go to an
+//! in-memory exporter (this test binary's only test: the subscriber is global).
+
+#![allow(
+    clippy::expect_used,
+    clippy::unwrap_used,
+    clippy::panic,
+    reason = "tests"
+)]
+
+mod support;
+
+use std::time::Duration;
+
+use opentelemetry::trace::{SpanId, TracerProvider as _};
+use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider, SpanData};
+use proto::reservation::ReservationStatus as S;
+use support::*;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+
+fn attr(span: &SpanData, key: &str) -> Option<String> {
+    span.attributes
+        .iter()
+        .find(|kv| kv.key.as_str() == key)
+        .map(|kv| kv.value.to_string())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn one_reservation_is_one_trace_across_grpc_and_the_bus() {
+    let exporter = InMemorySpanExporter::default();
+    let provider = SdkTracerProvider::builder()
+        .with_simple_exporter(exporter.clone())
+        .build();
+    adapters_telemetry::propagation::install();
+    tracing_subscriber::registry()
+        .with(tracing_subscriber::EnvFilter::new("info"))
+        .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("test")))
+        .init();
+
+    let m = TestMesh::start().await;
+    let reservation = m
+        .reservation()
+        .await
+        .reserve_roaming(req(ALICE, roaming_request("traced-1", 3, 4)))
+        .await
+        .unwrap()
+        .into_inner()
+        .reservation
+        .unwrap();
+    let id = reservation.reservation_id;
+    view_reaches(&m, ALICE, &id, S::RentalAccepted).await;
+    // The view may apply the last event a moment after it answers.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    provider.force_flush().unwrap();
+    let spans = exporter.get_finished_spans().unwrap();
+
+    let root = spans
+        .iter()
+        .find(|s| {
+            attr(s, "component").as_deref() == Some("gateway")
+                && s.name.ends_with("/ReserveRoaming")
+        })
+        .expect("the gateway's span of ReserveRoaming");
+    let trace = root.span_context.trace_id();
+    let in_trace: Vec<&SpanData> = spans
+        .iter()
+        .filter(|s| s.span_context.trace_id() == trace)
+        .collect();
+    let find = |what: &str, pred: &dyn Fn(&SpanData) -> bool| -> &SpanData {
+        in_trace
+            .iter()
+            .copied()
+            .find(|s| pred(s))
+            .unwrap_or_else(|| {
+                let names: Vec<_> = in_trace
+                    .iter()
+                    .map(|s| {
+                        (
+                            s.name.to_string(),
+                            attr(s, "component"),
+                            attr(s, "consumer"),
+                        )
+                    })
+                    .collect();
+                panic!("no {what} in the trace; it has {names:#?}")
+            })
+    };
+
+    assert_eq!(
+        root.parent_span_id,
+        SpanId::INVALID,
+        "the gateway starts the trace"
+    );
+    let reserve = find("reservation's server span", &|s| {
+        attr(s, "component").as_deref() == Some("reservation")
+            && s.name.ends_with("/ReserveRoaming")
+    });
+    assert_eq!(reserve.parent_span_id, root.span_context.span_id());
+    assert_eq!(
+        attr(reserve, "reservation_id").as_deref(),
+        Some(id.as_str())
+    );
+    let client = find("reservation's call to Pay", &|s| {
+        s.name.ends_with("/Pay")
+            && attr(s, "otel.kind").is_none()
+            && s.span_kind == opentelemetry::trace::SpanKind::Client
+    });
+    assert_eq!(client.parent_span_id, reserve.span_context.span_id());
+    let pay = find("payment's server span", &|s| {
+        attr(s, "component").as_deref() == Some("payment") && s.name.ends_with("/Pay")
+    });
+    assert_eq!(pay.parent_span_id, client.span_context.span_id());
+
+    let published = find("the relay's publish of reservation.reserved", &|s| {
+        s.name == "roaming.reservation.reserved"
+            && s.span_kind == opentelemetry::trace::SpanKind::Producer
+    });
+    assert_eq!(
+        published.parent_span_id,
+        reserve.span_context.span_id(),
+        "the outbox kept the writing call's context"
+    );
+    for consumer in ["rental", "view"] {
+        let handled = find(&format!("{consumer} handling reservation.reserved"), &|s| {
+            s.name == "roaming.reservation.reserved"
+                && attr(s, "consumer").as_deref() == Some(consumer)
+        });
+        assert_eq!(
+            handled.parent_span_id,
+            published.span_context.span_id(),
+            "{consumer}'s span is a child of the publish, across the bus"
+        );
+    }
+    // Rental's acceptance continues the same trace, and the view applies it.
+    let rental_handled = find("rental handling", &|s| {
+        s.name == "roaming.reservation.reserved" && attr(s, "consumer").as_deref() == Some("rental")
+    });
+    let accepted = find("the publish of rental.accepted", &|s| {
+        s.name.starts_with("roaming.rental.")
+            && s.span_kind == opentelemetry::trace::SpanKind::Producer
+    });
+    assert_eq!(
+        accepted.parent_span_id,
+        rental_handled.span_context.span_id()
+    );
+    find("the view applying the rental event", &|s| {
+        s.name == accepted.name && attr(s, "consumer").as_deref() == Some("view")
+    });
+    m.stop().await;
+}
