@@ -138,6 +138,7 @@ impl EmbeddedBus {
                 poison_attempts += 1;
                 if poison_attempts >= self.max_deliver {
                     error!(durable, subject = %event.subject, event_id = %event.event_id, "dead-lettered after max_deliver attempts");
+                    adapters_telemetry::metrics::dead_lettered(durable);
                     self.lock().dead_letters.push(DeadLetter {
                         durable: durable.to_owned(),
                         event: event.clone(),

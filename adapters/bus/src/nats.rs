@@ -313,6 +313,7 @@ async fn handle_one(
         }
         Err(e) if i64::try_from(attempt).unwrap_or(i64::MAX) >= spec.max_deliver => {
             error!(durable = %spec.durable, %subject, attempt, error = %e, "dead-lettering after max_deliver attempts");
+            adapters_telemetry::metrics::dead_lettered(&spec.durable);
             let mut dl_headers = HeaderMap::new();
             for (k, v) in &headers {
                 dl_headers.insert(k.as_str(), v.as_str());

@@ -120,6 +120,7 @@ impl Breaker {
                 let now = Instant::now();
                 if now >= *until {
                     *inner = Inner::HalfOpen { probing: true };
+                    adapters_telemetry::metrics::breaker(&self.name, "half_open");
                     Admission::Probe
                 } else {
                     Admission::Refuse(*until - now)
@@ -140,6 +141,7 @@ impl Breaker {
         let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
         let open = |inner: &mut Inner, name: &str| {
             warn!(breaker = name, "circuit breaker opened");
+            adapters_telemetry::metrics::breaker(name, "open");
             *inner = Inner::Open {
                 until: Instant::now() + self.config.cool_down,
             };
@@ -150,6 +152,7 @@ impl Breaker {
                     open(&mut inner, &self.name);
                 } else {
                     tracing::info!(breaker = %self.name, "circuit breaker closed");
+                    adapters_telemetry::metrics::breaker(&self.name, "closed");
                     *inner = Inner::Closed {
                         outcomes: VecDeque::new(),
                     };

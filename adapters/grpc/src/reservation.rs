@@ -116,6 +116,16 @@ fn parking(
     }
 }
 
+/// Counts a refused reserve call by its `ErrorInfo` reason.
+fn rejected(kind: &'static str, status: Status) -> Status {
+    use tonic_types::StatusExt;
+    let reason = status
+        .get_details_error_info()
+        .map_or_else(|| format!("{:?}", status.code()), |i| i.reason);
+    adapters_telemetry::metrics::reservation("rejected", kind, &reason);
+    status
+}
+
 fn reservation_id(raw: &str) -> Result<ReservationId, Status> {
     let id =
         ReservationId::parse(raw).map_err(|e| invalid(&Violations::one("reservation_id", e)))?;
@@ -269,8 +279,9 @@ where
             .service
             .reserve(&who, request_id, details, card)
             .await
-            .map_err(reserve_error)?;
+            .map_err(|e| rejected("roaming", reserve_error(e)))?;
         crate::record_reservation(&reservation.id);
+        adapters_telemetry::metrics::reservation("reserved", "roaming", "");
         Ok(Response::new(pb::ReserveRoamingResponse {
             reservation: Some(reservation_to_pb(&reservation)),
         }))
@@ -328,8 +339,9 @@ where
             .service
             .reserve(&who, request_id, details, card)
             .await
-            .map_err(reserve_error)?;
+            .map_err(|e| rejected("parking", reserve_error(e)))?;
         crate::record_reservation(&reservation.id);
+        adapters_telemetry::metrics::reservation("reserved", "parking", "");
         Ok(Response::new(pb::ReserveParkingResponse {
             reservation: Some(reservation_to_pb(&reservation)),
         }))
@@ -381,6 +393,7 @@ where
                 ),
                 CancelError::Store(e) => internal(&e),
             })?;
+        adapters_telemetry::metrics::reservation("canceled", "any", "");
         Ok(Response::new(pb::CancelReservationResponse {
             reservation: Some(reservation_to_pb(&canceled)),
         }))

@@ -120,6 +120,23 @@ impl<P: EventPublisher> Relay<P> {
         Ok(seqs.len())
     }
 
+    /// The outbox gauges (backlog, age of the oldest unsent event), read from
+    /// the read pool so the writer is not disturbed.
+    async fn record_backlog(&self) {
+        match outbox::backlog(self.db.reader()).await {
+            Ok((count, oldest)) => {
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX));
+                let age = oldest.map_or(Duration::ZERO, |created| {
+                    Duration::from_micros(u64::try_from(now - created).unwrap_or(0))
+                });
+                adapters_telemetry::metrics::outbox(&self.config.lease, count, age);
+            }
+            Err(e) => debug!(error = %e, "reading the outbox backlog failed"),
+        }
+    }
+
     /// Publishes until nothing is pending. For tests and tools.
     pub async fn drain(&self) -> Result<usize, RelayError> {
         let mut total = 0;
@@ -139,7 +156,12 @@ impl<P: EventPublisher> Relay<P> {
         tokio::pin!(shutdown);
         let mut backoff = Duration::from_millis(50);
         let mut last_purge = tokio::time::Instant::now();
+        let mut last_gauge: Option<tokio::time::Instant> = None;
         loop {
+            if last_gauge.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
+                last_gauge = Some(tokio::time::Instant::now());
+                self.record_backlog().await;
+            }
             let step = tokio::select! {
                 () = &mut shutdown => break,
                 step = self.step() => step,

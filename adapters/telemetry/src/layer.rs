@@ -54,7 +54,8 @@ where
     }
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
-        let path = request.uri().path();
+        let path = request.uri().path().to_owned();
+        let path = path.as_str();
         let anonymous = path.starts_with("/grpc.");
         let span = if anonymous {
             // Health probes and reflection: no span of their own.
@@ -78,10 +79,15 @@ where
             self.inner.call(request)
         };
         let recorder = span.clone();
+        let component = self.component;
+        let method = (!anonymous).then(|| path.to_owned());
+        let started = std::time::Instant::now();
         async move {
             let result = future.await;
-            if let Ok(response) = &result {
-                // Errors are answered trailers-only: the status is a header.
+            if let (Ok(response), Some(method)) = (&result, method) {
+                // Errors are answered trailers-only, so their status is a
+                // header; a response with a body reports OK here (a stream
+                // that fails later is not counted as an error: known gap).
                 let code = response
                     .headers()
                     .get("grpc-status")
@@ -89,6 +95,7 @@ where
                     .unwrap_or("0")
                     .to_owned();
                 recorder.record("rpc.grpc.status_code", code.as_str());
+                crate::metrics::rpc(component, &method, &code, started.elapsed());
             }
             result
         }

@@ -10,6 +10,7 @@
 //!   as the child of the caller's span.
 
 pub mod layer;
+pub mod metrics;
 pub mod propagation;
 
 use opentelemetry::trace::TracerProvider as _;

@@ -158,6 +158,7 @@ impl Target {
             .env("ROAMING_PARKING_LISTEN", addr(3).to_string())
             .env("ROAMING_VIEW_LISTEN", addr(4).to_string())
             .env("ROAMING_GATEWAY_LISTEN", addr(5).to_string())
+            .env("ROAMING_ADMIN_LISTEN", "127.0.0.1:0")
             .env("ROAMING_AUTH_SIGNING_KEY_FILE", &key)
             // The bench drives the mesh, not the per-principal limit.
             .env("ROAMING_GATEWAY_RATE_PER_SECOND", "1000000000")
@@ -199,6 +200,7 @@ impl Target {
         settings.parking.listen = any;
         settings.view.listen = any;
         settings.gateway.listen = any;
+        settings.admin_listen = None;
         settings.gateway.rate_per_second = u32::MAX;
         settings.gateway.burst = u32::MAX;
         let key = dir.join("issuer.pem");

@@ -71,6 +71,7 @@ struct Common {
 }
 
 async fn common<M: adapters_store::migrations::MigratorTrait>(
+    name: &str,
     listen: std::net::SocketAddr,
     url: &str,
     bus: &Bus,
@@ -85,7 +86,14 @@ async fn common<M: adapters_store::migrations::MigratorTrait>(
         .map_err(|e| anyhow::anyhow!("database {url}: {e}"))?;
     let (stop, _) = watch::channel(false);
     let mut tasks = JoinSet::new();
-    let relay = Relay::new(db.clone(), bus.publisher(), RelayConfig::default());
+    let relay = Relay::new(
+        db.clone(),
+        bus.publisher(),
+        RelayConfig {
+            lease: name.to_owned(),
+            ..RelayConfig::default()
+        },
+    );
     tasks.spawn(relay.run(stopped(stop.subscribe())));
     Ok(Common {
         listener,
@@ -145,7 +153,9 @@ pub async fn start_reservation(
     payment_addrs: &[String],
 ) -> anyhow::Result<(Running, Arc<Reservations>)> {
     let url = settings.database_url("reservation", settings.reservation.database_url.as_ref());
-    let mut c = common::<ReservationMigrator>(settings.reservation.listen, &url, bus).await?;
+    let mut c =
+        common::<ReservationMigrator>("reservation", settings.reservation.listen, &url, bus)
+            .await?;
     let store = ReservationStore::new(c.db.clone());
     ensure_price_list(&store).await?;
     let payments = GrpcPaymentGateway::new(
@@ -227,7 +237,7 @@ pub async fn start_payment(
     bus: &Bus,
 ) -> anyhow::Result<(Running, Arc<Payments>)> {
     let url = settings.database_url("payment", settings.payment.database_url.as_ref());
-    let mut c = common::<PaymentMigrator>(settings.payment.listen, &url, bus).await?;
+    let mut c = common::<PaymentMigrator>("payment", settings.payment.listen, &url, bus).await?;
     let acquirer = FaultyAcquirer::new(
         settings.payment.fault_latency_ms,
         settings.payment.fault_failure_rate,
@@ -263,7 +273,7 @@ pub async fn start_rental(
     bus: &Bus,
 ) -> anyhow::Result<(Running, Arc<Rentals>)> {
     let url = settings.database_url("rental", settings.rental.database_url.as_ref());
-    let mut c = common::<RentalMigrator>(settings.rental.listen, &url, bus).await?;
+    let mut c = common::<RentalMigrator>("rental", settings.rental.listen, &url, bus).await?;
     let service = Arc::new(RentalService::new(
         RentalStore::new(c.db.clone()),
         SystemClock,
@@ -295,7 +305,7 @@ pub async fn start_parking(
     reservation_addrs: &[String],
 ) -> anyhow::Result<(Running, Arc<Parkings>)> {
     let url = settings.database_url("parking", settings.parking.database_url.as_ref());
-    let mut c = common::<ParkingMigrator>(settings.parking.listen, &url, bus).await?;
+    let mut c = common::<ParkingMigrator>("parking", settings.parking.listen, &url, bus).await?;
     let store = ParkingStore::new(c.db.clone());
     let verifier = GrpcReservationVerifier::new(
         channel(reservation_addrs)?,
@@ -334,7 +344,7 @@ pub async fn start_view(
     bus: &Bus,
 ) -> anyhow::Result<(Running, ViewStore)> {
     let url = settings.database_url("view", settings.view.database_url.as_ref());
-    let mut c = common::<ViewMigrator>(settings.view.listen, &url, bus).await?;
+    let mut c = common::<ViewMigrator>("view", settings.view.listen, &url, bus).await?;
     let store = ViewStore::new(c.db.clone());
     subscribe(
         &mut c,

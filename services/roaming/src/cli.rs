@@ -122,6 +122,19 @@ async fn run_gateway(settings: Settings) -> anyhow::Result<()> {
 }
 
 async fn run_one(settings: Settings, service: &str) -> anyhow::Result<()> {
+    adapters_telemetry::metrics::install(service);
+    let admin = match settings.admin_listen {
+        Some(listen) => Some(crate::admin::start(listen).await?),
+        None => None,
+    };
+    let result = run_one_service(settings, service).await;
+    if let Some(admin) = admin {
+        admin.stop().await;
+    }
+    result
+}
+
+async fn run_one_service(settings: Settings, service: &str) -> anyhow::Result<()> {
     if service == "gateway" {
         return run_gateway(settings).await;
     }

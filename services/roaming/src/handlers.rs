@@ -42,6 +42,9 @@ impl<H: Handler + ?Sized> Handler for Traced<H> {
             attempt = d.attempt,
         );
         adapters_telemetry::set_parent_from_pairs(&span, d.headers);
+        if d.attempt > 1 {
+            adapters_telemetry::metrics::redelivered(self.consumer);
+        }
         Box::pin(self.inner.handle(d).instrument(span))
     }
 }

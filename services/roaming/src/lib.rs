@@ -5,6 +5,7 @@
 //! relay, its event consumers. [`up`] runs all of them in one process; each can
 //! also run alone (`roaming serve <service>`), against PostgreSQL and NATS.
 
+pub mod admin;
 pub mod apps;
 pub mod auth;
 pub mod bus;

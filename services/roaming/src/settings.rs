@@ -35,6 +35,9 @@ pub struct Settings {
     pub shutdown_grace_ms: u64,
     /// Log as JSON lines.
     pub log_json: bool,
+    /// The admin HTTP port (`/metrics`, `/healthz`); off when unset. One per
+    /// process: give each process of a host its own.
+    pub admin_listen: Option<SocketAddr>,
     /// Addresses of rental, parking and view replicas (the gateway forwards to
     /// them; in `roaming up` the local services).
     pub rental_addrs: Vec<String>,
@@ -162,6 +165,7 @@ impl Default for Settings {
             breaker_cool_down_ms: 5_000,
             shutdown_grace_ms: 5_000,
             log_json: false,
+            admin_listen: Some(loopback(9464)),
             rental_addrs: Vec::new(),
             parking_addrs: Vec::new(),
             view_addrs: Vec::new(),
@@ -277,6 +281,12 @@ impl Settings {
             "PAYMENT_FAULT_LATENCY_MS" => self.payment.fault_latency_ms = number(value)?,
             "PAYMENT_FAULT_FAILURE_RATE" => {
                 self.payment.fault_failure_rate = value.parse().map_err(|e| bad(key, e))?;
+            }
+            "ADMIN_LISTEN" => {
+                self.admin_listen = match value {
+                    "" | "off" => None,
+                    v => Some(addr(v)?),
+                };
             }
             "LOG_JSON" => self.log_json = matches!(value, "1" | "true" | "yes"),
             _ => return Err(bad(key, "unknown setting")),

@@ -13,6 +13,7 @@ use domain_reservation::ports::Catalog;
 use gateway::{DEMO_PRINCIPALS, Gateway, Parts, PrincipalEntry, Upstreams};
 use tracing::info;
 
+use crate::admin::Admin;
 use crate::apps::{
     Parkings, Payments, Rentals, Reservations, start_parking, start_payment, start_rental,
     start_reservation, start_view,
@@ -31,6 +32,7 @@ pub struct Mesh {
     pub parking: Running,
     pub view: Running,
     pub gateway: Gateway,
+    pub admin: Option<Admin>,
     pub auth: MeshAuth,
     pub bus: Bus,
     pub reservations: Arc<Reservations>,
@@ -50,7 +52,12 @@ pub async fn up(settings: &Settings) -> anyhow::Result<Mesh> {
         || std::fs::read_dir(&settings.data_dir).map_or(true, |mut d| d.next().is_none());
     std::fs::create_dir_all(&settings.data_dir)
         .map_err(|e| anyhow::anyhow!("creating data dir {}: {e}", settings.data_dir.display()))?;
+    adapters_telemetry::metrics::install("roaming");
     let auth = MeshAuth::load(settings, true)?;
+    let admin = match settings.admin_listen {
+        Some(listen) => Some(crate::admin::start(listen).await?),
+        None => None,
+    };
     let bus = Bus::connect(settings.nats_url.as_deref(), &settings.nats_prefix).await?;
 
     let (payment, payments) = start_payment(settings, &auth, &bus).await?;
@@ -91,6 +98,7 @@ pub async fn up(settings: &Settings) -> anyhow::Result<Mesh> {
         parking,
         view,
         gateway,
+        admin,
         auth,
         bus,
         reservations,
@@ -162,6 +170,9 @@ impl Mesh {
     pub async fn stop(self, grace: Duration) {
         self.gateway.stop(grace).await;
         self.view.stop(grace).await;
+        if let Some(admin) = self.admin {
+            admin.stop().await;
+        }
         self.parking.stop(grace).await;
         self.rental.stop(grace).await;
         self.reservation.stop(grace).await;
@@ -194,6 +205,9 @@ impl Mesh {
             &self.view,
         ] {
             let _ = writeln!(out, "  {:<12} {}", r.name, r.addr);
+        }
+        if let Some(admin) = &self.admin {
+            let _ = writeln!(out, "metrics: http://{}/metrics", admin.addr);
         }
         out.push_str("demo principals:\n");
         for (subject, role, booth) in DEMO_PRINCIPALS {

@@ -151,6 +151,7 @@ impl Distributed {
             .env(format!("ROAMING_{upper}_LISTEN"), listen.to_string())
             // As the README sets it up: everyone trusts the issuer's key, and
             // reservation's and parking's own keys only for themselves.
+            .env("ROAMING_ADMIN_LISTEN", "off")
             .env("ROAMING_AUTH_TRUSTED_KEYS", &self.trusted)
             .env(
                 "ROAMING_AUTH_SIGNING_KEY_FILE",

@@ -145,6 +145,7 @@ pub fn test_settings(dir: &std::path::Path) -> Settings {
     s.parking.listen = any;
     s.view.listen = any;
     s.gateway.listen = any;
+    s.admin_listen = None;
     s.auth.signing_key_file = Some(test_key().0.clone());
     s.call_deadline_ms = 500;
     s.breaker_cool_down_ms = 1_000;
