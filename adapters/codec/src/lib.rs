@@ -28,3 +28,34 @@ pub use outgoing::{encode_parking, encode_payment, encode_rental, encode_reserva
 
 /// Header naming the protobuf message type of the payload.
 pub const EVENT_TYPE_HEADER: &str = "Roaming-Event-Type";
+
+/// The reservation an event is about, if it is about one: for span fields
+/// (`reservation_id`), so one reservation can be followed through consumers.
+/// Every reservation-related event carries it in field 2, except a device
+/// relocation (field 7); catalog registrations carry none.
+pub fn reservation_of(subject: &str, payload: &[u8]) -> Option<String> {
+    #[derive(Clone, PartialEq, prost::Message)]
+    struct Field2 {
+        #[prost(string, tag = "2")]
+        reservation_id: String,
+    }
+    #[derive(Clone, PartialEq, prost::Message)]
+    struct Field7 {
+        #[prost(string, tag = "7")]
+        reservation_id: String,
+    }
+    use prost::Message as _;
+    use proto::subjects::{
+        PARKING_SPACE_REGISTERED, RENTAL_DEVICE_REGISTERED, RENTAL_DEVICE_RELOCATED,
+    };
+    let id = if subject.ends_with(RENTAL_DEVICE_REGISTERED)
+        || subject.ends_with(PARKING_SPACE_REGISTERED)
+    {
+        return None;
+    } else if subject.ends_with(RENTAL_DEVICE_RELOCATED) {
+        Field7::decode(payload).ok()?.reservation_id
+    } else {
+        Field2::decode(payload).ok()?.reservation_id
+    };
+    Some(id).filter(|id| !id.is_empty())
+}

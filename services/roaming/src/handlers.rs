@@ -40,7 +40,11 @@ impl<H: Handler + ?Sized> Handler for Traced<H> {
             consumer = self.consumer,
             messaging.destination = %d.subject,
             attempt = d.attempt,
+            reservation_id = tracing::field::Empty,
         );
+        if let Some(id) = adapters_codec::reservation_of(d.subject, d.payload) {
+            span.record("reservation_id", id.as_str());
+        }
         adapters_telemetry::set_parent_from_pairs(&span, d.headers);
         if d.attempt > 1 {
             adapters_telemetry::metrics::redelivered(self.consumer);

@@ -133,6 +133,10 @@ async fn one_reservation_is_one_trace_across_grpc_and_the_bus() {
             published.span_context.span_id(),
             "{consumer}'s span is a child of the publish, across the bus"
         );
+        assert_eq!(
+            attr(handled, "reservation_id").as_deref(),
+            Some(id.as_str())
+        );
     }
     // Rental's acceptance continues the same trace, and the view applies it.
     let rental_handled = find("rental handling", &|s| {
