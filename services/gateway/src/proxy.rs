@@ -134,9 +134,12 @@ async fn forward(
     // One request message (no method of the API streams requests): a 5-byte
     // frame header and at most `max_message_bytes` of message.
     let limit = state.max_message_bytes + 5;
-    let bytes = Limited::new(body, limit)
-        .collect()
-        .await
+    // A client that trickles its request is cut off like a slow upstream.
+    let collected =
+        tokio::time::timeout(state.default_deadline, Limited::new(body, limit).collect())
+            .await
+            .map_err(|_| Status::deadline_exceeded("the request body did not arrive in time"))?;
+    let bytes = collected
         .map_err(|e| {
             if e.downcast_ref::<http_body_util::LengthLimitError>()
                 .is_some()

@@ -46,7 +46,7 @@ pub fn main_with(args: Vec<String>) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    match args.first().map(String::as_str) {
+    let result = match args.first().map(String::as_str) {
         Some("up") => runtime.block_on(run_up(settings)),
         Some("serve") => {
             let service = args.get(1).context(USAGE)?.clone();
@@ -56,7 +56,12 @@ pub fn main_with(args: Vec<String>) -> anyhow::Result<()> {
             eprintln!("{USAGE}");
             std::process::exit(2);
         }
+    };
+    // Push the last metrics out (OTLP) before the process ends.
+    if let Some(metrics) = adapters_telemetry::metrics::installed() {
+        metrics.shutdown();
     }
+    result
 }
 
 async fn shutdown_signal() {
