@@ -23,6 +23,11 @@ struct Options {
     event_rate: u32,
 }
 
+const USAGE: &str = "usage: bench [--concurrency N] [--duration-secs N] [--warmup-secs N]
+             [--event-rate N] [--target in-process] [--smoke]
+Runs the echo baseline, then reserve calls through the gateway of a fresh
+`roaming up` (next to this binary), and prints the table (BENCHMARKS.md).";
+
 fn options() -> anyhow::Result<Options> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut o = Options {
@@ -50,7 +55,11 @@ fn options() -> anyhow::Result<Options> {
             "--duration-secs" => o.duration = Duration::from_secs(value()?.parse()?),
             "--warmup-secs" => o.warmup = Duration::from_secs(value()?.parse()?),
             "--event-rate" => o.event_rate = value()?.parse()?,
-            other => bail!("unknown argument {other}"),
+            "--help" | "-h" => {
+                println!("{USAGE}");
+                std::process::exit(0);
+            }
+            other => bail!("unknown argument {other}\n{USAGE}"),
         }
     }
     Ok(o)
