@@ -1,8 +1,13 @@
-//! One span per RPC on the server side, child of the caller's span.
+//! One span per RPC on the server side, child of the caller's span, and the
+//! RPC metrics, recorded when the response ends (so a stream is counted with
+//! the status of its trailers, and its duration is its lifetime).
 
-use std::task::{Context, Poll};
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+use std::time::Instant;
 
 use futures::future::{BoxFuture, FutureExt};
+use http_body::{Body, Frame, SizeHint};
 use tower::{Layer, Service};
 use tracing::Instrument;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
@@ -40,12 +45,99 @@ pub struct Traced<S> {
     component: &'static str,
 }
 
+/// What to record once the response is over.
+#[derive(Debug)]
+struct Finish {
+    component: &'static str,
+    method: String,
+    started: Instant,
+    span: tracing::Span,
+}
+
+impl Finish {
+    fn record(self, code: &str) {
+        self.span.record("rpc.grpc.status_code", code);
+        crate::metrics::rpc(self.component, &self.method, code, self.started.elapsed());
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A response body that records the call when its trailers (or its end)
+    /// pass, or when dropped: with the status of a trailers-only answer, else
+    /// as `CANCELLED` (the client went away first).
+    pub struct RecordedBody<B> {
+        #[pin]
+        inner: B,
+        // The status a trailers-only response carried in its headers.
+        header_code: Option<String>,
+        finish: Option<Finish>,
+    }
+
+    impl<B> PinnedDrop for RecordedBody<B> {
+        fn drop(this: Pin<&mut Self>) {
+            let this = this.project();
+            if let Some(finish) = this.finish.take() {
+                // A trailers-only answer is never polled (its body is empty
+                // from the start): its status is in the headers. Otherwise the
+                // stream was dropped before its trailers: the client left.
+                finish.record(this.header_code.as_deref().unwrap_or("1"));
+            }
+        }
+    }
+}
+
+impl<B: Body> Body for RecordedBody<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        let this = self.project();
+        let frame = ready!(this.inner.poll_frame(cx));
+        match &frame {
+            Some(Ok(f)) => {
+                if let Some(trailers) = f.trailers_ref()
+                    && let Some(finish) = this.finish.take()
+                {
+                    let code = trailers
+                        .get("grpc-status")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("0");
+                    finish.record(code);
+                }
+            }
+            Some(Err(_)) => {
+                if let Some(finish) = this.finish.take() {
+                    finish.record("2");
+                }
+            }
+            None => {
+                if let Some(finish) = this.finish.take() {
+                    finish.record(this.header_code.as_deref().unwrap_or("0"));
+                }
+            }
+        }
+        Poll::Ready(frame)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
 impl<S, B, R> Service<http::Request<B>> for Traced<S>
 where
     S: Service<http::Request<B>, Response = http::Response<R>>,
     S::Future: Send + 'static,
+    R: Body,
 {
-    type Response = http::Response<R>;
+    type Response = http::Response<RecordedBody<R>>;
     type Error = S::Error;
     type Future = BoxFuture<'static, Result<Self::Response, S::Error>>;
 
@@ -55,13 +147,12 @@ where
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
         let path = request.uri().path().to_owned();
-        let path = path.as_str();
+        // Health probes and reflection: no span, no metrics.
         let anonymous = path.starts_with("/grpc.");
         let span = if anonymous {
-            // Health probes and reflection: no span of their own.
             tracing::Span::none()
         } else {
-            tracing::info_span!(
+            let span = tracing::info_span!(
                 "rpc.server",
                 otel.name = %path,
                 otel.kind = "server",
@@ -69,35 +160,32 @@ where
                 rpc.method = %path,
                 rpc.grpc.status_code = tracing::field::Empty,
                 reservation_id = tracing::field::Empty,
-            )
-        };
-        if !anonymous {
+            );
             let _ = span.set_parent(extract_headers(request.headers()));
-        }
+            span
+        };
         let future = {
             let _entered = span.enter();
             self.inner.call(request)
         };
-        let recorder = span.clone();
-        let component = self.component;
-        let method = (!anonymous).then(|| path.to_owned());
-        let started = std::time::Instant::now();
+        let finish = (!anonymous).then(|| Finish {
+            component: self.component,
+            method: path,
+            started: Instant::now(),
+            span: span.clone(),
+        });
         async move {
-            let result = future.await;
-            if let (Ok(response), Some(method)) = (&result, method) {
-                // Errors are answered trailers-only, so their status is a
-                // header; a response with a body reports OK here (a stream
-                // that fails later is not counted as an error: known gap).
-                let code = response
-                    .headers()
-                    .get("grpc-status")
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or("0")
-                    .to_owned();
-                recorder.record("rpc.grpc.status_code", code.as_str());
-                crate::metrics::rpc(component, &method, &code, started.elapsed());
-            }
-            result
+            let response = future.await?;
+            let header_code = response
+                .headers()
+                .get("grpc-status")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
+            Ok(response.map(|inner| RecordedBody {
+                inner,
+                header_code,
+                finish,
+            }))
         }
         .instrument(span)
         .boxed()

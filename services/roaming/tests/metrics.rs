@@ -71,7 +71,41 @@ async fn prometheus_text_has_rpc_counters_and_histograms_with_their_labels() {
         .await
         .unwrap_err();
     assert_eq!(e.code(), Code::InvalidArgument);
-    // Let the relay report its gauges (once a second).
+    // A watch that another customer may not see (answered at once, trailers
+    // only), and one the client hangs up on after the first message.
+    let first = m
+        .view()
+        .await
+        .list_my_reservations(req(
+            ALICE,
+            proto::view::ListMyReservationsRequest::default(),
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .reservations
+        .into_iter()
+        .next()
+        .unwrap()
+        .reservation_id;
+    let view = m.view().await;
+    let watch = |who| {
+        let id = first.clone();
+        let mut view = view.clone();
+        async move {
+            view.watch_reservation(req(
+                who,
+                proto::view::WatchReservationRequest { reservation_id: id },
+            ))
+            .await
+        }
+    };
+    assert_eq!(watch(BOB).await.unwrap_err().code(), Code::NotFound);
+    let mut stream = watch(ALICE).await.unwrap().into_inner();
+    stream.message().await.unwrap().unwrap();
+    drop(stream);
+    // Let the relay report its gauges (once a second) and the server see the
+    // stream go away.
     tokio::time::sleep(Duration::from_millis(1_200)).await;
 
     let text = scrape(admin, "/metrics").await;
@@ -122,6 +156,14 @@ async fn prometheus_text_has_rpc_counters_and_histograms_with_their_labels() {
         value(&text, "roaming_outbox_backlog{database=\"reservation\"}").is_some(),
         "outbox gauge\n{text}"
     );
+    // Streams are counted when they end, with the status they ended with.
+    let watch = "rpc_method=\"/roaming.view.v1.ViewService/WatchReservation\"";
+    for (code, expected) in [("5", 1.0), ("1", 1.0)] {
+        let series = format!(
+            "roaming_rpc_server_requests_total{{component=\"view\",grpc_code=\"{code}\",{watch}}}"
+        );
+        assert_eq!(value(&text, &series), Some(expected), "{series}\n{text}");
+    }
     assert!(scrape(admin, "/healthz").await.ends_with("ok\n"));
     m.stop().await;
 }
