@@ -55,6 +55,10 @@ pub struct Relay<P> {
     publisher: P,
     config: RelayConfig,
     holder: String,
+    /// Until when (monotonic) this relay is sure it holds the lease: renewing
+    /// is skipped while more than half the TTL is left, so a busy relay does
+    /// not write its lease row for every batch.
+    held_until: std::sync::Mutex<Option<tokio::time::Instant>>,
 }
 
 fn micros(d: Duration) -> i64 {
@@ -68,6 +72,7 @@ impl<P: EventPublisher> Relay<P> {
             publisher,
             config,
             holder: uuid::Uuid::now_v7().to_string(),
+            held_until: std::sync::Mutex::new(None),
         }
     }
 
@@ -76,21 +81,17 @@ impl<P: EventPublisher> Relay<P> {
     /// published (0: nothing pending, or another relay holds the lease).
     pub async fn step(&self) -> Result<usize, RelayError> {
         let conn = self.db.writer();
+        // Reads go to the read pool: they see every commit that woke the relay,
+        // and the single writer stays free for the request path.
+        let reader = self.db.reader();
         // Look before taking the lease: an idle relay then writes nothing.
-        if outbox::unsent(conn, 1).await?.is_empty() {
+        if outbox::unsent(reader, 1).await?.is_empty() {
             return Ok(0);
         }
-        if !outbox::acquire_lease(
-            conn,
-            &self.config.lease,
-            &self.holder,
-            micros(self.config.lease_ttl),
-        )
-        .await?
-        {
+        if !self.hold_lease().await? {
             return Ok(0);
         }
-        let pending = outbox::unsent(conn, self.config.batch).await?;
+        let pending = outbox::unsent(reader, self.config.batch).await?;
         if pending.is_empty() {
             return Ok(0);
         }
@@ -118,6 +119,35 @@ impl<P: EventPublisher> Relay<P> {
         outbox::mark_sent(conn, &seqs).await?;
         debug!(count = seqs.len(), "outbox batch published");
         Ok(seqs.len())
+    }
+
+    /// Takes or renews the lease, unless this relay renewed it less than half
+    /// a TTL ago. (A wall clock jumping forward by more than half the TTL could
+    /// let another relay take over early; its re-publishes are then dropped by
+    /// the broker's de-duplication and the consumers' inboxes.)
+    async fn hold_lease(&self) -> Result<bool, StoreError> {
+        let now = tokio::time::Instant::now();
+        let fresh = self
+            .held_until
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .is_some_and(|until| now + self.config.lease_ttl / 2 < until);
+        if fresh {
+            return Ok(true);
+        }
+        let held = outbox::acquire_lease(
+            self.db.writer(),
+            &self.config.lease,
+            &self.holder,
+            micros(self.config.lease_ttl),
+        )
+        .await?;
+        *self
+            .held_until
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) =
+            held.then(|| now + self.config.lease_ttl);
+        Ok(held)
     }
 
     /// The outbox gauges (backlog, age of the oldest unsent event), read from
