@@ -42,10 +42,14 @@ pub fn main_with(args: Vec<String>) -> anyhow::Result<()> {
         Some("serve") => args.get(1).map_or("roaming", String::as_str).to_owned(),
         _ => "roaming".to_owned(),
     };
-    let _telemetry = adapters_telemetry::init(&component, settings.log_json);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
+    // The OTLP exporters open their gRPC channels on this runtime.
+    let _telemetry = {
+        let _entered = runtime.enter();
+        adapters_telemetry::init(&component, settings.log_json)
+    };
     let result = match args.first().map(String::as_str) {
         Some("up") => runtime.block_on(run_up(settings)),
         Some("serve") => {
