@@ -225,7 +225,8 @@ impl Metrics {
     /// Every metric in the Prometheus text exposition format (0.0.4).
     pub fn render(&self) -> String {
         let mut rm = ResourceMetrics::default();
-        if self.reader.collect(&mut rm).is_err() {
+        if let Err(e) = self.reader.collect(&mut rm) {
+            tracing::warn!(error = %e, "collecting metrics for /metrics failed");
             return String::new();
         }
         let mut out = String::new();
