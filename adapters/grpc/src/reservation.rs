@@ -211,6 +211,42 @@ fn get_error(e: GetError) -> Status {
     }
 }
 
+impl<R, C, P, K, I> ReservationRpc<R, C, P, K, I>
+where
+    R: ReservationRepository + 'static,
+    C: Catalog + 'static,
+    P: PaymentGateway + 'static,
+    K: Clock + 'static,
+    I: IdGenerator + 'static,
+{
+    /// What both reserve calls share once their details are parsed: every
+    /// field violation in one `INVALID_ARGUMENT`, then the use case, the span
+    /// field and the outcome counter (`kind` is `roaming` or `parking`).
+    async fn reserve(
+        &self,
+        who: &domain_kernel::Principal,
+        mut v: Violations,
+        request_id: Option<RequestId>,
+        details: Result<Details, Violations>,
+        payment: Option<&proto::common::PaymentCard>,
+        kind: &'static str,
+    ) -> Result<pb::Reservation, Status> {
+        let details = details.map_err(|e| v.extend(e)).ok();
+        let card = card(payment, &mut v);
+        let (Some(request_id), Some(details), Some(card)) = (request_id, details, card) else {
+            return Err(invalid(&v));
+        };
+        let reservation = self
+            .service
+            .reserve(who, request_id, details, card)
+            .await
+            .map_err(|e| rejected(kind, reserve_error(e)))?;
+        crate::record_reservation(&reservation.id);
+        adapters_telemetry::metrics::reservation("reserved", kind, "");
+        Ok(reservation_to_pb(&reservation))
+    }
+}
+
 #[tonic::async_trait]
 impl<R, C, P, K, I> Rpc for ReservationRpc<R, C, P, K, I>
 where
@@ -254,7 +290,7 @@ where
         let r = request.into_inner();
         let mut v = Violations::new();
         let request_id = v.check("request_id", RequestId::parse(&r.request_id));
-        let details = match details_from_pb(
+        let details = details_from_pb(
             Some(&pb::RoamingDetails {
                 device_model: r.device_model,
                 country: r.country,
@@ -264,26 +300,12 @@ where
                 end_date: r.end_date,
             }),
             None,
-        ) {
-            Ok(d) => Some(d),
-            Err(e) => {
-                v.extend(e);
-                None
-            }
-        };
-        let card = card(r.payment.as_ref(), &mut v);
-        let (Some(request_id), Some(details), Some(card)) = (request_id, details, card) else {
-            return Err(invalid(&v));
-        };
+        );
         let reservation = self
-            .service
-            .reserve(&who, request_id, details, card)
-            .await
-            .map_err(|e| rejected("roaming", reserve_error(e)))?;
-        crate::record_reservation(&reservation.id);
-        adapters_telemetry::metrics::reservation("reserved", "roaming", "");
+            .reserve(&who, v, request_id, details, r.payment.as_ref(), "roaming")
+            .await?;
         Ok(Response::new(pb::ReserveRoamingResponse {
-            reservation: Some(reservation_to_pb(&reservation)),
+            reservation: Some(reservation),
         }))
     }
 
@@ -324,26 +346,13 @@ where
         let r = request.into_inner();
         let mut v = Violations::new();
         let request_id = v.check("request_id", RequestId::parse(&r.request_id));
-        let details = match parking(r.space_id, r.vehicle_plate, r.start_time, r.end_time) {
-            Ok(d) => Some(Details::Parking(d)),
-            Err(e) => {
-                v.extend(e);
-                None
-            }
-        };
-        let card = card(r.payment.as_ref(), &mut v);
-        let (Some(request_id), Some(details), Some(card)) = (request_id, details, card) else {
-            return Err(invalid(&v));
-        };
+        let details =
+            parking(r.space_id, r.vehicle_plate, r.start_time, r.end_time).map(Details::Parking);
         let reservation = self
-            .service
-            .reserve(&who, request_id, details, card)
-            .await
-            .map_err(|e| rejected("parking", reserve_error(e)))?;
-        crate::record_reservation(&reservation.id);
-        adapters_telemetry::metrics::reservation("reserved", "parking", "");
+            .reserve(&who, v, request_id, details, r.payment.as_ref(), "parking")
+            .await?;
         Ok(Response::new(pb::ReserveParkingResponse {
-            reservation: Some(reservation_to_pb(&reservation)),
+            reservation: Some(reservation),
         }))
     }
 
