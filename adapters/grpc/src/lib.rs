@@ -33,3 +33,16 @@ pub const ERROR_DOMAIN: &str = "roaming.mesh";
 pub fn record_reservation(id: &domain_kernel::ReservationId) {
     tracing::Span::current().record("reservation_id", tracing::field::display(id));
 }
+
+/// Server reflection over the whole v1 contract, the health service and the
+/// `google.rpc` error details (so `grpcurl` can print them), listing only
+/// `services` (every service when empty). Build it twice: v1 and v1alpha.
+pub fn reflection(services: &[&str]) -> tonic_reflection::server::Builder<'static> {
+    services.iter().fold(
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET),
+        |builder, name| builder.with_service_name(*name),
+    )
+}

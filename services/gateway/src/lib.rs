@@ -101,16 +101,10 @@ pub async fn start(
         upstreams.insert(name.to_owned(), channel);
     }
     let (health, health_service) = tonic_health::server::health_reporter();
-    let reflection = || {
-        tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
-            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-            .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
-    };
-    let v1 = reflection()
+    let v1 = adapters_grpc::reflection(&[])
         .build_v1()
         .map_err(|e| StartError(e.to_string()))?;
-    let v1alpha = reflection()
+    let v1alpha = adapters_grpc::reflection(&[])
         .build_v1alpha()
         .map_err(|e| StartError(e.to_string()))?;
     let max = settings.max_message_bytes;

@@ -90,17 +90,9 @@ pub fn base_router(
     auth: AuthLayer,
 ) -> Result<(HealthReporter, Guarded), anyhow::Error> {
     let (reporter, health) = tonic_health::server::health_reporter();
-    let reflection = || {
-        tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
-            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-            // google.rpc.* error details, so grpcurl can print them.
-            .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
-            .with_service_name(grpc_service)
-            .with_service_name("grpc.health.v1.Health")
-    };
-    let v1 = reflection().build_v1()?;
-    let v1alpha = reflection().build_v1alpha()?;
+    let listed = [grpc_service, "grpc.health.v1.Health"];
+    let v1 = adapters_grpc::reflection(&listed).build_v1()?;
+    let v1alpha = adapters_grpc::reflection(&listed).build_v1alpha()?;
     let router = tonic::transport::Server::builder()
         .layer(TraceLayer::new(component))
         .layer(auth)
