@@ -1,7 +1,6 @@
 //! `roaming.auth.v1.AuthService`: credentials in, a signed token out.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use adapters_auth::{Credentials, Issuer};
 use adapters_grpc::status::{invalid, reason, retry_later};
@@ -107,6 +106,3 @@ impl AuthService for TokenService {
         }))
     }
 }
-
-/// Lifetime of issued tokens when the settings give none.
-pub const DEFAULT_TTL: Duration = Duration::from_hours(1);

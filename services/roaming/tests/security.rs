@@ -202,49 +202,68 @@ async fn bad_tokens_are_unauthenticated_at_the_gateway_and_at_every_service() {
 async fn every_service_port_refuses_calls_without_a_token_and_ignores_development_headers() {
     let m = TestMesh::start().await;
     let d = m.direct();
-    let dev = |mut r: Request<()>| {
-        for (k, v) in [("x-dev-subject", "ops"), ("x-dev-roles", "operator")] {
-            r.metadata_mut().insert(k, v.parse().unwrap());
-        }
-        r
-    };
     let mut results: Vec<(&str, Status)> = Vec::new();
-    let get = pb::GetReservationRequest {
-        reservation_id: "01890000-0000-7000-8000-000000000000".into(),
-    };
-    for anonymous in [false, true] {
-        let wrap = |r: Request<()>| if anonymous { r } else { dev(r) };
-        let mut rq = Request::new(get.clone());
-        *rq.metadata_mut() = wrap(Request::new(())).metadata().clone();
+    let id = "01890000-0000-7000-8000-000000000000".to_owned();
+    for with_dev_headers in [true, false] {
+        // Nothing but the headers the development seam used to trust.
+        fn bare<T>(message: T, with_dev_headers: bool) -> Request<T> {
+            let mut r = Request::new(message);
+            if with_dev_headers {
+                for (k, v) in [("x-dev-subject", "ops"), ("x-dev-roles", "operator")] {
+                    r.metadata_mut().insert(k, v.parse().unwrap());
+                }
+            }
+            r
+        }
+        let h = with_dev_headers;
+        let get = pb::GetReservationRequest {
+            reservation_id: id.clone(),
+        };
+        let payment = pp::GetPaymentRequest {
+            reservation_id: id.clone(),
+        };
         results.push((
             "reservation",
-            d.reservation().await.get_reservation(rq).await.unwrap_err(),
+            d.reservation()
+                .await
+                .get_reservation(bare(get, h))
+                .await
+                .unwrap_err(),
         ));
-        let mut rq = Request::new(pp::GetPaymentRequest {
-            reservation_id: get.reservation_id.clone(),
-        });
-        *rq.metadata_mut() = wrap(Request::new(())).metadata().clone();
         results.push((
             "payment",
-            d.payment().await.get_payment(rq).await.unwrap_err(),
+            d.payment()
+                .await
+                .get_payment(bare(payment, h))
+                .await
+                .unwrap_err(),
         ));
-        let mut rq = Request::new(pr::ListDevicesRequest::default());
-        *rq.metadata_mut() = wrap(Request::new(())).metadata().clone();
+        let devices = pr::ListDevicesRequest::default();
         results.push((
             "rental",
-            d.rental().await.list_devices(rq).await.unwrap_err(),
+            d.rental()
+                .await
+                .list_devices(bare(devices, h))
+                .await
+                .unwrap_err(),
         ));
-        let mut rq = Request::new(pk::ListSpacesRequest::default());
-        *rq.metadata_mut() = wrap(Request::new(())).metadata().clone();
+        let spaces = pk::ListSpacesRequest::default();
         results.push((
             "parking",
-            d.parking().await.list_spaces(rq).await.unwrap_err(),
+            d.parking()
+                .await
+                .list_spaces(bare(spaces, h))
+                .await
+                .unwrap_err(),
         ));
-        let mut rq = Request::new(pv::ListMyReservationsRequest::default());
-        *rq.metadata_mut() = wrap(Request::new(())).metadata().clone();
+        let mine = pv::ListMyReservationsRequest::default();
         results.push((
             "view",
-            d.view().await.list_my_reservations(rq).await.unwrap_err(),
+            d.view()
+                .await
+                .list_my_reservations(bare(mine, h))
+                .await
+                .unwrap_err(),
         ));
     }
     assert_eq!(results.len(), 10);
