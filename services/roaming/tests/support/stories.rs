@@ -434,8 +434,33 @@ pub async fn parking_story_enter_exit_and_refusals(c: &Cluster) {
         ))
         .await
         .unwrap();
-    let done = view_reaches(c, ALICE, &r.reservation_id, S::Completed).await;
-    assert_eq!(done.session_status, pk::SessionStatus::Ended as i32);
+    view_reaches(c, ALICE, &r.reservation_id, S::Completed).await;
+    // The session's end comes on another stream than the status change: the
+    // view may apply them in either order, and shows both once it has both.
+    let view = c.view().await;
+    eventually(
+        Duration::from_secs(10),
+        "the view to show the session ended",
+        || {
+            let mut view = view.clone();
+            let id = r.reservation_id.clone();
+            async move {
+                let v = view
+                    .get_reservation_view(req(
+                        ALICE,
+                        pv::GetReservationViewRequest { reservation_id: id },
+                    ))
+                    .await
+                    .ok()?
+                    .into_inner()
+                    .reservation?;
+                (v.session_status == pk::SessionStatus::Ended as i32
+                    && v.status == S::Completed as i32)
+                    .then_some(())
+            }
+        },
+    )
+    .await;
     // A customer is no gate.
     let not_gate = parking
         .enter(req(
