@@ -114,7 +114,30 @@ pub async fn roaming_story_from_reservation_to_retrieval_at_another_booth(
         ))
         .await
         .unwrap();
-    let done = view_reaches(c, ALICE, &id, S::Completed).await;
+    view_reaches(c, ALICE, &id, S::Completed).await;
+    // The rental's own retrieval comes on another stream than COMPLETED: wait
+    // until the view has applied both.
+    let view = c.view().await;
+    let done = eventually(
+        Duration::from_secs(10),
+        "the view to show the retrieval",
+        || {
+            let mut view = view.clone();
+            let id = id.clone();
+            async move {
+                view.get_reservation_view(req(
+                    ALICE,
+                    pv::GetReservationViewRequest { reservation_id: id },
+                ))
+                .await
+                .ok()?
+                .into_inner()
+                .reservation
+                .filter(|v| v.rental_status == pr::RentalStatus::Retrieved as i32)
+            }
+        },
+    )
+    .await;
 
     // The view shows every step, in order.
     let steps: Vec<i32> = done.history.iter().map(|h| h.status).collect();
