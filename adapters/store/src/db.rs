@@ -3,9 +3,14 @@ use std::time::Duration;
 
 use domain_kernel::StoreError;
 use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
-use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbBackend, DbErr};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectOptions, ConnectionTrait, Database, DatabaseConnection,
+    DbBackend, DbErr, EntityTrait, IntoActiveModel, QueryFilter, SqlErr,
+};
 use sea_orm_migration::MigratorTrait;
 use tokio::sync::Notify;
+
+use crate::writer::{Job, Writer, WriterStats};
 
 /// Which database a URL points at.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,6 +27,7 @@ pub struct Db {
     reader: DatabaseConnection,
     backend: Backend,
     committed: Arc<Notify>,
+    jobs: Writer,
 }
 
 /// Wraps a database error for a port. Unique violations are handled before this
@@ -51,9 +57,10 @@ impl Db {
             let pool = Database::connect(opts).await.map_err(store_err)?;
             Self {
                 writer: pool.clone(),
-                reader: pool,
+                reader: pool.clone(),
                 backend: Backend::Postgres,
                 committed: Arc::default(),
+                jobs: Writer::Direct(pool),
             }
         } else {
             return Err(StoreError::msg(format!(
@@ -122,12 +129,35 @@ impl Db {
                 .await
                 .map_err(store_err)?
         };
+        let committed: Arc<Notify> = Arc::default();
+        let wake = Arc::clone(&committed);
         Ok(Self {
+            jobs: Writer::batched(writer.clone(), move || wake.notify_one()),
             writer,
             reader,
             backend: Backend::Sqlite,
-            committed: Arc::default(),
+            committed,
         })
+    }
+
+    /// Runs `job` in a write transaction; answers once it committed (or was
+    /// rolled back, for [`Verdict::Undo`](crate::Verdict::Undo)). On SQLite
+    /// concurrent jobs are committed together ([`crate::writer`]).
+    ///
+    /// # Errors
+    ///
+    /// The job's own error, or the database's when the transaction failed.
+    pub async fn write<T, F>(&self, job: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: Job<T>,
+    {
+        self.jobs.write(job, || self.notify_committed()).await
+    }
+
+    /// How the writer grouped jobs into commits so far (SQLite only).
+    pub fn writer_stats(&self) -> WriterStats {
+        self.jobs.stats()
     }
 
     /// Where transactions and reads that must see them go.
@@ -167,4 +197,45 @@ impl Db {
         let _ = self.reader.close().await;
         let _ = self.writer.close().await;
     }
+}
+
+/// Inserts `row`; `Ok(false)` when a unique key already holds it. (On
+/// PostgreSQL the transaction is then aborted: the caller must undo it.)
+pub(crate) async fn insert_unique<C, A>(conn: &C, row: A) -> Result<bool, StoreError>
+where
+    C: ConnectionTrait,
+    A: ActiveModelTrait + Send,
+    <A::Entity as EntityTrait>::Model: IntoActiveModel<A>,
+{
+    match <A::Entity as EntityTrait>::insert(row)
+        .exec_without_returning(conn)
+        .await
+    {
+        Ok(_) => Ok(true),
+        Err(e) if matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => Ok(false),
+        Err(e) => Err(store_err(e)),
+    }
+}
+
+/// `UPDATE … SET values WHERE key = id AND version = expected`: `Ok(true)` when
+/// it changed the one row, `Ok(false)` when someone else changed it first.
+pub(crate) async fn update_versioned<C, A>(
+    conn: &C,
+    values: A,
+    key: (<A::Entity as EntityTrait>::Column, String),
+    version: <A::Entity as EntityTrait>::Column,
+    expected: u64,
+) -> Result<bool, StoreError>
+where
+    C: ConnectionTrait,
+    A: ActiveModelTrait + Send,
+{
+    let updated = <A::Entity as EntityTrait>::update_many()
+        .set(values)
+        .filter(key.0.eq(key.1))
+        .filter(version.eq(i64::try_from(expected).unwrap_or(i64::MAX)))
+        .exec(conn)
+        .await
+        .map_err(store_err)?;
+    Ok(updated.rows_affected == 1)
 }

@@ -20,6 +20,7 @@ pub mod migrations;
 pub mod outbox;
 mod relay;
 mod time_codec;
+pub mod writer;
 
 pub mod parking;
 pub mod payment;
@@ -32,3 +33,4 @@ pub mod testing;
 
 pub use db::{Backend, Db, store_err};
 pub use relay::{Relay, RelayConfig, RelayError};
+pub use writer::{JobFuture, Verdict, WriteTx, WriterStats};

@@ -1,17 +1,16 @@
 //! The transactional outbox and inbox every service database has.
 //!
-//! Repositories call [`append`] and [`record_inbox`] inside the transaction of the
-//! state change; the relay reads [`unsent`] and calls [`mark_sent`] after the
-//! publisher confirmed.
+//! Repositories call [`record_cause`] and [`append_in`] inside the write job of
+//! the state change ([`Db::write`](crate::Db::write)); the relay reads [`unsent`]
+//! and calls [`mark_sent`] after the publisher confirmed.
 
 use domain_kernel::{EventId, OutgoingEvent, StoreError};
 use sea_orm::entity::prelude::*;
 use sea_orm::sea_query::{Expr, OnConflict};
-use sea_orm::{
-    ConnectionTrait, DatabaseTransaction, QueryOrder, QuerySelect, Set, TransactionTrait,
-};
+use sea_orm::{ConnectionTrait, QueryOrder, QuerySelect, Set};
 
-use crate::db::{Db, store_err};
+use crate::db::store_err;
+use crate::writer::WriteTx;
 
 pub mod message {
     //! `outbox`: events committed with their state change, in commit order.
@@ -153,33 +152,24 @@ pub async fn record_inbox<C: ConnectionTrait>(
     Ok(inserted == 1)
 }
 
-/// Begins a write transaction for a change caused by `caused_by` (if any) and
-/// records that event in the inbox within it. `Ok(None)`: the event was handled
-/// before, so the change must not be made again.
-pub async fn begin(
-    db: &Db,
-    caused_by: Option<EventId>,
-) -> Result<Option<DatabaseTransaction>, StoreError> {
-    let txn = db.writer().begin().await.map_err(store_err)?;
-    if let Some(id) = caused_by
-        && !record_inbox(&txn, id).await?
-    {
-        return Ok(None);
+/// Records `caused_by` (if any) in the inbox of the write transaction `tx`.
+/// `Ok(false)`: the event was handled before (nothing was written), so the
+/// change must not be made again.
+pub async fn record_cause(tx: &WriteTx, caused_by: Option<EventId>) -> Result<bool, StoreError> {
+    match caused_by {
+        Some(id) => record_inbox(tx.conn(), id).await,
+        None => Ok(true),
     }
-    Ok(Some(txn))
 }
 
-/// Appends `events` to the outbox of `txn`, commits, and wakes the relay.
-pub async fn commit(
-    db: &Db,
-    txn: DatabaseTransaction,
-    events: &[OutgoingEvent],
-) -> Result<(), StoreError> {
-    append(&txn, events).await?;
-    txn.commit().await.map_err(store_err)?;
-    if !events.is_empty() {
-        db.notify_committed();
+/// Appends `events` to the outbox of the write transaction `tx`; the relay is
+/// woken once it committed.
+pub async fn append_in(tx: &WriteTx, events: &[OutgoingEvent]) -> Result<(), StoreError> {
+    if events.is_empty() {
+        return Ok(());
     }
+    append(tx.conn(), events).await?;
+    tx.appended();
     Ok(())
 }
 

@@ -1,6 +1,8 @@
 //! The parking database: [`ParkingStore`] implements [`ParkingRepository`] and
 //! [`ReservationReplica`].
 
+use std::sync::Arc;
+
 use adapters_codec::encode_parking;
 use domain_kernel::{
     EventId, LotCode, Money, Recorded, ReservationId, SessionId, SpaceId, StoreError, TimeWindow,
@@ -13,11 +15,14 @@ use domain_parking::{
     ParkingEvent, ReplicaEntry, Session, SessionData, SessionStatus, Space, Verification,
 };
 use sea_orm::ActiveValue::NotSet;
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, Set, SqlErr, TransactionTrait};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, EntityTrait, IntoActiveModel, QueryFilter, QueryOrder, Set,
+};
 
-use crate::db::{Db, store_err};
+use crate::db::{Db, insert_unique, store_err, update_versioned};
 use crate::outbox;
 use crate::time_codec::{from_micros, micros};
+use crate::writer::Verdict;
 
 pub mod entities {
     //! Tables of the parking database.
@@ -173,13 +178,25 @@ impl ParkingStore {
         &self.db
     }
 
-    async fn commit_events(
-        &self,
-        txn: sea_orm::DatabaseTransaction,
-        events: &[Recorded<ParkingEvent>],
-    ) -> Result<(), StoreError> {
-        let encoded: Vec<_> = events.iter().map(encode_parking).collect();
-        outbox::commit(&self.db, txn, &encoded).await
+    /// Inserts a new row with its events.
+    async fn insert<A>(&self, row: A, events: &[Recorded<ParkingEvent>]) -> Result<(), InsertError>
+    where
+        A: ActiveModelTrait + Clone + Send + Sync + 'static,
+        <A::Entity as EntityTrait>::Model: IntoActiveModel<A>,
+    {
+        let encoded: Arc<[_]> = events.iter().map(encode_parking).collect();
+        self.db
+            .write(move |tx| {
+                let (row, encoded) = (row.clone(), Arc::clone(&encoded));
+                Box::pin(async move {
+                    if !insert_unique(tx.conn(), row).await? {
+                        return Ok(Verdict::Undo(Err(InsertError::Duplicate)));
+                    }
+                    outbox::append_in(tx, &encoded).await?;
+                    Ok(Verdict::Keep(Ok(())))
+                })
+            })
+            .await?
     }
 }
 
@@ -211,7 +228,6 @@ impl ParkingRepository for ParkingStore {
         s: &Space,
         events: &[Recorded<ParkingEvent>],
     ) -> Result<(), InsertError> {
-        let txn = self.db.writer().begin().await.map_err(store_err)?;
         let row = space::ActiveModel {
             space_id: Set(s.space_id.to_string()),
             lot: Set(s.lot.to_string()),
@@ -220,18 +236,7 @@ impl ParkingRepository for ParkingStore {
             hourly_rate_currency: Set(s.hourly_rate.currency().to_string()),
             hourly_rate_minor: Set(s.hourly_rate.minor_units()),
         };
-        match space::Entity::insert(row)
-            .exec_without_returning(&txn)
-            .await
-        {
-            Ok(_) => {}
-            Err(e) if matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => {
-                return Err(InsertError::Duplicate);
-            }
-            Err(e) => return Err(store_err(e).into()),
-        }
-        self.commit_events(txn, events).await?;
-        Ok(())
+        self.insert(row, events).await
     }
 
     async fn open_session(&self, space_id: &SpaceId) -> Result<Option<Session>, StoreError> {
@@ -258,19 +263,7 @@ impl ParkingRepository for ParkingStore {
         s: &Session,
         events: &[Recorded<ParkingEvent>],
     ) -> Result<(), InsertError> {
-        let txn = self.db.writer().begin().await.map_err(store_err)?;
-        match session::Entity::insert(session_row(s))
-            .exec_without_returning(&txn)
-            .await
-        {
-            Ok(_) => {}
-            Err(e) if matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => {
-                return Err(InsertError::Duplicate);
-            }
-            Err(e) => return Err(store_err(e).into()),
-        }
-        self.commit_events(txn, events).await?;
-        Ok(())
+        self.insert(session_row(s), events).await
     }
 
     async fn save_session(
@@ -278,29 +271,42 @@ impl ParkingRepository for ParkingStore {
         s: &mut Session,
         events: &[Recorded<ParkingEvent>],
     ) -> Result<(), SaveError> {
-        let txn = self.db.writer().begin().await.map_err(store_err)?;
         let mut next = s.clone();
         next.bump_version();
         let mut values = session_row(&next);
         values.session_id = NotSet;
-        let updated = session::Entity::update_many()
-            .set(values)
-            .filter(session::Column::SessionId.eq(s.session_id.to_string()))
-            .filter(session::Column::Version.eq(i64::try_from(s.version).unwrap_or(i64::MAX)))
-            .exec(&txn)
-            .await
-            .map_err(store_err)?;
-        if updated.rows_affected != 1 {
-            return Err(SaveError::Conflict);
-        }
-        self.commit_events(txn, events).await?;
+        let key = (session::Column::SessionId, s.session_id.to_string());
+        let expected = s.version;
+        let encoded: Arc<[_]> = events.iter().map(encode_parking).collect();
+        self.db
+            .write(move |tx| {
+                let (values, key, encoded) = (values.clone(), key.clone(), Arc::clone(&encoded));
+                Box::pin(async move {
+                    if !update_versioned(tx.conn(), values, key, session::Column::Version, expected)
+                        .await?
+                    {
+                        return Ok(Verdict::Undo(Err(SaveError::Conflict)));
+                    }
+                    outbox::append_in(tx, &encoded).await?;
+                    Ok(Verdict::Keep(Ok(())))
+                })
+            })
+            .await??;
         *s = next;
         Ok(())
     }
 
     async fn append_events(&self, events: &[Recorded<ParkingEvent>]) -> Result<(), StoreError> {
-        let txn = self.db.writer().begin().await.map_err(store_err)?;
-        self.commit_events(txn, events).await
+        let encoded: Arc<[_]> = events.iter().map(encode_parking).collect();
+        self.db
+            .write(move |tx| {
+                let encoded = Arc::clone(&encoded);
+                Box::pin(async move {
+                    outbox::append_in(tx, &encoded).await?;
+                    Ok(Verdict::Keep(()))
+                })
+            })
+            .await
     }
 }
 
@@ -341,38 +347,44 @@ impl ReservationReplica for ParkingStore {
     }
 
     async fn apply(&self, update: &ReplicaUpdate, caused_by: EventId) -> Result<(), SaveError> {
-        let Some(txn) = outbox::begin(&self.db, Some(caused_by)).await? else {
-            return Err(SaveError::AlreadyHandled);
-        };
-        let incoming = update.entry();
-        let stored = replica::Entity::find_by_id(incoming.reservation_id.to_string())
-            .one(&txn)
-            .await
-            .map_err(store_err)?
-            .map(replica_from_row)
-            .transpose()?;
-        if let Some(merged) = ReplicaEntry::merge(stored.as_ref(), incoming) {
-            let row = replica::ActiveModel {
-                reservation_id: Set(merged.reservation_id.to_string()),
-                space_id: Set(merged.space_id.to_string()),
-                vehicle_plate: Set(merged.vehicle_plate.to_string()),
-                window_start: Set(micros(merged.window.start())),
-                window_end: Set(micros(merged.window.end())),
-                active: Set(merged.active),
-            };
-            if stored.is_some() {
-                replica::Entity::update(row)
-                    .exec(&txn)
-                    .await
-                    .map_err(store_err)?;
-            } else {
-                replica::Entity::insert(row)
-                    .exec_without_returning(&txn)
-                    .await
-                    .map_err(store_err)?;
-            }
-        }
-        txn.commit().await.map_err(store_err)?;
-        Ok(())
+        let incoming = update.entry().clone();
+        self.db
+            .write(move |tx| {
+                let incoming = incoming.clone();
+                Box::pin(async move {
+                    if !outbox::record_cause(tx, Some(caused_by)).await? {
+                        return Ok(Verdict::Keep(Err(SaveError::AlreadyHandled)));
+                    }
+                    let stored = replica::Entity::find_by_id(incoming.reservation_id.to_string())
+                        .one(tx.conn())
+                        .await
+                        .map_err(store_err)?
+                        .map(replica_from_row)
+                        .transpose()?;
+                    if let Some(merged) = ReplicaEntry::merge(stored.as_ref(), incoming) {
+                        let row = replica::ActiveModel {
+                            reservation_id: Set(merged.reservation_id.to_string()),
+                            space_id: Set(merged.space_id.to_string()),
+                            vehicle_plate: Set(merged.vehicle_plate.to_string()),
+                            window_start: Set(micros(merged.window.start())),
+                            window_end: Set(micros(merged.window.end())),
+                            active: Set(merged.active),
+                        };
+                        if stored.is_some() {
+                            replica::Entity::update(row)
+                                .exec(tx.conn())
+                                .await
+                                .map_err(store_err)?;
+                        } else {
+                            replica::Entity::insert(row)
+                                .exec_without_returning(tx.conn())
+                                .await
+                                .map_err(store_err)?;
+                        }
+                    }
+                    Ok(Verdict::Keep(Ok(())))
+                })
+            })
+            .await?
     }
 }

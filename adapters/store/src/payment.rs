@@ -1,15 +1,18 @@
 //! The payment database: [`PaymentStore`] implements [`PaymentRepository`].
 
+use std::sync::Arc;
+
 use adapters_codec::encode_payment;
 use domain_kernel::{EventId, Money, PaymentId, Recorded, ReservationId, StoreError};
 use domain_payment::ports::{InsertError, PaymentRepository, SaveError};
 use domain_payment::{DeclineReason, Payment, PaymentData, PaymentEvent, PaymentStatus};
 use sea_orm::ActiveValue::NotSet;
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, Set, SqlErr};
+use sea_orm::{EntityTrait, Set};
 
-use crate::db::{Db, store_err};
+use crate::db::{Db, insert_unique, store_err, update_versioned};
 use crate::outbox;
 use crate::time_codec::{from_micros, micros};
+use crate::writer::Verdict;
 
 pub mod entities {
     //! Tables of the payment database.
@@ -124,22 +127,23 @@ impl PaymentRepository for PaymentStore {
         events: &[Recorded<PaymentEvent>],
         caused_by: Option<EventId>,
     ) -> Result<(), InsertError> {
-        let Some(txn) = outbox::begin(&self.db, caused_by).await? else {
-            return Err(InsertError::AlreadyHandled);
-        };
-        match row::Entity::insert(to_row(payment))
-            .exec_without_returning(&txn)
-            .await
-        {
-            Ok(_) => {}
-            Err(e) if matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => {
-                return Err(InsertError::Duplicate);
-            }
-            Err(e) => return Err(store_err(e).into()),
-        }
-        let encoded: Vec<_> = events.iter().map(encode_payment).collect();
-        outbox::commit(&self.db, txn, &encoded).await?;
-        Ok(())
+        let row = to_row(payment);
+        let encoded: Arc<[_]> = events.iter().map(encode_payment).collect();
+        self.db
+            .write(move |tx| {
+                let (row, encoded) = (row.clone(), Arc::clone(&encoded));
+                Box::pin(async move {
+                    if !outbox::record_cause(tx, caused_by).await? {
+                        return Ok(Verdict::Keep(Err(InsertError::AlreadyHandled)));
+                    }
+                    if !insert_unique(tx.conn(), row).await? {
+                        return Ok(Verdict::Undo(Err(InsertError::Duplicate)));
+                    }
+                    outbox::append_in(tx, &encoded).await?;
+                    Ok(Verdict::Keep(Ok(())))
+                })
+            })
+            .await?
     }
 
     async fn save(
@@ -148,26 +152,33 @@ impl PaymentRepository for PaymentStore {
         events: &[Recorded<PaymentEvent>],
         caused_by: Option<EventId>,
     ) -> Result<(), SaveError> {
-        let Some(txn) = outbox::begin(&self.db, caused_by).await? else {
-            return Err(SaveError::AlreadyHandled);
-        };
-        let expected = i64::try_from(payment.version).unwrap_or(i64::MAX);
         let mut next = payment.clone();
         next.bump_version();
         let mut values = to_row(&next);
         values.reservation_id = NotSet;
-        let updated = row::Entity::update_many()
-            .set(values)
-            .filter(row::Column::ReservationId.eq(payment.reservation_id.to_string()))
-            .filter(row::Column::Version.eq(expected))
-            .exec(&txn)
-            .await
-            .map_err(store_err)?;
-        if updated.rows_affected != 1 {
-            return Err(SaveError::Conflict);
-        }
-        let encoded: Vec<_> = events.iter().map(encode_payment).collect();
-        outbox::commit(&self.db, txn, &encoded).await?;
+        let key = (
+            row::Column::ReservationId,
+            payment.reservation_id.to_string(),
+        );
+        let expected = payment.version;
+        let encoded: Arc<[_]> = events.iter().map(encode_payment).collect();
+        self.db
+            .write(move |tx| {
+                let (values, key, encoded) = (values.clone(), key.clone(), Arc::clone(&encoded));
+                Box::pin(async move {
+                    if !outbox::record_cause(tx, caused_by).await? {
+                        return Ok(Verdict::Keep(Err(SaveError::AlreadyHandled)));
+                    }
+                    if !update_versioned(tx.conn(), values, key, row::Column::Version, expected)
+                        .await?
+                    {
+                        return Ok(Verdict::Undo(Err(SaveError::Conflict)));
+                    }
+                    outbox::append_in(tx, &encoded).await?;
+                    Ok(Verdict::Keep(Ok(())))
+                })
+            })
+            .await??;
         *payment = next;
         Ok(())
     }

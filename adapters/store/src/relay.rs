@@ -1,6 +1,7 @@
 //! The outbox relay: committed events out, in order, confirmed, once in effect.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use domain_kernel::{EventPublisher, StoreError};
@@ -8,6 +9,7 @@ use tracing::{debug, info, warn};
 
 use crate::db::Db;
 use crate::outbox;
+use crate::writer::Verdict;
 
 /// How a relay behaves.
 #[derive(Debug, Clone)]
@@ -80,7 +82,6 @@ impl<P: EventPublisher> Relay<P> {
     /// wait for the confirmation, then mark them sent. Returns how many were
     /// published (0: nothing pending, or another relay holds the lease).
     pub async fn step(&self) -> Result<usize, RelayError> {
-        let conn = self.db.writer();
         // Reads go to the read pool: they see every commit that woke the relay,
         // and the single writer stays free for the request path.
         let reader = self.db.reader();
@@ -115,8 +116,18 @@ impl<P: EventPublisher> Relay<P> {
             .collect();
         self.publisher.publish(&events).await?;
         drop(spans);
-        let seqs: Vec<_> = pending.iter().map(|p| p.seq).collect();
-        outbox::mark_sent(conn, &seqs).await?;
+        let seqs: Arc<[i64]> = pending.iter().map(|p| p.seq).collect();
+        // Through the writer: commits with the request path's changes.
+        let marked = Arc::clone(&seqs);
+        self.db
+            .write(move |tx| {
+                let seqs = Arc::clone(&marked);
+                Box::pin(async move {
+                    outbox::mark_sent(tx.conn(), &seqs).await?;
+                    Ok(Verdict::Keep(()))
+                })
+            })
+            .await?;
         debug!(count = seqs.len(), "outbox batch published");
         Ok(seqs.len())
     }

@@ -1,5 +1,7 @@
 //! The rental database: [`RentalStore`] implements [`RentalRepository`].
 
+use std::sync::Arc;
+
 use adapters_codec::encode_rental;
 use domain_kernel::{
     BoothCode, CountryCode, CustomerId, DateRange, DeviceModel, EventId, Recorded, ReservationId,
@@ -11,14 +13,14 @@ use domain_rental::{
 };
 use sea_orm::ActiveValue::NotSet;
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, Set, SqlErr,
-    TransactionTrait,
+    ActiveModelTrait, ColumnTrait, EntityTrait, IntoActiveModel, QueryFilter, QueryOrder, Set,
 };
 use time::Date;
 
-use crate::db::{Db, store_err};
+use crate::db::{Db, insert_unique, store_err, update_versioned};
 use crate::outbox;
 use crate::time_codec::{date_from_text, date_text, from_micros, micros};
+use crate::writer::Verdict;
 
 pub mod entities {
     //! Tables of the rental database.
@@ -165,22 +167,34 @@ impl RentalStore {
     }
 }
 
-async fn insert_unique<C: ConnectionTrait, A: sea_orm::ActiveModelTrait>(
-    conn: &C,
-    row: A,
-) -> Result<(), InsertError>
-where
-    <A::Entity as EntityTrait>::Model: sea_orm::IntoActiveModel<A>,
-{
-    match <A::Entity as EntityTrait>::insert(row)
-        .exec_without_returning(conn)
-        .await
+impl RentalStore {
+    /// Inserts a new row with its events, recording `caused_by` in the inbox.
+    async fn insert<A>(
+        &self,
+        row: A,
+        events: &[Recorded<RentalEvent>],
+        caused_by: Option<EventId>,
+    ) -> Result<(), InsertError>
+    where
+        A: ActiveModelTrait + Clone + Send + Sync + 'static,
+        <A::Entity as EntityTrait>::Model: IntoActiveModel<A>,
     {
-        Ok(_) => Ok(()),
-        Err(e) if matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => {
-            Err(InsertError::Duplicate)
-        }
-        Err(e) => Err(store_err(e).into()),
+        let encoded: Arc<[_]> = events.iter().map(encode_rental).collect();
+        self.db
+            .write(move |tx| {
+                let (row, encoded) = (row.clone(), Arc::clone(&encoded));
+                Box::pin(async move {
+                    if !outbox::record_cause(tx, caused_by).await? {
+                        return Ok(Verdict::Keep(Err(InsertError::AlreadyHandled)));
+                    }
+                    if !insert_unique(tx.conn(), row).await? {
+                        return Ok(Verdict::Undo(Err(InsertError::Duplicate)));
+                    }
+                    outbox::append_in(tx, &encoded).await?;
+                    Ok(Verdict::Keep(Ok(())))
+                })
+            })
+            .await?
     }
 }
 
@@ -258,11 +272,7 @@ impl RentalRepository for RentalStore {
         d: &Device,
         events: &[Recorded<RentalEvent>],
     ) -> Result<(), InsertError> {
-        let txn = self.db.writer().begin().await.map_err(store_err)?;
-        insert_unique(&txn, device_row(d)).await?;
-        let encoded: Vec<_> = events.iter().map(encode_rental).collect();
-        outbox::commit(&self.db, txn, &encoded).await?;
-        Ok(())
+        self.insert(device_row(d), events, None).await
     }
 
     async fn insert_rental(
@@ -271,57 +281,77 @@ impl RentalRepository for RentalStore {
         events: &[Recorded<RentalEvent>],
         caused_by: Option<EventId>,
     ) -> Result<(), InsertError> {
-        let Some(txn) = outbox::begin(&self.db, caused_by).await? else {
-            return Err(InsertError::AlreadyHandled);
-        };
-        insert_unique(&txn, rental_row(r)).await?;
-        let encoded: Vec<_> = events.iter().map(encode_rental).collect();
-        outbox::commit(&self.db, txn, &encoded).await?;
-        Ok(())
+        self.insert(rental_row(r), events, caused_by).await
     }
 
     async fn save(&self, changes: Changes<'_>) -> Result<(), SaveError> {
-        let Some(txn) = outbox::begin(&self.db, changes.caused_by).await? else {
-            return Err(SaveError::AlreadyHandled);
-        };
-        let mut next_rental = None;
-        if let Some(r) = &changes.rental {
-            let mut next = (*r).clone();
+        let next_rental = changes.rental.as_deref().map(|r| {
+            let mut next = r.clone();
             next.bump_version();
-            let mut values = rental_row(&next);
+            next
+        });
+        let next_device = changes.device.as_deref().map(|d| {
+            let mut next = d.clone();
+            next.bump_version();
+            next
+        });
+        let rental_update = next_rental.as_ref().map(|next| {
+            let mut values = rental_row(next);
             values.reservation_id = NotSet;
-            let updated = rental::Entity::update_many()
-                .set(values)
-                .filter(rental::Column::ReservationId.eq(r.reservation_id.to_string()))
-                .filter(rental::Column::Version.eq(i64::try_from(r.version).unwrap_or(i64::MAX)))
-                .exec(&txn)
-                .await
-                .map_err(store_err)?;
-            if updated.rows_affected != 1 {
-                return Err(SaveError::Conflict);
-            }
-            next_rental = Some(next);
-        }
-        let mut next_device = None;
-        if let Some(d) = &changes.device {
-            let mut next = (*d).clone();
-            next.bump_version();
-            let mut values = device_row(&next);
+            let key = (
+                rental::Column::ReservationId,
+                next.reservation_id.to_string(),
+            );
+            (values, key, next.version - 1)
+        });
+        let device_update = next_device.as_ref().map(|next| {
+            let mut values = device_row(next);
             values.serial = NotSet;
-            let updated = device::Entity::update_many()
-                .set(values)
-                .filter(device::Column::Serial.eq(d.serial.to_string()))
-                .filter(device::Column::Version.eq(i64::try_from(d.version).unwrap_or(i64::MAX)))
-                .exec(&txn)
-                .await
-                .map_err(store_err)?;
-            if updated.rows_affected != 1 {
-                return Err(SaveError::Conflict);
-            }
-            next_device = Some(next);
-        }
-        let encoded: Vec<_> = changes.events.iter().map(encode_rental).collect();
-        outbox::commit(&self.db, txn, &encoded).await?;
+            (
+                values,
+                (device::Column::Serial, next.serial.to_string()),
+                next.version - 1,
+            )
+        });
+        let caused_by = changes.caused_by;
+        let encoded: Arc<[_]> = changes.events.iter().map(encode_rental).collect();
+        self.db
+            .write(move |tx| {
+                let (rental_update, device_update) = (rental_update.clone(), device_update.clone());
+                let encoded = Arc::clone(&encoded);
+                Box::pin(async move {
+                    if !outbox::record_cause(tx, caused_by).await? {
+                        return Ok(Verdict::Keep(Err(SaveError::AlreadyHandled)));
+                    }
+                    if let Some((values, key, expected)) = rental_update
+                        && !update_versioned(
+                            tx.conn(),
+                            values,
+                            key,
+                            rental::Column::Version,
+                            expected,
+                        )
+                        .await?
+                    {
+                        return Ok(Verdict::Undo(Err(SaveError::Conflict)));
+                    }
+                    if let Some((values, key, expected)) = device_update
+                        && !update_versioned(
+                            tx.conn(),
+                            values,
+                            key,
+                            device::Column::Version,
+                            expected,
+                        )
+                        .await?
+                    {
+                        return Ok(Verdict::Undo(Err(SaveError::Conflict)));
+                    }
+                    outbox::append_in(tx, &encoded).await?;
+                    Ok(Verdict::Keep(Ok(())))
+                })
+            })
+            .await??;
         if let (Some(r), Some(next)) = (changes.rental, next_rental) {
             *r = next;
         }

@@ -3,10 +3,12 @@
 
 pub mod entities;
 
+use std::sync::Arc;
+
 use adapters_codec::encode_reservation;
 use domain_kernel::{
-    BoothCode, CountryCode, CustomerId, DeviceModel, EventId, Money, Recorded, RequestId,
-    ReservationId, Serial, SpaceId, StoreError, Timestamp, VehiclePlate,
+    BoothCode, CountryCode, CustomerId, DateRange, DeviceModel, EventId, Money, Recorded,
+    RequestId, ReservationId, Serial, SpaceId, StoreError, Timestamp, VehiclePlate,
 };
 use domain_reservation::ports::{
     Catalog, DeviceLocation, InsertError, ReservationRepository, SaveError,
@@ -18,14 +20,14 @@ use domain_reservation::{
 use sea_orm::sea_query::{Expr, ExprTrait, OnConflict};
 use sea_orm::{
     ActiveValue::NotSet, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QuerySelect, Set,
-    SqlErr, TransactionTrait,
 };
 
 use self::entities::{device_location, device_offer, reservation as row, space, stock};
-use crate::db::{Db, store_err};
+use crate::db::{Db, insert_unique, store_err, update_versioned};
 use crate::details::DetailsColumns;
 use crate::outbox;
-use crate::time_codec::{date_text, from_micros, micros};
+use crate::time_codec::{date_from_text, date_text, from_micros, micros};
+use crate::writer::{Verdict, WriteTx};
 
 const HOLDING: [Status; 5] = [
     Status::PendingPayment,
@@ -159,56 +161,81 @@ async fn lock_units<C: ConnectionTrait>(txn: &C, details: &Details) -> Result<u3
     }
 }
 
-/// Holding reservations of the same resource that overlap `details`.
-async fn overlapping_holdings<C: ConnectionTrait>(
+/// Whether `details` fits next to the holdings of its resource (invariant 2).
+/// Roaming reads only the dates of the booth's overlapping holdings: a busy
+/// booth has hundreds, and full rows made this the costliest statement of a
+/// reservation (BENCHMARKS.md).
+async fn admits<C: ConnectionTrait>(
     txn: &C,
     details: &Details,
-) -> Result<Vec<Reservation>, StoreError> {
-    let query = row::Entity::find().filter(row::Column::Status.is_in(holding_names()));
-    let query = match details {
-        Details::Roaming(d) => query
-            .filter(row::Column::PickupBooth.eq(d.pickup_booth.as_str()))
-            .filter(row::Column::DeviceModel.eq(d.device_model.as_str()))
-            .filter(row::Column::StartDate.lte(date_text(d.dates.end())))
-            .filter(row::Column::EndDate.gte(date_text(d.dates.start()))),
-        Details::Parking(d) => query
-            .filter(row::Column::SpaceId.eq(d.space_id.as_str()))
-            .filter(row::Column::WindowStart.lt(micros(d.window.end())))
-            .filter(row::Column::WindowEnd.gt(micros(d.window.start()))),
-    };
-    query
-        .all(txn)
-        .await
-        .map_err(store_err)?
-        .into_iter()
-        .map(from_row)
-        .collect()
+    units: u32,
+) -> Result<bool, StoreError> {
+    let holding = row::Entity::find().filter(row::Column::Status.is_in(holding_names()));
+    match details {
+        Details::Roaming(d) => {
+            let held: Vec<(Option<String>, Option<String>)> = holding
+                .filter(row::Column::PickupBooth.eq(d.pickup_booth.as_str()))
+                .filter(row::Column::DeviceModel.eq(d.device_model.as_str()))
+                .filter(row::Column::StartDate.lte(date_text(d.dates.end())))
+                .filter(row::Column::EndDate.gte(date_text(d.dates.start())))
+                .select_only()
+                .column(row::Column::StartDate)
+                .column(row::Column::EndDate)
+                .into_tuple()
+                .all(txn)
+                .await
+                .map_err(store_err)?;
+            let held = held
+                .into_iter()
+                .map(|(start, end)| {
+                    let (Some(start), Some(end)) = (start, end) else {
+                        return Err(corrupt("dates", "a roaming reservation without dates"));
+                    };
+                    DateRange::new(date_from_text(&start)?, date_from_text(&end)?)
+                        .map_err(|e| corrupt("dates", e))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(domain_reservation::capacity::days_admit(
+                &d.dates, units, held,
+            ))
+        }
+        Details::Parking(d) => {
+            let held = holding
+                .filter(row::Column::SpaceId.eq(d.space_id.as_str()))
+                .filter(row::Column::WindowStart.lt(micros(d.window.end())))
+                .filter(row::Column::WindowEnd.gt(micros(d.window.start())))
+                .all(txn)
+                .await
+                .map_err(store_err)?
+                .into_iter()
+                .map(from_row)
+                .collect::<Result<Vec<_>, _>>()?;
+            let held = held.iter().map(|r| &r.details);
+            Ok(domain_reservation::capacity::admits(details, units, held))
+        }
+    }
 }
 
 impl ReservationRepository for ReservationStore {
     async fn insert_pending(&self, reservation: &Reservation) -> Result<(), InsertError> {
-        let txn = self.db.writer().begin().await.map_err(store_err)?;
-        let units = lock_units(&txn, &reservation.details).await?;
-        let holdings = overlapping_holdings(&txn, &reservation.details).await?;
-        if !domain_reservation::capacity::admits(
-            &reservation.details,
-            units,
-            holdings.iter().map(|r| &r.details),
-        ) {
-            return Err(InsertError::SoldOut);
-        }
-        match row::Entity::insert(to_row(reservation))
-            .exec_without_returning(&txn)
-            .await
-        {
-            Ok(_) => {}
-            Err(e) if matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => {
-                return Err(InsertError::DuplicateRequest);
-            }
-            Err(e) => return Err(store_err(e).into()),
-        }
-        txn.commit().await.map_err(store_err)?;
-        Ok(())
+        let reservation = Arc::new(reservation.clone());
+        self.db
+            .write(move |tx| {
+                let reservation = Arc::clone(&reservation);
+                Box::pin(async move {
+                    let details = &reservation.details;
+                    let units = lock_units(tx.conn(), details).await?;
+                    if !admits(tx.conn(), details, units).await? {
+                        return Ok(Verdict::Keep(Err(InsertError::SoldOut)));
+                    }
+                    if insert_unique(tx.conn(), to_row(&reservation)).await? {
+                        Ok(Verdict::Keep(Ok(())))
+                    } else {
+                        Ok(Verdict::Undo(Err(InsertError::DuplicateRequest)))
+                    }
+                })
+            })
+            .await?
     }
 
     async fn save(
@@ -217,26 +244,30 @@ impl ReservationRepository for ReservationStore {
         events: &[Recorded<ReservationEvent>],
         caused_by: Option<EventId>,
     ) -> Result<(), SaveError> {
-        let Some(txn) = outbox::begin(&self.db, caused_by).await? else {
-            return Err(SaveError::AlreadyHandled);
-        };
-        let expected = i64::try_from(reservation.version).unwrap_or(i64::MAX);
+        let expected = reservation.version;
         let mut next = reservation.clone();
         next.bump_version();
+        let key = (row::Column::Id, next.id.to_string());
         let mut values = to_row(&next);
         values.id = NotSet;
-        let updated = row::Entity::update_many()
-            .set(values)
-            .filter(row::Column::Id.eq(reservation.id.to_string()))
-            .filter(row::Column::Version.eq(expected))
-            .exec(&txn)
-            .await
-            .map_err(store_err)?;
-        if updated.rows_affected != 1 {
-            return Err(SaveError::Conflict);
-        }
-        let encoded: Vec<_> = events.iter().map(encode_reservation).collect();
-        outbox::commit(&self.db, txn, &encoded).await?;
+        let encoded: Arc<[_]> = events.iter().map(encode_reservation).collect();
+        self.db
+            .write(move |tx| {
+                let (values, encoded, key) = (values.clone(), Arc::clone(&encoded), key.clone());
+                Box::pin(async move {
+                    if !outbox::record_cause(tx, caused_by).await? {
+                        return Ok(Verdict::Keep(Err(SaveError::AlreadyHandled)));
+                    }
+                    if !update_versioned(tx.conn(), values, key, row::Column::Version, expected)
+                        .await?
+                    {
+                        return Ok(Verdict::Undo(Err(SaveError::Conflict)));
+                    }
+                    outbox::append_in(tx, &encoded).await?;
+                    Ok(Verdict::Keep(Ok(())))
+                })
+            })
+            .await??;
         *reservation = next;
         Ok(())
     }
@@ -344,6 +375,52 @@ async fn adjust_stock<C: ConnectionTrait>(
     Ok(())
 }
 
+/// Moves `serial` to `at` as of `as_of` (micros), unless a later sighting is
+/// stored, adjusting the stock of both booths.
+async fn locate(
+    tx: &WriteTx,
+    caused_by: Option<EventId>,
+    serial: String,
+    at: DeviceLocation,
+    as_of: i64,
+) -> Result<Verdict<Result<(), SaveError>>, StoreError> {
+    if !outbox::record_cause(tx, caused_by).await? {
+        return Ok(Verdict::Keep(Err(SaveError::AlreadyHandled)));
+    }
+    let txn = tx.conn();
+    let known = device_location::Entity::find_by_id(serial.clone())
+        .lock_exclusive()
+        .one(txn)
+        .await
+        .map_err(store_err)?;
+    if known.as_ref().is_none_or(|k| k.as_of < as_of) {
+        if let Some(k) = &known {
+            adjust_stock(txn, &k.booth, &k.device_model, -1).await?;
+        }
+        adjust_stock(txn, at.booth.as_str(), at.device_model.as_str(), 1).await?;
+        let row = device_location::ActiveModel {
+            serial: Set(serial),
+            device_model: Set(at.device_model.to_string()),
+            booth: Set(at.booth.to_string()),
+            as_of: Set(as_of),
+        };
+        device_location::Entity::insert(row)
+            .on_conflict(
+                OnConflict::column(device_location::Column::Serial)
+                    .update_columns([
+                        device_location::Column::DeviceModel,
+                        device_location::Column::Booth,
+                        device_location::Column::AsOf,
+                    ])
+                    .to_owned(),
+            )
+            .exec_without_returning(txn)
+            .await
+            .map_err(store_err)?;
+    }
+    Ok(Verdict::Keep(Ok(())))
+}
+
 impl Catalog for ReservationStore {
     async fn device_offer(&self, model: &DeviceModel) -> Result<Option<DeviceOffer>, StoreError> {
         device_offer::Entity::find_by_id(model.to_string())
@@ -387,20 +464,27 @@ impl Catalog for ReservationStore {
             daily_rate_minor: Set(offer.daily_rate.minor_units()),
             countries: Set(countries.join(",")),
         };
-        device_offer::Entity::insert(row)
-            .on_conflict(
-                OnConflict::column(device_offer::Column::DeviceModel)
-                    .update_columns([
-                        device_offer::Column::DailyRateCurrency,
-                        device_offer::Column::DailyRateMinor,
-                        device_offer::Column::Countries,
-                    ])
-                    .to_owned(),
-            )
-            .exec_without_returning(self.db.writer())
+        self.db
+            .write(move |tx| {
+                let row = row.clone();
+                Box::pin(async move {
+                    device_offer::Entity::insert(row)
+                        .on_conflict(
+                            OnConflict::column(device_offer::Column::DeviceModel)
+                                .update_columns([
+                                    device_offer::Column::DailyRateCurrency,
+                                    device_offer::Column::DailyRateMinor,
+                                    device_offer::Column::Countries,
+                                ])
+                                .to_owned(),
+                        )
+                        .exec_without_returning(tx.conn())
+                        .await
+                        .map_err(store_err)?;
+                    Ok(Verdict::Keep(()))
+                })
+            })
             .await
-            .map_err(store_err)?;
-        Ok(())
     }
 
     async fn locate_device(
@@ -410,42 +494,10 @@ impl Catalog for ReservationStore {
         as_of: Timestamp,
         caused_by: Option<EventId>,
     ) -> Result<(), SaveError> {
-        let Some(txn) = outbox::begin(&self.db, caused_by).await? else {
-            return Err(SaveError::AlreadyHandled);
-        };
-        let as_of = micros(as_of);
-        let known = device_location::Entity::find_by_id(serial.to_string())
-            .lock_exclusive()
-            .one(&txn)
-            .await
-            .map_err(store_err)?;
-        if known.as_ref().is_none_or(|k| k.as_of < as_of) {
-            if let Some(k) = &known {
-                adjust_stock(&txn, &k.booth, &k.device_model, -1).await?;
-            }
-            adjust_stock(&txn, at.booth.as_str(), at.device_model.as_str(), 1).await?;
-            let row = device_location::ActiveModel {
-                serial: Set(serial.to_string()),
-                device_model: Set(at.device_model.to_string()),
-                booth: Set(at.booth.to_string()),
-                as_of: Set(as_of),
-            };
-            device_location::Entity::insert(row)
-                .on_conflict(
-                    OnConflict::column(device_location::Column::Serial)
-                        .update_columns([
-                            device_location::Column::DeviceModel,
-                            device_location::Column::Booth,
-                            device_location::Column::AsOf,
-                        ])
-                        .to_owned(),
-                )
-                .exec_without_returning(&txn)
-                .await
-                .map_err(store_err)?;
-        }
-        txn.commit().await.map_err(store_err)?;
-        Ok(())
+        let (serial, at, as_of) = (serial.to_string(), at.clone(), micros(as_of));
+        self.db
+            .write(move |tx| Box::pin(locate(tx, caused_by, serial.clone(), at.clone(), as_of)))
+            .await?
     }
 
     async fn put_space(
@@ -453,27 +505,33 @@ impl Catalog for ReservationStore {
         offer: &SpaceOffer,
         caused_by: Option<EventId>,
     ) -> Result<(), SaveError> {
-        let Some(txn) = outbox::begin(&self.db, caused_by).await? else {
-            return Err(SaveError::AlreadyHandled);
-        };
         let row = space::ActiveModel {
             space_id: Set(offer.space_id.to_string()),
             hourly_rate_currency: Set(offer.hourly_rate.currency().to_string()),
             hourly_rate_minor: Set(offer.hourly_rate.minor_units()),
         };
-        space::Entity::insert(row)
-            .on_conflict(
-                OnConflict::column(space::Column::SpaceId)
-                    .update_columns([
-                        space::Column::HourlyRateCurrency,
-                        space::Column::HourlyRateMinor,
-                    ])
-                    .to_owned(),
-            )
-            .exec_without_returning(&txn)
-            .await
-            .map_err(store_err)?;
-        txn.commit().await.map_err(store_err)?;
-        Ok(())
+        self.db
+            .write(move |tx| {
+                let row = row.clone();
+                Box::pin(async move {
+                    if !outbox::record_cause(tx, caused_by).await? {
+                        return Ok(Verdict::Keep(Err(SaveError::AlreadyHandled)));
+                    }
+                    space::Entity::insert(row)
+                        .on_conflict(
+                            OnConflict::column(space::Column::SpaceId)
+                                .update_columns([
+                                    space::Column::HourlyRateCurrency,
+                                    space::Column::HourlyRateMinor,
+                                ])
+                                .to_owned(),
+                        )
+                        .exec_without_returning(tx.conn())
+                        .await
+                        .map_err(store_err)?;
+                    Ok(Verdict::Keep(Ok(())))
+                })
+            })
+            .await?
     }
 }

@@ -1,6 +1,8 @@
 //! The view database: "my page" rows folded from events, and a broadcast of every
 //! change for `WatchReservation`.
 
+use std::sync::Arc;
+
 use domain_kernel::{
     BoothCode, CustomerId, Money, Recorded, ReservationId, Serial, SpaceId, StoreError,
 };
@@ -14,10 +16,11 @@ use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Se
 use time::{Date, Duration};
 use tokio::sync::broadcast;
 
-use crate::db::{Db, store_err};
+use crate::db::{Db, store_err, update_versioned};
 use crate::details::DetailsColumns;
 use crate::outbox;
 use crate::time_codec::{date_text, from_micros, micros};
+use crate::writer::{Verdict, WriteTx};
 
 pub mod entities {
     //! Tables of the view database.
@@ -190,6 +193,60 @@ pub enum Applied {
     Duplicate,
 }
 
+/// One attempt to fold an event into its view.
+enum Attempt {
+    Duplicate,
+    Unchanged,
+    /// A concurrent consumer changed the row first: try again.
+    Conflict,
+    Written(Box<ReservationView>),
+}
+
+async fn fold(
+    tx: &WriteTx,
+    event: Arc<Recorded<ViewEvent>>,
+) -> Result<Verdict<Attempt>, StoreError> {
+    if !outbox::record_cause(tx, Some(event.event_id)).await? {
+        return Ok(Verdict::Keep(Attempt::Duplicate));
+    }
+    let stored = row::Entity::find_by_id(event.event.reservation_id.to_string())
+        .one(tx.conn())
+        .await
+        .map_err(store_err)?;
+    let created_at = stored
+        .as_ref()
+        .map_or_else(|| micros(event.occurred_at), |s| s.created_at);
+    let current = stored.map(from_row).transpose()?;
+    let Some(next) = domain_view::apply(current.as_ref(), &event) else {
+        return Ok(Verdict::Keep(Attempt::Unchanged));
+    };
+    let written = match &current {
+        None => {
+            let inserted = row::Entity::insert(to_row(&next, created_at))
+                .on_conflict(
+                    sea_orm::sea_query::OnConflict::column(row::Column::ReservationId)
+                        .do_nothing()
+                        .to_owned(),
+                )
+                .exec_without_returning(tx.conn())
+                .await
+                .map_err(store_err)?;
+            inserted == 1
+        }
+        Some(cur) => {
+            let mut values = to_row(&next, created_at);
+            values.reservation_id = NotSet;
+            let key = (row::Column::ReservationId, next.reservation_id.to_string());
+            update_versioned(tx.conn(), values, key, row::Column::Version, cur.version).await?
+        }
+    };
+    if !written {
+        // Undo the inbox entry too, and try again.
+        return Ok(Verdict::Undo(Attempt::Conflict));
+    }
+    Ok(Verdict::Keep(Attempt::Written(Box::new(next))))
+}
+
 /// "My page" rows, outbox-less (the view publishes nothing), with an inbox.
 #[derive(Debug, Clone)]
 pub struct ViewStore {
@@ -216,59 +273,23 @@ impl ViewStore {
     /// Folds one event into its reservation's view, with the inbox entry in the
     /// same transaction.
     pub async fn apply(&self, event: &Recorded<ViewEvent>) -> Result<Applied, StoreError> {
+        let event = Arc::new(event.clone());
         for _ in 0..CONFLICT_RETRIES {
-            let Some(txn) = outbox::begin(&self.db, Some(event.event_id)).await? else {
-                return Ok(Applied::Duplicate);
-            };
-            let stored = row::Entity::find_by_id(event.event.reservation_id.to_string())
-                .one(&txn)
-                .await
-                .map_err(store_err)?;
-            let created_at = stored
-                .as_ref()
-                .map_or_else(|| micros(event.occurred_at), |s| s.created_at);
-            let current = stored.map(from_row).transpose()?;
-            let Some(next) = domain_view::apply(current.as_ref(), event) else {
-                txn.commit().await.map_err(store_err)?;
-                return Ok(Applied::Unchanged);
-            };
-            let written = match &current {
-                None => {
-                    let inserted = row::Entity::insert(to_row(&next, created_at))
-                        .on_conflict(
-                            sea_orm::sea_query::OnConflict::column(row::Column::ReservationId)
-                                .do_nothing()
-                                .to_owned(),
-                        )
-                        .exec_without_returning(&txn)
-                        .await
-                        .map_err(store_err)?;
-                    inserted == 1
+            let event = Arc::clone(&event);
+            let attempt = self
+                .db
+                .write(move |tx| Box::pin(fold(tx, Arc::clone(&event))))
+                .await?;
+            match attempt {
+                Attempt::Duplicate => return Ok(Applied::Duplicate),
+                Attempt::Unchanged => return Ok(Applied::Unchanged),
+                Attempt::Conflict => {}
+                Attempt::Written(next) => {
+                    // Nobody listening is fine.
+                    let _ = self.changes.send((*next).clone());
+                    return Ok(Applied::Changed(next));
                 }
-                Some(cur) => {
-                    let mut values = to_row(&next, created_at);
-                    values.reservation_id = NotSet;
-                    let updated = row::Entity::update_many()
-                        .set(values)
-                        .filter(row::Column::ReservationId.eq(next.reservation_id.to_string()))
-                        .filter(
-                            row::Column::Version.eq(i64::try_from(cur.version).unwrap_or(i64::MAX)),
-                        )
-                        .exec(&txn)
-                        .await
-                        .map_err(store_err)?;
-                    updated.rows_affected == 1
-                }
-            };
-            if !written {
-                // A concurrent consumer changed the row: roll back (inbox too), retry.
-                txn.rollback().await.map_err(store_err)?;
-                continue;
             }
-            txn.commit().await.map_err(store_err)?;
-            // Nobody listening is fine.
-            let _ = self.changes.send(next.clone());
-            return Ok(Applied::Changed(Box::new(next)));
         }
         Err(StoreError::msg("too many concurrent changes to one view"))
     }

@@ -5,6 +5,8 @@
 //! immediate write transaction on SQLite, a mutex in the fakes). See
 //! [`ReservationRepository::insert_pending`](crate::ports::ReservationRepository::insert_pending).
 
+use domain_kernel::DateRange;
+
 use crate::reservation::Details;
 
 /// Whether `candidate` fits next to the `holdings` (reservations in a holding
@@ -23,25 +25,18 @@ pub fn admits<'a>(
     holdings: impl IntoIterator<Item = &'a Details>,
 ) -> bool {
     match candidate {
-        Details::Roaming(c) => {
-            let same: Vec<_> = holdings
-                .into_iter()
-                .filter_map(|h| match h {
-                    Details::Roaming(h)
-                        if h.pickup_booth == c.pickup_booth
-                            && h.device_model == c.device_model
-                            && h.dates.overlaps(&c.dates) =>
-                    {
-                        Some(h.dates)
-                    }
-                    _ => None,
-                })
-                .collect();
-            c.dates.iter_days().all(|day| {
-                let taken = same.iter().filter(|d| d.contains(day)).count();
-                u32::try_from(taken).is_ok_and(|taken| taken < units)
-            })
-        }
+        Details::Roaming(c) => days_admit(
+            &c.dates,
+            units,
+            holdings.into_iter().filter_map(|h| match h {
+                Details::Roaming(h)
+                    if h.pickup_booth == c.pickup_booth && h.device_model == c.device_model =>
+                {
+                    Some(h.dates)
+                }
+                _ => None,
+            }),
+        ),
         Details::Parking(c) => {
             units > 0
                 && holdings.into_iter().all(|h| match h {
@@ -52,6 +47,22 @@ pub fn admits<'a>(
                 })
         }
     }
+}
+
+/// The roaming rule on dates alone: on every day of `dates`, fewer than `units`
+/// of `held` (the date ranges of the holdings of the same booth and model; ranges
+/// that do not overlap are ignored) cover that day. Stores that read only the
+/// dates of the holdings call this instead of [`admits`].
+pub fn days_admit(
+    dates: &DateRange,
+    units: u32,
+    held: impl IntoIterator<Item = DateRange>,
+) -> bool {
+    let same: Vec<_> = held.into_iter().filter(|d| d.overlaps(dates)).collect();
+    dates.iter_days().all(|day| {
+        let taken = same.iter().filter(|d| d.contains(day)).count();
+        u32::try_from(taken).is_ok_and(|taken| taken < units)
+    })
 }
 
 #[cfg(test)]

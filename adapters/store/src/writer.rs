@@ -1,0 +1,296 @@
+//! Group commit: every write transaction of a SQLite database runs on one writer
+//! task, which takes the jobs that queued up while it was busy and commits them
+//! together in one transaction.
+//!
+//! SQLite has one writer at a time, and through sqlx every statement is a round
+//! trip to the connection's worker thread, so `BEGIN` and `COMMIT` per change
+//! (plus the pool hand-over between callers) were most of a small transaction's
+//! cost. Here a batch of `n` jobs costs `n` jobs' own statements plus one
+//! `BEGIN` and one `COMMIT`, and the pages they share are written to the WAL once.
+//!
+//! Each job is a function of the transaction that returns a [`Verdict`]:
+//! [`Verdict::Keep`] keeps its writes (also when it decided, without writing
+//! anything, that the change is refused), [`Verdict::Undo`] asks for its writes
+//! to be rolled back. A job that undoes, fails or panics inside a batch rolls the
+//! whole batch back; then every job of it runs again alone, each in its own
+//! transaction, so one job's failure never changes another's outcome. Jobs run in
+//! arrival order and see the writes of the jobs before them, exactly as if they
+//! had committed one after another; nobody learns the outcome of a job before the
+//! transaction holding it committed.
+//!
+//! On PostgreSQL there is no writer task: each job runs in its own transaction
+//! on the pool (the server does its own group commit).
+
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use domain_kernel::StoreError;
+use futures::FutureExt;
+use sea_orm::{DatabaseConnection, DatabaseTransaction, TransactionTrait};
+use tokio::sync::{mpsc, oneshot};
+use tracing::Instrument;
+
+use crate::db::store_err;
+
+/// Most jobs committed in one transaction.
+const MAX_BATCH: usize = 128;
+
+/// What a job decided about its own writes.
+#[derive(Debug)]
+pub enum Verdict<T> {
+    /// Commit what the job wrote (which may be nothing) and answer `T`.
+    Keep(T),
+    /// Roll back what the job wrote and answer `T`.
+    Undo(T),
+}
+
+/// The transaction a job runs in.
+#[derive(Debug)]
+pub struct WriteTx {
+    txn: DatabaseTransaction,
+    appended: AtomicBool,
+}
+
+impl WriteTx {
+    /// The connection to run statements on.
+    pub fn conn(&self) -> &DatabaseTransaction {
+        &self.txn
+    }
+
+    /// Records that events were appended to the outbox, so the relay is woken
+    /// after the commit.
+    pub(crate) fn appended(&self) {
+        self.appended.store(true, Ordering::Relaxed);
+    }
+}
+
+/// A future borrowing the transaction.
+pub type JobFuture<'t, T> =
+    Pin<Box<dyn Future<Output = Result<Verdict<T>, StoreError>> + Send + 't>>;
+
+/// A job that can run again if its batch is rolled back.
+pub trait Job<T>: for<'t> Fn(&'t WriteTx) -> JobFuture<'t, T> + Send + 'static {}
+impl<T, F> Job<T> for F where F: for<'t> Fn(&'t WriteTx) -> JobFuture<'t, T> + Send + 'static {}
+
+/// A queued job with its answer channel, type erased for the writer task.
+pub(crate) trait Queued: Send {
+    /// Runs the job; `true` when its writes may be kept.
+    fn run<'t>(&'t mut self, tx: &'t WriteTx) -> Pin<Box<dyn Future<Output = bool> + Send + 't>>;
+    /// Answers the caller: the job's own result if `committed` is `Ok`.
+    fn answer(self: Box<Self>, committed: Result<(), String>);
+}
+
+struct Entry<T, F> {
+    job: F,
+    span: tracing::Span,
+    result: Option<Result<Verdict<T>, StoreError>>,
+    reply: oneshot::Sender<Result<T, StoreError>>,
+}
+
+impl<T: Send + 'static, F: Job<T>> Queued for Entry<T, F> {
+    fn run<'t>(&'t mut self, tx: &'t WriteTx) -> Pin<Box<dyn Future<Output = bool> + Send + 't>> {
+        let run = AssertUnwindSafe((self.job)(tx).instrument(self.span.clone())).catch_unwind();
+        Box::pin(async move {
+            let result = run.await.unwrap_or_else(|_| {
+                Err(StoreError::msg(
+                    "a write job panicked; its batch was rolled back",
+                ))
+            });
+            let keep = matches!(result, Ok(Verdict::Keep(_)));
+            self.result = Some(result);
+            keep
+        })
+    }
+
+    fn answer(self: Box<Self>, committed: Result<(), String>) {
+        let answer = match (committed, self.result) {
+            (_, None) => Err(StoreError::msg("write job did not run")),
+            (Ok(()), Some(Ok(Verdict::Keep(t) | Verdict::Undo(t)))) => Ok(t),
+            (_, Some(Err(e))) => Err(e),
+            (Err(e), Some(Ok(_))) => Err(StoreError::msg(format!("commit failed: {e}"))),
+        };
+        let _ = self.reply.send(answer);
+    }
+}
+
+/// Where write jobs go: the writer task of a SQLite database, or the pool of a
+/// PostgreSQL one.
+#[derive(Debug, Clone)]
+pub(crate) enum Writer {
+    Batched(mpsc::UnboundedSender<Box<dyn Queued>>, Arc<Counters>),
+    Direct(DatabaseConnection),
+}
+
+/// How the writer task has grouped its jobs so far.
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    jobs: AtomicU64,
+    transactions: AtomicU64,
+}
+
+/// Jobs run and transactions used by a writer task (jobs per transaction is
+/// the group-commit factor).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct WriterStats {
+    pub jobs: u64,
+    pub transactions: u64,
+}
+
+impl Writer {
+    /// Starts the writer task of `conn` (the single writer connection).
+    pub(crate) fn batched(
+        conn: DatabaseConnection,
+        committed: impl Fn() + Send + Sync + 'static,
+    ) -> Self {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let counters = Arc::new(Counters::default());
+        tokio::spawn(run_writer(conn, rx, committed, Arc::clone(&counters)));
+        Self::Batched(tx, counters)
+    }
+
+    /// What the writer task did so far (zero on PostgreSQL).
+    pub(crate) fn stats(&self) -> WriterStats {
+        match self {
+            Self::Batched(_, c) => WriterStats {
+                jobs: c.jobs.load(Ordering::Relaxed),
+                transactions: c.transactions.load(Ordering::Relaxed),
+            },
+            Self::Direct(_) => WriterStats::default(),
+        }
+    }
+
+    /// Runs `job` in a write transaction and answers its result once committed.
+    pub(crate) async fn write<T, F>(&self, job: F, committed: impl Fn()) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: Job<T>,
+    {
+        match self {
+            Self::Batched(queue, _) => {
+                let (reply, answer) = oneshot::channel();
+                let entry = Entry {
+                    job,
+                    span: tracing::Span::current(),
+                    result: None,
+                    reply,
+                };
+                queue
+                    .send(Box::new(entry))
+                    .map_err(|_| StoreError::msg("the database writer has stopped"))?;
+                answer
+                    .await
+                    .map_err(|_| StoreError::msg("the database writer has stopped"))?
+            }
+            Self::Direct(pool) => {
+                let tx = begin(pool).await?;
+                let verdict = AssertUnwindSafe(job(&tx))
+                    .catch_unwind()
+                    .await
+                    .unwrap_or_else(|_| Err(StoreError::msg("a write job panicked")))?;
+                let appended = tx.appended.load(Ordering::Relaxed);
+                match verdict {
+                    Verdict::Keep(t) => {
+                        tx.txn.commit().await.map_err(store_err)?;
+                        if appended {
+                            committed();
+                        }
+                        Ok(t)
+                    }
+                    Verdict::Undo(t) => {
+                        tx.txn.rollback().await.map_err(store_err)?;
+                        Ok(t)
+                    }
+                }
+            }
+        }
+    }
+}
+
+async fn begin(conn: &DatabaseConnection) -> Result<WriteTx, StoreError> {
+    Ok(WriteTx {
+        txn: conn.begin().await.map_err(store_err)?,
+        appended: AtomicBool::new(false),
+    })
+}
+
+async fn run_writer(
+    conn: DatabaseConnection,
+    mut queue: mpsc::UnboundedReceiver<Box<dyn Queued>>,
+    committed: impl Fn() + Sync,
+    counters: Arc<Counters>,
+) {
+    let mut batch: Vec<Box<dyn Queued>> = Vec::with_capacity(MAX_BATCH);
+    while let Some(first) = queue.recv().await {
+        batch.push(first);
+        while batch.len() < MAX_BATCH {
+            match queue.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        counters
+            .jobs
+            .fetch_add(batch.len() as u64, Ordering::Relaxed);
+        if batch.len() > 1 && run_together(&conn, &mut batch, &committed).await {
+            counters.transactions.fetch_add(1, Ordering::Relaxed);
+        } else {
+            for job in batch.drain(..) {
+                run_alone(&conn, job, &committed).await;
+                counters.transactions.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        batch.clear();
+    }
+}
+
+/// Runs `batch` in one transaction. `false`: a job refused or the transaction
+/// could not start; nothing was committed or answered, run them alone.
+async fn run_together(
+    conn: &DatabaseConnection,
+    batch: &mut Vec<Box<dyn Queued>>,
+    committed: &(impl Fn() + Sync),
+) -> bool {
+    let Ok(tx) = begin(conn).await else {
+        return false;
+    };
+    for job in batch.iter_mut() {
+        if !job.run(&tx).await {
+            let _ = tx.txn.rollback().await;
+            return false;
+        }
+    }
+    let appended = tx.appended.load(Ordering::Relaxed);
+    let outcome = tx.txn.commit().await.map_err(|e| e.to_string());
+    if outcome.is_ok() && appended {
+        committed();
+    }
+    for job in batch.drain(..) {
+        job.answer(outcome.clone());
+    }
+    true
+}
+
+async fn run_alone(
+    conn: &DatabaseConnection,
+    mut job: Box<dyn Queued>,
+    committed: &(impl Fn() + Sync),
+) {
+    let tx = match begin(conn).await {
+        Ok(tx) => tx,
+        Err(e) => return job.answer(Err(e.to_string())),
+    };
+    if job.run(&tx).await {
+        let appended = tx.appended.load(Ordering::Relaxed);
+        let outcome = tx.txn.commit().await.map_err(|e| e.to_string());
+        if outcome.is_ok() && appended {
+            committed();
+        }
+        job.answer(outcome);
+    } else {
+        let outcome = tx.txn.rollback().await.map_err(|e| e.to_string());
+        job.answer(outcome);
+    }
+}

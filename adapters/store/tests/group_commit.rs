@@ -1,0 +1,201 @@
+//! The group-committing writer ([`Db::write`]): jobs that queue up together
+//! commit in one transaction, each sees the writes of the jobs before it, and a
+//! job that undoes, fails or panics changes nobody else's outcome. Also on
+//! PostgreSQL, where each job has its own transaction.
+
+#![allow(
+    clippy::expect_used,
+    clippy::unwrap_used,
+    clippy::panic,
+    reason = "tests"
+)]
+
+use std::sync::Arc;
+
+use adapters_store::migrations::ReservationMigrator;
+use adapters_store::testing::TestDatabase;
+use adapters_store::{Db, Verdict, outbox};
+use domain_kernel::{EventId, IdGenerator, StoreError, UuidV7};
+use futures::future::join_all;
+use tokio::sync::oneshot;
+
+/// What each queued job does.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Plan {
+    Keep,
+    Undo,
+    Fail,
+    Panic,
+}
+
+/// Writes `id` to the inbox, then does what `plan` says.
+async fn job(db: &Db, id: EventId, plan: Plan) -> Result<bool, StoreError> {
+    db.write(move |tx| {
+        Box::pin(async move {
+            let fresh = outbox::record_inbox(tx.conn(), id).await?;
+            match plan {
+                Plan::Keep => Ok(Verdict::Keep(fresh)),
+                Plan::Undo => Ok(Verdict::Undo(fresh)),
+                Plan::Fail => Err(StoreError::msg("this job fails")),
+                Plan::Panic => panic!("this job panics"),
+            }
+        })
+    })
+    .await
+}
+
+async fn handled(db: &Db, id: EventId) -> bool {
+    outbox::handled(db.reader(), id).await.unwrap()
+}
+
+/// Holds the writer until `release` fires, so the jobs submitted meanwhile
+/// queue up and run as one batch.
+fn hold_writer(db: &Db) -> (oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
+    let (release, wait) = oneshot::channel::<()>();
+    let wait = Arc::new(tokio::sync::Mutex::new(Some(wait)));
+    let db = db.clone();
+    let holder = tokio::spawn(async move {
+        db.write(move |_tx| {
+            let wait = Arc::clone(&wait);
+            Box::pin(async move {
+                if let Some(wait) = wait.lock().await.take() {
+                    let _ = wait.await;
+                }
+                Ok(Verdict::Keep(()))
+            })
+        })
+        .await
+        .unwrap();
+    });
+    (release, holder)
+}
+
+async fn batch_outcomes(db: TestDatabase) {
+    let db = Db::connect::<ReservationMigrator>(db.url()).await.unwrap();
+    let before = db.writer_stats();
+    let (release, holder) = hold_writer(&db);
+    tokio::task::yield_now().await;
+    let plans = [
+        Plan::Keep,
+        Plan::Undo,
+        Plan::Keep,
+        Plan::Fail,
+        Plan::Keep,
+        Plan::Panic,
+        Plan::Keep,
+    ];
+    let ids: Vec<EventId> = plans.iter().map(|_| UuidV7.event_id()).collect();
+    let calls: Vec<_> = plans
+        .iter()
+        .zip(&ids)
+        .map(|(plan, id)| {
+            let db = db.clone();
+            let (plan, id) = (*plan, *id);
+            tokio::spawn(async move { job(&db, id, plan).await })
+        })
+        .collect();
+    // Let every job reach the writer's queue, then release the holder.
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    release.send(()).unwrap();
+    holder.await.unwrap();
+    let results: Vec<_> = join_all(calls)
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    for ((plan, id), result) in plans.iter().zip(&ids).zip(&results) {
+        match plan {
+            Plan::Keep => {
+                assert!(matches!(result, Ok(true)), "{plan:?}: {result:?}");
+                assert!(handled(&db, *id).await, "a kept job's write is committed");
+            }
+            Plan::Undo => {
+                assert!(
+                    matches!(result, Ok(true)),
+                    "{plan:?} answers its value: {result:?}"
+                );
+                assert!(
+                    !handled(&db, *id).await,
+                    "an undone job's write is rolled back"
+                );
+            }
+            Plan::Fail | Plan::Panic => {
+                assert!(result.is_err(), "{plan:?} answers an error: {result:?}");
+                assert!(
+                    !handled(&db, *id).await,
+                    "a failed job's write is rolled back"
+                );
+            }
+        }
+    }
+    if db.backend() == adapters_store::Backend::Sqlite {
+        let after = db.writer_stats();
+        assert_eq!(after.jobs - before.jobs, 1 + plans.len() as u64);
+    }
+    // The writer still works after a panic.
+    let id = UuidV7.event_id();
+    assert!(job(&db, id, Plan::Keep).await.unwrap());
+    assert!(
+        !job(&db, id, Plan::Keep).await.unwrap(),
+        "a job sees earlier commits"
+    );
+}
+
+/// Many concurrent read-modify-write jobs: grouped, yet as if one at a time.
+async fn serial_semantics(db: TestDatabase) {
+    let db = Db::connect::<ReservationMigrator>(db.url()).await.unwrap();
+    let id = UuidV7.event_id();
+    let before = db.writer_stats();
+    let (release, holder) = hold_writer(&db);
+    tokio::task::yield_now().await;
+    let calls: Vec<_> = (0..200)
+        .map(|_| {
+            let db = db.clone();
+            tokio::spawn(async move { job(&db, id, Plan::Keep).await.unwrap() })
+        })
+        .collect();
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    release.send(()).unwrap();
+    holder.await.unwrap();
+    let fresh = join_all(calls)
+        .await
+        .into_iter()
+        .filter(|r| *r.as_ref().unwrap())
+        .count();
+    assert_eq!(
+        fresh, 1,
+        "exactly one job inserted the id; the others saw it"
+    );
+    if db.backend() == adapters_store::Backend::Sqlite {
+        let after = db.writer_stats();
+        let (jobs, transactions) = (
+            after.jobs - before.jobs,
+            after.transactions - before.transactions,
+        );
+        assert_eq!(jobs, 201);
+        assert!(
+            transactions <= 5,
+            "queued jobs commit together: {jobs} jobs in {transactions} transactions"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_batch_keeps_each_jobs_own_outcome_on_sqlite() {
+    batch_outcomes(TestDatabase::sqlite()).await;
+}
+
+#[tokio::test]
+async fn a_batch_keeps_each_jobs_own_outcome_on_postgres() {
+    batch_outcomes(TestDatabase::postgres().await).await;
+}
+
+#[tokio::test]
+async fn grouped_jobs_behave_as_if_serial_on_sqlite() {
+    serial_semantics(TestDatabase::sqlite()).await;
+}
+
+#[tokio::test]
+async fn concurrent_jobs_behave_as_if_serial_on_postgres() {
+    serial_semantics(TestDatabase::postgres().await).await;
+}
