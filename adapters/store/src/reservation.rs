@@ -161,6 +161,15 @@ async fn lock_units<C: ConnectionTrait>(txn: &C, details: &Details) -> Result<u3
     }
 }
 
+/// The last day on which a rental overlapping `dates` can end.
+fn latest_overlapping_end(dates: DateRange) -> time::Date {
+    let longest = i64::from(domain_reservation::pricing::MAX_ROAMING_DAYS);
+    dates
+        .end()
+        .checked_add(time::Duration::days(longest - 1))
+        .unwrap_or(time::Date::MAX)
+}
+
 /// Whether `details` fits next to the holdings of its resource (invariant 2).
 /// Roaming reads only the dates of the booth's overlapping holdings: a busy
 /// booth has hundreds, and full rows made this the costliest statement of a
@@ -178,6 +187,11 @@ async fn admits<C: ConnectionTrait>(
                 .filter(row::Column::DeviceModel.eq(d.device_model.as_str()))
                 .filter(row::Column::StartDate.lte(date_text(d.dates.end())))
                 .filter(row::Column::EndDate.gte(date_text(d.dates.start())))
+                // No rental is longer than MAX_ROAMING_DAYS, so an overlapping one
+                // ends at most that long after the candidate: this bounds the
+                // range read from ix_reservations_roaming_end, which otherwise
+                // ran over every later reservation of the booth.
+                .filter(row::Column::EndDate.lte(date_text(latest_overlapping_end(d.dates))))
                 .select_only()
                 .column(row::Column::StartDate)
                 .column(row::Column::EndDate)

@@ -349,8 +349,63 @@ async fn race(db: TestDatabase) {
     assert_eq!(holding, 4);
 }
 
+/// The capacity query reads only holdings that can overlap: its bound (no
+/// rental is longer than `MAX_ROAMING_DAYS`) must not miss the longest one.
+async fn longest_rental(db: TestDatabase) {
+    let w = world(db, 1).await;
+    let days = |from: time::Date, to: time::Date| {
+        let Details::Roaming(mut d) = roaming() else {
+            unreachable!()
+        };
+        d.dates = DateRange::new(from, to).unwrap();
+        Details::Roaming(d)
+    };
+    let first = date!(2026 - 12 - 01);
+    let last = first + Duration::days(i64::from(domain_reservation::pricing::MAX_ROAMING_DAYS) - 1);
+    let reserve = |n: usize, details: Details| {
+        let s = Arc::clone(&w.service);
+        async move {
+            s.reserve(
+                &customer(n),
+                RequestId::parse(&format!("l{n}")).unwrap(),
+                details,
+                card(),
+            )
+            .await
+        }
+    };
+    reserve(1, days(first, last))
+        .await
+        .expect("the longest rental");
+    for (n, (from, to)) in [
+        (first, first),
+        (last, last),
+        (last, last + Duration::days(3)),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        assert!(
+            matches!(
+                reserve(10 + n, days(from, to)).await,
+                Err(ReserveError::SoldOut)
+            ),
+            "{from}..{to} overlaps the longest rental"
+        );
+    }
+    let after = last + Duration::days(1);
+    reserve(20, days(after, after))
+        .await
+        .expect("the day after is free");
+}
+
 mod sqlite {
     use super::*;
+
+    #[tokio::test]
+    async fn the_capacity_check_sees_the_longest_rental() {
+        longest_rental(TestDatabase::sqlite()).await;
+    }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn repository_suite() {
@@ -365,6 +420,11 @@ mod sqlite {
 
 mod postgres {
     use super::*;
+
+    #[tokio::test]
+    async fn the_capacity_check_sees_the_longest_rental() {
+        longest_rental(TestDatabase::postgres().await).await;
+    }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn repository_suite() {
