@@ -15,7 +15,6 @@ use domain_view::{ReservationView, may_read_booth_schedule, may_read_space_sched
 use futures::Stream;
 use proto::view::view_service_server::ViewService as Rpc;
 use proto::{parking as pk, payment as pp, rental as pr, reservation as pb, view as pv};
-use tokio::sync::broadcast::error::RecvError;
 use tonic::{Request, Response, Status};
 
 use crate::identity::principal;
@@ -172,7 +171,7 @@ impl Rpc for ViewRpc {
         let who = principal(&request)?;
         let id = reservation_id(&request.get_ref().reservation_id)?;
         // Subscribe before reading, so no change falls between the two.
-        let mut changes = self.store.subscribe();
+        let mut changes = self.store.watch(id);
         let current = self.store.get(id).await.map_err(|e| internal(&e))?;
         let Some(current) = current.filter(|v| may_see(&who, v)) else {
             return Err(not_found("reservation"));
@@ -189,11 +188,14 @@ impl Rpc for ViewRpc {
             {
                 return;
             }
-            // Changes this replica applies arrive by broadcast at once; changes
-            // other replicas apply (competing consumers) are found by a
-            // periodic re-read.
-            let mut poll = tokio::time::interval(std::time::Duration::from_millis(250));
+            // Changes this process applies arrive through the watch at once.
+            // On PostgreSQL other replicas apply some (competing consumers):
+            // those are found by a periodic re-read; on SQLite the re-read is
+            // only a slow safety net.
+            let every = if store.shared() { 250 } else { 5_000 };
+            let mut poll = tokio::time::interval(std::time::Duration::from_millis(every));
             poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            poll.tick().await;
             loop {
                 let next = tokio::select! {
                     () = tx.closed() => return,
@@ -205,11 +207,10 @@ impl Rpc for ViewRpc {
                             return;
                         }
                     },
-                    change = changes.recv() => match change {
-                        Ok(v) if v.reservation_id == id && v.version > last => v,
-                        // Another reservation, or missed changes: the poll re-reads.
-                        Ok(_) | Err(RecvError::Lagged(_)) => continue,
-                        Err(RecvError::Closed) => return,
+                    change = changes.changed() => match change {
+                        Some(v) if v.version > last => v,
+                        Some(_) => continue,
+                        None => return,
                     },
                 };
                 last = next.version;

@@ -1,7 +1,8 @@
 //! The view database: "my page" rows folded from events, and a broadcast of every
 //! change for `WatchReservation`.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use domain_kernel::{
     BoothCode, CustomerId, Money, Recorded, ReservationId, Serial, SpaceId, StoreError,
@@ -14,7 +15,7 @@ use domain_view::{ReservationView, StatusChange, ViewEvent};
 use sea_orm::ActiveValue::NotSet;
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set};
 use time::{Date, Duration};
-use tokio::sync::broadcast;
+use tokio::sync::watch;
 
 use crate::db::{Db, store_err, update_versioned};
 use crate::details::DetailsColumns;
@@ -251,23 +252,82 @@ async fn fold(
 #[derive(Debug, Clone)]
 pub struct ViewStore {
     db: Db,
-    changes: broadcast::Sender<ReservationView>,
+    watchers: Watchers,
+}
+
+/// A watch channel per reservation somebody watches (only those: a change of
+/// a reservation nobody watches costs one map lookup).
+type Watchers = Arc<Mutex<HashMap<ReservationId, watch::Sender<Option<ReservationView>>>>>;
+
+/// The committed changes of one reservation's view, latest first: a watcher
+/// that falls behind skips to the newest state, never sees an older one after
+/// a newer one.
+#[derive(Debug)]
+pub struct ViewWatch {
+    id: ReservationId,
+    changes: watch::Receiver<Option<ReservationView>>,
+    watchers: Watchers,
+}
+
+impl ViewWatch {
+    /// The next state committed after the last one returned (`None` once the
+    /// store is gone).
+    pub async fn changed(&mut self) -> Option<ReservationView> {
+        loop {
+            self.changes.changed().await.ok()?;
+            if let Some(v) = self.changes.borrow_and_update().clone() {
+                return Some(v);
+            }
+        }
+    }
+}
+
+impl Drop for ViewWatch {
+    fn drop(&mut self) {
+        let mut watchers = self.watchers.lock().unwrap_or_else(PoisonError::into_inner);
+        // This receiver is still alive here: the last watcher sees a count of 1.
+        if watchers
+            .get(&self.id)
+            .is_some_and(|tx| tx.receiver_count() <= 1)
+        {
+            watchers.remove(&self.id);
+        }
+    }
 }
 
 impl ViewStore {
     pub fn new(db: Db) -> Self {
-        let (changes, _) = broadcast::channel(1024);
-        Self { db, changes }
+        Self {
+            db,
+            watchers: Arc::default(),
+        }
     }
 
     pub fn db(&self) -> &Db {
         &self.db
     }
 
-    /// Every committed change, as it happens. A receiver that lags sees
-    /// `RecvError::Lagged` and should re-read the view.
-    pub fn subscribe(&self) -> broadcast::Receiver<ReservationView> {
-        self.changes.subscribe()
+    /// Every change to `id`'s view this store commits from now on. Subscribe
+    /// before reading the current state, so no change falls between the two.
+    pub fn watch(&self, id: ReservationId) -> ViewWatch {
+        let changes = self
+            .watchers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(id)
+            .or_insert_with(|| watch::channel(None).0)
+            .subscribe();
+        ViewWatch {
+            id,
+            changes,
+            watchers: Arc::clone(&self.watchers),
+        }
+    }
+
+    /// Whether other processes may change these views too (PostgreSQL, where
+    /// replicas share the database): watchers must then also re-read.
+    pub fn shared(&self) -> bool {
+        self.db.backend() == crate::Backend::Postgres
     }
 
     /// Folds one event into its reservation's view, with the inbox entry in the
@@ -285,8 +345,14 @@ impl ViewStore {
                 Attempt::Unchanged => return Ok(Applied::Unchanged),
                 Attempt::Conflict => {}
                 Attempt::Written(next) => {
-                    // Nobody listening is fine.
-                    let _ = self.changes.send((*next).clone());
+                    if let Some(tx) = self
+                        .watchers
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .get(&next.reservation_id)
+                    {
+                        tx.send_replace(Some((*next).clone()));
+                    }
                     return Ok(Applied::Changed(next));
                 }
             }

@@ -251,8 +251,9 @@ async fn parking(db: TestDatabase) {
 
 async fn view(db: TestDatabase) {
     let store = ViewStore::new(Db::connect::<ViewMigrator>(db.url()).await.unwrap());
-    let mut changes = store.subscribe();
     let id = UuidV7.reservation_id();
+    let mut changes = store.watch(id);
+    let mut elsewhere = store.watch(UuidV7.reservation_id());
     let alice = CustomerId::parse("alice").unwrap();
     let details = Details::Roaming(RoamingDetails {
         device_model: DeviceModel::parse("egg-lte").unwrap(),
@@ -310,10 +311,23 @@ async fn view(db: TestDatabase) {
         (v.status, v.rental_status, v.version),
         (Status::RentalAccepted, Some(RentalStatus::Accepted), 3)
     );
-    let seen: Vec<_> = std::iter::from_fn(|| changes.try_recv().ok())
-        .map(|v| v.version)
-        .collect();
-    assert_eq!(seen, [1, 2, 3], "every change is broadcast once, in order");
+    let latest = tokio::time::timeout(std::time::Duration::from_secs(1), changes.changed())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(latest, v, "a watcher sees the latest committed state");
+    assert!(
+        tokio::time::timeout(std::time::Duration::from_millis(50), changes.changed())
+            .await
+            .is_err(),
+        "and nothing more until the next change"
+    );
+    assert!(
+        tokio::time::timeout(std::time::Duration::from_millis(50), elsewhere.changed())
+            .await
+            .is_err(),
+        "a watcher of another reservation sees none of it"
+    );
     let page = store.list_for_customer(&alice, 10, None).await.unwrap();
     assert_eq!(page.len(), 1);
     assert_eq!(page[0].1, v, "lossless round trip");
