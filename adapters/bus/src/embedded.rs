@@ -1,5 +1,6 @@
 //! The in-process bus: the embedded default's broker.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -40,12 +41,25 @@ struct State {
     dead_letters: Vec<DeadLetter>,
 }
 
+/// The ordering key of an event: events with the same key reach a subscriber
+/// in publish order; events with different keys may be handled concurrently.
+/// `None` is a key of its own (those events stay in order among themselves).
+pub type OrderKey = fn(&OutgoingEvent) -> Option<String>;
+
+fn no_key(_: &OutgoingEvent) -> Option<String> {
+    None
+}
+
+/// Events of different keys one subscriber handles at once.
+const LANES: usize = 32;
+
 /// The embedded bus. Clones share subscribers.
 #[derive(Debug, Clone)]
 pub struct EmbeddedBus {
     state: Arc<Mutex<State>>,
     max_deliver: u64,
     retry_delay: Duration,
+    key: OrderKey,
 }
 
 impl Default for EmbeddedBus {
@@ -60,7 +74,18 @@ impl EmbeddedBus {
             state: Arc::default(),
             max_deliver,
             retry_delay,
+            key: no_key,
         }
+    }
+
+    /// Delivers events of different `key`s concurrently (each subscriber up to
+    /// 32 keys at a time; one key's events in order), so a subscriber's
+    /// transactions can commit together. Without it every event waits for the
+    /// one before it.
+    #[must_use]
+    pub fn ordered_by(mut self, key: OrderKey) -> Self {
+        self.key = key;
+        self
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -155,26 +180,96 @@ impl EmbeddedBus {
     }
 }
 
+impl EmbeddedBus {
+    /// Delivers `events` (in publish order) to one subscriber: one lane per key,
+    /// lanes concurrently, each lane in order.
+    async fn deliver_all(
+        &self,
+        durable: &str,
+        handler: &Arc<dyn Handler>,
+        events: Vec<&OutgoingEvent>,
+    ) -> Result<(), String> {
+        let mut lanes: Vec<Vec<&OutgoingEvent>> = Vec::new();
+        let mut lane_of: HashMap<Option<String>, usize> = HashMap::new();
+        for event in events {
+            let lane = *lane_of.entry((self.key)(event)).or_insert_with(|| {
+                lanes.push(Vec::new());
+                lanes.len() - 1
+            });
+            lanes[lane].push(event);
+        }
+        let lanes_at_once = tokio::sync::Semaphore::new(LANES);
+        let running = lanes
+            .into_iter()
+            .map(|lane| self.deliver_lane(durable, handler, lane, &lanes_at_once));
+        futures::future::join_all(running)
+            .await
+            .into_iter()
+            .collect()
+    }
+
+    /// One key's events, in order, once a lane is free.
+    async fn deliver_lane(
+        &self,
+        durable: &str,
+        handler: &Arc<dyn Handler>,
+        lane: Vec<&OutgoingEvent>,
+        lanes: &tokio::sync::Semaphore,
+    ) -> Result<(), String> {
+        let _lane = lanes.acquire().await.map_err(|e| e.to_string())?;
+        for event in lane {
+            self.deliver(durable, handler, event).await?;
+        }
+        Ok(())
+    }
+}
+
 impl EventPublisher for EmbeddedBus {
     async fn publish(&self, events: &[OutgoingEvent]) -> Result<(), PublishError> {
-        for event in events {
-            let targets: Vec<(String, bool, Arc<dyn Handler>)> = self
-                .lock()
-                .subscriptions
+        let subscribers: Vec<(String, String, bool, Arc<dyn Handler>)> = self
+            .lock()
+            .subscriptions
+            .iter()
+            .map(|s| {
+                (
+                    s.durable.clone(),
+                    s.prefix.clone(),
+                    s.running,
+                    Arc::clone(&s.handler),
+                )
+            })
+            .collect();
+        // Everything before the first event a stopped subscriber wants goes now;
+        // the rest stays with the relay, which tries again.
+        let stopped = events.iter().find_map(|e| {
+            subscribers
                 .iter()
-                .filter(|s| event.subject.starts_with(&s.prefix))
-                .map(|s| (s.durable.clone(), s.running, Arc::clone(&s.handler)))
-                .collect();
-            if let Some((durable, ..)) = targets.iter().find(|(_, running, _)| !running) {
-                return Err(PublishError(format!("subscriber {durable} is stopped")));
-            }
-            // Subscribers are independent: deliver to all at once.
-            let deliveries = targets
+                .find(|(_, prefix, running, _)| !running && e.subject.starts_with(prefix))
+                .map(|(durable, ..)| (e, durable))
+        });
+        let deliverable = stopped.map_or(events.len(), |(blocked, _)| {
+            events
                 .iter()
-                .map(|(durable, _, handler)| self.deliver(durable, handler, event));
-            for result in futures::future::join_all(deliveries).await {
-                result.map_err(PublishError)?;
-            }
+                .position(|e| std::ptr::eq(e, blocked))
+                .unwrap_or(0)
+        });
+        let now = &events[..deliverable];
+        // Subscribers are independent: deliver to all at once.
+        let deliveries = subscribers
+            .iter()
+            .filter(|(_, _, running, _)| *running)
+            .map(|(durable, prefix, _, handler)| {
+                let mine = now
+                    .iter()
+                    .filter(|e| e.subject.starts_with(prefix))
+                    .collect();
+                self.deliver_all(durable, handler, mine)
+            });
+        for result in futures::future::join_all(deliveries).await {
+            result.map_err(PublishError)?;
+        }
+        if let Some((_, durable)) = stopped {
+            return Err(PublishError(format!("subscriber {durable} is stopped")));
         }
         Ok(())
     }

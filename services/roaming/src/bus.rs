@@ -36,7 +36,11 @@ impl EventPublisher for Publisher {
 impl Bus {
     pub async fn connect(nats_url: Option<&str>, prefix: &str) -> Result<Self, anyhow::Error> {
         match nats_url {
-            None => Ok(Self::Embedded(EmbeddedBus::default())),
+            // One reservation's events stay in order; different reservations'
+            // are handled concurrently, so their transactions commit together.
+            None => Ok(Self::Embedded(EmbeddedBus::default().ordered_by(|e| {
+                adapters_codec::reservation_of(&e.subject, &e.payload)
+            }))),
             Some(url) => {
                 let js = nats::connect(url).await?;
                 nats::ensure_streams(&js, prefix)
