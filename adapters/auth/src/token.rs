@@ -1,7 +1,8 @@
 //! Issuing and verifying tokens: `EdDSA` only; `iss`, `aud`, `exp`, `nbf` and
 //! `sub` required and checked; the key chosen by `kid` among trusted keys.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use domain_kernel::{BoothCode, Principal, Role};
@@ -104,6 +105,27 @@ impl Issuer {
 pub struct Verifier {
     keys: Arc<[TrustedKey]>,
     validation: Validation,
+    verified: Arc<Mutex<HashMap<String, Verified>>>,
+}
+
+/// A token whose signature and claims were checked: the same bytes need only
+/// their validity period checked again (Ed25519 verification was a few
+/// percent of a reservation's CPU time, repeated for the same bearer token).
+#[derive(Debug, Clone)]
+struct Verified {
+    principal: Principal,
+    nbf: u64,
+    exp: u64,
+}
+
+/// Most verified tokens remembered (a few hundred bytes each); when full, the
+/// memory starts over.
+const VERIFIED_CAPACITY: usize = 1024;
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 /// Clock skew tolerated on `exp` and `nbf`.
@@ -121,12 +143,41 @@ impl Verifier {
         Self {
             keys: keys.into(),
             validation,
+            verified: Arc::default(),
         }
+    }
+
+    fn remembered(&self, token: &str) -> Option<Result<Principal, AuthError>> {
+        let known = self
+            .verified
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(token)
+            .cloned()?;
+        let now = unix_now();
+        Some(if now > known.exp + LEEWAY_SECS {
+            Err(AuthError::Refused(Refusal::Expired))
+        } else if now + LEEWAY_SECS < known.nbf {
+            Err(AuthError::Refused(Refusal::NotYetValid))
+        } else {
+            Ok(known.principal)
+        })
+    }
+
+    fn remember(&self, token: &str, verified: Verified) {
+        let mut map = self.verified.lock().unwrap_or_else(PoisonError::into_inner);
+        if map.len() >= VERIFIED_CAPACITY {
+            map.clear();
+        }
+        map.insert(token.to_owned(), verified);
     }
 
     /// The principal a token stands for, or why it is refused. The message is
     /// safe to send to the caller: it never contains the token.
     pub fn verify(&self, token: &str) -> Result<Principal, AuthError> {
+        if let Some(known) = self.remembered(token) {
+            return known;
+        }
         let refused = AuthError::Refused;
         let header = jsonwebtoken::decode_header(token).map_err(|_| refused(Refusal::Malformed))?;
         if header.alg != ALGORITHM {
@@ -159,7 +210,14 @@ impl Verifier {
         {
             return Err(refused(Refusal::KeyScope));
         }
-        principal_of(&claims)
+        let principal = principal_of(&claims)?;
+        let verified = Verified {
+            principal: principal.clone(),
+            nbf: claims.nbf,
+            exp: claims.exp,
+        };
+        self.remember(token, verified);
+        Ok(principal)
     }
 }
 
@@ -193,6 +251,36 @@ mod tests {
             Issuer::new(key, Audience::default(), Duration::from_mins(10)),
             verifier,
         )
+    }
+
+    #[test]
+    fn a_remembered_token_is_still_refused_once_it_expired() {
+        let (issuer, verifier) = pair();
+        let who = Principal::customer(&domain_kernel::CustomerId::parse("alice").unwrap());
+        let token = issuer.issue(&who).unwrap();
+        assert_eq!(verifier.verify(&token).unwrap(), who);
+        assert_eq!(verifier.verify(&token).unwrap(), who, "remembered");
+        // The same bytes, remembered with a validity period that has passed.
+        let mut known = verifier
+            .verified
+            .lock()
+            .unwrap()
+            .get(&token)
+            .cloned()
+            .unwrap();
+        known.exp = unix_now() - LEEWAY_SECS - 1;
+        verifier.remember(&token, known.clone());
+        assert!(matches!(
+            verifier.verify(&token),
+            Err(AuthError::Refused(Refusal::Expired))
+        ));
+        known.exp = unix_now() + 60;
+        known.nbf = unix_now() + LEEWAY_SECS + 60;
+        verifier.remember(&token, known);
+        assert!(matches!(
+            verifier.verify(&token),
+            Err(AuthError::Refused(Refusal::NotYetValid))
+        ));
     }
 
     #[test]
