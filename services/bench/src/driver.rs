@@ -44,7 +44,7 @@ impl Stats {
     }
 
     /// A markdown table row, with throughput as a ratio to `base`.
-    pub fn row(&self, name: &str, concurrency: usize, base: &Self) -> String {
+    pub fn row(&self, name: &str, load: &str, base: &Self) -> String {
         let errors = if self.errors.is_empty() {
             "0".to_owned()
         } else {
@@ -60,7 +60,7 @@ impl Stats {
         )]
         let max = self.latency_us.max() as f64 / 1000.0;
         format!(
-            "| {name} | {concurrency} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {errors} | {:.3} |",
+            "| {name} | {load} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {errors} | {:.3} |",
             self.throughput(),
             self.ms(0.5),
             self.ms(0.9),
@@ -130,6 +130,56 @@ where
             for (k, v) in errors {
                 *stats.errors.entry(k).or_default() += v;
             }
+        }
+    }
+    stats
+}
+
+/// Calls `call(i)` at a fixed `rate` per second for `warmup + duration`, each
+/// on its own task (an open loop: a slow call does not delay the next one).
+/// Latency counts from when a call was due, not from when it was sent, so a
+/// stalled client cannot hide a stalled server (no coordinated omission).
+pub async fn drive_at_rate<F, Fut>(
+    rate: u32,
+    warmup: Duration,
+    duration: Duration,
+    call: F,
+) -> Stats
+where
+    F: Fn(u64) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Result<(), String>> + Send + 'static,
+{
+    let start = Instant::now();
+    let measure_from = start + warmup;
+    let end = measure_from + duration;
+    let every =
+        u64::try_from((Duration::from_secs(1) / rate.max(1)).as_nanos()).unwrap_or(u64::MAX);
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    for i in 0.. {
+        let due = start + Duration::from_nanos(every.saturating_mul(i));
+        if due >= end {
+            break;
+        }
+        tokio::time::sleep_until(due.into()).await;
+        let (call, tx) = (call.clone(), tx.clone());
+        tokio::spawn(async move {
+            let result = call(i).await;
+            let _ = tx.send((due, Instant::now(), result));
+        });
+    }
+    drop(tx);
+    let mut stats = drive_nothing(duration);
+    while let Some((due, done, result)) = rx.recv().await {
+        if due < measure_from {
+            continue;
+        }
+        match result {
+            Ok(()) => {
+                stats.ok += 1;
+                let us = u64::try_from((done - due).as_micros()).unwrap_or(u64::MAX);
+                let _ = stats.latency_us.record(us.max(1));
+            }
+            Err(code) => *stats.errors.entry(code).or_default() += 1,
         }
     }
     stats

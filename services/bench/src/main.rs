@@ -12,6 +12,7 @@ mod mesh;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use mesh::Load;
 
 #[derive(Debug, Clone)]
 struct Options {
@@ -21,10 +22,11 @@ struct Options {
     duration: Duration,
     warmup: Duration,
     event_rate: u32,
+    reserve_rate: u32,
 }
 
 const USAGE: &str = "usage: bench [--concurrency N] [--duration-secs N] [--warmup-secs N]
-             [--event-rate N] [--target in-process] [--smoke]
+             [--event-rate N] [--reserve-rate N] [--target in-process] [--smoke]
 Runs the echo baseline, then reserve calls through the gateway of a fresh
 `roaming up` (next to this binary), and prints the table (BENCHMARKS.md).";
 
@@ -36,7 +38,8 @@ fn options() -> anyhow::Result<Options> {
         concurrency: 64,
         duration: Duration::from_secs(10),
         warmup: Duration::from_secs(2),
-        event_rate: 50,
+        event_rate: 500,
+        reserve_rate: 1000,
     };
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -49,12 +52,14 @@ fn options() -> anyhow::Result<Options> {
                 o.warmup = Duration::from_millis(100);
                 o.concurrency = 8;
                 o.event_rate = 20;
+                o.reserve_rate = 20;
             }
             "--target" => o.in_process = value()? == "in-process",
             "--concurrency" => o.concurrency = value()?.parse()?,
             "--duration-secs" => o.duration = Duration::from_secs(value()?.parse()?),
             "--warmup-secs" => o.warmup = Duration::from_secs(value()?.parse()?),
             "--event-rate" => o.event_rate = value()?.parse()?,
+            "--reserve-rate" => o.reserve_rate = value()?.parse()?,
             "--help" | "-h" => {
                 println!("{USAGE}");
                 std::process::exit(0);
@@ -100,19 +105,22 @@ async fn run(o: Options) -> anyhow::Result<()> {
         .event_latency(o.event_rate, o.warmup + o.duration)
         .await;
     let roaming_c = target
-        .reserve_roaming(o.concurrency, o.warmup, o.duration, 0)
+        .reserve_roaming(Load::Concurrency(o.concurrency), o.warmup, o.duration, 0)
         .await;
     let parking_c = target
         .reserve_parking(o.concurrency, o.warmup, o.duration, 0)
         .await;
     let load_rss = target.rss_kib();
     let roaming_1 = target
-        .reserve_roaming(1, o.warmup, o.duration, 10_000_000)
+        .reserve_roaming(Load::Concurrency(1), o.warmup, o.duration, 10_000_000)
+        .await;
+    let roaming_rate = target
+        .reserve_roaming(Load::Rate(o.reserve_rate), o.warmup, o.duration, 40_000_000)
         .await;
 
     println!();
     println!(
-        "| workload | concurrency | calls/s | p50 ms | p90 ms | p99 ms | max ms | errors | vs echo (calls/s) |"
+        "| workload | load | calls/s | p50 ms | p90 ms | p99 ms | max ms | errors | vs echo (calls/s) |"
     );
     println!("|---|---|---|---|---|---|---|---|---|");
     for (name, c, s, base) in [
@@ -122,8 +130,13 @@ async fn run(o: Options) -> anyhow::Result<()> {
         ("reserve parking", o.concurrency, &parking_c, &echo_c),
         ("reserve roaming", 1, &roaming_1, &echo_1),
     ] {
-        println!("{}", s.row(name, c, base));
+        println!("{}", s.row(name, &c.to_string(), base));
     }
+    let rate = format!("{}/s offered", o.reserve_rate);
+    println!(
+        "{}",
+        roaming_rate.row("reserve roaming (open loop)", &rate, &echo_c)
+    );
     println!();
     println!("{}", events.summary(o.event_rate));
     println!();
@@ -140,7 +153,7 @@ async fn run(o: Options) -> anyhow::Result<()> {
             load / 1024
         );
     }
-    let failed = [&roaming_c, &parking_c, &roaming_1]
+    let failed = [&roaming_c, &parking_c, &roaming_1, &roaming_rate]
         .iter()
         .any(|s| s.ok == 0);
     target.stop().await;

@@ -22,10 +22,19 @@ use tonic::Request;
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::transport::Channel;
 
-use crate::driver::{Latencies, Stats, drive};
+use crate::driver::{Latencies, Stats, drive, drive_at_rate};
 
 /// Units of egg-lte at the bench booth, and bench parking spaces.
 const UNITS: u64 = 500;
+
+/// How a workload offers its calls.
+#[derive(Debug, Clone, Copy)]
+pub enum Load {
+    /// A closed loop of this many callers.
+    Concurrency(usize),
+    /// An open loop: this many calls per second, whatever the replies do.
+    Rate(u32),
+}
 
 pub struct Target {
     reservation: SocketAddr,
@@ -307,7 +316,7 @@ impl Target {
 
     pub async fn reserve_roaming(
         &self,
-        concurrency: usize,
+        load: Load,
         warmup: Duration,
         duration: Duration,
         offset: u64,
@@ -316,7 +325,7 @@ impl Target {
             return failed(duration);
         };
         let client = ReservationServiceClient::new(ch);
-        drive(concurrency, warmup, duration, move |i| {
+        let call = move |i| {
             let mut client = client.clone();
             let j = i + offset;
             async move {
@@ -330,8 +339,11 @@ impl Target {
                     .map(drop)
                     .map_err(|s| format!("{:?}", s.code()))
             }
-        })
-        .await
+        };
+        match load {
+            Load::Concurrency(c) => drive(c, warmup, duration, call).await,
+            Load::Rate(rate) => drive_at_rate(rate, warmup, duration, call).await,
+        }
     }
 
     pub async fn reserve_parking(
@@ -407,6 +419,7 @@ impl Target {
                     .map(|r| r.reservation_id)
                     .unwrap_or_default();
                 let seen = tokio::time::timeout(Duration::from_secs(10), async {
+                    let mut retry = Duration::from_millis(5);
                     loop {
                         let mut views = views.clone();
                         let watch = views
@@ -419,9 +432,11 @@ impl Target {
                             ))
                             .await;
                         let Ok(stream) = watch else {
-                            // The view has not heard of it yet: ask again shortly
-                            // (not in a tight loop, which would load the view).
-                            tokio::time::sleep(Duration::from_millis(5)).await;
+                            // The view has not heard of it yet: ask again shortly,
+                            // backing off (5 ms doubling up to 40 ms) so that a
+                            // lagging view is not loaded further by the asking.
+                            tokio::time::sleep(retry).await;
+                            retry = (retry * 2).min(Duration::from_millis(40));
                             continue;
                         };
                         let mut stream = stream.into_inner();

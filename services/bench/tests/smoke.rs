@@ -19,6 +19,7 @@ fn a_smoke_run_completes_every_workload_and_prints_the_table() {
         "| reserve roaming | 8 |",
         "| reserve parking | 8 |",
         "| reserve roaming | 1 |",
+        "| reserve roaming (open loop) | 20/s offered |",
     ] {
         let line = stdout
             .lines()
