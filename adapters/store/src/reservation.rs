@@ -3,7 +3,9 @@
 
 pub mod entities;
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use adapters_codec::encode_reservation;
 use domain_kernel::{
@@ -45,11 +47,76 @@ fn holding_names() -> impl Iterator<Item = &'static str> {
 #[derive(Debug, Clone)]
 pub struct ReservationStore {
     db: Db,
+    catalog: Arc<CatalogMemory>,
+}
+
+/// Catalog answers remembered for [`CATALOG_TTL`]. The catalog here is a
+/// replica fed by events, so it is already a little behind the services that
+/// own it; a second more is the same kind of lag and takes three reads off
+/// every reservation. Changes this store makes forget everything at once.
+#[derive(Debug, Default)]
+struct Remembered<V> {
+    /// A generation (bumped by every forget) and the answers.
+    entries: Mutex<(u64, Answers<V>)>,
+}
+
+/// Answers by key, with when they were read.
+type Answers<V> = HashMap<String, (Instant, V)>;
+
+const CATALOG_TTL: Duration = Duration::from_secs(1);
+/// Most answers kept per kind; beyond, the memory starts over.
+const CATALOG_ENTRIES: usize = 10_000;
+
+impl<V: Clone> Remembered<V> {
+    /// The answer for `key`, or the generation to remember a fresh one under.
+    fn get(&self, key: &str) -> Result<V, u64> {
+        let entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        match entries.1.get(key) {
+            Some((at, v)) if at.elapsed() < CATALOG_TTL => Ok(v.clone()),
+            _ => Err(entries.0),
+        }
+    }
+
+    /// Remembers `v`, unless the catalog changed since the read began.
+    fn put(&self, key: String, v: V, generation: u64) {
+        let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        if entries.0 != generation {
+            return;
+        }
+        if entries.1.len() >= CATALOG_ENTRIES {
+            entries.1.clear();
+        }
+        entries.1.insert(key, (Instant::now(), v));
+    }
+
+    fn forget_all(&self) {
+        let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        entries.0 += 1;
+        entries.1.clear();
+    }
+}
+
+#[derive(Debug, Default)]
+struct CatalogMemory {
+    offers: Remembered<Option<DeviceOffer>>,
+    spaces: Remembered<Option<SpaceOffer>>,
+    booths: Remembered<bool>,
+}
+
+impl CatalogMemory {
+    fn forget_all(&self) {
+        self.offers.forget_all();
+        self.spaces.forget_all();
+        self.booths.forget_all();
+    }
 }
 
 impl ReservationStore {
     pub fn new(db: Db) -> Self {
-        Self { db }
+        Self {
+            db,
+            catalog: Arc::default(),
+        }
     }
 
     pub fn db(&self) -> &Db {
@@ -437,37 +504,59 @@ async fn locate(
 
 impl Catalog for ReservationStore {
     async fn device_offer(&self, model: &DeviceModel) -> Result<Option<DeviceOffer>, StoreError> {
-        device_offer::Entity::find_by_id(model.to_string())
+        let generation = match self.catalog.offers.get(model.as_str()) {
+            Ok(known) => return Ok(known),
+            Err(generation) => generation,
+        };
+        let offer = device_offer::Entity::find_by_id(model.to_string())
             .one(self.db.reader())
             .await
             .map_err(store_err)?
             .as_ref()
             .map(offer_from_row)
-            .transpose()
+            .transpose()?;
+        let (key, value) = (model.to_string(), offer.clone());
+        self.catalog.offers.put(key, value, generation);
+        Ok(offer)
     }
 
     async fn space_offer(&self, space_id: &SpaceId) -> Result<Option<SpaceOffer>, StoreError> {
-        let Some(m) = space::Entity::find_by_id(space_id.to_string())
+        let generation = match self.catalog.spaces.get(space_id.as_str()) {
+            Ok(known) => return Ok(known),
+            Err(generation) => generation,
+        };
+        let offer = space::Entity::find_by_id(space_id.to_string())
             .one(self.db.reader())
             .await
             .map_err(store_err)?
-        else {
-            return Ok(None);
-        };
-        Ok(Some(SpaceOffer {
-            space_id: space_id.clone(),
-            hourly_rate: Money::parse(&m.hourly_rate_currency, m.hourly_rate_minor)
-                .map_err(|e| corrupt("hourly_rate", e))?,
-        }))
+            .map(|m| {
+                Ok::<_, StoreError>(SpaceOffer {
+                    space_id: space_id.clone(),
+                    hourly_rate: Money::parse(&m.hourly_rate_currency, m.hourly_rate_minor)
+                        .map_err(|e| corrupt("hourly_rate", e))?,
+                })
+            })
+            .transpose()?;
+        let (key, value) = (space_id.to_string(), offer.clone());
+        self.catalog.spaces.put(key, value, generation);
+        Ok(offer)
     }
 
     async fn booth_exists(&self, booth: &BoothCode) -> Result<bool, StoreError> {
-        Ok(device_location::Entity::find()
+        let generation = match self.catalog.booths.get(booth.as_str()) {
+            Ok(known) => return Ok(known),
+            Err(generation) => generation,
+        };
+        let exists = device_location::Entity::find()
             .filter(device_location::Column::Booth.eq(booth.as_str()))
             .one(self.db.reader())
             .await
             .map_err(store_err)?
-            .is_some())
+            .is_some();
+        self.catalog
+            .booths
+            .put(booth.to_string(), exists, generation);
+        Ok(exists)
     }
 
     async fn put_device_offer(&self, offer: &DeviceOffer) -> Result<(), StoreError> {
@@ -498,7 +587,9 @@ impl Catalog for ReservationStore {
                     Ok(Verdict::Keep(()))
                 })
             })
-            .await
+            .await?;
+        self.catalog.forget_all();
+        Ok(())
     }
 
     async fn locate_device(
@@ -509,9 +600,12 @@ impl Catalog for ReservationStore {
         caused_by: Option<EventId>,
     ) -> Result<(), SaveError> {
         let (serial, at, as_of) = (serial.to_string(), at.clone(), micros(as_of));
-        self.db
+        let located = self
+            .db
             .write(move |tx| Box::pin(locate(tx, caused_by, serial.clone(), at.clone(), as_of)))
-            .await?
+            .await?;
+        self.catalog.forget_all();
+        located
     }
 
     async fn put_space(
@@ -524,7 +618,8 @@ impl Catalog for ReservationStore {
             hourly_rate_currency: Set(offer.hourly_rate.currency().to_string()),
             hourly_rate_minor: Set(offer.hourly_rate.minor_units()),
         };
-        self.db
+        let put = self
+            .db
             .write(move |tx| {
                 let row = row.clone();
                 Box::pin(async move {
@@ -546,6 +641,8 @@ impl Catalog for ReservationStore {
                     Ok(Verdict::Keep(Ok(())))
                 })
             })
-            .await?
+            .await?;
+        self.catalog.forget_all();
+        put
     }
 }

@@ -399,8 +399,50 @@ async fn longest_rental(db: TestDatabase) {
         .expect("the day after is free");
 }
 
+/// Catalog answers are remembered for a moment, but a change this store
+/// applies is seen by the very next reservation.
+async fn catalog_changes_show_at_once(db: TestDatabase) {
+    let w = world(db, 1).await;
+    let at_new_booth = || {
+        let Details::Roaming(mut d) = roaming() else {
+            unreachable!()
+        };
+        d.pickup_booth = BoothCode::parse("PUS").unwrap();
+        Details::Roaming(d)
+    };
+    let reserve = |n: usize| {
+        let s = Arc::clone(&w.service);
+        async move {
+            s.reserve(
+                &customer(n),
+                RequestId::parse(&format!("k{n}")).unwrap(),
+                at_new_booth(),
+                card(),
+            )
+            .await
+        }
+    };
+    assert!(reserve(1).await.is_err(), "no booth PUS yet");
+    let e = CatalogEvent::DeviceRegistered {
+        serial: Serial::parse("PUS-1").unwrap(),
+        device_model: DeviceModel::parse("egg-lte").unwrap(),
+        booth: BoothCode::parse("PUS").unwrap(),
+    };
+    w.service
+        .handle_catalog(&Recorded::new(UuidV7.event_id(), NOW, e))
+        .await
+        .unwrap();
+    let r = reserve(2).await.expect("the new booth is known at once");
+    assert_eq!(r.status, Status::Reserved);
+}
+
 mod sqlite {
     use super::*;
+
+    #[tokio::test]
+    async fn catalog_changes_are_seen_at_once() {
+        catalog_changes_show_at_once(TestDatabase::sqlite()).await;
+    }
 
     #[tokio::test]
     async fn the_capacity_check_sees_the_longest_rental() {
@@ -420,6 +462,11 @@ mod sqlite {
 
 mod postgres {
     use super::*;
+
+    #[tokio::test]
+    async fn catalog_changes_are_seen_at_once() {
+        catalog_changes_show_at_once(TestDatabase::postgres().await).await;
+    }
 
     #[tokio::test]
     async fn the_capacity_check_sees_the_longest_rental() {
