@@ -85,15 +85,11 @@ impl<P: EventPublisher> Relay<P> {
         // Reads go to the read pool: they see every commit that woke the relay,
         // and the single writer stays free for the request path.
         let reader = self.db.reader();
-        // Look before taking the lease: an idle relay then writes nothing.
-        if outbox::unsent(reader, 1).await?.is_empty() {
-            return Ok(0);
-        }
-        if !self.hold_lease().await? {
-            return Ok(0);
-        }
+        // Read before taking the lease: an idle relay then writes nothing. (A
+        // relay whose lease lapsed may still be publishing these rows; a
+        // re-publish is dropped by the broker's de-duplication and the inboxes.)
         let pending = outbox::unsent(reader, self.config.batch).await?;
-        if pending.is_empty() {
+        if pending.is_empty() || !self.hold_lease().await? {
             return Ok(0);
         }
         let mut events: Vec<_> = pending.iter().map(|p| p.event.clone()).collect();
