@@ -433,10 +433,11 @@ impl Target {
                             .await;
                         let Ok(stream) = watch else {
                             // The view has not heard of it yet: ask again shortly,
-                            // backing off (5 ms doubling up to 40 ms) so that a
-                            // lagging view is not loaded further by the asking.
+                            // backing off (5 ms doubling up to 250 ms, as a client
+                            // would) so that thousands of waiting watchers do not
+                            // flood a view that lags (they did, at 40 ms).
                             tokio::time::sleep(retry).await;
-                            retry = (retry * 2).min(Duration::from_millis(40));
+                            retry = (retry * 2).min(Duration::from_millis(250));
                             continue;
                         };
                         let mut stream = stream.into_inner();
