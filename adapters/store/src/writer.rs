@@ -16,7 +16,9 @@
 //! transaction, so one job's failure never changes another's outcome. Jobs run in
 //! arrival order and see the writes of the jobs before them, exactly as if they
 //! had committed one after another; nobody learns the outcome of a job before the
-//! transaction holding it committed.
+//! transaction holding it committed. A job whose caller stopped waiting before
+//! it ran is dropped (as a transaction dropped before its commit); once running,
+//! a job runs to its end.
 //!
 //! On PostgreSQL there is no writer task: each job runs in its own transaction
 //! on the pool (the server does its own group commit).
@@ -37,6 +39,9 @@ use crate::db::store_err;
 
 /// Most jobs committed in one transaction.
 const MAX_BATCH: usize = 128;
+/// Most jobs waiting for the writer; beyond, callers wait to queue (so an
+/// overload shows as latency at the callers, and their deadlines shed it).
+const MAX_QUEUED: usize = 4 * 1024;
 
 /// What a job decided about its own writes.
 #[derive(Debug)]
@@ -81,6 +86,10 @@ pub(crate) trait Queued: Send {
     fn run<'t>(&'t mut self, tx: &'t WriteTx) -> Pin<Box<dyn Future<Output = bool> + Send + 't>>;
     /// Answers the caller: the job's own result if `committed` is `Ok`.
     fn answer(self: Box<Self>, committed: Result<(), String>);
+    /// Whether the caller stopped waiting (its call was cancelled or timed
+    /// out) before the job ran: then it does not run at all, exactly as a
+    /// transaction dropped before its commit.
+    fn abandoned(&self) -> bool;
 }
 
 struct Entry<T, F> {
@@ -114,13 +123,17 @@ impl<T: Send + 'static, F: Job<T>> Queued for Entry<T, F> {
         };
         let _ = self.reply.send(answer);
     }
+
+    fn abandoned(&self) -> bool {
+        self.reply.is_closed()
+    }
 }
 
 /// Where write jobs go: the writer task of a SQLite database, or the pool of a
 /// PostgreSQL one.
 #[derive(Debug, Clone)]
 pub(crate) enum Writer {
-    Batched(mpsc::UnboundedSender<Box<dyn Queued>>, Arc<Counters>),
+    Batched(mpsc::Sender<Box<dyn Queued>>, Arc<Counters>),
     Direct(DatabaseConnection),
 }
 
@@ -145,7 +158,7 @@ impl Writer {
         conn: DatabaseConnection,
         committed: impl Fn() + Send + Sync + 'static,
     ) -> Self {
-        let (tx, rx) = mpsc::unbounded_channel();
+        let (tx, rx) = mpsc::channel(MAX_QUEUED);
         let counters = Arc::new(Counters::default());
         tokio::spawn(run_writer(conn, rx, committed, Arc::clone(&counters)));
         Self::Batched(tx, counters)
@@ -179,6 +192,7 @@ impl Writer {
                 };
                 queue
                     .send(Box::new(entry))
+                    .await
                     .map_err(|_| StoreError::msg("the database writer has stopped"))?;
                 answer
                     .await
@@ -218,7 +232,7 @@ async fn begin(conn: &DatabaseConnection) -> Result<WriteTx, StoreError> {
 
 async fn run_writer(
     conn: DatabaseConnection,
-    mut queue: mpsc::UnboundedReceiver<Box<dyn Queued>>,
+    mut queue: mpsc::Receiver<Box<dyn Queued>>,
     committed: impl Fn() + Sync,
     counters: Arc<Counters>,
 ) {
@@ -230,6 +244,10 @@ async fn run_writer(
                 Ok(job) => batch.push(job),
                 Err(_) => break,
             }
+        }
+        batch.retain(|job| !job.abandoned());
+        if batch.is_empty() {
+            continue;
         }
         counters
             .jobs

@@ -180,6 +180,33 @@ async fn serial_semantics(db: TestDatabase) {
     }
 }
 
+/// A job whose caller gave up (a cancelled call, a passed deadline) before the
+/// writer reached it is not run: an overload sheds instead of piling up.
+#[tokio::test]
+async fn a_job_abandoned_before_it_ran_is_not_run() {
+    let db = TestDatabase::sqlite();
+    let db = Db::connect::<ReservationMigrator>(db.url()).await.unwrap();
+    let (release, holder) = hold_writer(&db);
+    tokio::task::yield_now().await;
+    let (gone, kept) = (UuidV7.event_id(), UuidV7.event_id());
+    let abandoned = {
+        let db = db.clone();
+        tokio::spawn(async move { job(&db, gone, Plan::Keep).await })
+    };
+    let waited = {
+        let db = db.clone();
+        tokio::spawn(async move { job(&db, kept, Plan::Keep).await })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    abandoned.abort();
+    assert!(abandoned.await.unwrap_err().is_cancelled());
+    release.send(()).unwrap();
+    holder.await.unwrap();
+    assert!(waited.await.unwrap().unwrap());
+    assert!(handled(&db, kept).await);
+    assert!(!handled(&db, gone).await, "the abandoned job did not run");
+}
+
 #[tokio::test]
 async fn a_batch_keeps_each_jobs_own_outcome_on_sqlite() {
     batch_outcomes(TestDatabase::sqlite()).await;
