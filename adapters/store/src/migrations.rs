@@ -36,14 +36,14 @@ async fn common(m: &SchemaManager<'_>) -> Result<(), DbErr> {
 }
 
 macro_rules! migrator {
-    ($(#[$doc:meta])* $migrator:ident, $migration:ident, $name:literal, |$m:ident| $body:block) => {
+    ($(#[$doc:meta])* $migrator:ident, $migration:ident, $name:literal, |$m:ident| $body:block $(, then $($more:expr),+)?) => {
         $(#[$doc])*
         #[derive(Debug)]
         pub struct $migrator;
 
         impl MigratorTrait for $migrator {
             fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-                vec![Box::new($migration)]
+                vec![Box::new($migration) $($(, Box::new($more))+)?]
             }
         }
 
@@ -100,8 +100,43 @@ migrator!(
         index(m, Index::create().name("ix_reservations_parking").table(r::Entity).col(r::Column::SpaceId).col(r::Column::Status).to_owned()).await?;
         // The sweeper finds stale claims.
         index(m, Index::create().name("ix_reservations_pending").table(r::Entity).col(r::Column::Status).col(r::Column::CreatedAt).to_owned()).await?;
-    }
+    },
+    then ReservationParkingEnd
 );
+
+/// The parking capacity check's range: holdings of this space that end after
+/// the candidate starts and at most `MAX_PARKING_WINDOW` after it ends (before
+/// it, every check read every holding of the space, a list that grows with its
+/// future bookings).
+#[derive(Debug)]
+struct ReservationParkingEnd;
+
+impl MigrationName for ReservationParkingEnd {
+    fn name(&self) -> &'static str {
+        "m0002_reservation_parking_end"
+    }
+}
+
+#[allow(
+    elided_lifetimes_in_paths,
+    reason = "async_trait cannot name the lifetime"
+)]
+#[async_trait::async_trait]
+impl MigrationTrait for ReservationParkingEnd {
+    async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        use reservation::entities::reservation as r;
+        index(
+            m,
+            Index::create()
+                .name("ix_reservations_parking_end")
+                .table(r::Entity)
+                .col(r::Column::SpaceId)
+                .col(r::Column::WindowEnd)
+                .to_owned(),
+        )
+        .await
+    }
+}
 
 migrator!(
     /// The payment database.

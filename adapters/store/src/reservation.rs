@@ -285,6 +285,11 @@ async fn admits<C: ConnectionTrait>(
                 .filter(row::Column::SpaceId.eq(d.space_id.as_str()))
                 .filter(row::Column::WindowStart.lt(micros(d.window.end())))
                 .filter(row::Column::WindowEnd.gt(micros(d.window.start())))
+                // No window is longer than MAX_PARKING_WINDOW: this bounds the
+                // range read from ix_reservations_parking_end.
+                .filter(row::Column::WindowEnd.lt(micros(
+                    d.window.end() + domain_reservation::pricing::MAX_PARKING_WINDOW,
+                )))
                 .all(txn)
                 .await
                 .map_err(store_err)?

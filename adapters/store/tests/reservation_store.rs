@@ -436,8 +436,42 @@ async fn catalog_changes_show_at_once(db: TestDatabase) {
     assert_eq!(r.status, Status::Reserved);
 }
 
+/// The same for parking: the capacity query's bound (no window is longer than
+/// `MAX_PARKING_WINDOW`) must not miss the longest window.
+async fn longest_parking(db: TestDatabase) {
+    let w = world(db, 1).await;
+    let day = domain_reservation::pricing::MAX_PARKING_WINDOW.whole_minutes();
+    let reserve = |n: usize, from: i64, to: i64| {
+        let s = Arc::clone(&w.service);
+        async move {
+            s.reserve(
+                &customer(n),
+                RequestId::parse(&format!("w{n}")).unwrap(),
+                parking(from, to),
+                card(),
+            )
+            .await
+        }
+    };
+    reserve(1, 60, 60 + day).await.expect("the longest window");
+    for (n, (from, to)) in [(30, 61), (59 + day, 90 + day)].into_iter().enumerate() {
+        assert!(
+            matches!(reserve(10 + n, from, to).await, Err(ReserveError::SoldOut)),
+            "minutes {from}..{to} overlap the longest window"
+        );
+    }
+    reserve(20, 60 + day, 120 + day)
+        .await
+        .expect("right after it is free");
+}
+
 mod sqlite {
     use super::*;
+
+    #[tokio::test]
+    async fn the_capacity_check_sees_the_longest_parking_window() {
+        longest_parking(TestDatabase::sqlite()).await;
+    }
 
     #[tokio::test]
     async fn catalog_changes_are_seen_at_once() {
@@ -462,6 +496,11 @@ mod sqlite {
 
 mod postgres {
     use super::*;
+
+    #[tokio::test]
+    async fn the_capacity_check_sees_the_longest_parking_window() {
+        longest_parking(TestDatabase::postgres().await).await;
+    }
 
     #[tokio::test]
     async fn catalog_changes_are_seen_at_once() {
