@@ -241,18 +241,17 @@ impl EventPublisher for EmbeddedBus {
             .collect();
         // Everything before the first event a stopped subscriber wants goes now;
         // the rest stays with the relay, which tries again.
-        let stopped = events.iter().find_map(|e| {
+        let stopped_for = |e: &OutgoingEvent| {
             subscribers
                 .iter()
                 .find(|(_, prefix, running, _)| !running && e.subject.starts_with(prefix))
-                .map(|(durable, ..)| (e, durable))
-        });
-        let deliverable = stopped.map_or(events.len(), |(blocked, _)| {
-            events
-                .iter()
-                .position(|e| std::ptr::eq(e, blocked))
-                .unwrap_or(0)
-        });
+                .map(|(durable, ..)| durable.clone())
+        };
+        let blocked = events
+            .iter()
+            .enumerate()
+            .find_map(|(i, e)| stopped_for(e).map(|durable| (i, durable)));
+        let deliverable = blocked.as_ref().map_or(events.len(), |(i, _)| *i);
         let now = &events[..deliverable];
         // Subscribers are independent: deliver to all at once.
         let deliveries = subscribers
@@ -268,7 +267,7 @@ impl EventPublisher for EmbeddedBus {
         for result in futures::future::join_all(deliveries).await {
             result.map_err(PublishError)?;
         }
-        if let Some((_, durable)) = stopped {
+        if let Some((_, durable)) = blocked {
             return Err(PublishError(format!("subscriber {durable} is stopped")));
         }
         Ok(())
