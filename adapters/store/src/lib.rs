@@ -3,7 +3,9 @@
 //!
 //! - [`Db`]: the connection; on SQLite one writer connection (WAL, busy timeout,
 //!   created if missing) plus a read-only pool, so writes are serialized in the
-//!   process and readers never block them.
+//!   process and readers never block them. Writes are jobs for [`Db::write`]; on
+//!   SQLite one writer task commits the jobs that queued together in one
+//!   transaction ([`writer`]: group commit, each job's outcome its own).
 //! - Each service's repositories implement its domain ports and write the events
 //!   of a change to the `outbox` table, and the causing event id to the `inbox`
 //!   table, in the same transaction as the change ([`outbox`]).

@@ -1,5 +1,5 @@
-//! The view database: "my page" rows folded from events, and a broadcast of every
-//! change for `WatchReservation`.
+//! The view database: "my page" rows folded from events, and a watch channel
+//! per watched reservation for `WatchReservation` ([`ViewStore::watch`]).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
