@@ -16,6 +16,7 @@
 //! - Database errors never cross a port: a unique violation becomes the domain's
 //!   duplicate error, anything else an opaque [`StoreError`](domain_kernel::StoreError).
 
+mod change;
 mod db;
 mod details;
 pub mod migrations;

@@ -19,7 +19,8 @@ use sea_orm::{
     ActiveModelTrait, ColumnTrait, EntityTrait, IntoActiveModel, QueryFilter, QueryOrder, Set,
 };
 
-use crate::db::{Db, insert_unique, store_err, update_versioned};
+use crate::change::{self, Change};
+use crate::db::{Db, store_err};
 use crate::outbox;
 use crate::time_codec::{from_micros, micros};
 use crate::writer::Verdict;
@@ -184,19 +185,14 @@ impl ParkingStore {
         A: ActiveModelTrait + Clone + Send + Sync + 'static,
         <A::Entity as EntityTrait>::Model: IntoActiveModel<A>,
     {
-        let encoded: Arc<[_]> = events.iter().map(encode_parking).collect();
-        self.db
-            .write(move |tx| {
-                let (row, encoded) = (row.clone(), Arc::clone(&encoded));
-                Box::pin(async move {
-                    if !insert_unique(tx.conn(), row).await? {
-                        return Ok(Verdict::Undo(Err(InsertError::Duplicate)));
-                    }
-                    outbox::append_in(tx, &encoded).await?;
-                    Ok(Verdict::Keep(Ok(())))
-                })
-            })
-            .await?
+        let events = events.iter().map(encode_parking).collect();
+        match change::insert(&self.db, None, row, events).await? {
+            Change::Done => Ok(()),
+            Change::Refused => Err(InsertError::Duplicate),
+            Change::AlreadyHandled => {
+                Err(StoreError::msg("inbox hit without a causing event").into())
+            }
+        }
     }
 }
 
@@ -276,24 +272,16 @@ impl ParkingRepository for ParkingStore {
         let mut values = session_row(&next);
         values.session_id = NotSet;
         let key = (session::Column::SessionId, s.session_id.to_string());
-        let expected = s.version;
-        let encoded: Arc<[_]> = events.iter().map(encode_parking).collect();
-        self.db
-            .write(move |tx| {
-                let (values, key, encoded) = (values.clone(), key.clone(), Arc::clone(&encoded));
-                Box::pin(async move {
-                    if !update_versioned(tx.conn(), values, key, session::Column::Version, expected)
-                        .await?
-                    {
-                        return Ok(Verdict::Undo(Err(SaveError::Conflict)));
-                    }
-                    outbox::append_in(tx, &encoded).await?;
-                    Ok(Verdict::Keep(Ok(())))
-                })
-            })
-            .await??;
-        *s = next;
-        Ok(())
+        let events = events.iter().map(encode_parking).collect();
+        let version = session::Column::Version;
+        match change::update(&self.db, None, values, key, version, s.version, events).await? {
+            Change::Done => {
+                *s = next;
+                Ok(())
+            }
+            Change::Refused => Err(SaveError::Conflict),
+            Change::AlreadyHandled => Err(SaveError::AlreadyHandled),
+        }
     }
 
     async fn append_events(&self, events: &[Recorded<ParkingEvent>]) -> Result<(), StoreError> {

@@ -1,7 +1,5 @@
 //! The payment database: [`PaymentStore`] implements [`PaymentRepository`].
 
-use std::sync::Arc;
-
 use adapters_codec::encode_payment;
 use domain_kernel::{EventId, Money, PaymentId, Recorded, ReservationId, StoreError};
 use domain_payment::ports::{InsertError, PaymentRepository, SaveError};
@@ -9,10 +7,9 @@ use domain_payment::{DeclineReason, Payment, PaymentData, PaymentEvent, PaymentS
 use sea_orm::ActiveValue::NotSet;
 use sea_orm::{EntityTrait, Set};
 
-use crate::db::{Db, insert_unique, store_err, update_versioned};
-use crate::outbox;
+use crate::change::{self, Change};
+use crate::db::{Db, store_err};
 use crate::time_codec::{from_micros, micros};
-use crate::writer::Verdict;
 
 pub mod entities {
     //! Tables of the payment database.
@@ -127,23 +124,12 @@ impl PaymentRepository for PaymentStore {
         events: &[Recorded<PaymentEvent>],
         caused_by: Option<EventId>,
     ) -> Result<(), InsertError> {
-        let row = to_row(payment);
-        let encoded: Arc<[_]> = events.iter().map(encode_payment).collect();
-        self.db
-            .write(move |tx| {
-                let (row, encoded) = (row.clone(), Arc::clone(&encoded));
-                Box::pin(async move {
-                    if !outbox::record_cause(tx, caused_by).await? {
-                        return Ok(Verdict::Keep(Err(InsertError::AlreadyHandled)));
-                    }
-                    if !insert_unique(tx.conn(), row).await? {
-                        return Ok(Verdict::Undo(Err(InsertError::Duplicate)));
-                    }
-                    outbox::append_in(tx, &encoded).await?;
-                    Ok(Verdict::Keep(Ok(())))
-                })
-            })
-            .await?
+        let events = events.iter().map(encode_payment).collect();
+        match change::insert(&self.db, caused_by, to_row(payment), events).await? {
+            Change::Done => Ok(()),
+            Change::AlreadyHandled => Err(InsertError::AlreadyHandled),
+            Change::Refused => Err(InsertError::Duplicate),
+        }
     }
 
     async fn save(
@@ -160,26 +146,19 @@ impl PaymentRepository for PaymentStore {
             row::Column::ReservationId,
             payment.reservation_id.to_string(),
         );
-        let expected = payment.version;
-        let encoded: Arc<[_]> = events.iter().map(encode_payment).collect();
-        self.db
-            .write(move |tx| {
-                let (values, key, encoded) = (values.clone(), key.clone(), Arc::clone(&encoded));
-                Box::pin(async move {
-                    if !outbox::record_cause(tx, caused_by).await? {
-                        return Ok(Verdict::Keep(Err(SaveError::AlreadyHandled)));
-                    }
-                    if !update_versioned(tx.conn(), values, key, row::Column::Version, expected)
-                        .await?
-                    {
-                        return Ok(Verdict::Undo(Err(SaveError::Conflict)));
-                    }
-                    outbox::append_in(tx, &encoded).await?;
-                    Ok(Verdict::Keep(Ok(())))
-                })
-            })
-            .await??;
-        *payment = next;
-        Ok(())
+        let events = events.iter().map(encode_payment).collect();
+        let version = (row::Column::Version, payment.version);
+        match change::update(
+            &self.db, caused_by, values, key, version.0, version.1, events,
+        )
+        .await?
+        {
+            Change::Done => {
+                *payment = next;
+                Ok(())
+            }
+            Change::AlreadyHandled => Err(SaveError::AlreadyHandled),
+            Change::Refused => Err(SaveError::Conflict),
+        }
     }
 }

@@ -17,7 +17,8 @@ use sea_orm::{
 };
 use time::Date;
 
-use crate::db::{Db, insert_unique, store_err, update_versioned};
+use crate::change::{self, Change};
+use crate::db::{Db, store_err, update_versioned};
 use crate::outbox;
 use crate::time_codec::{date_from_text, date_text, from_micros, micros};
 use crate::writer::Verdict;
@@ -179,22 +180,12 @@ impl RentalStore {
         A: ActiveModelTrait + Clone + Send + Sync + 'static,
         <A::Entity as EntityTrait>::Model: IntoActiveModel<A>,
     {
-        let encoded: Arc<[_]> = events.iter().map(encode_rental).collect();
-        self.db
-            .write(move |tx| {
-                let (row, encoded) = (row.clone(), Arc::clone(&encoded));
-                Box::pin(async move {
-                    if !outbox::record_cause(tx, caused_by).await? {
-                        return Ok(Verdict::Keep(Err(InsertError::AlreadyHandled)));
-                    }
-                    if !insert_unique(tx.conn(), row).await? {
-                        return Ok(Verdict::Undo(Err(InsertError::Duplicate)));
-                    }
-                    outbox::append_in(tx, &encoded).await?;
-                    Ok(Verdict::Keep(Ok(())))
-                })
-            })
-            .await?
+        let events = events.iter().map(encode_rental).collect();
+        match change::insert(&self.db, caused_by, row, events).await? {
+            Change::Done => Ok(()),
+            Change::AlreadyHandled => Err(InsertError::AlreadyHandled),
+            Change::Refused => Err(InsertError::Duplicate),
+        }
     }
 }
 

@@ -25,7 +25,8 @@ use sea_orm::{
 };
 
 use self::entities::{device_location, device_offer, reservation as row, space, stock};
-use crate::db::{Db, insert_unique, store_err, update_versioned};
+use crate::change::{self, Change};
+use crate::db::{Db, insert_unique, store_err};
 use crate::details::DetailsColumns;
 use crate::outbox;
 use crate::time_codec::{date_from_text, date_text, from_micros, micros};
@@ -330,32 +331,21 @@ impl ReservationRepository for ReservationStore {
         events: &[Recorded<ReservationEvent>],
         caused_by: Option<EventId>,
     ) -> Result<(), SaveError> {
-        let expected = reservation.version;
         let mut next = reservation.clone();
         next.bump_version();
         let key = (row::Column::Id, next.id.to_string());
         let mut values = to_row(&next);
         values.id = NotSet;
-        let encoded: Arc<[_]> = events.iter().map(encode_reservation).collect();
-        self.db
-            .write(move |tx| {
-                let (values, encoded, key) = (values.clone(), Arc::clone(&encoded), key.clone());
-                Box::pin(async move {
-                    if !outbox::record_cause(tx, caused_by).await? {
-                        return Ok(Verdict::Keep(Err(SaveError::AlreadyHandled)));
-                    }
-                    if !update_versioned(tx.conn(), values, key, row::Column::Version, expected)
-                        .await?
-                    {
-                        return Ok(Verdict::Undo(Err(SaveError::Conflict)));
-                    }
-                    outbox::append_in(tx, &encoded).await?;
-                    Ok(Verdict::Keep(Ok(())))
-                })
-            })
-            .await??;
-        *reservation = next;
-        Ok(())
+        let events = events.iter().map(encode_reservation).collect();
+        let (version, expected) = (row::Column::Version, reservation.version);
+        match change::update(&self.db, caused_by, values, key, version, expected, events).await? {
+            Change::Done => {
+                *reservation = next;
+                Ok(())
+            }
+            Change::AlreadyHandled => Err(SaveError::AlreadyHandled),
+            Change::Refused => Err(SaveError::Conflict),
+        }
     }
 
     async fn get(&self, id: ReservationId) -> Result<Option<Reservation>, StoreError> {

@@ -28,6 +28,27 @@ fn histogram() -> Histogram<u64> {
 }
 
 impl Stats {
+    /// Counts one measured call that took `took`.
+    fn record(&mut self, result: Result<(), String>, took: Duration) {
+        match result {
+            Ok(()) => {
+                self.ok += 1;
+                let us = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
+                let _ = self.latency_us.record(us.max(1));
+            }
+            Err(code) => *self.errors.entry(code).or_default() += 1,
+        }
+    }
+
+    /// Adds another worker's counts.
+    fn merge(&mut self, other: Self) {
+        let _ = self.latency_us.add(&other.latency_us);
+        self.ok += other.ok;
+        for (k, v) in other.errors {
+            *self.errors.entry(k).or_default() += v;
+        }
+    }
+
     pub fn throughput(&self) -> f64 {
         #[allow(clippy::cast_precision_loss, reason = "call counts are far below 2^52")]
         let ok = self.ok as f64;
@@ -91,9 +112,7 @@ where
             let call = call.clone();
             let next = Arc::clone(&next);
             tokio::spawn(async move {
-                let mut hist = histogram();
-                let mut ok = 0;
-                let mut errors: BTreeMap<String, u64> = BTreeMap::new();
+                let mut stats = drive_nothing(duration);
                 loop {
                     let t0 = Instant::now();
                     if t0 >= end {
@@ -101,35 +120,18 @@ where
                     }
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     let result = call(i).await;
-                    if t0 < measure_from {
-                        continue;
-                    }
-                    match result {
-                        Ok(()) => {
-                            ok += 1;
-                            let us = u64::try_from(t0.elapsed().as_micros()).unwrap_or(u64::MAX);
-                            let _ = hist.record(us.max(1));
-                        }
-                        Err(code) => *errors.entry(code).or_default() += 1,
+                    if t0 >= measure_from {
+                        stats.record(result, t0.elapsed());
                     }
                 }
-                (hist, ok, errors)
+                stats
             })
         })
         .collect();
-    let mut stats = Stats {
-        ok: 0,
-        errors: BTreeMap::new(),
-        latency_us: histogram(),
-        measured: duration,
-    };
+    let mut stats = drive_nothing(duration);
     for w in workers {
-        if let Ok((hist, ok, errors)) = w.await {
-            let _ = stats.latency_us.add(&hist);
-            stats.ok += ok;
-            for (k, v) in errors {
-                *stats.errors.entry(k).or_default() += v;
-            }
+        if let Ok(worker) = w.await {
+            stats.merge(worker);
         }
     }
     stats
@@ -170,16 +172,8 @@ where
     drop(tx);
     let mut stats = drive_nothing(duration);
     while let Some((due, done, result)) = rx.recv().await {
-        if due < measure_from {
-            continue;
-        }
-        match result {
-            Ok(()) => {
-                stats.ok += 1;
-                let us = u64::try_from((done - due).as_micros()).unwrap_or(u64::MAX);
-                let _ = stats.latency_us.record(us.max(1));
-            }
-            Err(code) => *stats.errors.entry(code).or_default() += 1,
+        if due >= measure_from {
+            stats.record(result, done - due);
         }
     }
     stats

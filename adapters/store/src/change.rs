@@ -1,0 +1,84 @@
+//! The one-row changes most repositories make: insert a new row, or update a
+//! row at the version it was read at, with the change's events in the outbox and
+//! its causing event in the inbox, as one write job ([`Db::write`]).
+
+use std::sync::Arc;
+
+use domain_kernel::{EventId, OutgoingEvent, StoreError};
+use sea_orm::{ActiveModelTrait, EntityTrait, IntoActiveModel};
+
+use crate::db::{Db, insert_unique, update_versioned};
+use crate::outbox;
+use crate::writer::Verdict;
+
+/// What became of a one-row change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Change {
+    /// Committed with its events.
+    Done,
+    /// The causing event was handled before: nothing was written.
+    AlreadyHandled,
+    /// The key exists already (insert) or the row changed since it was read
+    /// (update): nothing was written.
+    Refused,
+}
+
+/// Inserts `row` with `events`, recording `caused_by` in the inbox.
+pub(crate) async fn insert<A>(
+    db: &Db,
+    caused_by: Option<EventId>,
+    row: A,
+    events: Arc<[OutgoingEvent]>,
+) -> Result<Change, StoreError>
+where
+    A: ActiveModelTrait + Clone + Send + Sync + 'static,
+    <A::Entity as EntityTrait>::Model: IntoActiveModel<A>,
+{
+    db.write(move |tx| {
+        let (row, events) = (row.clone(), Arc::clone(&events));
+        Box::pin(async move {
+            if !outbox::record_cause(tx, caused_by).await? {
+                return Ok(Verdict::Keep(Change::AlreadyHandled));
+            }
+            // PostgreSQL aborts the transaction on a unique violation: undo it.
+            if !insert_unique(tx.conn(), row).await? {
+                return Ok(Verdict::Undo(Change::Refused));
+            }
+            outbox::append_in(tx, &events).await?;
+            Ok(Verdict::Keep(Change::Done))
+        })
+    })
+    .await
+}
+
+/// Sets `values` on the row `key` if its `version` column still holds
+/// `expected`, with `events`, recording `caused_by` in the inbox.
+pub(crate) async fn update<A>(
+    db: &Db,
+    caused_by: Option<EventId>,
+    values: A,
+    key: (<A::Entity as EntityTrait>::Column, String),
+    version: <A::Entity as EntityTrait>::Column,
+    expected: u64,
+    events: Arc<[OutgoingEvent]>,
+) -> Result<Change, StoreError>
+where
+    A: ActiveModelTrait + Clone + Send + Sync + 'static,
+    <A::Entity as EntityTrait>::Column: Send + Sync,
+{
+    db.write(move |tx| {
+        let (values, key, events) = (values.clone(), key.clone(), Arc::clone(&events));
+        Box::pin(async move {
+            if !outbox::record_cause(tx, caused_by).await? {
+                return Ok(Verdict::Keep(Change::AlreadyHandled));
+            }
+            if !update_versioned(tx.conn(), values, key, version, expected).await? {
+                // The inbox row must go too.
+                return Ok(Verdict::Undo(Change::Refused));
+            }
+            outbox::append_in(tx, &events).await?;
+            Ok(Verdict::Keep(Change::Done))
+        })
+    })
+    .await
+}
