@@ -69,6 +69,14 @@ pub mod service_names {
     pub const PARKING: &str = "roaming.parking.v1.ParkingService";
     pub const VIEW: &str = "roaming.view.v1.ViewService";
     pub const AUTH: &str = "roaming.auth.v1.AuthService";
+    /// Health entry `SERVING` while the process runs, whatever its
+    /// dependencies do: the liveness probe's service name. Readiness is `""`
+    /// (and each service's own name).
+    pub const LIVENESS: &str = "roaming.liveness";
+    /// Health entry that says whether the broker connection is up. It takes no
+    /// part in readiness: while the broker is away, events wait in the outbox
+    /// and the service keeps answering.
+    pub const BUS: &str = "roaming.bus";
 }
 
 /// Event subjects (DESIGN.md section 6). One constant per event message.

@@ -61,15 +61,22 @@ pub async fn connect(url: &str) -> Result<Context, async_nats::ConnectError> {
     Ok(jetstream::new(client))
 }
 
-/// Creates the streams (file storage, duplicate window) if they do not exist.
-/// `prefix` namespaces them (tests); production uses "".
-pub async fn ensure_streams(js: &Context, prefix: &str) -> Result<(), async_nats::Error> {
+/// Creates the streams (file storage, duplicate window, `replicas` copies on
+/// a NATS cluster: 3 in production, so an acknowledged event survives the
+/// loss of a server) if they do not exist. `prefix` namespaces them (tests);
+/// production uses "". An existing stream is left as it is.
+pub async fn ensure_streams(
+    js: &Context,
+    prefix: &str,
+    replicas: usize,
+) -> Result<(), async_nats::Error> {
     for (name, subjects) in STREAMS.iter().chain(std::iter::once(&DLQ_STREAM)) {
         js.get_or_create_stream(stream::Config {
             name: format!("{prefix}{name}"),
             subjects: vec![format!("{prefix}{subjects}")],
             storage: StorageType::File,
             duplicate_window: DUPLICATE_WINDOW,
+            num_replicas: replicas,
             ..Default::default()
         })
         .await?;

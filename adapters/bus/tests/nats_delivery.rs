@@ -54,7 +54,7 @@ fn spec(durable: &str) -> ConsumerSpec {
 async fn a_consumer_stopped_while_a_thousand_events_are_published_gets_all_once_after_restart() {
     let server = NatsServer::start();
     let js = nats::connect(&server.url()).await.unwrap();
-    nats::ensure_streams(&js, "").await.unwrap();
+    nats::ensure_streams(&js, "", 1).await.unwrap();
     let producer = Producer::new().await;
     let consumer = Consumer::new().await;
     let (stop, shutdown) = stopper();
@@ -109,7 +109,7 @@ async fn a_consumer_stopped_while_a_thousand_events_are_published_gets_all_once_
 async fn two_instances_on_one_durable_split_the_events_and_apply_none_twice() {
     let server = NatsServer::start();
     let js = nats::connect(&server.url()).await.unwrap();
-    nats::ensure_streams(&js, "").await.unwrap();
+    nats::ensure_streams(&js, "", 1).await.unwrap();
     let producer = Producer::new().await;
     let consumer = Consumer::new().await;
     let (stop, shutdown) = stopper();
@@ -145,7 +145,7 @@ async fn two_instances_on_one_durable_split_the_events_and_apply_none_twice() {
 async fn killing_the_broker_mid_publish_loses_no_committed_event_and_applies_none_twice() {
     let mut server = NatsServer::start();
     let js = nats::connect(&server.url()).await.unwrap();
-    nats::ensure_streams(&js, "").await.unwrap();
+    nats::ensure_streams(&js, "", 1).await.unwrap();
     let producer = Producer::new().await;
     let consumer = Consumer::new().await;
     let (stop, shutdown) = stopper();
@@ -188,7 +188,7 @@ async fn killing_the_broker_mid_publish_loses_no_committed_event_and_applies_non
 async fn a_crash_between_commit_and_publish_is_repaired_by_the_relay_on_restart() {
     let server = NatsServer::start();
     let js = nats::connect(&server.url()).await.unwrap();
-    nats::ensure_streams(&js, "").await.unwrap();
+    nats::ensure_streams(&js, "", 1).await.unwrap();
     let producer = Producer::new().await;
     let consumer = Consumer::new().await;
     let (stop, shutdown) = stopper();
@@ -239,7 +239,7 @@ async fn a_crash_between_commit_and_publish_is_repaired_by_the_relay_on_restart(
 async fn a_poison_message_lands_on_the_dead_letter_subject_after_max_deliver() {
     let server = NatsServer::start();
     let js = nats::connect(&server.url()).await.unwrap();
-    nats::ensure_streams(&js, "").await.unwrap();
+    nats::ensure_streams(&js, "", 1).await.unwrap();
     let producer = Producer::new().await;
     let consumer = Consumer::new().await;
     let (stop, shutdown) = stopper();
@@ -292,7 +292,7 @@ async fn a_poison_message_lands_on_the_dead_letter_subject_after_max_deliver() {
 async fn a_dependency_outage_longer_than_max_deliver_attempts_dead_letters_nothing() {
     let server = NatsServer::start();
     let js = nats::connect(&server.url()).await.unwrap();
-    nats::ensure_streams(&js, "").await.unwrap();
+    nats::ensure_streams(&js, "", 1).await.unwrap();
     let producer = Producer::new().await;
     let consumer = Consumer::new().await;
     let (stop, shutdown) = stopper();

@@ -61,6 +61,9 @@ pub struct Parts {
     pub issuer: Option<Issuer>,
     pub credentials: Credentials,
     pub upstreams: Upstreams,
+    /// Close client connections gracefully after this long (see the services'
+    /// `max_connection_age_secs`), so clients spread over new gateways.
+    pub max_connection_age: Option<Duration>,
 }
 
 /// A running gateway.
@@ -134,8 +137,12 @@ pub async fn start(
     let mut tasks = JoinSet::new();
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
     let stop_rx = stop.subscribe();
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(age) = parts.max_connection_age {
+        builder = builder.max_connection_age(age);
+    }
     tasks.spawn(async move {
-        let served = tonic::transport::Server::builder()
+        let served = builder
             .layer(adapters_telemetry::TraceLayer::new("gateway"))
             .http2_keepalive_interval(Some(Duration::from_secs(30)))
             .http2_max_header_list_size(Some(32 * 1024))
@@ -155,6 +162,9 @@ pub async fn start(
             stop.subscribe(),
         ));
     }
+    health
+        .set_service_status(service_names::LIVENESS, ServingStatus::Serving)
+        .await;
     health.set_service_status("", ServingStatus::Serving).await;
     info!(%addr, "gateway serving");
     Ok(Gateway {
@@ -200,11 +210,17 @@ async fn mirror_health(
 }
 
 impl Gateway {
-    /// Health to `NOT_SERVING`, then stop accepting and drain for at most `grace`.
-    pub async fn stop(mut self, grace: Duration) {
+    /// Health `""` to `NOT_SERVING` while still serving (see the services'
+    /// `Running::announce_stop`).
+    pub async fn announce_stop(&self) {
         self.health
             .set_service_status("", ServingStatus::NotServing)
             .await;
+    }
+
+    /// Health to `NOT_SERVING`, then stop accepting and drain for at most `grace`.
+    pub async fn stop(mut self, grace: Duration) {
+        self.announce_stop().await;
         let _ = self.stop.send(true);
         if tokio::time::timeout(grace, async {
             while self.tasks.join_next().await.is_some() {}

@@ -191,7 +191,12 @@ pub async fn start_reservation(
             }
         }
     });
-    let (health, router) = base_router("reservation", service_names::RESERVATION, auth.layer())?;
+    let (health, router) = base_router(
+        "reservation",
+        service_names::RESERVATION,
+        auth.layer(),
+        settings.max_connection_age(),
+    )?;
     let rpc = ReservationRpc::new(Arc::clone(&service));
     let router = router.add_service(
         ReservationServiceServer::new(rpc).max_decoding_message_size(MAX_MESSAGE_BYTES),
@@ -255,7 +260,12 @@ pub async fn start_payment(
         &["ROAMING_RESERVATION"],
         Arc::new(PaymentEvents(Arc::clone(&service))),
     );
-    let (health, router) = base_router("payment", service_names::PAYMENT, auth.layer())?;
+    let (health, router) = base_router(
+        "payment",
+        service_names::PAYMENT,
+        auth.layer(),
+        settings.max_connection_age(),
+    )?;
     let router = router.add_service(
         PaymentServiceServer::new(PaymentRpc::new(Arc::clone(&service)))
             .max_decoding_message_size(MAX_MESSAGE_BYTES),
@@ -286,7 +296,12 @@ pub async fn start_rental(
         &["ROAMING_RESERVATION"],
         Arc::new(RentalEvents(Arc::clone(&service))),
     );
-    let (health, router) = base_router("rental", service_names::RENTAL, auth.layer())?;
+    let (health, router) = base_router(
+        "rental",
+        service_names::RENTAL,
+        auth.layer(),
+        settings.max_connection_age(),
+    )?;
     let router = router.add_service(
         RentalServiceServer::new(RentalRpc::new(Arc::clone(&service)))
             .max_decoding_message_size(MAX_MESSAGE_BYTES),
@@ -326,7 +341,12 @@ pub async fn start_parking(
         &["ROAMING_RESERVATION"],
         Arc::new(ParkingEvents(Arc::clone(&service))),
     );
-    let (health, router) = base_router("parking", service_names::PARKING, auth.layer())?;
+    let (health, router) = base_router(
+        "parking",
+        service_names::PARKING,
+        auth.layer(),
+        settings.max_connection_age(),
+    )?;
     let router = router.add_service(
         ParkingServiceServer::new(ParkingRpc::new(Arc::clone(&service)))
             .max_decoding_message_size(MAX_MESSAGE_BYTES),
@@ -358,7 +378,12 @@ pub async fn start_view(
         ],
         Arc::new(ViewEvents(store.clone())),
     );
-    let (health, router) = base_router("view", service_names::VIEW, auth.layer())?;
+    let (health, router) = base_router(
+        "view",
+        service_names::VIEW,
+        auth.layer(),
+        settings.max_connection_age(),
+    )?;
     let router = router.add_service(
         ViewServiceServer::new(ViewRpc::new(store.clone()))
             .max_decoding_message_size(MAX_MESSAGE_BYTES),

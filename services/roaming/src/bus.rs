@@ -34,7 +34,11 @@ impl EventPublisher for Publisher {
 }
 
 impl Bus {
-    pub async fn connect(nats_url: Option<&str>, prefix: &str) -> Result<Self, anyhow::Error> {
+    pub async fn connect(
+        nats_url: Option<&str>,
+        prefix: &str,
+        stream_replicas: usize,
+    ) -> Result<Self, anyhow::Error> {
         match nats_url {
             // One reservation's events stay in order; different reservations'
             // are handled concurrently, so their transactions commit together.
@@ -43,7 +47,7 @@ impl Bus {
             }))),
             Some(url) => {
                 let js = nats::connect(url).await?;
-                nats::ensure_streams(&js, prefix)
+                nats::ensure_streams(&js, prefix, stream_replicas)
                     .await
                     .map_err(|e| anyhow::anyhow!("creating streams: {e}"))?;
                 Ok(Self::Nats {

@@ -126,6 +126,8 @@ async fn run_gateway(settings: Settings) -> anyhow::Result<()> {
     let gateway = crate::up::start_gateway(&settings, &auth, upstreams, &[]).await?;
     println!("gateway listening on {}", gateway.addr);
     shutdown_signal().await;
+    gateway.announce_stop().await;
+    tokio::time::sleep(settings.shutdown_delay()).await;
     gateway.stop(settings.shutdown_grace()).await;
     Ok(())
 }
@@ -148,7 +150,12 @@ async fn run_one_service(settings: Settings, service: &str) -> anyhow::Result<()
         return run_gateway(settings).await;
     }
     let auth = MeshAuth::load(&settings, false)?;
-    let bus = Bus::connect(settings.nats_url.as_deref(), &settings.nats_prefix).await?;
+    let bus = Bus::connect(
+        settings.nats_url.as_deref(),
+        &settings.nats_prefix,
+        settings.nats_stream_replicas,
+    )
+    .await?;
     if matches!(bus, Bus::Embedded(_)) {
         bail!(
             "`roaming serve` runs one service of a distributed mesh: set ROAMING_NATS_URL (the embedded bus only works inside `roaming up`)"
@@ -173,6 +180,8 @@ async fn run_one_service(settings: Settings, service: &str) -> anyhow::Result<()
     };
     println!("{} listening on {}", running.name, running.addr);
     shutdown_signal().await;
+    running.announce_stop().await;
+    tokio::time::sleep(settings.shutdown_delay()).await;
     running.stop(settings.shutdown_grace()).await;
     Ok(())
 }

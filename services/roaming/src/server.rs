@@ -1,5 +1,6 @@
-//! What every service process shares: health (readiness follows the database
-//! and the bus), reflection v1 and v1alpha, token verification, graceful stop.
+//! What every service process shares: health (readiness follows the database;
+//! the broker has its own entry), reflection v1 and v1alpha, token
+//! verification, graceful stop.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -7,6 +8,7 @@ use std::time::Duration;
 use adapters_auth::AuthLayer;
 use adapters_store::Db;
 use adapters_telemetry::TraceLayer;
+use proto::service_names::{BUS, LIVENESS};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -35,16 +37,23 @@ pub struct Running {
 }
 
 impl Running {
-    /// Health to `NOT_SERVING` (the `""` service too, which probes check), then
-    /// stop accepting, drain in-flight calls for at most `grace`, stop the relay
-    /// and consumers.
-    pub async fn stop(mut self, grace: Duration) {
+    /// Readiness (`""`, which probes check by default, and the service's
+    /// name) to `NOT_SERVING`, while still serving: load balancers stop sending
+    /// new calls. [`Running::stop`] does this too; calling it first lets the
+    /// process wait for endpoints to be updated before it stops accepting.
+    pub async fn announce_stop(&self) {
         self.health
             .set_service_status("", ServingStatus::NotServing)
             .await;
         self.health
             .set_service_status(self.grpc_service, ServingStatus::NotServing)
             .await;
+    }
+
+    /// Readiness to `NOT_SERVING`, then stop accepting, drain in-flight calls
+    /// for at most `grace`, stop the relay and consumers.
+    pub async fn stop(mut self, grace: Duration) {
+        self.announce_stop().await;
         let _ = self.stop.send(true);
         let drained = tokio::time::timeout(grace, async {
             while self.tasks.join_next().await.is_some() {}
@@ -84,16 +93,28 @@ pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
 /// The health reporter and the router with health and reflection already on,
 /// behind a span per call and `auth` (health and reflection need no token).
 /// Reflection lists `grpc_service`, health and reflection itself.
+///
+/// `max_connection_age` (when set) closes each client connection gracefully
+/// after that long (HTTP/2 GOAWAY: new calls go to a new connection, calls
+/// and streams in flight run to their end), so clients reconnect and spread
+/// over replicas added since. No grace period is set on purpose: tonic 0.14
+/// then closes the connection abruptly at age + grace without any GOAWAY,
+/// failing the calls in flight.
 pub fn base_router(
     component: &'static str,
     grpc_service: &str,
     auth: AuthLayer,
+    max_connection_age: Option<Duration>,
 ) -> Result<(HealthReporter, Guarded), anyhow::Error> {
     let (reporter, health) = tonic_health::server::health_reporter();
     let listed = [grpc_service, "grpc.health.v1.Health"];
     let v1 = adapters_grpc::reflection(&listed).build_v1()?;
     let v1alpha = adapters_grpc::reflection(&listed).build_v1alpha()?;
-    let router = tonic::transport::Server::builder()
+    let mut server = tonic::transport::Server::builder();
+    if let Some(age) = max_connection_age {
+        server = server.max_connection_age(age);
+    }
+    let router = server
         .layer(TraceLayer::new(component))
         .layer(auth)
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
@@ -105,7 +126,8 @@ pub fn base_router(
 }
 
 impl Launch {
-    /// Serves `router` and keeps readiness in step with the database and bus.
+    /// Serves `router` and keeps readiness in step with the database; the
+    /// broker's state is its own health entry ([`BUS`]) and a WARN line.
     pub fn serve(mut self, router: Guarded) -> Running {
         let addr = self
             .listener
@@ -128,21 +150,35 @@ impl Launch {
         let grpc_service = self.grpc_service;
         let mut stop_rx = self.stop.subscribe();
         self.tasks.spawn(async move {
-            let mut last = None;
+            reporter
+                .set_service_status(LIVENESS, ServingStatus::Serving)
+                .await;
+            let (mut ready, mut connected) = (None, None);
             loop {
-                let ok = db.writer().ping().await.is_ok() && bus.is_connected();
-                if last != Some(ok) {
-                    let status = if ok {
-                        ServingStatus::Serving
-                    } else {
-                        ServingStatus::NotServing
-                    };
+                let db_ok = db.writer().ping().await.is_ok();
+                if ready != Some(db_ok) {
+                    let status = serving(db_ok);
                     reporter.set_service_status("", status).await;
                     reporter.set_service_status(grpc_service, status).await;
-                    if !ok {
-                        warn!(service = name, "not ready: database or bus unreachable");
+                    if db_ok {
+                        info!(service = name, "ready");
+                    } else {
+                        warn!(service = name, "not ready: the database does not answer");
                     }
-                    last = Some(ok);
+                    ready = Some(db_ok);
+                }
+                let bus_ok = bus.is_connected();
+                if connected != Some(bus_ok) {
+                    reporter.set_service_status(BUS, serving(bus_ok)).await;
+                    if bus_ok {
+                        info!(service = name, "broker connected");
+                    } else {
+                        warn!(
+                            service = name,
+                            "broker unreachable: events wait in the outbox, calls are still served"
+                        );
+                    }
+                    connected = Some(bus_ok);
                 }
                 tokio::select! {
                     _ = stop_rx.wait_for(|s| *s) => return,
@@ -159,5 +195,13 @@ impl Launch {
             stop: self.stop,
             tasks: self.tasks,
         }
+    }
+}
+
+fn serving(ok: bool) -> ServingStatus {
+    if ok {
+        ServingStatus::Serving
+    } else {
+        ServingStatus::NotServing
     }
 }

@@ -18,6 +18,9 @@ pub struct Settings {
     pub nats_url: Option<String>,
     /// Prefix of every stream, durable and subject (several meshes on one NATS).
     pub nats_prefix: String,
+    /// Copies of each JetStream stream when the mesh creates it (1-5; 3 on a
+    /// three-server NATS cluster).
+    pub nats_stream_replicas: usize,
     pub reservation: ServiceSettings,
     pub payment: PaymentSettings,
     pub rental: ServiceSettings,
@@ -33,6 +36,15 @@ pub struct Settings {
     pub breaker_cool_down_ms: u64,
     /// How long a stopping service waits for in-flight calls, in milliseconds.
     pub shutdown_grace_ms: u64,
+    /// How long a process that was told to stop keeps serving while reporting
+    /// `NOT_SERVING`, so load balancers (Kubernetes endpoints) stop sending it
+    /// calls before it stops accepting, in milliseconds. 0 in `roaming up`.
+    pub shutdown_delay_ms: u64,
+    /// Servers close each client connection gracefully (GOAWAY) after this
+    /// long, so long-lived HTTP/2 connections spread over replicas added
+    /// since; calls and streams in flight run to their end. In seconds; 0 is
+    /// off.
+    pub max_connection_age_secs: u64,
     /// Log as JSON lines.
     pub log_json: bool,
     /// The admin HTTP port (`/metrics`, `/healthz`); off when unset. One per
@@ -142,6 +154,7 @@ impl Default for Settings {
             data_dir: PathBuf::from("data"),
             nats_url: None,
             nats_prefix: String::new(),
+            nats_stream_replicas: 1,
             reservation: ServiceSettings {
                 listen: loopback(50051),
                 database_url: None,
@@ -164,6 +177,8 @@ impl Default for Settings {
             call_deadline_ms: 2_000,
             breaker_cool_down_ms: 5_000,
             shutdown_grace_ms: 5_000,
+            shutdown_delay_ms: 0,
+            max_connection_age_secs: 0,
             log_json: false,
             admin_listen: Some(loopback(9464)),
             rental_addrs: Vec::new(),
@@ -216,6 +231,10 @@ impl Settings {
         let Some(name) = key.strip_prefix("ROAMING_") else {
             return Ok(());
         };
+        // The test suite's own variables (`ROAMING_TEST_POSTGRES`) are not settings.
+        if name.starts_with("TEST_") {
+            return Ok(());
+        }
         let addr = |v: &str| v.parse::<SocketAddr>().map_err(|e| bad(key, e));
         let list = |v: &str| {
             v.split(',')
@@ -229,6 +248,9 @@ impl Settings {
             "DATA_DIR" => self.data_dir = PathBuf::from(value),
             "NATS_URL" => self.nats_url = Some(value.to_owned()).filter(|v| !v.is_empty()),
             "NATS_PREFIX" => value.clone_into(&mut self.nats_prefix),
+            "NATS_STREAM_REPLICAS" => {
+                self.nats_stream_replicas = value.parse().map_err(|e| bad(key, e))?;
+            }
             "RESERVATION_LISTEN" => self.reservation.listen = addr(value)?,
             "PAYMENT_LISTEN" => self.payment.listen = addr(value)?,
             "RENTAL_LISTEN" => self.rental.listen = addr(value)?,
@@ -278,6 +300,8 @@ impl Settings {
             "CALL_DEADLINE_MS" => self.call_deadline_ms = number(value)?,
             "BREAKER_COOL_DOWN_MS" => self.breaker_cool_down_ms = number(value)?,
             "SHUTDOWN_GRACE_MS" => self.shutdown_grace_ms = number(value)?,
+            "SHUTDOWN_DELAY_MS" => self.shutdown_delay_ms = number(value)?,
+            "MAX_CONNECTION_AGE_SECS" => self.max_connection_age_secs = number(value)?,
             "PAYMENT_FAULT_LATENCY_MS" => self.payment.fault_latency_ms = number(value)?,
             "PAYMENT_FAULT_FAILURE_RATE" => {
                 self.payment.fault_failure_rate = value.parse().map_err(|e| bad(key, e))?;
@@ -289,7 +313,17 @@ impl Settings {
                 };
             }
             "LOG_JSON" => self.log_json = matches!(value, "1" | "true" | "yes"),
-            _ => return Err(bad(key, "unknown setting")),
+            // `ROAMING_X_FILE=path` sets `ROAMING_X` to the file's contents
+            // (trimmed): secrets mounted as files, e.g. a database URL.
+            _ => match name.strip_suffix("_FILE") {
+                Some(setting) if !setting.is_empty() => {
+                    let text = std::fs::read_to_string(value)
+                        .map_err(|e| bad(key, format!("{value}: {e}")))?;
+                    self.apply_env(&format!("ROAMING_{setting}"), text.trim())
+                        .map_err(|e| bad(key, e.problem))?;
+                }
+                _ => return Err(bad(key, "unknown setting")),
+            },
         }
         Ok(())
     }
@@ -303,6 +337,9 @@ impl Settings {
         }
         if self.call_deadline_ms == 0 || self.call_deadline_ms > 60_000 {
             return Err(bad("call_deadline_ms", "must be 1-60000"));
+        }
+        if !(1..=5).contains(&self.nats_stream_replicas) {
+            return Err(bad("nats_stream_replicas", "must be 1-5"));
         }
         if self.breaker_cool_down_ms == 0 {
             return Err(bad("breaker_cool_down_ms", "must be positive"));
@@ -373,6 +410,14 @@ impl Settings {
     pub fn shutdown_grace(&self) -> Duration {
         Duration::from_millis(self.shutdown_grace_ms)
     }
+
+    pub fn shutdown_delay(&self) -> Duration {
+        Duration::from_millis(self.shutdown_delay_ms)
+    }
+
+    pub fn max_connection_age(&self) -> Option<Duration> {
+        Some(Duration::from_secs(self.max_connection_age_secs)).filter(|d| !d.is_zero())
+    }
 }
 
 #[cfg(test)]
@@ -394,11 +439,15 @@ mod tests {
                 ("ROAMING_NATS_URL", "nats://127.0.0.1:4222"),
                 ("ROAMING_PAYMENT_ADDRS", "http://a:1, http://b:2"),
                 ("HOME", "/x"),
+                ("ROAMING_TEST_POSTGRES", "postgres://postgres@127.0.0.1"),
+                ("ROAMING_MAX_CONNECTION_AGE_SECS", "300"),
             ]),
         )
         .unwrap();
         assert_eq!(s.nats_url.as_deref(), Some("nats://127.0.0.1:4222"));
         assert_eq!(s.payment_addrs, ["http://a:1", "http://b:2"]);
+        assert_eq!(s.max_connection_age(), Some(Duration::from_mins(5)));
+        assert_eq!(Settings::default().max_connection_age(), None);
     }
 
     #[test]
@@ -416,6 +465,52 @@ mod tests {
         let e =
             Settings::load(None, env(&[("ROAMING_RENTAL_DATABASE_URL", "mysql://x")])).unwrap_err();
         assert_eq!(e.name, "rental.database_url");
+    }
+
+    #[test]
+    fn a_setting_can_come_from_a_file() {
+        let dir =
+            std::env::temp_dir().join(format!("roaming-settings-file-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("uri");
+        std::fs::write(&file, "postgresql://app:pw@pg-view-rw:5432/view\n").unwrap();
+        let path = file.display().to_string();
+        let s = Settings::load(None, env(&[("ROAMING_VIEW_DATABASE_URL_FILE", &path)])).unwrap();
+        assert_eq!(
+            s.view.database_url.as_deref(),
+            Some("postgresql://app:pw@pg-view-rw:5432/view")
+        );
+        // A file path setting keeps its own meaning.
+        let s = Settings::load(None, env(&[("ROAMING_AUTH_JWKS_FILE", &path)])).unwrap();
+        assert_eq!(s.auth.jwks_file, Some(file.clone()));
+        let e = Settings::load(None, env(&[("ROAMING_NOPE_FILE", &path)])).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            format!("invalid setting ROAMING_NOPE_FILE: unknown setting")
+        );
+        let e = Settings::load(None, env(&[("ROAMING_VIEW_DATABASE_URL_FILE", "/no/such")]))
+            .unwrap_err();
+        assert_eq!(e.name, "ROAMING_VIEW_DATABASE_URL_FILE");
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn the_shipped_gateway_config_loads_the_demo_principals() {
+        let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../deploy/gateway.example.toml");
+        let s = Settings::load(Some(&file), Vec::new()).unwrap();
+        let names: Vec<_> = s
+            .gateway
+            .principals
+            .iter()
+            .map(|p| p.username.as_str())
+            .collect();
+        let demo: Vec<_> = gateway::DEMO_PRINCIPALS
+            .iter()
+            .map(|(u, _, _)| *u)
+            .collect();
+        assert_eq!(names, demo);
+        assert!(s.gateway.credentials(&[]).is_ok());
     }
 
     #[test]

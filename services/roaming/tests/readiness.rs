@@ -1,0 +1,222 @@
+//! What a load balancer (Kubernetes, deploy/k8s) relies on. Readiness means
+//! "send me traffic": a broker outage shows on its own health entry
+//! (`roaming.bus`) but leaves every service ready and answering, and the
+//! events written meanwhile are delivered once the broker is back. SIGTERM
+//! makes a process unready while it keeps serving for the shutdown delay.
+//! Connections are closed (GOAWAY) after the maximum connection age, so
+//! clients spread over new replicas.
+
+#![allow(
+    clippy::expect_used,
+    clippy::unwrap_used,
+    clippy::panic,
+    reason = "tests"
+)]
+
+mod support;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use proto::reservation::ReservationStatus as S;
+use proto::service_names;
+use support::*;
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_client::HealthClient;
+
+/// The status (1 = `SERVING`, 2 = `NOT_SERVING`) of `service` at `addr`, 0 when
+/// nothing answers.
+async fn health(addr: SocketAddr, service: &str) -> i32 {
+    health_of(addr, service).await.unwrap_or(0)
+}
+
+const SERVING: i32 = 1;
+const NOT_SERVING: i32 = 2;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_broker_outage_leaves_every_service_ready_and_loses_no_event() {
+    let mut nats = NatsServer::start();
+    let m = TestMesh::start_with(|s| s.nats_url = Some(nats.url.clone())).await;
+    let d = m.direct();
+    let services = [
+        (d.reservation, service_names::RESERVATION),
+        (d.payment, service_names::PAYMENT),
+        (d.rental, service_names::RENTAL),
+        (d.parking, service_names::PARKING),
+        (d.view, service_names::VIEW),
+    ];
+    for (addr, name) in services {
+        assert_eq!(health(addr, "").await, SERVING, "{name} ready");
+        assert_eq!(health(addr, service_names::LIVENESS).await, SERVING);
+        eventually(Duration::from_secs(5), "bus SERVING", || async move {
+            (health(addr, service_names::BUS).await == SERVING).then_some(())
+        })
+        .await;
+    }
+
+    nats.kill();
+    for (addr, name) in services {
+        eventually(Duration::from_secs(10), "bus NOT_SERVING", || async move {
+            (health(addr, service_names::BUS).await == NOT_SERVING).then_some(())
+        })
+        .await;
+        assert_eq!(health(addr, "").await, SERVING, "{name} still ready");
+        assert_eq!(health(addr, name).await, SERVING, "{name} still ready");
+        assert_eq!(health(addr, service_names::LIVENESS).await, SERVING);
+    }
+    // Calls are still answered: a reservation is taken while the broker is away.
+    let id = m
+        .reservation()
+        .await
+        .reserve_roaming(req(ALICE, roaming_request("during-outage", 3, 4)))
+        .await
+        .expect("reserve while the broker is down")
+        .into_inner()
+        .reservation
+        .unwrap()
+        .reservation_id;
+
+    nats.restart();
+    for (addr, _) in services {
+        eventually(
+            Duration::from_secs(15),
+            "bus SERVING again",
+            || async move { (health(addr, service_names::BUS).await == SERVING).then_some(()) },
+        )
+        .await;
+    }
+    // The events written during the outage reach rental and the view.
+    view_reaches(&m, ALICE, &id, S::RentalAccepted).await;
+    m.stop().await;
+}
+
+/// SIGTERM: readiness to `NOT_SERVING` at once, still answering for the
+/// shutdown delay (while load balancers catch up), then the process exits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_sigterm_a_process_is_unready_but_serving_for_the_delay_then_exits() {
+    let nats = NatsServer::start();
+    let dir = std::env::temp_dir().join(format!("roaming-sigterm-{}", uuid::Uuid::now_v7()));
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_roaming"))
+        .args(["serve", "view"])
+        .env("ROAMING_NATS_URL", &nats.url)
+        .env("ROAMING_DATA_DIR", &dir)
+        .env("ROAMING_VIEW_LISTEN", addr.to_string())
+        .env("ROAMING_ADMIN_LISTEN", "off")
+        .env("ROAMING_AUTH_SIGNING_KEY_FILE", &test_key().0)
+        .env("ROAMING_SHUTDOWN_DELAY_MS", "5000")
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("the roaming binary");
+    eventually(Duration::from_secs(30), "view SERVING", || async move {
+        (health_of(addr, "").await == Some(SERVING)).then_some(())
+    })
+    .await;
+
+    let sent = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let started = std::time::Instant::now();
+    eventually(Duration::from_secs(2), "view NOT_SERVING", || async move {
+        (health_of(addr, "").await == Some(NOT_SERVING)).then_some(())
+    })
+    .await;
+    // Still answering (health is a call like any other), and still running.
+    assert_eq!(
+        health_of(addr, service_names::LIVENESS).await,
+        Some(SERVING)
+    );
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "exited before the delay"
+    );
+
+    let exited = eventually(Duration::from_secs(15), "the process to exit", || {
+        let status = child.try_wait().unwrap();
+        async move { status }
+    })
+    .await;
+    assert!(exited.success(), "{exited:?}");
+    assert!(
+        started.elapsed() >= Duration::from_secs(5),
+        "left before the delay"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// The status of `service` at `addr`, `None` when nothing answers.
+async fn health_of(addr: SocketAddr, service: &str) -> Option<i32> {
+    let channel = tonic::transport::Channel::from_shared(format!("http://{addr}"))
+        .ok()?
+        .connect()
+        .await
+        .ok()?;
+    HealthClient::new(channel)
+        .check(HealthCheckRequest {
+            service: service.to_owned(),
+        })
+        .await
+        .ok()
+        .map(|r| r.into_inner().status)
+}
+
+/// Reads HTTP/2 frames from a connection that sent the preface until the
+/// server sends GOAWAY (frame type 7); `true` if it did within `within`.
+async fn goaway_within(addr: SocketAddr, within: Duration) -> bool {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    tcp.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+        .await
+        .unwrap();
+    // An empty SETTINGS frame, then an ack of the server's.
+    tcp.write_all(&[0, 0, 0, 4, 0, 0, 0, 0, 0]).await.unwrap();
+    tcp.write_all(&[0, 0, 0, 4, 1, 0, 0, 0, 0]).await.unwrap();
+    let read = async {
+        loop {
+            let mut header = [0_u8; 9];
+            if tcp.read_exact(&mut header).await.is_err() {
+                return false;
+            }
+            let len =
+                usize::from(header[0]) << 16 | usize::from(header[1]) << 8 | usize::from(header[2]);
+            let mut payload = vec![0_u8; len];
+            if tcp.read_exact(&mut payload).await.is_err() {
+                return false;
+            }
+            if header[3] == 7 {
+                return true;
+            }
+        }
+    };
+    tokio::time::timeout(within, read).await.unwrap_or(false)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_are_closed_after_the_maximum_age_so_clients_rebalance() {
+    let m = TestMesh::start_with(|s| s.max_connection_age_secs = 1).await;
+    let gateway = m.mesh().gateway.addr;
+    let view = m.direct().view;
+    assert!(
+        goaway_within(gateway, Duration::from_secs(10)).await,
+        "gateway"
+    );
+    assert!(goaway_within(view, Duration::from_secs(10)).await, "view");
+    // A client simply reconnects: calls keep working.
+    m.view()
+        .await
+        .list_my_reservations(req(
+            ALICE,
+            proto::view::ListMyReservationsRequest::default(),
+        ))
+        .await
+        .unwrap();
+    m.stop().await;
+}
