@@ -70,13 +70,17 @@ pub struct Breaker {
     inner: Arc<Mutex<Inner>>,
 }
 
-/// Whether an error says the callee is unhealthy (rather than "no").
+/// Whether an error says the callee is unhealthy (rather than "no"): what a
+/// caller experiences as an outage. `CANCELLED` is how tonic reports its own
+/// client-side timeout ("Timeout expired"); a callee never answers a business
+/// refusal with it.
 pub fn is_failure(e: &BoxError) -> bool {
     if let Some(status) = e.downcast_ref::<tonic::Status>() {
         return matches!(
             status.code(),
             Code::Unavailable
                 | Code::DeadlineExceeded
+                | Code::Cancelled
                 | Code::ResourceExhausted
                 | Code::Unknown
                 | Code::Internal
@@ -294,6 +298,18 @@ mod tests {
         let slow: BoxError = Box::new(tonic::Status::deadline_exceeded("slow"));
         assert!(!is_failure(&declined) && !is_failure(&invalid));
         assert!(is_failure(&down) && is_failure(&slow));
+        // tonic's own client-side timeout.
+        let timed_out: BoxError = Box::new(tonic::Status::cancelled("Timeout expired"));
+        let shed: BoxError = Box::new(tonic::Status::resource_exhausted("busy"));
+        assert!(is_failure(&timed_out) && is_failure(&shed));
+        for refusal in [
+            tonic::Status::not_found("x"),
+            tonic::Status::permission_denied("x"),
+            tonic::Status::already_exists("x"),
+            tonic::Status::unauthenticated("x"),
+        ] {
+            assert!(!is_failure(&(Box::new(refusal) as BoxError)));
+        }
     }
 
     #[test]
