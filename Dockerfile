@@ -12,7 +12,7 @@ ARG RUST_VERSION=1.95
 # --- dependencies, cached apart from the source (cargo-chef) ---------------
 FROM rust:${RUST_VERSION}-slim-bookworm AS chef
 WORKDIR /src
-RUN cargo install cargo-chef --locked --version 0.1.73
+RUN cargo install cargo-chef --locked --version 0.1.78
 
 FROM chef AS planner
 COPY . .

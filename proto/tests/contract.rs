@@ -37,6 +37,7 @@ fn every_service_and_rpc_of_design_section_7_exists() {
                 "GetReservation",
                 "CancelReservation",
                 "VerifyParkingEntry",
+                "BeginUse",
             ],
         ),
         (

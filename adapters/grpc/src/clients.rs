@@ -8,14 +8,18 @@ use domain_kernel::{
     CardDetails, Money, ReservationId, SpaceId, TimeWindow, Timestamp, VehiclePlate,
 };
 use domain_parking::ports::{ReservationVerifier, VerifiedEntry, VerifierUnavailable};
+use domain_rental::ports::{ReservationAuthority, UseRefused};
 use domain_reservation::ports::{
     DeclineReason, PaymentGateway, PaymentOutcome, PaymentUnavailable,
 };
 use proto::payment::payment_service_client::PaymentServiceClient;
 use proto::payment::{self as pp, PayRequest, PayResponse};
 use proto::reservation::reservation_service_client::ReservationServiceClient;
-use proto::reservation::{VerifyParkingEntryRequest, VerifyParkingEntryResponse};
+use proto::reservation::{
+    BeginUseRequest, BeginUseResponse, VerifyParkingEntryRequest, VerifyParkingEntryResponse,
+};
 use tonic::transport::{Channel, Endpoint};
+use tonic_types::StatusExt as _;
 use tower::{BoxError, ServiceExt};
 use tracing::{Instrument, warn};
 
@@ -226,5 +230,82 @@ impl ReservationVerifier for GrpcReservationVerifier {
         })();
         // An answer we cannot read is no answer: fall back to the replica.
         parsed.map(Some).ok_or(VerifierUnavailable)
+    }
+}
+
+/// `ReservationService/BeginUse` for the booth's hand-over (idempotent per
+/// reservation: retried). A refusal is the reservation's decision and final;
+/// anything else (down, breaker open, deadline, a refusal we cannot read)
+/// is "unavailable": the booth keeps the device and tries again.
+#[derive(Debug, Clone)]
+pub struct GrpcReservationAuthority {
+    call: Call<BeginUseRequest, BeginUseResponse>,
+    breaker: Breaker,
+}
+
+impl GrpcReservationAuthority {
+    /// `token` is the rental service's own identity: only it may call.
+    pub fn new(channel: Channel, policy: CallPolicy, token: ServiceToken) -> Self {
+        let deadline = policy.deadline;
+        let client =
+            ReservationServiceClient::with_interceptor(channel, adapters_telemetry::inject);
+        let one_attempt = tower::service_fn(move |req: BeginUseRequest| {
+            let mut client = client.clone();
+            let token = token.clone();
+            let span = client_span("/roaming.reservation.v1.ReservationService/BeginUse");
+            async move {
+                let mut request = tonic::Request::new(req);
+                request.set_timeout(deadline);
+                token.authorize(&mut request)?;
+                client
+                    .begin_use(request)
+                    .await
+                    .map(tonic::Response::into_inner)
+            }
+            .instrument(span)
+        });
+        let (call, breaker) = resilient(
+            "reservation.BeginUse",
+            CallPolicy {
+                idempotent: true,
+                ..policy
+            },
+            one_attempt,
+        );
+        Self { call, breaker }
+    }
+
+    pub fn breaker(&self) -> &Breaker {
+        &self.breaker
+    }
+}
+
+impl ReservationAuthority for GrpcReservationAuthority {
+    async fn begin_use(&self, reservation_id: ReservationId) -> Result<(), UseRefused> {
+        let request = BeginUseRequest {
+            reservation_id: reservation_id.to_string(),
+        };
+        let Err(e) = self.call.clone().oneshot(request).await else {
+            return Ok(());
+        };
+        if let Some(status) = e.downcast_ref::<tonic::Status>() {
+            let why = status
+                .get_details_error_info()
+                .map(|info| info.reason)
+                .unwrap_or_default();
+            match (status.code(), why.as_str()) {
+                (tonic::Code::FailedPrecondition, "RESERVATION_CANCELED") => {
+                    return Err(UseRefused::Canceled);
+                }
+                (tonic::Code::FailedPrecondition, "NOT_RESERVED") | (tonic::Code::NotFound, _) => {
+                    return Err(UseRefused::NotReserved);
+                }
+                _ => {}
+            }
+        }
+        warn!(%reservation_id, error = %e, "begin-use call failed; the hand-over waits");
+        Err(UseRefused::Unavailable {
+            retry_after: retry_after(&e),
+        })
     }
 }

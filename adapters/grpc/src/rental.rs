@@ -6,7 +6,7 @@ use adapters_codec::instant_to_pb;
 use domain_kernel::{
     BoothCode, Clock, DateRange, DeviceModel, IdGenerator, ReservationId, Serial, Violations,
 };
-use domain_rental::ports::RentalRepository;
+use domain_rental::ports::{RentalRepository, ReservationAuthority};
 use domain_rental::{Device, DeviceStatus, Rental, RentalError, RentalService, RentalStatus, Rule};
 use proto::rental as pb;
 use proto::rental::rental_service_server::RentalService as Rpc;
@@ -17,12 +17,12 @@ use crate::status::{forbidden, internal, invalid, not_found, reason, retry_later
 
 /// The gRPC face of [`RentalService`].
 #[derive(Debug)]
-pub struct RentalRpc<R, K, I> {
-    service: Arc<RentalService<R, K, I>>,
+pub struct RentalRpc<R, A, K, I> {
+    service: Arc<RentalService<R, A, K, I>>,
 }
 
-impl<R, K, I> RentalRpc<R, K, I> {
-    pub fn new(service: Arc<RentalService<R, K, I>>) -> Self {
+impl<R, A, K, I> RentalRpc<R, A, K, I> {
+    pub fn new(service: Arc<RentalService<R, A, K, I>>) -> Self {
         Self { service }
     }
 }
@@ -104,6 +104,25 @@ fn rental_error(e: RentalError) -> Status {
             std::time::Duration::from_millis(200),
             &[],
         ),
+        RentalError::ReservationCanceled => reason(
+            Code::FailedPrecondition,
+            "RESERVATION_CANCELED",
+            "the reservation was canceled; keep the device",
+            &[],
+        ),
+        RentalError::ReservationNotReserved => reason(
+            Code::FailedPrecondition,
+            "NOT_RESERVED",
+            "the reservation service does not hold this reservation as reserved",
+            &[],
+        ),
+        RentalError::ReservationUnavailable { retry_after } => retry_later(
+            Code::Unavailable,
+            "RESERVATION_UNAVAILABLE",
+            "the reservation service cannot confirm the hand-over now; keep the device and try again",
+            retry_after,
+            &[],
+        ),
         RentalError::Store(e) => internal(&e),
     }
 }
@@ -126,9 +145,10 @@ fn optional<T, E: std::fmt::Display>(
 }
 
 #[tonic::async_trait]
-impl<R, K, I> Rpc for RentalRpc<R, K, I>
+impl<R, A, K, I> Rpc for RentalRpc<R, A, K, I>
 where
     R: RentalRepository + 'static,
+    A: ReservationAuthority + 'static,
     K: Clock + 'static,
     I: IdGenerator + 'static,
 {

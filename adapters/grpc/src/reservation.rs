@@ -12,8 +12,8 @@ use domain_kernel::{
 };
 use domain_reservation::ports::{Catalog, DeclineReason, PaymentGateway, ReservationRepository};
 use domain_reservation::{
-    CancelError, Details, GetError, Kind, ParkingDetails, QuoteError, RejectionReason, Reservation,
-    ReservationService, ReserveError, RoamingDetails, VerifyError,
+    BeginUseError, CancelError, Details, GetError, Kind, ParkingDetails, QuoteError,
+    RejectionReason, Reservation, ReservationService, ReserveError, RoamingDetails, VerifyError,
 };
 use proto::reservation as pb;
 use proto::reservation::reservation_service_server::ReservationService as Rpc;
@@ -393,6 +393,12 @@ where
                     format!("a {status} reservation cannot be canceled"),
                     &[("status", status.to_string())],
                 ),
+                CancelError::EntryOpen => reason(
+                    Code::FailedPrecondition,
+                    "ENTRY_OPEN",
+                    "the parking window's entry has opened; it can no longer be canceled",
+                    &[],
+                ),
                 CancelError::Busy => retry_later(
                     Code::Aborted,
                     "BUSY",
@@ -443,6 +449,45 @@ where
                 window_end: Some(instant_to_pb(e.window.end())),
             },
             None => pb::VerifyParkingEntryResponse::default(),
+        }))
+    }
+
+    async fn begin_use(
+        &self,
+        request: Request<pb::BeginUseRequest>,
+    ) -> Result<Response<pb::BeginUseResponse>, Status> {
+        let who = principal(&request)?;
+        let id = reservation_id(&request.into_inner().reservation_id)?;
+        let used = self
+            .service
+            .begin_use(&who, id)
+            .await
+            .map_err(|e| match e {
+                BeginUseError::NotFound => not_found("reservation"),
+                BeginUseError::Forbidden => forbidden(),
+                BeginUseError::Canceled => reason(
+                    Code::FailedPrecondition,
+                    "RESERVATION_CANCELED",
+                    "the reservation was canceled; the device must not be handed over",
+                    &[],
+                ),
+                BeginUseError::NotReserved(status) => reason(
+                    Code::FailedPrecondition,
+                    "NOT_RESERVED",
+                    format!("a {status} reservation cannot be taken into use"),
+                    &[("status", status.to_string())],
+                ),
+                BeginUseError::Busy => retry_later(
+                    Code::Aborted,
+                    "BUSY",
+                    "the reservation is changing; try again",
+                    std::time::Duration::from_millis(200),
+                    &[],
+                ),
+                BeginUseError::Store(e) => internal(&e),
+            })?;
+        Ok(Response::new(pb::BeginUseResponse {
+            reservation: Some(reservation_to_pb(&used)),
         }))
     }
 }

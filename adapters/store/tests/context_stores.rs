@@ -108,7 +108,12 @@ fn booth(s: &str) -> BoothCode {
 
 async fn rental(db: TestDatabase) {
     let store = RentalStore::new(Db::connect::<RentalMigrator>(db.url()).await.unwrap());
-    let service = RentalService::new(store.clone(), FixedClock::at(NOW), UuidV7);
+    let service = RentalService::new(
+        store.clone(),
+        domain_rental::fakes::FakeAuthority::default(),
+        FixedClock::at(NOW),
+        UuidV7,
+    );
     let ops = Principal::operator("ops");
     let egg = DeviceModel::parse("egg-lte").unwrap();
     service

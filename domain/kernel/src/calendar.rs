@@ -8,6 +8,10 @@ pub type Timestamp = OffsetDateTime;
 /// A parking reservation admits its car this long before its window starts.
 pub const EARLY_ENTRY_GRACE: Duration = Duration::minutes(15);
 
+/// How long before a parking window's entry opens its reservation stops being
+/// cancelable ([`TimeWindow::cancelable_at`]).
+pub const CANCEL_MARGIN: Duration = Duration::minutes(1);
+
 /// Why a date range or time window was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum InvalidPeriod {
@@ -147,6 +151,15 @@ impl TimeWindow {
     /// [`EARLY_ENTRY_GRACE`] before the start until the end.
     pub fn admits_entry_at(&self, at: Timestamp) -> bool {
         self.start - EARLY_ENTRY_GRACE <= at && at < self.end
+    }
+
+    /// Whether a reservation of this window may still be canceled at `at`:
+    /// until [`CANCEL_MARGIN`] before the entry opens. From then on a car may
+    /// be let in, even by a gate that decides from its replica while the
+    /// reservation service is unreachable, so a cancel could race the entry
+    /// (DESIGN.md invariant 6). The margin absorbs clock skew between services.
+    pub fn cancelable_at(&self, at: Timestamp) -> bool {
+        at < self.start - EARLY_ENTRY_GRACE - CANCEL_MARGIN
     }
 
     /// Whether any part of the window falls on `day` (UTC).

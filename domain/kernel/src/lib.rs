@@ -23,7 +23,9 @@ mod publish;
 mod store;
 mod violation;
 
-pub use calendar::{DateRange, EARLY_ENTRY_GRACE, InvalidPeriod, TimeWindow, Timestamp};
+pub use calendar::{
+    CANCEL_MARGIN, DateRange, EARLY_ENTRY_GRACE, InvalidPeriod, TimeWindow, Timestamp,
+};
 pub use card::{CardDetails, CardExpiry, CardNumber, InvalidCard};
 pub use codes::{
     BoothCode, CountryCode, CustomerId, DeviceModel, InvalidCode, LotCode, RequestId, Serial,

@@ -7,7 +7,9 @@ use domain_kernel::{BoothCode, DeviceModel, EventId, Recorded, ReservationId, Se
 use time::Date;
 
 use crate::model::{Device, Rental, RentalEvent};
-use crate::ports::{Changes, InsertError, RentalRepository, SaveError};
+use crate::ports::{
+    Changes, InsertError, RentalRepository, ReservationAuthority, SaveError, UseRefused,
+};
 
 #[derive(Debug, Default)]
 struct State {
@@ -139,5 +141,53 @@ impl RentalRepository for InMemoryRentals {
         state.outbox.extend(changes.events);
         state.inbox.extend(changes.caused_by);
         Ok(())
+    }
+}
+
+/// The reservation service's answers, set per reservation (default: allowed);
+/// clones share them. Counts the calls.
+#[derive(Debug, Clone, Default)]
+pub struct FakeAuthority {
+    answers: Arc<Mutex<HashMap<ReservationId, UseRefused>>>,
+    down: Arc<Mutex<bool>>,
+    calls: Arc<Mutex<usize>>,
+}
+
+impl FakeAuthority {
+    /// `BeginUse` for `id` answers `refusal` from now on.
+    pub fn refuse(&self, id: ReservationId, refusal: UseRefused) {
+        self.answers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(id, refusal);
+    }
+
+    /// The reservation service is unreachable (or back).
+    pub fn set_down(&self, down: bool) {
+        *self.down.lock().unwrap_or_else(PoisonError::into_inner) = down;
+    }
+
+    pub fn calls(&self) -> usize {
+        *self.calls.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl ReservationAuthority for FakeAuthority {
+    async fn begin_use(&self, reservation_id: ReservationId) -> Result<(), UseRefused> {
+        *self.calls.lock().unwrap_or_else(PoisonError::into_inner) += 1;
+        if *self.down.lock().unwrap_or_else(PoisonError::into_inner) {
+            return Err(UseRefused::Unavailable {
+                retry_after: std::time::Duration::from_secs(1),
+            });
+        }
+        match self
+            .answers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&reservation_id)
+        {
+            Some(refusal) => Err(refusal.clone()),
+            None => Ok(()),
+        }
     }
 }

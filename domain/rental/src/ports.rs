@@ -87,3 +87,29 @@ pub trait RentalRepository: Send + Sync {
     /// stored one; both bumped), events and inbox entry in one transaction.
     fn save(&self, changes: Changes<'_>) -> impl Future<Output = Result<(), SaveError>> + Send;
 }
+
+/// Why the reservation service did not let a device leave the booth.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UseRefused {
+    /// The customer canceled first (and is refunded): the device stays.
+    #[error("the reservation was canceled")]
+    Canceled,
+    /// Not paid, rejected, finished or unknown there.
+    #[error("the reservation is not reserved")]
+    NotReserved,
+    /// Down, breaker open, or past the deadline. Nothing was decided: the
+    /// booth tries again later.
+    #[error("the reservation service is unavailable")]
+    Unavailable { retry_after: std::time::Duration },
+}
+
+/// The reservation service's `BeginUse`, asked synchronously before a
+/// hand-over commits: the reservation decides its own status, so exactly one
+/// of "the customer cancels" and "the device leaves the booth" wins
+/// (DESIGN.md invariant 6). Idempotent per reservation.
+pub trait ReservationAuthority: Send + Sync {
+    fn begin_use(
+        &self,
+        reservation_id: ReservationId,
+    ) -> impl Future<Output = Result<(), UseRefused>> + Send;
+}

@@ -5,7 +5,9 @@ use domain_kernel::{
 use time::Date;
 
 use crate::model::{Device, Rental, RentalData, RentalEvent, RentalStatus, Rule};
-use crate::ports::{Changes, InsertError, RentalRepository, SaveError};
+use crate::ports::{
+    Changes, InsertError, RentalRepository, ReservationAuthority, SaveError, UseRefused,
+};
 
 const CONFLICT_RETRIES: usize = 5;
 
@@ -25,6 +27,15 @@ pub enum RentalError {
     Refused(#[from] Rule),
     #[error("rental is busy, try again")]
     Busy,
+    /// The customer canceled the reservation first: the device stays.
+    #[error("the reservation was canceled")]
+    ReservationCanceled,
+    /// The reservation service does not hold it as reserved.
+    #[error("the reservation is not reserved")]
+    ReservationNotReserved,
+    /// The reservation service could not be asked; nothing changed.
+    #[error("the reservation service is unavailable; try again")]
+    ReservationUnavailable { retry_after: std::time::Duration },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -49,22 +60,40 @@ pub struct RoamingReservation {
     pub dates: DateRange,
 }
 
+impl From<UseRefused> for RentalError {
+    fn from(refusal: UseRefused) -> Self {
+        match refusal {
+            UseRefused::Canceled => Self::ReservationCanceled,
+            UseRefused::NotReserved => Self::ReservationNotReserved,
+            UseRefused::Unavailable { retry_after } => Self::ReservationUnavailable { retry_after },
+        }
+    }
+}
+
 /// The rental use cases.
 #[derive(Debug)]
-pub struct RentalService<R, K, I> {
+pub struct RentalService<R, A, K, I> {
     repo: R,
+    reservations: A,
     clock: K,
     ids: I,
 }
 
-impl<R, K, I> RentalService<R, K, I>
+impl<R, A, K, I> RentalService<R, A, K, I>
 where
     R: RentalRepository,
+    A: ReservationAuthority,
     K: Clock,
     I: IdGenerator,
 {
-    pub fn new(repo: R, clock: K, ids: I) -> Self {
-        Self { repo, clock, ids }
+    /// `reservations` is asked before every hand-over commits.
+    pub fn new(repo: R, reservations: A, clock: K, ids: I) -> Self {
+        Self {
+            repo,
+            reservations,
+            clock,
+            ids,
+        }
     }
 
     pub fn repository(&self) -> &R {
@@ -159,8 +188,14 @@ where
         }
     }
 
-    /// The pickup booth hands `serial` over. Repeating the same hand over answers
-    /// with the rental again.
+    /// The pickup booth hands `serial` over. Everything the booth can check is
+    /// checked first (status, period, model, stock); then the reservation
+    /// service is asked to take the reservation into use, and only if it
+    /// agreed is the hand-over committed. A canceled reservation refuses
+    /// (`ReservationCanceled`); with the reservation service unreachable the
+    /// booth is refused (`ReservationUnavailable`): no device leaves without
+    /// the reservation's decision, and there is no override. Repeating the
+    /// same hand over answers with the rental again.
     pub async fn hand_over(
         &self,
         principal: &Principal,
@@ -175,12 +210,18 @@ where
             {
                 return Ok(rental);
             }
+            if rental.status == RentalStatus::Canceled {
+                // The cancel reached this booth first: same answer as when the
+                // reservation service refuses.
+                return Err(RentalError::ReservationCanceled);
+            }
             let mut device = self
                 .repo
                 .get_device(&serial)
                 .await?
                 .ok_or_else(|| RentalError::DeviceNotFound(serial.clone()))?;
             let event = rental.hand_over(&mut device, self.clock.today(), self.clock.now())?;
+            self.reservations.begin_use(reservation_id).await?;
             if self.save(&mut rental, &mut device, [event]).await? {
                 return Ok(rental);
             }
@@ -301,9 +342,9 @@ where
                 }
             };
             let Ok(canceled) = rental.cancel(self.clock.now()) else {
-                // Already canceled, or handed over in a race with the cancel: the
-                // reservation's monotonic rules keep it CANCELED; the booth sees
-                // the rental as it is.
+                // Already canceled. (Handed over cannot be: a hand-over commits
+                // only after the reservation service took the reservation into
+                // use, after which it cannot be canceled.)
                 return Ok(HandleOutcome::Ignored);
             };
             let changes = Changes {

@@ -24,12 +24,12 @@ pub mod fakes;
 
 pub use events::{CatalogEvent, ReservationEvent, Usage, UsageEvent};
 pub use reservation::{
-    Details, Kind, ParkingDetails, RejectionReason, Reservation, ReservationData, RoamingDetails,
-    Status, TransitionError,
+    BeginUseRefused, CancelRefused, Details, Kind, ParkingDetails, RejectionReason, Reservation,
+    ReservationData, RoamingDetails, Status, TransitionError,
 };
 pub use service::{
-    CancelError, GetError, HandleOutcome, ParkingEntry, QuoteError, ReservationService,
-    ReserveError, VerifyError,
+    BeginUseError, CancelError, GetError, HandleOutcome, ParkingEntry, QuoteError, RENTAL_SERVICE,
+    ReservationService, ReserveError, VerifyError,
 };
 
 #[cfg(test)]

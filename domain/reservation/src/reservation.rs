@@ -207,6 +207,32 @@ pub struct TransitionError {
     pub action: &'static str,
 }
 
+/// Why a reservation cannot be canceled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum CancelRefused {
+    /// Pending, in use or finished (a device handed over, a car let in).
+    #[error("a {0} reservation cannot be canceled")]
+    Status(Status),
+    /// A parking window whose entry has opened (or is about to): a gate may
+    /// let the car in from now on.
+    #[error("the parking window's entry has opened; it can no longer be canceled")]
+    EntryOpen,
+}
+
+/// Why a reservation cannot be taken into use ([`Reservation::begin_use`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum BeginUseRefused {
+    /// The customer canceled first: the device must not leave the booth.
+    #[error("the reservation was canceled")]
+    Canceled,
+    /// Not paid, rejected, or finished.
+    #[error("a {0} reservation cannot be taken into use")]
+    NotReserved(Status),
+    /// Only roaming reservations are handed over.
+    #[error("not a roaming reservation")]
+    WrongKind,
+}
+
 impl Deref for Reservation {
     type Target = ReservationData;
 
@@ -308,17 +334,21 @@ impl Reservation {
         Ok(vec![ReservationEvent::Rejected(self.clone()), changed])
     }
 
-    /// Cancel before use: `RESERVED | RENTAL_ACCEPTED -> CANCELED`; a refund follows.
+    /// Cancel before use: `RESERVED | RENTAL_ACCEPTED -> CANCELED`; a refund
+    /// follows. A parking reservation only until its entry opens
+    /// ([`TimeWindow::cancelable_at`](domain_kernel::TimeWindow::cancelable_at)).
     pub fn cancel(
         &mut self,
         reason: String,
         now: Timestamp,
-    ) -> Result<Vec<ReservationEvent>, TransitionError> {
+    ) -> Result<Vec<ReservationEvent>, CancelRefused> {
         if !matches!(self.0.status, Status::Reserved | Status::RentalAccepted) {
-            return Err(TransitionError {
-                from: self.0.status,
-                action: "cancel",
-            });
+            return Err(CancelRefused::Status(self.0.status));
+        }
+        if let Details::Parking(p) = &self.0.details
+            && !p.window.cancelable_at(now)
+        {
+            return Err(CancelRefused::EntryOpen);
         }
         self.0.cancel_reason = Some(reason.clone());
         let changed = self.move_to(Status::Canceled, now);
@@ -329,6 +359,26 @@ impl Reservation {
             },
             changed,
         ])
+    }
+
+    /// The booth is about to hand the device over (asked synchronously by the
+    /// rental service, which commits the hand-over only if this succeeded):
+    /// `RESERVED | RENTAL_ACCEPTED -> IN_USE`, after which the reservation can
+    /// no longer be canceled. Whichever of this and [`Reservation::cancel`]
+    /// is saved first wins (versioned save). Already in use or further along:
+    /// no change, no events (a retried hand-over).
+    pub fn begin_use(&mut self, now: Timestamp) -> Result<Vec<ReservationEvent>, BeginUseRefused> {
+        if self.kind() != Kind::Roaming {
+            return Err(BeginUseRefused::WrongKind);
+        }
+        match self.0.status {
+            Status::Reserved | Status::RentalAccepted => Ok(vec![self.move_to(Status::InUse, now)]),
+            Status::InUse | Status::Returned | Status::Completed => Ok(Vec::new()),
+            Status::Canceled => Err(BeginUseRefused::Canceled),
+            other @ (Status::PendingPayment | Status::Rejected) => {
+                Err(BeginUseRefused::NotReserved(other))
+            }
+        }
     }
 
     /// Applies what rental or parking reported. Monotonic: a status never moves
@@ -482,10 +532,7 @@ mod tests {
         in_use.apply_usage(Usage::HandedOver, NOW);
         assert_eq!(
             in_use.cancel(String::new(), NOW),
-            Err(TransitionError {
-                from: Status::InUse,
-                action: "cancel"
-            })
+            Err(CancelRefused::Status(Status::InUse))
         );
 
         let mut canceled = reserved();

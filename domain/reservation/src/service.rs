@@ -10,11 +10,16 @@ use crate::ports::{
     ReservationRepository, SaveError,
 };
 use crate::pricing::{self, Quote};
-use crate::reservation::{Details, RejectionReason, Reservation, RoamingDetails, Status};
+use crate::reservation::{
+    BeginUseRefused, CancelRefused, Details, RejectionReason, Reservation, RoamingDetails, Status,
+};
 
 /// How long a reserve call may stay `PENDING_PAYMENT` before the sweeper rejects
 /// it as timed out. Far longer than the payment call's deadline.
 pub const DEFAULT_PENDING_TTL: Duration = Duration::seconds(60);
+
+/// The subject of the rental service's own service token.
+pub const RENTAL_SERVICE: &str = "rental";
 
 /// How often a change is retried when another writer got there first.
 const CONFLICT_RETRIES: usize = 5;
@@ -78,6 +83,30 @@ pub enum CancelError {
     /// In use, finished, or never paid.
     #[error("a {0} reservation cannot be canceled")]
     NotCancelable(Status),
+    /// A parking reservation whose entry has opened.
+    #[error("the parking window's entry has opened; it can no longer be canceled")]
+    EntryOpen,
+    /// Kept losing to concurrent changes; safe to retry.
+    #[error("reservation is busy, try again")]
+    Busy,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BeginUseError {
+    #[error("reservation not found")]
+    NotFound,
+    /// Only the rental service (its own service token) takes a reservation
+    /// into use.
+    #[error("not permitted")]
+    Forbidden,
+    /// The customer canceled first.
+    #[error("the reservation was canceled")]
+    Canceled,
+    /// Not paid, rejected, finished, or not a roaming reservation.
+    #[error("a {0} reservation cannot be taken into use")]
+    NotReserved(Status),
     /// Kept losing to concurrent changes; safe to retry.
     #[error("reservation is busy, try again")]
     Busy,
@@ -381,7 +410,10 @@ where
             }
             let events = reservation
                 .cancel(reason.clone(), self.clock.now())
-                .map_err(|e| CancelError::NotCancelable(e.from))?;
+                .map_err(|e| match e {
+                    CancelRefused::Status(status) => CancelError::NotCancelable(status),
+                    CancelRefused::EntryOpen => CancelError::EntryOpen,
+                })?;
             let recorded = self.record(events);
             match self.repo.save(&mut reservation, &recorded, None).await {
                 Ok(()) => return Ok(reservation),
@@ -393,6 +425,44 @@ where
             }
         }
         Err(CancelError::Busy)
+    }
+
+    /// The booth is about to hand the device over (the rental service, with its
+    /// own service token): the reservation moves to `IN_USE` and can no longer
+    /// be canceled; the rental service commits the hand-over only after this
+    /// answered. Exactly one of this and [`ReservationService::cancel`] wins
+    /// (invariant 6). Idempotent: a reservation already in use answers again.
+    pub async fn begin_use(
+        &self,
+        principal: &Principal,
+        id: ReservationId,
+    ) -> Result<Reservation, BeginUseError> {
+        if !(principal.has(Role::Service) && principal.subject() == RENTAL_SERVICE) {
+            return Err(BeginUseError::Forbidden);
+        }
+        for _ in 0..CONFLICT_RETRIES {
+            let mut reservation = self.repo.get(id).await?.ok_or(BeginUseError::NotFound)?;
+            let events = reservation
+                .begin_use(self.clock.now())
+                .map_err(|e| match e {
+                    BeginUseRefused::Canceled => BeginUseError::Canceled,
+                    BeginUseRefused::NotReserved(status) => BeginUseError::NotReserved(status),
+                    BeginUseRefused::WrongKind => BeginUseError::NotReserved(reservation.status),
+                })?;
+            if events.is_empty() {
+                return Ok(reservation);
+            }
+            let recorded = self.record(events);
+            match self.repo.save(&mut reservation, &recorded, None).await {
+                Ok(()) => return Ok(reservation),
+                Err(SaveError::Conflict) => {}
+                Err(SaveError::AlreadyHandled) => {
+                    return Err(StoreError::msg("inbox hit without a causing event").into());
+                }
+                Err(SaveError::Store(e)) => return Err(e.into()),
+            }
+        }
+        Err(BeginUseError::Busy)
     }
 
     /// Whether `plate` holds `space` at `at` (now when `None`): a `RESERVED` (or

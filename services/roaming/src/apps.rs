@@ -6,7 +6,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use adapters_grpc::breaker::BreakerConfig;
-use adapters_grpc::clients::{GrpcPaymentGateway, GrpcReservationVerifier, channel};
+use adapters_grpc::clients::{
+    GrpcPaymentGateway, GrpcReservationAuthority, GrpcReservationVerifier, channel,
+};
 use adapters_grpc::parking::ParkingRpc;
 use adapters_grpc::payment::PaymentRpc;
 use adapters_grpc::rental::RentalRpc;
@@ -48,7 +50,7 @@ use crate::settings::Settings;
 pub type Reservations =
     ReservationService<ReservationStore, ReservationStore, GrpcPaymentGateway, SystemClock, UuidV7>;
 pub type Payments = PaymentService<PaymentStore, FaultyAcquirer, SystemClock, UuidV7>;
-pub type Rentals = RentalService<RentalStore, SystemClock, UuidV7>;
+pub type Rentals = RentalService<RentalStore, GrpcReservationAuthority, SystemClock, UuidV7>;
 pub type Parkings =
     ParkingService<ParkingStore, GrpcReservationVerifier, ParkingStore, SystemClock, UuidV7>;
 
@@ -276,16 +278,24 @@ pub async fn start_payment(
     ))
 }
 
-/// The rental service.
+/// The rental service. `reservation_addrs` are reservation's replicas, asked
+/// before every hand-over (`BeginUse`).
 pub async fn start_rental(
     settings: &Settings,
     auth: &MeshAuth,
     bus: &Bus,
+    reservation_addrs: &[String],
 ) -> anyhow::Result<(Running, Arc<Rentals>)> {
     let url = settings.database_url("rental", settings.rental.database_url.as_ref());
     let mut c = common::<RentalMigrator>("rental", settings.rental.listen, &url, bus).await?;
+    let reservations = GrpcReservationAuthority::new(
+        channel(reservation_addrs)?,
+        policy(settings),
+        auth.service_token("rental")?,
+    );
     let service = Arc::new(RentalService::new(
         RentalStore::new(c.db.clone()),
+        reservations,
         SystemClock,
         UuidV7,
     ));

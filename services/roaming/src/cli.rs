@@ -169,7 +169,11 @@ async fn run_one_service(settings: Settings, service: &str) -> anyhow::Result<()
                 .0
         }
         "payment" => crate::apps::start_payment(&settings, &auth, &bus).await?.0,
-        "rental" => crate::apps::start_rental(&settings, &auth, &bus).await?.0,
+        "rental" => {
+            crate::apps::start_rental(&settings, &auth, &bus, &settings.reservation_addrs)
+                .await?
+                .0
+        }
         "parking" => {
             crate::apps::start_parking(&settings, &auth, &bus, &settings.reservation_addrs)
                 .await?

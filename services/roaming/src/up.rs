@@ -78,7 +78,7 @@ pub async fn up(settings: &Settings) -> anyhow::Result<Mesh> {
     } else {
         settings.reservation_addrs.clone()
     };
-    let (rental, rentals) = start_rental(settings, &auth, &bus).await?;
+    let (rental, rentals) = start_rental(settings, &auth, &bus, &reservation_addrs).await?;
     let (parking, parkings) = start_parking(settings, &auth, &bus, &reservation_addrs).await?;
     let (view, views) = start_view(settings, &auth, &bus).await?;
     let or_local = |configured: &Vec<String>, local: &Running| {

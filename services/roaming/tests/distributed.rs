@@ -75,8 +75,8 @@ struct Distributed {
     dbs: HashMap<&'static str, TestDatabase>,
     running: HashMap<&'static str, Child>,
     replicas: Vec<Child>,
-    /// Signing keys: the gateway's is the tests' issuer; reservation and
-    /// parking sign their own service tokens.
+    /// Signing keys: the gateway's is the tests' issuer; reservation, rental
+    /// and parking sign their own service tokens.
     keys: HashMap<&'static str, PathBuf>,
     trusted: String,
 }
@@ -87,7 +87,7 @@ impl Distributed {
         let data = std::env::temp_dir().join(format!("roaming-dist-{}", uuid::Uuid::now_v7()));
         let mut keys = HashMap::from([("gateway", support::test_key().0.clone())]);
         let mut trusted = vec![support::test_key().1.key().public_x()];
-        for service in ["reservation", "parking"] {
+        for service in ["reservation", "rental", "parking"] {
             let path = data.join("keys").join(format!("{service}.pem"));
             let key = adapters_auth::SigningKey::generate().unwrap();
             key.write_pem(&path).unwrap();
@@ -135,7 +135,7 @@ impl Distributed {
             .env("ROAMING_DATA_DIR", &self.data)
             .env(format!("ROAMING_{upper}_LISTEN"), listen.to_string())
             // As the README sets it up: everyone trusts the issuer's key, and
-            // reservation's and parking's own keys only for themselves.
+            // reservation's, rental's and parking's own keys only for themselves.
             .env("ROAMING_ADMIN_LISTEN", "off")
             .env("ROAMING_AUTH_TRUSTED_KEYS", &self.trusted)
             .env(
@@ -249,6 +249,29 @@ async fn the_stories_pass_with_five_processes_on_postgres_and_nats() {
         .into_inner()
         .reservations;
     assert!(!mine.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn cancel_races_have_one_winner_with_processes_and_replicas() {
+    let mut d = Distributed::start().await;
+    let cluster = d.cluster();
+    seed(&cluster).await;
+    let single = stories::cancel_races_hand_over(&cluster, 15, "dist").await;
+    // Cancels on a second reservation replica, hand-overs on a second rental
+    // replica (which asks the first reservation replica): one database, one
+    // decision.
+    let reservation2 = d.replica("reservation").await;
+    let rental2 = d.replica("rental").await;
+    let mixed = Cluster {
+        reservation: reservation2,
+        rental: rental2,
+        ..cluster
+    };
+    let replicas = stories::cancel_races_hand_over(&mixed, 15, "replicas").await;
+    eprintln!("distributed: {single:?}; with replicas: {replicas:?}");
+    assert_eq!(single.cancel_won + single.use_won, 15);
+    assert_eq!(replicas.cancel_won + replicas.use_won, 15);
+    stories::cancel_races_enter(&mixed, 5, "dist").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -124,12 +124,13 @@ async fn with_rental_down_reservations_succeed_and_rental_accepts_them_when_back
         panic!("embedded")
     };
     let rental_addr = mesh.rental.addr;
+    let reservation_addrs = [format!("http://{}", mesh.reservation.addr)];
     let placeholder = {
         let mut s = m.settings.clone();
         s.rental.listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
         s.data_dir = s.data_dir.join("placeholder");
         std::fs::create_dir_all(&s.data_dir).unwrap();
-        roaming::apps::start_rental(&s, &mesh.auth, &mesh.bus)
+        roaming::apps::start_rental(&s, &mesh.auth, &mesh.bus, &reservation_addrs)
             .await
             .unwrap()
             .0
@@ -151,7 +152,7 @@ async fn with_rental_down_reservations_succeed_and_rental_accepts_them_when_back
     let back = {
         let mut s = m.settings.clone();
         s.rental.listen = rental_addr;
-        roaming::apps::start_rental(&s, &mesh.auth, &mesh.bus)
+        roaming::apps::start_rental(&s, &mesh.auth, &mesh.bus, &reservation_addrs)
             .await
             .unwrap()
             .0
@@ -314,5 +315,79 @@ async fn a_payment_slower_than_the_deadline_rejects_the_reservation_and_the_late
         .reservation
         .unwrap();
     assert_eq!(r.status, S::Rejected as i32);
+    m.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_payment_slower_than_the_deadline_opens_the_breaker_and_a_fast_one_closes_it() {
+    // Payment answers after 1.5 s; reservation waits 500 ms (the client-side
+    // timeout surfaces as CANCELLED "Timeout expired", which must count).
+    let mut m = TestMesh::start_with(|s| s.payment.fault_latency_ms = 1_500).await;
+    let mut reservations = m.reservation().await;
+    let breaker = || m.mesh().reservations.payment_gateway().breaker().state();
+    let mut attempts = 0;
+    while breaker() != BreakerState::Open {
+        attempts += 1;
+        assert!(attempts <= 20, "the breaker never opened on a slow payment");
+        let e = reservations
+            .reserve_roaming(req(BOB, roaming_request(&format!("slow-{attempts}"), 5, 6)))
+            .await
+            .unwrap_err();
+        assert_eq!(
+            (e.code(), reason(&e)),
+            (Code::Unavailable, "PAYMENT_UNAVAILABLE".to_owned()),
+            "{e:?}"
+        );
+    }
+    // Open: refused at once, without waiting for the slow payment.
+    let e = reservations
+        .reserve_roaming(req(BOB, roaming_request("while-open", 5, 6)))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::Unavailable);
+    assert!(retry_delay(&e).is_some(), "RetryInfo");
+
+    // A fast payment on the same address: after the cool-down the probe
+    // succeeds and the breaker closes.
+    let payment_addr = m.mesh().payment.addr;
+    let mut mesh = m.mesh.take().unwrap();
+    let slow = std::mem::replace(&mut mesh.payment, {
+        let mut s = m.settings.clone();
+        s.payment.listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+        roaming::apps::start_payment(&s, &mesh.auth, &mesh.bus)
+            .await
+            .unwrap()
+            .0
+    });
+    slow.stop(Duration::from_secs(2)).await;
+    let placeholder = std::mem::replace(&mut mesh.payment, {
+        let mut s = m.settings.clone();
+        s.payment.listen = payment_addr;
+        s.payment.fault_latency_ms = 0;
+        roaming::apps::start_payment(&s, &mesh.auth, &mesh.bus)
+            .await
+            .unwrap()
+            .0
+    });
+    placeholder.stop(Duration::from_secs(1)).await;
+    eventually(
+        Duration::from_secs(15),
+        "reservations succeed again",
+        || {
+            let mut reservations = reservations.clone();
+            async move {
+                reservations
+                    .reserve_roaming(req(BOB, roaming_request("fast-again", 5, 6)))
+                    .await
+                    .ok()
+            }
+        },
+    )
+    .await;
+    assert_eq!(
+        mesh.reservations.payment_gateway().breaker().state(),
+        BreakerState::Closed
+    );
+    m.mesh = Some(mesh);
     m.stop().await;
 }

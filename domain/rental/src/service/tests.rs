@@ -8,14 +8,16 @@ use domain_kernel::{
 use time::macros::{date, datetime};
 
 use super::*;
-use crate::fakes::InMemoryRentals;
+use crate::fakes::{FakeAuthority, InMemoryRentals};
 use crate::model::DeviceStatus;
+use crate::ports::UseRefused;
 
 const NOW: Timestamp = datetime!(2026-12-01 09:00 UTC);
 
 struct World {
-    service: RentalService<InMemoryRentals, Arc<FixedClock>, Arc<SequentialIds>>,
+    service: RentalService<InMemoryRentals, FakeAuthority, Arc<FixedClock>, Arc<SequentialIds>>,
     repo: InMemoryRentals,
+    reservations: FakeAuthority,
     ids: Arc<SequentialIds>,
 }
 
@@ -38,7 +40,13 @@ fn staff(at: &str) -> Principal {
 async fn world() -> World {
     let repo = InMemoryRentals::default();
     let ids = Arc::new(SequentialIds::default());
-    let service = RentalService::new(repo.clone(), Arc::new(FixedClock::at(NOW)), ids.clone());
+    let reservations = FakeAuthority::default();
+    let service = RentalService::new(
+        repo.clone(),
+        reservations.clone(),
+        Arc::new(FixedClock::at(NOW)),
+        ids.clone(),
+    );
     let egg = DeviceModel::parse("egg-lte").unwrap();
     for (s, b) in [("E1", "ICN-T1"), ("E2", "ICN-T1"), ("E3", "GMP")] {
         service
@@ -46,7 +54,12 @@ async fn world() -> World {
             .await
             .unwrap();
     }
-    World { service, repo, ids }
+    World {
+        service,
+        repo,
+        reservations,
+        ids,
+    }
 }
 
 impl World {
@@ -122,6 +135,63 @@ async fn the_whole_rental_from_acceptance_to_retrieval_at_another_booth() {
             "roaming.rental.device_relocated"
         ]
     );
+}
+
+#[tokio::test]
+async fn a_hand_over_asks_the_reservation_first_and_a_canceled_one_keeps_the_device() {
+    let w = world().await;
+    let id = w.accepted().await;
+    w.reservations.refuse(id, UseRefused::Canceled);
+    let refused = w
+        .service
+        .hand_over(&staff("ICN-T1"), id, serial("E1"))
+        .await;
+    assert!(
+        matches!(refused, Err(RentalError::ReservationCanceled)),
+        "{refused:?}"
+    );
+    // Nothing left the booth.
+    let rental = w.service.get_rental(&ops(), id).await.unwrap();
+    assert_eq!(rental.status, RentalStatus::Accepted);
+    let device = w.repo.get_device(&serial("E1")).await.unwrap().unwrap();
+    assert_eq!(device.status, DeviceStatus::InStock);
+
+    // A booth refused for a local reason never asks the reservation service.
+    let other = w.accepted().await;
+    let calls = w.reservations.calls();
+    assert!(
+        w.service
+            .hand_over(&staff("ICN-T1"), other, serial("E3"))
+            .await
+            .is_err()
+    );
+    assert_eq!(w.reservations.calls(), calls);
+}
+
+#[tokio::test]
+async fn with_the_reservation_service_down_the_booth_is_told_to_retry_and_nothing_changes() {
+    let w = world().await;
+    let id = w.accepted().await;
+    w.reservations.set_down(true);
+    let refused = w
+        .service
+        .hand_over(&staff("ICN-T1"), id, serial("E1"))
+        .await;
+    assert!(
+        matches!(refused, Err(RentalError::ReservationUnavailable { retry_after }) if retry_after > std::time::Duration::ZERO),
+        "{refused:?}"
+    );
+    assert_eq!(
+        w.service.get_rental(&ops(), id).await.unwrap().status,
+        RentalStatus::Accepted
+    );
+    w.reservations.set_down(false);
+    let r = w
+        .service
+        .hand_over(&staff("ICN-T1"), id, serial("E1"))
+        .await
+        .unwrap();
+    assert_eq!(r.status, RentalStatus::HandedOver);
 }
 
 #[tokio::test]

@@ -468,6 +468,116 @@ async fn cancel_after_hand_over_is_refused() {
 }
 
 #[tokio::test]
+async fn begin_use_and_cancel_exactly_one_wins() {
+    let w = world().await;
+    let rental = Principal::service("rental");
+    // The booth first: the reservation is in use, the cancel loses.
+    let a = w.reserve("alice", "a", roaming()).await.unwrap();
+    let used = w.service.begin_use(&rental, a.id).await.unwrap();
+    assert_eq!(used.status, Status::InUse);
+    assert!(matches!(
+        w.service
+            .cancel(&customer("alice"), a.id, String::new())
+            .await,
+        Err(CancelError::NotCancelable(Status::InUse))
+    ));
+    // A retried hand-over is answered again, with no second change.
+    let again = w.service.begin_use(&rental, a.id).await.unwrap();
+    assert_eq!((again.status, again.version), (Status::InUse, used.version));
+    // The late handed_over event changes nothing either.
+    assert_eq!(
+        w.usage(a.id, Usage::HandedOver).await,
+        HandleOutcome::Ignored
+    );
+
+    // The customer first: the hand-over loses.
+    let b = w.reserve("alice", "b", roaming()).await.unwrap();
+    w.service
+        .cancel(&customer("alice"), b.id, String::new())
+        .await
+        .unwrap();
+    assert!(matches!(
+        w.service.begin_use(&rental, b.id).await,
+        Err(BeginUseError::Canceled)
+    ));
+    assert_eq!(
+        w.service
+            .get(&customer("alice"), b.id)
+            .await
+            .unwrap()
+            .status,
+        Status::Canceled
+    );
+}
+
+#[tokio::test]
+async fn only_the_rental_service_takes_a_roaming_reservation_into_use() {
+    let w = world().await;
+    let r = w.reserve("alice", "a", roaming()).await.unwrap();
+    for who in [
+        customer("alice"),
+        Principal::operator("ops"),
+        Principal::service("parking"),
+        Principal::booth_staff("staff", BoothCode::parse("ICN-T1").unwrap()),
+    ] {
+        assert!(
+            matches!(
+                w.service.begin_use(&who, r.id).await,
+                Err(BeginUseError::Forbidden)
+            ),
+            "{who:?}"
+        );
+    }
+    let p = w.reserve("bob", "p", parking(20, 22)).await.unwrap();
+    assert!(matches!(
+        w.service
+            .begin_use(&Principal::service("rental"), p.id)
+            .await,
+        Err(BeginUseError::NotReserved(Status::Reserved))
+    ));
+    assert!(matches!(
+        w.service
+            .begin_use(
+                &Principal::service("rental"),
+                ReservationId::parse("01900000-0000-7000-8000-0000000fffff").unwrap()
+            )
+            .await,
+        Err(BeginUseError::NotFound)
+    ));
+}
+
+#[tokio::test]
+async fn a_parking_reservation_can_be_canceled_only_until_its_entry_opens() {
+    let w = world().await;
+    // Entry opens 15 minutes before the start; cancel closes a minute earlier.
+    let window = |start_min: i64| {
+        Details::Parking(ParkingDetails {
+            space_id: SpaceId::parse("P1-B1-001").unwrap(),
+            vehicle_plate: VehiclePlate::parse("12가3456").unwrap(),
+            window: TimeWindow::new(
+                NOW + Duration::minutes(start_min),
+                NOW + Duration::minutes(start_min + 60),
+            )
+            .unwrap(),
+        })
+    };
+    let open = w.reserve("bob", "soon", window(16)).await.unwrap();
+    assert!(matches!(
+        w.service
+            .cancel(&customer("bob"), open.id, String::new())
+            .await,
+        Err(CancelError::EntryOpen)
+    ));
+    let later = w.reserve("bob", "later", window(200)).await.unwrap();
+    let canceled = w
+        .service
+        .cancel(&customer("bob"), later.id, String::new())
+        .await
+        .unwrap();
+    assert_eq!(canceled.status, Status::Canceled);
+}
+
+#[tokio::test]
 async fn a_redelivered_usage_event_has_no_second_effect() {
     let w = world().await;
     let r = w.reserve("alice", "a", roaming()).await.unwrap();

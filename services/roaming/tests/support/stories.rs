@@ -526,3 +526,315 @@ pub async fn bad_input_gets_invalid_argument_with_every_field_violation(c: &Clus
         .unwrap_err();
     assert_eq!(no_identity.code(), Code::Unauthenticated);
 }
+
+/// How one cancel/hand-over (or cancel/enter) race ended.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct RaceTally {
+    pub cancel_won: usize,
+    pub use_won: usize,
+}
+
+fn loser_reason(e: &tonic::Status) -> String {
+    assert_eq!(e.code(), Code::FailedPrecondition, "{e:?}");
+    reason(e)
+}
+
+/// `tries` times: a roaming reservation for today, accepted by rental, then
+/// the customer's cancel and the booth's hand-over at the same moment.
+/// Exactly one wins each time, the other is refused with a stable reason, and
+/// the end state matches the winner everywhere (reservation, payment, rental,
+/// device): never a refund with the device out (DESIGN.md invariant 6).
+pub async fn cancel_races_hand_over(c: &Cluster, tries: usize, tag: &str) -> RaceTally {
+    let mut reservations = c.reservation().await;
+    let mut rental = c.rental().await;
+    let payment = c.payment().await;
+    // One fresh device per try, so every hand-over has stock.
+    let serials: Vec<String> = (0..tries)
+        .map(|i| format!("RACE-{}-{i}", tag.to_uppercase()))
+        .collect();
+    for serial in &serials {
+        rental
+            .register_device(req(
+                OPS,
+                pr::RegisterDeviceRequest {
+                    serial: serial.clone(),
+                    device_model: "egg-lte".into(),
+                    booth: "ICN-T1".into(),
+                },
+            ))
+            .await
+            .unwrap();
+    }
+    let mut ids = Vec::new();
+    for i in 0..tries {
+        // The catalog learns the new stock from events: sold out until then.
+        let id = eventually(Duration::from_secs(20), "a reservation for today", || {
+            let mut reservations = reservations.clone();
+            let request = roaming_request(&format!("race-{tag}-{i}"), 0, 1);
+            async move {
+                let r = reservations
+                    .reserve_roaming(req(ALICE, request))
+                    .await
+                    .ok()?;
+                Some(r.into_inner().reservation?.reservation_id)
+            }
+        })
+        .await;
+        ids.push(id);
+    }
+    for id in &ids {
+        eventually(Duration::from_secs(20), "rental accepted", || {
+            let mut rental = rental.clone();
+            let id = id.clone();
+            async move {
+                let r = rental
+                    .get_rental(req(OPS, pr::GetRentalRequest { reservation_id: id }))
+                    .await
+                    .ok()?
+                    .into_inner()
+                    .rental?;
+                (r.status == pr::RentalStatus::Accepted as i32).then_some(())
+            }
+        })
+        .await;
+    }
+
+    let mut tally = RaceTally::default();
+    let mut outcomes = Vec::new();
+    for (id, serial) in ids.iter().zip(&serials) {
+        let mut customer = reservations.clone();
+        let mut booth = rental.clone();
+        let cancel = customer.cancel_reservation(req(
+            ALICE,
+            pb::CancelReservationRequest {
+                reservation_id: id.clone(),
+                reason: "race".into(),
+            },
+        ));
+        let hand_over = booth.hand_over_device(req(
+            STAFF_T1,
+            pr::HandOverDeviceRequest {
+                reservation_id: id.clone(),
+                serial: serial.clone(),
+            },
+        ));
+        // Both at once, shifted by a few milliseconds either way, so that each
+        // side sometimes gets there first.
+        let shift = Duration::from_millis(u64::try_from(outcomes.len() % 8).unwrap() * 3);
+        let early = outcomes.len() % 2 == 0;
+        let (canceled, handed) = futures::join!(
+            async {
+                if !early {
+                    tokio::time::sleep(shift).await;
+                }
+                cancel.await
+            },
+            async {
+                if early {
+                    tokio::time::sleep(shift).await;
+                }
+                hand_over.await
+            }
+        );
+        let cancel_won = match (canceled, handed) {
+            (Ok(_), Err(e)) => {
+                assert_eq!(loser_reason(&e), "RESERVATION_CANCELED");
+                true
+            }
+            (Err(e), Ok(_)) => {
+                assert_eq!(loser_reason(&e), "NOT_CANCELABLE");
+                false
+            }
+            (Ok(_), Ok(_)) => panic!("{id}: both the cancel and the hand-over succeeded"),
+            (Err(a), Err(b)) => panic!("{id}: neither succeeded: {a:?} / {b:?}"),
+        };
+        if cancel_won {
+            tally.cancel_won += 1;
+        } else {
+            tally.use_won += 1;
+        }
+        outcomes.push((id.clone(), serial.clone(), cancel_won));
+    }
+
+    // Every service agrees with the winner once the events have flowed.
+    for (id, serial, cancel_won) in outcomes {
+        let (want_payment, want_rental, want_status) = if cancel_won {
+            (
+                pp::PaymentStatus::Refunded,
+                pr::RentalStatus::Canceled,
+                S::Canceled,
+            )
+        } else {
+            (
+                pp::PaymentStatus::Captured,
+                pr::RentalStatus::HandedOver,
+                S::InUse,
+            )
+        };
+        eventually(
+            Duration::from_secs(20),
+            "payment follows the winner",
+            || {
+                let mut payment = payment.clone();
+                let id = id.clone();
+                async move {
+                    let p = payment
+                        .get_payment(req(OPS, pp::GetPaymentRequest { reservation_id: id }))
+                        .await
+                        .ok()?
+                        .into_inner()
+                        .payment?;
+                    (p.status == want_payment as i32).then_some(())
+                }
+            },
+        )
+        .await;
+        eventually(Duration::from_secs(20), "rental follows the winner", || {
+            let mut rental = rental.clone();
+            let id = id.clone();
+            async move {
+                let r = rental
+                    .get_rental(req(OPS, pr::GetRentalRequest { reservation_id: id }))
+                    .await
+                    .ok()?
+                    .into_inner()
+                    .rental?;
+                (r.status == want_rental as i32).then_some(())
+            }
+        })
+        .await;
+        let r = reservations
+            .get_reservation(req(
+                ALICE,
+                pb::GetReservationRequest {
+                    reservation_id: id.clone(),
+                },
+            ))
+            .await
+            .unwrap()
+            .into_inner()
+            .reservation
+            .unwrap();
+        assert_eq!(r.status, want_status as i32, "{id}");
+        let devices = rental
+            .list_devices(req(
+                OPS,
+                pr::ListDevicesRequest {
+                    booth: "ICN-T1".into(),
+                    device_model: "egg-lte".into(),
+                },
+            ))
+            .await
+            .unwrap()
+            .into_inner()
+            .devices;
+        let device = devices.iter().find(|d| d.serial == serial).unwrap();
+        let want_device = if cancel_won {
+            pr::DeviceStatus::InStock
+        } else {
+            pr::DeviceStatus::Rented
+        };
+        assert_eq!(device.status, want_device as i32, "{serial}");
+    }
+    tally
+}
+
+/// A parking reservation is cancelable only until its entry opens, so a
+/// cancel and the gate's entry can never both succeed: with the window open,
+/// `tries` races of cancel and `Enter` all end with the car in and the cancel
+/// refused (`ENTRY_OPEN`); a later window is canceled and its plate refused.
+pub async fn cancel_races_enter(c: &Cluster, tries: usize, tag: &str) {
+    let mut reservations = c.reservation().await;
+    let parking = c.parking().await;
+    for i in 0..tries {
+        let space = format!("P1-B1-{:03}", i % 10 + 1);
+        let plate = format!("{:02}가{:04}", i % 90 + 10, i);
+        let id = reservations
+            .reserve_parking(req(
+                ALICE,
+                parking_request(
+                    &format!("enter-race-{tag}-{i}"),
+                    &space,
+                    &plate,
+                    0,
+                    30 + i64::try_from(i).unwrap(),
+                ),
+            ))
+            .await
+            .unwrap()
+            .into_inner()
+            .reservation
+            .unwrap()
+            .reservation_id;
+        let mut customer = reservations.clone();
+        let mut gate = parking.clone();
+        let (canceled, entered) = futures::join!(
+            customer.cancel_reservation(req(
+                ALICE,
+                pb::CancelReservationRequest {
+                    reservation_id: id.clone(),
+                    reason: "race".into(),
+                },
+            )),
+            gate.enter(req(
+                GATE,
+                pk::EnterRequest {
+                    space_id: space.clone(),
+                    vehicle_plate: plate.clone(),
+                },
+            ))
+        );
+        let refused = canceled.expect_err("a cancel after the entry opened");
+        assert_eq!(loser_reason(&refused), "ENTRY_OPEN");
+        entered.expect("the car enters");
+        gate.exit(req(
+            GATE,
+            pk::ExitRequest {
+                space_id: space,
+                vehicle_plate: plate,
+            },
+        ))
+        .await
+        .unwrap();
+    }
+    // A window that opens later: the cancel wins, the plate is refused.
+    let later = reservations
+        .reserve_parking(req(
+            ALICE,
+            parking_request(
+                &format!("enter-later-{tag}"),
+                "P1-B1-010",
+                "77가7777",
+                120,
+                180,
+            ),
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .reservation
+        .unwrap()
+        .reservation_id;
+    reservations
+        .cancel_reservation(req(
+            ALICE,
+            pb::CancelReservationRequest {
+                reservation_id: later,
+                reason: String::new(),
+            },
+        ))
+        .await
+        .unwrap();
+    let denied = parking
+        .clone()
+        .enter(req(
+            GATE,
+            pk::EnterRequest {
+                space_id: "P1-B1-010".into(),
+                vehicle_plate: "77가7777".into(),
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(reason(&denied), "NOT_RESERVED");
+}
