@@ -20,6 +20,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     )?;
 
     tonic_prost_build::configure()
+        // Malformed request bodies are INVALID_ARGUMENT, not INTERNAL.
+        .codec_path("crate::codec::ContractCodec")
         .build_client(true)
         .build_server(true)
         .compile_fds(descriptors)?;

@@ -12,6 +12,10 @@
     reason = "generated code"
 )]
 
+pub mod codec;
+#[cfg(feature = "testing")]
+pub mod testing;
+
 /// Generated packages, nested as in the `.proto` package names.
 pub mod roaming {
     pub mod common {
