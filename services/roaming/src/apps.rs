@@ -30,6 +30,7 @@ use domain_payment::ports::{Acquirer, AcquirerUnavailable, Authorization};
 use domain_payment::{PaymentService, SimulatedAcquirer};
 use domain_rental::RentalService;
 use domain_reservation::ReservationService;
+use domain_reservation::ports::{PaymentGateway, PaymentOutcome, PaymentUnavailable};
 use proto::parking::parking_service_server::ParkingServiceServer;
 use proto::payment::payment_service_server::PaymentServiceServer;
 use proto::rental::rental_service_server::RentalServiceServer;
@@ -47,8 +48,13 @@ use crate::handlers::{ParkingEvents, PaymentEvents, RentalEvents, ReservationEve
 use crate::server::{Launch, MAX_MESSAGE_BYTES, Running, base_router, stopped};
 use crate::settings::Settings;
 
-pub type Reservations =
-    ReservationService<ReservationStore, ReservationStore, GrpcPaymentGateway, SystemClock, UuidV7>;
+pub type Reservations = ReservationService<
+    ReservationStore,
+    ReservationStore,
+    CrashAfterPay<GrpcPaymentGateway>,
+    SystemClock,
+    UuidV7,
+>;
 pub type Payments = PaymentService<PaymentStore, FaultyAcquirer, SystemClock, UuidV7>;
 pub type Rentals = RentalService<RentalStore, GrpcReservationAuthority, SystemClock, UuidV7>;
 pub type Parkings =
@@ -165,13 +171,13 @@ pub async fn start_reservation(
         policy(settings),
         auth.service_token("reservation")?,
     );
-    let service = Arc::new(ReservationService::new(
-        store.clone(),
-        store,
-        payments,
-        SystemClock,
-        UuidV7,
-    ));
+    let payments = CrashAfterPay::new(payments, settings.reservation_fault_crash_after_pay);
+    let service = Arc::new(
+        ReservationService::new(store.clone(), store, payments, SystemClock, UuidV7)
+            .with_pending_ttl(time::Duration::milliseconds(
+                i64::try_from(settings.pending_ttl_ms).unwrap_or(i64::MAX),
+            )),
+    );
     subscribe(
         &mut c,
         bus,
@@ -454,5 +460,60 @@ impl Acquirer for FaultyAcquirer {
             return Err(AcquirerUnavailable);
         }
         SimulatedAcquirer.authorize(card, amount).await
+    }
+}
+
+/// The fault knob of reservation's settings for the chaos suite: the process
+/// aborts right after the `n`th captured payment, before the reservation
+/// commits it (the "killed between payment and commit" case: the sweeper of a
+/// restarted process must reject the claim and have the capture voided). Off
+/// (`n = 0`) by default; logged loudly when on.
+#[derive(Debug)]
+pub struct CrashAfterPay<P> {
+    inner: P,
+    after: u64,
+    captured: AtomicU64,
+}
+
+impl<P> CrashAfterPay<P> {
+    pub fn new(inner: P, after: u64) -> Self {
+        if after > 0 {
+            error!(
+                after,
+                "RESERVATION FAULT INJECTION IS ON: the process aborts after that many captured payments"
+            );
+        }
+        Self {
+            inner,
+            after,
+            captured: AtomicU64::new(0),
+        }
+    }
+}
+
+impl<P> std::ops::Deref for CrashAfterPay<P> {
+    type Target = P;
+
+    fn deref(&self) -> &P {
+        &self.inner
+    }
+}
+
+impl<P: PaymentGateway> PaymentGateway for CrashAfterPay<P> {
+    async fn pay(
+        &self,
+        reservation_id: domain_kernel::ReservationId,
+        amount: Money,
+        card: &CardDetails,
+    ) -> Result<PaymentOutcome, PaymentUnavailable> {
+        let outcome = self.inner.pay(reservation_id, amount, card).await;
+        if self.after > 0
+            && matches!(outcome, Ok(PaymentOutcome::Captured))
+            && self.captured.fetch_add(1, Ordering::Relaxed) + 1 >= self.after
+        {
+            error!(%reservation_id, "fault injection: aborting between the capture and its commit");
+            std::process::abort();
+        }
+        outcome
     }
 }

@@ -32,6 +32,12 @@ pub struct Settings {
     pub reservation_addrs: Vec<String>,
     /// Deadline of every synchronous call, in milliseconds.
     pub call_deadline_ms: u64,
+    /// How long a reserve call may stay `PENDING_PAYMENT` before the sweeper
+    /// rejects it (and the capture, if any, is voided), in milliseconds.
+    pub pending_ttl_ms: u64,
+    /// Fault injection (chaos suite): the reservation process aborts right
+    /// after this many captured payments, before committing them. 0 is off.
+    pub reservation_fault_crash_after_pay: u64,
     /// How long a breaker stays open before one probe, in milliseconds.
     pub breaker_cool_down_ms: u64,
     /// How long a stopping service waits for in-flight calls, in milliseconds.
@@ -175,6 +181,8 @@ impl Default for Settings {
             payment_addrs: Vec::new(),
             reservation_addrs: Vec::new(),
             call_deadline_ms: 2_000,
+            pending_ttl_ms: 60_000,
+            reservation_fault_crash_after_pay: 0,
             breaker_cool_down_ms: 5_000,
             shutdown_grace_ms: 5_000,
             shutdown_delay_ms: 0,
@@ -298,6 +306,10 @@ impl Settings {
                     .collect();
             }
             "CALL_DEADLINE_MS" => self.call_deadline_ms = number(value)?,
+            "PENDING_TTL_MS" => self.pending_ttl_ms = number(value)?,
+            "RESERVATION_FAULT_CRASH_AFTER_PAY" => {
+                self.reservation_fault_crash_after_pay = number(value)?;
+            }
             "BREAKER_COOL_DOWN_MS" => self.breaker_cool_down_ms = number(value)?,
             "SHUTDOWN_GRACE_MS" => self.shutdown_grace_ms = number(value)?,
             "SHUTDOWN_DELAY_MS" => self.shutdown_delay_ms = number(value)?,
@@ -340,6 +352,12 @@ impl Settings {
         }
         if !(1..=5).contains(&self.nats_stream_replicas) {
             return Err(bad("nats_stream_replicas", "must be 1-5"));
+        }
+        if self.pending_ttl_ms <= self.call_deadline_ms * 2 {
+            return Err(bad(
+                "pending_ttl_ms",
+                "must be more than twice call_deadline_ms (a claim must outlive its payment call)",
+            ));
         }
         if self.breaker_cool_down_ms == 0 {
             return Err(bad("breaker_cool_down_ms", "must be positive"));

@@ -1,0 +1,455 @@
+//! `chaos`: the fault-injection suite (`cargo xtask chaos`; RELIABILITY.md).
+//!
+//! Starts the distributed mesh as processes (its own nats-server with
+//! JetStream, fresh PostgreSQL databases, two replicas of reservation and
+//! rental), drives a steady mixed load through the gateway and injects one
+//! fault at a time. After each scenario the load stops, the mesh drains, and
+//! the checker reads every database and verifies DESIGN.md section 5. Then the
+//! cancel/hand-over and cancel/enter races, in the distributed mode and
+//! against `roaming up`. One line per scenario, a summary line, and a non-zero
+//! exit on any violation, lost or doubled effect.
+//!
+//! ```text
+//! chaos [--short] [--races N] [--roaming PATH]
+//! ```
+
+mod check;
+mod load;
+mod mesh;
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+
+use crate::check::{Report, Sources, check};
+use crate::load::{Callers, Clients, Races, Tally};
+use crate::mesh::{Distributed, Embedded};
+
+const USAGE: &str = "usage: chaos [--short] [--races N] [--roaming PATH]
+  --short      the CI profile: fewer scenarios, shorter load
+  --races N    tries per race (default 200, 50 with --short)
+  --roaming    the roaming binary (default: next to this one)
+needs nats-server on PATH and PostgreSQL (ROAMING_TEST_POSTGRES or
+postgres://postgres@127.0.0.1:5432/postgres)";
+
+#[derive(Debug)]
+struct Options {
+    short: bool,
+    races: usize,
+    roaming: PathBuf,
+}
+
+fn options() -> anyhow::Result<Options> {
+    let mut args = std::env::args().skip(1);
+    let mut short = false;
+    let mut races = None;
+    let mut roaming = None;
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--short" => short = true,
+            "--races" => races = Some(args.next().context("--races N")?.parse()?),
+            "--roaming" => roaming = Some(PathBuf::from(args.next().context("--roaming PATH")?)),
+            "-h" | "--help" => {
+                println!("{USAGE}");
+                std::process::exit(0);
+            }
+            other => anyhow::bail!("unknown argument {other:?}\n{USAGE}"),
+        }
+    }
+    let roaming = match roaming {
+        Some(p) => p,
+        None => std::env::current_exe()?
+            .parent()
+            .context("the directory of this binary")?
+            .join("roaming"),
+    };
+    anyhow::ensure!(
+        roaming.exists(),
+        "{} not found (build services-roaming)",
+        roaming.display()
+    );
+    Ok(Options {
+        short,
+        races: races.unwrap_or(if short { 50 } else { 200 }),
+        roaming,
+    })
+}
+
+/// One fault, injected while the load runs.
+#[derive(Debug, Clone, Copy)]
+enum Fault {
+    Kill(&'static str),
+    KillNats,
+    PaymentSlow,
+    PaymentDown,
+    ReservationDownAtTheGate,
+    CrashBetweenPaymentAndCommit,
+    TerminatePostgresConnections,
+    KillOneReplica,
+}
+
+impl Fault {
+    fn name(self) -> String {
+        match self {
+            Self::Kill(p) => format!("SIGKILL {p}, restart"),
+            Self::KillNats => "SIGKILL nats-server, restart on the same store".into(),
+            Self::PaymentSlow => "payment slower than the deadline".into(),
+            Self::PaymentDown => "payment down".into(),
+            Self::ReservationDownAtTheGate => "reservation down while the gate lets cars in".into(),
+            Self::CrashBetweenPaymentAndCommit => {
+                "reservation killed between a payment and its commit".into()
+            }
+            Self::TerminatePostgresConnections => "PostgreSQL connections terminated".into(),
+            Self::KillOneReplica => "one of two reservation and rental replicas killed".into(),
+        }
+    }
+}
+
+/// What one scenario measured.
+#[derive(Debug)]
+struct Outcome {
+    name: String,
+    tally: Tally,
+    recovery: Duration,
+    drain: Duration,
+    report: Report,
+}
+
+impl Outcome {
+    fn ok(&self) -> bool {
+        self.report.violations.is_empty()
+            && self.report.lost.is_empty()
+            && self.report.twice.is_empty()
+    }
+
+    fn line(&self) -> String {
+        format!(
+            "{} {}: {} calls ({} failed: {}), recovery {} ms, drain {} ms, {} events, {} lost, {} applied twice, {} violations, {} cars in by replica so far",
+            if self.ok() { "ok  " } else { "FAIL" },
+            self.name,
+            self.tally.calls(),
+            self.tally.failed(),
+            self.tally.failures(),
+            self.recovery.as_millis(),
+            self.drain.as_millis(),
+            self.report.events,
+            self.report.lost.len() + usize::try_from(self.report.unsent).unwrap_or(0),
+            self.report.twice.len(),
+            self.report.violations.len(),
+            self.report.replica_entries,
+        )
+    }
+}
+
+/// Checks until everything settled (or `within` passed); the last report.
+async fn drain(sources: &Sources, within: Duration) -> anyhow::Result<(Report, Duration)> {
+    let started = Instant::now();
+    loop {
+        let report = check(sources).await?;
+        if (report.settled() && report.violations.is_empty()) || started.elapsed() > within {
+            return Ok((report, started.elapsed()));
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+async fn inject(
+    mesh: &mut Distributed,
+    fault: Fault,
+    clients: &mut Clients,
+) -> anyhow::Result<Duration> {
+    Ok(match fault {
+        Fault::Kill(name) => {
+            mesh.kill(name);
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            mesh.restart(name, &[]).await?
+        }
+        Fault::KillNats => {
+            mesh.nats.kill();
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            let started = Instant::now();
+            mesh.nats.restart()?;
+            started.elapsed()
+        }
+        Fault::PaymentSlow => {
+            mesh.restart("payment-1", &[("ROAMING_PAYMENT_FAULT_LATENCY_MS", "1500")])
+                .await?;
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            mesh.restart("payment-1", &[]).await?
+        }
+        Fault::PaymentDown => {
+            mesh.kill("payment-1");
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            mesh.restart("payment-1", &[]).await?
+        }
+        Fault::ReservationDownAtTheGate => {
+            // Cars with a reservation for now, on lot P3 (nothing else uses it).
+            let cars = load::reserve_now(clients, "P3", 5).await?;
+            // Parking's replica learns of them from the reserved events.
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            mesh.kill("reservation-1");
+            mesh.kill("reservation-2");
+            // The gate decides from its replica: every one of them gets in.
+            let entered = load::enter_all(clients, &cars).await;
+            anyhow::ensure!(
+                entered == cars.len(),
+                "only {entered} of {} reserved cars got in with reservation down",
+                cars.len()
+            );
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let a = mesh.restart("reservation-1", &[]).await?;
+            let b = mesh.restart("reservation-2", &[]).await?;
+            a.max(b)
+        }
+        Fault::CrashBetweenPaymentAndCommit => {
+            mesh.restart(
+                "reservation-1",
+                &[("ROAMING_RESERVATION_FAULT_CRASH_AFTER_PAY", "3")],
+            )
+            .await?;
+            let started = Instant::now();
+            while !mesh.exited("reservation-1") && started.elapsed() < Duration::from_secs(20) {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            anyhow::ensure!(
+                mesh.exited("reservation-1"),
+                "the crash after pay never happened"
+            );
+            mesh.restart("reservation-1", &[]).await?
+        }
+        Fault::TerminatePostgresConnections => {
+            let started = Instant::now();
+            let n = mesh.dbs.terminate_connections().await?;
+            anyhow::ensure!(n > 0, "no connection was terminated");
+            // Recovered once a reserve succeeds again.
+            loop {
+                let r = clients
+                    .reservation
+                    .quote_roaming(clients.callers.req(
+                        load::Who::Customer("alice"),
+                        proto::reservation::QuoteRoamingRequest {
+                            device_model: "egg-lte".into(),
+                            country: "JP".into(),
+                            pickup_booth: "ICN-T1".into(),
+                            return_booth: "ICN-T1".into(),
+                            start_date: load::date_in(1),
+                            end_date: load::date_in(2),
+                        },
+                    ))
+                    .await;
+                if r.is_ok() || started.elapsed() > Duration::from_secs(30) {
+                    break started.elapsed();
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+        Fault::KillOneReplica => {
+            mesh.kill("reservation-2");
+            mesh.kill("rental-2");
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            let a = mesh.restart("reservation-2", &[]).await?;
+            let b = mesh.restart("rental-2", &[]).await?;
+            a.max(b)
+        }
+    })
+}
+
+async fn scenario(
+    mesh: &mut Distributed,
+    clients: &Clients,
+    sources: &Sources,
+    serials: &Arc<Mutex<Vec<String>>>,
+    fault: Fault,
+    load_for: Duration,
+) -> anyhow::Result<Outcome> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let load = tokio::spawn(load::mixed(
+        clients.clone(),
+        6,
+        Arc::clone(&stop),
+        Arc::clone(serials),
+    ));
+    tokio::time::sleep(load_for / 3).await;
+    let mut c = clients.clone();
+    let recovery = inject(mesh, fault, &mut c).await?;
+    tokio::time::sleep(load_for / 3).await;
+    stop.store(true, Ordering::Relaxed);
+    let tally = load.await?;
+    let (report, drained) = drain(sources, Duration::from_secs(45)).await?;
+    Ok(Outcome {
+        name: fault.name(),
+        tally,
+        recovery,
+        drain: drained,
+        report,
+    })
+}
+
+fn race_line(mode: &str, what: &str, r: &Races) -> String {
+    format!(
+        "{} races {what} ({mode}): {} tries, cancel won {}, use won {}, neither {}, both {}",
+        if r.both == 0 { "ok  " } else { "FAIL" },
+        r.tries,
+        r.cancel_won,
+        r.use_won,
+        r.neither,
+        r.both
+    )
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let o = options()?;
+    let admin = std::env::var("ROAMING_TEST_POSTGRES")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
+    let run = uuid::Uuid::now_v7().simple().to_string();
+    let started = Instant::now();
+    let mut lines = Vec::new();
+    let mut failed = false;
+    let mut total = Tally::default();
+    let mut events;
+    let (mut lost, mut twice, mut violations) = (0, 0, 0);
+
+    // --- the distributed mesh ------------------------------------------------
+    let mut mesh = Distributed::start(&o.roaming, &admin, &run[..12]).await?;
+    let callers = Callers::new(&mesh.keys.issuer)?;
+    let mut clients = Clients::new(mesh.gateway, callers.clone())?;
+    let serials = load::seed(&mut clients, "CHAOS", 60).await?;
+    let serials = Arc::new(Mutex::new(serials));
+    let sources = Sources {
+        urls: mesh.dbs.urls.clone(),
+    };
+    let mut faults = vec![
+        Fault::Kill("reservation-1"),
+        Fault::KillNats,
+        Fault::PaymentSlow,
+        Fault::CrashBetweenPaymentAndCommit,
+    ];
+    if !o.short {
+        faults.extend([
+            Fault::Kill("payment-1"),
+            Fault::Kill("rental-1"),
+            Fault::Kill("parking-1"),
+            Fault::Kill("view-1"),
+            Fault::Kill("gateway-1"),
+            Fault::PaymentDown,
+            Fault::ReservationDownAtTheGate,
+            Fault::TerminatePostgresConnections,
+            Fault::KillOneReplica,
+        ]);
+    }
+    let load_for = if o.short {
+        Duration::from_secs(6)
+    } else {
+        Duration::from_secs(9)
+    };
+    let mut scenarios = 0;
+    let mut written = 0;
+    for fault in faults {
+        let mut outcome = scenario(&mut mesh, &clients, &sources, &serials, fault, load_for)
+            .await
+            .with_context(|| fault.name())?;
+        // The outboxes hold every scenario's events: count this one's.
+        let total_events = outcome.report.events;
+        outcome.report.events = total_events.saturating_sub(written);
+        written = total_events;
+        println!("{}", outcome.line());
+        for detail in outcome
+            .report
+            .violations
+            .iter()
+            .chain(&outcome.report.lost)
+            .chain(&outcome.report.twice)
+            .take(10)
+        {
+            println!("       {detail}");
+        }
+        failed |= !outcome.ok();
+        scenarios += 1;
+        total.merge(&outcome.tally);
+        lost += outcome.report.lost.len() + usize::try_from(outcome.report.unsent).unwrap_or(0);
+        twice += outcome.report.twice.len();
+        violations += outcome.report.violations.len();
+        lines.push(outcome.line());
+    }
+    // The races, with the two replicas of reservation and rental behind the gateway.
+    let race_serials = load::seed(&mut clients, "RACE", o.races).await?;
+    let r = load::cancel_vs_hand_over(&mut clients, &race_serials, &run[..8]).await?;
+    println!(
+        "{}",
+        race_line("distributed, replicas", "cancel/hand-over", &r)
+    );
+    failed |= r.both > 0;
+    let e = load::cancel_vs_enter(&mut clients, "P2", o.races, &run[..8]).await?;
+    println!("{}", race_line("distributed, replicas", "cancel/enter", &e));
+    failed |= e.both > 0;
+    let (report, _) = drain(&sources, Duration::from_secs(45)).await?;
+    scenarios += 2;
+    events = report.events;
+    lost += report.lost.len() + usize::try_from(report.unsent).unwrap_or(0);
+    twice += report.twice.len();
+    violations += report.violations.len() + r.both + e.both;
+    if !report.violations.is_empty() || !report.lost.is_empty() || !report.twice.is_empty() {
+        failed = true;
+        for detail in report
+            .violations
+            .iter()
+            .chain(&report.lost)
+            .chain(&report.twice)
+            .take(10)
+        {
+            println!("       {detail}");
+        }
+    }
+    mesh.shutdown().await;
+
+    // --- roaming up (embedded) -----------------------------------------------
+    let up = Embedded::start(&o.roaming, &run[..12]).await?;
+    let mut clients = Clients::new(up.gateway, Callers::new(&up.issuer)?)?;
+    let race_serials = load::seed(&mut clients, "RACE-UP", o.races).await?;
+    let r = load::cancel_vs_hand_over(&mut clients, &race_serials, "up").await?;
+    println!("{}", race_line("roaming up", "cancel/hand-over", &r));
+    let e = load::cancel_vs_enter(&mut clients, "P2", o.races, "up").await?;
+    println!("{}", race_line("roaming up", "cancel/enter", &e));
+    failed |= r.both > 0 || e.both > 0;
+    let sources = Sources {
+        urls: mesh::SERVICES
+            .iter()
+            .map(|s| (*s, up.database_url(s)))
+            .collect(),
+    };
+    let (report, _) = drain(&sources, Duration::from_secs(45)).await?;
+    scenarios += 2;
+    events += report.events;
+    lost += report.lost.len() + usize::try_from(report.unsent).unwrap_or(0);
+    twice += report.twice.len();
+    violations += report.violations.len() + r.both + e.both;
+    if !report.violations.is_empty() || !report.lost.is_empty() || !report.twice.is_empty() {
+        failed = true;
+        for detail in report
+            .violations
+            .iter()
+            .chain(&report.lost)
+            .chain(&report.twice)
+            .take(10)
+        {
+            println!("       {detail}");
+        }
+    }
+    up.shutdown();
+
+    println!(
+        "chaos: {scenarios} scenarios, {} calls ({} failed by code: {}), {events} events, {lost} lost, {twice} applied twice, {violations} violations ({} s)",
+        total.calls(),
+        total.failed(),
+        total.failures(),
+        started.elapsed().as_secs()
+    );
+    if failed {
+        std::process::exit(1);
+    }
+    Ok(())
+}
