@@ -288,9 +288,13 @@ async fn admits<C: ConnectionTrait>(
                 .filter(row::Column::WindowEnd.gt(micros(d.window.start())))
                 // No window is longer than MAX_PARKING_WINDOW: this bounds the
                 // range read from ix_reservations_parking_end.
-                .filter(row::Column::WindowEnd.lt(micros(
-                    d.window.end() + domain_reservation::pricing::MAX_PARKING_WINDOW,
-                )))
+                .filter(
+                    row::Column::WindowEnd.lt(d
+                        .window
+                        .end()
+                        .checked_add(domain_reservation::pricing::MAX_PARKING_WINDOW)
+                        .map_or(i64::MAX, micros)),
+                )
                 .all(txn)
                 .await
                 .map_err(store_err)?

@@ -411,7 +411,13 @@ impl ViewStore {
         date: Date,
     ) -> Result<Vec<ReservationView>, StoreError> {
         let day_start = micros(date.midnight().assume_utc());
-        let day_end = micros(date.midnight().assume_utc() + Duration::days(1));
+        // The last day of the calendar has no next day: everything after its
+        // start counts.
+        let day_end = date
+            .midnight()
+            .assume_utc()
+            .checked_add(Duration::days(1))
+            .map_or(i64::MAX, micros);
         let views: Vec<_> = row::Entity::find()
             .filter(row::Column::SpaceId.eq(space.as_str()))
             .filter(row::Column::WindowStart.lt(day_end))

@@ -146,9 +146,11 @@ where
     }
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
-        let path = request.uri().path().to_owned();
         // Health probes and reflection: no span, no metrics.
-        let anonymous = path.starts_with("/grpc.");
+        let anonymous = request.uri().path().starts_with("/grpc.");
+        // Metric labels and span names come from the contract's method set,
+        // never from raw input: any other path is one `unknown` series.
+        let path = known_method(request.uri().path()).to_owned();
         let span = if anonymous {
             tracing::Span::none()
         } else {
@@ -189,5 +191,35 @@ where
         }
         .instrument(span)
         .boxed()
+    }
+}
+
+/// The label of an unknown path.
+pub const UNKNOWN_METHOD: &str = "unknown";
+
+/// `path` when it is a method of the contract (`/roaming.x.v1.Service/Method`),
+/// else [`UNKNOWN_METHOD`].
+pub fn known_method(path: &str) -> &str {
+    static METHODS: std::sync::OnceLock<std::collections::HashSet<String>> =
+        std::sync::OnceLock::new();
+    let methods = METHODS.get_or_init(|| {
+        use prost::Message as _;
+        let set =
+            prost_types::FileDescriptorSet::decode(proto::FILE_DESCRIPTOR_SET).unwrap_or_default();
+        set.file
+            .iter()
+            .flat_map(|f| {
+                f.service.iter().flat_map(move |s| {
+                    s.method
+                        .iter()
+                        .map(move |m| format!("/{}.{}/{}", f.package(), s.name(), m.name()))
+                })
+            })
+            .collect()
+    });
+    if methods.contains(path) {
+        path
+    } else {
+        UNKNOWN_METHOD
     }
 }

@@ -12,6 +12,10 @@ use crate::reservation::RoamingDetails;
 pub const MAX_ROAMING_DAYS: u32 = 30;
 /// Longest parking window.
 pub const MAX_PARKING_WINDOW: Duration = Duration::hours(24);
+/// How far ahead a roaming trip may start (DESIGN.md invariant 7).
+pub const ROAMING_HORIZON_DAYS: i64 = 365;
+/// How far ahead a parking window may start.
+pub const PARKING_HORIZON: Duration = Duration::days(90);
 /// A parking window may start this long before now (clocks of phones drift; a
 /// car arriving right now is a normal case).
 pub const PARKING_START_SLACK: Duration = Duration::minutes(5);
@@ -42,11 +46,21 @@ pub struct Quote {
     pub units: u32,
 }
 
-/// Checks a roaming period: not in the past, at most [`MAX_ROAMING_DAYS`].
+/// Checks a roaming period: not in the past, starting within
+/// [`ROAMING_HORIZON_DAYS`], at most [`MAX_ROAMING_DAYS`].
 pub fn check_roaming_dates(dates: &DateRange, today: Date) -> Result<(), Violations> {
     let mut v = Violations::new();
     if dates.start() < today {
         v.add("start_date", InvalidPeriod::InThePast);
+    }
+    let horizon = today
+        .checked_add(Duration::days(ROAMING_HORIZON_DAYS))
+        .unwrap_or(Date::MAX);
+    if dates.start() > horizon {
+        v.add(
+            "start_date",
+            format!("must be at most {ROAMING_HORIZON_DAYS} days ahead"),
+        );
     }
     if dates.days() > MAX_ROAMING_DAYS {
         v.add(
@@ -57,12 +71,21 @@ pub fn check_roaming_dates(dates: &DateRange, today: Date) -> Result<(), Violati
     v.into_result()
 }
 
-/// Checks a parking window: not in the past (beyond a little slack), at most
-/// [`MAX_PARKING_WINDOW`].
+/// Checks a parking window: not in the past (beyond a little slack),
+/// starting within [`PARKING_HORIZON`], at most [`MAX_PARKING_WINDOW`].
 pub fn check_parking_window(window: &TimeWindow, now: Timestamp) -> Result<(), Violations> {
     let mut v = Violations::new();
-    if window.start() < now - PARKING_START_SLACK {
+    if now
+        .checked_sub(PARKING_START_SLACK)
+        .is_some_and(|earliest| window.start() < earliest)
+    {
         v.add("start_time", InvalidPeriod::InThePast);
+    }
+    if now
+        .checked_add(PARKING_HORIZON)
+        .is_some_and(|latest| window.start() > latest)
+    {
+        v.add("start_time", "must be at most 90 days ahead");
     }
     if window.duration() > MAX_PARKING_WINDOW {
         v.add("end_time", InvalidPeriod::TooLong("24 hours".to_owned()));
@@ -116,6 +139,39 @@ mod tests {
     use time::macros::{date, datetime};
 
     use super::*;
+
+    fn fields(v: Violations) -> Vec<String> {
+        v.iter().map(|f| f.field.clone()).collect()
+    }
+
+    #[test]
+    fn trips_start_within_a_year_and_parking_within_ninety_days() {
+        let today = date!(2026 - 12 - 02);
+        let range = |from: Date, to: Date| DateRange::new(from, to).unwrap();
+        let in_a_year = date!(2027 - 12 - 02);
+        assert!(check_roaming_dates(&range(in_a_year, in_a_year), today).is_ok());
+        let late = check_roaming_dates(&range(date!(2027 - 12 - 03), date!(2027 - 12 - 04)), today);
+        assert_eq!(fields(late.unwrap_err()), ["start_date"]);
+        // The last day of the calendar: refused, no overflow.
+        assert!(check_roaming_dates(&range(Date::MAX, Date::MAX), Date::MAX).is_ok());
+        assert!(check_roaming_dates(&range(Date::MAX, Date::MAX), today).is_err());
+
+        let now = datetime!(2026-12-02 10:00 UTC);
+        let window = |from: Timestamp, to: Timestamp| TimeWindow::new(from, to).unwrap();
+        let ninety = now + Duration::days(90);
+        assert!(check_parking_window(&window(ninety, ninety + Duration::hours(2)), now).is_ok());
+        let beyond = now + Duration::days(90) + Duration::minutes(1);
+        let refused = check_parking_window(&window(beyond, beyond + Duration::hours(1)), now);
+        assert_eq!(fields(refused.unwrap_err()), ["start_time"]);
+        let end_of_time = datetime!(9999-12-31 23:00 UTC);
+        assert!(
+            check_parking_window(
+                &window(end_of_time, end_of_time + Duration::minutes(59)),
+                now
+            )
+            .is_err()
+        );
+    }
 
     fn offer() -> DeviceOffer {
         DeviceOffer {

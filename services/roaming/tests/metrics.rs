@@ -164,6 +164,43 @@ async fn prometheus_text_has_rpc_counters_and_histograms_with_their_labels() {
         );
         assert_eq!(value(&text, &series), Some(expected), "{series}\n{text}");
     }
+    // Unknown paths (anyone may send them, no token needed to be refused)
+    // are one series, never a series per raw path (issue 17, finding 4).
+    let gateway =
+        tonic::transport::Channel::from_shared(format!("http://{}", m.mesh().gateway.addr))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+    for i in 0..30 {
+        let mut grpc = tonic::client::Grpc::new(gateway.clone());
+        grpc.ready().await.unwrap();
+        let path = format!("/nope.v1.Attack/Path{i}").parse().unwrap();
+        let refused = grpc
+            .unary::<(), (), _>(
+                tonic::Request::new(()),
+                path,
+                tonic_prost::ProstCodec::default(),
+            )
+            .await
+            .unwrap_err();
+        assert_ne!(refused.code(), Code::Ok);
+    }
+    let text = scrape(admin, "/metrics").await;
+    assert!(
+        !text.contains("/nope.v1"),
+        "a raw path became a label\n{text}"
+    );
+    assert!(!text.contains("otel.metric.overflow"), "{text}");
+    let unknown: u64 = text
+        .lines()
+        .filter(|l| {
+            l.starts_with("roaming_rpc_server_requests_total{component=\"gateway\"")
+                && l.contains("rpc_method=\"unknown\"")
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum();
+    assert_eq!(unknown, 30, "{text}");
     assert!(scrape(admin, "/healthz").await.ends_with("ok\n"));
     m.stop().await;
 }

@@ -1,0 +1,120 @@
+//! The edge under extreme values (issue 17, finding 5): dates at the end of
+//! the calendar are answered with a clear error or an empty answer, never a
+//! panic; there is a booking horizon (a year ahead for roaming, 90 days for
+//! parking).
+
+#![allow(
+    clippy::expect_used,
+    clippy::unwrap_used,
+    clippy::panic,
+    reason = "tests"
+)]
+
+mod support;
+
+use proto::view as pv;
+use support::*;
+use tonic::Code;
+use tonic_types::StatusExt as _;
+
+fn fields(e: &tonic::Status) -> Vec<String> {
+    e.get_details_bad_request()
+        .map(|b| b.field_violations.into_iter().map(|v| v.field).collect())
+        .unwrap_or_default()
+}
+
+fn at(rfc3339: &str) -> prost_types::Timestamp {
+    let t = time::OffsetDateTime::parse(rfc3339, &time::format_description::well_known::Rfc3339)
+        .unwrap();
+    prost_types::Timestamp {
+        seconds: t.unix_timestamp(),
+        nanos: 0,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_end_of_the_calendar_is_a_clear_error_and_bookings_have_a_horizon() {
+    let m = TestMesh::start().await;
+    let mut reservations = m.reservation().await;
+
+    // A parking window ending after 9999-12-30 23:59:59 used to panic in the store.
+    let mut late = parking_request("end-of-time", "P1-B1-001", "12가3456", 0, 60);
+    late.start_time = Some(at("9999-12-31T22:00:00Z"));
+    late.end_time = Some(at("9999-12-31T23:59:59Z"));
+    let e = reservations
+        .reserve_parking(req(ALICE, late))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
+    assert_eq!(fields(&e), ["start_time"]);
+
+    // Parking 91 days ahead is beyond the horizon; 89 days is fine.
+    let far = parking_request(
+        "far",
+        "P1-B1-002",
+        "12가3456",
+        91 * 24 * 60,
+        91 * 24 * 60 + 60,
+    );
+    let e = reservations
+        .reserve_parking(req(ALICE, far))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (e.code(), fields(&e)),
+        (Code::InvalidArgument, vec!["start_time".to_owned()])
+    );
+    let near = parking_request(
+        "near",
+        "P1-B1-002",
+        "12가3456",
+        89 * 24 * 60,
+        89 * 24 * 60 + 60,
+    );
+    reservations
+        .reserve_parking(req(ALICE, near))
+        .await
+        .unwrap();
+
+    // A roaming trip on 9999-12-31, or 366 days ahead: beyond the horizon.
+    let mut last_day = roaming_request("last-day", 0, 0);
+    last_day.start_date = "9999-12-31".into();
+    last_day.end_date = "9999-12-31".into();
+    let e = reservations
+        .reserve_roaming(req(ALICE, last_day))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (e.code(), fields(&e)),
+        (Code::InvalidArgument, vec!["start_date".to_owned()])
+    );
+    let e = reservations
+        .reserve_roaming(req(ALICE, roaming_request("next-year", 366, 367)))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (e.code(), fields(&e)),
+        (Code::InvalidArgument, vec!["start_date".to_owned()])
+    );
+    reservations
+        .reserve_roaming(req(ALICE, roaming_request("in-a-year", 365, 366)))
+        .await
+        .unwrap();
+
+    // The schedule of the last day of the calendar used to panic the view.
+    let schedule = m
+        .view()
+        .await
+        .get_space_schedule(req(
+            OPS,
+            pv::GetSpaceScheduleRequest {
+                space_id: "P1-B1-001".into(),
+                date: "9999-12-31".into(),
+            },
+        ))
+        .await
+        .expect("an answer, not a panic")
+        .into_inner();
+    assert!(schedule.reservations.is_empty());
+    m.stop().await;
+}
