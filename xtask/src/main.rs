@@ -32,7 +32,9 @@ fn chaos(args: &[String]) -> Result<()> {
     let mut build = Command::new(&cargo);
     build
         .current_dir(&root)
-        .args(["build", "-p", "services-roaming", "-p", "services-chaos"]);
+        // The whole workspace's binaries: the same feature set as `cargo test
+        // --workspace`, so after the test suite nothing is compiled again.
+        .args(["build", "--workspace", "--bins"]);
     if release {
         build.arg("--release");
     }

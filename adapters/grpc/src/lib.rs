@@ -17,6 +17,7 @@
 pub mod breaker;
 pub mod clients;
 pub mod identity;
+pub mod incoming;
 pub mod parking;
 pub mod payment;
 pub mod rental;

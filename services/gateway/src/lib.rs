@@ -28,7 +28,6 @@ use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 use tonic::service::Routes;
 use tonic::transport::Channel;
-use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_client::HealthClient;
@@ -64,6 +63,10 @@ pub struct Parts {
     /// Close client connections gracefully after this long (see the services'
     /// `max_connection_age_secs`), so clients spread over new gateways.
     pub max_connection_age: Option<Duration>,
+    /// Connections held at once (in all and per peer) and the handshake deadline.
+    pub limits: adapters_grpc::incoming::ConnectionLimits,
+    /// HTTP/2 streams one connection may have open at once.
+    pub max_concurrent_streams: u32,
 }
 
 /// A running gateway.
@@ -135,9 +138,10 @@ pub async fn start(
 
     let (stop, _) = watch::channel(false);
     let mut tasks = JoinSet::new();
-    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+    let incoming = adapters_grpc::incoming::limited("gateway", listener, parts.limits);
     let stop_rx = stop.subscribe();
-    let mut builder = tonic::transport::Server::builder();
+    let mut builder =
+        tonic::transport::Server::builder().max_concurrent_streams(parts.max_concurrent_streams);
     if let Some(age) = parts.max_connection_age {
         builder = builder.max_connection_age(age);
     }

@@ -203,14 +203,15 @@ pub async fn start_reservation(
         "reservation",
         service_names::RESERVATION,
         auth.layer(),
-        settings.max_connection_age(),
+        &settings.server_options(),
     )?;
     let rpc = ReservationRpc::new(Arc::clone(&service));
     let router = router.add_service(
         ReservationServiceServer::new(rpc).max_decoding_message_size(MAX_MESSAGE_BYTES),
     );
     Ok((
-        launch("reservation", service_names::RESERVATION, c, bus, health).serve(router),
+        launch("reservation", service_names::RESERVATION, c, bus, health)
+            .serve(router, settings.connection_limits()),
         service,
     ))
 }
@@ -272,14 +273,15 @@ pub async fn start_payment(
         "payment",
         service_names::PAYMENT,
         auth.layer(),
-        settings.max_connection_age(),
+        &settings.server_options(),
     )?;
     let router = router.add_service(
         PaymentServiceServer::new(PaymentRpc::new(Arc::clone(&service)))
             .max_decoding_message_size(MAX_MESSAGE_BYTES),
     );
     Ok((
-        launch("payment", service_names::PAYMENT, c, bus, health).serve(router),
+        launch("payment", service_names::PAYMENT, c, bus, health)
+            .serve(router, settings.connection_limits()),
         service,
     ))
 }
@@ -316,14 +318,15 @@ pub async fn start_rental(
         "rental",
         service_names::RENTAL,
         auth.layer(),
-        settings.max_connection_age(),
+        &settings.server_options(),
     )?;
     let router = router.add_service(
         RentalServiceServer::new(RentalRpc::new(Arc::clone(&service)))
             .max_decoding_message_size(MAX_MESSAGE_BYTES),
     );
     Ok((
-        launch("rental", service_names::RENTAL, c, bus, health).serve(router),
+        launch("rental", service_names::RENTAL, c, bus, health)
+            .serve(router, settings.connection_limits()),
         service,
     ))
 }
@@ -361,14 +364,15 @@ pub async fn start_parking(
         "parking",
         service_names::PARKING,
         auth.layer(),
-        settings.max_connection_age(),
+        &settings.server_options(),
     )?;
     let router = router.add_service(
         ParkingServiceServer::new(ParkingRpc::new(Arc::clone(&service)))
             .max_decoding_message_size(MAX_MESSAGE_BYTES),
     );
     Ok((
-        launch("parking", service_names::PARKING, c, bus, health).serve(router),
+        launch("parking", service_names::PARKING, c, bus, health)
+            .serve(router, settings.connection_limits()),
         service,
     ))
 }
@@ -398,14 +402,15 @@ pub async fn start_view(
         "view",
         service_names::VIEW,
         auth.layer(),
-        settings.max_connection_age(),
+        &settings.server_options(),
     )?;
     let router = router.add_service(
         ViewServiceServer::new(ViewRpc::new(store.clone()))
             .max_decoding_message_size(MAX_MESSAGE_BYTES),
     );
     Ok((
-        launch("view", service_names::VIEW, c, bus, health).serve(router),
+        launch("view", service_names::VIEW, c, bus, health)
+            .serve(router, settings.connection_limits()),
         store,
     ))
 }

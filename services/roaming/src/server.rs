@@ -6,13 +6,14 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use adapters_auth::AuthLayer;
+use adapters_grpc::incoming::ConnectionLimits;
 use adapters_store::Db;
 use adapters_telemetry::TraceLayer;
 use proto::service_names::{BUS, LIVENESS};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
-use tonic::transport::server::{Router, TcpIncoming};
+use tonic::transport::server::Router;
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 use tower::layer::util::{Identity, Stack};
@@ -83,6 +84,15 @@ pub struct Launch {
     pub health: HealthReporter,
 }
 
+/// How a server is built (see `Settings::server_options`).
+#[derive(Debug, Clone, Copy)]
+pub struct ServerOptions {
+    /// Close each client connection gracefully after this long.
+    pub max_connection_age: Option<Duration>,
+    /// HTTP/2 streams one connection may have open at once.
+    pub max_concurrent_streams: u32,
+}
+
 /// A router whose every call passes the token check first.
 pub type Guarded = Router<Stack<AuthLayer, Stack<TraceLayer, Identity>>>;
 
@@ -104,14 +114,15 @@ pub fn base_router(
     component: &'static str,
     grpc_service: &str,
     auth: AuthLayer,
-    max_connection_age: Option<Duration>,
+    options: &ServerOptions,
 ) -> Result<(HealthReporter, Guarded), anyhow::Error> {
     let (reporter, health) = tonic_health::server::health_reporter();
     let listed = [grpc_service, "grpc.health.v1.Health"];
     let v1 = adapters_grpc::reflection(&listed).build_v1()?;
     let v1alpha = adapters_grpc::reflection(&listed).build_v1alpha()?;
-    let mut server = tonic::transport::Server::builder();
-    if let Some(age) = max_connection_age {
+    let mut server =
+        tonic::transport::Server::builder().max_concurrent_streams(options.max_concurrent_streams);
+    if let Some(age) = options.max_connection_age {
         server = server.max_connection_age(age);
     }
     let router = server
@@ -126,16 +137,17 @@ pub fn base_router(
 }
 
 impl Launch {
-    /// Serves `router` and keeps readiness in step with the database; the
-    /// broker's state is its own health entry ([`BUS`]) and a WARN line.
-    pub fn serve(mut self, router: Guarded) -> Running {
+    /// Serves `router` on the connections that pass `limits` and keeps
+    /// readiness in step with the database; the broker's state is its own
+    /// health entry ([`BUS`]) and a WARN line.
+    pub fn serve(mut self, router: Guarded, limits: ConnectionLimits) -> Running {
         let addr = self
             .listener
             .local_addr()
             .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)));
         let stop_rx = self.stop.subscribe();
         let name = self.name;
-        let incoming = TcpIncoming::from(self.listener).with_nodelay(Some(true));
+        let incoming = adapters_grpc::incoming::limited(name, self.listener, limits);
         self.tasks.spawn(async move {
             if let Err(e) = router
                 .serve_with_incoming_shutdown(incoming, stopped(stop_rx))

@@ -51,6 +51,16 @@ pub struct Settings {
     /// since; calls and streams in flight run to their end. In seconds; 0 is
     /// off.
     pub max_connection_age_secs: u64,
+    /// Connections each server (every service port and the gateway) holds at
+    /// once; more are closed at accept, logged at WARN (sampled).
+    pub max_connections: usize,
+    /// Connections one IP address may hold at once on one server.
+    pub max_connections_per_peer: usize,
+    /// How long a new connection may take to send its first bytes before it
+    /// is closed, in milliseconds.
+    pub handshake_timeout_ms: u64,
+    /// HTTP/2 streams (calls) one connection may have open at once.
+    pub max_concurrent_streams: u32,
     /// Log as JSON lines.
     pub log_json: bool,
     /// The admin HTTP port (`/metrics`, `/healthz`); off when unset. One per
@@ -187,6 +197,10 @@ impl Default for Settings {
             shutdown_grace_ms: 5_000,
             shutdown_delay_ms: 0,
             max_connection_age_secs: 0,
+            max_connections: 4_096,
+            max_connections_per_peer: 512,
+            handshake_timeout_ms: 10_000,
+            max_concurrent_streams: 256,
             log_json: false,
             admin_listen: Some(loopback(9464)),
             rental_addrs: Vec::new(),
@@ -314,6 +328,16 @@ impl Settings {
             "SHUTDOWN_GRACE_MS" => self.shutdown_grace_ms = number(value)?,
             "SHUTDOWN_DELAY_MS" => self.shutdown_delay_ms = number(value)?,
             "MAX_CONNECTION_AGE_SECS" => self.max_connection_age_secs = number(value)?,
+            "MAX_CONNECTIONS" => {
+                self.max_connections = value.parse().map_err(|e| bad(key, e))?;
+            }
+            "MAX_CONNECTIONS_PER_PEER" => {
+                self.max_connections_per_peer = value.parse().map_err(|e| bad(key, e))?;
+            }
+            "HANDSHAKE_TIMEOUT_MS" => self.handshake_timeout_ms = number(value)?,
+            "MAX_CONCURRENT_STREAMS" => {
+                self.max_concurrent_streams = value.parse().map_err(|e| bad(key, e))?;
+            }
             "PAYMENT_FAULT_LATENCY_MS" => self.payment.fault_latency_ms = number(value)?,
             "PAYMENT_FAULT_FAILURE_RATE" => {
                 self.payment.fault_failure_rate = value.parse().map_err(|e| bad(key, e))?;
@@ -349,6 +373,15 @@ impl Settings {
         }
         if self.call_deadline_ms == 0 || self.call_deadline_ms > 60_000 {
             return Err(bad("call_deadline_ms", "must be 1-60000"));
+        }
+        if self.max_connections == 0 || self.max_connections_per_peer == 0 {
+            return Err(bad("max_connections", "must be positive"));
+        }
+        if self.handshake_timeout_ms == 0 || self.max_concurrent_streams == 0 {
+            return Err(bad(
+                "handshake_timeout_ms / max_concurrent_streams",
+                "must be positive",
+            ));
         }
         if !(1..=5).contains(&self.nats_stream_replicas) {
             return Err(bad("nats_stream_replicas", "must be 1-5"));
@@ -431,6 +464,23 @@ impl Settings {
 
     pub fn shutdown_delay(&self) -> Duration {
         Duration::from_millis(self.shutdown_delay_ms)
+    }
+
+    /// How every gRPC server of this process is built.
+    pub fn server_options(&self) -> crate::server::ServerOptions {
+        crate::server::ServerOptions {
+            max_connection_age: self.max_connection_age(),
+            max_concurrent_streams: self.max_concurrent_streams,
+        }
+    }
+
+    /// The connection limits of every server of this process.
+    pub fn connection_limits(&self) -> adapters_grpc::incoming::ConnectionLimits {
+        adapters_grpc::incoming::ConnectionLimits {
+            max_connections: self.max_connections,
+            max_per_peer: self.max_connections_per_peer,
+            handshake_timeout: Duration::from_millis(self.handshake_timeout_ms),
+        }
     }
 
     pub fn max_connection_age(&self) -> Option<Duration> {

@@ -250,6 +250,8 @@ pub async fn start_gateway(
         credentials,
         upstreams,
         max_connection_age: settings.max_connection_age(),
+        limits: settings.connection_limits(),
+        max_concurrent_streams: settings.max_concurrent_streams,
     };
     Ok(gateway::start(listener, &settings.gateway, parts).await?)
 }

@@ -118,3 +118,77 @@ async fn the_end_of_the_calendar_is_a_clear_error_and_bookings_have_a_horizon() 
     assert!(schedule.reservations.is_empty());
     m.stop().await;
 }
+
+/// Whether the server closes `stream` (EOF or reset) within `within`.
+async fn closed_within(stream: &mut tokio::net::TcpStream, within: std::time::Duration) -> bool {
+    use tokio::io::AsyncReadExt as _;
+    let mut buf = [0_u8; 256];
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        match tokio::time::timeout_at(deadline, stream.read(&mut buf)).await {
+            Err(_) => return false,
+            Ok(Ok(0) | Err(_)) => return true,
+            // The server's HTTP/2 settings and the like: keep reading.
+            Ok(Ok(_)) => {}
+        }
+    }
+}
+
+/// Issue 17, finding 1: connections that never send a byte are closed after
+/// the handshake deadline, and one address cannot hold more than its share,
+/// on the gateway and on the service ports alike; a real call still works.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_and_excess_connections_are_closed_and_real_calls_still_pass() {
+    use std::time::Duration;
+    use tokio::io::AsyncWriteExt as _;
+
+    let m = TestMesh::start_with(|s| {
+        s.handshake_timeout_ms = 500;
+        s.max_connections_per_peer = 8;
+    })
+    .await;
+    for addr in [m.mesh().gateway.addr, m.direct().view] {
+        // Silent connections: closed once the deadline passed.
+        let mut silent = Vec::new();
+        for _ in 0..8 {
+            silent.push(tokio::net::TcpStream::connect(addr).await.unwrap());
+        }
+        for s in &mut silent {
+            assert!(
+                closed_within(s, Duration::from_secs(5)).await,
+                "{addr}: a silent connection stayed open"
+            );
+        }
+        // Connections that did their handshake are kept, up to the peer's share.
+        let mut held = Vec::new();
+        for _ in 0..8 {
+            let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+            s.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0")
+                .await
+                .unwrap();
+            held.push(s);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let mut excess = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let _ = excess.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n").await;
+        assert!(
+            closed_within(&mut excess, Duration::from_secs(2)).await,
+            "{addr}: over the share"
+        );
+        assert!(
+            !closed_within(&mut held[0], Duration::from_millis(300)).await,
+            "{addr}: a connection within the share was closed"
+        );
+        drop(held);
+    }
+    // Real callers are served once the attacker's connections are gone.
+    eventually(Duration::from_secs(5), "a real call", || async {
+        m.view()
+            .await
+            .list_my_reservations(req(ALICE, pv::ListMyReservationsRequest::default()))
+            .await
+            .ok()
+    })
+    .await;
+    m.stop().await;
+}

@@ -1,0 +1,216 @@
+//! Accepting connections without letting strangers exhaust the process: a cap
+//! on concurrent connections per server and per peer address, and a handshake
+//! deadline (a connection that has not sent its first bytes within it is
+//! closed). Idle TCP connections that never sent a byte used to be held
+//! forever, until the process ran out of file descriptors.
+
+use std::collections::HashMap;
+use std::io;
+use std::net::IpAddr;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::transport::server::{Connected, TcpConnectInfo};
+use tracing::warn;
+
+/// Limits of one listening server.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnectionLimits {
+    /// Connections open at once; more are closed at accept.
+    pub max_connections: usize,
+    /// Connections open at once from one IP address.
+    pub max_per_peer: usize,
+    /// How long a new connection may take to send its first bytes.
+    pub handshake_timeout: Duration,
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> Self {
+        Self {
+            max_connections: 4_096,
+            max_per_peer: 512,
+            handshake_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Counts open connections per peer.
+#[derive(Debug, Default)]
+struct Peers(Mutex<HashMap<IpAddr, usize>>);
+
+impl Peers {
+    fn enter(self: &Arc<Self>, ip: IpAddr, max: usize) -> Option<PeerSlot> {
+        let mut peers = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let n = peers.entry(ip).or_default();
+        if *n >= max {
+            return None;
+        }
+        *n += 1;
+        Some(PeerSlot {
+            peers: Arc::clone(self),
+            ip,
+        })
+    }
+}
+
+/// One connection's place in its peer's count, given back on drop.
+#[derive(Debug)]
+struct PeerSlot {
+    peers: Arc<Peers>,
+    ip: IpAddr,
+}
+
+impl Drop for PeerSlot {
+    fn drop(&mut self) {
+        let mut peers = self.peers.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(n) = peers.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                peers.remove(&self.ip);
+            }
+        }
+    }
+}
+
+/// An accepted connection holding its places in the limits until it closes.
+#[derive(Debug)]
+pub struct Limited {
+    stream: TcpStream,
+    _permit: OwnedSemaphorePermit,
+    _peer: PeerSlot,
+}
+
+impl Connected for Limited {
+    type ConnectInfo = TcpConnectInfo;
+
+    fn connect_info(&self) -> TcpConnectInfo {
+        self.stream.connect_info()
+    }
+}
+
+impl AsyncRead for Limited {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Limited {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+}
+
+/// Logs a refusal at WARN, at most once a second per server (an attack must
+/// not turn into a log flood), with how many were refused since.
+#[derive(Debug)]
+struct Sampled {
+    server: &'static str,
+    last: Mutex<(Option<Instant>, u64)>,
+}
+
+impl Sampled {
+    fn refused(&self, why: &'static str, peer: IpAddr) {
+        let mut last = self.last.lock().unwrap_or_else(PoisonError::into_inner);
+        last.1 += 1;
+        if last.0.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
+            warn!(server = self.server, %peer, refused = last.1, "connection refused: {why}");
+            *last = (Some(Instant::now()), 0);
+        }
+    }
+}
+
+/// The connections of `listener` that passed the limits, for
+/// `serve_with_incoming_shutdown`. Accepting stops when the stream is dropped.
+pub fn limited(
+    server: &'static str,
+    listener: TcpListener,
+    limits: ConnectionLimits,
+) -> ReceiverStream<io::Result<Limited>> {
+    let (tx, rx) = mpsc::channel(64);
+    let open = Arc::new(Semaphore::new(limits.max_connections));
+    let peers = Arc::new(Peers::default());
+    let log = Arc::new(Sampled {
+        server,
+        last: Mutex::new((None, 0)),
+    });
+    tokio::spawn(async move {
+        loop {
+            let (stream, peer) = tokio::select! {
+                () = tx.closed() => return,
+                accepted = listener.accept() => match accepted {
+                    Ok(accepted) => accepted,
+                    Err(e) => {
+                        // Out of descriptors, say: wait a little, keep serving.
+                        warn!(server, error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+            };
+            let Ok(permit) = Arc::clone(&open).try_acquire_owned() else {
+                log.refused("too many connections", peer.ip());
+                continue;
+            };
+            let Some(slot) = peers.enter(peer.ip(), limits.max_per_peer) else {
+                log.refused("too many connections from this address", peer.ip());
+                continue;
+            };
+            let _ = stream.set_nodelay(true);
+            let tx = tx.clone();
+            let log = Arc::clone(&log);
+            tokio::spawn(async move {
+                // The first bytes must come within the handshake deadline.
+                let mut first = [0_u8; 1];
+                match tokio::time::timeout(limits.handshake_timeout, stream.peek(&mut first)).await
+                {
+                    Ok(Ok(n)) if n > 0 => {
+                        let _ = tx
+                            .send(Ok(Limited {
+                                stream,
+                                _permit: permit,
+                                _peer: slot,
+                            }))
+                            .await;
+                    }
+                    Ok(_) => {}
+                    Err(_) => log.refused("no handshake within the deadline", peer.ip()),
+                }
+            });
+        }
+    });
+    ReceiverStream::new(rx)
+}
