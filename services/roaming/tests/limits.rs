@@ -192,3 +192,116 @@ async fn idle_and_excess_connections_are_closed_and_real_calls_still_pass() {
     .await;
     m.stop().await;
 }
+
+/// An `AuthService` client whose connection comes from `source` (any
+/// 127.x.y.z address reaches the loopback listener).
+async fn auth_from(
+    gateway: std::net::SocketAddr,
+    source: [u8; 4],
+) -> proto::auth::auth_service_client::AuthServiceClient<tonic::transport::Channel> {
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{gateway}"))
+        .unwrap()
+        .local_address(Some(std::net::IpAddr::from(source)))
+        .connect()
+        .await
+        .unwrap();
+    proto::auth::auth_service_client::AuthServiceClient::new(channel)
+}
+
+fn login(username: &str, password: &str) -> proto::auth::IssueTokenRequest {
+    proto::auth::IssueTokenRequest {
+        username: username.into(),
+        password: password.into(),
+    }
+}
+
+/// Issue 17, findings 2 and 3: a stranger's failed logins do not lock the
+/// user out (the limit is per username and source address), spraying many
+/// usernames from one address is limited too, and a flood of logins is
+/// refused at once with `RESOURCE_EXHAUSTED` + `RetryInfo` beyond a small
+/// bounded queue instead of queueing without end, while a real login passes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn logins_cannot_lock_a_user_out_and_a_flood_is_refused_at_once() {
+    use std::time::Duration;
+
+    let m = TestMesh::start().await;
+    let gateway = m.mesh().gateway.addr;
+
+    // The attacker, from 127.0.0.2, guesses alice's password until limited.
+    let mut attacker = auth_from(gateway, [127, 0, 0, 2]).await;
+    let mut limited = false;
+    for _ in 0..15 {
+        let e = attacker
+            .issue_token(login("alice", "guess"))
+            .await
+            .unwrap_err();
+        if e.code() == Code::ResourceExhausted {
+            assert_eq!(reason(&e), "LOGIN_RATE_LIMITED");
+            assert!(retry_delay(&e).is_some());
+            limited = true;
+            break;
+        }
+        assert_eq!(e.code(), Code::Unauthenticated);
+    }
+    assert!(limited, "the attacker was never limited");
+    // Alice, from her own address, still logs in.
+    let mut alice = auth_from(gateway, [127, 0, 0, 1]).await;
+    alice
+        .issue_token(login("alice", "demo"))
+        .await
+        .expect("alice is not locked out");
+
+    // Spraying: one address, a different username each time.
+    let mut sprayer = auth_from(gateway, [127, 0, 0, 3]).await;
+    let mut attempts = 0;
+    for i in 0..40 {
+        match sprayer
+            .issue_token(login(&format!("user-{i}"), "guess"))
+            .await
+        {
+            Err(e) if e.code() == Code::ResourceExhausted => break,
+            _ => attempts += 1,
+        }
+    }
+    assert!(
+        attempts < 40,
+        "40 usernames attempts from one address without a limit"
+    );
+
+    // A flood from many addresses at once: a few checks run, a few wait, the
+    // rest are refused at once.
+    let mut flood = Vec::new();
+    for i in 0..60_u8 {
+        let mut client = auth_from(gateway, [127, 0, 1, i + 1]).await;
+        flood.push(tokio::spawn(async move {
+            client
+                .issue_token(login(&format!("flood-{i}"), "guess"))
+                .await
+        }));
+    }
+    let mut busy = 0;
+    for f in flood {
+        if let Err(e) = f.await.unwrap()
+            && e.code() == Code::ResourceExhausted
+        {
+            assert_eq!(reason(&e), "LOGIN_BUSY");
+            assert!(retry_delay(&e).is_some());
+            busy += 1;
+        }
+    }
+    assert!(
+        busy >= 40,
+        "only {busy} of 60 concurrent logins were refused at once"
+    );
+    // And a real login passes right after.
+    eventually(
+        Duration::from_secs(10),
+        "a real login after the flood",
+        || {
+            let mut alice = alice.clone();
+            async move { alice.issue_token(login("bob", "demo")).await.ok() }
+        },
+    )
+    .await;
+    m.stop().await;
+}
