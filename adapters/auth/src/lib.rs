@@ -27,6 +27,9 @@ pub enum Refusal {
     UnknownKey,
     BadSignature,
     Expired,
+    /// Valid for longer than any issuer here hands out (a stolen signing key
+    /// or a misconfigured provider minting near-eternal tokens).
+    TooLong,
     NotYetValid,
     WrongIssuer,
     WrongAudience,
@@ -47,6 +50,7 @@ impl Refusal {
             Self::UnknownKey => "TOKEN_UNKNOWN_KEY",
             Self::BadSignature => "TOKEN_SIGNATURE",
             Self::Expired => "TOKEN_EXPIRED",
+            Self::TooLong => "TOKEN_LIFETIME",
             Self::NotYetValid => "TOKEN_NOT_YET_VALID",
             Self::WrongIssuer => "TOKEN_ISSUER",
             Self::WrongAudience => "TOKEN_AUDIENCE",
@@ -68,6 +72,7 @@ impl std::fmt::Display for Refusal {
             Self::UnknownKey => "token signed by an unknown key",
             Self::BadSignature => "token signature does not verify",
             Self::Expired => "token expired",
+            Self::TooLong => "token valid for longer than 24 hours",
             Self::NotYetValid => "token not valid yet (nbf)",
             Self::WrongIssuer => "token from another issuer",
             Self::WrongAudience => "token for another audience",

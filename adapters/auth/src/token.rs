@@ -131,6 +131,10 @@ fn unix_now() -> u64 {
 /// Clock skew tolerated on `exp` and `nbf`.
 const LEEWAY_SECS: u64 = 5;
 
+/// The longest validity a token may have: `exp` at most this long after
+/// `nbf` and after now (the gateway issues at most 24 h, services 10 min).
+pub const MAX_TOKEN_LIFETIME_SECS: u64 = 86_400;
+
 impl Verifier {
     pub fn new(keys: Vec<TrustedKey>, audience: &Audience) -> Self {
         let mut validation = Validation::new(ALGORITHM);
@@ -205,6 +209,11 @@ impl Verifier {
             },
         )?;
         let claims = data.claims;
+        if claims.exp.saturating_sub(claims.nbf) > MAX_TOKEN_LIFETIME_SECS + LEEWAY_SECS
+            || claims.exp.saturating_sub(unix_now()) > MAX_TOKEN_LIFETIME_SECS + LEEWAY_SECS
+        {
+            return Err(refused(Refusal::TooLong));
+        }
         if let Some(only) = &key.only_subject
             && (claims.sub != *only || claims.roles.iter().any(|r| r != "service"))
         {
@@ -331,5 +340,37 @@ mod tests {
         claims.roles = vec!["admin".into()];
         let err = verifier.verify(&issuer.sign(&claims).unwrap()).unwrap_err();
         assert!(matches!(err, AuthError::Refused(Refusal::NoRole)));
+    }
+
+    #[test]
+    fn a_token_valid_for_longer_than_a_day_is_refused() {
+        let (issuer, verifier) = pair();
+        let claims = |nbf: u64, exp: u64| Claims {
+            iss: "roaming-gateway".into(),
+            aud: "roaming-mesh".into(),
+            sub: "alice".into(),
+            exp,
+            nbf,
+            iat: nbf,
+            roles: vec!["customer".into()],
+            booth: None,
+        };
+        let day = MAX_TOKEN_LIFETIME_SECS;
+        let ok = issuer.sign(&claims(now(), now() + day)).unwrap();
+        assert!(verifier.verify(&ok).is_ok());
+        for (nbf, exp) in [
+            (now(), now() + day + 60),
+            // Back-dated nbf does not buy a longer life either.
+            (now() - 3_600, now() + day - 60),
+            (now(), u64::MAX / 2),
+        ] {
+            let err = verifier
+                .verify(&issuer.sign(&claims(nbf, exp)).unwrap())
+                .unwrap_err();
+            assert!(
+                matches!(err, AuthError::Refused(Refusal::TooLong)),
+                "{nbf} {exp}: {err:?}"
+            );
+        }
     }
 }

@@ -97,6 +97,9 @@ impl Db {
 
     async fn sqlite(url: &str) -> Result<Self, StoreError> {
         let memory = url.contains(":memory:") || url.contains("mode=memory");
+        if !memory {
+            owner_only(url)?;
+        }
         let options = |read_only: bool, max: u32| {
             let mut opts = ConnectOptions::new(url);
             opts.max_connections(max)
@@ -238,4 +241,37 @@ where
         .await
         .map_err(store_err)?;
     Ok(updated.rows_affected == 1)
+}
+
+/// The database file of a `sqlite:` URL, readable and writable by its owner
+/// only (0600): it holds customers' reservations and payments. Created empty
+/// with that mode when missing (SQLite then initialises it and gives its WAL
+/// and shared-memory files the same mode); an existing file is narrowed.
+fn owner_only(url: &str) -> Result<(), StoreError> {
+    let path = url
+        .trim_start_matches("sqlite://")
+        .trim_start_matches("sqlite:");
+    let path = std::path::Path::new(path.split('?').next().unwrap_or(path));
+    if path.as_os_str().is_empty() {
+        return Ok(());
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+        if !path.exists() {
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir)
+                    .map_err(|e| StoreError::msg(format!("{}: {e}", dir.display())))?;
+            }
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(path)
+                .map_err(|e| StoreError::msg(format!("{}: {e}", path.display())))?;
+        }
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+            .map_err(|e| StoreError::msg(format!("{}: {e}", path.display())))?;
+    }
+    Ok(())
 }

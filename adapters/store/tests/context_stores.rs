@@ -372,3 +372,24 @@ macro_rules! both_backends {
 }
 
 both_backends!(payment, rental, parking, view);
+
+/// Issue 17, finding 7: the SQLite files (database, WAL, shared memory) are
+/// readable by their owner only.
+#[cfg(unix)]
+#[tokio::test]
+async fn sqlite_files_are_owner_only() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let db = TestDatabase::sqlite();
+    let path = db
+        .url()
+        .trim_start_matches("sqlite://")
+        .split('?')
+        .next()
+        .unwrap()
+        .to_owned();
+    let _store = PaymentStore::new(Db::connect::<PaymentMigrator>(db.url()).await.unwrap());
+    for file in [path.clone(), format!("{path}-wal"), format!("{path}-shm")] {
+        let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{file}");
+    }
+}
