@@ -18,17 +18,97 @@ use proto::{parking as pk, payment as pp, rental as pr, reservation as pb, view 
 use tonic::{Request, Response, Status};
 
 use crate::identity::principal;
-use crate::status::{forbidden, internal, invalid, not_found};
+use crate::status::{forbidden, internal, invalid, not_found, retry_later};
+
+/// Watch streams open at once in one process, and per principal.
+pub const MAX_WATCHES: usize = 10_000;
+pub const MAX_WATCHES_PER_PRINCIPAL: usize = 32;
+
+/// Open watch streams, in all and per principal (subject).
+#[derive(Debug)]
+struct Watches {
+    total: usize,
+    per_principal: usize,
+    open: std::sync::Mutex<(usize, std::collections::HashMap<String, usize>)>,
+}
+
+/// One open watch stream's place, given back when the stream ends.
+#[derive(Debug)]
+struct WatchSlot {
+    watches: std::sync::Arc<Watches>,
+    subject: String,
+}
+
+impl Watches {
+    fn enter(self: &std::sync::Arc<Self>, subject: &str) -> Result<WatchSlot, Status> {
+        let mut open = self
+            .open
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mine = open.1.get(subject).copied().unwrap_or(0);
+        if open.0 >= self.total || mine >= self.per_principal {
+            let why = if mine >= self.per_principal {
+                "too many open watch streams for this caller"
+            } else {
+                "too many open watch streams"
+            };
+            return Err(retry_later(
+                tonic::Code::ResourceExhausted,
+                "WATCH_LIMIT",
+                why,
+                std::time::Duration::from_secs(5),
+                &[],
+            ));
+        }
+        open.0 += 1;
+        *open.1.entry(subject.to_owned()).or_default() += 1;
+        Ok(WatchSlot {
+            watches: std::sync::Arc::clone(self),
+            subject: subject.to_owned(),
+        })
+    }
+}
+
+impl Drop for WatchSlot {
+    fn drop(&mut self) {
+        let mut open = self
+            .watches
+            .open
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        open.0 = open.0.saturating_sub(1);
+        if let Some(n) = open.1.get_mut(&self.subject) {
+            *n -= 1;
+            if *n == 0 {
+                open.1.remove(&self.subject);
+            }
+        }
+    }
+}
 
 /// The gRPC face of the view store.
 #[derive(Debug, Clone)]
 pub struct ViewRpc {
     store: ViewStore,
+    watches: std::sync::Arc<Watches>,
 }
 
 impl ViewRpc {
     pub fn new(store: ViewStore) -> Self {
-        Self { store }
+        Self::with_watch_limits(store, MAX_WATCHES, MAX_WATCHES_PER_PRINCIPAL)
+    }
+
+    /// At most `total` watch streams at once, `per_principal` for one caller;
+    /// more are refused with `RESOURCE_EXHAUSTED` (`WATCH_LIMIT`).
+    pub fn with_watch_limits(store: ViewStore, total: usize, per_principal: usize) -> Self {
+        Self {
+            store,
+            watches: std::sync::Arc::new(Watches {
+                total,
+                per_principal,
+                open: std::sync::Mutex::default(),
+            }),
+        }
     }
 }
 
@@ -170,6 +250,7 @@ impl Rpc for ViewRpc {
     ) -> Result<Response<WatchStream>, Status> {
         let who = principal(&request)?;
         let id = reservation_id(&request.get_ref().reservation_id)?;
+        let slot = self.watches.enter(who.subject())?;
         // Subscribe before reading, so no change falls between the two.
         let mut changes = self.store.watch(id);
         let current = self.store.get(id).await.map_err(|e| internal(&e))?;
@@ -178,6 +259,8 @@ impl Rpc for ViewRpc {
         };
         let store = self.store.clone();
         let stream = async_stream(move |tx| async move {
+            // Held for as long as the stream is open.
+            let _slot = slot;
             let mut last = current.version;
             if tx
                 .send(Ok(pv::WatchReservationResponse {

@@ -305,3 +305,79 @@ async fn logins_cannot_lock_a_user_out_and_a_flood_is_refused_at_once() {
     .await;
     m.stop().await;
 }
+
+/// Issue 17, finding 6: one caller cannot hold an unbounded number of watch
+/// streams; a closed stream gives its place back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_streams_are_limited_per_caller() {
+    let m = TestMesh::start().await;
+    let id = m
+        .reservation()
+        .await
+        .reserve_roaming(req(ALICE, roaming_request("watched", 3, 4)))
+        .await
+        .unwrap()
+        .into_inner()
+        .reservation
+        .unwrap()
+        .reservation_id;
+    view_reaches(
+        &m,
+        ALICE,
+        &id,
+        proto::reservation::ReservationStatus::RentalAccepted,
+    )
+    .await;
+    let view = m.direct().view().await;
+    let watch = |view: &mut proto::view::view_service_client::ViewServiceClient<_>| {
+        let mut view = view.clone();
+        let id = id.clone();
+        async move {
+            view.watch_reservation(req(
+                ALICE,
+                pv::WatchReservationRequest { reservation_id: id },
+            ))
+            .await
+        }
+    };
+    let mut open = Vec::new();
+    for _ in 0..adapters_grpc::view::MAX_WATCHES_PER_PRINCIPAL {
+        open.push(
+            watch(&mut view.clone())
+                .await
+                .expect("within the limit")
+                .into_inner(),
+        );
+    }
+    let refused = watch(&mut view.clone()).await.unwrap_err();
+    assert_eq!(
+        (refused.code(), reason(&refused)),
+        (Code::ResourceExhausted, "WATCH_LIMIT".to_owned())
+    );
+    assert!(retry_delay(&refused).is_some());
+    // Another caller is not affected.
+    let mut bob_view = view.clone();
+    let bob = bob_view
+        .watch_reservation(req(
+            BOB,
+            pv::WatchReservationRequest {
+                reservation_id: id.clone(),
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        bob.code(),
+        Code::NotFound,
+        "bob may not see alice's reservation"
+    );
+    // Closing one gives its place back.
+    drop(open.pop());
+    eventually(std::time::Duration::from_secs(5), "a place freed", || {
+        let mut v = view.clone();
+        let watch = &watch;
+        async move { watch(&mut v).await.ok() }
+    })
+    .await;
+    m.stop().await;
+}
