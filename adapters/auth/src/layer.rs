@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use domain_kernel::Principal;
+use domain_kernel::{Principal, Role};
 use futures::future::{Either, Ready, ready};
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::{Code, Status};
@@ -13,6 +13,7 @@ use tonic_types::{ErrorDetails, StatusExt};
 use tower::{Layer, Service};
 use tracing::debug;
 
+use crate::rate::RateLimiter;
 use crate::{AuthError, Issuer, Refusal, Verifier};
 
 /// Paths anyone may call: health (probes) and reflection (the schema is public).
@@ -29,6 +30,7 @@ const ANONYMOUS: [&str; 3] = [
 pub struct AuthLayer {
     verifier: Arc<Verifier>,
     anonymous: Arc<[&'static str]>,
+    rate: Option<Arc<RateLimiter>>,
 }
 
 impl AuthLayer {
@@ -36,7 +38,18 @@ impl AuthLayer {
         Self {
             verifier: Arc::new(verifier),
             anonymous: ANONYMOUS.into(),
+            rate: None,
         }
+    }
+
+    /// Also limits each principal to `per_second` calls (bursts of `burst`),
+    /// as the gateway does: a caller that reaches a service port directly
+    /// gets no more. Services calling each other (role `service`) are not
+    /// limited here (their callers are).
+    #[must_use]
+    pub fn with_rate(mut self, per_second: f64, burst: u32) -> Self {
+        self.rate = Some(Arc::new(RateLimiter::new(per_second, burst)));
+        self
     }
 
     /// Also lets calls under `path_prefix` through without a token (the
@@ -129,6 +142,20 @@ where
         }
         match self.layer.authenticate(request.headers()) {
             Ok(principal) => {
+                if let Some(rate) = &self.layer.rate
+                    && !principal.has(Role::Service)
+                    && let Err(wait) = rate.check(principal.subject())
+                {
+                    let mut details =
+                        ErrorDetails::with_error_info("RATE_LIMITED", "roaming.mesh", []);
+                    details.set_retry_info(Some(wait));
+                    let status = Status::with_error_details(
+                        Code::ResourceExhausted,
+                        "too many calls for this principal; slow down",
+                        details,
+                    );
+                    return Either::Right(ready(Ok(status.into_http())));
+                }
                 request.extensions_mut().insert(principal);
                 Either::Left(self.inner.call(request))
             }

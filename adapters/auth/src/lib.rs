@@ -11,6 +11,7 @@
 pub mod credentials;
 pub mod keys;
 pub mod layer;
+pub mod rate;
 pub mod token;
 
 pub use credentials::{Credentials, hash_password};

@@ -10,7 +10,7 @@
 //! - health: `""` is the gateway itself; each service name mirrors the health
 //!   of its upstream. Reflection lists every service of the API.
 
-pub mod limit;
+pub use adapters_auth::rate as limit;
 pub mod proxy;
 pub mod settings;
 pub mod tokens;

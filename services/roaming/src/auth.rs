@@ -63,7 +63,11 @@ impl MeshAuth {
             audience: a.audience.clone(),
         };
         Ok(Self {
-            layer: AuthLayer::new(Verifier::new(trusted, &audience)),
+            // The gateway's per-principal rate holds on the service ports too.
+            layer: AuthLayer::new(Verifier::new(trusted, &audience)).with_rate(
+                f64::from(settings.gateway.rate_per_second),
+                settings.gateway.burst,
+            ),
             key,
             audience,
             ttl: Duration::from_secs(a.token_ttl_secs),

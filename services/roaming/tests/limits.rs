@@ -381,3 +381,50 @@ async fn watch_streams_are_limited_per_caller() {
     .await;
     m.stop().await;
 }
+
+/// Issue 17, finding 6: the per-principal rate holds on the service ports
+/// too, not only at the gateway; services calling each other are not limited.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_per_principal_rate_holds_on_the_service_ports() {
+    let m = TestMesh::start_with(|s| {
+        s.gateway.rate_per_second = 5;
+        s.gateway.burst = 5;
+    })
+    .await;
+    let mut view = m.direct().view().await;
+    let mut limited = None;
+    for _ in 0..10 {
+        if let Err(e) = view
+            .list_my_reservations(req(ALICE, pv::ListMyReservationsRequest::default()))
+            .await
+        {
+            limited = Some(e);
+            break;
+        }
+    }
+    let e = limited.expect("ten calls at once on the view port, none limited");
+    assert_eq!(
+        (e.code(), reason(&e)),
+        (Code::ResourceExhausted, "RATE_LIMITED".to_owned())
+    );
+    assert!(retry_delay(&e).is_some());
+    // Another principal is not affected.
+    view.list_my_reservations(req(BOB, pv::ListMyReservationsRequest::default()))
+        .await
+        .unwrap();
+    // A service's own token is not limited here.
+    let mut reservation = m.direct().reservation().await;
+    for _ in 0..20 {
+        let e = reservation
+            .get_reservation(req(
+                As("parking", "service", None),
+                proto::reservation::GetReservationRequest {
+                    reservation_id: "01900000-0000-7000-8000-000000000001".into(),
+                },
+            ))
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), Code::NotFound, "{e:?}");
+    }
+    m.stop().await;
+}

@@ -1,4 +1,5 @@
-//! Per-principal token buckets.
+//! Per-key token buckets: the per-principal limits of the gateway and of
+//! every service's auth layer, and the gateway's login limits.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
