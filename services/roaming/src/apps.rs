@@ -294,6 +294,10 @@ pub async fn start_rental(
     bus: &Bus,
     reservation_addrs: &[String],
 ) -> anyhow::Result<(Running, Arc<Rentals>)> {
+    anyhow::ensure!(
+        !reservation_addrs.is_empty(),
+        "rental asks the reservation service before every hand-over: set ROAMING_RESERVATION_ADDRS"
+    );
     let url = settings.database_url("rental", settings.rental.database_url.as_ref());
     let mut c = common::<RentalMigrator>("rental", settings.rental.listen, &url, bus).await?;
     let reservations = GrpcReservationAuthority::new(

@@ -59,8 +59,13 @@ pub struct Settings {
     /// How long a new connection may take to send its first bytes before it
     /// is closed, in milliseconds.
     pub handshake_timeout_ms: u64,
-    /// HTTP/2 streams (calls) one connection may have open at once.
+    /// HTTP/2 streams (calls) one client connection to the gateway may have
+    /// open at once.
     pub max_concurrent_streams: u32,
+    /// The same on the service ports, whose few connections (from gateways
+    /// and other services) multiplex everyone's calls and watch streams, so it
+    /// is far higher.
+    pub service_max_concurrent_streams: u32,
     /// Log as JSON lines.
     pub log_json: bool,
     /// The admin HTTP port (`/metrics`, `/healthz`); off when unset. One per
@@ -201,6 +206,7 @@ impl Default for Settings {
             max_connections_per_peer: 512,
             handshake_timeout_ms: 10_000,
             max_concurrent_streams: 256,
+            service_max_concurrent_streams: 16_384,
             log_json: false,
             admin_listen: Some(loopback(9464)),
             rental_addrs: Vec::new(),
@@ -338,6 +344,9 @@ impl Settings {
             "MAX_CONCURRENT_STREAMS" => {
                 self.max_concurrent_streams = value.parse().map_err(|e| bad(key, e))?;
             }
+            "SERVICE_MAX_CONCURRENT_STREAMS" => {
+                self.service_max_concurrent_streams = value.parse().map_err(|e| bad(key, e))?;
+            }
             "PAYMENT_FAULT_LATENCY_MS" => self.payment.fault_latency_ms = number(value)?,
             "PAYMENT_FAULT_FAILURE_RATE" => {
                 self.payment.fault_failure_rate = value.parse().map_err(|e| bad(key, e))?;
@@ -377,7 +386,10 @@ impl Settings {
         if self.max_connections == 0 || self.max_connections_per_peer == 0 {
             return Err(bad("max_connections", "must be positive"));
         }
-        if self.handshake_timeout_ms == 0 || self.max_concurrent_streams == 0 {
+        if self.handshake_timeout_ms == 0
+            || self.max_concurrent_streams == 0
+            || self.service_max_concurrent_streams == 0
+        {
             return Err(bad(
                 "handshake_timeout_ms / max_concurrent_streams",
                 "must be positive",
@@ -470,7 +482,7 @@ impl Settings {
     pub fn server_options(&self) -> crate::server::ServerOptions {
         crate::server::ServerOptions {
             max_connection_age: self.max_connection_age(),
-            max_concurrent_streams: self.max_concurrent_streams,
+            max_concurrent_streams: self.service_max_concurrent_streams,
         }
     }
 
