@@ -118,8 +118,11 @@ fn card() -> common::PaymentCard {
 }
 
 fn roaming_request(j: u64) -> pb::ReserveRoamingRequest {
-    // UNITS reservations per day, one day each, day after day.
-    let day = 1 + j / UNITS;
+    // UNITS reservations per day, one day each, day after day, within the
+    // booking horizon (a trip starts at most 365 days ahead): 182,000
+    // reservations before a day comes round again.
+    let horizon = u64::try_from(domain_reservation::pricing::ROAMING_HORIZON_DAYS).unwrap_or(365);
+    let day = 1 + (j / UNITS) % (horizon - 1);
     pb::ReserveRoamingRequest {
         request_id: format!("r{j}"),
         device_model: "egg-lte".into(),
