@@ -64,6 +64,44 @@ fn retry_after(e: &BoxError) -> Duration {
         })
 }
 
+/// One attempt of a service-to-service call (`send`), with the deadline, the
+/// caller's service token and an `rpc.client` span, wrapped in [`resilient`]
+/// as an idempotent call (every call here is idempotent per reservation).
+fn idempotent_call<Req, Res, F, Fut>(
+    name: &str,
+    method: &'static str,
+    policy: CallPolicy,
+    token: ServiceToken,
+    send: F,
+) -> (Call<Req, Res>, Breaker)
+where
+    Req: Clone + Send + Sync + 'static,
+    Res: Send + 'static,
+    F: Fn(tonic::Request<Req>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Result<tonic::Response<Res>, tonic::Status>> + Send + 'static,
+{
+    let deadline = policy.deadline;
+    let one_attempt = tower::service_fn(move |req: Req| {
+        let send = send.clone();
+        let token = token.clone();
+        async move {
+            let mut request = tonic::Request::new(req);
+            request.set_timeout(deadline);
+            token.authorize(&mut request)?;
+            send(request).await.map(tonic::Response::into_inner)
+        }
+        .instrument(client_span(method))
+    });
+    resilient(
+        name,
+        CallPolicy {
+            idempotent: true,
+            ..policy
+        },
+        one_attempt,
+    )
+}
+
 /// `PaymentService/Pay`, idempotent by reservation id (so it may be retried).
 #[derive(Debug, Clone)]
 pub struct GrpcPaymentGateway {
@@ -74,27 +112,16 @@ pub struct GrpcPaymentGateway {
 impl GrpcPaymentGateway {
     /// `token` is the service identity the calls carry.
     pub fn new(channel: Channel, policy: CallPolicy, token: ServiceToken) -> Self {
-        let deadline = policy.deadline;
         let client = PaymentServiceClient::with_interceptor(channel, adapters_telemetry::inject);
-        let one_attempt = tower::service_fn(move |req: PayRequest| {
-            let mut client = client.clone();
-            let token = token.clone();
-            let span = client_span("/roaming.payment.v1.PaymentService/Pay");
-            async move {
-                let mut request = tonic::Request::new(req);
-                request.set_timeout(deadline);
-                token.authorize(&mut request)?;
-                client.pay(request).await.map(tonic::Response::into_inner)
-            }
-            .instrument(span)
-        });
-        let (call, breaker) = resilient(
+        let (call, breaker) = idempotent_call(
             "payment.Pay",
-            CallPolicy {
-                idempotent: true,
-                ..policy
+            "/roaming.payment.v1.PaymentService/Pay",
+            policy,
+            token,
+            move |request| {
+                let mut client = client.clone();
+                async move { client.pay(request).await }
             },
-            one_attempt,
         );
         Self { call, breaker }
     }
@@ -166,31 +193,17 @@ pub struct GrpcReservationVerifier {
 impl GrpcReservationVerifier {
     /// `token` is the service identity the calls carry.
     pub fn new(channel: Channel, policy: CallPolicy, token: ServiceToken) -> Self {
-        let deadline = policy.deadline;
         let client =
             ReservationServiceClient::with_interceptor(channel, adapters_telemetry::inject);
-        let one_attempt = tower::service_fn(move |req: VerifyParkingEntryRequest| {
-            let mut client = client.clone();
-            let token = token.clone();
-            let span = client_span("/roaming.reservation.v1.ReservationService/VerifyParkingEntry");
-            async move {
-                let mut request = tonic::Request::new(req);
-                request.set_timeout(deadline);
-                token.authorize(&mut request)?;
-                client
-                    .verify_parking_entry(request)
-                    .await
-                    .map(tonic::Response::into_inner)
-            }
-            .instrument(span)
-        });
-        let (call, breaker) = resilient(
+        let (call, breaker) = idempotent_call(
             "reservation.VerifyParkingEntry",
-            CallPolicy {
-                idempotent: true,
-                ..policy
+            "/roaming.reservation.v1.ReservationService/VerifyParkingEntry",
+            policy,
+            token,
+            move |request| {
+                let mut client = client.clone();
+                async move { client.verify_parking_entry(request).await }
             },
-            one_attempt,
         );
         Self { call, breaker }
     }
@@ -246,31 +259,17 @@ pub struct GrpcReservationAuthority {
 impl GrpcReservationAuthority {
     /// `token` is the rental service's own identity: only it may call.
     pub fn new(channel: Channel, policy: CallPolicy, token: ServiceToken) -> Self {
-        let deadline = policy.deadline;
         let client =
             ReservationServiceClient::with_interceptor(channel, adapters_telemetry::inject);
-        let one_attempt = tower::service_fn(move |req: BeginUseRequest| {
-            let mut client = client.clone();
-            let token = token.clone();
-            let span = client_span("/roaming.reservation.v1.ReservationService/BeginUse");
-            async move {
-                let mut request = tonic::Request::new(req);
-                request.set_timeout(deadline);
-                token.authorize(&mut request)?;
-                client
-                    .begin_use(request)
-                    .await
-                    .map(tonic::Response::into_inner)
-            }
-            .instrument(span)
-        });
-        let (call, breaker) = resilient(
+        let (call, breaker) = idempotent_call(
             "reservation.BeginUse",
-            CallPolicy {
-                idempotent: true,
-                ..policy
+            "/roaming.reservation.v1.ReservationService/BeginUse",
+            policy,
+            token,
+            move |request| {
+                let mut client = client.clone();
+                async move { client.begin_use(request).await }
             },
-            one_attempt,
         );
         Self { call, breaker }
     }

@@ -32,6 +32,21 @@ impl Report {
     pub fn settled(&self) -> bool {
         self.unsent == 0 && self.pending == 0 && self.lost.is_empty()
     }
+
+    /// No violation, nothing lost, nothing applied twice.
+    pub fn clean(&self) -> bool {
+        self.violations.is_empty() && self.lost.is_empty() && self.twice.is_empty()
+    }
+
+    /// Lost effects, counting unsent outbox rows.
+    pub fn lost_count(&self) -> usize {
+        self.lost.len() + usize::try_from(self.unsent).unwrap_or(usize::MAX)
+    }
+
+    /// Every finding, worst first.
+    pub fn findings(&self) -> impl Iterator<Item = &String> {
+        self.violations.iter().chain(&self.lost).chain(&self.twice)
+    }
 }
 
 /// Where each service's database is.

@@ -484,6 +484,54 @@ where
     }
 }
 
+/// `attempt` until it gives `Some`, for at most 30 s: what the load waits
+/// for (new stock, a freed space, an accepted rental) reaches the services
+/// through events.
+async fn until_some<T, F, Fut>(what: String, mut attempt: F) -> anyhow::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let started = Instant::now();
+    loop {
+        if let Some(value) = attempt().await {
+            return Ok(value);
+        }
+        if started.elapsed() > Duration::from_secs(30) {
+            anyhow::bail!("gave up waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Reserves `space` for `plate` from now (entry open) for `minutes`; the
+/// reservation id, or `None` when refused (sold out, say).
+fn reserve_parking_now(
+    c: &Clients,
+    customer: &'static str,
+    request_id: String,
+    space: &str,
+    plate: &str,
+    minutes: i64,
+) -> impl std::future::Future<Output = Option<String>> + use<> {
+    let mut reservation = c.reservation.clone();
+    let request = c.callers.req(
+        Who::Customer(customer),
+        pb::ReserveParkingRequest {
+            request_id,
+            space_id: space.to_owned(),
+            vehicle_plate: plate.to_owned(),
+            start_time: Some(ts(time::Duration::seconds(5))),
+            end_time: Some(ts(time::Duration::minutes(minutes))),
+            payment: Some(card()),
+        },
+    );
+    async move {
+        let r = reservation.reserve_parking(request).await.ok()?;
+        Some(r.into_inner().reservation?.reservation_id)
+    }
+}
+
 /// Registers `count` egg-lte units at ICN-T1 named `<prefix>-<n>` and ten
 /// parking spaces (if missing), as the operator; returns the serials.
 pub async fn seed(c: &mut Clients, prefix: &str, count: usize) -> anyhow::Result<Vec<String>> {
@@ -565,61 +613,45 @@ pub async fn cancel_vs_hand_over(
     let mut races = Races::default();
     let mut ids = Vec::new();
     for (i, _) in serials.iter().enumerate() {
-        let started = Instant::now();
-        let id = loop {
-            // The catalog learns new stock from events: sold out until then.
-            let r = c
-                .reservation
-                .reserve_roaming(c.callers.req(
-                    Who::Customer("alice"),
-                    pb::ReserveRoamingRequest {
-                        request_id: format!("race-{tag}-{i}"),
-                        device_model: "egg-lte".into(),
-                        country: "JP".into(),
-                        pickup_booth: "ICN-T1".into(),
-                        return_booth: "ICN-T1".into(),
-                        start_date: date_in(0),
-                        end_date: date_in(0),
-                        payment: Some(card()),
-                    },
-                ))
-                .await;
-            if let Ok(r) = r
-                && let Some(r) = r.into_inner().reservation
-            {
-                break r.reservation_id;
+        // The catalog learns new stock from events: sold out until then.
+        let id = until_some(format!("a reservation for race {i}"), || {
+            let mut reservation = c.reservation.clone();
+            let request = c.callers.req(
+                Who::Customer("alice"),
+                pb::ReserveRoamingRequest {
+                    request_id: format!("race-{tag}-{i}"),
+                    device_model: "egg-lte".into(),
+                    country: "JP".into(),
+                    pickup_booth: "ICN-T1".into(),
+                    return_booth: "ICN-T1".into(),
+                    start_date: date_in(0),
+                    end_date: date_in(0),
+                    payment: Some(card()),
+                },
+            );
+            async move {
+                let r = reservation.reserve_roaming(request).await.ok()?;
+                Some(r.into_inner().reservation?.reservation_id)
             }
-            if started.elapsed() > Duration::from_secs(30) {
-                anyhow::bail!("could not reserve for race {i}");
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        };
+        })
+        .await?;
         ids.push(id);
     }
     for id in &ids {
-        let started = Instant::now();
-        loop {
-            let r = c
-                .rental
-                .get_rental(c.callers.req(
-                    Who::Operator,
-                    pr::GetRentalRequest {
-                        reservation_id: id.clone(),
-                    },
-                ))
-                .await;
-            if r.is_ok_and(|r| {
-                r.into_inner()
-                    .rental
-                    .is_some_and(|r| r.status == pr::RentalStatus::Accepted as i32)
-            }) {
-                break;
+        until_some(format!("rental accepting {id}"), || {
+            let mut rental = c.rental.clone();
+            let request = c.callers.req(
+                Who::Operator,
+                pr::GetRentalRequest {
+                    reservation_id: id.clone(),
+                },
+            );
+            async move {
+                let r = rental.get_rental(request).await.ok()?.into_inner().rental?;
+                (r.status == pr::RentalStatus::Accepted as i32).then_some(())
             }
-            if started.elapsed() > Duration::from_secs(30) {
-                anyhow::bail!("rental never accepted {id}");
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        })
+        .await?;
     }
     for (i, (id, serial)) in ids.iter().zip(serials).enumerate() {
         let mut customer = c.reservation.clone();
@@ -679,33 +711,10 @@ pub async fn cancel_vs_enter(
         let plate = format!("{:02}나{:04}", i % 90 + 10, i);
         // The space is held until the earlier try's exit reaches the
         // reservation service (an event): retry while it is sold out.
-        let started = Instant::now();
-        let id = loop {
-            let r = c
-                .reservation
-                .reserve_parking(c.callers.req(
-                    Who::Customer("bob"),
-                    pb::ReserveParkingRequest {
-                        request_id: format!("enter-{tag}-{i}"),
-                        space_id: space.clone(),
-                        vehicle_plate: plate.clone(),
-                        // Open now: the entry is open, so is the race.
-                        start_time: Some(ts(time::Duration::seconds(5))),
-                        end_time: Some(ts(time::Duration::minutes(5))),
-                        payment: Some(card()),
-                    },
-                ))
-                .await;
-            if let Ok(r) = r
-                && let Some(r) = r.into_inner().reservation
-            {
-                break r.reservation_id;
-            }
-            if started.elapsed() > Duration::from_secs(30) {
-                anyhow::bail!("could not reserve {space} for race {i}");
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        };
+        let id = until_some(format!("{space} for race {i}"), || {
+            reserve_parking_now(c, "bob", format!("enter-{tag}-{i}"), &space, &plate, 5)
+        })
+        .await?;
         let mut customer = c.reservation.clone();
         let mut gate = c.parking.clone();
         let (canceled, entered) = futures::join!(
@@ -759,30 +768,11 @@ pub async fn reserve_now(
     for n in 1..=count.min(10) {
         let space = format!("{lot}-B1-{n:03}");
         let plate = format!("88다{n:04}");
-        let started = Instant::now();
-        loop {
-            let r = c
-                .reservation
-                .reserve_parking(c.callers.req(
-                    Who::Customer("carol"),
-                    pb::ReserveParkingRequest {
-                        request_id: format!("{}-{space}", uuid::Uuid::now_v7().simple()),
-                        space_id: space.clone(),
-                        vehicle_plate: plate.clone(),
-                        start_time: Some(ts(time::Duration::seconds(5))),
-                        end_time: Some(ts(time::Duration::minutes(10))),
-                        payment: Some(card()),
-                    },
-                ))
-                .await;
-            if r.is_ok() {
-                break;
-            }
-            if started.elapsed() > Duration::from_secs(30) {
-                anyhow::bail!("could not reserve {space}");
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        let request_id = format!("{}-{space}", uuid::Uuid::now_v7().simple());
+        until_some(format!("a reservation of {space}"), || {
+            reserve_parking_now(c, "carol", request_id.clone(), &space, &plate, 10)
+        })
+        .await?;
         cars.push((space, plate));
     }
     Ok(cars)

@@ -119,16 +119,10 @@ struct Outcome {
 }
 
 impl Outcome {
-    fn ok(&self) -> bool {
-        self.report.violations.is_empty()
-            && self.report.lost.is_empty()
-            && self.report.twice.is_empty()
-    }
-
     fn line(&self) -> String {
         format!(
             "{} {}: {} calls ({} failed: {}), recovery {} ms, drain {} ms, {} events, {} lost, {} applied twice, {} violations, {} cars in by replica so far",
-            if self.ok() { "ok  " } else { "FAIL" },
+            if self.report.clean() { "ok  " } else { "FAIL" },
             self.name,
             self.tally.calls(),
             self.tally.failed(),
@@ -136,7 +130,7 @@ impl Outcome {
             self.recovery.as_millis(),
             self.drain.as_millis(),
             self.report.events,
-            self.report.lost.len() + usize::try_from(self.report.unsent).unwrap_or(0),
+            self.report.lost_count(),
             self.report.twice.len(),
             self.report.violations.len(),
             self.report.replica_entries,
@@ -300,6 +294,33 @@ fn race_line(mode: &str, what: &str, r: &Races) -> String {
     )
 }
 
+/// The whole run's figures, for the summary line and the exit status.
+#[derive(Debug, Default)]
+struct Totals {
+    scenarios: usize,
+    calls: Tally,
+    events: u64,
+    lost: usize,
+    twice: usize,
+    violations: usize,
+    failed: bool,
+}
+
+impl Totals {
+    /// Counts one check (and the races' double outcomes) and prints what it
+    /// found, at most ten lines.
+    fn add(&mut self, scenarios: usize, report: &Report, double_outcomes: usize) {
+        self.scenarios += scenarios;
+        self.lost += report.lost_count();
+        self.twice += report.twice.len();
+        self.violations += report.violations.len() + double_outcomes;
+        self.failed |= !report.clean() || double_outcomes > 0;
+        for finding in report.findings().take(10) {
+            println!("       {finding}");
+        }
+    }
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let o = options()?;
@@ -307,11 +328,7 @@ async fn main() -> anyhow::Result<()> {
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
     let run = uuid::Uuid::now_v7().simple().to_string();
     let started = Instant::now();
-    let mut lines = Vec::new();
-    let mut failed = false;
-    let mut total = Tally::default();
-    let mut events;
-    let (mut lost, mut twice, mut violations) = (0, 0, 0);
+    let mut totals = Totals::default();
 
     // --- the distributed mesh ------------------------------------------------
     let mut mesh = Distributed::start(&o.roaming, &admin, &run[..12]).await?;
@@ -346,7 +363,6 @@ async fn main() -> anyhow::Result<()> {
     } else {
         Duration::from_secs(9)
     };
-    let mut scenarios = 0;
     let mut written = 0;
     for fault in faults {
         let mut outcome = scenario(&mut mesh, &clients, &sources, &serials, fault, load_for)
@@ -357,23 +373,8 @@ async fn main() -> anyhow::Result<()> {
         outcome.report.events = total_events.saturating_sub(written);
         written = total_events;
         println!("{}", outcome.line());
-        for detail in outcome
-            .report
-            .violations
-            .iter()
-            .chain(&outcome.report.lost)
-            .chain(&outcome.report.twice)
-            .take(10)
-        {
-            println!("       {detail}");
-        }
-        failed |= !outcome.ok();
-        scenarios += 1;
-        total.merge(&outcome.tally);
-        lost += outcome.report.lost.len() + usize::try_from(outcome.report.unsent).unwrap_or(0);
-        twice += outcome.report.twice.len();
-        violations += outcome.report.violations.len();
-        lines.push(outcome.line());
+        totals.add(1, &outcome.report, 0);
+        totals.calls.merge(&outcome.tally);
     }
     // The races, with the two replicas of reservation and rental behind the gateway.
     let race_serials = load::seed(&mut clients, "RACE", o.races).await?;
@@ -382,28 +383,11 @@ async fn main() -> anyhow::Result<()> {
         "{}",
         race_line("distributed, replicas", "cancel/hand-over", &r)
     );
-    failed |= r.both > 0;
     let e = load::cancel_vs_enter(&mut clients, "P2", o.races, &run[..8]).await?;
     println!("{}", race_line("distributed, replicas", "cancel/enter", &e));
-    failed |= e.both > 0;
     let (report, _) = drain(&sources, Duration::from_secs(45)).await?;
-    scenarios += 2;
-    events = report.events;
-    lost += report.lost.len() + usize::try_from(report.unsent).unwrap_or(0);
-    twice += report.twice.len();
-    violations += report.violations.len() + r.both + e.both;
-    if !report.violations.is_empty() || !report.lost.is_empty() || !report.twice.is_empty() {
-        failed = true;
-        for detail in report
-            .violations
-            .iter()
-            .chain(&report.lost)
-            .chain(&report.twice)
-            .take(10)
-        {
-            println!("       {detail}");
-        }
-    }
+    totals.events = report.events;
+    totals.add(2, &report, r.both + e.both);
     mesh.shutdown().await;
 
     // --- roaming up (embedded) -----------------------------------------------
@@ -414,7 +398,6 @@ async fn main() -> anyhow::Result<()> {
     println!("{}", race_line("roaming up", "cancel/hand-over", &r));
     let e = load::cancel_vs_enter(&mut clients, "P2", o.races, "up").await?;
     println!("{}", race_line("roaming up", "cancel/enter", &e));
-    failed |= r.both > 0 || e.both > 0;
     let sources = Sources {
         urls: mesh::SERVICES
             .iter()
@@ -422,33 +405,24 @@ async fn main() -> anyhow::Result<()> {
             .collect(),
     };
     let (report, _) = drain(&sources, Duration::from_secs(45)).await?;
-    scenarios += 2;
-    events += report.events;
-    lost += report.lost.len() + usize::try_from(report.unsent).unwrap_or(0);
-    twice += report.twice.len();
-    violations += report.violations.len() + r.both + e.both;
-    if !report.violations.is_empty() || !report.lost.is_empty() || !report.twice.is_empty() {
-        failed = true;
-        for detail in report
-            .violations
-            .iter()
-            .chain(&report.lost)
-            .chain(&report.twice)
-            .take(10)
-        {
-            println!("       {detail}");
-        }
-    }
+    totals.events += report.events;
+    totals.add(2, &report, r.both + e.both);
     up.shutdown();
 
+    let t = &totals;
     println!(
-        "chaos: {scenarios} scenarios, {} calls ({} failed by code: {}), {events} events, {lost} lost, {twice} applied twice, {violations} violations ({} s)",
-        total.calls(),
-        total.failed(),
-        total.failures(),
+        "chaos: {} scenarios, {} calls ({} failed by code: {}), {} events, {} lost, {} applied twice, {} violations ({} s)",
+        t.scenarios,
+        t.calls.calls(),
+        t.calls.failed(),
+        t.calls.failures(),
+        t.events,
+        t.lost,
+        t.twice,
+        t.violations,
         started.elapsed().as_secs()
     );
-    if failed {
+    if t.failed {
         std::process::exit(1);
     }
     Ok(())

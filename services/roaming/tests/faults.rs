@@ -20,6 +20,30 @@ use roaming::bus::Bus;
 use support::*;
 use tonic::Code;
 
+/// Any free loopback port.
+fn elsewhere() -> std::net::SocketAddr {
+    std::net::SocketAddr::from(([127, 0, 0, 1], 0))
+}
+
+/// Starts a healthy payment service (no injected faults) on `listen` in place
+/// of the running one, which is stopped.
+async fn swap_payment(
+    mesh: &mut roaming::up::Mesh,
+    settings: &roaming::Settings,
+    listen: std::net::SocketAddr,
+) {
+    let mut s = settings.clone();
+    s.payment.listen = listen;
+    s.payment.fault_latency_ms = 0;
+    let new = roaming::apps::start_payment(&s, &mesh.auth, &mesh.bus)
+        .await
+        .unwrap()
+        .0;
+    std::mem::replace(&mut mesh.payment, new)
+        .stop(Duration::from_secs(2))
+        .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn with_payment_down_the_breaker_opens_nothing_unpaid_is_kept_and_it_recovers() {
     let mut m = TestMesh::start().await;
@@ -31,16 +55,8 @@ async fn with_payment_down_the_breaker_opens_nothing_unpaid_is_kept_and_it_recov
 
     let payment_addr = m.mesh().payment.addr;
     let mut mesh = m.mesh.take().unwrap();
-    let stopped = std::mem::replace(&mut mesh.payment, {
-        // A placeholder that is replaced below; stop the real one first.
-        let mut s = m.settings.clone();
-        s.payment.listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
-        roaming::apps::start_payment(&s, &mesh.auth, &mesh.bus)
-            .await
-            .unwrap()
-            .0
-    });
-    stopped.stop(Duration::from_secs(1)).await;
+    // A placeholder on another port, replaced below: payment is gone from its address.
+    swap_payment(&mut mesh, &m.settings, elsewhere()).await;
 
     // Every attempt is refused with UNAVAILABLE and a retry hint; after a few,
     // the breaker is open and refuses without calling.
@@ -80,15 +96,7 @@ async fn with_payment_down_the_breaker_opens_nothing_unpaid_is_kept_and_it_recov
 
     // Payment comes back on its address: after the cool-down a probe closes the
     // breaker and reservations succeed again (the same request id may retry).
-    let placeholder = std::mem::replace(&mut mesh.payment, {
-        let mut s = m.settings.clone();
-        s.payment.listen = payment_addr;
-        roaming::apps::start_payment(&s, &mesh.auth, &mesh.bus)
-            .await
-            .unwrap()
-            .0
-    });
-    placeholder.stop(Duration::from_secs(1)).await;
+    swap_payment(&mut mesh, &m.settings, payment_addr).await;
     let ok = eventually(
         Duration::from_secs(15),
         "reservations succeed again",
@@ -351,25 +359,8 @@ async fn a_payment_slower_than_the_deadline_opens_the_breaker_and_a_fast_one_clo
     // succeeds and the breaker closes.
     let payment_addr = m.mesh().payment.addr;
     let mut mesh = m.mesh.take().unwrap();
-    let slow = std::mem::replace(&mut mesh.payment, {
-        let mut s = m.settings.clone();
-        s.payment.listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
-        roaming::apps::start_payment(&s, &mesh.auth, &mesh.bus)
-            .await
-            .unwrap()
-            .0
-    });
-    slow.stop(Duration::from_secs(2)).await;
-    let placeholder = std::mem::replace(&mut mesh.payment, {
-        let mut s = m.settings.clone();
-        s.payment.listen = payment_addr;
-        s.payment.fault_latency_ms = 0;
-        roaming::apps::start_payment(&s, &mesh.auth, &mesh.bus)
-            .await
-            .unwrap()
-            .0
-    });
-    placeholder.stop(Duration::from_secs(1)).await;
+    swap_payment(&mut mesh, &m.settings, elsewhere()).await;
+    swap_payment(&mut mesh, &m.settings, payment_addr).await;
     eventually(
         Duration::from_secs(15),
         "reservations succeed again",

@@ -547,7 +547,6 @@ fn loser_reason(e: &tonic::Status) -> String {
 pub async fn cancel_races_hand_over(c: &Cluster, tries: usize, tag: &str) -> RaceTally {
     let mut reservations = c.reservation().await;
     let mut rental = c.rental().await;
-    let payment = c.payment().await;
     // One fresh device per try, so every hand-over has stock.
     let serials: Vec<String> = (0..tries)
         .map(|i| format!("RACE-{}-{i}", tag.to_uppercase()))
@@ -583,20 +582,7 @@ pub async fn cancel_races_hand_over(c: &Cluster, tries: usize, tag: &str) -> Rac
         ids.push(id);
     }
     for id in &ids {
-        eventually(Duration::from_secs(20), "rental accepted", || {
-            let mut rental = rental.clone();
-            let id = id.clone();
-            async move {
-                let r = rental
-                    .get_rental(req(OPS, pr::GetRentalRequest { reservation_id: id }))
-                    .await
-                    .ok()?
-                    .into_inner()
-                    .rental?;
-                (r.status == pr::RentalStatus::Accepted as i32).then_some(())
-            }
-        })
-        .await;
+        rental_reaches(c, id, pr::RentalStatus::Accepted).await;
     }
 
     let mut tally = RaceTally::default();
@@ -671,38 +657,8 @@ pub async fn cancel_races_hand_over(c: &Cluster, tries: usize, tag: &str) -> Rac
                 S::InUse,
             )
         };
-        eventually(
-            Duration::from_secs(20),
-            "payment follows the winner",
-            || {
-                let mut payment = payment.clone();
-                let id = id.clone();
-                async move {
-                    let p = payment
-                        .get_payment(req(OPS, pp::GetPaymentRequest { reservation_id: id }))
-                        .await
-                        .ok()?
-                        .into_inner()
-                        .payment?;
-                    (p.status == want_payment as i32).then_some(())
-                }
-            },
-        )
-        .await;
-        eventually(Duration::from_secs(20), "rental follows the winner", || {
-            let mut rental = rental.clone();
-            let id = id.clone();
-            async move {
-                let r = rental
-                    .get_rental(req(OPS, pr::GetRentalRequest { reservation_id: id }))
-                    .await
-                    .ok()?
-                    .into_inner()
-                    .rental?;
-                (r.status == want_rental as i32).then_some(())
-            }
-        })
-        .await;
+        payment_reaches(c, &id, want_payment).await;
+        rental_reaches(c, &id, want_rental).await;
         let r = reservations
             .get_reservation(req(
                 ALICE,
@@ -837,4 +793,50 @@ pub async fn cancel_races_enter(c: &Cluster, tries: usize, tag: &str) {
         .await
         .unwrap_err();
     assert_eq!(reason(&denied), "NOT_RESERVED");
+}
+
+/// Waits until the payment of `id` is `status` (as the operator sees it).
+pub async fn payment_reaches(c: &Cluster, id: &str, status: pp::PaymentStatus) {
+    let payment = c.payment().await;
+    eventually(
+        Duration::from_secs(20),
+        &format!("payment of {id} {status:?}"),
+        || {
+            let mut payment = payment.clone();
+            let id = id.to_owned();
+            async move {
+                let p = payment
+                    .get_payment(req(OPS, pp::GetPaymentRequest { reservation_id: id }))
+                    .await
+                    .ok()?
+                    .into_inner()
+                    .payment?;
+                (p.status == status as i32).then_some(())
+            }
+        },
+    )
+    .await;
+}
+
+/// Waits until the rental of `id` is `status` (as the operator sees it).
+pub async fn rental_reaches(c: &Cluster, id: &str, status: pr::RentalStatus) {
+    let rental = c.rental().await;
+    eventually(
+        Duration::from_secs(20),
+        &format!("rental of {id} {status:?}"),
+        || {
+            let mut rental = rental.clone();
+            let id = id.to_owned();
+            async move {
+                let r = rental
+                    .get_rental(req(OPS, pr::GetRentalRequest { reservation_id: id }))
+                    .await
+                    .ok()?
+                    .into_inner()
+                    .rental?;
+                (r.status == status as i32).then_some(())
+            }
+        },
+    )
+    .await;
 }
