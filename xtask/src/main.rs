@@ -1,13 +1,16 @@
 //! `cargo xtask tidy`: see the library docs.
 //! `cargo xtask chaos [--release] [chaos options]`: builds the `roaming` and
 //! `chaos` binaries and runs the fault-injection suite (RELIABILITY.md).
+//! `cargo xtask rollout [--release]`: the same binaries, `chaos rollout`: a
+//! rolling restart of every replica under load, then SIGKILLs.
 
 use std::process::Command;
 
 use anyhow::{Context as _, Result, bail};
 
 const USAGE: &str = "usage: cargo xtask tidy
-       cargo xtask chaos [--release] [--short] [--races N]";
+       cargo xtask chaos [--release] [--short] [--races N]
+       cargo xtask rollout [--release]";
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -18,6 +21,11 @@ fn main() -> Result<()> {
             Ok(())
         }
         Some("chaos") => chaos(&args[1..]),
+        Some("rollout") => {
+            let mut rest = vec!["rollout".to_owned()];
+            rest.extend(args[1..].iter().cloned());
+            chaos(&rest)
+        }
         _ => bail!("{USAGE}"),
     }
 }

@@ -185,7 +185,9 @@ impl ConsumerSpec {
             stream: format!("{prefix}{stream}"),
             durable: durable.to_owned(),
             filter_subject: format!("{prefix}{filter}"),
-            ack_wait: Duration::from_secs(30),
+            // A consumer killed mid-batch delays its unacknowledged events by
+            // this much (handlers that take longer send progress).
+            ack_wait: Duration::from_secs(5),
             max_deliver: 5,
             dead_letter_subject: format!("{prefix}roaming.dlq.{durable}"),
             batch: 128,
@@ -230,7 +232,10 @@ pub async fn run_consumer(
         };
         loop {
             let next = tokio::select! {
-                () = &mut shutdown => return,
+                () = &mut shutdown => {
+                    hand_back(&js, &spec, &mut messages).await;
+                    return;
+                }
                 next = messages.next() => next,
             };
             match next {
@@ -245,24 +250,49 @@ pub async fn run_consumer(
     }
 }
 
+/// On shutdown: gives every event pulled but not handled back to the server
+/// (`Nak` without delay), so another replica gets it at once rather than after
+/// the ack wait, and makes sure those naks left the process.
+async fn hand_back(js: &Context, spec: &ConsumerSpec, messages: &mut pull::Stream) {
+    let mut handed_back = 0usize;
+    // What the server already sent arrives within moments.
+    while let Ok(Some(Ok(message))) =
+        tokio::time::timeout(Duration::from_millis(50), messages.next()).await
+    {
+        if message.ack_with(AckKind::Nak(None)).await.is_ok() {
+            handed_back += 1;
+        }
+    }
+    if let Err(e) = js.client().flush().await {
+        warn!(durable = %spec.durable, error = %e, "flushing naks failed; those events wait for the ack wait");
+    }
+    info!(durable = %spec.durable, handed_back, "consumer stopped");
+}
+
 async fn open_consumer(
     js: &Context,
     spec: &ConsumerSpec,
 ) -> Result<pull::Stream, async_nats::Error> {
     let stream = js.get_stream(&spec.stream).await?;
-    let consumer: async_nats::jetstream::consumer::Consumer<pull::Config> = stream
-        .get_or_create_consumer(
-            &spec.durable,
-            pull::Config {
-                durable_name: Some(spec.durable.clone()),
-                filter_subject: spec.filter_subject.clone(),
-                ack_policy: AckPolicy::Explicit,
-                ack_wait: spec.ack_wait,
-                max_deliver: spec.max_deliver,
-                ..Default::default()
-            },
-        )
+    let config = pull::Config {
+        durable_name: Some(spec.durable.clone()),
+        filter_subject: spec.filter_subject.clone(),
+        ack_policy: AckPolicy::Explicit,
+        ack_wait: spec.ack_wait,
+        max_deliver: spec.max_deliver,
+        ..Default::default()
+    };
+    let mut consumer: async_nats::jetstream::consumer::Consumer<pull::Config> = stream
+        .get_or_create_consumer(&spec.durable, config.clone())
         .await?;
+    // A durable created by an older release keeps its settings until told.
+    let current = &consumer.cached_info().config;
+    if current.ack_wait != spec.ack_wait || current.max_deliver != spec.max_deliver {
+        match stream.update_consumer(config).await {
+            Ok(updated) => consumer = updated,
+            Err(e) => warn!(durable = %spec.durable, error = %e, "updating the consumer's settings failed; keeping them"),
+        }
+    }
     Ok(consumer
         .stream()
         .max_messages_per_batch(spec.batch)

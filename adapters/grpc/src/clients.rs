@@ -18,33 +18,13 @@ use proto::reservation::reservation_service_client::ReservationServiceClient;
 use proto::reservation::{
     BeginUseRequest, BeginUseResponse, VerifyParkingEntryRequest, VerifyParkingEntryResponse,
 };
-use tonic::transport::{Channel, Endpoint};
 use tonic_types::StatusExt as _;
 use tower::{BoxError, ServiceExt};
 use tracing::{Instrument, warn};
 
+use crate::balance::Upstream;
 use crate::breaker::{Breaker, BreakerOpen};
 use crate::resilience::{Call, CallPolicy, resilient};
-
-/// A lazily connecting channel balanced over `addresses` (replicas of one
-/// service). Nothing is dialled until the first call, so services start in any
-/// order.
-pub fn channel(addresses: &[String]) -> Result<Channel, tonic::transport::Error> {
-    let endpoints = addresses
-        .iter()
-        .map(|a| {
-            Endpoint::from_shared(a.clone()).map(|e| {
-                e.connect_timeout(Duration::from_secs(1))
-                    .tcp_nodelay(true)
-                    .http2_keep_alive_interval(Duration::from_secs(30))
-            })
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(match endpoints.as_slice() {
-        [one] => one.connect_lazy(),
-        _ => Channel::balance_list(endpoints.into_iter()),
-    })
-}
 
 /// The span of one attempt of an outgoing call; its context travels in the
 /// request's metadata (see `adapters_telemetry::inject`).
@@ -111,7 +91,7 @@ pub struct GrpcPaymentGateway {
 
 impl GrpcPaymentGateway {
     /// `token` is the service identity the calls carry.
-    pub fn new(channel: Channel, policy: CallPolicy, token: ServiceToken) -> Self {
+    pub fn new(channel: Upstream, policy: CallPolicy, token: ServiceToken) -> Self {
         let client = PaymentServiceClient::with_interceptor(channel, adapters_telemetry::inject);
         let (call, breaker) = idempotent_call(
             "payment.Pay",
@@ -192,7 +172,7 @@ pub struct GrpcReservationVerifier {
 
 impl GrpcReservationVerifier {
     /// `token` is the service identity the calls carry.
-    pub fn new(channel: Channel, policy: CallPolicy, token: ServiceToken) -> Self {
+    pub fn new(channel: Upstream, policy: CallPolicy, token: ServiceToken) -> Self {
         let client =
             ReservationServiceClient::with_interceptor(channel, adapters_telemetry::inject);
         let (call, breaker) = idempotent_call(
@@ -258,7 +238,7 @@ pub struct GrpcReservationAuthority {
 
 impl GrpcReservationAuthority {
     /// `token` is the rental service's own identity: only it may call.
-    pub fn new(channel: Channel, policy: CallPolicy, token: ServiceToken) -> Self {
+    pub fn new(channel: Upstream, policy: CallPolicy, token: ServiceToken) -> Self {
         let client =
             ReservationServiceClient::with_interceptor(channel, adapters_telemetry::inject);
         let (call, breaker) = idempotent_call(

@@ -14,6 +14,7 @@
 //! breaker ([`breaker`]), concurrency limit with load shedding, and retries of
 //! idempotent calls within a budget ([`resilience`]).
 
+pub mod balance;
 pub mod breaker;
 pub mod clients;
 pub mod identity;

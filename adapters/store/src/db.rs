@@ -2,6 +2,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use domain_kernel::StoreError;
+use sea_orm::sqlx::postgres::PgListener;
 use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectOptions, ConnectionTrait, Database, DatabaseConnection,
@@ -28,6 +29,8 @@ pub struct Db {
     backend: Backend,
     committed: Arc<Notify>,
     jobs: Writer,
+    /// PostgreSQL's URL, for the listener of other processes' commits.
+    postgres_url: Option<Arc<str>>,
 }
 
 /// Wraps a database error for a port. Unique violations are handled before this
@@ -61,6 +64,7 @@ impl Db {
                 backend: Backend::Postgres,
                 committed: Arc::default(),
                 jobs: Writer::Direct(pool),
+                postgres_url: Some(url.into()),
             }
         } else {
             return Err(StoreError::msg(format!(
@@ -140,6 +144,7 @@ impl Db {
             reader,
             backend: Backend::Sqlite,
             committed,
+            postgres_url: None,
         })
     }
 
@@ -193,6 +198,37 @@ impl Db {
     /// happened since the last wait).
     pub async fn committed(&self) {
         self.committed.notified().await;
+    }
+
+    /// Wakes [`Self::committed`] whenever any process commits outbox rows to
+    /// this database (the `outbox` insert trigger's `NOTIFY`), until dropped:
+    /// the relay of one replica then publishes what another wrote within
+    /// milliseconds instead of at its next poll. `None` on SQLite, which has
+    /// one writing process. Notifications lost while the listener reconnects
+    /// are covered by the relay's poll.
+    pub fn listen_for_commits(&self) -> Option<tokio::task::JoinHandle<()>> {
+        let url = self.postgres_url.clone()?;
+        let committed = Arc::clone(&self.committed);
+        Some(tokio::spawn(async move {
+            let mut backoff = Duration::from_millis(100);
+            loop {
+                let listened: Result<std::convert::Infallible, sea_orm::sqlx::Error> = async {
+                    let mut listener = PgListener::connect(&url).await?;
+                    listener.listen(crate::migrations::OUTBOX_CHANNEL).await?;
+                    // Rows may have been committed while nobody listened.
+                    committed.notify_one();
+                    loop {
+                        listener.recv().await?;
+                        committed.notify_one();
+                    }
+                }
+                .await;
+                let Err(e) = listened;
+                tracing::warn!(error = %e, retry_in_ms = backoff.as_millis(), "listening for outbox commits failed; polling meanwhile");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        }))
     }
 
     /// Closes both pools.
@@ -274,4 +310,51 @@ fn owner_only(url: &str) -> Result<(), StoreError> {
             .map_err(|e| StoreError::msg(format!("{}: {e}", path.display())))?;
     }
     Ok(())
+}
+
+/// Creates the PostgreSQL database `url` names unless it exists (for setting
+/// up a host by hand: `roaming createdb`). Connects to the `postgres`
+/// database of the same server; the name must be a plain identifier.
+///
+/// # Errors
+///
+/// Not a PostgreSQL URL, a name that is not `[a-z0-9_]+`, or the server's.
+pub async fn create_database_if_missing(url: &str) -> Result<bool, StoreError> {
+    use sea_orm::{Statement, Value};
+    let (base, rest) = url
+        .rsplit_once('/')
+        .filter(|_| url.starts_with("postgres:") || url.starts_with("postgresql:"))
+        .ok_or_else(|| StoreError::msg(format!("not a PostgreSQL database URL: {url:?}")))?;
+    let (name, query) = rest.split_once('?').map_or((rest, ""), |(n, q)| (n, q));
+    if name.is_empty()
+        || !name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+    {
+        return Err(StoreError::msg(format!(
+            "database name {name:?} in {url:?}: use lower-case letters, digits and _"
+        )));
+    }
+    let admin = if query.is_empty() {
+        format!("{base}/postgres")
+    } else {
+        format!("{base}/postgres?{query}")
+    };
+    let conn = Database::connect(&admin).await.map_err(store_err)?;
+    let exists = conn
+        .query_one_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "SELECT 1 FROM pg_database WHERE datname = $1",
+            [Value::from(name)],
+        ))
+        .await
+        .map_err(store_err)?
+        .is_some();
+    if !exists {
+        conn.execute_unprepared(&format!("CREATE DATABASE {name}"))
+            .await
+            .map_err(store_err)?;
+    }
+    let _ = conn.close().await;
+    Ok(!exists)
 }

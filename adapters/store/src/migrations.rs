@@ -101,7 +101,7 @@ migrator!(
         // The sweeper finds stale claims.
         index(m, Index::create().name("ix_reservations_pending").table(r::Entity).col(r::Column::Status).col(r::Column::CreatedAt).to_owned()).await?;
     },
-    then ReservationParkingEnd
+    then ReservationParkingEnd, OutboxNotify
 );
 
 /// The parking capacity check's range: holdings of this space that end after
@@ -145,7 +145,8 @@ migrator!(
     "m0001_payment_init",
     |m| {
         create(m, payment::entities::payment::Entity).await?;
-    }
+    },
+    then OutboxNotify
 );
 
 migrator!(
@@ -158,7 +159,8 @@ migrator!(
         create(m, device::Entity).await?;
         create(m, r::Entity).await?;
         index(m, Index::create().name("ix_devices_booth").table(device::Entity).col(device::Column::Booth).col(device::Column::DeviceModel).to_owned()).await?;
-    }
+    },
+    then OutboxNotify
 );
 
 migrator!(
@@ -172,7 +174,8 @@ migrator!(
         create(m, session::Entity).await?;
         create(m, replica::Entity).await?;
         index(m, Index::create().name("ix_replica_lookup").table(replica::Entity).col(replica::Column::SpaceId).col(replica::Column::VehiclePlate).to_owned()).await?;
-    }
+    },
+    then OutboxNotify
 );
 
 migrator!(
@@ -184,5 +187,52 @@ migrator!(
         use view::entities::view as v;
         create(m, v::Entity).await?;
         index(m, Index::create().name("ix_views_customer").table(v::Entity).col(v::Column::CustomerId).col(v::Column::CreatedAt).to_owned()).await?;
-    }
+    },
+    then OutboxNotify
 );
+
+/// The `NOTIFY` channel an outbox insert signals (PostgreSQL only), so the
+/// relay holding the lease publishes rows other replicas wrote at once.
+pub const OUTBOX_CHANNEL: &str = "roaming_outbox";
+
+/// On PostgreSQL, a statement-level trigger on `outbox` that notifies
+/// [`OUTBOX_CHANNEL`]: delivered at commit (never for a rolled-back
+/// transaction), one per transaction however many rows it wrote, and with no
+/// extra round trip for the writer. SQLite has one writing process, whose
+/// relay is woken in process.
+#[derive(Debug)]
+struct OutboxNotify;
+
+impl MigrationName for OutboxNotify {
+    fn name(&self) -> &'static str {
+        "m0100_outbox_notify"
+    }
+}
+
+#[allow(
+    elided_lifetimes_in_paths,
+    reason = "async_trait cannot name the lifetime"
+)]
+#[async_trait::async_trait]
+impl MigrationTrait for OutboxNotify {
+    async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        if m.get_database_backend() != sea_orm::DbBackend::Postgres {
+            return Ok(());
+        }
+        let db = m.get_connection();
+        db.execute_unprepared(&format!(
+            "CREATE OR REPLACE FUNCTION roaming_outbox_notify() RETURNS trigger \
+             LANGUAGE plpgsql AS $$ BEGIN PERFORM pg_notify('{OUTBOX_CHANNEL}', ''); \
+             RETURN NULL; END $$"
+        ))
+        .await?;
+        db.execute_unprepared("DROP TRIGGER IF EXISTS outbox_notify ON outbox")
+            .await?;
+        db.execute_unprepared(
+            "CREATE TRIGGER outbox_notify AFTER INSERT ON outbox \
+             FOR EACH STATEMENT EXECUTE FUNCTION roaming_outbox_notify()",
+        )
+        .await?;
+        Ok(())
+    }
+}

@@ -18,8 +18,8 @@ pub struct RelayConfig {
     pub lease: String,
     /// Events per publish call (the publisher keeps its own window of acks).
     pub batch: u64,
-    /// How often to look for rows when no commit signal arrives (rows written by
-    /// another process, or a lease to take over).
+    /// How often to look for rows when no commit signal arrives (a lease to
+    /// take over, or a commit notification lost while reconnecting).
     pub poll: Duration,
     pub lease_ttl: Duration,
     /// Upper bound of the retry backoff while the broker is down.
@@ -34,7 +34,9 @@ impl Default for RelayConfig {
             lease: "outbox".to_owned(),
             batch: 256,
             poll: Duration::from_millis(500),
-            lease_ttl: Duration::from_secs(10),
+            // A relay killed without releasing its lease delays the outbox by this
+            // much at most (renewed every half of it).
+            lease_ttl: Duration::from_secs(3),
             max_backoff: Duration::from_secs(5),
             keep_sent: Duration::from_hours(1),
         }
@@ -61,7 +63,15 @@ pub struct Relay<P> {
     /// is skipped while more than half the TTL is left, so a busy relay does
     /// not write its lease row for every batch.
     held_until: std::sync::Mutex<Option<tokio::time::Instant>>,
+    /// Until when this relay does not try for the lease again after another
+    /// relay held it: commits wake every replica's relay, and only the
+    /// holder should touch the database for each of them.
+    standby_until: std::sync::Mutex<Option<tokio::time::Instant>>,
 }
+
+/// How long a relay that found the lease held waits before trying again
+/// (bounds how long a released lease stays untaken).
+const STANDBY: Duration = Duration::from_millis(100);
 
 fn micros(d: Duration) -> i64 {
     i64::try_from(d.as_micros()).unwrap_or(i64::MAX)
@@ -75,6 +85,7 @@ impl<P: EventPublisher> Relay<P> {
             config,
             holder: uuid::Uuid::now_v7().to_string(),
             held_until: std::sync::Mutex::new(None),
+            standby_until: std::sync::Mutex::new(None),
         }
     }
 
@@ -84,6 +95,9 @@ impl<P: EventPublisher> Relay<P> {
     pub async fn step(&self) -> Result<usize, RelayError> {
         // Reads go to the read pool: they see every commit that woke the relay,
         // and the single writer stays free for the request path.
+        if self.standing_by() {
+            return Ok(0);
+        }
         let reader = self.db.reader();
         // Read before taking the lease: an idle relay then writes nothing. (A
         // relay whose lease lapsed may still be publishing these rows; a
@@ -154,7 +168,29 @@ impl<P: EventPublisher> Relay<P> {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner) =
             held.then(|| now + self.config.lease_ttl);
+        *self
+            .standby_until
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) =
+            (!held).then(|| now + STANDBY);
         Ok(held)
+    }
+
+    fn standing_by(&self) -> bool {
+        self.standby_until
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .is_some_and(|until| tokio::time::Instant::now() < until)
+    }
+
+    /// When to look again without a commit signal: the poll, or sooner when
+    /// a standby ends.
+    fn next_look(&self) -> tokio::time::Instant {
+        let poll = tokio::time::Instant::now() + self.config.poll;
+        self.standby_until
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .map_or(poll, |until| until.min(poll))
     }
 
     /// The outbox gauges (backlog, age of the oldest unsent event), read from
@@ -191,6 +227,8 @@ impl<P: EventPublisher> Relay<P> {
     /// confirmation, and the broker de-duplicates a re-publish by event id.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
         tokio::pin!(shutdown);
+        // Other replicas' commits wake this relay too (PostgreSQL).
+        let listener = self.db.listen_for_commits();
         let mut backoff = Duration::from_millis(50);
         let mut last_purge = tokio::time::Instant::now();
         let mut last_gauge: Option<tokio::time::Instant> = None;
@@ -218,7 +256,7 @@ impl<P: EventPublisher> Relay<P> {
                     tokio::select! {
                         () = &mut shutdown => break,
                         () = self.db.committed() => {}
-                        () = tokio::time::sleep(self.config.poll) => {}
+                        () = tokio::time::sleep_until(self.next_look()) => {}
                     }
                 }
                 Ok(_) => backoff = Duration::from_millis(50),
@@ -231,6 +269,9 @@ impl<P: EventPublisher> Relay<P> {
                     backoff = (backoff * 2).min(self.config.max_backoff);
                 }
             }
+        }
+        if let Some(listener) = listener {
+            listener.abort();
         }
         if let Err(e) =
             outbox::release_lease(self.db.writer(), &self.config.lease, &self.holder).await

@@ -52,7 +52,13 @@ pub fn init(default_service_name: &str, json: bool) -> Telemetry {
             .with_error_records_to_exceptions(true)
     });
     let registry = tracing_subscriber::registry().with(filter).with(otel);
-    let fmt = tracing_subscriber::fmt::layer().with_target(false);
+    // Colour only for a person at a terminal: a file or a log collector gets
+    // plain text (and `NO_COLOR` is honoured).
+    let colour = std::io::IsTerminal::is_terminal(&std::io::stdout())
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+    let fmt = tracing_subscriber::fmt::layer()
+        .with_target(false)
+        .with_ansi(colour);
     let installed = if json {
         registry.with(fmt.json().flatten_event(true)).try_init()
     } else {

@@ -15,7 +15,7 @@ use proto::parking::parking_service_client::ParkingServiceClient;
 use proto::rental::rental_service_client::RentalServiceClient;
 use proto::reservation::reservation_service_client::ReservationServiceClient;
 use proto::{common, parking as pk, rental as pr, reservation as pb};
-use tonic::transport::Channel;
+use adapters_grpc::balance::Upstream;
 use tonic::{Code, Request, Status};
 
 /// Who calls.
@@ -82,17 +82,24 @@ impl Callers {
 /// Clients of one entry point (the gateway).
 #[derive(Debug, Clone)]
 pub struct Clients {
-    pub reservation: ReservationServiceClient<Channel>,
-    pub rental: RentalServiceClient<Channel>,
-    pub parking: ParkingServiceClient<Channel>,
+    pub reservation: ReservationServiceClient<Upstream>,
+    pub rental: RentalServiceClient<Upstream>,
+    pub parking: ParkingServiceClient<Upstream>,
     pub callers: Callers,
 }
 
 impl Clients {
     pub fn new(gateway: SocketAddr, callers: Callers) -> anyhow::Result<Self> {
-        let channel = tonic::transport::Endpoint::from_shared(format!("http://{gateway}"))?
-            .connect_timeout(Duration::from_secs(1))
-            .connect_lazy();
+        Self::balanced(&[gateway], callers)
+    }
+
+    /// Clients balanced over several gateways, as a client of a mesh with
+    /// replicated gateways would be (health-watched, see
+    /// `adapters_grpc::balance`). Needs a tokio runtime.
+    pub fn balanced(gateways: &[SocketAddr], callers: Callers) -> anyhow::Result<Self> {
+        let addresses: Vec<String> = gateways.iter().map(|g| format!("http://{g}")).collect();
+        // `""`: the gateway's readiness.
+        let channel = Upstream::new("", &addresses)?;
         Ok(Self {
             reservation: ReservationServiceClient::new(channel.clone()),
             rental: RentalServiceClient::new(channel.clone()),

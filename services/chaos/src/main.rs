@@ -9,13 +9,17 @@
 //! against `roaming up`. One line per scenario, a summary line, and a non-zero
 //! exit on any violation, lost or doubled effect.
 //!
+//! `chaos rollout` is the rolling-restart proof instead ([`rollout`]).
+//!
 //! ```text
 //! chaos [--short] [--races N] [--roaming PATH]
+//! chaos rollout [--roaming PATH]
 //! ```
 
 mod check;
 mod load;
 mod mesh;
+mod rollout;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -26,9 +30,10 @@ use anyhow::Context as _;
 
 use crate::check::{Report, Sources, check};
 use crate::load::{Callers, Clients, Races, Tally};
-use crate::mesh::{Distributed, Embedded};
+use crate::mesh::{Distributed, Embedded, Layout};
 
 const USAGE: &str = "usage: chaos [--short] [--races N] [--roaming PATH]
+       chaos rollout [--roaming PATH]   (rolling restart under load, then SIGKILLs)
   --short      the CI profile: fewer scenarios, shorter load
   --races N    tries per race (default 200, 50 with --short)
   --roaming    the roaming binary (default: next to this one)
@@ -37,6 +42,7 @@ postgres://postgres@127.0.0.1:5432/postgres)";
 
 #[derive(Debug)]
 struct Options {
+    rollout: bool,
     short: bool,
     races: usize,
     roaming: PathBuf,
@@ -45,11 +51,13 @@ struct Options {
 fn options() -> anyhow::Result<Options> {
     let mut args = std::env::args().skip(1);
     let mut short = false;
+    let mut rollout = false;
     let mut races = None;
     let mut roaming = None;
     while let Some(a) = args.next() {
         match a.as_str() {
             "--short" => short = true,
+            "rollout" => rollout = true,
             "--races" => races = Some(args.next().context("--races N")?.parse()?),
             "--roaming" => roaming = Some(PathBuf::from(args.next().context("--roaming PATH")?)),
             "-h" | "--help" => {
@@ -72,6 +80,7 @@ fn options() -> anyhow::Result<Options> {
         roaming.display()
     );
     Ok(Options {
+        rollout,
         short,
         races: races.unwrap_or(if short { 50 } else { 200 }),
         roaming,
@@ -327,11 +336,17 @@ async fn main() -> anyhow::Result<()> {
     let admin = std::env::var("ROAMING_TEST_POSTGRES")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
     let run = uuid::Uuid::now_v7().simple().to_string();
+    if o.rollout {
+        if !rollout::run(&o.roaming, &admin, &run[..12]).await? {
+            std::process::exit(1);
+        }
+        return Ok(());
+    }
     let started = Instant::now();
     let mut totals = Totals::default();
 
     // --- the distributed mesh ------------------------------------------------
-    let mut mesh = Distributed::start(&o.roaming, &admin, &run[..12]).await?;
+    let mut mesh = Distributed::start(&o.roaming, &admin, &run[..12], &Layout::chaos()).await?;
     let callers = Callers::new(&mesh.keys.issuer)?;
     let mut clients = Clients::new(mesh.gateway, callers.clone())?;
     let serials = load::seed(&mut clients, "CHAOS", 60).await?;

@@ -234,6 +234,34 @@ struct Proc {
     child: Option<Child>,
 }
 
+/// How many processes of each service a mesh runs.
+#[derive(Debug, Clone)]
+pub struct Layout {
+    /// Replicas per service of [`SERVICES`] (1 when not listed).
+    pub replicas: Vec<(&'static str, usize)>,
+    pub gateways: usize,
+    /// Settings every process gets on top of the usual ones.
+    pub env: Vec<(&'static str, &'static str)>,
+}
+
+impl Layout {
+    /// The chaos suite's: two replicas of reservation and rental.
+    pub fn chaos() -> Self {
+        Self {
+            replicas: vec![("reservation", 2), ("rental", 2)],
+            gateways: 1,
+            env: Vec::new(),
+        }
+    }
+
+    fn replicas_of(&self, service: &str) -> usize {
+        self.replicas
+            .iter()
+            .find(|(s, _)| *s == service)
+            .map_or(1, |(_, n)| *n)
+    }
+}
+
 /// The distributed mesh.
 #[derive(Debug)]
 pub struct Distributed {
@@ -244,12 +272,19 @@ pub struct Distributed {
     dir: PathBuf,
     procs: BTreeMap<String, Proc>,
     pub gateway: SocketAddr,
+    pub gateways: Vec<SocketAddr>,
     addrs: BTreeMap<&'static str, Vec<SocketAddr>>,
+    env: Vec<(&'static str, &'static str)>,
 }
 
 impl Distributed {
     /// Starts everything and waits until every process is `SERVING`.
-    pub async fn start(roaming: &Path, admin: &str, run: &str) -> anyhow::Result<Self> {
+    pub async fn start(
+        roaming: &Path,
+        admin: &str,
+        run: &str,
+        layout: &Layout,
+    ) -> anyhow::Result<Self> {
         let dir = std::env::temp_dir().join(format!("roaming-chaos-{run}"));
         std::fs::create_dir_all(dir.join("keys"))?;
         let mut taken = Vec::new();
@@ -259,19 +294,18 @@ impl Distributed {
         let mut addrs: BTreeMap<&'static str, Vec<SocketAddr>> = BTreeMap::new();
         let mut names = Vec::new();
         for service in SERVICES {
-            let replicas = if matches!(service, "reservation" | "rental") {
-                2
-            } else {
-                1
-            };
-            for r in 1..=replicas {
+            for r in 1..=layout.replicas_of(service) {
                 let addr = SocketAddr::from(([127, 0, 0, 1], free_port(&mut taken)?));
                 addrs.entry(service).or_default().push(addr);
                 names.push((format!("{service}-{r}"), service, addr));
             }
         }
-        let gateway = SocketAddr::from(([127, 0, 0, 1], free_port(&mut taken)?));
-        names.push(("gateway-1".to_owned(), "gateway", gateway));
+        let mut gateways = Vec::new();
+        for g in 1..=layout.gateways.max(1) {
+            let addr = SocketAddr::from(([127, 0, 0, 1], free_port(&mut taken)?));
+            gateways.push(addr);
+            names.push((format!("gateway-{g}"), "gateway", addr));
+        }
         let mut mesh = Self {
             roaming: roaming.to_owned(),
             nats,
@@ -279,8 +313,10 @@ impl Distributed {
             keys,
             dir,
             procs: BTreeMap::new(),
-            gateway,
+            gateway: gateways[0],
+            gateways,
             addrs,
+            env: layout.env.clone(),
         };
         for (name, service, addr) in names {
             mesh.procs.insert(
@@ -342,6 +378,9 @@ impl Distributed {
                 .join(",");
             command.env(format!("ROAMING_{}_ADDRS", service.to_uppercase()), list);
         }
+        for (k, v) in &self.env {
+            command.env(k, v);
+        }
         for (k, v) in &p.extra_env {
             command.env(k, v);
         }
@@ -365,6 +404,39 @@ impl Distributed {
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+
+    /// SIGTERM, then waits until the process exited (it drains first); how
+    /// long that took.
+    pub async fn terminate(&mut self, name: &str) -> anyhow::Result<Duration> {
+        let started = Instant::now();
+        let Some(mut child) = self.procs.get_mut(name).and_then(|p| p.child.take()) else {
+            bail!("{name} is not running");
+        };
+        let status = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .context("kill -TERM")?;
+        anyhow::ensure!(status.success(), "kill -TERM {name} failed");
+        loop {
+            if child.try_wait()?.is_some() {
+                return Ok(started.elapsed());
+            }
+            if started.elapsed() > Duration::from_mins(1) {
+                let _ = child.kill();
+                let _ = child.wait();
+                bail!("{name} did not exit within a minute of SIGTERM");
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Starts `name` (stopped before) with the usual settings and waits for
+    /// `SERVING`; how long that took.
+    pub async fn start_again(&mut self, name: &str) -> anyhow::Result<Duration> {
+        self.spawn(name)?;
+        let addr = self.addr(name).context("no such process")?;
+        wait_serving(addr, Duration::from_mins(1)).await
     }
 
     /// Starts `name` again (with `env` on top of the usual settings) and

@@ -27,7 +27,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 use tonic::service::Routes;
-use tonic::transport::Channel;
+use adapters_grpc::balance::Upstream;
 use tonic_health::ServingStatus;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_client::HealthClient;
@@ -102,7 +102,7 @@ pub async fn start(
         if addrs.is_empty() {
             return Err(StartError(format!("no address for {name}")));
         }
-        let channel = adapters_grpc::clients::channel(addrs)
+        let channel = Upstream::new(name, addrs)
             .map_err(|e| StartError(format!("upstream {name}: {e}")))?;
         upstreams.insert(name.to_owned(), channel);
     }
@@ -182,7 +182,7 @@ pub async fn start(
 /// Keeps the gateway's health entry for `name` equal to its upstream's.
 async fn mirror_health(
     name: String,
-    channel: Channel,
+    channel: Upstream,
     reporter: HealthReporter,
     mut stop: watch::Receiver<bool>,
 ) {

@@ -15,7 +15,7 @@ use adapters_grpc::status::{reason, retry_later};
 use http_body_util::{BodyExt, Full, Limited};
 use prost::Message;
 use tokio::sync::Semaphore;
-use tonic::transport::Channel;
+use adapters_grpc::balance::{Upstream, never_reached};
 use tonic::{Code, Status};
 use tower::{Service, ServiceExt};
 use tracing::{debug, warn};
@@ -27,7 +27,7 @@ type Response = http::Response<tonic::body::Body>;
 /// What every forwarded call shares.
 #[derive(Debug)]
 pub struct ProxyState {
-    pub upstreams: HashMap<String, Channel>,
+    pub upstreams: HashMap<String, Upstream>,
     /// `/package.Service/Method` of every streaming method (no default deadline,
     /// not counted against the concurrency limit: a watch may last for hours).
     pub streaming: HashSet<String>,
@@ -67,6 +67,19 @@ pub fn streaming_methods(descriptors: &[u8]) -> HashSet<String> {
         }
     }
     out
+}
+
+/// Times a call that never reached a server is sent again.
+const MAX_RESENDS: usize = 2;
+
+/// A request head to send again (extensions are the server side's own).
+fn clone_parts(parts: &http::request::Parts) -> http::request::Parts {
+    let mut request = http::Request::new(());
+    *request.method_mut() = parts.method.clone();
+    *request.uri_mut() = parts.uri.clone();
+    *request.version_mut() = parts.version;
+    *request.headers_mut() = parts.headers.clone();
+    request.into_parts().0
 }
 
 impl Service<http::Request<axum::body::Body>> for Proxy {
@@ -170,8 +183,25 @@ async fn forward(
     };
     // The upstream's span is a child of the gateway's.
     adapters_telemetry::propagation::inject_headers(&tracing::Span::current(), &mut parts.headers);
-    let outgoing = http::Request::from_parts(parts, tonic::body::Body::new(Full::new(bytes)));
-    let call = upstream.oneshot(outgoing);
+    // A call that never reached a server is sent again (to another replica:
+    // the balancer took the one that failed out of rotation), whatever its
+    // method, since nothing ran.
+    let call = async {
+        let mut attempt = 0;
+        loop {
+            let outgoing = http::Request::from_parts(
+                clone_parts(&parts),
+                tonic::body::Body::new(Full::new(bytes.clone())),
+            );
+            match upstream.clone().oneshot(outgoing).await {
+                Err(e) if attempt < MAX_RESENDS && never_reached(e.as_ref()) => {
+                    attempt += 1;
+                    debug!(service, attempt, error = %e, "call never reached a server; sending it again");
+                }
+                result => return result,
+            }
+        }
+    };
     let result = match deadline {
         Some(d) => tokio::time::timeout(d, call).await.map_err(|_| {
             Status::deadline_exceeded("the call exceeded the gateway's default deadline")
@@ -180,7 +210,7 @@ async fn forward(
     };
     result.map_err(|e| {
         // The channel enforces the call's `grpc-timeout` itself.
-        let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&e);
+        let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e.as_ref());
         while let Some(err) = source {
             if err.is::<tonic::TimeoutExpired>() {
                 return Status::deadline_exceeded("the call's deadline passed");

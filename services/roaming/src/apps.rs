@@ -5,9 +5,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use adapters_grpc::balance::Upstream;
 use adapters_grpc::breaker::BreakerConfig;
 use adapters_grpc::clients::{
-    GrpcPaymentGateway, GrpcReservationAuthority, GrpcReservationVerifier, channel,
+    GrpcPaymentGateway, GrpcReservationAuthority, GrpcReservationVerifier,
 };
 use adapters_grpc::parking::ParkingRpc;
 use adapters_grpc::payment::PaymentRpc;
@@ -167,7 +168,7 @@ pub async fn start_reservation(
     let store = ReservationStore::new(c.db.clone());
     ensure_price_list(&store).await?;
     let payments = GrpcPaymentGateway::new(
-        channel(payment_addrs)?,
+        Upstream::new(service_names::PAYMENT, payment_addrs)?,
         policy(settings),
         auth.service_token("reservation")?,
     );
@@ -301,7 +302,7 @@ pub async fn start_rental(
     let url = settings.database_url("rental", settings.rental.database_url.as_ref());
     let mut c = common::<RentalMigrator>("rental", settings.rental.listen, &url, bus).await?;
     let reservations = GrpcReservationAuthority::new(
-        channel(reservation_addrs)?,
+        Upstream::new(service_names::RESERVATION, reservation_addrs)?,
         policy(settings),
         auth.service_token("rental")?,
     );
@@ -346,7 +347,7 @@ pub async fn start_parking(
     let mut c = common::<ParkingMigrator>("parking", settings.parking.listen, &url, bus).await?;
     let store = ParkingStore::new(c.db.clone());
     let verifier = GrpcReservationVerifier::new(
-        channel(reservation_addrs)?,
+        Upstream::new(service_names::RESERVATION, reservation_addrs)?,
         policy(settings),
         auth.service_token("parking")?,
     );

@@ -46,10 +46,24 @@ impl Bus {
                 adapters_codec::reservation_of(&e.subject, &e.payload)
             }))),
             Some(url) => {
-                let js = nats::connect(url).await?;
+                // The client retries forever; say so while it does.
+                let connecting = nats::connect(url);
+                tokio::pin!(connecting);
+                let js = loop {
+                    tokio::select! {
+                        js = &mut connecting => break js?,
+                        () = tokio::time::sleep(std::time::Duration::from_secs(5)) => {
+                            tracing::warn!(%url, "still connecting to NATS; the service serves once it is reached");
+                        }
+                    }
+                };
                 nats::ensure_streams(&js, prefix, stream_replicas)
                     .await
-                    .map_err(|e| anyhow::anyhow!("creating streams: {e}"))?;
+                    .map_err(|e| {
+                        anyhow::anyhow!(
+                            "creating streams on {url}: {e} (JetStream must be enabled: nats-server -js)"
+                        )
+                    })?;
                 Ok(Self::Nats {
                     js,
                     prefix: prefix.to_owned(),

@@ -10,8 +10,11 @@ use anyhow::{Context, bail};
 
 const USAGE: &str = "usage: roaming up [--config FILE]
        roaming serve <gateway|reservation|payment|rental|parking|view> [--config FILE]
-       roaming keygen FILE        (a new Ed25519 signing key; prints its public `x`)
+       roaming keygen FILE        (an Ed25519 signing key, created if FILE is missing; prints its public `x`)
        roaming hash-password      (reads a password on stdin; prints its argon2 hash)
+       roaming createdb URL...    (creates each postgres:// database that is missing)
+       roaming wait-serving ADDR... [--within SECS]   (until each answers health SERVING)
+       roaming seed-demo GATEWAY [--password P]      (the demo catalog, through the API as `ops`)
 
 Settings come from FILE (TOML) and ROAMING_* environment variables.";
 
@@ -20,6 +23,9 @@ pub fn main_with(args: Vec<String>) -> anyhow::Result<()> {
     match args.first().map(String::as_str) {
         Some("keygen") => return keygen(args.get(1).context(USAGE)?),
         Some("hash-password") => return hash_password(),
+        Some(command @ ("createdb" | "wait-serving" | "seed-demo")) => {
+            return operator_command(command, &args[1..]);
+        }
         _ => {}
     }
     let config = args
@@ -98,11 +104,58 @@ async fn run_up(settings: Settings) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Creates the key unless `path` holds one (so a script may run it again and
+/// still learn the public key); never overwrites.
 fn keygen(path: &str) -> anyhow::Result<()> {
-    let key = adapters_auth::SigningKey::generate()?;
-    key.write_pem(std::path::Path::new(path))?;
+    let key = adapters_auth::SigningKey::load_or_create(std::path::Path::new(path))
+        .with_context(|| format!("signing key {path}"))?;
     println!("{}", key.public_x());
     Ok(())
+}
+
+/// The value after `flag` in `args`, and `args` without both.
+fn take_flag(args: &[String], flag: &str) -> anyhow::Result<(Option<String>, Vec<String>)> {
+    let mut rest = Vec::new();
+    let mut value = None;
+    let mut iter = args.iter();
+    while let Some(a) = iter.next() {
+        if a == flag {
+            value = Some(iter.next().with_context(|| format!("{flag} needs a value"))?.clone());
+        } else {
+            rest.push(a.clone());
+        }
+    }
+    Ok((value, rest))
+}
+
+fn operator_command(command: &str, args: &[String]) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    match command {
+        "createdb" => runtime.block_on(crate::ops::create_databases(args)),
+        "wait-serving" => {
+            let (within, addrs) = take_flag(args, "--within")?;
+            let within = within
+                .map(|w| w.parse::<u64>().context("--within takes seconds"))
+                .transpose()?
+                .unwrap_or(60);
+            runtime.block_on(crate::ops::wait_serving(
+                &addrs,
+                std::time::Duration::from_secs(within),
+            ))
+        }
+        _ => {
+            let (password, rest) = take_flag(args, "--password")?;
+            let [gateway] = rest.as_slice() else {
+                bail!("{USAGE}");
+            };
+            runtime.block_on(crate::ops::seed_demo(
+                gateway,
+                password.as_deref().unwrap_or("demo"),
+            ))
+        }
+    }
 }
 
 fn hash_password() -> anyhow::Result<()> {

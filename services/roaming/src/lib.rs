@@ -11,6 +11,7 @@ pub mod auth;
 pub mod bus;
 pub mod cli;
 pub mod handlers;
+pub mod ops;
 pub mod server;
 pub mod settings;
 pub mod up;
