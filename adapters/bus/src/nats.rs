@@ -190,7 +190,8 @@ impl ConsumerSpec {
             ack_wait: Duration::from_secs(5),
             max_deliver: 5,
             dead_letter_subject: format!("{prefix}roaming.dlq.{durable}"),
-            batch: 128,
+            // Small enough that a batch is handled well within the ack wait.
+            batch: 32,
             subject_prefix: prefix.to_owned(),
         }
     }
@@ -279,7 +280,11 @@ async fn open_consumer(
         filter_subject: spec.filter_subject.clone(),
         ack_policy: AckPolicy::Explicit,
         ack_wait: spec.ack_wait,
-        max_deliver: spec.max_deliver,
+        // The server never gives up on an event: a delivery that timed out
+        // (a consumer killed, or a batch that waited in a slow one's buffer)
+        // is not a failed attempt. Handler failures are counted below
+        // against `spec.max_deliver` and end in the dead-letter subject.
+        max_deliver: -1,
         ..Default::default()
     };
     let mut consumer: async_nats::jetstream::consumer::Consumer<pull::Config> = stream
@@ -287,10 +292,12 @@ async fn open_consumer(
         .await?;
     // A durable created by an older release keeps its settings until told.
     let current = &consumer.cached_info().config;
-    if current.ack_wait != spec.ack_wait || current.max_deliver != spec.max_deliver {
+    if current.ack_wait != spec.ack_wait || current.max_deliver != config.max_deliver {
         match stream.update_consumer(config).await {
             Ok(updated) => consumer = updated,
-            Err(e) => warn!(durable = %spec.durable, error = %e, "updating the consumer's settings failed; keeping them"),
+            Err(e) => {
+                warn!(durable = %spec.durable, error = %e, "updating the consumer's settings failed; keeping them")
+            }
         }
     }
     Ok(consumer

@@ -32,9 +32,9 @@ use tokio::task::AbortHandle;
 use tokio::time::Instant;
 use tonic::body::Body;
 use tonic::transport::{Channel, Endpoint};
+use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
-use tonic_health::pb::HealthCheckRequest;
 use tower::balance::p2c::Balance;
 use tower::buffer::Buffer;
 use tower::discover::Change;
@@ -220,7 +220,12 @@ struct Pool {
 
 impl Drop for Pool {
     fn drop(&mut self) {
-        for task in self.tasks.get_mut().unwrap_or_else(PoisonError::into_inner).drain(..) {
+        for task in self
+            .tasks
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner)
+            .drain(..)
+        {
             task.abort();
         }
     }
@@ -393,10 +398,17 @@ async fn watch(pool: Weak<Pool>, index: usize) {
                         () = recheck.notified() => break,
                     };
                     match message {
-                        Ok(Some(m)) => {
+                        Ok(Some(m)) if m.status() == ServingStatus::Serving => {
                             answered = true;
                             probe = MIN_PROBE;
-                            set(m.status() == ServingStatus::Serving);
+                            set(true);
+                        }
+                        // Draining (or not ready): out of rotation, and the
+                        // stream is let go, so it does not hold the server's
+                        // drain open; probed again like a dead replica.
+                        Ok(Some(_)) => {
+                            answered = false;
+                            break;
                         }
                         // The stream ended (connection closed, replaced after
                         // its maximum age, or the server died): watch again at
@@ -407,7 +419,8 @@ async fn watch(pool: Weak<Pool>, index: usize) {
                 if answered {
                     continue;
                 }
-                // A stream that ends before its first answer is no answer.
+                // Not serving, or a stream that ended before its first
+                // answer.
                 set(false);
             }
             // A server without the health service (or without this name)

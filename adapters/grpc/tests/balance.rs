@@ -163,7 +163,10 @@ async fn until(
 }
 
 fn addresses(replicas: &[&Replica]) -> Vec<String> {
-    replicas.iter().map(|r| format!("http://{}", r.addr)).collect()
+    replicas
+        .iter()
+        .map(|r| format!("http://{}", r.addr))
+        .collect()
 }
 
 #[tokio::test]
@@ -284,7 +287,9 @@ async fn a_refused_connection_never_reached_a_server() {
         .expect("endpoint")
         .connect_lazy();
     let request = http::Request::builder()
-        .uri(format!("http://127.0.0.1:{port}/grpc.health.v1.Health/Check"))
+        .uri(format!(
+            "http://127.0.0.1:{port}/grpc.health.v1.Health/Check"
+        ))
         .body(Body::empty())
         .expect("request");
     std::future::poll_fn(|cx| channel.poll_ready(cx))

@@ -33,6 +33,9 @@ pub struct Db {
     postgres_url: Option<Arc<str>>,
 }
 
+/// PostgreSQL connections per process unless configured.
+pub const DEFAULT_POOL: u32 = 16;
+
 /// Wraps a database error for a port. Unique violations are handled before this
 /// where the domain has a meaning for them.
 pub fn store_err(e: DbErr) -> StoreError {
@@ -48,11 +51,21 @@ impl Db {
     /// a 5 s busy timeout, foreign keys on, one writer connection and a
     /// read-only pool of four.
     pub async fn connect<M: MigratorTrait>(url: &str) -> Result<Self, StoreError> {
+        Self::connect_pooled::<M>(url, DEFAULT_POOL).await
+    }
+
+    /// [`Self::connect`] with at most `pool` PostgreSQL connections (every
+    /// replica of every service holds its own pool: their sum must stay
+    /// under the server's `max_connections`). SQLite ignores it.
+    pub async fn connect_pooled<M: MigratorTrait>(
+        url: &str,
+        pool: u32,
+    ) -> Result<Self, StoreError> {
         let db = if url.starts_with("sqlite:") {
             Self::sqlite(url).await?
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
             let mut opts = ConnectOptions::new(url);
-            opts.max_connections(16)
+            opts.max_connections(pool.max(2))
                 .min_connections(1)
                 .connect_timeout(Duration::from_secs(5))
                 .acquire_timeout(Duration::from_secs(5))

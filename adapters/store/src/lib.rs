@@ -34,6 +34,6 @@ pub mod view;
 #[cfg(feature = "test-util")]
 pub mod testing;
 
-pub use db::{Backend, Db, create_database_if_missing, store_err};
+pub use db::{Backend, DEFAULT_POOL, Db, create_database_if_missing, store_err};
 pub use relay::{Relay, RelayConfig, RelayError};
 pub use writer::{JobFuture, Verdict, WriteTx, WriterStats};

@@ -171,8 +171,7 @@ impl<P: EventPublisher> Relay<P> {
         *self
             .standby_until
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) =
-            (!held).then(|| now + STANDBY);
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = (!held).then(|| now + STANDBY);
         Ok(held)
     }
 

@@ -16,6 +16,8 @@ pub struct Report {
     /// Effects missing at a consumer (the source says it happened, the
     /// consumer never applied it).
     pub lost: Vec<String>,
+    /// Where the unsent rows are (counted in `unsent`).
+    pub unsent_by: Vec<String>,
     /// Effects applied twice (a step twice in the view's history, a device
     /// out with two rentals).
     pub twice: Vec<String>,
@@ -45,7 +47,11 @@ impl Report {
 
     /// Every finding, worst first.
     pub fn findings(&self) -> impl Iterator<Item = &String> {
-        self.violations.iter().chain(&self.lost).chain(&self.twice)
+        self.violations
+            .iter()
+            .chain(&self.unsent_by)
+            .chain(&self.lost)
+            .chain(&self.twice)
     }
 }
 
@@ -116,10 +122,14 @@ pub async fn check(sources: &Sources) -> anyhow::Result<Report> {
     };
     let mut report = Report::default();
 
-    for conn in dbs.values() {
+    for (service, conn) in &dbs {
         for r in rows(conn, "SELECT COUNT(*) AS n, SUM(CASE WHEN sent_at IS NULL THEN 1 ELSE 0 END) AS unsent FROM outbox").await? {
             report.events += u64::try_from(int(&r, "n")).unwrap_or(0);
-            report.unsent += u64::try_from(int(&r, "unsent")).unwrap_or(0);
+            let unsent = u64::try_from(int(&r, "unsent")).unwrap_or(0);
+            report.unsent += unsent;
+            if unsent > 0 {
+                report.unsent_by.push(format!("{unsent} unsent in the {service} outbox"));
+            }
         }
     }
 

@@ -10,12 +10,12 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use adapters_auth::Issuer;
+use adapters_grpc::balance::Upstream;
 use domain_kernel::{BoothCode, Principal, Role};
 use proto::parking::parking_service_client::ParkingServiceClient;
 use proto::rental::rental_service_client::RentalServiceClient;
 use proto::reservation::reservation_service_client::ReservationServiceClient;
 use proto::{common, parking as pk, rental as pr, reservation as pb};
-use adapters_grpc::balance::Upstream;
 use tonic::{Code, Request, Status};
 
 /// Who calls.

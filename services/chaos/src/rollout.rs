@@ -12,7 +12,7 @@
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::check::{Report, Sources};
@@ -20,7 +20,7 @@ use crate::load::{self, Callers, Clients, Tally};
 use crate::mesh::{Distributed, Layout};
 
 /// Callers of the load; each runs calls one after another.
-const WORKERS: usize = 8;
+const WORKERS: usize = 24;
 
 fn layout() -> Layout {
     Layout {
@@ -38,31 +38,241 @@ fn layout() -> Layout {
             // and stop sending before the listener closes.
             ("ROAMING_SHUTDOWN_DELAY_MS", "1000"),
             ("ROAMING_SHUTDOWN_GRACE_MS", "10000"),
+            // 11 processes with a database, two of them at once during a
+            // replacement, on a server allowing 100 connections.
+            ("ROAMING_DATABASE_POOL", "6"),
         ],
     }
 }
 
 struct Phase {
     tally: Tally,
+    waits: u64,
     calls_per_second: f64,
     /// Per process: how long SIGTERM to exit took, and the new one to SERVING.
     steps: Vec<(String, Duration, Duration)>,
+}
+
+/// What the rollout's load counted.
+#[derive(Debug, Default, Clone)]
+struct Counted {
+    tally: Tally,
+    /// Answers that said "not yet" while an event was on its way (a booth
+    /// asked before the rental was accepted; a space whose last visit's
+    /// completion had not reached the reservation service), retried as a
+    /// client would. Not failures, but counted.
+    waits: u64,
+}
+
+const CUSTOMERS: [&str; 4] = ["alice", "bob", "carol", "dave"];
+
+/// Calls `call` until it answers something but `not_yet` (for at most 20 s);
+/// every answer but the last counts as a wait.
+async fn patiently<T, F, Fut>(
+    counted: &mut Counted,
+    not_yet: impl Fn(&tonic::Status) -> bool,
+    mut call: F,
+) -> Result<T, tonic::Status>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, tonic::Status>>,
+{
+    let started = Instant::now();
+    loop {
+        match call().await {
+            Err(s) if not_yet(&s) && started.elapsed() < Duration::from_secs(20) => {
+                counted.waits += 1;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            other => return other,
+        }
+    }
+}
+
+fn record<T>(counted: &mut Counted, result: &Result<T, tonic::Status>) {
+    counted.tally.record(match result {
+        Ok(_) => tonic::Code::Ok,
+        Err(s) => {
+            if counted.tally.failed() < 5 {
+                println!("       failed call: {s:?}");
+            }
+            s.code()
+        }
+    });
+}
+
+/// One caller of the rollout's load: every call has one right answer, so
+/// any other is a failure. In turn: a roaming reservation for today handed
+/// over, returned and retrieved (with its own device); one for later,
+/// canceled; a parking reservation on its own space, in at the gate and out.
+async fn steady(clients: Clients, me: usize, serial: String, stop: Arc<AtomicBool>) -> Counted {
+    use proto::{parking as pk, rental as pr, reservation as pb};
+    let mut counted = Counted::default();
+    let customer = CUSTOMERS[me % CUSTOMERS.len()];
+    let run = uuid::Uuid::now_v7().simple().to_string();
+    let mut turn: u64 = 0;
+    while !stop.load(Ordering::Relaxed) {
+        turn += 1;
+        let c = &clients;
+        // Today: reserve, hand over, return, retrieve.
+        let reserved = {
+            let mut r = c.reservation.clone();
+            let req = c.callers.req(
+                load::Who::Customer(customer),
+                pb::ReserveRoamingRequest {
+                    request_id: format!("{run}-{turn}-today"),
+                    device_model: "egg-lte".into(),
+                    country: "JP".into(),
+                    pickup_booth: "ICN-T1".into(),
+                    return_booth: "ICN-T1".into(),
+                    start_date: load::date_in(0),
+                    end_date: load::date_in(1),
+                    payment: Some(load::card()),
+                },
+            );
+            r.reserve_roaming(req).await
+        };
+        record(&mut counted, &reserved);
+        if let Ok(Some(reservation)) = reserved.map(|r| r.into_inner().reservation) {
+            let id = reservation.reservation_id;
+            let handed = patiently(
+                &mut counted,
+                |s| s.code() == tonic::Code::NotFound,
+                || {
+                    let mut r = c.rental.clone();
+                    let req = c.callers.req(
+                        load::Who::Staff("ICN-T1"),
+                        pr::HandOverDeviceRequest {
+                            reservation_id: id.clone(),
+                            serial: serial.clone(),
+                        },
+                    );
+                    async move { r.hand_over_device(req).await }
+                },
+            )
+            .await;
+            record(&mut counted, &handed);
+            let mut r = c.rental.clone();
+            let returned = r
+                .return_device(c.callers.req(
+                    load::Who::Staff("ICN-T1"),
+                    pr::ReturnDeviceRequest {
+                        reservation_id: id.clone(),
+                        booth: "ICN-T1".into(),
+                    },
+                ))
+                .await;
+            record(&mut counted, &returned);
+            let retrieved = r
+                .retrieve_device(c.callers.req(
+                    load::Who::Staff("ICN-T1"),
+                    pr::RetrieveDeviceRequest { reservation_id: id },
+                ))
+                .await;
+            record(&mut counted, &retrieved);
+        }
+        // Later: reserve, cancel.
+        let later = {
+            let mut r = c.reservation.clone();
+            let days = i64::try_from(turn % 60).unwrap_or(0) + 2;
+            r.reserve_roaming(c.callers.req(
+                load::Who::Customer(customer),
+                pb::ReserveRoamingRequest {
+                    request_id: format!("{run}-{turn}-later"),
+                    device_model: "egg-lte".into(),
+                    country: "JP".into(),
+                    pickup_booth: "ICN-T1".into(),
+                    return_booth: "ICN-T1".into(),
+                    start_date: load::date_in(days),
+                    end_date: load::date_in(days + 1),
+                    payment: Some(load::card()),
+                },
+            ))
+            .await
+        };
+        record(&mut counted, &later);
+        if let Ok(Some(reservation)) = later.map(|r| r.into_inner().reservation) {
+            let mut r = c.reservation.clone();
+            let canceled = r
+                .cancel_reservation(c.callers.req(
+                    load::Who::Customer(customer),
+                    pb::CancelReservationRequest {
+                        reservation_id: reservation.reservation_id,
+                        reason: "rollout".into(),
+                    },
+                ))
+                .await;
+            record(&mut counted, &canceled);
+        }
+        // Parking: one of this caller's ten spaces, in and out.
+        let space = format!("R{me}-B1-{:03}", turn % 10 + 1);
+        let plate = format!("{:02}가{:04}", me + 10, turn % 10_000);
+        let parked = patiently(
+            &mut counted,
+            |s| matches!(s.code(), tonic::Code::FailedPrecondition | tonic::Code::NotFound),
+            || {
+                let mut r = c.reservation.clone();
+                let req = c.callers.req(
+                    load::Who::Customer(customer),
+                    pb::ReserveParkingRequest {
+                        request_id: format!("{run}-{turn}-park"),
+                        space_id: space.clone(),
+                        vehicle_plate: plate.clone(),
+                        start_time: Some(load::ts(time::Duration::seconds(5))),
+                        end_time: Some(load::ts(time::Duration::minutes(30))),
+                        payment: Some(load::card()),
+                    },
+                );
+                async move { r.reserve_parking(req).await }
+            },
+        )
+        .await;
+        record(&mut counted, &parked);
+        if parked.is_ok() {
+            let mut p = c.parking.clone();
+            let entered = p
+                .enter(c.callers.req(
+                    load::Who::Gate,
+                    pk::EnterRequest {
+                        space_id: space.clone(),
+                        vehicle_plate: plate.clone(),
+                    },
+                ))
+                .await;
+            record(&mut counted, &entered);
+            let exited = p
+                .exit(c.callers.req(
+                    load::Who::Gate,
+                    pk::ExitRequest {
+                        space_id: space,
+                        vehicle_plate: plate,
+                    },
+                ))
+                .await;
+            record(&mut counted, &exited);
+        }
+    }
+    counted
 }
 
 /// Runs the load while `act` does its work; the load stops when it returns.
 async fn under_load(
     mesh: &mut Distributed,
     clients: &Clients,
-    serials: &Arc<Mutex<Vec<String>>>,
+    serials: &[String],
     kill: bool,
 ) -> anyhow::Result<Phase> {
     let stop = Arc::new(AtomicBool::new(false));
-    let load = tokio::spawn(load::mixed(
-        clients.clone(),
-        WORKERS,
-        Arc::clone(&stop),
-        Arc::clone(serials),
-    ));
+    let mut callers = Vec::new();
+    for me in 0..WORKERS {
+        let serial = serials.get(me).cloned().unwrap_or_default();
+        callers.push(tokio::spawn(steady(
+            clients.clone(),
+            me,
+            serial,
+            Arc::clone(&stop),
+        )));
+    }
     let started = Instant::now();
     tokio::time::sleep(Duration::from_secs(2)).await;
     let mut steps = Vec::new();
@@ -96,12 +306,19 @@ async fn under_load(
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
     stop.store(true, Ordering::Relaxed);
-    let tally = load.await?;
+    let mut tally = Tally::default();
+    let mut waits = 0;
+    for caller in callers {
+        let counted = caller.await?;
+        tally.merge(&counted.tally);
+        waits += counted.waits;
+    }
     let elapsed = started.elapsed().as_secs_f64();
     #[allow(clippy::cast_precision_loss, reason = "a rate for a report")]
     let calls_per_second = tally.calls() as f64 / elapsed.max(0.001);
     Ok(Phase {
         tally,
+        waits,
         calls_per_second,
         steps,
     })
@@ -120,7 +337,9 @@ pub async fn run(roaming: &Path, admin: &str, run: &str) -> anyhow::Result<bool>
     let callers = Callers::new(&mesh.keys.issuer)?;
     let mut clients = Clients::balanced(&mesh.gateways, callers)?;
     let serials = load::seed(&mut clients, "ROLL", 60).await?;
-    let serials = Arc::new(Mutex::new(serials));
+    for me in 0..WORKERS {
+        load::seed_spaces(&mut clients, &format!("R{me}")).await?;
+    }
     let sources = Sources {
         urls: mesh.dbs.urls.clone(),
     };
@@ -135,8 +354,9 @@ pub async fn run(roaming: &Path, admin: &str, run: &str) -> anyhow::Result<bool>
     let (report, drained) = crate::drain(&sources, Duration::from_secs(60)).await?;
     let slowest_exit = term.steps.iter().map(|s| s.1).max().unwrap_or_default();
     println!(
-        "       SIGTERM phase: {:.0} calls/s, slowest drain-and-exit {} ms, mesh drained {} ms after the load",
+        "       SIGTERM phase: {:.0} calls/s, {} not-yet answers retried, slowest drain-and-exit {} ms, mesh drained {} ms after the load",
         term.calls_per_second,
+        term.waits,
         slowest_exit.as_millis(),
         drained.as_millis()
     );

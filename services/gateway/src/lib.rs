@@ -21,13 +21,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use adapters_auth::{AuthLayer, Credentials, Issuer};
+use adapters_grpc::balance::Upstream;
 use proto::auth::auth_service_server::AuthServiceServer;
 use proto::service_names;
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 use tonic::service::Routes;
-use adapters_grpc::balance::Upstream;
 use tonic_health::ServingStatus;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_client::HealthClient;
@@ -102,8 +102,8 @@ pub async fn start(
         if addrs.is_empty() {
             return Err(StartError(format!("no address for {name}")));
         }
-        let channel = Upstream::new(name, addrs)
-            .map_err(|e| StartError(format!("upstream {name}: {e}")))?;
+        let channel =
+            Upstream::new(name, addrs).map_err(|e| StartError(format!("upstream {name}: {e}")))?;
         upstreams.insert(name.to_owned(), channel);
     }
     let (health, health_service) = tonic_health::server::health_reporter();

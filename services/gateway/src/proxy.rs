@@ -11,11 +11,11 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use adapters_auth::AuthLayer;
+use adapters_grpc::balance::{Upstream, never_reached};
 use adapters_grpc::status::{reason, retry_later};
 use http_body_util::{BodyExt, Full, Limited};
 use prost::Message;
 use tokio::sync::Semaphore;
-use adapters_grpc::balance::{Upstream, never_reached};
 use tonic::{Code, Status};
 use tower::{Service, ServiceExt};
 use tracing::{debug, warn};

@@ -83,6 +83,7 @@ async fn common<M: adapters_store::migrations::MigratorTrait>(
     name: &str,
     listen: std::net::SocketAddr,
     url: &str,
+    pool: u32,
     bus: &Bus,
 ) -> anyhow::Result<Common> {
     // Every event written in a traced call carries that call's trace context.
@@ -90,7 +91,7 @@ async fn common<M: adapters_store::migrations::MigratorTrait>(
     let listener = TcpListener::bind(listen)
         .await
         .map_err(|e| anyhow::anyhow!("binding {listen}: {e}"))?;
-    let db = Db::connect::<M>(url)
+    let db = Db::connect_pooled::<M>(url, pool)
         .await
         .map_err(|e| anyhow::anyhow!("database {url}: {e}"))?;
     let (stop, _) = watch::channel(false);
@@ -162,9 +163,14 @@ pub async fn start_reservation(
     payment_addrs: &[String],
 ) -> anyhow::Result<(Running, Arc<Reservations>)> {
     let url = settings.database_url("reservation", settings.reservation.database_url.as_ref());
-    let mut c =
-        common::<ReservationMigrator>("reservation", settings.reservation.listen, &url, bus)
-            .await?;
+    let mut c = common::<ReservationMigrator>(
+        "reservation",
+        settings.reservation.listen,
+        &url,
+        settings.database_pool,
+        bus,
+    )
+    .await?;
     let store = ReservationStore::new(c.db.clone());
     ensure_price_list(&store).await?;
     let payments = GrpcPaymentGateway::new(
@@ -252,7 +258,14 @@ pub async fn start_payment(
     bus: &Bus,
 ) -> anyhow::Result<(Running, Arc<Payments>)> {
     let url = settings.database_url("payment", settings.payment.database_url.as_ref());
-    let mut c = common::<PaymentMigrator>("payment", settings.payment.listen, &url, bus).await?;
+    let mut c = common::<PaymentMigrator>(
+        "payment",
+        settings.payment.listen,
+        &url,
+        settings.database_pool,
+        bus,
+    )
+    .await?;
     let acquirer = FaultyAcquirer::new(
         settings.payment.fault_latency_ms,
         settings.payment.fault_failure_rate,
@@ -300,7 +313,14 @@ pub async fn start_rental(
         "rental asks the reservation service before every hand-over: set ROAMING_RESERVATION_ADDRS"
     );
     let url = settings.database_url("rental", settings.rental.database_url.as_ref());
-    let mut c = common::<RentalMigrator>("rental", settings.rental.listen, &url, bus).await?;
+    let mut c = common::<RentalMigrator>(
+        "rental",
+        settings.rental.listen,
+        &url,
+        settings.database_pool,
+        bus,
+    )
+    .await?;
     let reservations = GrpcReservationAuthority::new(
         Upstream::new(service_names::RESERVATION, reservation_addrs)?,
         policy(settings),
@@ -344,7 +364,14 @@ pub async fn start_parking(
     reservation_addrs: &[String],
 ) -> anyhow::Result<(Running, Arc<Parkings>)> {
     let url = settings.database_url("parking", settings.parking.database_url.as_ref());
-    let mut c = common::<ParkingMigrator>("parking", settings.parking.listen, &url, bus).await?;
+    let mut c = common::<ParkingMigrator>(
+        "parking",
+        settings.parking.listen,
+        &url,
+        settings.database_pool,
+        bus,
+    )
+    .await?;
     let store = ParkingStore::new(c.db.clone());
     let verifier = GrpcReservationVerifier::new(
         Upstream::new(service_names::RESERVATION, reservation_addrs)?,
@@ -389,7 +416,14 @@ pub async fn start_view(
     bus: &Bus,
 ) -> anyhow::Result<(Running, ViewStore)> {
     let url = settings.database_url("view", settings.view.database_url.as_ref());
-    let mut c = common::<ViewMigrator>("view", settings.view.listen, &url, bus).await?;
+    let mut c = common::<ViewMigrator>(
+        "view",
+        settings.view.listen,
+        &url,
+        settings.database_pool,
+        bus,
+    )
+    .await?;
     let store = ViewStore::new(c.db.clone());
     subscribe(
         &mut c,

@@ -120,7 +120,11 @@ fn take_flag(args: &[String], flag: &str) -> anyhow::Result<(Option<String>, Vec
     let mut iter = args.iter();
     while let Some(a) = iter.next() {
         if a == flag {
-            value = Some(iter.next().with_context(|| format!("{flag} needs a value"))?.clone());
+            value = Some(
+                iter.next()
+                    .with_context(|| format!("{flag} needs a value"))?
+                    .clone(),
+            );
         } else {
             rest.push(a.clone());
         }

@@ -66,6 +66,10 @@ pub struct Settings {
     /// and other services) multiplex everyone's calls and watch streams, so it
     /// is far higher.
     pub service_max_concurrent_streams: u32,
+    /// PostgreSQL connections each process may hold (every replica of every
+    /// service has its own pool; their sum must stay under the server's
+    /// `max_connections`).
+    pub database_pool: u32,
     /// Log as JSON lines.
     pub log_json: bool,
     /// The admin HTTP port (`/metrics`, `/healthz`); off when unset. One per
@@ -204,6 +208,7 @@ impl Default for Settings {
             max_connection_age_secs: 0,
             max_connections: 4_096,
             max_connections_per_peer: 512,
+            database_pool: adapters_store::DEFAULT_POOL,
             handshake_timeout_ms: 10_000,
             max_concurrent_streams: 256,
             service_max_concurrent_streams: 16_384,
@@ -334,6 +339,9 @@ impl Settings {
             "SHUTDOWN_GRACE_MS" => self.shutdown_grace_ms = number(value)?,
             "SHUTDOWN_DELAY_MS" => self.shutdown_delay_ms = number(value)?,
             "MAX_CONNECTION_AGE_SECS" => self.max_connection_age_secs = number(value)?,
+            "DATABASE_POOL" => {
+                self.database_pool = value.parse().map_err(|e| bad(key, e))?;
+            }
             "MAX_CONNECTIONS" => {
                 self.max_connections = value.parse().map_err(|e| bad(key, e))?;
             }
