@@ -296,7 +296,7 @@ async fn open_consumer(
         match stream.update_consumer(config).await {
             Ok(updated) => consumer = updated,
             Err(e) => {
-                warn!(durable = %spec.durable, error = %e, "updating the consumer's settings failed; keeping them")
+                warn!(durable = %spec.durable, error = %e, "updating the consumer's settings failed; keeping them");
             }
         }
     }

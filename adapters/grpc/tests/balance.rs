@@ -4,6 +4,12 @@
 //! `UNAVAILABLE` is ejected, and a call to a refused connection is one
 //! [`never_reached`] may send again.
 
+#![allow(
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test replicas: a failed setup is a failed test"
+)]
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};

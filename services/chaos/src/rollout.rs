@@ -11,8 +11,8 @@
 //! call, or either phase lost or doubled an event or broke an invariant.
 
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::check::{Report, Sources};
@@ -209,7 +209,12 @@ async fn steady(clients: Clients, me: usize, serial: String, stop: Arc<AtomicBoo
         let plate = format!("{:02}가{:04}", me + 10, turn % 10_000);
         let parked = patiently(
             &mut counted,
-            |s| matches!(s.code(), tonic::Code::FailedPrecondition | tonic::Code::NotFound),
+            |s| {
+                matches!(
+                    s.code(),
+                    tonic::Code::FailedPrecondition | tonic::Code::NotFound
+                )
+            },
             || {
                 let mut r = c.reservation.clone();
                 let req = c.callers.req(
@@ -351,7 +356,7 @@ pub async fn run(roaming: &Path, admin: &str, run: &str) -> anyhow::Result<bool>
     );
 
     let term = under_load(&mut mesh, &clients, &serials, false).await?;
-    let (report, drained) = crate::drain(&sources, Duration::from_secs(60)).await?;
+    let (report, drained) = crate::drain(&sources, Duration::from_mins(1)).await?;
     let slowest_exit = term.steps.iter().map(|s| s.1).max().unwrap_or_default();
     println!(
         "       SIGTERM phase: {:.0} calls/s, {} not-yet answers retried, slowest drain-and-exit {} ms, mesh drained {} ms after the load",
@@ -383,7 +388,7 @@ pub async fn run(roaming: &Path, admin: &str, run: &str) -> anyhow::Result<bool>
     let events_before = report.events;
 
     let kill = under_load(&mut mesh, &clients, &serials, true).await?;
-    let (report, _) = crate::drain(&sources, Duration::from_secs(60)).await?;
+    let (report, _) = crate::drain(&sources, Duration::from_mins(1)).await?;
     findings(&report);
     let kill_ok = report.clean();
     println!(

@@ -195,7 +195,7 @@ async fn run_one(settings: Settings, service: &str) -> anyhow::Result<()> {
         Some(listen) => Some(crate::admin::start(listen).await?),
         None => None,
     };
-    let result = run_one_service(settings, service).await;
+    let result = Box::pin(run_one_service(settings, service)).await;
     if let Some(admin) = admin {
         admin.stop().await;
     }

@@ -48,6 +48,11 @@ fn url(addr: std::net::SocketAddr) -> String {
 
 /// Starts every service. Seeds the demo catalog when the data directory is new.
 pub async fn up(settings: &Settings) -> anyhow::Result<Mesh> {
+    // Every service's start in one future is large: keep it on the heap.
+    Box::pin(start_all(settings)).await
+}
+
+async fn start_all(settings: &Settings) -> anyhow::Result<Mesh> {
     let fresh = !settings.data_dir.exists()
         || std::fs::read_dir(&settings.data_dir).map_or(true, |mut d| d.next().is_none());
     std::fs::create_dir_all(&settings.data_dir)
