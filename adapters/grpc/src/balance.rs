@@ -64,7 +64,7 @@ pub struct Upstream(Inner);
 #[derive(Clone)]
 enum Inner {
     /// One address: nothing to balance (the channel reconnects by itself).
-    One(Channel),
+    One { address: String, channel: Channel },
     Many {
         balanced: Buffer<Request, BoxFuture<'static, Result<Response, BoxError>>>,
         pool: Arc<Pool>,
@@ -74,7 +74,7 @@ enum Inner {
 impl std::fmt::Debug for Upstream {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match &self.0 {
-            Inner::One(_) => f.debug_tuple("Upstream").field(&"one").finish(),
+            Inner::One { address, .. } => f.debug_tuple("Upstream").field(address).finish(),
             Inner::Many { pool, .. } => f
                 .debug_struct("Upstream")
                 .field("service", &pool.service)
@@ -107,8 +107,11 @@ impl Upstream {
             .iter()
             .map(|a| endpoint(a).map(|e| (a.clone(), e.connect_lazy())))
             .collect::<Result<Vec<_>, _>>()?;
-        if let [(_, one)] = channels.as_slice() {
-            return Ok(Self(Inner::One(one.clone())));
+        if let [(address, channel)] = channels.as_slice() {
+            return Ok(Self(Inner::One {
+                address: address.clone(),
+                channel: channel.clone(),
+            }));
         }
         let (changes, discovered) = mpsc::unbounded_channel();
         let pool = Arc::new(Pool {
@@ -153,7 +156,7 @@ impl Upstream {
     /// The addresses in rotation now (all of them for a single address).
     pub fn in_rotation(&self) -> Vec<String> {
         match &self.0 {
-            Inner::One(_) => vec![],
+            Inner::One { address, .. } => vec![address.clone()],
             Inner::Many { pool, .. } => pool.in_rotation(),
         }
     }
@@ -166,14 +169,16 @@ impl Service<Request> for Upstream {
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
         match &mut self.0 {
-            Inner::One(channel) => channel.poll_ready(cx).map_err(Into::into),
+            Inner::One { channel, .. } => channel.poll_ready(cx).map_err(Into::into),
             Inner::Many { balanced, .. } => balanced.poll_ready(cx),
         }
     }
 
     fn call(&mut self, request: Request) -> Self::Future {
         match &mut self.0 {
-            Inner::One(channel) => channel.call(request).map(|r| r.map_err(Into::into)).boxed(),
+            Inner::One { channel, .. } => {
+                channel.call(request).map(|r| r.map_err(Into::into)).boxed()
+            }
             Inner::Many { balanced, .. } => balanced.call(request).boxed(),
         }
     }
@@ -181,7 +186,8 @@ impl Service<Request> for Upstream {
 
 /// Whether `error` (from a call on an [`Upstream`] or a channel) says the
 /// request never reached a server, so sending it again cannot run it twice:
-/// the connection was refused or timed out, or the server refused the stream
+/// the connection was refused or the host unreachable, or the server refused
+/// the stream
 /// before processing it (HTTP/2 `REFUSED_STREAM`, e.g. after its GOAWAY).
 pub fn never_reached(error: &(dyn std::error::Error + 'static)) -> bool {
     let mut source = Some(error);
@@ -200,10 +206,6 @@ pub fn never_reached(error: &(dyn std::error::Error + 'static)) -> bool {
         if let Some(h2) = e.downcast_ref::<h2::Error>()
             && h2.reason() == Some(h2::Reason::REFUSED_STREAM)
         {
-            return true;
-        }
-        // tonic's connect timeout: nothing was sent.
-        if e.to_string() == "connect timeout" || e.is::<tower::timeout::error::Elapsed>() {
             return true;
         }
         source = e.source();
@@ -426,7 +428,7 @@ async fn watch(pool: Weak<Pool>, index: usize) {
             // A server without the health service (or without this name)
             // is taken at its word that it serves: its calls still eject it.
             Err(status) if status.code() == tonic::Code::Unimplemented => set(true),
-            Err(status) if status.code() == tonic::Code::NotFound => set(false),
+            // Unreachable, or the server does not know this name.
             Err(_) => set(false),
         }
         tokio::select! {

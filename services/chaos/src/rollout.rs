@@ -101,6 +101,29 @@ fn record<T>(counted: &mut Counted, result: &Result<T, tonic::Status>) {
     });
 }
 
+/// An egg at ICN-T1 from `days` from now, for one day.
+async fn reserve_roaming(
+    c: &Clients,
+    customer: &'static str,
+    request_id: String,
+    days: i64,
+) -> Result<tonic::Response<proto::reservation::ReserveRoamingResponse>, tonic::Status> {
+    let request = c.callers.req(
+        load::Who::Customer(customer),
+        proto::reservation::ReserveRoamingRequest {
+            request_id,
+            device_model: "egg-lte".into(),
+            country: "JP".into(),
+            pickup_booth: "ICN-T1".into(),
+            return_booth: "ICN-T1".into(),
+            start_date: load::date_in(days),
+            end_date: load::date_in(days + 1),
+            payment: Some(load::card()),
+        },
+    );
+    c.reservation.clone().reserve_roaming(request).await
+}
+
 /// One caller of the rollout's load: every call has one right answer, so
 /// any other is a failure. In turn: a roaming reservation for today handed
 /// over, returned and retrieved (with its own device); one for later,
@@ -115,23 +138,7 @@ async fn steady(clients: Clients, me: usize, serial: String, stop: Arc<AtomicBoo
         turn += 1;
         let c = &clients;
         // Today: reserve, hand over, return, retrieve.
-        let reserved = {
-            let mut r = c.reservation.clone();
-            let req = c.callers.req(
-                load::Who::Customer(customer),
-                pb::ReserveRoamingRequest {
-                    request_id: format!("{run}-{turn}-today"),
-                    device_model: "egg-lte".into(),
-                    country: "JP".into(),
-                    pickup_booth: "ICN-T1".into(),
-                    return_booth: "ICN-T1".into(),
-                    start_date: load::date_in(0),
-                    end_date: load::date_in(1),
-                    payment: Some(load::card()),
-                },
-            );
-            r.reserve_roaming(req).await
-        };
+        let reserved = reserve_roaming(c, customer, format!("{run}-{turn}-today"), 0).await;
         record(&mut counted, &reserved);
         if let Ok(Some(reservation)) = reserved.map(|r| r.into_inner().reservation) {
             let id = reservation.reservation_id;
@@ -172,24 +179,8 @@ async fn steady(clients: Clients, me: usize, serial: String, stop: Arc<AtomicBoo
             record(&mut counted, &retrieved);
         }
         // Later: reserve, cancel.
-        let later = {
-            let mut r = c.reservation.clone();
-            let days = i64::try_from(turn % 60).unwrap_or(0) + 2;
-            r.reserve_roaming(c.callers.req(
-                load::Who::Customer(customer),
-                pb::ReserveRoamingRequest {
-                    request_id: format!("{run}-{turn}-later"),
-                    device_model: "egg-lte".into(),
-                    country: "JP".into(),
-                    pickup_booth: "ICN-T1".into(),
-                    return_booth: "ICN-T1".into(),
-                    start_date: load::date_in(days),
-                    end_date: load::date_in(days + 1),
-                    payment: Some(load::card()),
-                },
-            ))
-            .await
-        };
+        let days = i64::try_from(turn % 60).unwrap_or(0) + 2;
+        let later = reserve_roaming(c, customer, format!("{run}-{turn}-later"), days).await;
         record(&mut counted, &later);
         if let Ok(Some(reservation)) = later.map(|r| r.into_inner().reservation) {
             let mut r = c.reservation.clone();
@@ -260,7 +251,8 @@ async fn steady(clients: Clients, me: usize, serial: String, stop: Arc<AtomicBoo
     counted
 }
 
-/// Runs the load while `act` does its work; the load stops when it returns.
+/// Runs the load while every process (or, with `kill`, one of each service)
+/// is replaced in turn; the load stops after the last replacement.
 async fn under_load(
     mesh: &mut Distributed,
     clients: &Clients,
