@@ -38,6 +38,7 @@ fn every_service_and_rpc_of_design_section_7_exists() {
                 "CancelReservation",
                 "VerifyParkingEntry",
                 "BeginUse",
+                "ListDeviceOffers",
             ],
         ),
         (

@@ -39,6 +39,8 @@ pub enum Refusal {
     NoRole,
     BadBooth,
     NoBooth,
+    BadLot,
+    NoLot,
 }
 
 impl Refusal {
@@ -60,6 +62,8 @@ impl Refusal {
             Self::NoRole => "TOKEN_NO_ROLE",
             Self::BadBooth => "TOKEN_BOOTH",
             Self::NoBooth => "TOKEN_BOOTH_MISSING",
+            Self::BadLot => "TOKEN_LOT",
+            Self::NoLot => "TOKEN_LOT_MISSING",
         }
     }
 }
@@ -82,6 +86,8 @@ impl std::fmt::Display for Refusal {
             Self::NoRole => "token carries no known role",
             Self::BadBooth => "token booth is invalid",
             Self::NoBooth => "booth staff token without a booth",
+            Self::BadLot => "token lot is invalid",
+            Self::NoLot => "gate token without a lot",
         })
     }
 }

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use domain_kernel::{BoothCode, Principal, Role};
+use domain_kernel::{BoothCode, LotCode, Principal, Role};
 use jsonwebtoken::{Header, Validation};
 use serde::{Deserialize, Serialize};
 
@@ -26,6 +26,9 @@ pub struct Claims {
     /// The booth of booth staff.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub booth: Option<String>,
+    /// The parking lot of a gate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lot: Option<String>,
 }
 
 /// Who issues tokens and for whom: the `iss` and `aud` every token carries.
@@ -87,6 +90,7 @@ impl Issuer {
                 .map(|r| r.as_str().to_owned())
                 .collect(),
             booth: principal.booth().map(ToString::to_string),
+            lot: principal.lot().map(ToString::to_string),
         };
         self.sign(&claims)
     }
@@ -246,7 +250,12 @@ fn principal_of(claims: &Claims) -> Result<Principal, AuthError> {
         (None, true) => return Err(refused(Refusal::NoBooth)),
         (None, false) => None,
     };
-    Ok(Principal::new(claims.sub.clone(), roles, booth))
+    let lot = match (&claims.lot, roles.contains(&Role::Gate)) {
+        (Some(l), _) => Some(LotCode::parse(l).map_err(|_| refused(Refusal::BadLot))?),
+        (None, true) => return Err(refused(Refusal::NoLot)),
+        (None, false) => None,
+    };
+    Ok(Principal::new(claims.sub.clone(), roles, booth).with_lot(lot))
 }
 
 #[cfg(test)]
@@ -334,9 +343,19 @@ mod tests {
             iat: now(),
             roles: vec!["booth_staff".into()],
             booth: None,
+            lot: None,
         };
         let err = verifier.verify(&issuer.sign(&claims).unwrap()).unwrap_err();
         assert!(matches!(err, AuthError::Refused(Refusal::NoBooth)));
+        claims.roles = vec!["gate".into()];
+        let err = verifier.verify(&issuer.sign(&claims).unwrap()).unwrap_err();
+        assert!(matches!(err, AuthError::Refused(Refusal::NoLot)));
+        claims.lot = Some("-".into());
+        let err = verifier.verify(&issuer.sign(&claims).unwrap()).unwrap_err();
+        assert!(matches!(err, AuthError::Refused(Refusal::BadLot)));
+        claims.lot = Some("p2".into());
+        let gate = verifier.verify(&issuer.sign(&claims).unwrap()).unwrap();
+        assert_eq!(gate.lot().map(LotCode::as_str), Some("P2"));
         claims.roles = vec!["admin".into()];
         let err = verifier.verify(&issuer.sign(&claims).unwrap()).unwrap_err();
         assert!(matches!(err, AuthError::Refused(Refusal::NoRole)));
@@ -354,6 +373,7 @@ mod tests {
             iat: nbf,
             roles: vec!["customer".into()],
             booth: None,
+            lot: None,
         };
         let day = MAX_TOKEN_LIFETIME_SECS;
         let ok = issuer.sign(&claims(now(), now() + day)).unwrap();

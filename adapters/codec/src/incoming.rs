@@ -1,14 +1,14 @@
 //! Inbound protobuf events -> each consumer's domain input.
 
 use domain_kernel::{
-    BoothCode, CustomerId, DeviceModel, EventId, Recorded, ReservationId, Serial, SpaceId,
+    BoothCode, CustomerId, DeviceModel, EventId, LotCode, Recorded, ReservationId, Serial, SpaceId,
     Timestamp, Violations,
 };
 use domain_parking::{ParkingReservation, SessionStatus};
 use domain_payment::{PaymentStatus, ReservationClosed};
 use domain_rental::{RentalStatus, RoamingReservation};
 use domain_reservation::{CatalogEvent, Details, Status, Usage, UsageEvent};
-use domain_view::{Fact, ViewEvent};
+use domain_view::{Fact, SpaceLot, ViewEvent};
 use prost::Message;
 use proto::{parking as pk, payment as pp, rental as pr, reservation as pb, subjects as s};
 
@@ -302,6 +302,23 @@ pub fn to_parking_reservation(
         },
     );
     Ok(lifecycle(status, event))
+}
+
+/// `roaming.parking.space_registered`, for the view: which lot a space is in.
+pub fn to_space_lot(m: Inbound<'_>) -> Result<Option<Recorded<SpaceLot>>, DecodeError> {
+    if m.subject != s::PARKING_SPACE_REGISTERED {
+        return Ok(None);
+    }
+    let e: pk::SpaceRegistered = m.decode()?;
+    let (id, at) = m.envelope(&e.event_id, e.occurred_at.as_ref())?;
+    Ok(Some(Recorded::new(
+        id,
+        at,
+        SpaceLot {
+            space_id: m.parse("space_id", SpaceId::parse(&e.space_id))?,
+            lot: m.parse("lot", LotCode::parse(&e.lot))?,
+        },
+    )))
 }
 
 /// Every event about a reservation, for the view.

@@ -22,7 +22,8 @@ pub use convert::{
 };
 pub use incoming::{
     DecodeError, Inbound, Lifecycle, PaymentInput, ReservationInput, to_closed_reservation,
-    to_parking_reservation, to_reservation_input, to_roaming_reservation, to_view_event,
+    to_parking_reservation, to_reservation_input, to_roaming_reservation, to_space_lot,
+    to_view_event,
 };
 pub use outgoing::{encode_parking, encode_payment, encode_rental, encode_reservation};
 

@@ -5,10 +5,10 @@ use std::time::Duration;
 use adapters_auth::ServiceToken;
 use adapters_codec::{instant_from_pb, instant_to_pb, money_to_pb};
 use domain_kernel::{
-    CardDetails, Money, ReservationId, SpaceId, TimeWindow, Timestamp, VehiclePlate,
+    CardDetails, DeviceModel, Money, ReservationId, SpaceId, TimeWindow, Timestamp, VehiclePlate,
 };
 use domain_parking::ports::{ReservationVerifier, VerifiedEntry, VerifierUnavailable};
-use domain_rental::ports::{ReservationAuthority, UseRefused};
+use domain_rental::ports::{CatalogUnavailable, ReservationAuthority, UseRefused};
 use domain_reservation::ports::{
     DeclineReason, PaymentGateway, PaymentOutcome, PaymentUnavailable,
 };
@@ -16,7 +16,8 @@ use proto::payment::payment_service_client::PaymentServiceClient;
 use proto::payment::{self as pp, PayRequest, PayResponse};
 use proto::reservation::reservation_service_client::ReservationServiceClient;
 use proto::reservation::{
-    BeginUseRequest, BeginUseResponse, VerifyParkingEntryRequest, VerifyParkingEntryResponse,
+    BeginUseRequest, BeginUseResponse, ListDeviceOffersRequest, ListDeviceOffersResponse,
+    VerifyParkingEntryRequest, VerifyParkingEntryResponse,
 };
 use tonic_types::StatusExt as _;
 use tower::{BoxError, ServiceExt};
@@ -233,6 +234,7 @@ impl ReservationVerifier for GrpcReservationVerifier {
 #[derive(Debug, Clone)]
 pub struct GrpcReservationAuthority {
     call: Call<BeginUseRequest, BeginUseResponse>,
+    offers: Call<ListDeviceOffersRequest, ListDeviceOffersResponse>,
     breaker: Breaker,
 }
 
@@ -240,18 +242,36 @@ impl GrpcReservationAuthority {
     /// `token` is the rental service's own identity: only it may call.
     pub fn new(channel: Upstream, policy: CallPolicy, token: ServiceToken) -> Self {
         let client =
-            ReservationServiceClient::with_interceptor(channel, adapters_telemetry::inject);
+            ReservationServiceClient::with_interceptor(channel.clone(), adapters_telemetry::inject);
         let (call, breaker) = idempotent_call(
             "reservation.BeginUse",
             "/roaming.reservation.v1.ReservationService/BeginUse",
             policy,
-            token,
+            token.clone(),
             move |request| {
                 let mut client = client.clone();
                 async move { client.begin_use(request).await }
             },
         );
-        Self { call, breaker }
+        let client =
+            ReservationServiceClient::with_interceptor(channel, adapters_telemetry::inject);
+        // A read: retried freely, with a breaker of its own so that a slow
+        // price list never opens the hand-over's breaker.
+        let (offers, _) = idempotent_call(
+            "reservation.ListDeviceOffers",
+            "/roaming.reservation.v1.ReservationService/ListDeviceOffers",
+            policy,
+            token,
+            move |request| {
+                let mut client = client.clone();
+                async move { client.list_device_offers(request).await }
+            },
+        );
+        Self {
+            call,
+            offers,
+            breaker,
+        }
     }
 
     pub fn breaker(&self) -> &Breaker {
@@ -286,5 +306,20 @@ impl ReservationAuthority for GrpcReservationAuthority {
         Err(UseRefused::Unavailable {
             retry_after: retry_after(&e),
         })
+    }
+
+    async fn offers_model(&self, model: &DeviceModel) -> Result<bool, CatalogUnavailable> {
+        let request = ListDeviceOffersRequest {
+            device_model: model.to_string(),
+        };
+        match self.offers.clone().oneshot(request).await {
+            Ok(r) => Ok(r.offers.iter().any(|o| o.device_model == model.as_str())),
+            Err(e) => {
+                warn!(%model, error = %e, "price list call failed; the device is not stocked");
+                Err(CatalogUnavailable {
+                    retry_after: retry_after(&e),
+                })
+            }
+        }
     }
 }

@@ -88,6 +88,10 @@ fn rental_error(e: RentalError) -> Status {
             format!("device {s} is already registered"),
             &[],
         ),
+        RentalError::UnknownModel(m) => invalid(&Violations::one(
+            "device_model",
+            format!("{m} is not in the catalog (ReservationService/ListDeviceOffers)"),
+        )),
         RentalError::Refused(rule) => {
             let why = match &rule {
                 Rule::WrongStatus { .. } => "WRONG_STATUS",

@@ -7,8 +7,8 @@ use adapters_codec::{
     roaming_details_to_pb, status_to_pb,
 };
 use domain_kernel::{
-    CardDetails, Clock, IdGenerator, RequestId, ReservationId, SpaceId, TimeWindow, VehiclePlate,
-    Violations,
+    CardDetails, Clock, DeviceModel, IdGenerator, RequestId, ReservationId, SpaceId, TimeWindow,
+    VehiclePlate, Violations,
 };
 use domain_reservation::ports::{Catalog, DeclineReason, PaymentGateway, ReservationRepository};
 use domain_reservation::{
@@ -488,6 +488,37 @@ where
             })?;
         Ok(Response::new(pb::BeginUseResponse {
             reservation: Some(reservation_to_pb(&used)),
+        }))
+    }
+
+    async fn list_device_offers(
+        &self,
+        request: Request<pb::ListDeviceOffersRequest>,
+    ) -> Result<Response<pb::ListDeviceOffersResponse>, Status> {
+        principal(&request)?;
+        let raw = request.into_inner().device_model;
+        let model = if raw.trim().is_empty() {
+            None
+        } else {
+            Some(
+                DeviceModel::parse(&raw)
+                    .map_err(|e| invalid(&Violations::one("device_model", e)))?,
+            )
+        };
+        let offers = self
+            .service
+            .device_offers(model.as_ref())
+            .await
+            .map_err(|e| internal(&e))?;
+        Ok(Response::new(pb::ListDeviceOffersResponse {
+            offers: offers
+                .iter()
+                .map(|o| pb::DeviceOffer {
+                    device_model: o.device_model.to_string(),
+                    daily_rate: Some(money_to_pb(o.daily_rate)),
+                    countries: o.countries.iter().map(ToString::to_string).collect(),
+                })
+                .collect(),
         }))
     }
 }

@@ -6,12 +6,14 @@ use adapters_codec::{
     instant_to_pb, money_to_pb, parking_details_to_pb, roaming_details_to_pb, status_to_pb,
 };
 use adapters_store::view::ViewStore;
-use domain_kernel::{BoothCode, DateRange, ReservationId, SpaceId, Violations};
+use domain_kernel::{BoothCode, DateRange, ReservationId, Role, SpaceId, Violations};
 use domain_parking::SessionStatus;
 use domain_payment::PaymentStatus;
 use domain_rental::RentalStatus;
 use domain_reservation::{Details, Kind};
-use domain_view::{ReservationView, may_read_booth_schedule, may_read_space_schedule, may_see};
+use domain_view::{
+    ReservationView, may_read_booth_schedule, may_read_space_schedule, may_see, on_schedule_for,
+};
 use futures::Stream;
 use proto::view::view_service_server::ViewService as Rpc;
 use proto::{parking as pk, payment as pp, rental as pr, reservation as pb, view as pv};
@@ -316,19 +318,30 @@ impl Rpc for ViewRpc {
         request: Request<pv::GetSpaceScheduleRequest>,
     ) -> Result<Response<pv::GetSpaceScheduleResponse>, Status> {
         let who = principal(&request)?;
-        if !may_read_space_schedule(&who) {
+        if !who.may(&[Role::Gate, Role::Service]) {
             return Err(forbidden());
         }
         let r = request.into_inner();
         let space =
             SpaceId::parse(&r.space_id).map_err(|e| invalid(&Violations::one("space_id", e)))?;
+        let lot = self
+            .store
+            .space_lot(&space)
+            .await
+            .map_err(|e| internal(&e))?;
+        if !may_read_space_schedule(&who, lot.as_ref()) {
+            return Err(forbidden());
+        }
         let views = self
             .store
             .space_schedule(&space, date(&r.date)?)
             .await
             .map_err(|e| internal(&e))?;
         Ok(Response::new(pv::GetSpaceScheduleResponse {
-            reservations: views.iter().map(view_to_pb).collect(),
+            reservations: views
+                .iter()
+                .map(|v| view_to_pb(&on_schedule_for(&who, v)))
+                .collect(),
         }))
     }
 

@@ -188,8 +188,30 @@ migrator!(
         create(m, v::Entity).await?;
         index(m, Index::create().name("ix_views_customer").table(v::Entity).col(v::Column::CustomerId).col(v::Column::CreatedAt).to_owned()).await?;
     },
-    then OutboxNotify
+    then ViewSpaceLots, OutboxNotify
 );
+
+/// The lot of each space, learnt from `roaming.parking.space_registered`, so
+/// gates read schedules of their own lot only.
+#[derive(Debug)]
+struct ViewSpaceLots;
+
+impl MigrationName for ViewSpaceLots {
+    fn name(&self) -> &'static str {
+        "m0002_view_space_lots"
+    }
+}
+
+#[allow(
+    elided_lifetimes_in_paths,
+    reason = "async_trait cannot name the lifetime"
+)]
+#[async_trait::async_trait]
+impl MigrationTrait for ViewSpaceLots {
+    async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        create(m, view::entities::space_lot::Entity).await
+    }
+}
 
 /// The `NOTIFY` channel an outbox insert signals (PostgreSQL only), so the
 /// relay holding the lease publishes rows other replicas wrote at once.

@@ -21,7 +21,8 @@ use domain_reservation::{
 };
 use sea_orm::sea_query::{Expr, ExprTrait, OnConflict};
 use sea_orm::{
-    ActiveValue::NotSet, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QuerySelect, Set,
+    ActiveValue::NotSet, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect, Set,
 };
 
 use self::entities::{device_location, device_offer, reservation as row, space, stock};
@@ -517,6 +518,17 @@ impl Catalog for ReservationStore {
         let (key, value) = (model.to_string(), offer.clone());
         self.catalog.offers.put(key, value, generation);
         Ok(offer)
+    }
+
+    async fn device_offers(&self) -> Result<Vec<DeviceOffer>, StoreError> {
+        device_offer::Entity::find()
+            .order_by_asc(device_offer::Column::DeviceModel)
+            .all(self.db.reader())
+            .await
+            .map_err(store_err)?
+            .iter()
+            .map(offer_from_row)
+            .collect()
     }
 
     async fn space_offer(&self, space_id: &SpaceId) -> Result<Option<SpaceOffer>, StoreError> {

@@ -5,13 +5,13 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use domain_kernel::{
-    BoothCode, CustomerId, Money, Recorded, ReservationId, Serial, SpaceId, StoreError,
+    BoothCode, CustomerId, LotCode, Money, Recorded, ReservationId, Serial, SpaceId, StoreError,
 };
 use domain_parking::SessionStatus;
 use domain_payment::PaymentStatus;
 use domain_rental::RentalStatus;
 use domain_reservation::Status;
-use domain_view::{ReservationView, StatusChange, ViewEvent};
+use domain_view::{ReservationView, SpaceLot, StatusChange, ViewEvent};
 use sea_orm::ActiveValue::NotSet;
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set};
 use time::{Date, Duration};
@@ -68,9 +68,28 @@ pub mod entities {
 
         impl ActiveModelBehavior for ActiveModel {}
     }
+
+    pub mod space_lot {
+        //! The lot of every space the parking service registered, so a
+        //! gate's schedule request can be held to its own lot.
+        use sea_orm::entity::prelude::*;
+
+        #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+        #[sea_orm(table_name = "space_lots")]
+        pub struct Model {
+            #[sea_orm(primary_key, auto_increment = false)]
+            pub space_id: String,
+            pub lot: String,
+        }
+
+        #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+        pub enum Relation {}
+
+        impl ActiveModelBehavior for ActiveModel {}
+    }
 }
 
-use entities::view as row;
+use entities::{space_lot, view as row};
 
 const CONFLICT_RETRIES: usize = 10;
 
@@ -358,6 +377,48 @@ impl ViewStore {
             }
         }
         Err(StoreError::msg("too many concurrent changes to one view"))
+    }
+
+    /// Remembers which lot `space_id` belongs to (`roaming.parking.space_registered`).
+    /// A space is registered once, so a redelivery writes nothing new.
+    pub async fn record_space(&self, space: &Recorded<SpaceLot>) -> Result<(), StoreError> {
+        let event_id = space.event_id;
+        let (space_id, lot) = (
+            space.event.space_id.to_string(),
+            space.event.lot.to_string(),
+        );
+        self.db
+            .write(move |tx| {
+                let values = space_lot::ActiveModel {
+                    space_id: Set(space_id.clone()),
+                    lot: Set(lot.clone()),
+                };
+                Box::pin(async move {
+                    if outbox::record_cause(tx, Some(event_id)).await? {
+                        space_lot::Entity::insert(values)
+                            .on_conflict(
+                                sea_orm::sea_query::OnConflict::column(space_lot::Column::SpaceId)
+                                    .do_nothing()
+                                    .to_owned(),
+                            )
+                            .exec_without_returning(tx.conn())
+                            .await
+                            .map_err(store_err)?;
+                    }
+                    Ok(Verdict::Keep(()))
+                })
+            })
+            .await
+    }
+
+    /// The lot of a space, once its registration reached the view.
+    pub async fn space_lot(&self, space: &SpaceId) -> Result<Option<LotCode>, StoreError> {
+        space_lot::Entity::find_by_id(space.to_string())
+            .one(self.db.reader())
+            .await
+            .map_err(store_err)?
+            .map(|m| LotCode::parse(&m.lot).map_err(|e| corrupt("lot", e)))
+            .transpose()
     }
 
     pub async fn get(&self, id: ReservationId) -> Result<Option<ReservationView>, StoreError> {

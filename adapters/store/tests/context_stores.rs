@@ -228,7 +228,7 @@ async fn parking(db: TestDatabase) {
         service.handle_reserved(&reserved).await.unwrap(),
         domain_parking::HandleOutcome::Duplicate
     );
-    let gate = Principal::gate("gate-p1");
+    let gate = Principal::gate("gate-p1", domain_kernel::LotCode::parse("P1").unwrap());
     let s = service
         .enter(&gate, sid.clone(), plate.clone())
         .await

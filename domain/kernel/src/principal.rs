@@ -1,6 +1,6 @@
 use std::fmt;
 
-use crate::{BoothCode, CustomerId};
+use crate::{BoothCode, CustomerId, LotCode};
 
 /// What a caller may be (DESIGN.md section 8).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -9,7 +9,7 @@ pub enum Role {
     Customer,
     /// Staff of one airport booth (the `booth` claim).
     BoothStaff,
-    /// A parking gate machine.
+    /// A parking gate machine of one lot (the `lot` claim).
     Gate,
     /// A human operator: may do everything.
     Operator,
@@ -54,6 +54,7 @@ pub struct Principal {
     subject: String,
     roles: Vec<Role>,
     booth: Option<BoothCode>,
+    lot: Option<LotCode>,
 }
 
 impl Principal {
@@ -71,7 +72,15 @@ impl Principal {
             subject: subject.into(),
             roles,
             booth,
+            lot: None,
         }
+    }
+
+    /// The same principal bound to `lot`; kept only for gates.
+    #[must_use]
+    pub fn with_lot(mut self, lot: Option<LotCode>) -> Self {
+        self.lot = lot.filter(|_| self.has(Role::Gate));
+        self
     }
 
     pub fn customer(id: &CustomerId) -> Self {
@@ -82,8 +91,9 @@ impl Principal {
         Self::new(subject, [Role::BoothStaff], Some(booth))
     }
 
-    pub fn gate(subject: &str) -> Self {
-        Self::new(subject, [Role::Gate], None)
+    /// The gate machine `subject` of `lot`.
+    pub fn gate(subject: &str, lot: LotCode) -> Self {
+        Self::new(subject, [Role::Gate], None).with_lot(Some(lot))
     }
 
     pub fn operator(subject: &str) -> Self {
@@ -129,6 +139,16 @@ impl Principal {
         self.booth.as_ref()
     }
 
+    /// The lot a gate principal belongs to.
+    pub fn lot(&self) -> Option<&LotCode> {
+        self.lot.as_ref()
+    }
+
+    /// Operators act on every lot; a gate only on its own.
+    pub fn acts_for_lot(&self, lot: &LotCode) -> bool {
+        self.is_operator() || (self.has(Role::Gate) && self.lot.as_ref() == Some(lot))
+    }
+
     /// Operators act on every booth; booth staff only on their own.
     pub fn acts_for_booth(&self, booth: &BoothCode) -> bool {
         self.is_operator() || (self.has(Role::BoothStaff) && self.booth.as_ref() == Some(booth))
@@ -148,7 +168,7 @@ mod tests {
     #[test]
     fn operators_may_everything_others_only_their_roles() {
         let op = Principal::operator("ops");
-        let gate = Principal::gate("gate-p1");
+        let gate = Principal::gate("gate-p1", LotCode::parse("P1").unwrap());
         assert!(op.may(&[Role::Gate]));
         assert!(gate.may(&[Role::Gate]));
         assert!(!gate.may(&[Role::Service, Role::Customer]));
@@ -162,7 +182,24 @@ mod tests {
         assert!(staff.acts_for_booth(&t1));
         assert!(!staff.acts_for_booth(&gmp));
         assert!(Principal::operator("ops").acts_for_booth(&gmp));
-        assert!(!Principal::gate("g").acts_for_booth(&t1));
+        assert!(!Principal::gate("g", LotCode::parse("P1").unwrap()).acts_for_booth(&t1));
+    }
+
+    #[test]
+    fn gates_act_for_their_lot_only() {
+        let p1 = LotCode::parse("P1").unwrap();
+        let p2 = LotCode::parse("P2").unwrap();
+        let gate = Principal::gate("gate-p1", p1.clone());
+        assert!(gate.acts_for_lot(&p1));
+        assert!(!gate.acts_for_lot(&p2));
+        assert!(Principal::operator("ops").acts_for_lot(&p2));
+        // A lot claim means nothing without the gate role; a gate without one
+        // acts for no lot.
+        let staff = Principal::booth_staff("s", BoothCode::parse("GMP").unwrap())
+            .with_lot(Some(p1.clone()));
+        assert_eq!(staff.lot(), None);
+        assert!(!staff.acts_for_lot(&p1));
+        assert!(!Principal::new("g", [Role::Gate], None).acts_for_lot(&p1));
     }
 
     #[test]

@@ -37,6 +37,10 @@ impl InMemoryParking {
     pub fn outbox(&self) -> Vec<Recorded<ParkingEvent>> {
         self.lock().outbox.clone()
     }
+
+    pub fn sessions(&self) -> Vec<Session> {
+        self.lock().sessions.values().cloned().collect()
+    }
 }
 
 impl ParkingRepository for InMemoryParking {

@@ -123,12 +123,7 @@ where
         space_id: SpaceId,
         plate: VehiclePlate,
     ) -> Result<Session, ParkingError> {
-        if !principal.may(&[Role::Gate]) {
-            return Err(ParkingError::Forbidden);
-        }
-        if self.repo.get_space(&space_id).await?.is_none() {
-            return Err(ParkingError::SpaceNotFound(space_id));
-        }
+        self.gate_space(principal, &space_id).await?;
         if let Some(open) = self.repo.open_session(&space_id).await? {
             return self.same_car_or_occupied(open, &space_id, &plate).await;
         }
@@ -232,9 +227,7 @@ where
         space_id: SpaceId,
         plate: VehiclePlate,
     ) -> Result<Session, ParkingError> {
-        if !principal.may(&[Role::Gate]) {
-            return Err(ParkingError::Forbidden);
-        }
+        self.gate_space(principal, &space_id).await?;
         for _ in 0..CONFLICT_RETRIES {
             let mut session = match self.repo.open_session(&space_id).await? {
                 Some(s) if s.vehicle_plate == plate => s,
@@ -268,10 +261,41 @@ where
         if !principal.may(&[Role::Gate, Role::Service]) {
             return Err(ParkingError::Forbidden);
         }
-        self.repo
+        let session = self
+            .repo
             .get_session(id)
             .await?
-            .ok_or(ParkingError::SessionNotFound)
+            .ok_or(ParkingError::SessionNotFound)?;
+        if principal.may(&[Role::Service]) {
+            return Ok(session);
+        }
+        // A gate sees the sessions of its own lot only, as if others did not exist.
+        match self.repo.get_space(&session.space_id).await? {
+            Some(space) if principal.acts_for_lot(&space.lot) => Ok(session),
+            _ => Err(ParkingError::SessionNotFound),
+        }
+    }
+
+    /// The space of a gate call: the caller is a gate of the space's lot (or an
+    /// operator), and the space exists.
+    async fn gate_space(
+        &self,
+        principal: &Principal,
+        space_id: &SpaceId,
+    ) -> Result<Space, ParkingError> {
+        if !principal.may(&[Role::Gate]) {
+            return Err(ParkingError::Forbidden);
+        }
+        let space = self
+            .repo
+            .get_space(space_id)
+            .await?
+            .ok_or_else(|| ParkingError::SpaceNotFound(space_id.clone()))?;
+        if principal.acts_for_lot(&space.lot) {
+            Ok(space)
+        } else {
+            Err(ParkingError::Forbidden)
+        }
     }
 
     /// `roaming.reservation.reserved` (parking): the replica learns the reservation.

@@ -22,5 +22,6 @@ pub use payment::{
     DeclineReason, Payment, PaymentData, PaymentEvent, PaymentStatus, TransitionError,
 };
 pub use service::{
-    GetError, HandleOutcome, PayError, PaymentService, RefundError, ReservationClosed,
+    GetError, HandleOutcome, PayError, PaymentService, RESERVATION_SERVICE, RefundError,
+    ReservationClosed,
 };

@@ -7,9 +7,15 @@ use crate::ports::{Acquirer, Authorization, InsertError, PaymentRepository, Save
 
 const CONFLICT_RETRIES: usize = 5;
 
+/// The one caller of `pay`: the subject of the reservation service's token.
+pub const RESERVATION_SERVICE: &str = "reservation";
+
 #[derive(Debug, thiserror::Error)]
 pub enum PayError {
-    /// Only services (the reservation service) and operators take payments.
+    /// Only the reservation service takes payments: it pays for a claim it has
+    /// just written, and voids the payment if that claim ends unconfirmed.
+    /// Anyone else (operators too) could capture money for a reservation that
+    /// does not exist, which nothing would ever void.
     #[error("not permitted")]
     Forbidden,
     /// The reservation was paid (or refused) for another amount.
@@ -107,7 +113,8 @@ where
             .collect()
     }
 
-    /// Takes payment for a reservation, once. A repeated call returns the first
+    /// Takes payment for a reservation, once, for the reservation service only
+    /// (it holds the pending claim the payment is for). A repeated call returns the first
     /// outcome (captured, declined, or voided when the reservation was rejected
     /// before the payment arrived); a different amount is refused.
     pub async fn pay(
@@ -117,7 +124,7 @@ where
         amount: Money,
         card: &CardDetails,
     ) -> Result<Payment, PayError> {
-        if !principal.may(&[Role::Service]) {
+        if !(principal.has(Role::Service) && principal.subject() == RESERVATION_SERVICE) {
             return Err(PayError::Forbidden);
         }
         if let Some(existing) = self.repo.get_by_reservation(reservation_id).await? {

@@ -8,7 +8,8 @@ use time::Date;
 
 use crate::model::{Device, Rental, RentalEvent};
 use crate::ports::{
-    Changes, InsertError, RentalRepository, ReservationAuthority, SaveError, UseRefused,
+    CatalogUnavailable, Changes, InsertError, RentalRepository, ReservationAuthority, SaveError,
+    UseRefused,
 };
 
 #[derive(Debug, Default)]
@@ -144,11 +145,13 @@ impl RentalRepository for InMemoryRentals {
     }
 }
 
-/// The reservation service's answers, set per reservation (default: allowed);
-/// clones share them. Counts the calls.
+/// The reservation service's answers, set per reservation (default: allowed)
+/// and per model (default: offered); clones share them. Counts the
+/// `BeginUse` calls.
 #[derive(Debug, Clone, Default)]
 pub struct FakeAuthority {
     answers: Arc<Mutex<HashMap<ReservationId, UseRefused>>>,
+    not_offered: Arc<Mutex<HashSet<DeviceModel>>>,
     down: Arc<Mutex<bool>>,
     calls: Arc<Mutex<usize>>,
 }
@@ -160,6 +163,14 @@ impl FakeAuthority {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .insert(id, refusal);
+    }
+
+    /// `model` is not on the price list from now on.
+    pub fn withdraw(&self, model: DeviceModel) {
+        self.not_offered
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(model);
     }
 
     /// The reservation service is unreachable (or back).
@@ -189,5 +200,18 @@ impl ReservationAuthority for FakeAuthority {
             Some(refusal) => Err(refusal.clone()),
             None => Ok(()),
         }
+    }
+
+    async fn offers_model(&self, model: &DeviceModel) -> Result<bool, CatalogUnavailable> {
+        if *self.down.lock().unwrap_or_else(PoisonError::into_inner) {
+            return Err(CatalogUnavailable {
+                retry_after: std::time::Duration::from_secs(1),
+            });
+        }
+        Ok(!self
+            .not_offered
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .contains(model))
     }
 }

@@ -107,9 +107,24 @@ pub enum UseRefused {
 /// hand-over commits: the reservation decides its own status, so exactly one
 /// of "the customer cancels" and "the device leaves the booth" wins
 /// (DESIGN.md invariant 6). Idempotent per reservation.
+///
+/// It also owns the catalog: `offers_model` says whether a device model is on
+/// its price list, asked before a booth stocks a unit of it.
 pub trait ReservationAuthority: Send + Sync {
     fn begin_use(
         &self,
         reservation_id: ReservationId,
     ) -> impl Future<Output = Result<(), UseRefused>> + Send;
+
+    fn offers_model(
+        &self,
+        model: &DeviceModel,
+    ) -> impl Future<Output = Result<bool, CatalogUnavailable>> + Send;
+}
+
+/// The reservation service could not say whether it offers a model.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the reservation service is unavailable")]
+pub struct CatalogUnavailable {
+    pub retry_after: std::time::Duration,
 }

@@ -23,6 +23,9 @@ pub enum RentalError {
     DeviceNotFound(Serial),
     #[error("device {0} is already registered")]
     DeviceExists(Serial),
+    /// Not on the reservation service's price list: nobody could reserve it.
+    #[error("device model {0} is not in the catalog")]
+    UnknownModel(DeviceModel),
     #[error("{0}")]
     Refused(#[from] Rule),
     #[error("rental is busy, try again")]
@@ -108,7 +111,8 @@ where
             .collect()
     }
 
-    /// Adds a device to a booth's stock (that booth's staff, operators).
+    /// Adds a device to a booth's stock (that booth's staff, operators), of a
+    /// model the reservation service offers.
     pub async fn register_device(
         &self,
         principal: &Principal,
@@ -118,6 +122,15 @@ where
     ) -> Result<Device, RentalError> {
         if !principal.acts_for_booth(&booth) {
             return Err(RentalError::Forbidden);
+        }
+        match self.reservations.offers_model(&model).await {
+            Ok(true) => {}
+            Ok(false) => return Err(RentalError::UnknownModel(model)),
+            Err(e) => {
+                return Err(RentalError::ReservationUnavailable {
+                    retry_after: e.retry_after,
+                });
+            }
         }
         let device = Device::new(serial.clone(), model, booth);
         let events = self.record([RentalEvent::DeviceRegistered(device.clone())]);

@@ -185,6 +185,12 @@ impl Catalog for InMemoryReservations {
         Ok(self.lock().offers.get(model).cloned())
     }
 
+    async fn device_offers(&self) -> Result<Vec<DeviceOffer>, StoreError> {
+        let mut offers: Vec<DeviceOffer> = self.lock().offers.values().cloned().collect();
+        offers.sort_by(|a, b| a.device_model.cmp(&b.device_model));
+        Ok(offers)
+    }
+
     async fn space_offer(&self, space: &SpaceId) -> Result<Option<SpaceOffer>, StoreError> {
         Ok(self.lock().spaces.get(space).cloned())
     }

@@ -104,6 +104,9 @@ pub trait Catalog: Send + Sync {
         model: &domain_kernel::DeviceModel,
     ) -> impl Future<Output = Result<Option<DeviceOffer>, StoreError>> + Send;
 
+    /// The whole price list, by model.
+    fn device_offers(&self) -> impl Future<Output = Result<Vec<DeviceOffer>, StoreError>> + Send;
+
     fn space_offer(
         &self,
         space: &SpaceId,

@@ -1,6 +1,6 @@
 use domain_kernel::{
-    CardDetails, Clock, IdGenerator, InvalidCard, Principal, Recorded, RequestId, ReservationId,
-    Role, SpaceId, StoreError, TimeWindow, Timestamp, VehiclePlate, Violations,
+    CardDetails, Clock, DeviceModel, IdGenerator, InvalidCard, Principal, Recorded, RequestId,
+    ReservationId, Role, SpaceId, StoreError, TimeWindow, Timestamp, VehiclePlate, Violations,
 };
 use time::Duration;
 
@@ -9,7 +9,7 @@ use crate::ports::{
     Catalog, DeclineReason, DeviceLocation, InsertError, PaymentGateway, PaymentOutcome,
     ReservationRepository, SaveError,
 };
-use crate::pricing::{self, Quote};
+use crate::pricing::{self, DeviceOffer, Quote};
 use crate::reservation::{
     BeginUseRefused, CancelRefused, Details, RejectionReason, Reservation, RoamingDetails, Status,
 };
@@ -196,6 +196,17 @@ where
             .into_iter()
             .map(|e| Recorded::new(self.ids.event_id(), now, e))
             .collect()
+    }
+
+    /// The price list (anyone signed in): one model's offer, or every model's.
+    pub async fn device_offers(
+        &self,
+        model: Option<&DeviceModel>,
+    ) -> Result<Vec<DeviceOffer>, StoreError> {
+        match model {
+            Some(m) => Ok(self.catalog.device_offer(m).await?.into_iter().collect()),
+            None => self.catalog.device_offers().await,
+        }
     }
 
     /// Prices a roaming rental. Customers and operators.

@@ -12,5 +12,7 @@ mod policy;
 mod schedule;
 
 pub use fold::{Fact, ReservationView, StatusChange, ViewEvent, apply};
-pub use policy::{may_read_booth_schedule, may_read_space_schedule, may_see};
+pub use policy::{
+    SpaceLot, may_read_booth_schedule, may_read_space_schedule, may_see, on_schedule_for,
+};
 pub use schedule::{booth_schedule, space_schedule};

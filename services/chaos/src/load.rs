@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use adapters_auth::Issuer;
 use adapters_grpc::balance::Upstream;
-use domain_kernel::{BoothCode, Principal, Role};
+use domain_kernel::{BoothCode, LotCode, Principal, Role};
 use proto::parking::parking_service_client::ParkingServiceClient;
 use proto::rental::rental_service_client::RentalServiceClient;
 use proto::reservation::reservation_service_client::ReservationServiceClient;
@@ -20,56 +20,63 @@ use tonic::{Code, Request, Status};
 
 /// Who calls.
 #[derive(Debug, Clone, Copy)]
-pub enum Who {
+pub enum Who<'a> {
     Customer(&'static str),
     Staff(&'static str),
-    Gate,
+    /// The gate of a lot.
+    Gate(&'a str),
     Operator,
 }
 
-/// Signs the load's tokens (the mesh trusts the key for anyone).
+/// The lot of one of the load's spaces (`<lot>-B1-<n>`).
+pub fn lot_of(space: &str) -> &str {
+    space.split_once("-B1-").map_or(space, |(lot, _)| lot)
+}
+
+/// Signs the load's tokens (the mesh trusts the key for anyone), each once.
 #[derive(Debug, Clone)]
 pub struct Callers {
-    tokens: Arc<BTreeMap<String, String>>,
+    issuer: Arc<Issuer>,
+    tokens: Arc<Mutex<BTreeMap<String, String>>>,
 }
 
 impl Callers {
-    pub fn new(issuer: &Issuer) -> anyhow::Result<Self> {
-        let mut tokens = BTreeMap::new();
-        let customers = ["alice", "bob", "carol", "dave"];
-        for c in customers {
-            tokens.insert(
-                format!("customer:{c}"),
-                issuer.issue(&Principal::new(c, [Role::Customer], None))?,
-            );
+    pub fn new(issuer: &Issuer) -> Self {
+        Self {
+            issuer: Arc::new(issuer.clone()),
+            tokens: Arc::default(),
         }
-        for booth in ["ICN-T1", "GMP"] {
-            tokens.insert(
-                format!("staff:{booth}"),
-                issuer.issue(&Principal::booth_staff(
-                    &format!("staff-{booth}"),
-                    BoothCode::parse(booth)?,
-                ))?,
-            );
-        }
-        tokens.insert("gate".into(), issuer.issue(&Principal::gate("gate-p1"))?);
-        tokens.insert("ops".into(), issuer.issue(&Principal::operator("ops"))?);
-        Ok(Self {
-            tokens: Arc::new(tokens),
-        })
     }
 
-    pub fn req<T>(&self, who: Who, message: T) -> Request<T> {
-        let key = match who {
-            Who::Customer(c) => format!("customer:{c}"),
-            Who::Staff(b) => format!("staff:{b}"),
-            Who::Gate => "gate".into(),
-            Who::Operator => "ops".into(),
+    fn token(&self, who: Who<'_>) -> Option<String> {
+        let (key, principal) = match who {
+            Who::Customer(c) => (
+                format!("customer:{c}"),
+                Principal::new(c, [Role::Customer], None),
+            ),
+            Who::Staff(b) => (
+                format!("staff:{b}"),
+                Principal::booth_staff(&format!("staff-{b}"), BoothCode::parse(b).ok()?),
+            ),
+            Who::Gate(lot) => (
+                format!("gate:{lot}"),
+                Principal::gate(&format!("gate-{lot}"), LotCode::parse(lot).ok()?),
+            ),
+            Who::Operator => ("ops".to_owned(), Principal::operator("ops")),
         };
+        let mut tokens = self.tokens.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(t) = tokens.get(&key) {
+            return Some(t.clone());
+        }
+        let token = self.issuer.issue(&principal).ok()?;
+        tokens.insert(key, token.clone());
+        Some(token)
+    }
+
+    pub fn req<T>(&self, who: Who<'_>, message: T) -> Request<T> {
         let mut r = Request::new(message);
         if let Some(value) = self
-            .tokens
-            .get(&key)
+            .token(who)
             .and_then(|t| format!("Bearer {t}").parse().ok())
         {
             r.metadata_mut().insert("authorization", value);
@@ -425,9 +432,9 @@ async fn worker(
                     let reply = clients
                         .parking
                         .exit(clients.callers.req(
-                            Who::Gate,
+                            Who::Gate(lot_of(&space)),
                             pk::ExitRequest {
-                                space_id: space,
+                                space_id: space.clone(),
                                 vehicle_plate: plate,
                             },
                         ))
@@ -438,7 +445,7 @@ async fn worker(
                     let reply = clients
                         .parking
                         .enter(clients.callers.req(
-                            Who::Gate,
+                            Who::Gate(lot_of(&space)),
                             pk::EnterRequest {
                                 space_id: space.clone(),
                                 vehicle_plate: plate.clone(),
@@ -733,7 +740,7 @@ pub async fn cancel_vs_enter(
                 },
             )),
             gate.enter(c.callers.req(
-                Who::Gate,
+                Who::Gate(lot_of(&space)),
                 pk::EnterRequest {
                     space_id: space.clone(),
                     vehicle_plate: plate.clone(),
@@ -751,9 +758,9 @@ pub async fn cancel_vs_enter(
         if entered_ok {
             let _ = gate
                 .exit(c.callers.req(
-                    Who::Gate,
+                    Who::Gate(lot_of(&space)),
                     pk::ExitRequest {
-                        space_id: space,
+                        space_id: space.clone(),
                         vehicle_plate: plate,
                     },
                 ))
@@ -792,7 +799,7 @@ pub async fn enter_all(c: &mut Clients, cars: &[(String, String)]) -> usize {
         let r = c
             .parking
             .enter(c.callers.req(
-                Who::Gate,
+                Who::Gate(lot_of(space)),
                 pk::EnterRequest {
                     space_id: space.clone(),
                     vehicle_plate: plate.clone(),

@@ -347,7 +347,7 @@ async fn main() -> anyhow::Result<()> {
 
     // --- the distributed mesh ------------------------------------------------
     let mut mesh = Distributed::start(&o.roaming, &admin, &run[..12], &Layout::chaos()).await?;
-    let callers = Callers::new(&mesh.keys.issuer)?;
+    let callers = Callers::new(&mesh.keys.issuer);
     let mut clients = Clients::new(mesh.gateway, callers.clone())?;
     let serials = load::seed(&mut clients, "CHAOS", 60).await?;
     let serials = Arc::new(Mutex::new(serials));
@@ -407,7 +407,7 @@ async fn main() -> anyhow::Result<()> {
 
     // --- roaming up (embedded) -----------------------------------------------
     let up = Embedded::start(&o.roaming, &run[..12]).await?;
-    let mut clients = Clients::new(up.gateway, Callers::new(&up.issuer)?)?;
+    let mut clients = Clients::new(up.gateway, Callers::new(&up.issuer))?;
     let race_serials = load::seed(&mut clients, "RACE-UP", o.races).await?;
     let r = load::cancel_vs_hand_over(&mut clients, &race_serials, "up").await?;
     println!("{}", race_line("roaming up", "cancel/hand-over", &r));

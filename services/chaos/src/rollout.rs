@@ -228,7 +228,7 @@ async fn steady(clients: Clients, me: usize, serial: String, stop: Arc<AtomicBoo
             let mut p = c.parking.clone();
             let entered = p
                 .enter(c.callers.req(
-                    load::Who::Gate,
+                    load::Who::Gate(load::lot_of(&space)),
                     pk::EnterRequest {
                         space_id: space.clone(),
                         vehicle_plate: plate.clone(),
@@ -238,9 +238,9 @@ async fn steady(clients: Clients, me: usize, serial: String, stop: Arc<AtomicBoo
             record(&mut counted, &entered);
             let exited = p
                 .exit(c.callers.req(
-                    load::Who::Gate,
+                    load::Who::Gate(load::lot_of(&space)),
                     pk::ExitRequest {
-                        space_id: space,
+                        space_id: space.clone(),
                         vehicle_plate: plate,
                     },
                 ))
@@ -331,7 +331,7 @@ fn findings(report: &Report) {
 pub async fn run(roaming: &Path, admin: &str, run: &str) -> anyhow::Result<bool> {
     let started = Instant::now();
     let mut mesh = Distributed::start(roaming, admin, run, &layout()).await?;
-    let callers = Callers::new(&mesh.keys.issuer)?;
+    let callers = Callers::new(&mesh.keys.issuer);
     let mut clients = Clients::balanced(&mesh.gateways, callers)?;
     let serials = load::seed(&mut clients, "ROLL", 60).await?;
     for me in 0..WORKERS {

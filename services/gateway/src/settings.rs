@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 
 use adapters_auth::Credentials;
-use domain_kernel::{BoothCode, Principal, Role};
+use domain_kernel::{BoothCode, LotCode, Principal, Role};
 use serde::Deserialize;
 
 /// Limits at the edge and who may log in.
@@ -31,7 +31,7 @@ pub struct GatewaySettings {
 }
 
 /// One login: its argon2 PHC hash (`roaming hash-password` prints one), roles
-/// and, for booth staff, the booth.
+/// and, for booth staff, the booth; for a gate, its parking lot.
 #[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PrincipalEntry {
@@ -40,6 +40,8 @@ pub struct PrincipalEntry {
     pub roles: Vec<String>,
     #[serde(default)]
     pub booth: Option<String>,
+    #[serde(default)]
+    pub lot: Option<String>,
 }
 
 impl std::fmt::Debug for PrincipalEntry {
@@ -48,6 +50,7 @@ impl std::fmt::Debug for PrincipalEntry {
             .field("username", &self.username)
             .field("roles", &self.roles)
             .field("booth", &self.booth)
+            .field("lot", &self.lot)
             .finish_non_exhaustive()
     }
 }
@@ -70,13 +73,14 @@ impl Default for GatewaySettings {
 /// The hash of the demo password `demo` (embedded mode only).
 pub const DEMO_PASSWORD_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$LrrEiUf+UiA5dYW+OML28A$hHo4P0Ly8THiqf7aykioqyR/ngUmM6Bd26SrQgX1XMQ";
 
-/// The demo principals of DESIGN.md section 11: username, role, booth.
+/// The demo principals of DESIGN.md section 11: username, role, and the place
+/// the role is bound to (the booth of booth staff, the lot of a gate).
 pub const DEMO_PRINCIPALS: [(&str, &str, Option<&str>); 6] = [
     ("alice", "customer", None),
     ("bob", "customer", None),
     ("staff-icn-t1", "booth_staff", Some("ICN-T1")),
     ("staff-gmp", "booth_staff", Some("GMP")),
-    ("gate-p1", "gate", None),
+    ("gate-p1", "gate", Some("P1")),
     ("ops", "operator", None),
 ];
 
@@ -84,11 +88,12 @@ impl PrincipalEntry {
     pub fn demo() -> Vec<Self> {
         DEMO_PRINCIPALS
             .iter()
-            .map(|(username, role, booth)| Self {
+            .map(|(username, role, place)| Self {
                 username: (*username).to_owned(),
                 password_hash: DEMO_PASSWORD_HASH.to_owned(),
                 roles: vec![(*role).to_owned()],
-                booth: booth.map(str::to_owned),
+                booth: place.filter(|_| *role == "booth_staff").map(str::to_owned),
+                lot: place.filter(|_| *role == "gate").map(str::to_owned),
             })
             .collect()
     }
@@ -146,11 +151,23 @@ impl GatewaySettings {
                     e.username
                 ));
             }
+            let lot = e
+                .lot
+                .as_deref()
+                .map(LotCode::parse)
+                .transpose()
+                .map_err(|err| format!("gateway.principals {}: lot {err}", e.username))?;
+            if roles.contains(&Role::Gate) && lot.is_none() {
+                return Err(format!(
+                    "gateway.principals {}: a gate needs a lot",
+                    e.username
+                ));
+            }
             credentials
                 .add(
                     &e.username,
                     &e.password_hash,
-                    Principal::new(e.username.clone(), roles, booth),
+                    Principal::new(e.username.clone(), roles, booth).with_lot(lot),
                 )
                 .map_err(|err| err.to_string())?;
         }
@@ -169,6 +186,8 @@ mod tests {
         let creds = s.credentials(&PrincipalEntry::demo()).unwrap();
         let staff = creds.check("staff-icn-t1", "demo").unwrap();
         assert_eq!(staff.booth().unwrap().as_str(), "ICN-T1");
+        let gate = creds.check("gate-p1", "demo").unwrap();
+        assert_eq!(gate.lot().unwrap().as_str(), "P1");
         assert!(creds.check("alice", "alice").is_none());
     }
 
@@ -180,12 +199,27 @@ mod tests {
                 password_hash: DEMO_PASSWORD_HASH.into(),
                 roles: vec!["booth_staff".into()],
                 booth: None,
+                lot: None,
             }],
             ..GatewaySettings::default()
         };
         assert_eq!(
             s.validate().unwrap_err(),
             "gateway.principals x: booth staff need a booth"
+        );
+        let gate = GatewaySettings {
+            principals: vec![PrincipalEntry {
+                username: "g".into(),
+                password_hash: DEMO_PASSWORD_HASH.into(),
+                roles: vec!["gate".into()],
+                booth: None,
+                lot: None,
+            }],
+            ..GatewaySettings::default()
+        };
+        assert_eq!(
+            gate.validate().unwrap_err(),
+            "gateway.principals g: a gate needs a lot"
         );
     }
 }

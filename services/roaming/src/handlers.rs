@@ -8,7 +8,8 @@ use std::sync::Arc;
 use adapters_bus::{Delivery, HandleError, Handler};
 use adapters_codec::{
     Inbound, Lifecycle, PaymentInput, ReservationInput, to_closed_reservation,
-    to_parking_reservation, to_reservation_input, to_roaming_reservation, to_view_event,
+    to_parking_reservation, to_reservation_input, to_roaming_reservation, to_space_lot,
+    to_view_event,
 };
 use adapters_store::view::ViewStore;
 use futures::future::BoxFuture;
@@ -164,13 +165,20 @@ impl Handler for ParkingEvents {
     }
 }
 
-/// Everything about reservations into the view.
+/// Everything about reservations into the view, and the lot of every space.
 #[derive(Debug)]
 pub struct ViewEvents(pub ViewStore);
 
 impl Handler for ViewEvents {
     fn handle<'a>(&'a self, d: Delivery<'a>) -> BoxFuture<'a, Result<(), HandleError>> {
         Box::pin(async move {
+            if let Some(space) = to_space_lot(inbound(&d)).map_err(HandleError::poison)? {
+                return self
+                    .0
+                    .record_space(&space)
+                    .await
+                    .map_err(HandleError::transient);
+            }
             match to_view_event(inbound(&d)).map_err(HandleError::poison)? {
                 Some(e) => self
                     .0

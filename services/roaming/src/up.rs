@@ -220,12 +220,13 @@ impl Mesh {
             let _ = writeln!(out, "metrics: http://{}/metrics", admin.addr);
         }
         out.push_str("demo principals:\n");
-        for (subject, role, booth) in DEMO_PRINCIPALS {
-            let _ = writeln!(
-                out,
-                "  {subject:<13} {role}{}",
-                booth.map(|b| format!(" (booth {b})")).unwrap_or_default()
-            );
+        for (subject, role, place) in DEMO_PRINCIPALS {
+            let place = match (role, place) {
+                ("gate", Some(lot)) => format!(" (lot {lot})"),
+                (_, Some(booth)) => format!(" (booth {booth})"),
+                (_, None) => String::new(),
+            };
+            let _ = writeln!(out, "  {subject:<13} {role}{place}");
         }
         out
     }

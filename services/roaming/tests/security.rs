@@ -41,6 +41,7 @@ fn claims() -> Claims {
         iat: now(),
         roles: vec!["customer".into()],
         booth: None,
+        lot: None,
     }
 }
 
@@ -436,6 +437,173 @@ async fn customers_see_only_their_own_and_roles_bound_what_one_may_call() {
         .await
         .unwrap_err();
     assert_eq!(rentals.code(), Code::PermissionDenied);
+    m.stop().await;
+}
+
+/// Issue 17, finding 7: a gate is bound to its lot (`gate-p1` opened P2 and
+/// read customer ids in schedules), and nobody but the reservation service
+/// takes a payment (an operator's `Pay` captured money for a reservation that
+/// did not exist, and nothing would ever void it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_gate_works_its_own_lot_only_and_only_the_reservation_service_pays() {
+    let m = TestMesh::start().await;
+    for c in [m.addrs(), m.direct()] {
+        let mut parking = c.parking().await;
+        let view = c.view().await;
+        // A space in another lot, and a car reserved there and in P1.
+        let p2 = "P2-B1-001";
+        match parking
+            .register_space(req(
+                OPS,
+                pk::RegisterSpaceRequest {
+                    space_id: p2.into(),
+                    lot: "P2".into(),
+                    floor: "B1".into(),
+                    number: 1,
+                    hourly_rate: Some(proto::common::Money {
+                        currency_code: "KRW".into(),
+                        minor_units: 3_000,
+                    }),
+                },
+            ))
+            .await
+        {
+            Ok(_) => {}
+            Err(e) => assert_eq!(e.code(), Code::AlreadyExists, "{e:?}"),
+        }
+        let reservations = c.reservation().await;
+        for (space, plate, rid) in [
+            (p2, "34나5678", "lot-p2"),
+            ("P1-B1-004", "56다7890", "lot-p1"),
+        ] {
+            eventually(
+                Duration::from_secs(10),
+                "the space reaches the reservation service",
+                || {
+                    let mut r = reservations.clone();
+                    async move {
+                        r.reserve_parking(req(ALICE, parking_request(rid, space, plate, 0, 60)))
+                            .await
+                            .ok()
+                    }
+                },
+            )
+            .await;
+        }
+        let enter = parking
+            .enter(req(
+                GATE,
+                pk::EnterRequest {
+                    space_id: p2.into(),
+                    vehicle_plate: "34나5678".into(),
+                },
+            ))
+            .await
+            .unwrap_err();
+        assert_eq!(enter.code(), Code::PermissionDenied, "{enter:?}");
+        let exit = parking
+            .exit(req(
+                GATE,
+                pk::ExitRequest {
+                    space_id: p2.into(),
+                    vehicle_plate: "34나5678".into(),
+                },
+            ))
+            .await
+            .unwrap_err();
+        assert_eq!(exit.code(), Code::PermissionDenied, "{exit:?}");
+        let today = time::OffsetDateTime::now_utc().date().to_string();
+        let schedule = |space: &str, who| {
+            let mut view = view.clone();
+            let r = req(
+                who,
+                pv::GetSpaceScheduleRequest {
+                    space_id: space.into(),
+                    date: today.clone(),
+                },
+            );
+            async move { view.get_space_schedule(r).await }
+        };
+        let other_lot = schedule(p2, GATE).await.unwrap_err();
+        assert_eq!(other_lot.code(), Code::PermissionDenied, "{other_lot:?}");
+        // Its own lot: the plate and window, not who the customer is.
+        let own = eventually(Duration::from_secs(10), "P1-B1-004 on the schedule", || {
+            let fut = schedule("P1-B1-004", GATE);
+            async move {
+                let r = fut.await.ok()?.into_inner().reservations;
+                (!r.is_empty()).then_some(r)
+            }
+        })
+        .await;
+        assert!(own.iter().all(|v| v.customer_id.is_empty()), "{own:?}");
+        let ops = schedule(p2, OPS).await.unwrap().into_inner().reservations;
+        assert!(ops.iter().any(|v| v.customer_id == "alice"), "{ops:?}");
+        let customer = schedule(p2, ALICE).await.unwrap_err();
+        assert_eq!(customer.code(), Code::PermissionDenied, "{customer:?}");
+
+        let pay = c
+            .payment()
+            .await
+            .pay(req(
+                OPS,
+                pp::PayRequest {
+                    reservation_id: uuid::Uuid::now_v7().to_string(),
+                    amount: Some(proto::common::Money {
+                        currency_code: "KRW".into(),
+                        minor_units: 5_000,
+                    }),
+                    card: Some(card()),
+                },
+            ))
+            .await
+            .unwrap_err();
+        assert_eq!(pay.code(), Code::PermissionDenied, "{pay:?}");
+    }
+    m.stop().await;
+}
+
+/// Issue 17, finding 7: booth staff could stock a model the catalog does not
+/// know. The rental service now asks the reservation service's price list.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn stock_of_a_model_the_catalog_does_not_offer_is_refused() {
+    let m = TestMesh::start().await;
+    for (c, serial) in [(m.addrs(), "GMP-DRONE-1"), (m.direct(), "GMP-DRONE-2")] {
+        let offers = c
+            .reservation()
+            .await
+            .list_device_offers(req(ALICE, pb::ListDeviceOffersRequest::default()))
+            .await
+            .unwrap()
+            .into_inner()
+            .offers;
+        let models: Vec<&str> = offers.iter().map(|o| o.device_model.as_str()).collect();
+        assert_eq!(models, ["egg-lte", "phone-5g"]);
+        let mut rental = c.rental().await;
+        let drone = rental
+            .register_device(req(
+                STAFF_GMP,
+                pr::RegisterDeviceRequest {
+                    serial: serial.into(),
+                    device_model: "drone-x".into(),
+                    booth: "GMP".into(),
+                },
+            ))
+            .await
+            .unwrap_err();
+        assert_eq!(drone.code(), Code::InvalidArgument, "{drone:?}");
+        assert!(drone.message().contains("not in the catalog"), "{drone:?}");
+        let egg = rental
+            .register_device(req(
+                STAFF_GMP,
+                pr::RegisterDeviceRequest {
+                    serial: serial.into(),
+                    device_model: "egg-lte".into(),
+                    booth: "GMP".into(),
+                },
+            ))
+            .await;
+        assert!(egg.is_ok(), "{egg:?}");
+    }
     m.stop().await;
 }
 

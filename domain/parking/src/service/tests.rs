@@ -36,7 +36,7 @@ fn plate() -> VehiclePlate {
 }
 
 fn gate() -> Principal {
-    Principal::gate("gate-p1")
+    Principal::gate("gate-p1", LotCode::parse("P1").unwrap())
 }
 
 async fn world() -> World {
@@ -259,6 +259,47 @@ async fn only_gates_and_operators_work_the_gate() {
         w.service.exit(&gate(), space(), plate()).await,
         Err(ParkingError::SessionNotFound)
     ));
+}
+
+#[tokio::test]
+async fn a_gate_works_only_its_own_lot() {
+    let w = world().await;
+    w.reserved_now().await;
+    let p2 = Principal::gate("gate-p2", LotCode::parse("P2").unwrap());
+    let unbound = Principal::new("gate-x", [Role::Gate], None);
+    for stranger in [&p2, &unbound] {
+        assert!(
+            matches!(
+                w.service.enter(stranger, space(), plate()).await,
+                Err(ParkingError::Forbidden)
+            ),
+            "{stranger:?}"
+        );
+    }
+    assert!(w.repo.sessions().is_empty(), "nobody let in");
+    let session = w.service.enter(&gate(), space(), plate()).await.unwrap();
+    assert!(matches!(
+        w.service.get_session(&p2, session.session_id).await,
+        Err(ParkingError::SessionNotFound)
+    ));
+    assert!(matches!(
+        w.service.exit(&p2, space(), plate()).await,
+        Err(ParkingError::Forbidden)
+    ));
+    assert_eq!(
+        w.service
+            .get_session(&gate(), session.session_id)
+            .await
+            .unwrap()
+            .status,
+        SessionStatus::Started
+    );
+    assert!(
+        w.service
+            .enter(&Principal::operator("ops"), space(), plate())
+            .await
+            .is_ok()
+    );
 }
 
 #[tokio::test]

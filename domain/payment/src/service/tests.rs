@@ -143,23 +143,27 @@ async fn test_cards_decline_with_their_reasons_and_the_decline_is_remembered() {
 }
 
 #[tokio::test]
-async fn only_services_and_operators_take_payments() {
-    let (service, _, ids) = setup();
+async fn only_the_reservation_service_takes_payments() {
+    let (service, repo, ids) = setup();
     let alice = Principal::customer(&CustomerId::parse("alice").unwrap());
+    // Operators too: a payment nobody claimed would never be voided.
     for p in [
         alice,
-        Principal::gate("g"),
+        Principal::gate("g", domain_kernel::LotCode::parse("P1").unwrap()),
         Principal::booth_staff("s", domain_kernel::BoothCode::parse("GMP").unwrap()),
+        Principal::operator("ops"),
+        Principal::service("rental"),
     ] {
         let r = service
             .pay(&p, ids.reservation_id(), krw(1), &card("4111111111111111"))
             .await;
         assert!(matches!(r, Err(PayError::Forbidden)), "{p:?}");
     }
+    assert!(repo.all().is_empty(), "nothing captured");
     assert!(
         service
             .pay(
-                &Principal::operator("ops"),
+                &reservation_service(),
                 ids.reservation_id(),
                 krw(1),
                 &card("4111111111111111")

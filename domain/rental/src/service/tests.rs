@@ -374,12 +374,53 @@ async fn registering_needs_the_booth_and_a_new_serial() {
 }
 
 #[tokio::test]
+async fn only_models_the_catalog_offers_are_stocked() {
+    let w = world().await;
+    let drone = DeviceModel::parse("drone-x").unwrap();
+    w.reservations.withdraw(drone.clone());
+    for who in [staff("GMP"), ops()] {
+        assert!(matches!(
+            w.service
+                .register_device(&who, serial("D1"), drone.clone(), booth("GMP"))
+                .await,
+            Err(RentalError::UnknownModel(m)) if m == drone
+        ));
+    }
+    // Without an answer from the catalog nothing is stocked either.
+    w.reservations.set_down(true);
+    assert!(matches!(
+        w.service
+            .register_device(
+                &staff("GMP"),
+                serial("X2"),
+                DeviceModel::parse("egg-lte").unwrap(),
+                booth("GMP")
+            )
+            .await,
+        Err(RentalError::ReservationUnavailable { .. })
+    ));
+    assert_eq!(
+        w.repo
+            .outbox()
+            .iter()
+            .filter(|e| matches!(&e.event, RentalEvent::DeviceRegistered(_)))
+            .count(),
+        3,
+        "only the world's three devices"
+    );
+}
+
+#[tokio::test]
 async fn listings_are_scoped_to_the_booth() {
     let w = world().await;
     let id = w.accepted().await;
     assert!(matches!(
         w.service
-            .list_devices(&Principal::gate("g"), None, None)
+            .list_devices(
+                &Principal::gate("g", domain_kernel::LotCode::parse("P1").unwrap()),
+                None,
+                None
+            )
             .await,
         Err(RentalError::Forbidden)
     ));

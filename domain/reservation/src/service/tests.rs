@@ -200,7 +200,7 @@ async fn only_customers_reserve() {
     let w = world().await;
     for p in [
         Principal::operator("ops"),
-        Principal::gate("g"),
+        Principal::gate("g", domain_kernel::LotCode::parse("P1").unwrap()),
         Principal::service("payment"),
     ] {
         let result = w
@@ -385,7 +385,12 @@ async fn quotes_match_what_reserving_charges() {
     let r = w.reserve("alice", "a", roaming()).await.unwrap();
     assert_eq!((q.price, q.units), (r.price, 3));
     assert!(matches!(
-        w.service.quote_roaming(&Principal::gate("g"), &d).await,
+        w.service
+            .quote_roaming(
+                &Principal::gate("g", domain_kernel::LotCode::parse("P1").unwrap()),
+                &d
+            )
+            .await,
         Err(QuoteError::Forbidden)
     ));
 }

@@ -1,7 +1,7 @@
 use domain_kernel::fakes::SequentialIds;
 use domain_kernel::{
-    BoothCode, CountryCode, CustomerId, DateRange, DeviceModel, IdGenerator, Money, Principal,
-    Recorded, ReservationId, Serial, SpaceId, TimeWindow, Timestamp, VehiclePlate,
+    BoothCode, CountryCode, CustomerId, DateRange, DeviceModel, IdGenerator, LotCode, Money,
+    Principal, Recorded, ReservationId, Serial, SpaceId, TimeWindow, Timestamp, VehiclePlate,
 };
 use domain_parking::SessionStatus;
 use domain_payment::PaymentStatus;
@@ -12,7 +12,10 @@ use time::Duration;
 use time::macros::{date, datetime};
 
 use super::*;
-use crate::{booth_schedule, may_read_booth_schedule, may_see, space_schedule};
+use crate::{
+    booth_schedule, may_read_booth_schedule, may_read_space_schedule, may_see, on_schedule_for,
+    space_schedule,
+};
 
 const T0: Timestamp = datetime!(2026-11-22 10:00 UTC);
 
@@ -277,6 +280,28 @@ fn schedules_list_paid_reservations_of_the_day() {
         &Principal::booth_staff("s", gmp),
         &t1
     ));
+
+    // Space schedules: a gate reads its own lot's, and without customer ids.
+    let p1 = LotCode::parse("P1").unwrap();
+    let p2 = LotCode::parse("P2").unwrap();
+    let gate = Principal::gate("gate-p1", p1.clone());
+    assert!(may_read_space_schedule(&gate, Some(&p1)));
+    assert!(!may_read_space_schedule(&gate, Some(&p2)));
+    assert!(!may_read_space_schedule(&gate, None), "lot not known yet");
+    let ops = Principal::operator("ops");
+    assert!(may_read_space_schedule(&ops, None));
+    assert!(may_read_space_schedule(&Principal::service("x"), None));
+    assert!(!may_read_space_schedule(
+        &Principal::customer(&alice()),
+        Some(&p1)
+    ));
+    assert_eq!(on_schedule_for(&gate, &views[0]).customer_id, None);
+    assert_eq!(on_schedule_for(&ops, &views[0]).customer_id, Some(alice()));
+    assert_eq!(
+        on_schedule_for(&gate, &views[0]).details,
+        views[0].details,
+        "the plate and window stay"
+    );
 }
 
 #[test]

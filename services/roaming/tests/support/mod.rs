@@ -16,7 +16,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use adapters_auth::{Audience, Issuer, SigningKey};
-use domain_kernel::{BoothCode, Principal, Role};
+use domain_kernel::{BoothCode, LotCode, Principal, Role};
 use proto::parking::parking_service_client::ParkingServiceClient;
 use proto::payment::payment_service_client::PaymentServiceClient;
 use proto::rental::rental_service_client::RentalServiceClient;
@@ -30,7 +30,8 @@ use tonic::{Request, Status};
 
 pub mod stories;
 
-/// Who calls: subject, roles, booth.
+/// Who calls: subject, role, and the place the role is bound to (the booth of
+/// booth staff, the lot of a gate).
 #[derive(Debug, Clone, Copy)]
 pub struct As(pub &'static str, pub &'static str, pub Option<&'static str>);
 
@@ -38,16 +39,17 @@ pub const ALICE: As = As("alice", "customer", None);
 pub const BOB: As = As("bob", "customer", None);
 pub const STAFF_T1: As = As("staff-icn-t1", "booth_staff", Some("ICN-T1"));
 pub const STAFF_GMP: As = As("staff-gmp", "booth_staff", Some("GMP"));
-pub const GATE: As = As("gate-p1", "gate", None);
+pub const GATE: As = As("gate-p1", "gate", Some("P1"));
 pub const OPS: As = As("ops", "operator", None);
 
 impl As {
     pub fn principal(self) -> Principal {
-        Principal::new(
-            self.0,
-            [Role::parse(self.1).unwrap()],
-            self.2.map(|b| BoothCode::parse(b).unwrap()),
-        )
+        let role = Role::parse(self.1).unwrap();
+        match role {
+            Role::Gate => Principal::new(self.0, [role], None)
+                .with_lot(self.2.map(|l| LotCode::parse(l).unwrap())),
+            _ => Principal::new(self.0, [role], self.2.map(|b| BoothCode::parse(b).unwrap())),
+        }
     }
 }
 
