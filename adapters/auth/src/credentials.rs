@@ -56,6 +56,16 @@ impl Credentials {
         self.users.is_empty()
     }
 
+    /// The configured principal of `username` and the [`fingerprint`] of its
+    /// credentials now (cheap: no password check), for refreshing a login.
+    ///
+    /// [`fingerprint`]: crate::refresh::fingerprint
+    pub fn current(&self, username: &str) -> Option<(String, Principal)> {
+        self.users
+            .get(username)
+            .map(|(hash, p)| (crate::refresh::fingerprint(hash, p), p.clone()))
+    }
+
     /// The principal whose username and password these are. CPU-heavy (tens of
     /// milliseconds by design): call it off the async executor.
     pub fn check(&self, username: &str, password: &str) -> Option<Principal> {

@@ -4,20 +4,28 @@
 //!   trusts (own issuer, per-service keys limited to their subject, JWKS).
 //! - [`token`]: [`Issuer`] signs, [`Verifier`] checks (`EdDSA` only; `iss`, `aud`,
 //!   `exp`, `nbf`, `sub` required).
+//! - [`jwks`]: an identity provider's keys fetched from its JWKS URL (cached,
+//!   refreshed on an unknown `kid`, at a bounded rate).
 //! - [`credentials`]: username/password principals with argon2 hashes.
+//! - [`refresh`]: refresh tokens, how a login is revoked before its access
+//!   tokens expire.
 //! - [`layer`]: the tower layer every service and the gateway put in front of
 //!   their gRPC services, and [`ServiceToken`] for calls between services.
 
 pub mod credentials;
+pub mod jwks;
 pub mod keys;
 pub mod layer;
 pub mod rate;
+pub mod refresh;
 pub mod token;
 
 pub use credentials::{Credentials, hash_password};
+pub use jwks::{JwksConfig, JwksSource};
 pub use keys::{SigningKey, TrustedKey};
 pub use layer::{AuthLayer, Authenticate, ServiceToken, bearer};
-pub use token::{Audience, Claims, Issuer, Verifier};
+pub use refresh::{REFRESH_AUDIENCE, Refresh, RefreshTokens};
+pub use token::{Audience, Claims, FetchedKeys, Issuer, Verifier};
 
 /// Why a token was not accepted. The text is safe to return to the caller.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

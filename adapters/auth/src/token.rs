@@ -70,6 +70,10 @@ impl Issuer {
         self.ttl
     }
 
+    pub fn audience(&self) -> &Audience {
+        &self.audience
+    }
+
     pub fn key(&self) -> &SigningKey {
         &self.key
     }
@@ -104,12 +108,51 @@ impl Issuer {
     }
 }
 
-/// Checks tokens against the trusted keys.
+/// Checks tokens against the trusted keys: the configured ones, and those a
+/// [`crate::jwks::JwksSource`] fetched from an identity provider.
 #[derive(Debug, Clone)]
 pub struct Verifier {
     keys: Arc<[TrustedKey]>,
+    fetched: FetchedKeys,
     validation: Validation,
     verified: Arc<Mutex<HashMap<String, Verified>>>,
+}
+
+/// The keys fetched from a JWKS URL, replaced whole on every fetch, and the
+/// signal that a token named a key nobody knows (so the source fetches again,
+/// at its bounded rate).
+#[derive(Debug, Clone, Default)]
+pub struct FetchedKeys {
+    keys: Arc<std::sync::RwLock<Arc<[TrustedKey]>>>,
+    unknown_kid: Arc<tokio::sync::Notify>,
+}
+
+impl FetchedKeys {
+    fn find(&self, kid: &str) -> Option<TrustedKey> {
+        self.keys
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .find(|k| k.kid == kid)
+            .cloned()
+    }
+
+    /// Waits until a token named an unknown key (a permit is kept if that
+    /// happened while nobody waited).
+    pub async fn unknown_kid(&self) {
+        self.unknown_kid.notified().await;
+    }
+
+    pub fn len(&self) -> usize {
+        self.keys
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 /// A token whose signature and claims were checked: the same bytes need only
@@ -150,9 +193,29 @@ impl Verifier {
         validation.leeway = LEEWAY_SECS;
         Self {
             keys: keys.into(),
+            fetched: FetchedKeys::default(),
             validation,
             verified: Arc::default(),
         }
+    }
+
+    /// The fetched part of the key set, for a [`crate::jwks::JwksSource`].
+    pub fn fetched(&self) -> &FetchedKeys {
+        &self.fetched
+    }
+
+    /// Replaces the fetched keys. Remembered tokens are forgotten, so a key
+    /// the provider withdrew stops verifying at once.
+    pub fn install_fetched(&self, keys: Vec<TrustedKey>) {
+        *self
+            .fetched
+            .keys
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = keys.into();
+        self.verified
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
     }
 
     fn remembered(&self, token: &str) -> Option<Result<Principal, AuthError>> {
@@ -192,11 +255,22 @@ impl Verifier {
             return Err(refused(Refusal::Algorithm));
         }
         let key = match header.kid.as_deref() {
-            Some(kid) => self.keys.iter().find(|k| k.kid == kid),
-            None if self.keys.len() == 1 => self.keys.first(),
+            Some(kid) => self
+                .keys
+                .iter()
+                .find(|k| k.kid == kid)
+                .cloned()
+                .or_else(|| self.fetched.find(kid)),
+            None if self.keys.len() == 1 && self.fetched.is_empty() => self.keys.first().cloned(),
             None => None,
-        }
-        .ok_or(refused(Refusal::UnknownKey))?;
+        };
+        let Some(key) = key else {
+            if header.kid.is_some() {
+                // Perhaps the provider rotated its keys: look again (bounded).
+                self.fetched.unknown_kid.notify_one();
+            }
+            return Err(refused(Refusal::UnknownKey));
+        };
         let data = jsonwebtoken::decode::<Claims>(token, &key.decoding, &self.validation).map_err(
             |e| {
                 use jsonwebtoken::errors::ErrorKind as K;

@@ -4,12 +4,14 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex, PoisonError, mpsc};
 use std::time::{Duration, Instant};
 
-use adapters_auth::{Credentials, Issuer};
+use adapters_auth::{AuthError, Credentials, Issuer, RefreshTokens};
 use adapters_grpc::status::{invalid, reason, retry_later};
 use domain_kernel::Principal;
 use domain_kernel::Violations;
 use proto::auth::auth_service_server::AuthService;
-use proto::auth::{IssueTokenRequest, IssueTokenResponse};
+use proto::auth::{
+    IssueTokenRequest, IssueTokenResponse, RefreshTokenRequest, RefreshTokenResponse,
+};
 use tokio::sync::oneshot;
 use tonic::{Code, Request, Response, Status};
 use tracing::{info, warn};
@@ -40,10 +42,9 @@ struct Checker {
 }
 
 impl Checker {
-    fn new(credentials: Credentials) -> Self {
+    fn new(credentials: Arc<Credentials>) -> Self {
         let (jobs, queue) = mpsc::sync_channel::<Job>(QUEUED_CHECKS);
         let queue = Arc::new(Mutex::new(queue));
-        let credentials = Arc::new(credentials);
         for n in 0..CHECK_THREADS {
             let queue = Arc::clone(&queue);
             let credentials = Arc::clone(&credentials);
@@ -104,9 +105,14 @@ impl RefusalLog {
     }
 }
 
+/// How long a login lasts before the password is asked again.
+const REFRESH_TTL: Duration = Duration::from_hours(24);
+
 #[derive(Debug)]
 pub struct TokenService {
     issuer: Option<Issuer>,
+    refresh: Option<RefreshTokens>,
+    credentials: Arc<Credentials>,
     checker: Checker,
     /// Attempts per (username, source address): a stranger elsewhere cannot
     /// lock a user out.
@@ -121,9 +127,14 @@ impl TokenService {
     /// request is answered `FAILED_PRECONDITION`.
     pub fn new(issuer: Option<Issuer>, credentials: Credentials, logins_per_minute: u32) -> Self {
         let per_minute = f64::from(logins_per_minute);
+        let credentials = Arc::new(credentials);
         Self {
+            refresh: issuer
+                .as_ref()
+                .map(|i| RefreshTokens::new(i.key().clone(), &i.audience().issuer, REFRESH_TTL)),
             issuer,
-            checker: Checker::new(credentials),
+            checker: Checker::new(Arc::clone(&credentials)),
+            credentials,
             per_user: RateLimiter::new(per_minute / 60.0, logins_per_minute.clamp(1, 10)),
             per_source: RateLimiter::new(
                 2.0 * per_minute / 60.0,
@@ -195,15 +206,199 @@ impl AuthService for TokenService {
                 &[],
             ));
         };
-        let token = issuer.issue(&principal).map_err(|e| {
-            warn!(error = %e, "signing a token failed");
-            Status::internal("could not sign a token")
-        })?;
+        let token = issuer.issue(&principal).map_err(signing_failed)?;
+        let (refresh_token, refresh_expires_in) =
+            match (&self.refresh, self.credentials.current(&username)) {
+                (Some(refresh), Some((fingerprint, _))) => (
+                    refresh
+                        .issue(&username, &fingerprint)
+                        .map_err(signing_failed)?,
+                    seconds(refresh.ttl()),
+                ),
+                _ => (String::new(), 0),
+            };
         info!(username, "token issued");
         Ok(Response::new(IssueTokenResponse {
             access_token: token,
             token_type: "Bearer".to_owned(),
-            expires_in: i64::try_from(issuer.ttl().as_secs()).unwrap_or(i64::MAX),
+            expires_in: seconds(issuer.ttl()),
+            refresh_token,
+            refresh_expires_in,
         }))
+    }
+
+    async fn refresh_token(
+        &self,
+        request: Request<RefreshTokenRequest>,
+    ) -> Result<Response<RefreshTokenResponse>, Status> {
+        let peer = request.remote_addr().map(|a| a.ip());
+        let raw = request.into_inner().refresh_token;
+        if raw.is_empty() || raw.len() > 4_096 {
+            return Err(invalid(&Violations::one(
+                "refresh_token",
+                "must be 1-4096 characters",
+            )));
+        }
+        let (Some(issuer), Some(refresh)) = (&self.issuer, &self.refresh) else {
+            return Err(reason(
+                Code::FailedPrecondition,
+                "EXTERNAL_IDENTITY_PROVIDER",
+                "this gateway does not issue tokens; get one from the identity provider",
+                &[],
+            ));
+        };
+        let source = peer.map_or_else(String::new, |p| p.to_string());
+        if let Err(wait) = self.per_source.check(&source) {
+            self.refusals.refused("rate limited", "", peer);
+            return Err(retry_later(
+                Code::ResourceExhausted,
+                "LOGIN_RATE_LIMITED",
+                "too many login attempts from this address",
+                wait,
+                &[],
+            ));
+        }
+        let claims = refresh.check(&raw).map_err(|e| {
+            self.refusals.refused("bad refresh token", "", peer);
+            adapters_auth::layer::unauthenticated(&e)
+        })?;
+        // The login's credentials must still be the configured ones: a
+        // removed principal, a new password or other roles end the login.
+        let principal = match self.credentials.current(&claims.username) {
+            Some((fingerprint, principal)) if fingerprint == claims.fingerprint => principal,
+            _ => {
+                self.refusals
+                    .refused("refresh of a revoked login", &claims.username, peer);
+                return Err(reason(
+                    Code::Unauthenticated,
+                    "REFRESH_REVOKED",
+                    "this login was revoked; sign in again",
+                    &[],
+                ));
+            }
+        };
+        let token = issuer.issue(&principal).map_err(signing_failed)?;
+        Ok(Response::new(RefreshTokenResponse {
+            access_token: token,
+            token_type: "Bearer".to_owned(),
+            expires_in: seconds(issuer.ttl()),
+        }))
+    }
+}
+
+fn seconds(d: Duration) -> i64 {
+    i64::try_from(d.as_secs()).unwrap_or(i64::MAX)
+}
+
+fn signing_failed(e: AuthError) -> Status {
+    warn!(error = %e, "signing a token failed");
+    Status::internal("could not sign a token")
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests")]
+
+    use adapters_auth::{Audience, SigningKey, hash_password};
+    use domain_kernel::{CustomerId, Role};
+
+    use super::*;
+
+    fn gateway(key: &SigningKey, users: &[(&str, &str, Role)]) -> TokenService {
+        let mut credentials = Credentials::default();
+        for (name, password, role) in users {
+            credentials
+                .add(
+                    name,
+                    &hash_password(password).unwrap(),
+                    Principal::new(*name, [*role], None),
+                )
+                .unwrap();
+        }
+        let issuer = Issuer::new(key.clone(), Audience::default(), Duration::from_mins(15));
+        TokenService::new(Some(issuer), credentials, 30)
+    }
+
+    async fn login(g: &TokenService, user: &str, password: &str) -> IssueTokenResponse {
+        g.issue_token(Request::new(IssueTokenRequest {
+            username: user.into(),
+            password: password.into(),
+        }))
+        .await
+        .unwrap()
+        .into_inner()
+    }
+
+    async fn refresh(g: &TokenService, token: &str) -> Result<RefreshTokenResponse, Status> {
+        g.refresh_token(Request::new(RefreshTokenRequest {
+            refresh_token: token.into(),
+        }))
+        .await
+        .map(Response::into_inner)
+    }
+
+    fn why(s: &Status) -> String {
+        use tonic_types::StatusExt as _;
+        s.get_details_error_info()
+            .map(|i| i.reason)
+            .unwrap_or_default()
+    }
+
+    /// Revocation (issue 17): a login ends when its principal is removed or
+    /// its password or roles change, even though the refresh token itself is
+    /// still valid; the gateways that restart with the new principals (same
+    /// key) refuse it.
+    #[tokio::test]
+    async fn a_changed_or_removed_principal_can_no_longer_refresh() {
+        let key = SigningKey::generate().unwrap();
+        let before = gateway(
+            &key,
+            &[
+                ("alice", "pw-1", Role::Customer),
+                ("bob", "pw-b", Role::Customer),
+                ("carol", "pw-c", Role::Customer),
+            ],
+        );
+        let alice = login(&before, "alice", "pw-1").await;
+        let bob = login(&before, "bob", "pw-b").await;
+        let carol = login(&before, "carol", "pw-c").await;
+        let again = refresh(&before, &alice.refresh_token).await.unwrap();
+        let verifier = adapters_auth::Verifier::new(
+            vec![adapters_auth::TrustedKey::of(&key)],
+            &Audience::default(),
+        );
+        assert_eq!(
+            verifier.verify(&again.access_token).unwrap().customer_id(),
+            Some(CustomerId::parse("alice").unwrap())
+        );
+
+        // alice changed her password, bob was removed, carol became staff.
+        let after = gateway(
+            &key,
+            &[
+                ("alice", "pw-2", Role::Customer),
+                ("carol", "pw-c", Role::Operator),
+            ],
+        );
+        for token in [
+            &alice.refresh_token,
+            &bob.refresh_token,
+            &carol.refresh_token,
+        ] {
+            let refused = refresh(&after, token).await.unwrap_err();
+            assert_eq!(
+                (refused.code(), why(&refused)),
+                (Code::Unauthenticated, "REFRESH_REVOKED".to_owned())
+            );
+        }
+        // A new login works again; garbage and access tokens are no refresh tokens.
+        let fresh = login(&after, "alice", "pw-2").await;
+        assert!(refresh(&after, &fresh.refresh_token).await.is_ok());
+        for bad in [fresh.access_token.as_str(), "not-a-token"] {
+            assert_eq!(
+                refresh(&after, bad).await.unwrap_err().code(),
+                Code::Unauthenticated
+            );
+        }
     }
 }

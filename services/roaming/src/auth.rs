@@ -4,7 +4,10 @@
 
 use std::time::Duration;
 
-use adapters_auth::{Audience, AuthLayer, Issuer, ServiceToken, SigningKey, TrustedKey, Verifier};
+use adapters_auth::{
+    Audience, AuthLayer, Issuer, JwksConfig, JwksSource, ServiceToken, SigningKey, TrustedKey,
+    Verifier,
+};
 use anyhow::Context as _;
 
 use crate::Settings;
@@ -22,7 +25,8 @@ pub struct MeshAuth {
 }
 
 impl MeshAuth {
-    /// Reads the keys the settings name. `embedded` (`roaming up`) creates the
+    /// Reads the keys the settings name (and starts fetching `auth.jwks_url`,
+    /// so it needs a tokio runtime then). `embedded` (`roaming up`) creates the
     /// signing key under the data directory when none is configured, and
     /// creates a configured key file that does not exist yet.
     pub fn load(settings: &Settings, embedded: bool) -> anyhow::Result<Self> {
@@ -54,17 +58,30 @@ impl MeshAuth {
                 .with_context(|| format!("auth.jwks_file {}", path.display()))?;
             trusted.extend(TrustedKey::from_jwks(&json)?);
         }
+        let jwks = a
+            .jwks_url
+            .as_deref()
+            .map(JwksConfig::new)
+            .transpose()
+            .context("auth.jwks_url")?;
         anyhow::ensure!(
-            !trusted.is_empty(),
-            "auth: no key to verify tokens with; set auth.signing_key_file, auth.trusted_keys or auth.jwks_file"
+            !trusted.is_empty() || jwks.is_some(),
+            "auth: no key to verify tokens with; set auth.signing_key_file, auth.trusted_keys, auth.jwks_file or auth.jwks_url"
         );
         let audience = Audience {
             issuer: a.issuer.clone(),
             audience: a.audience.clone(),
         };
+        let verifier = Verifier::new(trusted, &audience);
+        if let Some(config) = jwks {
+            // Keeps the provider's keys current for the life of the process
+            // (every layer of it shares this verifier's key set).
+            let source = JwksSource::new(config, verifier.clone())?;
+            tokio::spawn(source.run(std::future::pending()));
+        }
         Ok(Self {
             // The gateway's per-principal rate holds on the service ports too.
-            layer: AuthLayer::new(Verifier::new(trusted, &audience)).with_rate(
+            layer: AuthLayer::new(verifier).with_rate(
                 f64::from(settings.gateway.rate_per_second),
                 settings.gateway.burst,
             ),

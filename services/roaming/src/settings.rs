@@ -102,6 +102,10 @@ pub struct AuthSettings {
     pub trusted_keys: Vec<TrustedKeySetting>,
     /// A JWKS document of an external identity provider, read at start.
     pub jwks_file: Option<PathBuf>,
+    /// An external identity provider's JWKS URL (`https`, or `http` to a
+    /// loopback address): fetched at start, every 5 minutes, and when a
+    /// token names an unknown key (at most once per 10 seconds).
+    pub jwks_url: Option<String>,
 }
 
 /// A trusted public key: the base64url `x` of its JWK (`roaming keygen`
@@ -120,10 +124,11 @@ impl Default for AuthSettings {
         Self {
             issuer: a.issuer,
             audience: a.audience,
-            token_ttl_secs: 3_600,
+            token_ttl_secs: 900,
             signing_key_file: None,
             trusted_keys: Vec::new(),
             jwks_file: None,
+            jwks_url: None,
         }
     }
 }
@@ -313,6 +318,9 @@ impl Settings {
             }
             "AUTH_JWKS_FILE" => {
                 self.auth.jwks_file = Some(PathBuf::from(value)).filter(|_| !value.is_empty());
+            }
+            "AUTH_JWKS_URL" => {
+                self.auth.jwks_url = Some(value.to_owned()).filter(|_| !value.is_empty());
             }
             // `x` or `subject=x`, comma-separated.
             "AUTH_TRUSTED_KEYS" => {

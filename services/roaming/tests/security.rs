@@ -607,6 +607,46 @@ async fn stock_of_a_model_the_catalog_does_not_offer_is_refused() {
     m.stop().await;
 }
 
+/// Issue 17: an external identity provider works without copying files. Its
+/// JWKS is served on loopback; a token it signed is accepted by the gateway
+/// and a service once `auth.jwks_url` points there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_identity_providers_tokens_verify_with_keys_fetched_from_its_jwks_url() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let idp = SigningKey::generate().unwrap();
+    let document = serde_json::json!({ "keys": [idp.public_jwk().unwrap()] }).to_string();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/jwks.json", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let body = document.clone();
+            tokio::spawn(async move {
+                let mut buf = [0u8; 2048];
+                let _ = socket.read(&mut buf).await;
+                let response = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = socket.write_all(response.as_bytes()).await;
+            });
+        }
+    });
+    let m = TestMesh::start_with(|s| s.auth.jwks_url = Some(url)).await;
+    let token = Issuer::new(idp, Audience::default(), Duration::from_mins(5))
+        .issue(&ALICE.principal())
+        .unwrap();
+    for c in [m.addrs(), m.direct()] {
+        let view = c.view().await;
+        eventually(Duration::from_secs(10), "the provider's keys", || {
+            let mut view = view.clone();
+            let r = with_token(&token, pv::ListMyReservationsRequest::default());
+            async move { view.list_my_reservations(r).await.ok() }
+        })
+        .await;
+    }
+    m.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_message_over_the_size_limit_is_resource_exhausted() {
     let m = TestMesh::start().await;
@@ -703,9 +743,44 @@ async fn the_gateway_issues_tokens_for_the_demo_principals_only_with_the_right_p
         .unwrap()
         .into_inner();
     assert_eq!(
-        (issued.token_type.as_str(), issued.expires_in),
-        ("Bearer", 3_600)
+        (
+            issued.token_type.as_str(),
+            issued.expires_in,
+            issued.refresh_expires_in
+        ),
+        ("Bearer", 900, 86_400)
     );
+    // The refresh token buys a new access token at the gateway, and is no
+    // bearer token anywhere.
+    let refreshed = auth
+        .refresh_token(proto::auth::RefreshTokenRequest {
+            refresh_token: issued.refresh_token.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(refreshed.expires_in, 900);
+    let bad_refresh = auth
+        .refresh_token(proto::auth::RefreshTokenRequest {
+            refresh_token: issued.access_token.clone(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(bad_refresh.code(), Code::Unauthenticated, "{bad_refresh:?}");
+    for addr in [m.addrs().rental, m.direct().rental] {
+        let refused =
+            proto::rental::rental_service_client::RentalServiceClient::new(connect(addr).await)
+                .list_booth_rentals(with_token(
+                    &issued.refresh_token,
+                    pr::ListBoothRentalsRequest {
+                        booth: "ICN-T1".into(),
+                        ..Default::default()
+                    },
+                ))
+                .await
+                .unwrap_err();
+        assert_eq!(refused.code(), Code::Unauthenticated, "{refused:?}");
+    }
     // The token works, at the gateway and directly, and carries the booth.
     let rentals = pr::ListBoothRentalsRequest {
         booth: "ICN-T1".into(),
@@ -714,6 +789,10 @@ async fn the_gateway_issues_tokens_for_the_demo_principals_only_with_the_right_p
     for addr in [m.addrs().rental, m.direct().rental] {
         proto::rental::rental_service_client::RentalServiceClient::new(connect(addr).await)
             .list_booth_rentals(with_token(&issued.access_token, rentals.clone()))
+            .await
+            .unwrap();
+        proto::rental::rental_service_client::RentalServiceClient::new(connect(addr).await)
+            .list_booth_rentals(with_token(&refreshed.access_token, rentals.clone()))
             .await
             .unwrap();
     }
