@@ -3,6 +3,8 @@
 //! `chaos` binaries and runs the fault-injection suite (RELIABILITY.md).
 //! `cargo xtask rollout [--release]`: the same binaries, `chaos rollout`: a
 //! rolling restart of every replica under load, then SIGKILLs.
+//! `cargo xtask latency [--release]`: `chaos latency`, what replicas add to
+//! reserve -> `RENTAL_ACCEPTED`.
 
 use std::process::Command;
 
@@ -10,7 +12,8 @@ use anyhow::{Context as _, Result, bail};
 
 const USAGE: &str = "usage: cargo xtask tidy
        cargo xtask chaos [--release] [--short] [--races N]
-       cargo xtask rollout [--release]";
+       cargo xtask rollout [--release]
+       cargo xtask latency [--release]";
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -21,8 +24,8 @@ fn main() -> Result<()> {
             Ok(())
         }
         Some("chaos") => chaos(&args[1..]),
-        Some("rollout") => {
-            let mut rest = vec!["rollout".to_owned()];
+        Some(sub @ ("rollout" | "latency")) => {
+            let mut rest = vec![sub.to_owned()];
             rest.extend(args[1..].iter().cloned());
             chaos(&rest)
         }

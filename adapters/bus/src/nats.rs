@@ -254,12 +254,23 @@ pub async fn run_consumer(
 /// On shutdown: gives every event pulled but not handled back to the server
 /// (`Nak` without delay), so another replica gets it at once rather than after
 /// the ack wait, and makes sure those naks left the process.
+///
+/// Bounded: the stream keeps pulling while it is read, and a nak'd event may
+/// be redelivered to this very stream, so "until nothing arrives" lasted for
+/// seconds on a busy stream (into the 10 s grace period of a SIGTERM). At most two batches
+/// (what outstanding pull requests can bring) within 250 ms; anything after
+/// that waits for its ack wait.
 async fn hand_back(js: &Context, spec: &ConsumerSpec, messages: &mut pull::Stream) {
     let mut handed_back = 0usize;
-    // What the server already sent arrives within moments.
-    while let Ok(Some(Ok(message))) =
-        tokio::time::timeout(Duration::from_millis(50), messages.next()).await
-    {
+    let limit = spec.batch.saturating_mul(2);
+    let until = tokio::time::Instant::now() + Duration::from_millis(250);
+    while handed_back < limit {
+        let wait = until
+            .saturating_duration_since(tokio::time::Instant::now())
+            .min(Duration::from_millis(50));
+        let Ok(Some(Ok(message))) = tokio::time::timeout(wait, messages.next()).await else {
+            break;
+        };
         if message.ack_with(AckKind::Nak(None)).await.is_ok() {
             handed_back += 1;
         }

@@ -9,14 +9,17 @@
 //! against `roaming up`. One line per scenario, a summary line, and a non-zero
 //! exit on any violation, lost or doubled effect.
 //!
-//! `chaos rollout` is the rolling-restart proof instead ([`rollout`]).
+//! `chaos rollout` is the rolling-restart proof instead ([`rollout`]);
+//! `chaos latency` measures what replicas add to an event's way ([`latency`]).
 //!
 //! ```text
 //! chaos [--short] [--races N] [--roaming PATH]
 //! chaos rollout [--roaming PATH]
+//! chaos latency [--roaming PATH]
 //! ```
 
 mod check;
+mod latency;
 mod load;
 mod mesh;
 mod rollout;
@@ -34,6 +37,7 @@ use crate::mesh::{Distributed, Embedded, Layout};
 
 const USAGE: &str = "usage: chaos [--short] [--races N] [--roaming PATH]
        chaos rollout [--roaming PATH]   (rolling restart under load, then SIGKILLs)
+       chaos latency [--roaming PATH]   (reserve -> RENTAL_ACCEPTED, with and without replicas)
   --short      the CI profile: fewer scenarios, shorter load
   --races N    tries per race (default 200, 50 with --short)
   --roaming    the roaming binary (default: next to this one)
@@ -43,6 +47,7 @@ postgres://postgres@127.0.0.1:5432/postgres)";
 #[derive(Debug)]
 struct Options {
     rollout: bool,
+    latency: bool,
     short: bool,
     races: usize,
     roaming: PathBuf,
@@ -52,12 +57,14 @@ fn options() -> anyhow::Result<Options> {
     let mut args = std::env::args().skip(1);
     let mut short = false;
     let mut rollout = false;
+    let mut latency = false;
     let mut races = None;
     let mut roaming = None;
     while let Some(a) = args.next() {
         match a.as_str() {
             "--short" => short = true,
             "rollout" => rollout = true,
+            "latency" => latency = true,
             "--races" => races = Some(args.next().context("--races N")?.parse()?),
             "--roaming" => roaming = Some(PathBuf::from(args.next().context("--roaming PATH")?)),
             "-h" | "--help" => {
@@ -81,6 +88,7 @@ fn options() -> anyhow::Result<Options> {
     );
     Ok(Options {
         rollout,
+        latency,
         short,
         races: races.unwrap_or(if short { 50 } else { 200 }),
         roaming,
@@ -341,6 +349,9 @@ async fn main() -> anyhow::Result<()> {
             std::process::exit(1);
         }
         return Ok(());
+    }
+    if o.latency {
+        return latency::run(&o.roaming, &admin, &run[..12]).await;
     }
     let started = Instant::now();
     let mut totals = Totals::default();

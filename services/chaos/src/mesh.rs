@@ -384,8 +384,15 @@ impl Distributed {
         for (k, v) in &p.extra_env {
             command.env(k, v);
         }
+        // Each process's log (every incarnation appended), kept after the run
+        // with CHAOS_KEEP_LOGS=1.
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join(format!("{name}.log")))
+            .with_context(|| format!("the log of {name}"))?;
         let child = command
-            .stdout(Stdio::null())
+            .stdout(Stdio::from(log))
             .spawn()
             .with_context(|| format!("starting {}", self.roaming.display()))?;
         if let Some(p) = self.procs.get_mut(name) {
@@ -469,7 +476,11 @@ impl Distributed {
         }
         self.nats.kill();
         self.dbs.drop_all().await;
-        let _ = std::fs::remove_dir_all(&self.dir);
+        if std::env::var_os("CHAOS_KEEP_LOGS").is_some() {
+            println!("logs kept in {}", self.dir.display());
+        } else {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
     }
 }
 
