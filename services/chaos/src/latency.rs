@@ -69,7 +69,7 @@ async fn one(c: &Clients, tag: &str, day: i64) -> anyhow::Result<Duration> {
         payment: Some(load::card()),
     };
     // The seeded stock reaches the reservation service by events: until it
-    // has, the answer is SOLD_OUT.
+    // has, the booth is unknown (INVALID_ARGUMENT) or SOLD_OUT.
     let started = Instant::now();
     let reserved = loop {
         match c
@@ -80,8 +80,10 @@ async fn one(c: &Clients, tag: &str, day: i64) -> anyhow::Result<Duration> {
         {
             Ok(r) => break r.into_inner().reservation.unwrap_or_default(),
             Err(s)
-                if s.code() == tonic::Code::FailedPrecondition
-                    && started.elapsed() < Duration::from_secs(30) =>
+                if matches!(
+                    s.code(),
+                    tonic::Code::FailedPrecondition | tonic::Code::InvalidArgument
+                ) && started.elapsed() < Duration::from_secs(30) =>
             {
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
