@@ -223,11 +223,14 @@ impl Db {
         let url = self.postgres_url.clone()?;
         let committed = Arc::clone(&self.committed);
         Some(tokio::spawn(async move {
-            let mut backoff = Duration::from_millis(100);
+            const FIRST_RETRY: Duration = Duration::from_millis(100);
+            let mut backoff = FIRST_RETRY;
             loop {
+                let mut listening = false;
                 let listened: Result<std::convert::Infallible, sea_orm::sqlx::Error> = async {
                     let mut listener = PgListener::connect(&url).await?;
                     listener.listen(crate::migrations::OUTBOX_CHANNEL).await?;
+                    listening = true;
                     // Rows may have been committed while nobody listened.
                     committed.notify_one();
                     loop {
@@ -237,6 +240,11 @@ impl Db {
                 }
                 .await;
                 let Err(e) = listened;
+                // A listener that worked starts the backoff over: only
+                // failures in a row wait longer and longer.
+                if listening {
+                    backoff = FIRST_RETRY;
+                }
                 tracing::warn!(error = %e, retry_in_ms = backoff.as_millis(), "listening for outbox commits failed; polling meanwhile");
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(5));
