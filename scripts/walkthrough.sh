@@ -41,8 +41,12 @@ sleep 1
 grpcurl -plaintext "${ALICE[@]}" -d "{\"reservation_id\":\"$RID\"}" $VIEW roaming.view.v1.ViewService/GetReservationView
 
 echo "== the booth hands a device over, the customer returns it at GMP, GMP retrieves it"
-grpcurl -plaintext "${STAFF_T1[@]}" -d '{"device_model":"egg-lte"}' $RENTAL roaming.rental.v1.RentalService/ListDevices
-grpcurl -plaintext "${STAFF_T1[@]}" -d "{\"reservation_id\":\"$RID\",\"serial\":\"ICN-T1-EGG-LTE-1\"}" $RENTAL roaming.rental.v1.RentalService/HandOverDevice
+DEVICES=$(grpcurl -plaintext "${STAFF_T1[@]}" -d '{"device_model":"egg-lte"}' $RENTAL roaming.rental.v1.RentalService/ListDevices)
+echo "$DEVICES"
+# The first one in stock (ICN-T1-EGG-LTE-1 on a new mesh; an earlier run of
+# this walk-through left its device at GMP).
+SERIAL=$(echo "$DEVICES" | awk -F'"' '/"serial"/ {s=$4} /DEVICE_STATUS_IN_STOCK/ {print s; exit}')
+grpcurl -plaintext "${STAFF_T1[@]}" -d "{\"reservation_id\":\"$RID\",\"serial\":\"$SERIAL\"}" $RENTAL roaming.rental.v1.RentalService/HandOverDevice
 grpcurl -plaintext "${STAFF_GMP[@]}" -d "{\"reservation_id\":\"$RID\",\"booth\":\"GMP\"}" $RENTAL roaming.rental.v1.RentalService/ReturnDevice
 grpcurl -plaintext "${STAFF_GMP[@]}" -d "{\"reservation_id\":\"$RID\"}" $RENTAL roaming.rental.v1.RentalService/RetrieveDevice
 sleep 1
