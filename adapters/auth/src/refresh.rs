@@ -12,13 +12,14 @@
 //! once, and its access tokens within their lifetime. Stateless: gateway
 //! replicas need nothing but the same key and principals.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use jsonwebtoken::{Header, Validation};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::keys::{ALGORITHM, SigningKey, TrustedKey};
+use crate::token::{now, refusal_of};
 use crate::{AuthError, Refusal};
 
 /// The audience of refresh tokens; access tokens never carry it.
@@ -50,12 +51,6 @@ pub fn fingerprint(phc_hash: &str, principal: &domain_kernel::Principal) -> Stri
         let _ = write!(s, "{b:02x}");
         s
     })
-}
-
-fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }
 
 /// Signs and checks refresh tokens with the gateway's key.
@@ -127,18 +122,7 @@ impl RefreshTokens {
         }
         let data =
             jsonwebtoken::decode::<RefreshClaims>(token, &self.trusted.decoding, &self.validation)
-                .map_err(|e| {
-                    use jsonwebtoken::errors::ErrorKind as K;
-                    refused(match e.kind() {
-                        K::ExpiredSignature => Refusal::Expired,
-                        K::ImmatureSignature => Refusal::NotYetValid,
-                        K::InvalidIssuer => Refusal::WrongIssuer,
-                        K::InvalidAudience => Refusal::WrongAudience,
-                        K::InvalidSignature => Refusal::BadSignature,
-                        K::MissingRequiredClaim(_) => Refusal::MissingClaim,
-                        _ => Refusal::Malformed,
-                    })
-                })?;
+                .map_err(|e| refused(refusal_of(&e)))?;
         let c = data.claims;
         Ok(Refresh {
             expires_in: c.exp.saturating_sub(now()),

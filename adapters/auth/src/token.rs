@@ -47,7 +47,8 @@ impl Default for Audience {
     }
 }
 
-fn now() -> u64 {
+/// Seconds since the Unix epoch (0 if the clock is before it).
+pub(crate) fn now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
@@ -169,12 +170,6 @@ struct Verified {
 /// memory starts over.
 const VERIFIED_CAPACITY: usize = 1024;
 
-fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
 /// Clock skew tolerated on `exp` and `nbf`.
 const LEEWAY_SECS: u64 = 5;
 
@@ -225,7 +220,7 @@ impl Verifier {
             .unwrap_or_else(PoisonError::into_inner)
             .get(token)
             .cloned()?;
-        let now = unix_now();
+        let now = now();
         Some(if now > known.exp + LEEWAY_SECS {
             Err(AuthError::Refused(Refusal::Expired))
         } else if now + LEEWAY_SECS < known.nbf {
@@ -271,24 +266,11 @@ impl Verifier {
             }
             return Err(refused(Refusal::UnknownKey));
         };
-        let data = jsonwebtoken::decode::<Claims>(token, &key.decoding, &self.validation).map_err(
-            |e| {
-                use jsonwebtoken::errors::ErrorKind as K;
-                refused(match e.kind() {
-                    K::ExpiredSignature => Refusal::Expired,
-                    K::ImmatureSignature => Refusal::NotYetValid,
-                    K::InvalidIssuer => Refusal::WrongIssuer,
-                    K::InvalidAudience => Refusal::WrongAudience,
-                    K::InvalidSignature => Refusal::BadSignature,
-                    K::MissingRequiredClaim(_) => Refusal::MissingClaim,
-                    K::InvalidAlgorithm => Refusal::Algorithm,
-                    _ => Refusal::Malformed,
-                })
-            },
-        )?;
+        let data = jsonwebtoken::decode::<Claims>(token, &key.decoding, &self.validation)
+            .map_err(|e| refused(refusal_of(&e)))?;
         let claims = data.claims;
         if claims.exp.saturating_sub(claims.nbf) > MAX_TOKEN_LIFETIME_SECS + LEEWAY_SECS
-            || claims.exp.saturating_sub(unix_now()) > MAX_TOKEN_LIFETIME_SECS + LEEWAY_SECS
+            || claims.exp.saturating_sub(now()) > MAX_TOKEN_LIFETIME_SECS + LEEWAY_SECS
         {
             return Err(refused(Refusal::TooLong));
         }
@@ -305,6 +287,21 @@ impl Verifier {
         };
         self.remember(token, verified);
         Ok(principal)
+    }
+}
+
+/// Why `jsonwebtoken` refused a token, as the caller is told.
+pub(crate) fn refusal_of(e: &jsonwebtoken::errors::Error) -> Refusal {
+    use jsonwebtoken::errors::ErrorKind as K;
+    match e.kind() {
+        K::ExpiredSignature => Refusal::Expired,
+        K::ImmatureSignature => Refusal::NotYetValid,
+        K::InvalidIssuer => Refusal::WrongIssuer,
+        K::InvalidAudience => Refusal::WrongAudience,
+        K::InvalidSignature => Refusal::BadSignature,
+        K::MissingRequiredClaim(_) => Refusal::MissingClaim,
+        K::InvalidAlgorithm => Refusal::Algorithm,
+        _ => Refusal::Malformed,
     }
 }
 
@@ -360,14 +357,14 @@ mod tests {
             .get(&token)
             .cloned()
             .unwrap();
-        known.exp = unix_now() - LEEWAY_SECS - 1;
+        known.exp = now() - LEEWAY_SECS - 1;
         verifier.remember(&token, known.clone());
         assert!(matches!(
             verifier.verify(&token),
             Err(AuthError::Refused(Refusal::Expired))
         ));
-        known.exp = unix_now() + 60;
-        known.nbf = unix_now() + LEEWAY_SECS + 60;
+        known.exp = now() + 60;
+        known.nbf = now() + LEEWAY_SECS + 60;
         verifier.remember(&token, known);
         assert!(matches!(
             verifier.verify(&token),

@@ -28,6 +28,18 @@ fn relay(producer: &Producer, js: &async_nats::jetstream::Context) -> Relay<JetS
     )
 }
 
+/// Waits until the relay published everything the producer committed.
+async fn all_published(producer: &Producer) {
+    let deadline = std::time::Instant::now() + WAIT;
+    while producer.unsent().await > 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "relay did not publish"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// A shutdown signal for background tasks.
 fn stopper() -> (
     watch::Sender<bool>,
@@ -75,14 +87,7 @@ async fn a_consumer_stopped_while_a_thousand_events_are_published_gets_all_once_
 
     producer.commit(1000, 50, SUBJECT).await;
     // All 1,000 are in the stream before the consumer comes back.
-    let deadline = std::time::Instant::now() + WAIT;
-    while producer.unsent().await > 0 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "relay did not publish"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    all_published(&producer).await;
     assert_eq!(
         consumer.counts().await,
         (1, 1),
@@ -341,14 +346,7 @@ async fn stopping_a_consumer_with_a_backlog_returns_at_once_and_loses_nothing() 
     let (stop, shutdown) = stopper();
     producer.commit(3_000, 100, SUBJECT).await;
     tokio::spawn(relay(&producer, &js).run(shutdown()));
-    let deadline = std::time::Instant::now() + WAIT;
-    while producer.unsent().await > 0 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "relay did not publish"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    all_published(&producer).await;
 
     let (stop_first, first_shutdown) = stopper();
     let first = tokio::spawn(nats::run_consumer(

@@ -139,24 +139,14 @@ impl GatewaySettings {
             if roles.is_empty() {
                 return Err(format!("gateway.principals {}: no role", e.username));
             }
-            let booth = e
-                .booth
-                .as_deref()
-                .map(BoothCode::parse)
-                .transpose()
-                .map_err(|err| format!("gateway.principals {}: booth {err}", e.username))?;
+            let booth = place(e, "booth", e.booth.as_deref(), BoothCode::parse)?;
             if roles.contains(&Role::BoothStaff) && booth.is_none() {
                 return Err(format!(
                     "gateway.principals {}: booth staff need a booth",
                     e.username
                 ));
             }
-            let lot = e
-                .lot
-                .as_deref()
-                .map(LotCode::parse)
-                .transpose()
-                .map_err(|err| format!("gateway.principals {}: lot {err}", e.username))?;
+            let lot = place(e, "lot", e.lot.as_deref(), LotCode::parse)?;
             if roles.contains(&Role::Gate) && lot.is_none() {
                 return Err(format!(
                     "gateway.principals {}: a gate needs a lot",
@@ -173,6 +163,18 @@ impl GatewaySettings {
         }
         Ok(credentials)
     }
+}
+
+/// The booth or lot a principal is bound to, parsed; the error names both.
+fn place<T, E: std::fmt::Display>(
+    e: &PrincipalEntry,
+    what: &str,
+    raw: Option<&str>,
+    parse: fn(&str) -> Result<T, E>,
+) -> Result<Option<T>, String> {
+    raw.map(parse)
+        .transpose()
+        .map_err(|err| format!("gateway.principals {}: {what} {err}", e.username))
 }
 
 #[cfg(test)]

@@ -110,8 +110,9 @@ const REFRESH_TTL: Duration = Duration::from_hours(24);
 
 #[derive(Debug)]
 pub struct TokenService {
-    issuer: Option<Issuer>,
-    refresh: Option<RefreshTokens>,
+    /// Access and refresh tokens, both signed with the gateway's key; `None`
+    /// when tokens come from an external provider.
+    signing: Option<(Issuer, RefreshTokens)>,
     credentials: Arc<Credentials>,
     checker: Checker,
     /// Attempts per (username, source address): a stranger elsewhere cannot
@@ -129,10 +130,11 @@ impl TokenService {
         let per_minute = f64::from(logins_per_minute);
         let credentials = Arc::new(credentials);
         Self {
-            refresh: issuer
-                .as_ref()
-                .map(|i| RefreshTokens::new(i.key().clone(), &i.audience().issuer, REFRESH_TTL)),
-            issuer,
+            signing: issuer.map(|i| {
+                let refresh =
+                    RefreshTokens::new(i.key().clone(), &i.audience().issuer, REFRESH_TTL);
+                (i, refresh)
+            }),
             checker: Checker::new(Arc::clone(&credentials)),
             credentials,
             per_user: RateLimiter::new(per_minute / 60.0, logins_per_minute.clamp(1, 10)),
@@ -163,13 +165,8 @@ impl AuthService for TokenService {
         if !v.is_empty() {
             return Err(invalid(&v));
         }
-        let Some(issuer) = &self.issuer else {
-            return Err(reason(
-                Code::FailedPrecondition,
-                "EXTERNAL_IDENTITY_PROVIDER",
-                "this gateway does not issue tokens; get one from the identity provider",
-                &[],
-            ));
+        let Some((issuer, refresh)) = &self.signing else {
+            return Err(external_provider());
         };
         let source = peer.map_or_else(String::new, |p| p.to_string());
         let limited = self
@@ -178,13 +175,7 @@ impl AuthService for TokenService {
             .and_then(|()| self.per_user.check(&format!("{username}\u{0}{source}")));
         if let Err(wait) = limited {
             self.refusals.refused("rate limited", &username, peer);
-            return Err(retry_later(
-                Code::ResourceExhausted,
-                "LOGIN_RATE_LIMITED",
-                "too many login attempts from this address",
-                wait,
-                &[],
-            ));
+            return Err(login_rate_limited(wait));
         }
         let Ok(principal) = self.checker.check(username.clone(), password).await else {
             self.refusals
@@ -207,16 +198,17 @@ impl AuthService for TokenService {
             ));
         };
         let token = issuer.issue(&principal).map_err(signing_failed)?;
-        let (refresh_token, refresh_expires_in) =
-            match (&self.refresh, self.credentials.current(&username)) {
-                (Some(refresh), Some((fingerprint, _))) => (
-                    refresh
-                        .issue(&username, &fingerprint)
-                        .map_err(signing_failed)?,
-                    seconds(refresh.ttl()),
-                ),
-                _ => (String::new(), 0),
-            };
+        // The credentials that just checked out; gone only if the principal
+        // list changed in between (it does not change while running).
+        let (refresh_token, refresh_expires_in) = match self.credentials.current(&username) {
+            Some((fingerprint, _)) => (
+                refresh
+                    .issue(&username, &fingerprint)
+                    .map_err(signing_failed)?,
+                seconds(refresh.ttl()),
+            ),
+            None => (String::new(), 0),
+        };
         info!(username, "token issued");
         Ok(Response::new(IssueTokenResponse {
             access_token: token,
@@ -239,24 +231,13 @@ impl AuthService for TokenService {
                 "must be 1-4096 characters",
             )));
         }
-        let (Some(issuer), Some(refresh)) = (&self.issuer, &self.refresh) else {
-            return Err(reason(
-                Code::FailedPrecondition,
-                "EXTERNAL_IDENTITY_PROVIDER",
-                "this gateway does not issue tokens; get one from the identity provider",
-                &[],
-            ));
+        let Some((issuer, refresh)) = &self.signing else {
+            return Err(external_provider());
         };
         let source = peer.map_or_else(String::new, |p| p.to_string());
         if let Err(wait) = self.per_source.check(&source) {
             self.refusals.refused("rate limited", "", peer);
-            return Err(retry_later(
-                Code::ResourceExhausted,
-                "LOGIN_RATE_LIMITED",
-                "too many login attempts from this address",
-                wait,
-                &[],
-            ));
+            return Err(login_rate_limited(wait));
         }
         let claims = refresh.check(&raw).map_err(|e| {
             self.refusals.refused("bad refresh token", "", peer);
@@ -284,6 +265,26 @@ impl AuthService for TokenService {
             expires_in: seconds(issuer.ttl()),
         }))
     }
+}
+
+/// `IssueToken` / `RefreshToken` on a gateway whose tokens come from elsewhere.
+fn external_provider() -> Status {
+    reason(
+        Code::FailedPrecondition,
+        "EXTERNAL_IDENTITY_PROVIDER",
+        "this gateway does not issue tokens; get one from the identity provider",
+        &[],
+    )
+}
+
+fn login_rate_limited(wait: Duration) -> Status {
+    retry_later(
+        Code::ResourceExhausted,
+        "LOGIN_RATE_LIMITED",
+        "too many login attempts from this address",
+        wait,
+        &[],
+    )
 }
 
 fn seconds(d: Duration) -> i64 {
