@@ -13,6 +13,7 @@
 )]
 
 pub mod codec;
+pub mod reasons;
 #[cfg(feature = "testing")]
 pub mod testing;
 

@@ -1,9 +1,13 @@
 //! Repository chores, run as `cargo xtask <task>`.
 //!
-//! `tidy` checks the architecture invariant "domain crates depend on no adapter,
-//! transport or runtime crate" from `cargo metadata`, following the resolved
-//! graph transitively (normal and build dependencies; dev-dependencies such as
-//! tokio for async tests are allowed).
+//! `tidy` checks two architecture invariants from `cargo metadata`:
+//!
+//! - domain crates depend on no adapter, transport or runtime crate, following
+//!   the resolved graph transitively (normal and build dependencies;
+//!   dev-dependencies such as tokio for async tests are allowed);
+//! - no adapter crate depends on another adapter crate (normal and build
+//!   dependencies: an integration test may join two), except the
+//!   [`SHARED_ADAPTERS`], which implement no port and every adapter may use.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::Path;
@@ -127,6 +131,50 @@ pub fn domain_violations(metadata: &Value) -> Result<Vec<String>> {
     Ok(found.into_iter().collect())
 }
 
+/// Adapter crates every adapter may depend on, and why:
+/// - `adapters-codec`: the one translation between wire (proto) and domain
+///   types, shared by the gRPC servers and clients, the store's outbox and the
+///   consumers; two copies would drift;
+/// - `adapters-telemetry`: metrics and trace-context propagation, which every
+///   adapter emits; it adapts no port of any domain.
+pub const SHARED_ADAPTERS: &[&str] = &["adapters-codec", "adapters-telemetry"];
+
+/// Every direct dependency of an adapter crate on another adapter crate that
+/// is not one of the [`SHARED_ADAPTERS`], as `adapters-x -> adapters-y` lines.
+pub fn adapter_violations(metadata: &Value) -> Result<Vec<String>> {
+    let root = metadata["workspace_root"]
+        .as_str()
+        .context("workspace_root")?;
+    let adapters = Path::new(root).join("adapters");
+    let packages = metadata["packages"].as_array().context("packages")?;
+    let is_adapter = |p: &Value| {
+        p["manifest_path"]
+            .as_str()
+            .is_some_and(|m| Path::new(m).starts_with(&adapters))
+    };
+    let adapter_names: HashSet<&str> = packages
+        .iter()
+        .filter(|p| is_adapter(p))
+        .filter_map(|p| p["name"].as_str())
+        .collect();
+    let mut found = BTreeSet::new();
+    for package in packages.iter().filter(|p| is_adapter(p)) {
+        let name = package["name"].as_str().unwrap_or_default();
+        for dep in package["dependencies"].as_array().into_iter().flatten() {
+            let dep_name = dep["name"].as_str().unwrap_or_default();
+            let runtime = dep["kind"].as_str() != Some("dev");
+            if runtime
+                && dep_name != name
+                && adapter_names.contains(dep_name)
+                && !SHARED_ADAPTERS.contains(&dep_name)
+            {
+                found.insert(format!("{name} -> {dep_name}"));
+            }
+        }
+    }
+    Ok(found.into_iter().collect())
+}
+
 /// Runs `cargo metadata` on this workspace and fails with every violation.
 pub fn tidy() -> Result<()> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
@@ -144,14 +192,26 @@ pub fn tidy() -> Result<()> {
     }
     let metadata: Value =
         serde_json::from_slice(&output.stdout).context("parsing cargo metadata")?;
+    let mut problems = Vec::new();
     let violations = domain_violations(&metadata)?;
-    if violations.is_empty() {
-        Ok(())
-    } else {
-        bail!(
+    if !violations.is_empty() {
+        problems.push(format!(
             "domain crates must not depend on adapter, transport or runtime crates:\n  {}",
             violations.join("\n  ")
-        )
+        ));
+    }
+    let violations = adapter_violations(&metadata)?;
+    if !violations.is_empty() {
+        problems.push(format!(
+            "adapter crates must not depend on other adapter crates (but {}):\n  {}",
+            SHARED_ADAPTERS.join(", "),
+            violations.join("\n  ")
+        ));
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        bail!("{}", problems.join("\n"))
     }
 }
 
@@ -168,5 +228,44 @@ mod tests {
         assert!(!forbidden("time"));
         assert!(!forbidden("thiserror"));
         assert!(!forbidden("towel"));
+    }
+
+    fn adapter(name: &str, deps: &[(&str, Option<&str>)]) -> Value {
+        serde_json::json!({
+            "name": name,
+            "manifest_path": format!("/ws/adapters/{name}/Cargo.toml"),
+            "dependencies": deps
+                .iter()
+                .map(|(d, kind)| serde_json::json!({ "name": d, "kind": kind }))
+                .collect::<Vec<_>>(),
+        })
+    }
+
+    #[test]
+    fn an_adapter_on_another_adapter_is_named_unless_shared_or_for_tests() {
+        let metadata = serde_json::json!({
+            "workspace_root": "/ws",
+            "packages": [
+                adapter("adapters-grpc", &[
+                    ("adapters-store", None),
+                    ("adapters-codec", None),
+                    ("adapters-telemetry", None),
+                    ("tonic", None),
+                ]),
+                adapter("adapters-bus", &[("adapters-store", Some("dev"))]),
+                adapter("adapters-store", &[("adapters-store", Some("dev"))]),
+                adapter("adapters-codec", &[]),
+                adapter("adapters-telemetry", &[]),
+            ],
+        });
+        assert_eq!(
+            adapter_violations(&metadata).unwrap(),
+            ["adapters-grpc -> adapters-store"]
+        );
+    }
+
+    #[test]
+    fn this_workspace_is_tidy() {
+        tidy().unwrap();
     }
 }

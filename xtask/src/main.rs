@@ -20,7 +20,9 @@ fn main() -> Result<()> {
     match args.first().map(String::as_str) {
         Some("tidy") => {
             xtask::tidy()?;
-            println!("tidy: domain crates depend on no adapter, transport or runtime crate");
+            println!(
+                "tidy: domain crates depend on no adapter, transport or runtime crate; adapters on no other adapter but the shared ones"
+            );
             Ok(())
         }
         Some("chaos") => chaos(&args[1..]),

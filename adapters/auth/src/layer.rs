@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use domain_kernel::{Principal, Role};
+use domain_kernel::Principal;
 use futures::future::{Either, Ready, ready};
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::{Code, Status};
@@ -13,7 +13,6 @@ use tonic_types::{ErrorDetails, StatusExt};
 use tower::{Layer, Service};
 use tracing::debug;
 
-use crate::rate::RateLimiter;
 use crate::{AuthError, Issuer, Refusal, Verifier};
 
 /// Paths anyone may call: health (probes) and reflection (the schema is public).
@@ -30,7 +29,6 @@ const ANONYMOUS: [&str; 3] = [
 pub struct AuthLayer {
     verifier: Arc<Verifier>,
     anonymous: Arc<[&'static str]>,
-    rate: Option<Arc<RateLimiter>>,
 }
 
 impl AuthLayer {
@@ -38,18 +36,7 @@ impl AuthLayer {
         Self {
             verifier: Arc::new(verifier),
             anonymous: ANONYMOUS.into(),
-            rate: None,
         }
-    }
-
-    /// Also limits each principal to `per_second` calls (bursts of `burst`),
-    /// as the gateway does: a caller that reaches a service port directly
-    /// gets no more. Services calling each other (role `service`) are not
-    /// limited here (their callers are).
-    #[must_use]
-    pub fn with_rate(mut self, per_second: f64, burst: u32) -> Self {
-        self.rate = Some(Arc::new(RateLimiter::new(per_second, burst)));
-        self
     }
 
     /// Also lets calls under `path_prefix` through without a token (the
@@ -92,7 +79,7 @@ impl AuthLayer {
 pub fn unauthenticated(e: &AuthError) -> Status {
     let reason = match e {
         AuthError::Refused(r) => r.reason(),
-        AuthError::Key(_) => "TOKEN_KEY",
+        AuthError::Key(_) => proto::reasons::TOKEN_KEY,
     };
     let message = match e {
         AuthError::Refused(r) => r.to_string(),
@@ -101,7 +88,7 @@ pub fn unauthenticated(e: &AuthError) -> Status {
     Status::with_error_details(
         Code::Unauthenticated,
         message,
-        ErrorDetails::with_error_info(reason, "roaming.mesh", []),
+        ErrorDetails::with_error_info(reason, proto::reasons::DOMAIN, []),
     )
 }
 
@@ -142,20 +129,6 @@ where
         }
         match self.layer.authenticate(request.headers()) {
             Ok(principal) => {
-                if let Some(rate) = &self.layer.rate
-                    && !principal.has(Role::Service)
-                    && let Err(wait) = rate.check(principal.subject())
-                {
-                    let mut details =
-                        ErrorDetails::with_error_info("RATE_LIMITED", "roaming.mesh", []);
-                    details.set_retry_info(Some(wait));
-                    let status = Status::with_error_details(
-                        Code::ResourceExhausted,
-                        "too many calls for this principal; slow down",
-                        details,
-                    );
-                    return Either::Right(ready(Ok(status.into_http())));
-                }
                 request.extensions_mut().insert(principal);
                 Either::Left(self.inner.call(request))
             }
@@ -202,7 +175,9 @@ impl ServiceToken {
         Ok(())
     }
 
-    fn current(&self) -> Result<MetadataValue<Ascii>, Status> {
+    /// The `authorization` value to send now (`Bearer <token>`), signed anew
+    /// when half the cached one's life is gone.
+    pub fn current(&self) -> Result<MetadataValue<Ascii>, Status> {
         let mut cached = self
             .cached
             .lock()
@@ -261,7 +236,7 @@ mod tests {
         assert_eq!(basic.code(), Code::Unauthenticated);
         assert_eq!(
             basic.get_details_error_info().unwrap().reason,
-            "TOKEN_MISSING"
+            proto::reasons::TOKEN_MISSING
         );
         assert!(layer.authenticate(&http::HeaderMap::new()).is_err());
         assert!(layer.is_anonymous("/grpc.health.v1.Health/Check"));

@@ -2,8 +2,16 @@
 //! every service's auth layer, and the gateway's login limits.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
+
+use domain_kernel::{Principal, Role};
+use futures::future::{Either, Ready, ready};
+use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, StatusExt};
+use tower::{Layer, Service};
+use tracing::debug;
 
 /// Above this many tracked keys, full buckets (idle callers) are forgotten.
 const MAX_TRACKED: usize = 10_000;
@@ -66,6 +74,90 @@ fn refill(b: Bucket, now: Instant, rate: f64, burst: f64) -> Bucket {
     Bucket {
         tokens: (b.tokens + elapsed * rate).min(burst),
         at: now,
+    }
+}
+
+/// Limits each caller (the [`Principal`] the auth layer put on the request)
+/// to the limiter's rate: `RESOURCE_EXHAUSTED` (`RATE_LIMITED`) with a
+/// `RetryInfo` of when the next call would pass. A request without a principal
+/// (health, reflection) is not limited. Goes inside [`crate::AuthLayer`].
+#[derive(Debug, Clone)]
+pub struct PerPrincipalLayer {
+    limiter: Arc<RateLimiter>,
+    exempt_services: bool,
+}
+
+impl PerPrincipalLayer {
+    pub fn new(limiter: RateLimiter) -> Self {
+        Self {
+            limiter: Arc::new(limiter),
+            exempt_services: false,
+        }
+    }
+
+    /// Services calling each other (role `service`) are not limited (their
+    /// callers are), as behind a service port.
+    #[must_use]
+    pub fn exempt_services(mut self) -> Self {
+        self.exempt_services = true;
+        self
+    }
+}
+
+impl<S> Layer<S> for PerPrincipalLayer {
+    type Service = PerPrincipal<S>;
+
+    fn layer(&self, inner: S) -> PerPrincipal<S> {
+        PerPrincipal {
+            inner,
+            layer: self.clone(),
+        }
+    }
+}
+
+/// The service [`PerPrincipalLayer`] makes.
+#[derive(Debug, Clone)]
+pub struct PerPrincipal<S> {
+    inner: S,
+    layer: PerPrincipalLayer,
+}
+
+/// `RESOURCE_EXHAUSTED` / `RATE_LIMITED` with a `RetryInfo` of `wait`.
+pub fn rate_limited(wait: Duration) -> Status {
+    let mut details =
+        ErrorDetails::with_error_info(proto::reasons::RATE_LIMITED, proto::reasons::DOMAIN, []);
+    details.set_retry_info(Some(wait));
+    Status::with_error_details(
+        Code::ResourceExhausted,
+        format!(
+            "rate limit of this principal exceeded; retry in {} ms",
+            wait.as_millis().max(1)
+        ),
+        details,
+    )
+}
+
+impl<S, B> Service<http::Request<B>> for PerPrincipal<S>
+where
+    S: Service<http::Request<B>, Response = http::Response<tonic::body::Body>>,
+{
+    type Response = http::Response<tonic::body::Body>;
+    type Error = S::Error;
+    type Future = Either<S::Future, Ready<Result<Self::Response, S::Error>>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        if let Some(principal) = request.extensions().get::<Principal>()
+            && !(self.layer.exempt_services && principal.has(Role::Service))
+            && let Err(wait) = self.layer.limiter.check(principal.subject())
+        {
+            debug!(subject = principal.subject(), ?wait, "rate limited");
+            return Either::Right(ready(Ok(rate_limited(wait).into_http())));
+        }
+        Either::Left(self.inner.call(request))
     }
 }
 

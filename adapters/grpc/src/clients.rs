@@ -1,8 +1,8 @@
 //! The domain's synchronous ports over gRPC, each behind [`resilient`].
 
+use proto::reasons;
 use std::time::Duration;
 
-use adapters_auth::ServiceToken;
 use adapters_codec::{instant_from_pb, instant_to_pb, money_to_pb};
 use domain_kernel::{
     CardDetails, DeviceModel, Money, ReservationId, SpaceId, TimeWindow, Timestamp, VehiclePlate,
@@ -45,6 +45,14 @@ fn retry_after(e: &BoxError) -> Duration {
         })
 }
 
+/// The `authorization` value of the calling service's own identity, asked
+/// for each call (a service token renews itself before it expires).
+pub type CallerToken = std::sync::Arc<
+    dyn Fn() -> Result<tonic::metadata::MetadataValue<tonic::metadata::Ascii>, tonic::Status>
+        + Send
+        + Sync,
+>;
+
 /// One attempt of a service-to-service call (`send`), with the deadline, the
 /// caller's service token and an `rpc.client` span, wrapped in [`resilient`]
 /// as an idempotent call (every call here is idempotent per reservation).
@@ -52,7 +60,7 @@ fn idempotent_call<Req, Res, F, Fut>(
     name: &str,
     method: &'static str,
     policy: CallPolicy,
-    token: ServiceToken,
+    token: CallerToken,
     send: F,
 ) -> (Call<Req, Res>, Breaker)
 where
@@ -68,7 +76,7 @@ where
         async move {
             let mut request = tonic::Request::new(req);
             request.set_timeout(deadline);
-            token.authorize(&mut request)?;
+            request.metadata_mut().insert("authorization", token()?);
             send(request).await.map(tonic::Response::into_inner)
         }
         .instrument(client_span(method))
@@ -92,7 +100,7 @@ pub struct GrpcPaymentGateway {
 
 impl GrpcPaymentGateway {
     /// `token` is the service identity the calls carry.
-    pub fn new(channel: Upstream, policy: CallPolicy, token: ServiceToken) -> Self {
+    pub fn new(channel: Upstream, policy: CallPolicy, token: CallerToken) -> Self {
         let client = PaymentServiceClient::with_interceptor(channel, adapters_telemetry::inject);
         let (call, breaker) = idempotent_call(
             "payment.Pay",
@@ -173,7 +181,7 @@ pub struct GrpcReservationVerifier {
 
 impl GrpcReservationVerifier {
     /// `token` is the service identity the calls carry.
-    pub fn new(channel: Upstream, policy: CallPolicy, token: ServiceToken) -> Self {
+    pub fn new(channel: Upstream, policy: CallPolicy, token: CallerToken) -> Self {
         let client =
             ReservationServiceClient::with_interceptor(channel, adapters_telemetry::inject);
         let (call, breaker) = idempotent_call(
@@ -240,7 +248,7 @@ pub struct GrpcReservationAuthority {
 
 impl GrpcReservationAuthority {
     /// `token` is the rental service's own identity: only it may call.
-    pub fn new(channel: Upstream, policy: CallPolicy, token: ServiceToken) -> Self {
+    pub fn new(channel: Upstream, policy: CallPolicy, token: CallerToken) -> Self {
         let client =
             ReservationServiceClient::with_interceptor(channel.clone(), adapters_telemetry::inject);
         let (call, breaker) = idempotent_call(
@@ -293,10 +301,11 @@ impl ReservationAuthority for GrpcReservationAuthority {
                 .map(|info| info.reason)
                 .unwrap_or_default();
             match (status.code(), why.as_str()) {
-                (tonic::Code::FailedPrecondition, "RESERVATION_CANCELED") => {
+                (tonic::Code::FailedPrecondition, reasons::RESERVATION_CANCELED) => {
                     return Err(UseRefused::Canceled);
                 }
-                (tonic::Code::FailedPrecondition, "NOT_RESERVED") | (tonic::Code::NotFound, _) => {
+                (tonic::Code::FailedPrecondition, reasons::NOT_RESERVED)
+                | (tonic::Code::NotFound, _) => {
                     return Err(UseRefused::NotReserved);
                 }
                 _ => {}

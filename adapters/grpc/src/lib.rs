@@ -24,11 +24,12 @@ pub mod payment;
 pub mod rental;
 pub mod reservation;
 pub mod resilience;
+pub mod runtime;
 pub mod status;
 pub mod view;
 
 /// `ErrorInfo.domain` of every error this mesh returns.
-pub const ERROR_DOMAIN: &str = "roaming.mesh";
+pub const ERROR_DOMAIN: &str = proto::reasons::DOMAIN;
 
 /// Names the reservation on the current RPC span (`reservation_id`), so one
 /// reservation's calls can be found across services.

@@ -1,5 +1,6 @@
 //! `roaming.parking.v1.ParkingService` over the domain's use cases.
 
+use proto::reasons;
 use std::sync::Arc;
 
 use adapters_codec::{instant_to_pb, money_from_pb, money_to_pb};
@@ -65,13 +66,13 @@ fn parking_error(e: ParkingError) -> Status {
         ParkingError::Forbidden => forbidden(),
         ParkingError::SpaceNotFound(s) => reason(
             Code::NotFound,
-            "SPACE_NOT_FOUND",
+            reasons::SPACE_NOT_FOUND,
             format!("parking space {s} not found"),
             &[],
         ),
         ParkingError::SpaceExists(s) => reason(
             Code::AlreadyExists,
-            "SPACE_EXISTS",
+            reasons::SPACE_EXISTS,
             format!("parking space {s} is already registered"),
             &[],
         ),
@@ -87,13 +88,13 @@ fn parking_error(e: ParkingError) -> Status {
             match why {
                 DenialReason::NotReserved => reason(
                     Code::PermissionDenied,
-                    "NOT_RESERVED",
+                    reasons::NOT_RESERVED,
                     "no reservation for this space and plate now",
                     &md,
                 ),
                 DenialReason::SpaceOccupied => reason(
                     Code::FailedPrecondition,
-                    "SPACE_OCCUPIED",
+                    reasons::SPACE_OCCUPIED,
                     "another car is in this space",
                     &md,
                 ),
@@ -101,7 +102,7 @@ fn parking_error(e: ParkingError) -> Status {
         }
         ParkingError::Busy => retry_later(
             Code::Aborted,
-            "BUSY",
+            reasons::BUSY,
             "try again",
             std::time::Duration::from_millis(200),
             &[],

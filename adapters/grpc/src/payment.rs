@@ -1,5 +1,6 @@
 //! `roaming.payment.v1.PaymentService` over the domain's use cases.
 
+use proto::reasons;
 use std::sync::Arc;
 
 use adapters_codec::{instant_to_pb, money_from_pb, money_to_pb};
@@ -111,13 +112,13 @@ where
                 PayError::Forbidden => forbidden(),
                 PayError::AmountMismatch { existing } => reason(
                     Code::FailedPrecondition,
-                    "AMOUNT_MISMATCH",
+                    reasons::AMOUNT_MISMATCH,
                     format!("this reservation was paid for {existing}"),
                     &[("existing_amount", existing.minor_units().to_string())],
                 ),
                 PayError::AcquirerUnavailable => retry_later(
                     Code::Unavailable,
-                    "ACQUIRER_UNAVAILABLE",
+                    reasons::ACQUIRER_UNAVAILABLE,
                     "the card network is unavailable",
                     std::time::Duration::from_secs(1),
                     &[],
@@ -156,19 +157,19 @@ where
             RefundError::NotFound => not_found("payment"),
             RefundError::ReservationActive => reason(
                 Code::FailedPrecondition,
-                "RESERVATION_ACTIVE",
+                reasons::RESERVATION_ACTIVE,
                 "the reservation still holds its resource; cancel it instead",
                 &[],
             ),
             RefundError::NotRefundable(s) => reason(
                 Code::FailedPrecondition,
-                "NOT_REFUNDABLE",
+                reasons::NOT_REFUNDABLE,
                 format!("a {s} payment cannot be refunded"),
                 &[],
             ),
             RefundError::Busy => retry_later(
                 Code::Aborted,
-                "BUSY",
+                reasons::BUSY,
                 "try again",
                 std::time::Duration::from_millis(200),
                 &[],

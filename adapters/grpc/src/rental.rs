@@ -1,5 +1,6 @@
 //! `roaming.rental.v1.RentalService` over the domain's use cases.
 
+use proto::reasons;
 use std::sync::Arc;
 
 use adapters_codec::instant_to_pb;
@@ -78,13 +79,13 @@ fn rental_error(e: RentalError) -> Status {
         RentalError::NotFound => not_found("rental"),
         RentalError::DeviceNotFound(s) => reason(
             Code::NotFound,
-            "DEVICE_NOT_FOUND",
+            reasons::DEVICE_NOT_FOUND,
             format!("device {s} not found"),
             &[],
         ),
         RentalError::DeviceExists(s) => reason(
             Code::AlreadyExists,
-            "DEVICE_EXISTS",
+            reasons::DEVICE_EXISTS,
             format!("device {s} is already registered"),
             &[],
         ),
@@ -94,35 +95,35 @@ fn rental_error(e: RentalError) -> Status {
         )),
         RentalError::Refused(rule) => {
             let why = match &rule {
-                Rule::WrongStatus { .. } => "WRONG_STATUS",
-                Rule::OutsidePeriod { .. } => "OUTSIDE_PERIOD",
-                Rule::WrongModel { .. } => "WRONG_MODEL",
-                Rule::NotInStock { .. } => "NOT_IN_STOCK",
+                Rule::WrongStatus { .. } => reasons::WRONG_STATUS,
+                Rule::OutsidePeriod { .. } => reasons::OUTSIDE_PERIOD,
+                Rule::WrongModel { .. } => reasons::WRONG_MODEL,
+                Rule::NotInStock { .. } => reasons::NOT_IN_STOCK,
             };
             reason(Code::FailedPrecondition, why, rule.to_string(), &[])
         }
         RentalError::Busy => retry_later(
             Code::Aborted,
-            "BUSY",
+            reasons::BUSY,
             "try again",
             std::time::Duration::from_millis(200),
             &[],
         ),
         RentalError::ReservationCanceled => reason(
             Code::FailedPrecondition,
-            "RESERVATION_CANCELED",
+            reasons::RESERVATION_CANCELED,
             "the reservation was canceled; keep the device",
             &[],
         ),
         RentalError::ReservationNotReserved => reason(
             Code::FailedPrecondition,
-            "NOT_RESERVED",
+            reasons::NOT_RESERVED,
             "the reservation service does not hold this reservation as reserved",
             &[],
         ),
         RentalError::ReservationUnavailable { retry_after } => retry_later(
             Code::Unavailable,
-            "RESERVATION_UNAVAILABLE",
+            reasons::RESERVATION_UNAVAILABLE,
             "the reservation service cannot confirm the hand-over now; keep the device and try again",
             retry_after,
             &[],

@@ -1,5 +1,6 @@
 //! `roaming.reservation.v1.ReservationService` over the domain's use cases.
 
+use proto::reasons;
 use std::sync::Arc;
 
 use adapters_codec::{
@@ -146,14 +147,14 @@ pub fn reserve_error(e: ReserveError) -> Status {
     match e {
         ReserveError::Forbidden => reason(
             Code::PermissionDenied,
-            "FORBIDDEN",
+            reasons::FORBIDDEN,
             "only customers reserve",
             &[],
         ),
         ReserveError::Invalid(v) => invalid(&v),
         ReserveError::SoldOut => reason(
             Code::FailedPrecondition,
-            "SOLD_OUT",
+            reasons::SOLD_OUT,
             "nothing left for that period",
             &[],
         ),
@@ -162,16 +163,16 @@ pub fn reserve_error(e: ReserveError) -> Status {
             reason: why,
         } => reason(
             Code::FailedPrecondition,
-            "PAYMENT_DECLINED",
+            reasons::PAYMENT_DECLINED,
             "the card was declined",
             &[
                 ("reservation_id", reservation_id.to_string()),
                 (
                     "decline_reason",
                     match why {
-                        Some(DeclineReason::InsufficientFunds) => "INSUFFICIENT_FUNDS",
-                        Some(DeclineReason::CardDeclined) => "CARD_DECLINED",
-                        None => "DECLINED",
+                        Some(DeclineReason::InsufficientFunds) => reasons::INSUFFICIENT_FUNDS,
+                        Some(DeclineReason::CardDeclined) => reasons::CARD_DECLINED,
+                        None => reasons::DECLINED,
                     }
                     .to_owned(),
                 ),
@@ -182,20 +183,20 @@ pub fn reserve_error(e: ReserveError) -> Status {
             retry_after,
         } => retry_later(
             Code::Unavailable,
-            "PAYMENT_UNAVAILABLE",
+            reasons::PAYMENT_UNAVAILABLE,
             "payment is unavailable; nothing was reserved, try again shortly",
             std_duration(retry_after),
             &[("reservation_id", reservation_id.to_string())],
         ),
         ReserveError::RequestIdReused => reason(
             Code::AlreadyExists,
-            "REQUEST_ID_REUSED",
+            reasons::REQUEST_ID_REUSED,
             "this request_id was used for a different reservation",
             &[],
         ),
         ReserveError::InProgress => retry_later(
             Code::Aborted,
-            "IN_PROGRESS",
+            reasons::IN_PROGRESS,
             "a reserve call with this request_id is still running",
             std::time::Duration::from_millis(500),
             &[],
@@ -389,19 +390,19 @@ where
                 CancelError::NotFound => not_found("reservation"),
                 CancelError::NotCancelable(status) => reason(
                     Code::FailedPrecondition,
-                    "NOT_CANCELABLE",
+                    reasons::NOT_CANCELABLE,
                     format!("a {status} reservation cannot be canceled"),
                     &[("status", status.to_string())],
                 ),
                 CancelError::EntryOpen => reason(
                     Code::FailedPrecondition,
-                    "ENTRY_OPEN",
+                    reasons::ENTRY_OPEN,
                     "the parking window's entry has opened; it can no longer be canceled",
                     &[],
                 ),
                 CancelError::Busy => retry_later(
                     Code::Aborted,
-                    "BUSY",
+                    reasons::BUSY,
                     "the reservation is changing; try again",
                     std::time::Duration::from_millis(200),
                     &[],
@@ -467,19 +468,19 @@ where
                 BeginUseError::Forbidden => forbidden(),
                 BeginUseError::Canceled => reason(
                     Code::FailedPrecondition,
-                    "RESERVATION_CANCELED",
+                    reasons::RESERVATION_CANCELED,
                     "the reservation was canceled; the device must not be handed over",
                     &[],
                 ),
                 BeginUseError::NotReserved(status) => reason(
                     Code::FailedPrecondition,
-                    "NOT_RESERVED",
+                    reasons::NOT_RESERVED,
                     format!("a {status} reservation cannot be taken into use"),
                     &[("status", status.to_string())],
                 ),
                 BeginUseError::Busy => retry_later(
                     Code::Aborted,
-                    "BUSY",
+                    reasons::BUSY,
                     "the reservation is changing; try again",
                     std::time::Duration::from_millis(200),
                     &[],

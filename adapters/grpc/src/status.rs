@@ -1,5 +1,6 @@
 //! Domain errors -> gRPC status with rich details (`google.rpc.*`).
 
+use proto::reasons;
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -61,7 +62,7 @@ pub fn retry_later(
 pub fn not_found(what: &str) -> Status {
     reason(
         Code::NotFound,
-        "NOT_FOUND",
+        reasons::NOT_FOUND,
         format!("{what} not found"),
         &[],
     )
@@ -70,7 +71,7 @@ pub fn not_found(what: &str) -> Status {
 pub fn forbidden() -> Status {
     reason(
         Code::PermissionDenied,
-        "FORBIDDEN",
+        reasons::FORBIDDEN,
         "the caller may not do this",
         &[],
     )

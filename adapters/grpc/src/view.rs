@@ -1,19 +1,19 @@
-//! `roaming.view.v1.ViewService`: "my page" and schedules from the view store.
+//! `roaming.view.v1.ViewService`: "my page" and schedules, through the view's
+//! use-case service (which holds the read policy); this adapter parses, maps
+//! errors and limits open watch streams.
 
+use proto::reasons;
 use std::pin::Pin;
 
 use adapters_codec::{
     instant_to_pb, money_to_pb, parking_details_to_pb, roaming_details_to_pb, status_to_pb,
 };
-use adapters_store::view::ViewStore;
-use domain_kernel::{BoothCode, DateRange, ReservationId, Role, SpaceId, Violations};
+use domain_kernel::{BoothCode, DateRange, ReservationId, SpaceId, Violations};
 use domain_parking::SessionStatus;
 use domain_payment::PaymentStatus;
 use domain_rental::RentalStatus;
 use domain_reservation::{Details, Kind};
-use domain_view::{
-    ReservationView, may_read_booth_schedule, may_read_space_schedule, may_see, on_schedule_for,
-};
+use domain_view::{Cursor, ReservationView, ViewChanges, ViewError, ViewRepository, ViewService};
 use futures::Stream;
 use proto::view::view_service_server::ViewService as Rpc;
 use proto::{parking as pk, payment as pp, rental as pr, reservation as pb, view as pv};
@@ -56,7 +56,7 @@ impl Watches {
             };
             return Err(retry_later(
                 tonic::Code::ResourceExhausted,
-                "WATCH_LIMIT",
+                reasons::WATCH_LIMIT,
                 why,
                 std::time::Duration::from_secs(5),
                 &[],
@@ -88,23 +88,23 @@ impl Drop for WatchSlot {
     }
 }
 
-/// The gRPC face of the view store.
-#[derive(Debug, Clone)]
-pub struct ViewRpc {
-    store: ViewStore,
+/// The gRPC face of the view service.
+#[derive(Debug)]
+pub struct ViewRpc<R> {
+    service: ViewService<R>,
     watches: std::sync::Arc<Watches>,
 }
 
-impl ViewRpc {
-    pub fn new(store: ViewStore) -> Self {
-        Self::with_watch_limits(store, MAX_WATCHES, MAX_WATCHES_PER_PRINCIPAL)
+impl<R: ViewRepository> ViewRpc<R> {
+    pub fn new(service: ViewService<R>) -> Self {
+        Self::with_watch_limits(service, MAX_WATCHES, MAX_WATCHES_PER_PRINCIPAL)
     }
 
     /// At most `total` watch streams at once, `per_principal` for one caller;
     /// more are refused with `RESOURCE_EXHAUSTED` (`WATCH_LIMIT`).
-    pub fn with_watch_limits(store: ViewStore, total: usize, per_principal: usize) -> Self {
+    pub fn with_watch_limits(service: ViewService<R>, total: usize, per_principal: usize) -> Self {
         Self {
-            store,
+            service,
             watches: std::sync::Arc::new(Watches {
                 total,
                 per_principal,
@@ -185,14 +185,21 @@ fn date(raw: &str) -> Result<time::Date, Status> {
 
 type WatchStream = Pin<Box<dyn Stream<Item = Result<pv::WatchReservationResponse, Status>> + Send>>;
 
+fn refused(e: ViewError) -> Status {
+    match e {
+        ViewError::Forbidden => forbidden(),
+        ViewError::NotFound => not_found("reservation"),
+        ViewError::Store(e) => internal(&e),
+    }
+}
+
 #[tonic::async_trait]
-impl Rpc for ViewRpc {
+impl<R: ViewRepository> Rpc for ViewRpc<R> {
     async fn list_my_reservations(
         &self,
         request: Request<pv::ListMyReservationsRequest>,
     ) -> Result<Response<pv::ListMyReservationsResponse>, Status> {
         let who = principal(&request)?;
-        let customer = who.customer_id().ok_or_else(forbidden)?;
         let r = request.into_inner();
         let size = match r.page_size {
             0 => 50,
@@ -203,7 +210,10 @@ impl Rpc for ViewRpc {
             None
         } else {
             let parsed = r.page_token.split_once('_').and_then(|(micros, id)| {
-                Some((micros.parse::<i64>().ok()?, ReservationId::parse(id).ok()?))
+                Some(Cursor {
+                    created_micros: micros.parse::<i64>().ok()?,
+                    reservation_id: ReservationId::parse(id).ok()?,
+                })
             });
             Some(parsed.ok_or_else(|| {
                 invalid(&Violations::one(
@@ -213,19 +223,16 @@ impl Rpc for ViewRpc {
             })?)
         };
         let page = self
-            .store
-            .list_for_customer(&customer, size, after)
+            .service
+            .my_reservations(&who, size, after)
             .await
-            .map_err(|e| internal(&e))?;
-        let next_page_token = match page.last() {
-            Some((created, v)) if page.len() == usize::try_from(size).unwrap_or(usize::MAX) => {
-                format!("{created}_{}", v.reservation_id)
-            }
-            _ => String::new(),
-        };
+            .map_err(refused)?;
         Ok(Response::new(pv::ListMyReservationsResponse {
-            reservations: page.iter().map(|(_, v)| view_to_pb(v)).collect(),
-            next_page_token,
+            reservations: page.views.iter().map(view_to_pb).collect(),
+            next_page_token: page
+                .next
+                .map(|c| format!("{}_{}", c.created_micros, c.reservation_id))
+                .unwrap_or_default(),
         }))
     }
 
@@ -235,13 +242,10 @@ impl Rpc for ViewRpc {
     ) -> Result<Response<pv::GetReservationViewResponse>, Status> {
         let who = principal(&request)?;
         let id = reservation_id(&request.get_ref().reservation_id)?;
-        let view = self.store.get(id).await.map_err(|e| internal(&e))?;
-        match view {
-            Some(v) if may_see(&who, &v) => Ok(Response::new(pv::GetReservationViewResponse {
-                reservation: Some(view_to_pb(&v)),
-            })),
-            _ => Err(not_found("reservation")),
-        }
+        let view = self.service.reservation(&who, id).await.map_err(refused)?;
+        Ok(Response::new(pv::GetReservationViewResponse {
+            reservation: Some(view_to_pb(&view)),
+        }))
     }
 
     type WatchReservationStream = WatchStream;
@@ -253,13 +257,9 @@ impl Rpc for ViewRpc {
         let who = principal(&request)?;
         let id = reservation_id(&request.get_ref().reservation_id)?;
         let slot = self.watches.enter(who.subject())?;
-        // Subscribe before reading, so no change falls between the two.
-        let mut changes = self.store.watch(id);
-        let current = self.store.get(id).await.map_err(|e| internal(&e))?;
-        let Some(current) = current.filter(|v| may_see(&who, v)) else {
-            return Err(not_found("reservation"));
-        };
-        let store = self.store.clone();
+        let watch = self.service.watch(&who, id).await.map_err(refused)?;
+        let (current, mut changes) = (watch.current, watch.changes);
+        let service = self.service.clone();
         let stream = async_stream(move |tx| async move {
             // Held for as long as the stream is open.
             let _slot = slot;
@@ -273,18 +273,19 @@ impl Rpc for ViewRpc {
             {
                 return;
             }
-            // Changes this process applies arrive through the watch at once.
-            // On PostgreSQL other replicas apply some (competing consumers):
-            // those are found by a periodic re-read; on SQLite the re-read is
-            // only a slow safety net.
-            let every = if store.shared() { 250 } else { 5_000 };
-            let mut poll = tokio::time::interval(std::time::Duration::from_millis(every));
+            // Changes this process applies arrive through the watch at once;
+            // those other replicas apply (competing consumers on a shared
+            // database) are found by the periodic re-read.
+            let every = service
+                .reread_every()
+                .unwrap_or(std::time::Duration::from_hours(1));
+            let mut poll = tokio::time::interval(every);
             poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             poll.tick().await;
             loop {
                 let next = tokio::select! {
                     () = tx.closed() => return,
-                    _ = poll.tick() => match store.get(id).await {
+                    _ = poll.tick() => match service.reread(id).await {
                         Ok(Some(v)) if v.version > last => v,
                         Ok(_) => continue,
                         Err(e) => {
@@ -318,34 +319,16 @@ impl Rpc for ViewRpc {
         request: Request<pv::GetSpaceScheduleRequest>,
     ) -> Result<Response<pv::GetSpaceScheduleResponse>, Status> {
         let who = principal(&request)?;
-        if !who.may(&[Role::Gate, Role::Service]) {
-            return Err(forbidden());
-        }
         let r = request.into_inner();
         let space =
             SpaceId::parse(&r.space_id).map_err(|e| invalid(&Violations::one("space_id", e)))?;
-        // Only a gate's answer depends on where the space is.
-        let lot = if who.may(&[Role::Service]) {
-            None
-        } else {
-            self.store
-                .space_lot(&space)
-                .await
-                .map_err(|e| internal(&e))?
-        };
-        if !may_read_space_schedule(&who, lot.as_ref()) {
-            return Err(forbidden());
-        }
         let views = self
-            .store
-            .space_schedule(&space, date(&r.date)?)
+            .service
+            .space_schedule(&who, &space, date(&r.date)?)
             .await
-            .map_err(|e| internal(&e))?;
+            .map_err(refused)?;
         Ok(Response::new(pv::GetSpaceScheduleResponse {
-            reservations: views
-                .iter()
-                .map(|v| view_to_pb(&on_schedule_for(&who, v)))
-                .collect(),
+            reservations: views.iter().map(view_to_pb).collect(),
         }))
     }
 
@@ -357,14 +340,11 @@ impl Rpc for ViewRpc {
         let r = request.into_inner();
         let booth =
             BoothCode::parse(&r.booth).map_err(|e| invalid(&Violations::one("booth", e)))?;
-        if !may_read_booth_schedule(&who, &booth) {
-            return Err(forbidden());
-        }
         let (pickups, returns) = self
-            .store
-            .booth_schedule(&booth, date(&r.date)?)
+            .service
+            .booth_schedule(&who, &booth, date(&r.date)?)
             .await
-            .map_err(|e| internal(&e))?;
+            .map_err(refused)?;
         Ok(Response::new(pv::GetBoothScheduleResponse {
             pickups: pickups.iter().map(view_to_pb).collect(),
             returns: returns.iter().map(view_to_pb).collect(),

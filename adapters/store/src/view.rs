@@ -11,7 +11,10 @@ use domain_parking::SessionStatus;
 use domain_payment::PaymentStatus;
 use domain_rental::RentalStatus;
 use domain_reservation::Status;
-use domain_view::{ReservationView, SpaceLot, StatusChange, ViewEvent};
+use domain_view::{
+    Applied, Cursor, ReservationView, SpaceLot, StatusChange, ViewChanges, ViewEvent,
+    ViewRepository,
+};
 use sea_orm::ActiveValue::NotSet;
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set};
 use time::{Date, Duration};
@@ -202,17 +205,6 @@ fn from_row(m: row::Model) -> Result<ReservationView, StoreError> {
     })
 }
 
-/// What applying one event did.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Applied {
-    /// The view changed; this is it now.
-    Changed(Box<ReservationView>),
-    /// Stale or repeated content: nothing to change.
-    Unchanged,
-    /// The event id was already in the inbox.
-    Duplicate,
-}
-
 /// One attempt to fold an event into its view.
 enum Attempt {
     Duplicate,
@@ -288,10 +280,8 @@ pub struct ViewWatch {
     watchers: Watchers,
 }
 
-impl ViewWatch {
-    /// The next state committed after the last one returned (`None` once the
-    /// store is gone).
-    pub async fn changed(&mut self) -> Option<ReservationView> {
+impl ViewChanges for ViewWatch {
+    async fn changed(&mut self) -> Option<ReservationView> {
         loop {
             self.changes.changed().await.ok()?;
             if let Some(v) = self.changes.borrow_and_update().clone() {
@@ -325,10 +315,14 @@ impl ViewStore {
     pub fn db(&self) -> &Db {
         &self.db
     }
+}
+
+impl ViewRepository for ViewStore {
+    type Changes = ViewWatch;
 
     /// Every change to `id`'s view this store commits from now on. Subscribe
     /// before reading the current state, so no change falls between the two.
-    pub fn watch(&self, id: ReservationId) -> ViewWatch {
+    fn watch(&self, id: ReservationId) -> ViewWatch {
         let changes = self
             .watchers
             .lock()
@@ -343,15 +337,23 @@ impl ViewStore {
         }
     }
 
-    /// Whether other processes may change these views too (PostgreSQL, where
-    /// replicas share the database): watchers must then also re-read.
-    pub fn shared(&self) -> bool {
-        self.db.backend() == crate::Backend::Postgres
+    /// Other processes may change these views too on PostgreSQL, where
+    /// replicas share the database: watchers then re-read every 250 ms. On
+    /// SQLite every change passes this store; the slow re-read is only a
+    /// safety net.
+    fn reread_every(&self) -> Option<std::time::Duration> {
+        Some(std::time::Duration::from_millis(
+            if self.db.backend() == crate::Backend::Postgres {
+                250
+            } else {
+                5_000
+            },
+        ))
     }
 
     /// Folds one event into its reservation's view, with the inbox entry in the
     /// same transaction.
-    pub async fn apply(&self, event: &Recorded<ViewEvent>) -> Result<Applied, StoreError> {
+    async fn apply(&self, event: &Recorded<ViewEvent>) -> Result<Applied, StoreError> {
         let event = Arc::new(event.clone());
         for _ in 0..CONFLICT_RETRIES {
             let event = Arc::clone(&event);
@@ -381,7 +383,7 @@ impl ViewStore {
 
     /// Remembers which lot `space_id` belongs to (`roaming.parking.space_registered`).
     /// A space is registered once, so a redelivery writes nothing new.
-    pub async fn record_space(&self, space: &Recorded<SpaceLot>) -> Result<(), StoreError> {
+    async fn record_space(&self, space: &Recorded<SpaceLot>) -> Result<(), StoreError> {
         let event_id = space.event_id;
         let (space_id, lot) = (
             space.event.space_id.to_string(),
@@ -412,7 +414,7 @@ impl ViewStore {
     }
 
     /// The lot of a space, once its registration reached the view.
-    pub async fn space_lot(&self, space: &SpaceId) -> Result<Option<LotCode>, StoreError> {
+    async fn space_lot(&self, space: &SpaceId) -> Result<Option<LotCode>, StoreError> {
         space_lot::Entity::find_by_id(space.to_string())
             .one(self.db.reader())
             .await
@@ -421,7 +423,7 @@ impl ViewStore {
             .transpose()
     }
 
-    pub async fn get(&self, id: ReservationId) -> Result<Option<ReservationView>, StoreError> {
+    async fn get(&self, id: ReservationId) -> Result<Option<ReservationView>, StoreError> {
         row::Entity::find_by_id(id.to_string())
             .one(self.db.reader())
             .await
@@ -432,18 +434,22 @@ impl ViewStore {
 
     /// A customer's views, newest first, `limit` at a time, starting after the
     /// `(created_at, reservation_id)` cursor of the previous page.
-    pub async fn list_for_customer(
+    async fn list_for_customer(
         &self,
         customer: &CustomerId,
         limit: u64,
-        after: Option<(i64, ReservationId)>,
-    ) -> Result<Vec<(i64, ReservationView)>, StoreError> {
+        after: Option<Cursor>,
+    ) -> Result<Vec<(Cursor, ReservationView)>, StoreError> {
         let mut q = row::Entity::find()
             .filter(row::Column::CustomerId.eq(customer.as_str()))
             .order_by_desc(row::Column::CreatedAt)
             .order_by_desc(row::Column::ReservationId)
             .limit(limit);
-        if let Some((created, id)) = after {
+        if let Some(Cursor {
+            created_micros: created,
+            reservation_id: id,
+        }) = after
+        {
             q = q.filter(
                 sea_orm::Condition::any()
                     .add(row::Column::CreatedAt.lt(created))
@@ -459,14 +465,20 @@ impl ViewStore {
             .map_err(store_err)?
             .into_iter()
             .map(|m| {
-                let created = m.created_at;
-                from_row(m).map(|v| (created, v))
+                let created_micros = m.created_at;
+                from_row(m).map(|v| {
+                    let cursor = Cursor {
+                        created_micros,
+                        reservation_id: v.reservation_id,
+                    };
+                    (cursor, v)
+                })
             })
             .collect()
     }
 
     /// Reservations of a space whose window touches `date` (UTC).
-    pub async fn space_schedule(
+    async fn space_schedule(
         &self,
         space: &SpaceId,
         date: Date,
@@ -496,7 +508,7 @@ impl ViewStore {
     }
 
     /// Pickups at and returns to a booth on `date`.
-    pub async fn booth_schedule(
+    async fn booth_schedule(
         &self,
         booth: &BoothCode,
         date: Date,

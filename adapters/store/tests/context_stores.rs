@@ -10,7 +10,7 @@ use adapters_store::parking::ParkingStore;
 use adapters_store::payment::PaymentStore;
 use adapters_store::rental::RentalStore;
 use adapters_store::testing::TestDatabase;
-use adapters_store::view::{Applied, ViewStore};
+use adapters_store::view::ViewStore;
 use domain_kernel::fakes::FixedClock;
 use domain_kernel::{
     BoothCode, CardDetails, CountryCode, CustomerId, DateRange, DeviceModel, IdGenerator, LotCode,
@@ -21,6 +21,7 @@ use domain_parking::{ParkingReservation, ParkingService, Space, Verification};
 use domain_payment::{PaymentService, PaymentStatus, ReservationClosed, SimulatedAcquirer};
 use domain_rental::{RentalService, RentalStatus, RoamingReservation};
 use domain_reservation::{Details, RoamingDetails, Status};
+use domain_view::{Applied, ViewChanges, ViewRepository};
 use domain_view::{Fact, ViewEvent};
 use sea_orm::EntityTrait;
 use time::Duration;

@@ -16,28 +16,23 @@ pub mod settings;
 pub mod tokens;
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use adapters_auth::{AuthLayer, Credentials, Issuer};
 use adapters_grpc::balance::Upstream;
+use adapters_grpc::runtime::{Follow, Runtime};
 use proto::auth::auth_service_server::AuthServiceServer;
 use proto::service_names;
 use tokio::net::TcpListener;
-use tokio::sync::{Semaphore, watch};
-use tokio::task::JoinSet;
 use tonic::service::Routes;
 use tonic_health::ServingStatus;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_client::HealthClient;
-use tonic_health::server::HealthReporter;
-use tracing::{info, warn};
+use tracing::info;
 
 pub use settings::{DEMO_PRINCIPALS, GatewaySettings, PrincipalEntry};
 
-use crate::limit::RateLimiter;
-use crate::proxy::{Proxy, ProxyState, streaming_methods};
+use crate::proxy::{StackConfig, streaming_methods};
 use crate::tokens::TokenService;
 
 /// Where each service's replicas listen (`http://host:port`).
@@ -69,18 +64,9 @@ pub struct Parts {
     pub max_concurrent_streams: u32,
 }
 
-/// A running gateway.
-#[derive(Debug)]
-pub struct Gateway {
-    pub addr: SocketAddr,
-    health: HealthReporter,
-    stop: watch::Sender<bool>,
-    tasks: JoinSet<()>,
-}
-
-async fn stopped(mut stop: watch::Receiver<bool>) {
-    let _ = stop.wait_for(|s| *s).await;
-}
+/// A running gateway: where it listens and how to stop it (health `""` to
+/// `NOT_SERVING` first, then drain; see the services' `Running`).
+pub type Gateway = adapters_grpc::runtime::Running;
 
 /// Starts serving on `listener`.
 pub async fn start(
@@ -106,7 +92,7 @@ pub async fn start(
             Upstream::new(name, addrs).map_err(|e| StartError(format!("upstream {name}: {e}")))?;
         upstreams.insert(name.to_owned(), channel);
     }
-    let (health, health_service) = tonic_health::server::health_reporter();
+    let (mut runtime, health_service) = Runtime::new("gateway", &[""]);
     let v1 = adapters_grpc::reflection(&[])
         .build_v1()
         .map_err(|e| StartError(e.to_string()))?;
@@ -120,122 +106,76 @@ pub async fn start(
         settings.logins_per_minute,
     ))
     .max_decoding_message_size(max);
-    let state = ProxyState {
+    let fallback = proxy::stack(StackConfig {
         upstreams: upstreams.clone(),
         streaming: streaming_methods(proto::FILE_DESCRIPTOR_SET),
         auth: parts.auth,
-        limiter: RateLimiter::new(f64::from(settings.rate_per_second), settings.burst),
-        in_flight: Arc::new(Semaphore::new(settings.max_concurrent_calls)),
+        rate_per_second: f64::from(settings.rate_per_second),
+        burst: settings.burst,
+        max_concurrent_calls: settings.max_concurrent_calls,
         max_message_bytes: max,
         default_deadline: Duration::from_millis(settings.default_deadline_ms),
-    };
+    });
     let router = Routes::new(health_service)
         .add_service(v1)
         .add_service(v1alpha)
         .add_service(tokens)
         .into_axum_router()
-        .fallback_service(Proxy(Arc::new(state)));
+        .fallback_service(fallback);
 
-    let (stop, _) = watch::channel(false);
-    let mut tasks = JoinSet::new();
-    let incoming = adapters_grpc::incoming::limited("gateway", listener, parts.limits);
-    let stop_rx = stop.subscribe();
     let mut builder =
         tonic::transport::Server::builder().max_concurrent_streams(parts.max_concurrent_streams);
     if let Some(age) = parts.max_connection_age {
         builder = builder.max_connection_age(age);
     }
-    tasks.spawn(async move {
-        let served = builder
-            .layer(adapters_telemetry::TraceLayer::new("gateway"))
-            .http2_keepalive_interval(Some(Duration::from_secs(30)))
-            .http2_max_header_list_size(Some(32 * 1024))
-            .tcp_nodelay(true)
-            .add_routes(Routes::from(router))
-            .serve_with_incoming_shutdown(incoming, stopped(stop_rx))
-            .await;
-        if let Err(e) = served {
-            warn!(error = %e, "gateway server failed");
-        }
-    });
     for (name, channel) in upstreams {
-        tasks.spawn(mirror_health(
-            name,
-            channel,
-            health.clone(),
-            stop.subscribe(),
-        ));
+        runtime.follow(
+            Follow {
+                entries: vec![name.clone()],
+                up: None,
+                down: None,
+            },
+            upstream_serving(name, channel),
+        );
     }
-    health
-        .set_service_status(service_names::LIVENESS, ServingStatus::Serving)
+    runtime
+        .health()
+        .set_service_status("", ServingStatus::Serving)
         .await;
-    health.set_service_status("", ServingStatus::Serving).await;
+    let gateway = runtime
+        .serve(listener, parts.limits, move |incoming, stop| {
+            builder
+                .layer(adapters_telemetry::TraceLayer::new("gateway"))
+                .http2_keepalive_interval(Some(Duration::from_secs(30)))
+                .http2_max_header_list_size(Some(32 * 1024))
+                .tcp_nodelay(true)
+                .add_routes(Routes::from(router))
+                .serve_with_incoming_shutdown(incoming, stop)
+        })
+        .await;
     info!(%addr, "gateway serving");
-    Ok(Gateway {
-        addr,
-        health,
-        stop,
-        tasks,
-    })
+    Ok(gateway)
 }
 
-/// Keeps the gateway's health entry for `name` equal to its upstream's.
-async fn mirror_health(
+/// A check that `name` serves on its upstream: the gateway's health entry
+/// for `name` mirrors the answer.
+fn upstream_serving(
     name: String,
     channel: Upstream,
-    reporter: HealthReporter,
-    mut stop: watch::Receiver<bool>,
-) {
-    let mut client = HealthClient::new(channel);
-    let mut last = None;
-    loop {
+) -> impl FnMut() -> futures::future::BoxFuture<'static, bool> + Send + 'static {
+    let client = HealthClient::new(channel);
+    move || {
+        let mut client = client.clone();
         let mut request = tonic::Request::new(HealthCheckRequest {
             service: name.clone(),
         });
         request.set_timeout(Duration::from_secs(1));
-        let serving = client
-            .check(request)
-            .await
-            .is_ok_and(|r| r.into_inner().status == 1);
-        if last != Some(serving) {
-            let status = if serving {
-                ServingStatus::Serving
-            } else {
-                ServingStatus::NotServing
-            };
-            reporter.set_service_status(&name, status).await;
-            last = Some(serving);
-        }
-        tokio::select! {
-            _ = stop.wait_for(|s| *s) => return,
-            () = tokio::time::sleep(Duration::from_secs(1)) => {}
-        }
-    }
-}
-
-impl Gateway {
-    /// Health `""` to `NOT_SERVING` while still serving (see the services'
-    /// `Running::announce_stop`).
-    pub async fn announce_stop(&self) {
-        self.health
-            .set_service_status("", ServingStatus::NotServing)
-            .await;
-    }
-
-    /// Health to `NOT_SERVING`, then stop accepting and drain for at most `grace`.
-    pub async fn stop(mut self, grace: Duration) {
-        self.announce_stop().await;
-        let _ = self.stop.send(true);
-        if tokio::time::timeout(grace, async {
-            while self.tasks.join_next().await.is_some() {}
+        Box::pin(async move {
+            client
+                .check(request)
+                .await
+                .is_ok_and(|r| r.into_inner().status == 1)
         })
-        .await
-        .is_err()
-        {
-            warn!("gateway calls did not finish within the grace period; aborting them");
-            self.tasks.abort_all();
-        }
-        info!("gateway stopped");
     }
 }
 

@@ -1,49 +1,99 @@
-//! Forwarding by gRPC service path: authenticate, limit, then pass the call
-//! through to a replica of the owning service (HTTP/2, metadata and deadline
-//! preserved; the response body, streaming or not, is relayed as it comes).
+//! Forwarding by gRPC service path, as a tower stack: each check the gateway
+//! makes is one layer ([`stack`] composes them, outermost first), and the
+//! innermost service passes the call through to a replica of the owning
+//! service (HTTP/2, metadata and deadline preserved; the response body,
+//! streaming or not, is relayed as it comes).
+//!
+//! Every layer answers a refusal itself, as a gRPC status in an HTTP response
+//! (their error type is [`Infallible`]), so the layers compose in any order;
+//! [`stack`] fixes the one that makes sense. None of them applies
+//! back-pressure of its own (a limit refuses instead); readiness is the inner
+//! service's.
 
 use std::collections::{HashMap, HashSet};
 use std::convert::Infallible;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use adapters_auth::AuthLayer;
+use adapters_auth::rate::{PerPrincipalLayer, RateLimiter};
 use adapters_grpc::balance::{Upstream, never_reached};
 use adapters_grpc::status::{reason, retry_later};
+use bytes::Bytes;
+use futures::future::BoxFuture;
 use http_body_util::{BodyExt, Full, Limited};
 use prost::Message;
+use proto::reasons;
 use tokio::sync::Semaphore;
 use tonic::{Code, Status};
-use tower::{Service, ServiceExt};
+use tower::util::BoxCloneSyncService;
+use tower::{Layer, Service, ServiceBuilder, ServiceExt};
 use tracing::{debug, warn};
 
-use crate::limit::RateLimiter;
+/// What every layer answers with.
+pub type Response = http::Response<tonic::body::Body>;
 
-type Response = http::Response<tonic::body::Body>;
+/// A request as the gateway receives it.
+pub type Incoming = http::Request<axum::body::Body>;
 
-/// What every forwarded call shares.
-#[derive(Debug)]
-pub struct ProxyState {
+/// A request whose one message has been read (see [`BodyLimitLayer`]).
+pub type Collected = http::Request<Bytes>;
+
+/// Where a call goes, put on the request by [`RouteLayer`].
+#[derive(Debug, Clone)]
+pub struct Route {
+    /// The gRPC service (`package.Service`) of the path.
+    pub service: Arc<str>,
+    pub upstream: Upstream,
+    /// Whether the method streams (no default deadline, not counted against
+    /// the concurrency limit: a watch may last for hours).
+    pub streaming: bool,
+}
+
+/// What the stack is built from.
+#[derive(Debug, Clone)]
+pub struct StackConfig {
     pub upstreams: HashMap<String, Upstream>,
-    /// `/package.Service/Method` of every streaming method (no default deadline,
-    /// not counted against the concurrency limit: a watch may last for hours).
+    /// `/package.Service/Method` of every streaming method.
     pub streaming: HashSet<String>,
     pub auth: AuthLayer,
-    pub limiter: RateLimiter,
-    pub in_flight: Arc<Semaphore>,
+    /// Calls per second per principal, and the burst.
+    pub rate_per_second: f64,
+    pub burst: u32,
+    /// Unary calls in flight at once.
+    pub max_concurrent_calls: usize,
     pub max_message_bytes: usize,
     pub default_deadline: Duration,
 }
 
-/// The fallback route of the gateway: every path that is not the gateway's own.
-#[derive(Debug, Clone)]
-pub struct Proxy(pub Arc<ProxyState>);
-
-fn answer(status: Status) -> Response {
-    status.into_http()
+/// The gateway's fallback route (every path that is not the gateway's own),
+/// outermost layer first.
+pub fn stack(config: StackConfig) -> BoxCloneSyncService<Incoming, Response, Infallible> {
+    let service = ServiceBuilder::new()
+        // An unknown service is UNIMPLEMENTED, whoever asks.
+        .layer(RouteLayer::new(config.upstreams, config.streaming))
+        // The bearer token (the same check every service makes again).
+        .layer(config.auth)
+        // The caller's rate, per principal (service tokens too: at the edge
+        // nobody is exempt).
+        .layer(PerPrincipalLayer::new(RateLimiter::new(
+            config.rate_per_second,
+            config.burst,
+        )))
+        // Unary calls in flight; over the limit a call is refused at once.
+        .layer(ConcurrencyLayer::new(config.max_concurrent_calls))
+        // One message of at most `max_message_bytes`, arriving in time.
+        .layer(BodyLimitLayer::new(
+            config.max_message_bytes,
+            config.default_deadline,
+        ))
+        // Unary calls without a deadline get the default one.
+        .layer(DefaultDeadlineLayer::new(config.default_deadline))
+        // The upstream's span is a child of the gateway's.
+        .layer(PropagateLayer)
+        .service(Forward);
+    BoxCloneSyncService::new(service)
 }
 
 /// The `/package.Service/Method` paths of streaming methods in `descriptors`.
@@ -69,8 +119,402 @@ pub fn streaming_methods(descriptors: &[u8]) -> HashSet<String> {
     out
 }
 
+fn answer(status: &Status) -> Response {
+    status.clone().into_http()
+}
+
+/// The inner service made ready by `poll_ready`, leaving a clone in its
+/// place (the usual tower move: the ready one serves this call).
+fn take_ready<S: Clone>(inner: &mut S) -> S {
+    let clone = inner.clone();
+    std::mem::replace(inner, clone)
+}
+
+// --- route ------------------------------------------------------------------
+
+/// Finds the upstream of the call's service and puts its [`Route`] on the
+/// request; a service this gateway does not front is `UNIMPLEMENTED`.
+#[derive(Debug, Clone)]
+pub struct RouteLayer {
+    upstreams: Arc<HashMap<String, Upstream>>,
+    streaming: Arc<HashSet<String>>,
+}
+
+impl RouteLayer {
+    pub fn new(upstreams: HashMap<String, Upstream>, streaming: HashSet<String>) -> Self {
+        Self {
+            upstreams: Arc::new(upstreams),
+            streaming: Arc::new(streaming),
+        }
+    }
+}
+
+impl<S> Layer<S> for RouteLayer {
+    type Service = Routed<S>;
+
+    fn layer(&self, inner: S) -> Routed<S> {
+        Routed {
+            inner,
+            layer: self.clone(),
+        }
+    }
+}
+
+/// The service [`RouteLayer`] makes.
+#[derive(Debug, Clone)]
+pub struct Routed<S> {
+    inner: S,
+    layer: RouteLayer,
+}
+
+impl<S, B> Service<http::Request<B>> for Routed<S>
+where
+    S: Service<http::Request<B>, Response = Response> + Clone + Send + 'static,
+    S::Future: Send,
+    S::Error: Send + 'static,
+    B: Send + 'static,
+{
+    type Response = Response;
+    type Error = S::Error;
+    type Future = BoxFuture<'static, Result<Response, S::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
+        let path = request.uri().path();
+        let service = path
+            .strip_prefix('/')
+            .and_then(|p| p.split_once('/'))
+            .map(|(s, _)| s)
+            .unwrap_or_default();
+        let Some(upstream) = self.layer.upstreams.get(service).cloned() else {
+            let status =
+                Status::unimplemented(format!("no service {service:?} behind this gateway"));
+            return Box::pin(async move { Ok(answer(&status)) });
+        };
+        let route = Route {
+            service: service.into(),
+            upstream,
+            streaming: self.layer.streaming.contains(path),
+        };
+        request.extensions_mut().insert(route);
+        let mut inner = take_ready(&mut self.inner);
+        Box::pin(async move { inner.call(request).await })
+    }
+}
+
+// --- concurrency --------------------------------------------------------------
+
+/// At most `max` unary calls in flight; one more is refused at once with
+/// `UNAVAILABLE` (`OVERLOADED`) and a `RetryInfo`, instead of waiting.
+/// Streaming calls are not counted.
+#[derive(Debug, Clone)]
+pub struct ConcurrencyLayer {
+    permits: Arc<Semaphore>,
+}
+
+impl ConcurrencyLayer {
+    pub fn new(max: usize) -> Self {
+        Self {
+            permits: Arc::new(Semaphore::new(max)),
+        }
+    }
+}
+
+impl<S> Layer<S> for ConcurrencyLayer {
+    type Service = Concurrency<S>;
+
+    fn layer(&self, inner: S) -> Concurrency<S> {
+        Concurrency {
+            inner,
+            permits: Arc::clone(&self.permits),
+        }
+    }
+}
+
+/// The service [`ConcurrencyLayer`] makes.
+#[derive(Debug, Clone)]
+pub struct Concurrency<S> {
+    inner: S,
+    permits: Arc<Semaphore>,
+}
+
+impl<S, B> Service<http::Request<B>> for Concurrency<S>
+where
+    S: Service<http::Request<B>, Response = Response> + Clone + Send + 'static,
+    S::Future: Send,
+    S::Error: Send + 'static,
+    B: Send + 'static,
+{
+    type Response = Response;
+    type Error = S::Error;
+    type Future = BoxFuture<'static, Result<Response, S::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        let streaming = request
+            .extensions()
+            .get::<Route>()
+            .is_some_and(|r| r.streaming);
+        let permit = if streaming {
+            None
+        } else {
+            let Ok(permit) = Arc::clone(&self.permits).try_acquire_owned() else {
+                let status = retry_later(
+                    Code::Unavailable,
+                    reasons::OVERLOADED,
+                    "the gateway is at its concurrency limit; retry shortly",
+                    Duration::from_millis(50),
+                    &[],
+                );
+                return Box::pin(async move { Ok(answer(&status)) });
+            };
+            Some(permit)
+        };
+        let mut inner = take_ready(&mut self.inner);
+        Box::pin(async move {
+            let response = inner.call(request).await;
+            drop(permit);
+            response
+        })
+    }
+}
+
+// --- body limit -----------------------------------------------------------------
+
+/// Reads the request's one message (no method of the API streams requests):
+/// at most `max_message_bytes` (`RESOURCE_EXHAUSTED`, `MESSAGE_TOO_LARGE`),
+/// within `within` (`DEADLINE_EXCEEDED`: a client that trickles its request
+/// is cut off like a slow upstream).
+#[derive(Debug, Clone, Copy)]
+pub struct BodyLimitLayer {
+    max_message_bytes: usize,
+    within: Duration,
+}
+
+impl BodyLimitLayer {
+    pub fn new(max_message_bytes: usize, within: Duration) -> Self {
+        Self {
+            max_message_bytes,
+            within,
+        }
+    }
+}
+
+impl<S> Layer<S> for BodyLimitLayer {
+    type Service = BodyLimit<S>;
+
+    fn layer(&self, inner: S) -> BodyLimit<S> {
+        BodyLimit {
+            inner,
+            layer: *self,
+        }
+    }
+}
+
+/// The service [`BodyLimitLayer`] makes.
+#[derive(Debug, Clone)]
+pub struct BodyLimit<S> {
+    inner: S,
+    layer: BodyLimitLayer,
+}
+
+impl<S, B> Service<http::Request<B>> for BodyLimit<S>
+where
+    S: Service<Collected, Response = Response> + Clone + Send + 'static,
+    S::Future: Send,
+    S::Error: Send + 'static,
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    type Response = Response;
+    type Error = S::Error;
+    type Future = BoxFuture<'static, Result<Response, S::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        let mut inner = take_ready(&mut self.inner);
+        let BodyLimitLayer {
+            max_message_bytes,
+            within,
+        } = self.layer;
+        Box::pin(async move {
+            let (parts, body) = request.into_parts();
+            // A 5-byte frame header and at most `max_message_bytes` of message.
+            let limit = max_message_bytes + 5;
+            let Ok(collected) =
+                tokio::time::timeout(within, Limited::new(body, limit).collect()).await
+            else {
+                return Ok(answer(&Status::deadline_exceeded(
+                    "the request body did not arrive in time",
+                )));
+            };
+            match collected {
+                Ok(body) => {
+                    inner
+                        .call(http::Request::from_parts(parts, body.to_bytes()))
+                        .await
+                }
+                Err(e)
+                    if e.downcast_ref::<http_body_util::LengthLimitError>()
+                        .is_some() =>
+                {
+                    Ok(answer(&reason(
+                        Code::ResourceExhausted,
+                        reasons::MESSAGE_TOO_LARGE,
+                        format!("request message larger than {max_message_bytes} bytes"),
+                        &[("limit", max_message_bytes.to_string())],
+                    )))
+                }
+                Err(_) => Ok(answer(&Status::cancelled("request body interrupted"))),
+            }
+        })
+    }
+}
+
+// --- default deadline -----------------------------------------------------------
+
+/// A unary call without a deadline (`grpc-timeout`) gets `deadline`: the
+/// header is set for the upstream, and the gateway answers
+/// `DEADLINE_EXCEEDED` itself when it passes. Streaming calls get none.
+#[derive(Debug, Clone, Copy)]
+pub struct DefaultDeadlineLayer {
+    deadline: Duration,
+}
+
+impl DefaultDeadlineLayer {
+    pub fn new(deadline: Duration) -> Self {
+        Self { deadline }
+    }
+}
+
+impl<S> Layer<S> for DefaultDeadlineLayer {
+    type Service = DefaultDeadline<S>;
+
+    fn layer(&self, inner: S) -> DefaultDeadline<S> {
+        DefaultDeadline {
+            inner,
+            deadline: self.deadline,
+        }
+    }
+}
+
+/// The service [`DefaultDeadlineLayer`] makes.
+#[derive(Debug, Clone)]
+pub struct DefaultDeadline<S> {
+    inner: S,
+    deadline: Duration,
+}
+
+impl<S, B> Service<http::Request<B>> for DefaultDeadline<S>
+where
+    S: Service<http::Request<B>, Response = Response> + Clone + Send + 'static,
+    S::Future: Send,
+    S::Error: Send + 'static,
+    B: Send + 'static,
+{
+    type Response = Response;
+    type Error = S::Error;
+    type Future = BoxFuture<'static, Result<Response, S::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
+        let mut inner = take_ready(&mut self.inner);
+        let streaming = request
+            .extensions()
+            .get::<Route>()
+            .is_some_and(|r| r.streaming);
+        if streaming || request.headers().contains_key("grpc-timeout") {
+            return Box::pin(async move { inner.call(request).await });
+        }
+        let deadline = self.deadline;
+        if let Ok(v) = format!("{}m", deadline.as_millis()).parse() {
+            request.headers_mut().insert("grpc-timeout", v);
+        }
+        Box::pin(async move {
+            tokio::time::timeout(deadline, inner.call(request))
+                .await
+                .unwrap_or_else(|_| {
+                    Ok(answer(&Status::deadline_exceeded(
+                        "the call exceeded the gateway's default deadline",
+                    )))
+                })
+        })
+    }
+}
+
+// --- trace propagation ------------------------------------------------------------
+
+/// Puts the current span's trace context on the outgoing headers, so the
+/// upstream's span is a child of the gateway's.
+#[derive(Debug, Clone, Copy)]
+pub struct PropagateLayer;
+
+impl<S> Layer<S> for PropagateLayer {
+    type Service = Propagate<S>;
+
+    fn layer(&self, inner: S) -> Propagate<S> {
+        Propagate { inner }
+    }
+}
+
+/// The service [`PropagateLayer`] makes.
+#[derive(Debug, Clone)]
+pub struct Propagate<S> {
+    inner: S,
+}
+
+impl<S, B> Service<http::Request<B>> for Propagate<S>
+where
+    S: Service<http::Request<B>, Response = Response> + Clone + Send + 'static,
+    S::Future: Send,
+    S::Error: Send + 'static,
+    B: Send + 'static,
+{
+    type Response = Response;
+    type Error = S::Error;
+    type Future = BoxFuture<'static, Result<Response, S::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        let mut inner = take_ready(&mut self.inner);
+        // Inside the future: the server polls it within the call's span.
+        Box::pin(async move {
+            let mut request = request;
+            adapters_telemetry::propagation::inject_headers(
+                &tracing::Span::current(),
+                request.headers_mut(),
+            );
+            inner.call(request).await
+        })
+    }
+}
+
+// --- forward ----------------------------------------------------------------------
+
 /// Times a call that never reached a server is sent again.
 const MAX_RESENDS: usize = 2;
+
+/// The innermost service: sends the call to its [`Route`]'s upstream. A call
+/// that never reached a server is sent again (to another replica: the
+/// balancer took the one that failed out of rotation), whatever its method,
+/// since nothing ran.
+#[derive(Debug, Clone, Copy)]
+pub struct Forward;
 
 /// A request head to send again (extensions are the server side's own).
 fn clone_parts(parts: &http::request::Parts) -> http::request::Parts {
@@ -82,154 +526,51 @@ fn clone_parts(parts: &http::request::Parts) -> http::request::Parts {
     request.into_parts().0
 }
 
-impl Service<http::Request<axum::body::Body>> for Proxy {
+impl Service<Collected> for Forward {
     type Response = Response;
     type Error = Infallible;
-    type Future = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
+    type Future = BoxFuture<'static, Result<Response, Infallible>>;
 
     fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, request: http::Request<axum::body::Body>) -> Self::Future {
-        let state = Arc::clone(&self.0);
-        Box::pin(async move { Ok(forward(&state, request).await.unwrap_or_else(answer)) })
-    }
-}
-
-async fn forward(
-    state: &ProxyState,
-    request: http::Request<axum::body::Body>,
-) -> Result<Response, Status> {
-    let path = request.uri().path().to_owned();
-    let service = path
-        .strip_prefix('/')
-        .and_then(|p| p.split_once('/'))
-        .map(|(s, _)| s)
-        .unwrap_or_default();
-    let upstream = state.upstreams.get(service).cloned().ok_or_else(|| {
-        Status::unimplemented(format!("no service {service:?} behind this gateway"))
-    })?;
-    let principal = state.auth.authenticate(request.headers()).map_err(|s| *s)?;
-    if let Err(wait) = state.limiter.check(principal.subject()) {
-        debug!(subject = principal.subject(), ?wait, "rate limited");
-        return Err(retry_later(
-            Code::ResourceExhausted,
-            "RATE_LIMITED",
-            format!(
-                "rate limit of this principal exceeded; retry in {} ms",
-                wait.as_millis().max(1)
-            ),
-            wait,
-            &[],
-        ));
-    }
-    let streaming = state.streaming.contains(&path);
-    let _permit = if streaming {
-        None
-    } else {
-        Some(
-            Arc::clone(&state.in_flight)
-                .try_acquire_owned()
-                .map_err(|_| {
-                    retry_later(
-                        Code::Unavailable,
-                        "OVERLOADED",
-                        "the gateway is at its concurrency limit; retry shortly",
-                        Duration::from_millis(50),
-                        &[],
-                    )
-                })?,
-        )
-    };
-
-    let (mut parts, body) = request.into_parts();
-    // One request message (no method of the API streams requests): a 5-byte
-    // frame header and at most `max_message_bytes` of message.
-    let limit = state.max_message_bytes + 5;
-    // A client that trickles its request is cut off like a slow upstream.
-    let collected =
-        tokio::time::timeout(state.default_deadline, Limited::new(body, limit).collect())
-            .await
-            .map_err(|_| Status::deadline_exceeded("the request body did not arrive in time"))?;
-    let bytes = collected
-        .map_err(|e| {
-            if e.downcast_ref::<http_body_util::LengthLimitError>()
-                .is_some()
-            {
-                reason(
-                    Code::ResourceExhausted,
-                    "MESSAGE_TOO_LARGE",
-                    format!(
-                        "request message larger than {} bytes",
-                        state.max_message_bytes
-                    ),
-                    &[("limit", state.max_message_bytes.to_string())],
-                )
-            } else {
-                Status::cancelled("request body interrupted")
-            }
-        })?
-        .to_bytes();
-
-    let deadline = if parts.headers.contains_key("grpc-timeout") || streaming {
-        None
-    } else {
-        let ms = state.default_deadline.as_millis();
-        if let Ok(v) = format!("{ms}m").parse() {
-            parts.headers.insert("grpc-timeout", v);
-        }
-        Some(state.default_deadline)
-    };
-    // The upstream's span is a child of the gateway's.
-    adapters_telemetry::propagation::inject_headers(&tracing::Span::current(), &mut parts.headers);
-    // A call that never reached a server is sent again (to another replica:
-    // the balancer took the one that failed out of rotation), whatever its
-    // method, since nothing ran.
-    let call = async {
-        let mut attempt = 0;
-        loop {
-            let outgoing = http::Request::from_parts(
-                clone_parts(&parts),
-                tonic::body::Body::new(Full::new(bytes.clone())),
-            );
-            match upstream.clone().oneshot(outgoing).await {
-                Err(e) if attempt < MAX_RESENDS && never_reached(e.as_ref()) => {
-                    attempt += 1;
-                    debug!(service, attempt, error = %e, "call never reached a server; sending it again");
+    fn call(&mut self, request: Collected) -> Self::Future {
+        Box::pin(async move {
+            let (parts, bytes) = request.into_parts();
+            let Some(route) = parts.extensions.get::<Route>().cloned() else {
+                return Ok(answer(&Status::internal("no route for this call")));
+            };
+            let service = &*route.service;
+            let mut attempt = 0;
+            let result = loop {
+                let outgoing = http::Request::from_parts(
+                    clone_parts(&parts),
+                    tonic::body::Body::new(Full::new(bytes.clone())),
+                );
+                match route.upstream.clone().oneshot(outgoing).await {
+                    Err(e) if attempt < MAX_RESENDS && never_reached(e.as_ref()) => {
+                        attempt += 1;
+                        debug!(service, attempt, error = %e, "call never reached a server; sending it again");
+                    }
+                    result => break result,
                 }
-                result => return result,
-            }
-        }
-    };
-    let result = match deadline {
-        Some(d) => tokio::time::timeout(d, call).await.map_err(|_| {
-            Status::deadline_exceeded("the call exceeded the gateway's default deadline")
-        })?,
-        None => call.await,
-    };
-    result.map_err(|e| {
-        // The channel enforces the call's `grpc-timeout` itself.
-        let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e.as_ref());
-        while let Some(err) = source {
-            if err.is::<tonic::TimeoutExpired>() {
-                return Status::deadline_exceeded("the call's deadline passed");
-            }
-            source = err.source();
-        }
-        warn!(service, error = %e, "upstream unreachable");
-        Status::unavailable(format!("{service} is unreachable"))
-    })
+            };
+            Ok(result.unwrap_or_else(|e| {
+                // The channel enforces the call's `grpc-timeout` itself.
+                let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e.as_ref());
+                while let Some(err) = source {
+                    if err.is::<tonic::TimeoutExpired>() {
+                        return answer(&Status::deadline_exceeded("the call's deadline passed"));
+                    }
+                    source = err.source();
+                }
+                warn!(service, error = %e, "upstream unreachable");
+                answer(&Status::unavailable(format!("{service} is unreachable")))
+            }))
+        })
+    }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_watch_is_the_streaming_method() {
-        let streaming = streaming_methods(proto::FILE_DESCRIPTOR_SET);
-        assert!(streaming.contains("/roaming.view.v1.ViewService/WatchReservation"));
-        assert!(!streaming.contains("/roaming.reservation.v1.ReservationService/Reserve"));
-    }
-}
+mod tests;

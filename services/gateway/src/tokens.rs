@@ -182,7 +182,7 @@ impl AuthService for TokenService {
                 .refused("password checks busy", &username, peer);
             return Err(retry_later(
                 Code::ResourceExhausted,
-                "LOGIN_BUSY",
+                proto::reasons::LOGIN_BUSY,
                 "too many logins at once; try again shortly",
                 Duration::from_secs(1),
                 &[],
@@ -192,7 +192,7 @@ impl AuthService for TokenService {
             self.refusals.refused("bad credentials", &username, peer);
             return Err(reason(
                 Code::Unauthenticated,
-                "BAD_CREDENTIALS",
+                proto::reasons::BAD_CREDENTIALS,
                 "unknown username or wrong password",
                 &[],
             ));
@@ -252,7 +252,7 @@ impl AuthService for TokenService {
                     .refused("refresh of a revoked login", &claims.username, peer);
                 return Err(reason(
                     Code::Unauthenticated,
-                    "REFRESH_REVOKED",
+                    proto::reasons::REFRESH_REVOKED,
                     "this login was revoked; sign in again",
                     &[],
                 ));
@@ -271,7 +271,7 @@ impl AuthService for TokenService {
 fn external_provider() -> Status {
     reason(
         Code::FailedPrecondition,
-        "EXTERNAL_IDENTITY_PROVIDER",
+        proto::reasons::EXTERNAL_IDENTITY_PROVIDER,
         "this gateway does not issue tokens; get one from the identity provider",
         &[],
     )
@@ -280,7 +280,7 @@ fn external_provider() -> Status {
 fn login_rate_limited(wait: Duration) -> Status {
     retry_later(
         Code::ResourceExhausted,
-        "LOGIN_RATE_LIMITED",
+        proto::reasons::LOGIN_RATE_LIMITED,
         "too many login attempts from this address",
         wait,
         &[],
@@ -389,7 +389,10 @@ mod tests {
             let refused = refresh(&after, token).await.unwrap_err();
             assert_eq!(
                 (refused.code(), why(&refused)),
-                (Code::Unauthenticated, "REFRESH_REVOKED".to_owned())
+                (
+                    Code::Unauthenticated,
+                    proto::reasons::REFRESH_REVOKED.to_owned()
+                )
             );
         }
         // A new login works again; garbage and access tokens are no refresh tokens.

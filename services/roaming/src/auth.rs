@@ -4,6 +4,8 @@
 
 use std::time::Duration;
 
+use adapters_grpc::clients::CallerToken;
+use adapters_auth::rate::{PerPrincipalLayer, RateLimiter};
 use adapters_auth::{
     Audience, AuthLayer, Issuer, JwksConfig, JwksSource, ServiceToken, SigningKey, TrustedKey,
     Verifier,
@@ -16,20 +18,40 @@ use crate::Settings;
 const SERVICE_TOKEN_TTL: Duration = Duration::from_mins(10);
 
 /// Verification for every service of this process, and its signing key.
+/// Whether missing key files are created (one process) or an error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum KeyFiles {
+    Create,
+    MustExist,
+}
+
 #[derive(Debug, Clone)]
 pub struct MeshAuth {
     layer: AuthLayer,
+    rate: PerPrincipalLayer,
     key: Option<SigningKey>,
     audience: Audience,
     ttl: Duration,
 }
 
 impl MeshAuth {
+    /// The keys of `roaming up`, the whole mesh in one process: as
+    /// [`MeshAuth::distributed`], but the signing key is created under the
+    /// data directory when none is configured, and a configured key file that
+    /// does not exist yet is created.
+    pub fn one_process(settings: &Settings) -> anyhow::Result<Self> {
+        Self::load(settings, KeyFiles::Create)
+    }
+
     /// Reads the keys the settings name (and starts fetching `auth.jwks_url`,
-    /// so it needs a tokio runtime then). `embedded` (`roaming up`) creates the
-    /// signing key under the data directory when none is configured, and
-    /// creates a configured key file that does not exist yet.
-    pub fn load(settings: &Settings, embedded: bool) -> anyhow::Result<Self> {
+    /// so it needs a tokio runtime then); a configured signing key file must
+    /// exist.
+    pub fn distributed(settings: &Settings) -> anyhow::Result<Self> {
+        Self::load(settings, KeyFiles::MustExist)
+    }
+
+    fn load(settings: &Settings, files: KeyFiles) -> anyhow::Result<Self> {
+        let embedded = files == KeyFiles::Create;
         let a = &settings.auth;
         let key = match (&a.signing_key_file, embedded) {
             (Some(path), true) => Some(SigningKey::load_or_create(path)?),
@@ -80,20 +102,29 @@ impl MeshAuth {
             tokio::spawn(source.run(std::future::pending()));
         }
         Ok(Self {
-            // The gateway's per-principal rate holds on the service ports too.
-            layer: AuthLayer::new(verifier).with_rate(
+            layer: AuthLayer::new(verifier),
+            // The gateway's per-principal rate holds on the service ports too;
+            // services calling each other are not limited (their callers are).
+            rate: PerPrincipalLayer::new(RateLimiter::new(
                 f64::from(settings.gateway.rate_per_second),
                 settings.gateway.burst,
-            ),
+            ))
+            .exempt_services(),
             key,
             audience,
             ttl: Duration::from_secs(a.token_ttl_secs),
         })
     }
 
-    /// The layer every gRPC server of this process runs behind.
+    /// The token check every gRPC server of this process runs behind.
     pub fn layer(&self) -> AuthLayer {
         self.layer.clone()
+    }
+
+    /// The per-principal rate limit inside [`MeshAuth::layer`] on every
+    /// service port (one limiter for the whole process).
+    pub fn rate_layer(&self) -> PerPrincipalLayer {
+        self.rate.clone()
     }
 
     /// Signs user tokens (the gateway), if this process has a key.
@@ -104,15 +135,16 @@ impl MeshAuth {
     }
 
     /// The token `service` carries when it calls another service.
-    pub fn service_token(&self, service: &str) -> anyhow::Result<ServiceToken> {
+    pub fn service_token(&self, service: &str) -> anyhow::Result<CallerToken> {
         let key = self.key.clone().with_context(|| {
             format!(
                 "auth.signing_key_file is needed: {service} calls other services with its own token"
             )
         })?;
-        Ok(ServiceToken::new(
+        let token = ServiceToken::new(
             Issuer::new(key, self.audience.clone(), SERVICE_TOKEN_TTL),
             service,
-        ))
+        );
+        Ok(std::sync::Arc::new(move || token.current()))
     }
 }

@@ -172,7 +172,7 @@ fn hash_password() -> anyhow::Result<()> {
 }
 
 async fn run_gateway(settings: Settings) -> anyhow::Result<()> {
-    let auth = MeshAuth::load(&settings, false)?;
+    let auth = MeshAuth::distributed(&settings)?;
     let upstreams = gateway::Upstreams {
         reservation: settings.reservation_addrs.clone(),
         payment: settings.payment_addrs.clone(),
@@ -190,7 +190,7 @@ async fn run_gateway(settings: Settings) -> anyhow::Result<()> {
 }
 
 async fn run_one(settings: Settings, service: &str) -> anyhow::Result<()> {
-    adapters_telemetry::metrics::install(service);
+    crate::host::process_init(service);
     let admin = match settings.admin_listen {
         Some(listen) => Some(crate::admin::start(listen).await?),
         None => None,
@@ -206,7 +206,7 @@ async fn run_one_service(settings: Settings, service: &str) -> anyhow::Result<()
     if service == "gateway" {
         return run_gateway(settings).await;
     }
-    let auth = MeshAuth::load(&settings, false)?;
+    let auth = MeshAuth::distributed(&settings)?;
     let bus = Bus::connect(
         settings.nats_url.as_deref(),
         &settings.nats_prefix,
@@ -221,22 +221,22 @@ async fn run_one_service(settings: Settings, service: &str) -> anyhow::Result<()
     std::fs::create_dir_all(&settings.data_dir).ok();
     let running = match service {
         "reservation" => {
-            crate::apps::start_reservation(&settings, &auth, &bus, &settings.payment_addrs)
+            crate::reservation::start(&settings, &auth, &bus, &settings.payment_addrs)
                 .await?
                 .0
         }
-        "payment" => crate::apps::start_payment(&settings, &auth, &bus).await?.0,
+        "payment" => crate::payment::start(&settings, &auth, &bus).await?.0,
         "rental" => {
-            crate::apps::start_rental(&settings, &auth, &bus, &settings.reservation_addrs)
+            crate::rental::start(&settings, &auth, &bus, &settings.reservation_addrs)
                 .await?
                 .0
         }
         "parking" => {
-            crate::apps::start_parking(&settings, &auth, &bus, &settings.reservation_addrs)
+            crate::parking::start(&settings, &auth, &bus, &settings.reservation_addrs)
                 .await?
                 .0
         }
-        "view" => crate::apps::start_view(&settings, &auth, &bus).await?.0,
+        "view" => crate::view::start(&settings, &auth, &bus).await?.0,
         other => bail!("unknown service {other:?}\n{USAGE}"),
     };
     println!("{} listening on {}", running.name, running.addr);

@@ -1,19 +1,27 @@
 //! The roaming mesh's services and their wiring.
 //!
-//! [`apps`] builds each service from [`Settings`]: its database and store, the
-//! domain use cases, the gRPC server (health, reflection, token verification), the outbox
-//! relay, its event consumers. [`up`] runs all of them in one process; each can
-//! also run alone (`roaming serve <service>`), against PostgreSQL and NATS.
+//! One module per service holds everything about it: its store, use cases,
+//! RPC server, event consumers, periodic tasks and fault knobs
+//! ([`reservation`], [`payment`], [`rental`], [`parking`], [`view`]); each
+//! builds on [`host`] (port, database, outbox relay, readiness, consumers,
+//! router), which builds on the runtime every server of the mesh shares
+//! (`adapters_grpc::runtime`). [`up`] runs all of them in one process; each
+//! can also run alone (`roaming serve <service>`), against PostgreSQL and NATS.
+//! [`seed`] is what a new mesh starts with.
 
 pub mod admin;
-pub mod apps;
 pub mod auth;
 pub mod bus;
 pub mod cli;
-pub mod handlers;
+pub mod host;
 pub mod ops;
-pub mod server;
+pub mod parking;
+pub mod payment;
+pub mod rental;
+pub mod reservation;
+pub mod seed;
 pub mod settings;
 pub mod up;
+pub mod view;
 
 pub use settings::Settings;

@@ -495,8 +495,8 @@ impl Settings {
     }
 
     /// How every gRPC server of this process is built.
-    pub fn server_options(&self) -> crate::server::ServerOptions {
-        crate::server::ServerOptions {
+    pub fn server_options(&self) -> crate::host::ServerOptions {
+        crate::host::ServerOptions {
             max_connection_age: self.max_connection_age(),
             max_concurrent_streams: self.service_max_concurrent_streams,
         }

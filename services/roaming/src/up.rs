@@ -6,22 +6,18 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::Duration;
 
-use adapters_store::view::ViewStore;
-use domain_kernel::{BoothCode, DeviceModel, Money, Principal, Serial, Violations};
-use domain_parking::Space;
-use domain_reservation::ports::Catalog;
 use gateway::{DEMO_PRINCIPALS, Gateway, Parts, PrincipalEntry, Upstreams};
-use tracing::info;
 
 use crate::admin::Admin;
-use crate::apps::{
-    Parkings, Payments, Rentals, Reservations, start_parking, start_payment, start_rental,
-    start_reservation, start_view,
-};
 use crate::auth::MeshAuth;
 use crate::bus::Bus;
-use crate::server::Running;
+use crate::host::Running;
+use crate::parking::Parkings;
+use crate::payment::Payments;
+use crate::rental::Rentals;
+use crate::reservation::Reservations;
 use crate::settings::Settings;
+use crate::view::Views;
 
 /// The whole mesh in one process.
 #[derive(Debug)]
@@ -39,7 +35,7 @@ pub struct Mesh {
     pub payments: Arc<Payments>,
     pub rentals: Arc<Rentals>,
     pub parkings: Arc<Parkings>,
-    pub views: ViewStore,
+    pub views: Views,
 }
 
 fn url(addr: std::net::SocketAddr) -> String {
@@ -57,8 +53,8 @@ async fn start_all(settings: &Settings) -> anyhow::Result<Mesh> {
         || std::fs::read_dir(&settings.data_dir).map_or(true, |mut d| d.next().is_none());
     std::fs::create_dir_all(&settings.data_dir)
         .map_err(|e| anyhow::anyhow!("creating data dir {}: {e}", settings.data_dir.display()))?;
-    adapters_telemetry::metrics::install("roaming");
-    let auth = MeshAuth::load(settings, true)?;
+    crate::host::process_init("roaming");
+    let auth = MeshAuth::one_process(settings)?;
     let admin = match settings.admin_listen {
         Some(listen) => Some(crate::admin::start(listen).await?),
         None => None,
@@ -70,22 +66,23 @@ async fn start_all(settings: &Settings) -> anyhow::Result<Mesh> {
     )
     .await?;
 
-    let (payment, payments) = start_payment(settings, &auth, &bus).await?;
+    let (payment, payments) = crate::payment::start(settings, &auth, &bus).await?;
     let payment_addrs = if settings.payment_addrs.is_empty() {
         vec![url(payment.addr)]
     } else {
         settings.payment_addrs.clone()
     };
     let (reservation, reservations) =
-        start_reservation(settings, &auth, &bus, &payment_addrs).await?;
+        crate::reservation::start(settings, &auth, &bus, &payment_addrs).await?;
     let reservation_addrs = if settings.reservation_addrs.is_empty() {
         vec![url(reservation.addr)]
     } else {
         settings.reservation_addrs.clone()
     };
-    let (rental, rentals) = start_rental(settings, &auth, &bus, &reservation_addrs).await?;
-    let (parking, parkings) = start_parking(settings, &auth, &bus, &reservation_addrs).await?;
-    let (view, views) = start_view(settings, &auth, &bus).await?;
+    let (rental, rentals) = crate::rental::start(settings, &auth, &bus, &reservation_addrs).await?;
+    let (parking, parkings) =
+        crate::parking::start(settings, &auth, &bus, &reservation_addrs).await?;
+    let (view, views) = crate::view::start(settings, &auth, &bus).await?;
     let or_local = |configured: &Vec<String>, local: &Running| {
         if configured.is_empty() {
             vec![url(local.addr)]
@@ -118,61 +115,9 @@ async fn start_all(settings: &Settings) -> anyhow::Result<Mesh> {
         views,
     };
     if fresh {
-        seed(&mesh).await?;
+        crate::seed::demo(&mesh).await?;
     }
     Ok(mesh)
-}
-
-/// DESIGN.md section 11: booths and their devices, the parking lot (the price
-/// list is the reservation service's own, written at its first start).
-pub async fn seed(mesh: &Mesh) -> anyhow::Result<()> {
-    let ops = Principal::operator("seed");
-    for (booth, eggs, phones) in [("ICN-T1", 3, 2), ("ICN-T2", 2, 2), ("GMP", 2, 2)] {
-        for (model, count) in [("egg-lte", eggs), ("phone-5g", phones)] {
-            for n in 1..=count {
-                let serial = Serial::parse(&format!("{booth}-{model}-{n}"))
-                    .map_err(|e| anyhow::anyhow!("{e}"))?;
-                mesh.rentals
-                    .register_device(
-                        &ops,
-                        serial,
-                        DeviceModel::parse(model).map_err(|e| anyhow::anyhow!("{e}"))?,
-                        BoothCode::parse(booth).map_err(|e| anyhow::anyhow!("{e}"))?,
-                    )
-                    .await
-                    .map_err(|e| anyhow::anyhow!("seeding device: {e}"))?;
-            }
-        }
-    }
-    for n in 1..=10u32 {
-        let rate: Result<Money, Violations> =
-            Money::krw(3_000).map_err(|e| Violations::one("hourly_rate", e));
-        let space = Space::parse(
-            &format!("P1-B1-{n:03}"),
-            "P1",
-            "B1",
-            i32::try_from(n).unwrap_or(1),
-            rate,
-        )
-        .map_err(|v| anyhow::anyhow!("{v}"))?;
-        mesh.parkings
-            .register_space(&ops, space)
-            .await
-            .map_err(|e| anyhow::anyhow!("seeding space: {e}"))?;
-    }
-    // The reservation catalog learns stock and spaces from events; wait for it.
-    let last_space =
-        domain_kernel::SpaceId::parse("P1-B1-010").map_err(|e| anyhow::anyhow!("{e}"))?;
-    let gmp = BoothCode::parse("GMP").map_err(|e| anyhow::anyhow!("{e}"))?;
-    for _ in 0..200 {
-        let catalog = mesh.reservations.catalog();
-        if catalog.space_offer(&last_space).await?.is_some() && catalog.booth_exists(&gmp).await? {
-            info!("demo catalog seeded");
-            return Ok(());
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    anyhow::bail!("the reservation catalog did not receive the seeded stock in 10 s")
 }
 
 impl Mesh {

@@ -35,7 +35,7 @@ async fn swap_payment(
     let mut s = settings.clone();
     s.payment.listen = listen;
     s.payment.fault_latency_ms = 0;
-    let new = roaming::apps::start_payment(&s, &mesh.auth, &mesh.bus)
+    let new = roaming::payment::start(&s, &mesh.auth, &mesh.bus)
         .await
         .unwrap()
         .0;
@@ -138,7 +138,7 @@ async fn with_rental_down_reservations_succeed_and_rental_accepts_them_when_back
         s.rental.listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
         s.data_dir = s.data_dir.join("placeholder");
         std::fs::create_dir_all(&s.data_dir).unwrap();
-        roaming::apps::start_rental(&s, &mesh.auth, &mesh.bus, &reservation_addrs)
+        roaming::rental::start(&s, &mesh.auth, &mesh.bus, &reservation_addrs)
             .await
             .unwrap()
             .0
@@ -160,7 +160,7 @@ async fn with_rental_down_reservations_succeed_and_rental_accepts_them_when_back
     let back = {
         let mut s = m.settings.clone();
         s.rental.listen = rental_addr;
-        roaming::apps::start_rental(&s, &mesh.auth, &mesh.bus, &reservation_addrs)
+        roaming::rental::start(&s, &mesh.auth, &mesh.bus, &reservation_addrs)
             .await
             .unwrap()
             .0
@@ -216,7 +216,7 @@ async fn with_reservation_down_a_reserved_car_still_enters_via_the_replica() {
         s.reservation.listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
         s.data_dir = s.data_dir.join("placeholder");
         std::fs::create_dir_all(&s.data_dir).unwrap();
-        roaming::apps::start_reservation(
+        roaming::reservation::start(
             &s,
             &mesh.auth,
             &mesh.bus,

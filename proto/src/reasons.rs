@@ -1,0 +1,80 @@
+//! Every `google.rpc.ErrorInfo.reason` the mesh answers with (domain
+//! [`DOMAIN`]): part of the contract, as stable as the field numbers. Clients
+//! branch on these, never on messages. DESIGN.md section 9 says what each means.
+
+/// `ErrorInfo.domain` of every error this mesh returns.
+pub const DOMAIN: &str = "roaming.mesh";
+
+// Any service.
+pub const NOT_FOUND: &str = "NOT_FOUND";
+pub const FORBIDDEN: &str = "FORBIDDEN";
+/// Too many concurrent changes to one record; retry.
+pub const BUSY: &str = "BUSY";
+pub const NOT_RESERVED: &str = "NOT_RESERVED";
+pub const RESERVATION_CANCELED: &str = "RESERVATION_CANCELED";
+
+// Reservation.
+pub const SOLD_OUT: &str = "SOLD_OUT";
+pub const REQUEST_ID_REUSED: &str = "REQUEST_ID_REUSED";
+pub const IN_PROGRESS: &str = "IN_PROGRESS";
+pub const NOT_CANCELABLE: &str = "NOT_CANCELABLE";
+pub const ENTRY_OPEN: &str = "ENTRY_OPEN";
+pub const PAYMENT_DECLINED: &str = "PAYMENT_DECLINED";
+pub const PAYMENT_UNAVAILABLE: &str = "PAYMENT_UNAVAILABLE";
+/// `ErrorInfo.metadata["decline"]` values of [`PAYMENT_DECLINED`].
+pub const CARD_DECLINED: &str = "CARD_DECLINED";
+pub const INSUFFICIENT_FUNDS: &str = "INSUFFICIENT_FUNDS";
+pub const DECLINED: &str = "DECLINED";
+
+// Payment.
+pub const ACQUIRER_UNAVAILABLE: &str = "ACQUIRER_UNAVAILABLE";
+pub const AMOUNT_MISMATCH: &str = "AMOUNT_MISMATCH";
+pub const NOT_REFUNDABLE: &str = "NOT_REFUNDABLE";
+pub const RESERVATION_ACTIVE: &str = "RESERVATION_ACTIVE";
+
+// Rental.
+pub const DEVICE_EXISTS: &str = "DEVICE_EXISTS";
+pub const DEVICE_NOT_FOUND: &str = "DEVICE_NOT_FOUND";
+pub const NOT_IN_STOCK: &str = "NOT_IN_STOCK";
+pub const WRONG_MODEL: &str = "WRONG_MODEL";
+pub const WRONG_STATUS: &str = "WRONG_STATUS";
+pub const OUTSIDE_PERIOD: &str = "OUTSIDE_PERIOD";
+pub const RESERVATION_UNAVAILABLE: &str = "RESERVATION_UNAVAILABLE";
+
+// Parking.
+pub const SPACE_EXISTS: &str = "SPACE_EXISTS";
+pub const SPACE_NOT_FOUND: &str = "SPACE_NOT_FOUND";
+pub const SPACE_OCCUPIED: &str = "SPACE_OCCUPIED";
+
+// View.
+pub const WATCH_LIMIT: &str = "WATCH_LIMIT";
+
+// The edge: limits and the gateway's own calls.
+pub const RATE_LIMITED: &str = "RATE_LIMITED";
+pub const OVERLOADED: &str = "OVERLOADED";
+pub const MESSAGE_TOO_LARGE: &str = "MESSAGE_TOO_LARGE";
+pub const BAD_CREDENTIALS: &str = "BAD_CREDENTIALS";
+pub const LOGIN_BUSY: &str = "LOGIN_BUSY";
+pub const LOGIN_RATE_LIMITED: &str = "LOGIN_RATE_LIMITED";
+pub const REFRESH_REVOKED: &str = "REFRESH_REVOKED";
+pub const EXTERNAL_IDENTITY_PROVIDER: &str = "EXTERNAL_IDENTITY_PROVIDER";
+
+// Tokens (`UNAUTHENTICATED`).
+pub const TOKEN_MISSING: &str = "TOKEN_MISSING";
+pub const TOKEN_MALFORMED: &str = "TOKEN_MALFORMED";
+pub const TOKEN_ALGORITHM: &str = "TOKEN_ALGORITHM";
+pub const TOKEN_SIGNATURE: &str = "TOKEN_SIGNATURE";
+pub const TOKEN_UNKNOWN_KEY: &str = "TOKEN_UNKNOWN_KEY";
+pub const TOKEN_KEY: &str = "TOKEN_KEY";
+pub const TOKEN_KEY_SCOPE: &str = "TOKEN_KEY_SCOPE";
+pub const TOKEN_ISSUER: &str = "TOKEN_ISSUER";
+pub const TOKEN_AUDIENCE: &str = "TOKEN_AUDIENCE";
+pub const TOKEN_EXPIRED: &str = "TOKEN_EXPIRED";
+pub const TOKEN_NOT_YET_VALID: &str = "TOKEN_NOT_YET_VALID";
+pub const TOKEN_LIFETIME: &str = "TOKEN_LIFETIME";
+pub const TOKEN_CLAIM_MISSING: &str = "TOKEN_CLAIM_MISSING";
+pub const TOKEN_NO_ROLE: &str = "TOKEN_NO_ROLE";
+pub const TOKEN_BOOTH: &str = "TOKEN_BOOTH";
+pub const TOKEN_BOOTH_MISSING: &str = "TOKEN_BOOTH_MISSING";
+pub const TOKEN_LOT: &str = "TOKEN_LOT";
+pub const TOKEN_LOT_MISSING: &str = "TOKEN_LOT_MISSING";

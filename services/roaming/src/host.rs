@@ -1,0 +1,266 @@
+//! What every service of this crate is built on: its port, its database, the
+//! outbox relay, readiness that follows the database (the broker has its own
+//! health entry), event consumers inside an `event.handle` span, and a gRPC
+//! router with health, reflection and token verification already on. Each
+//! service module ([`crate::reservation`], [`crate::payment`], ...) opens a
+//! [`Host`], adds its own parts and serves.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use adapters_auth::AuthLayer;
+use adapters_auth::rate::PerPrincipalLayer;
+use adapters_bus::{Delivery, HandleError, Handler};
+use adapters_grpc::breaker::BreakerConfig;
+use adapters_grpc::incoming::ConnectionLimits;
+use adapters_grpc::resilience::CallPolicy;
+use adapters_grpc::runtime::{Follow, Runtime};
+use adapters_store::migrations::MigratorTrait;
+use adapters_store::{Db, Relay, RelayConfig};
+use adapters_telemetry::TraceLayer;
+use futures::future::BoxFuture;
+use proto::service_names::BUS;
+use tokio::net::TcpListener;
+use tonic::transport::server::Router;
+use tonic_health::pb::health_server::HealthServer;
+use tonic_health::server::HealthService;
+use tower::layer::util::{Identity, Stack};
+use tracing::Instrument;
+
+pub use adapters_grpc::runtime::Running;
+
+use crate::auth::MeshAuth;
+use crate::bus::Bus;
+use crate::settings::Settings;
+
+/// Largest request message a service accepts (the gateway's limit is the
+/// same by default; this holds for direct calls too).
+pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
+
+/// A router whose every call passes the token check and the caller's rate
+/// limit first.
+pub type Guarded = Router<Stack<PerPrincipalLayer, Stack<AuthLayer, Stack<TraceLayer, Identity>>>>;
+
+/// How a server is built (see `Settings::server_options`).
+#[derive(Debug, Clone, Copy)]
+pub struct ServerOptions {
+    /// Close each client connection gracefully after this long.
+    pub max_connection_age: Option<Duration>,
+    /// HTTP/2 streams one connection may have open at once.
+    pub max_concurrent_streams: u32,
+}
+
+/// What the process does once, before any service starts: metrics for
+/// `component`, and every event written in a traced call carries that call's
+/// trace context.
+pub fn process_init(component: &str) {
+    adapters_telemetry::metrics::install(component);
+    adapters_store::outbox::set_header_hook(adapters_telemetry::current_trace_headers);
+}
+
+/// The deadline and breaker of calls to another service.
+pub fn call_policy(settings: &Settings) -> CallPolicy {
+    CallPolicy {
+        deadline: settings.call_deadline(),
+        breaker: BreakerConfig {
+            cool_down: settings.breaker_cool_down(),
+            ..BreakerConfig::default()
+        },
+        ..CallPolicy::default()
+    }
+}
+
+/// A service being started: bound, migrated, relaying its outbox.
+#[derive(Debug)]
+pub struct Host {
+    runtime: Runtime,
+    health: HealthServer<HealthService>,
+    grpc_service: &'static str,
+    listener: TcpListener,
+    db: Db,
+    bus: Bus,
+}
+
+impl Host {
+    /// Binds `listen`, opens and migrates the database (`url`, or the data
+    /// directory's file for `name`), relays the outbox to `bus`, and keeps
+    /// readiness (`""` and `grpc_service`) in step with the database.
+    pub async fn open<M: MigratorTrait>(
+        settings: &Settings,
+        name: &'static str,
+        grpc_service: &'static str,
+        listen: SocketAddr,
+        url: Option<&String>,
+        bus: &Bus,
+    ) -> anyhow::Result<Self> {
+        let url = settings.database_url(name, url);
+        let listener = TcpListener::bind(listen)
+            .await
+            .map_err(|e| anyhow::anyhow!("binding {listen}: {e}"))?;
+        let db = Db::connect_pooled::<M>(&url, settings.database_pool)
+            .await
+            .map_err(|e| anyhow::anyhow!("database {url}: {e}"))?;
+        let (mut runtime, health) = Runtime::new(name, &["", grpc_service]);
+        let relay = Relay::new(
+            db.clone(),
+            bus.publisher(),
+            RelayConfig {
+                lease: name.to_owned(),
+                ..RelayConfig::default()
+            },
+        );
+        runtime.spawn(|stop| relay.run(stop));
+        let ready = db.clone();
+        runtime.follow(
+            Follow {
+                entries: vec![String::new(), grpc_service.to_owned()],
+                up: Some("ready"),
+                down: Some("not ready: the database does not answer"),
+            },
+            move || {
+                let db = ready.clone();
+                async move { db.writer().ping().await.is_ok() }
+            },
+        );
+        let broker = bus.clone();
+        runtime.follow(
+            Follow {
+                entries: vec![BUS.to_owned()],
+                up: Some("broker connected"),
+                down: Some("broker unreachable: events wait in the outbox, calls are still served"),
+            },
+            move || std::future::ready(broker.is_connected()),
+        );
+        Ok(Self {
+            runtime,
+            health,
+            grpc_service,
+            listener,
+            db,
+            bus: bus.clone(),
+        })
+    }
+
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+
+    /// Applies every event of `streams` with `handler`, as the durable
+    /// consumer `durable`, each inside an `event.handle` span.
+    pub fn consume(
+        &mut self,
+        durable: &'static str,
+        streams: &[&str],
+        handler: impl Handler + 'static,
+    ) {
+        let handler: Arc<dyn Handler> = Arc::new(ConsumerSpan {
+            consumer: durable,
+            inner: handler,
+        });
+        for stream in streams {
+            let bus = self.bus.clone();
+            let stop = self.runtime.stop_signal();
+            if let Some(task) = bus.subscribe(durable, stream, Arc::clone(&handler), stop) {
+                self.runtime.spawn(|_| task);
+            }
+        }
+    }
+
+    /// Runs `tick` every `period` until the service stops.
+    pub fn every<F, Fut>(&mut self, period: Duration, tick: F)
+    where
+        F: FnMut() -> Fut + Send + 'static,
+        Fut: Future<Output = ()> + Send,
+    {
+        self.runtime.every(period, tick);
+    }
+
+    /// The router with health and reflection already on, behind a span per
+    /// call, the token check and the caller's rate (health and reflection
+    /// need no token). Reflection
+    /// lists the service, health and reflection itself.
+    ///
+    /// `max_connection_age` (when set) closes each client connection gracefully
+    /// after that long (HTTP/2 GOAWAY: new calls go to a new connection, calls
+    /// and streams in flight run to their end), so clients reconnect and spread
+    /// over replicas added since. No grace period is set on purpose: tonic 0.14
+    /// then closes the connection abruptly at age + grace without any GOAWAY,
+    /// failing the calls in flight.
+    ///
+    /// # Errors
+    /// When the reflection service cannot be built (a broken descriptor set).
+    pub fn router(&self, auth: &MeshAuth, options: &ServerOptions) -> anyhow::Result<Guarded> {
+        let listed = [self.grpc_service, "grpc.health.v1.Health"];
+        let v1 = adapters_grpc::reflection(&listed).build_v1()?;
+        let v1alpha = adapters_grpc::reflection(&listed).build_v1alpha()?;
+        let mut server = tonic::transport::Server::builder()
+            .max_concurrent_streams(options.max_concurrent_streams);
+        if let Some(age) = options.max_connection_age {
+            server = server.max_connection_age(age);
+        }
+        Ok(server
+            .layer(TraceLayer::new(self.runtime.name()))
+            .layer(auth.layer())
+            .layer(auth.rate_layer())
+            .http2_keepalive_interval(Some(Duration::from_secs(30)))
+            .tcp_nodelay(true)
+            .add_service(self.health.clone())
+            .add_service(v1)
+            .add_service(v1alpha))
+    }
+
+    /// Serves `router` on the connections that pass `limits`.
+    pub async fn serve(self, router: Guarded, limits: ConnectionLimits) -> Running {
+        self.runtime
+            .serve(self.listener, limits, move |incoming, stop| {
+                router.serve_with_incoming_shutdown(incoming, stop)
+            })
+            .await
+    }
+}
+
+/// Runs `H` inside an `event.handle` span, the child of the span that
+/// published the event (its trace context travels in the event's headers).
+struct ConsumerSpan<H> {
+    consumer: &'static str,
+    inner: H,
+}
+
+impl<H> std::fmt::Debug for ConsumerSpan<H> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConsumerSpan")
+            .field("consumer", &self.consumer)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<H: Handler> Handler for ConsumerSpan<H> {
+    fn handle<'a>(&'a self, d: Delivery<'a>) -> BoxFuture<'a, Result<(), HandleError>> {
+        let span = tracing::info_span!(
+            "event.handle",
+            otel.name = %d.subject,
+            otel.kind = "consumer",
+            consumer = self.consumer,
+            messaging.destination = %d.subject,
+            attempt = d.attempt,
+            reservation_id = tracing::field::Empty,
+        );
+        if let Some(id) = adapters_codec::reservation_of(d.subject, d.payload) {
+            span.record("reservation_id", id.as_str());
+        }
+        adapters_telemetry::set_parent_from_pairs(&span, d.headers);
+        if d.attempt > 1 {
+            adapters_telemetry::metrics::redelivered(self.consumer);
+        }
+        Box::pin(self.inner.handle(d).instrument(span))
+    }
+}
+
+/// The event as the codec reads it.
+pub fn inbound<'a>(d: &Delivery<'a>) -> adapters_codec::Inbound<'a> {
+    adapters_codec::Inbound {
+        subject: d.subject,
+        payload: d.payload,
+    }
+}
