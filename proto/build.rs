@@ -19,12 +19,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         descriptors.encode_to_vec(),
     )?;
 
+    // Every message knows its full protobuf name (`prost::Name`): the event
+    // type header is written from it, never spelled out by hand.
+    let mut config = tonic_prost_build::Config::new();
+    config.enable_type_names();
     tonic_prost_build::configure()
         // Malformed request bodies are INVALID_ARGUMENT, not INTERNAL.
         .codec_path("crate::codec::ContractCodec")
         .build_client(true)
         .build_server(true)
-        .compile_fds(descriptors)?;
+        .compile_fds_with_config(descriptors, config)?;
     Ok(())
 }
 

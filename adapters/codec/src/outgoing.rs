@@ -5,7 +5,8 @@ use domain_parking::{DenialReason, ParkingEvent, Verification};
 use domain_payment::{DeclineReason, PaymentEvent};
 use domain_rental::RentalEvent;
 use domain_reservation::{Details, Kind, RejectionReason, Reservation, ReservationEvent};
-use prost::Message;
+use prost::{Message, Name};
+use proto::subjects;
 use proto::{parking as pk, payment as pp, rental as pr, reservation as pb};
 
 use crate::EVENT_TYPE_HEADER;
@@ -13,17 +14,58 @@ use crate::convert::{
     instant_to_pb, money_to_pb, parking_details_to_pb, roaming_details_to_pb, status_to_pb,
 };
 
-fn outgoing<E>(
+/// The event on the wire: `subject` (one of `proto::subjects`), the encoded
+/// message, and its full protobuf name in the event type header.
+fn outgoing<E, M: Message + Name>(
     recorded: &Recorded<E>,
     subject: &str,
-    type_name: &str,
-    message: &impl Message,
+    message: &M,
 ) -> OutgoingEvent {
     OutgoingEvent {
         event_id: recorded.event_id,
         subject: subject.to_owned(),
         payload: message.encode_to_vec(),
-        headers: vec![(EVENT_TYPE_HEADER.to_owned(), type_name.to_owned())],
+        headers: vec![(EVENT_TYPE_HEADER.to_owned(), M::full_name())],
+    }
+}
+
+/// Each event's subject: the contract's, never spelled here.
+const fn reservation_subject(e: &ReservationEvent) -> &'static str {
+    match e {
+        ReservationEvent::Reserved(_) => subjects::RESERVATION_RESERVED,
+        ReservationEvent::Canceled { .. } => subjects::RESERVATION_CANCELED,
+        ReservationEvent::Rejected(_) => subjects::RESERVATION_REJECTED,
+        ReservationEvent::StatusChanged { .. } => subjects::RESERVATION_STATUS_CHANGED,
+    }
+}
+
+const fn payment_subject(e: &PaymentEvent) -> &'static str {
+    match e {
+        PaymentEvent::Captured(_) => subjects::PAYMENT_CAPTURED,
+        PaymentEvent::Declined(_) => subjects::PAYMENT_DECLINED,
+        PaymentEvent::Refunded(_) => subjects::PAYMENT_REFUNDED,
+        PaymentEvent::Voided(_) => subjects::PAYMENT_VOIDED,
+    }
+}
+
+const fn rental_subject(e: &RentalEvent) -> &'static str {
+    match e {
+        RentalEvent::DeviceRegistered(_) => subjects::RENTAL_DEVICE_REGISTERED,
+        RentalEvent::DeviceRelocated { .. } => subjects::RENTAL_DEVICE_RELOCATED,
+        RentalEvent::Accepted(_) => subjects::RENTAL_ACCEPTED,
+        RentalEvent::HandedOver(_) => subjects::RENTAL_HANDED_OVER,
+        RentalEvent::Returned(_) => subjects::RENTAL_RETURNED,
+        RentalEvent::Retrieved(_) => subjects::RENTAL_RETRIEVED,
+        RentalEvent::Canceled(_) => subjects::RENTAL_CANCELED,
+    }
+}
+
+const fn parking_subject(e: &ParkingEvent) -> &'static str {
+    match e {
+        ParkingEvent::SpaceRegistered(_) => subjects::PARKING_SPACE_REGISTERED,
+        ParkingEvent::Started(_) => subjects::PARKING_STARTED,
+        ParkingEvent::Ended(_) => subjects::PARKING_ENDED,
+        ParkingEvent::EntryDenied { .. } => subjects::PARKING_ENTRY_DENIED,
     }
 }
 
@@ -54,7 +96,7 @@ fn rejection_pb(reason: Option<RejectionReason>) -> i32 {
 pub fn encode_reservation(e: &Recorded<ReservationEvent>) -> OutgoingEvent {
     let event_id = e.event_id.to_string();
     let occurred_at = Some(instant_to_pb(e.occurred_at));
-    let subject = e.event.subject();
+    let subject = reservation_subject(&e.event);
     match &e.event {
         ReservationEvent::Reserved(r) => {
             let details = match details_pb(r) {
@@ -71,7 +113,7 @@ pub fn encode_reservation(e: &Recorded<ReservationEvent>) -> OutgoingEvent {
                 price: Some(money_to_pb(r.price)),
                 details,
             };
-            outgoing(e, subject, "roaming.reservation.v1.ReservationReserved", &m)
+            outgoing(e, subject, &m)
         }
         ReservationEvent::Canceled {
             reservation: r,
@@ -92,7 +134,7 @@ pub fn encode_reservation(e: &Recorded<ReservationEvent>) -> OutgoingEvent {
                 reason: reason.clone(),
                 details,
             };
-            outgoing(e, subject, "roaming.reservation.v1.ReservationCanceled", &m)
+            outgoing(e, subject, &m)
         }
         ReservationEvent::Rejected(r) => {
             let details = match details_pb(r) {
@@ -110,7 +152,7 @@ pub fn encode_reservation(e: &Recorded<ReservationEvent>) -> OutgoingEvent {
                 price: Some(money_to_pb(r.price)),
                 details,
             };
-            outgoing(e, subject, "roaming.reservation.v1.ReservationRejected", &m)
+            outgoing(e, subject, &m)
         }
         ReservationEvent::StatusChanged {
             reservation_id,
@@ -126,12 +168,7 @@ pub fn encode_reservation(e: &Recorded<ReservationEvent>) -> OutgoingEvent {
                 from_status: status_to_pb(*from) as i32,
                 to_status: status_to_pb(*to) as i32,
             };
-            outgoing(
-                e,
-                subject,
-                "roaming.reservation.v1.ReservationStatusChanged",
-                &m,
-            )
+            outgoing(e, subject, &m)
         }
     }
 }
@@ -152,12 +189,11 @@ pub fn encode_payment(e: &Recorded<PaymentEvent>) -> OutgoingEvent {
     let occurred_at = Some(instant_to_pb(e.occurred_at));
     let payment_id = p.id.to_string();
     let amount = Some(money_to_pb(p.amount));
-    let subject = e.event.subject();
+    let subject = payment_subject(&e.event);
     match &e.event {
         PaymentEvent::Captured(_) => outgoing(
             e,
             subject,
-            "roaming.payment.v1.PaymentCaptured",
             &pp::PaymentCaptured {
                 event_id,
                 reservation_id,
@@ -171,7 +207,6 @@ pub fn encode_payment(e: &Recorded<PaymentEvent>) -> OutgoingEvent {
         PaymentEvent::Declined(_) => outgoing(
             e,
             subject,
-            "roaming.payment.v1.PaymentDeclined",
             &pp::PaymentDeclined {
                 event_id,
                 reservation_id,
@@ -184,7 +219,6 @@ pub fn encode_payment(e: &Recorded<PaymentEvent>) -> OutgoingEvent {
         PaymentEvent::Refunded(_) => outgoing(
             e,
             subject,
-            "roaming.payment.v1.PaymentRefunded",
             &pp::PaymentRefunded {
                 event_id,
                 reservation_id,
@@ -196,7 +230,6 @@ pub fn encode_payment(e: &Recorded<PaymentEvent>) -> OutgoingEvent {
         PaymentEvent::Voided(_) => outgoing(
             e,
             subject,
-            "roaming.payment.v1.PaymentVoided",
             &pp::PaymentVoided {
                 event_id,
                 reservation_id,
@@ -212,13 +245,12 @@ pub fn encode_payment(e: &Recorded<PaymentEvent>) -> OutgoingEvent {
 pub fn encode_rental(e: &Recorded<RentalEvent>) -> OutgoingEvent {
     let event_id = e.event_id.to_string();
     let occurred_at = Some(instant_to_pb(e.occurred_at));
-    let subject = e.event.subject();
+    let subject = rental_subject(&e.event);
     let opt = |s: Option<&dyn std::fmt::Display>| s.map(ToString::to_string).unwrap_or_default();
     match &e.event {
         RentalEvent::DeviceRegistered(d) => outgoing(
             e,
             subject,
-            "roaming.rental.v1.DeviceRegistered",
             &pr::DeviceRegistered {
                 event_id,
                 occurred_at,
@@ -234,7 +266,6 @@ pub fn encode_rental(e: &Recorded<RentalEvent>) -> OutgoingEvent {
         } => outgoing(
             e,
             subject,
-            "roaming.rental.v1.DeviceRelocated",
             &pr::DeviceRelocated {
                 event_id,
                 occurred_at,
@@ -248,7 +279,6 @@ pub fn encode_rental(e: &Recorded<RentalEvent>) -> OutgoingEvent {
         RentalEvent::Accepted(r) => outgoing(
             e,
             subject,
-            "roaming.rental.v1.RentalAccepted",
             &pr::RentalAccepted {
                 event_id,
                 reservation_id: r.reservation_id.to_string(),
@@ -263,7 +293,6 @@ pub fn encode_rental(e: &Recorded<RentalEvent>) -> OutgoingEvent {
         RentalEvent::HandedOver(r) => outgoing(
             e,
             subject,
-            "roaming.rental.v1.RentalHandedOver",
             &pr::RentalHandedOver {
                 event_id,
                 reservation_id: r.reservation_id.to_string(),
@@ -275,7 +304,6 @@ pub fn encode_rental(e: &Recorded<RentalEvent>) -> OutgoingEvent {
         RentalEvent::Returned(r) => outgoing(
             e,
             subject,
-            "roaming.rental.v1.RentalReturned",
             &pr::RentalReturned {
                 event_id,
                 reservation_id: r.reservation_id.to_string(),
@@ -290,7 +318,6 @@ pub fn encode_rental(e: &Recorded<RentalEvent>) -> OutgoingEvent {
         RentalEvent::Retrieved(r) => outgoing(
             e,
             subject,
-            "roaming.rental.v1.RentalRetrieved",
             &pr::RentalRetrieved {
                 event_id,
                 reservation_id: r.reservation_id.to_string(),
@@ -305,7 +332,6 @@ pub fn encode_rental(e: &Recorded<RentalEvent>) -> OutgoingEvent {
         RentalEvent::Canceled(r) => outgoing(
             e,
             subject,
-            "roaming.rental.v1.RentalCanceled",
             &pr::RentalCanceled {
                 event_id,
                 reservation_id: r.reservation_id.to_string(),
@@ -327,12 +353,11 @@ fn verification_pb(v: Option<Verification>) -> i32 {
 pub fn encode_parking(e: &Recorded<ParkingEvent>) -> OutgoingEvent {
     let event_id = e.event_id.to_string();
     let occurred_at = Some(instant_to_pb(e.occurred_at));
-    let subject = e.event.subject();
+    let subject = parking_subject(&e.event);
     match &e.event {
         ParkingEvent::SpaceRegistered(s) => outgoing(
             e,
             subject,
-            "roaming.parking.v1.SpaceRegistered",
             &pk::SpaceRegistered {
                 event_id,
                 occurred_at,
@@ -346,7 +371,6 @@ pub fn encode_parking(e: &Recorded<ParkingEvent>) -> OutgoingEvent {
         ParkingEvent::Started(s) => outgoing(
             e,
             subject,
-            "roaming.parking.v1.ParkingStarted",
             &pk::ParkingStarted {
                 event_id,
                 reservation_id: s.reservation_id.to_string(),
@@ -360,7 +384,6 @@ pub fn encode_parking(e: &Recorded<ParkingEvent>) -> OutgoingEvent {
         ParkingEvent::Ended(s) => outgoing(
             e,
             subject,
-            "roaming.parking.v1.ParkingEnded",
             &pk::ParkingEnded {
                 event_id,
                 reservation_id: s.reservation_id.to_string(),
@@ -378,7 +401,6 @@ pub fn encode_parking(e: &Recorded<ParkingEvent>) -> OutgoingEvent {
         } => outgoing(
             e,
             subject,
-            "roaming.parking.v1.EntryDenied",
             &pk::EntryDenied {
                 event_id,
                 reservation_id: String::new(),

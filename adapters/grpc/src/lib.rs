@@ -28,6 +28,9 @@ pub mod runtime;
 pub mod status;
 pub mod view;
 
+#[cfg(test)]
+mod error_table;
+
 /// `ErrorInfo.domain` of every error this mesh returns.
 pub const ERROR_DOMAIN: &str = proto::reasons::DOMAIN;
 

@@ -61,7 +61,7 @@ fn session_to_pb(s: &Session) -> pb::Session {
     }
 }
 
-fn parking_error(e: ParkingError) -> Status {
+pub(crate) fn parking_error(e: ParkingError) -> Status {
     match e {
         ParkingError::Forbidden => forbidden(),
         ParkingError::SpaceNotFound(s) => reason(

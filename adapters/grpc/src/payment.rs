@@ -58,6 +58,64 @@ fn reservation_id(raw: &str) -> Result<ReservationId, Status> {
     Ok(id)
 }
 
+/// The status of a refused call: code and `ErrorInfo` reason per error.
+pub(crate) fn payment_pay_error(e: PayError) -> Status {
+    match e {
+        PayError::Forbidden => forbidden(),
+        PayError::AmountMismatch { existing } => reason(
+            Code::FailedPrecondition,
+            reasons::AMOUNT_MISMATCH,
+            format!("this reservation was paid for {existing}"),
+            &[("existing_amount", existing.minor_units().to_string())],
+        ),
+        PayError::AcquirerUnavailable => retry_later(
+            Code::Unavailable,
+            reasons::ACQUIRER_UNAVAILABLE,
+            "the card network is unavailable",
+            std::time::Duration::from_secs(1),
+            &[],
+        ),
+        PayError::Store(e) => internal(&e),
+    }
+}
+
+/// The status of a refused call: code and `ErrorInfo` reason per error.
+pub(crate) fn payment_get_error(e: GetError) -> Status {
+    match e {
+        GetError::Forbidden => forbidden(),
+        GetError::NotFound => not_found("payment"),
+        GetError::Store(e) => internal(&e),
+    }
+}
+
+/// The status of a refused call: code and `ErrorInfo` reason per error.
+pub(crate) fn payment_refund_error(e: RefundError) -> Status {
+    match e {
+        RefundError::Forbidden => forbidden(),
+        RefundError::NotFound => not_found("payment"),
+        RefundError::ReservationActive => reason(
+            Code::FailedPrecondition,
+            reasons::RESERVATION_ACTIVE,
+            "the reservation still holds its resource; cancel it instead",
+            &[],
+        ),
+        RefundError::NotRefundable(s) => reason(
+            Code::FailedPrecondition,
+            reasons::NOT_REFUNDABLE,
+            format!("a {s} payment cannot be refunded"),
+            &[],
+        ),
+        RefundError::Busy => retry_later(
+            Code::Aborted,
+            reasons::BUSY,
+            "try again",
+            std::time::Duration::from_millis(200),
+            &[],
+        ),
+        RefundError::Store(e) => internal(&e),
+    }
+}
+
 #[tonic::async_trait]
 impl<R, A, K, I> Rpc for PaymentRpc<R, A, K, I>
 where
@@ -108,23 +166,7 @@ where
             .service
             .pay(&who, id, amount, &card)
             .await
-            .map_err(|e| match e {
-                PayError::Forbidden => forbidden(),
-                PayError::AmountMismatch { existing } => reason(
-                    Code::FailedPrecondition,
-                    reasons::AMOUNT_MISMATCH,
-                    format!("this reservation was paid for {existing}"),
-                    &[("existing_amount", existing.minor_units().to_string())],
-                ),
-                PayError::AcquirerUnavailable => retry_later(
-                    Code::Unavailable,
-                    reasons::ACQUIRER_UNAVAILABLE,
-                    "the card network is unavailable",
-                    std::time::Duration::from_secs(1),
-                    &[],
-                ),
-                PayError::Store(e) => internal(&e),
-            })?;
+            .map_err(payment_pay_error)?;
         Ok(Response::new(pb::PayResponse {
             payment: Some(payment_to_pb(&payment)),
         }))
@@ -136,11 +178,11 @@ where
     ) -> Result<Response<pb::GetPaymentResponse>, Status> {
         let who = principal(&request)?;
         let id = reservation_id(&request.get_ref().reservation_id)?;
-        let payment = self.service.get(&who, id).await.map_err(|e| match e {
-            GetError::Forbidden => forbidden(),
-            GetError::NotFound => not_found("payment"),
-            GetError::Store(e) => internal(&e),
-        })?;
+        let payment = self
+            .service
+            .get(&who, id)
+            .await
+            .map_err(payment_get_error)?;
         Ok(Response::new(pb::GetPaymentResponse {
             payment: Some(payment_to_pb(&payment)),
         }))
@@ -152,30 +194,11 @@ where
     ) -> Result<Response<pb::RefundResponse>, Status> {
         let who = principal(&request)?;
         let id = reservation_id(&request.get_ref().reservation_id)?;
-        let payment = self.service.refund(&who, id).await.map_err(|e| match e {
-            RefundError::Forbidden => forbidden(),
-            RefundError::NotFound => not_found("payment"),
-            RefundError::ReservationActive => reason(
-                Code::FailedPrecondition,
-                reasons::RESERVATION_ACTIVE,
-                "the reservation still holds its resource; cancel it instead",
-                &[],
-            ),
-            RefundError::NotRefundable(s) => reason(
-                Code::FailedPrecondition,
-                reasons::NOT_REFUNDABLE,
-                format!("a {s} payment cannot be refunded"),
-                &[],
-            ),
-            RefundError::Busy => retry_later(
-                Code::Aborted,
-                reasons::BUSY,
-                "try again",
-                std::time::Duration::from_millis(200),
-                &[],
-            ),
-            RefundError::Store(e) => internal(&e),
-        })?;
+        let payment = self
+            .service
+            .refund(&who, id)
+            .await
+            .map_err(payment_refund_error)?;
         Ok(Response::new(pb::RefundResponse {
             payment: Some(payment_to_pb(&payment)),
         }))

@@ -73,7 +73,7 @@ fn rental_to_pb(r: &Rental) -> pb::Rental {
     }
 }
 
-fn rental_error(e: RentalError) -> Status {
+pub(crate) fn rental_error(e: RentalError) -> Status {
     match e {
         RentalError::Forbidden => forbidden(),
         RentalError::NotFound => not_found("rental"),

@@ -134,7 +134,7 @@ fn reservation_id(raw: &str) -> Result<ReservationId, Status> {
     Ok(id)
 }
 
-fn quote_error(e: QuoteError) -> Status {
+pub(crate) fn quote_error(e: QuoteError) -> Status {
     match e {
         QuoteError::Forbidden => forbidden(),
         QuoteError::Invalid(v) => invalid(&v),
@@ -143,7 +143,7 @@ fn quote_error(e: QuoteError) -> Status {
 }
 
 /// The status of a refused reserve call.
-pub fn reserve_error(e: ReserveError) -> Status {
+pub(crate) fn reserve_error(e: ReserveError) -> Status {
     match e {
         ReserveError::Forbidden => reason(
             Code::PermissionDenied,
@@ -205,7 +205,7 @@ pub fn reserve_error(e: ReserveError) -> Status {
     }
 }
 
-fn get_error(e: GetError) -> Status {
+pub(crate) fn get_error(e: GetError) -> Status {
     match e {
         GetError::NotFound => not_found("reservation"),
         GetError::Store(e) => internal(&e),
@@ -245,6 +245,69 @@ where
         crate::record_reservation(&reservation.id);
         adapters_telemetry::metrics::reservation("reserved", kind, "");
         Ok(reservation_to_pb(&reservation))
+    }
+}
+
+/// The status of a refused call: code and `ErrorInfo` reason per error.
+pub(crate) fn cancel_error(e: CancelError) -> Status {
+    match e {
+        CancelError::NotFound => not_found("reservation"),
+        CancelError::NotCancelable(status) => reason(
+            Code::FailedPrecondition,
+            reasons::NOT_CANCELABLE,
+            format!("a {status} reservation cannot be canceled"),
+            &[("status", status.to_string())],
+        ),
+        CancelError::EntryOpen => reason(
+            Code::FailedPrecondition,
+            reasons::ENTRY_OPEN,
+            "the parking window's entry has opened; it can no longer be canceled",
+            &[],
+        ),
+        CancelError::Busy => retry_later(
+            Code::Aborted,
+            reasons::BUSY,
+            "the reservation is changing; try again",
+            std::time::Duration::from_millis(200),
+            &[],
+        ),
+        CancelError::Store(e) => internal(&e),
+    }
+}
+
+/// The status of a refused call: code and `ErrorInfo` reason per error.
+pub(crate) fn verify_error(e: VerifyError) -> Status {
+    match e {
+        VerifyError::Forbidden => forbidden(),
+        VerifyError::Store(e) => internal(&e),
+    }
+}
+
+/// The status of a refused call: code and `ErrorInfo` reason per error.
+pub(crate) fn begin_use_error(e: BeginUseError) -> Status {
+    match e {
+        BeginUseError::NotFound => not_found("reservation"),
+        BeginUseError::Forbidden => forbidden(),
+        BeginUseError::Canceled => reason(
+            Code::FailedPrecondition,
+            reasons::RESERVATION_CANCELED,
+            "the reservation was canceled; the device must not be handed over",
+            &[],
+        ),
+        BeginUseError::NotReserved(status) => reason(
+            Code::FailedPrecondition,
+            reasons::NOT_RESERVED,
+            format!("a {status} reservation cannot be taken into use"),
+            &[("status", status.to_string())],
+        ),
+        BeginUseError::Busy => retry_later(
+            Code::Aborted,
+            reasons::BUSY,
+            "the reservation is changing; try again",
+            std::time::Duration::from_millis(200),
+            &[],
+        ),
+        BeginUseError::Store(e) => internal(&e),
     }
 }
 
@@ -386,29 +449,7 @@ where
             .service
             .cancel(&who, id, r.reason)
             .await
-            .map_err(|e| match e {
-                CancelError::NotFound => not_found("reservation"),
-                CancelError::NotCancelable(status) => reason(
-                    Code::FailedPrecondition,
-                    reasons::NOT_CANCELABLE,
-                    format!("a {status} reservation cannot be canceled"),
-                    &[("status", status.to_string())],
-                ),
-                CancelError::EntryOpen => reason(
-                    Code::FailedPrecondition,
-                    reasons::ENTRY_OPEN,
-                    "the parking window's entry has opened; it can no longer be canceled",
-                    &[],
-                ),
-                CancelError::Busy => retry_later(
-                    Code::Aborted,
-                    reasons::BUSY,
-                    "the reservation is changing; try again",
-                    std::time::Duration::from_millis(200),
-                    &[],
-                ),
-                CancelError::Store(e) => internal(&e),
-            })?;
+            .map_err(cancel_error)?;
         adapters_telemetry::metrics::reservation("canceled", "any", "");
         Ok(Response::new(pb::CancelReservationResponse {
             reservation: Some(reservation_to_pb(&canceled)),
@@ -438,10 +479,7 @@ where
             .service
             .verify_parking_entry(&who, &space, &plate, at)
             .await
-            .map_err(|e| match e {
-                VerifyError::Forbidden => forbidden(),
-                VerifyError::Store(e) => internal(&e),
-            })?;
+            .map_err(verify_error)?;
         Ok(Response::new(match entry {
             Some(e) => pb::VerifyParkingEntryResponse {
                 allowed: true,
@@ -463,30 +501,7 @@ where
             .service
             .begin_use(&who, id)
             .await
-            .map_err(|e| match e {
-                BeginUseError::NotFound => not_found("reservation"),
-                BeginUseError::Forbidden => forbidden(),
-                BeginUseError::Canceled => reason(
-                    Code::FailedPrecondition,
-                    reasons::RESERVATION_CANCELED,
-                    "the reservation was canceled; the device must not be handed over",
-                    &[],
-                ),
-                BeginUseError::NotReserved(status) => reason(
-                    Code::FailedPrecondition,
-                    reasons::NOT_RESERVED,
-                    format!("a {status} reservation cannot be taken into use"),
-                    &[("status", status.to_string())],
-                ),
-                BeginUseError::Busy => retry_later(
-                    Code::Aborted,
-                    reasons::BUSY,
-                    "the reservation is changing; try again",
-                    std::time::Duration::from_millis(200),
-                    &[],
-                ),
-                BeginUseError::Store(e) => internal(&e),
-            })?;
+            .map_err(begin_use_error)?;
         Ok(Response::new(pb::BeginUseResponse {
             reservation: Some(reservation_to_pb(&used)),
         }))

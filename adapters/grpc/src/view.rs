@@ -185,7 +185,7 @@ fn date(raw: &str) -> Result<time::Date, Status> {
 
 type WatchStream = Pin<Box<dyn Stream<Item = Result<pv::WatchReservationResponse, Status>> + Send>>;
 
-fn refused(e: ViewError) -> Status {
+pub(crate) fn refused(e: ViewError) -> Status {
     match e {
         ViewError::Forbidden => forbidden(),
         ViewError::NotFound => not_found("reservation"),

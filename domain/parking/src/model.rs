@@ -237,12 +237,14 @@ pub enum ParkingEvent {
 }
 
 impl ParkingEvent {
-    pub const fn subject(&self) -> &'static str {
+    /// The event's name in this context's language (`reserved`, `captured`,
+    /// ...); its subject on the wire is the contract's (`proto::subjects`).
+    pub const fn name(&self) -> &'static str {
         match self {
-            Self::SpaceRegistered(_) => "roaming.parking.space_registered",
-            Self::Started(_) => "roaming.parking.started",
-            Self::Ended(_) => "roaming.parking.ended",
-            Self::EntryDenied { .. } => "roaming.parking.entry_denied",
+            Self::SpaceRegistered(_) => "space_registered",
+            Self::Started(_) => "started",
+            Self::Ended(_) => "ended",
+            Self::EntryDenied { .. } => "entry_denied",
         }
     }
 }

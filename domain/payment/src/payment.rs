@@ -105,12 +105,14 @@ impl PaymentEvent {
         }
     }
 
-    pub const fn subject(&self) -> &'static str {
+    /// The event's name in this context's language (`reserved`, `captured`,
+    /// ...); its subject on the wire is the contract's (`proto::subjects`).
+    pub const fn name(&self) -> &'static str {
         match self {
-            Self::Captured(_) => "roaming.payment.captured",
-            Self::Declined(_) => "roaming.payment.declined",
-            Self::Refunded(_) => "roaming.payment.refunded",
-            Self::Voided(_) => "roaming.payment.voided",
+            Self::Captured(_) => "captured",
+            Self::Declined(_) => "declined",
+            Self::Refunded(_) => "refunded",
+            Self::Voided(_) => "voided",
         }
     }
 }

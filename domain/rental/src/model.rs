@@ -187,15 +187,17 @@ pub enum RentalEvent {
 }
 
 impl RentalEvent {
-    pub const fn subject(&self) -> &'static str {
+    /// The event's name in this context's language (`reserved`, `captured`,
+    /// ...); its subject on the wire is the contract's (`proto::subjects`).
+    pub const fn name(&self) -> &'static str {
         match self {
-            Self::DeviceRegistered(_) => "roaming.rental.device_registered",
-            Self::DeviceRelocated { .. } => "roaming.rental.device_relocated",
-            Self::Accepted(_) => "roaming.rental.accepted",
-            Self::HandedOver(_) => "roaming.rental.handed_over",
-            Self::Returned(_) => "roaming.rental.returned",
-            Self::Retrieved(_) => "roaming.rental.retrieved",
-            Self::Canceled(_) => "roaming.rental.canceled",
+            Self::DeviceRegistered(_) => "device_registered",
+            Self::DeviceRelocated { .. } => "device_relocated",
+            Self::Accepted(_) => "accepted",
+            Self::HandedOver(_) => "handed_over",
+            Self::Returned(_) => "returned",
+            Self::Retrieved(_) => "retrieved",
+            Self::Canceled(_) => "canceled",
         }
     }
 }

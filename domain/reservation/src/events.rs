@@ -32,13 +32,14 @@ impl ReservationEvent {
         }
     }
 
-    /// The NATS subject of this event.
-    pub const fn subject(&self) -> &'static str {
+    /// The event's name in this context's language (`reserved`, `captured`,
+    /// ...); its subject on the wire is the contract's (`proto::subjects`).
+    pub const fn name(&self) -> &'static str {
         match self {
-            Self::Reserved(_) => "roaming.reservation.reserved",
-            Self::Canceled { .. } => "roaming.reservation.canceled",
-            Self::Rejected(_) => "roaming.reservation.rejected",
-            Self::StatusChanged { .. } => "roaming.reservation.status_changed",
+            Self::Reserved(_) => "reserved",
+            Self::Canceled { .. } => "canceled",
+            Self::Rejected(_) => "rejected",
+            Self::StatusChanged { .. } => "status_changed",
         }
     }
 }

@@ -4,12 +4,12 @@
 
 use std::time::Duration;
 
-use adapters_grpc::clients::CallerToken;
 use adapters_auth::rate::{PerPrincipalLayer, RateLimiter};
 use adapters_auth::{
     Audience, AuthLayer, Issuer, JwksConfig, JwksSource, ServiceToken, SigningKey, TrustedKey,
     Verifier,
 };
+use adapters_grpc::clients::CallerToken;
 use anyhow::Context as _;
 
 use crate::Settings;

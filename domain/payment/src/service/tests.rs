@@ -75,7 +75,7 @@ async fn a_good_card_is_captured_once_and_a_repeat_returns_the_same_payment() {
         .unwrap();
     assert_eq!(again.id, first.id);
     assert_eq!(repo.outbox().len(), 1, "one captured event");
-    assert_eq!(repo.outbox()[0].event.subject(), "roaming.payment.captured");
+    assert_eq!(repo.outbox()[0].event.name(), "captured");
 }
 
 #[tokio::test]
@@ -135,11 +135,7 @@ async fn test_cards_decline_with_their_reasons_and_the_decline_is_remembered() {
             .unwrap();
         assert_eq!(retry.status, PaymentStatus::Declined);
     }
-    assert!(
-        repo.outbox()
-            .iter()
-            .all(|e| e.event.subject() == "roaming.payment.declined")
-    );
+    assert!(repo.outbox().iter().all(|e| e.event.name() == "declined"));
 }
 
 #[tokio::test]
@@ -226,7 +222,7 @@ async fn a_rejected_reservation_voids_its_capture_once() {
     let voided = repo
         .outbox()
         .iter()
-        .filter(|e| e.event.subject() == "roaming.payment.voided")
+        .filter(|e| e.event.name() == "voided")
         .count();
     assert_eq!(voided, 1);
 }
@@ -278,11 +274,8 @@ async fn a_canceled_reservation_is_refunded_once() {
         HandleOutcome::Applied
     );
     assert_eq!(repo.all()[0].status, PaymentStatus::Refunded);
-    let subjects: Vec<_> = repo.outbox().iter().map(|e| e.event.subject()).collect();
-    assert_eq!(
-        subjects,
-        ["roaming.payment.captured", "roaming.payment.refunded"]
-    );
+    let subjects: Vec<_> = repo.outbox().iter().map(|e| e.event.name()).collect();
+    assert_eq!(subjects, ["captured", "refunded"]);
 }
 
 #[tokio::test]

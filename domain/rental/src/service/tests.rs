@@ -122,17 +122,17 @@ async fn the_whole_rental_from_acceptance_to_retrieval_at_another_booth() {
         .repo
         .outbox()
         .iter()
-        .map(|e| e.event.subject())
+        .map(|e| e.event.name())
         .skip(3)
         .collect();
     assert_eq!(
         subjects,
         [
-            "roaming.rental.accepted",
-            "roaming.rental.handed_over",
-            "roaming.rental.returned",
-            "roaming.rental.retrieved",
-            "roaming.rental.device_relocated"
+            "accepted",
+            "handed_over",
+            "returned",
+            "retrieved",
+            "device_relocated"
         ]
     );
 }
@@ -210,7 +210,7 @@ async fn a_redelivered_reserved_event_accepts_once() {
         .repo
         .outbox()
         .iter()
-        .filter(|e| e.event.subject() == "roaming.rental.accepted")
+        .filter(|e| e.event.name() == "accepted")
         .count();
     assert_eq!(accepted, 1);
 }
@@ -343,12 +343,7 @@ async fn a_cancel_that_overtakes_its_reservation_stops_the_late_acceptance() {
         w.service.handle_reserved(&reserved).await.unwrap(),
         HandleOutcome::Ignored
     );
-    assert!(
-        w.repo
-            .outbox()
-            .iter()
-            .all(|e| e.event.subject() != "roaming.rental.accepted")
-    );
+    assert!(w.repo.outbox().iter().all(|e| e.event.name() != "accepted"));
 }
 
 #[tokio::test]

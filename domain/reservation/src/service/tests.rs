@@ -156,14 +156,8 @@ async fn reserve_prices_on_the_server_pays_and_announces() {
     assert_eq!(r.status, Status::Reserved);
     assert_eq!(r.price, Money::krw(15_000).unwrap(), "3 days x 5,000");
     assert_eq!(w.payments.captured().get(&r.id), Some(&r.price));
-    let subjects: Vec<_> = w.store.outbox().iter().map(|e| e.event.subject()).collect();
-    assert_eq!(
-        subjects,
-        [
-            "roaming.reservation.reserved",
-            "roaming.reservation.status_changed"
-        ]
-    );
+    let subjects: Vec<_> = w.store.outbox().iter().map(|e| e.event.name()).collect();
+    assert_eq!(subjects, ["reserved", "status_changed"]);
 }
 
 #[tokio::test]
@@ -267,7 +261,7 @@ async fn a_declined_card_rejects_and_frees_the_capacity() {
         w.store
             .outbox()
             .iter()
-            .any(|e| e.event.subject() == "roaming.reservation.rejected")
+            .any(|e| e.event.name() == "rejected")
     );
     // The same request id gets the same answer; capacity is free for others.
     assert!(matches!(
@@ -438,7 +432,7 @@ async fn the_owner_cancels_before_use_and_capacity_returns() {
         w.store
             .outbox()
             .iter()
-            .any(|e| e.event.subject() == "roaming.reservation.canceled")
+            .any(|e| e.event.name() == "canceled")
     );
     // Retried cancel answers the same; the window is reservable again.
     assert_eq!(
