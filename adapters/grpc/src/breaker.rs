@@ -14,7 +14,11 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+// tokio's clock: the same as std's in production, and one tests can pause
+// and advance (`tokio::time::pause`) instead of sleeping.
+use tokio::time::Instant;
 
 use tonic::Code;
 use tower::{BoxError, Layer, Service};
@@ -257,8 +261,8 @@ mod tests {
         }
     }
 
-    #[test]
-    fn opens_on_the_failure_rate_and_refuses_at_once() {
+    #[tokio::test(start_paused = true)]
+    async fn opens_on_the_failure_rate_and_refuses_at_once() {
         let b = Breaker::new("t", config());
         for _ in 0..3 {
             assert!(matches!(b.admit(), Admission::Pass));
@@ -270,13 +274,18 @@ mod tests {
         assert!(matches!(b.admit(), Admission::Refuse(d) if d <= Duration::from_millis(50)));
     }
 
-    #[test]
-    fn half_opens_after_the_cool_down_and_one_probe_decides() {
+    #[tokio::test(start_paused = true)]
+    async fn half_opens_after_the_cool_down_and_one_probe_decides() {
         let b = Breaker::new("t", config());
         for _ in 0..4 {
             b.record(true, false);
         }
-        std::thread::sleep(Duration::from_millis(60));
+        tokio::time::advance(Duration::from_millis(49)).await;
+        assert!(
+            matches!(b.admit(), Admission::Refuse(_)),
+            "still cooling down"
+        );
+        tokio::time::advance(Duration::from_millis(1)).await;
         assert!(matches!(b.admit(), Admission::Probe));
         assert!(
             matches!(b.admit(), Admission::Refuse(_)),
@@ -284,7 +293,7 @@ mod tests {
         );
         b.record(true, true);
         assert_eq!(b.state(), BreakerState::Open, "failed probe opens again");
-        std::thread::sleep(Duration::from_millis(60));
+        tokio::time::advance(Duration::from_millis(50)).await;
         assert!(matches!(b.admit(), Admission::Probe));
         b.record(false, true);
         assert_eq!(b.state(), BreakerState::Closed);

@@ -150,6 +150,8 @@ pub(crate) struct Counters {
 pub struct WriterStats {
     pub jobs: u64,
     pub transactions: u64,
+    /// Jobs waiting in the queue right now (not yet taken by the writer).
+    pub queued: u64,
 }
 
 impl Writer {
@@ -167,9 +169,10 @@ impl Writer {
     /// What the writer task did so far (zero on PostgreSQL).
     pub(crate) fn stats(&self) -> WriterStats {
         match self {
-            Self::Batched(_, c) => WriterStats {
+            Self::Batched(queue, c) => WriterStats {
                 jobs: c.jobs.load(Ordering::Relaxed),
                 transactions: c.transactions.load(Ordering::Relaxed),
+                queued: u64::try_from(queue.max_capacity() - queue.capacity()).unwrap_or(u64::MAX),
             },
             Self::Direct(_) => WriterStats::default(),
         }

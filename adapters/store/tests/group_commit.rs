@@ -50,15 +50,19 @@ async fn handled(db: &Db, id: EventId) -> bool {
 
 /// Holds the writer until `release` fires, so the jobs submitted meanwhile
 /// queue up and run as one batch.
-fn hold_writer(db: &Db) -> (oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
+/// Occupies the writer with a job that waits for `release`; returns once the
+/// writer runs it (so every later job queues behind it).
+async fn hold_writer(db: &Db) -> (oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
     let (release, wait) = oneshot::channel::<()>();
-    let wait = Arc::new(tokio::sync::Mutex::new(Some(wait)));
+    let (started, running) = oneshot::channel::<()>();
+    let held = Arc::new(tokio::sync::Mutex::new(Some((wait, started))));
     let db = db.clone();
     let holder = tokio::spawn(async move {
         db.write(move |_tx| {
-            let wait = Arc::clone(&wait);
+            let held = Arc::clone(&held);
             Box::pin(async move {
-                if let Some(wait) = wait.lock().await.take() {
+                if let Some((wait, started)) = held.lock().await.take() {
+                    let _ = started.send(());
                     let _ = wait.await;
                 }
                 Ok(Verdict::Keep(()))
@@ -67,14 +71,29 @@ fn hold_writer(db: &Db) -> (oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
         .await
         .unwrap();
     });
+    running.await.unwrap();
     (release, holder)
+}
+
+/// Waits until `n` jobs wait in the writer's queue (SQLite; PostgreSQL has
+/// no writer queue: its jobs run side by side on the pool).
+async fn queued(db: &Db, n: u64) {
+    if db.backend() != adapters_store::Backend::Sqlite {
+        return;
+    }
+    tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        while db.writer_stats().queued < n {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .expect("the jobs reach the writer's queue");
 }
 
 async fn batch_outcomes(db: TestDatabase) {
     let db = Db::connect::<ReservationMigrator>(db.url()).await.unwrap();
     let before = db.writer_stats();
-    let (release, holder) = hold_writer(&db);
-    tokio::task::yield_now().await;
+    let (release, holder) = hold_writer(&db).await;
     let plans = [
         Plan::Keep,
         Plan::Undo,
@@ -94,8 +113,8 @@ async fn batch_outcomes(db: TestDatabase) {
             tokio::spawn(async move { job(&db, id, plan).await })
         })
         .collect();
-    // Let every job reach the writer's queue, then release the holder.
-    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    // Every job in the writer's queue, then release the holder.
+    queued(&db, plans.len() as u64).await;
     release.send(()).unwrap();
     holder.await.unwrap();
     let results: Vec<_> = join_all(calls)
@@ -146,15 +165,14 @@ async fn serial_semantics(db: TestDatabase) {
     let db = Db::connect::<ReservationMigrator>(db.url()).await.unwrap();
     let id = UuidV7.event_id();
     let before = db.writer_stats();
-    let (release, holder) = hold_writer(&db);
-    tokio::task::yield_now().await;
+    let (release, holder) = hold_writer(&db).await;
     let calls: Vec<_> = (0..200)
         .map(|_| {
             let db = db.clone();
             tokio::spawn(async move { job(&db, id, Plan::Keep).await.unwrap() })
         })
         .collect();
-    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    queued(&db, 200).await;
     release.send(()).unwrap();
     holder.await.unwrap();
     let fresh = join_all(calls)
@@ -186,8 +204,7 @@ async fn serial_semantics(db: TestDatabase) {
 async fn a_job_abandoned_before_it_ran_is_not_run() {
     let db = TestDatabase::sqlite();
     let db = Db::connect::<ReservationMigrator>(db.url()).await.unwrap();
-    let (release, holder) = hold_writer(&db);
-    tokio::task::yield_now().await;
+    let (release, holder) = hold_writer(&db).await;
     let (gone, kept) = (UuidV7.event_id(), UuidV7.event_id());
     let abandoned = {
         let db = db.clone();
@@ -197,7 +214,7 @@ async fn a_job_abandoned_before_it_ran_is_not_run() {
         let db = db.clone();
         tokio::spawn(async move { job(&db, kept, Plan::Keep).await })
     };
-    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    queued(&db, 2).await;
     abandoned.abort();
     assert!(abandoned.await.unwrap_err().is_cancelled());
     release.send(()).unwrap();

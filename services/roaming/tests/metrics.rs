@@ -104,11 +104,19 @@ async fn prometheus_text_has_rpc_counters_and_histograms_with_their_labels() {
     let mut stream = watch(ALICE).await.unwrap().into_inner();
     stream.message().await.unwrap().unwrap();
     drop(stream);
-    // Let the relay report its gauges (once a second) and the server see the
-    // stream go away.
-    tokio::time::sleep(Duration::from_millis(1_200)).await;
-
-    let text = scrape(admin, "/metrics").await;
+    // The relay reports its gauges once a second, and the server counts the
+    // stream once it saw it go away: scrape until both are there.
+    let ended_watch = "roaming_rpc_server_requests_total{component=\"view\",grpc_code=\"1\",rpc_method=\"/roaming.view.v1.ViewService/WatchReservation\"}";
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let text = loop {
+        let text = scrape(admin, "/metrics").await;
+        let settled = value(&text, "roaming_outbox_backlog{database=\"reservation\"}").is_some()
+            && value(&text, ended_watch).is_some();
+        if settled || tokio::time::Instant::now() > deadline {
+            break text;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
     let reserve = "/roaming.reservation.v1.ReservationService/ReserveRoaming";
     for component in ["gateway", "reservation"] {
         let ok = format!(

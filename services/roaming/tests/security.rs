@@ -831,25 +831,25 @@ async fn the_gateway_issues_tokens_for_the_demo_principals_only_with_the_right_p
         proto::service_names::RESERVATION,
         proto::service_names::VIEW,
     ] {
-        let status = health
-            .check(tonic_health::pb::HealthCheckRequest {
-                service: service.into(),
-            })
-            .await
-            .map(|r| r.into_inner().status);
-        // The upstream mirror polls once a second; give it that long.
-        if status.ok() != Some(1) {
-            tokio::time::sleep(Duration::from_millis(1_500)).await;
-        }
-        let status = health
-            .check(tonic_health::pb::HealthCheckRequest {
+        // The upstream mirror polls once a second: watch the entry until it
+        // says SERVING (or the stream gives up).
+        let mut watch = health
+            .watch(tonic_health::pb::HealthCheckRequest {
                 service: service.into(),
             })
             .await
             .unwrap()
-            .into_inner()
-            .status;
-        assert_eq!(status, 1, "{service:?} SERVING");
+            .into_inner();
+        let serving = tokio::time::timeout(Duration::from_secs(10), async {
+            while let Some(status) = watch.message().await.unwrap() {
+                if status.status == 1 {
+                    return true;
+                }
+            }
+            false
+        })
+        .await;
+        assert_eq!(serving.ok(), Some(true), "{service:?} SERVING");
     }
     m.stop().await;
 }
@@ -885,16 +885,24 @@ async fn unary_calls_without_a_deadline_get_the_default_and_overload_is_shed() {
     let mut first = req(ALICE, roaming_request("slow-3", 5, 6));
     first.set_timeout(Duration::from_secs(4));
     let slow = tokio::spawn(async move { slow_client.reserve_roaming(first).await });
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let shed = other
-        .get_reservation(req(
-            ALICE,
-            pb::GetReservationRequest {
-                reservation_id: "x".into(),
-            },
-        ))
-        .await
-        .unwrap_err();
+    // Until the slow call holds the one slot, a probe passes the gateway (and
+    // is refused by the service for its bad id); once it does, the probe is shed.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
+    let shed = loop {
+        let e = other
+            .get_reservation(req(
+                ALICE,
+                pb::GetReservationRequest {
+                    reservation_id: "x".into(),
+                },
+            ))
+            .await
+            .unwrap_err();
+        if e.code() != Code::InvalidArgument || tokio::time::Instant::now() > deadline {
+            break e;
+        }
+        tokio::task::yield_now().await;
+    };
     assert_eq!(
         (shed.code(), reason(&shed)),
         (Code::Unavailable, "OVERLOADED".to_owned())

