@@ -1,9 +1,10 @@
 //! Events on the wire (DESIGN.md section 6).
 //!
 //! Outgoing: every context's domain events become an [`OutgoingEvent`]: the
-//! protobuf message of `proto/` encoded, its subject, and headers carrying the
-//! event type ([`EVENT_TYPE_HEADER`]) and the W3C trace context (filled in by the
-//! caller's trace hook; empty until the observability issue lands).
+//! protobuf message of `proto/` encoded, its subject (`proto::subjects`), and
+//! headers carrying the event type ([`EVENT_TYPE_HEADER`], the message's
+//! `prost::Name`); the store's outbox adds the W3C trace context of the writing
+//! call (its header hook).
 //!
 //! Incoming: an [`Inbound`] message is decoded straight into the domain input of
 //! the consumer that asked (`to_usage`, `to_roaming_reservation`, ...). Anything

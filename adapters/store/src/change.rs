@@ -5,9 +5,13 @@
 use std::sync::Arc;
 
 use domain_kernel::{EventId, OutgoingEvent, StoreError};
-use sea_orm::{ActiveModelTrait, EntityTrait, IntoActiveModel};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, IntoActiveModel, QueryFilter,
+    SqlErr,
+};
 
-use crate::db::{Db, insert_unique, update_versioned};
+use crate::db::Db;
+use crate::error::store_err;
 use crate::outbox;
 use crate::writer::Verdict;
 
@@ -81,4 +85,45 @@ where
         })
     })
     .await
+}
+
+/// Inserts `row`; `Ok(false)` when a unique key already holds it. (On
+/// PostgreSQL the transaction is then aborted: the caller must undo it.)
+pub(crate) async fn insert_unique<C, A>(conn: &C, row: A) -> Result<bool, StoreError>
+where
+    C: ConnectionTrait,
+    A: ActiveModelTrait + Send,
+    <A::Entity as EntityTrait>::Model: IntoActiveModel<A>,
+{
+    match <A::Entity as EntityTrait>::insert(row)
+        .exec_without_returning(conn)
+        .await
+    {
+        Ok(_) => Ok(true),
+        Err(e) if matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => Ok(false),
+        Err(e) => Err(store_err(e)),
+    }
+}
+
+/// `UPDATE … SET values WHERE key = id AND version = expected`: `Ok(true)` when
+/// it changed the one row, `Ok(false)` when someone else changed it first.
+pub(crate) async fn update_versioned<C, A>(
+    conn: &C,
+    values: A,
+    key: (<A::Entity as EntityTrait>::Column, String),
+    version: <A::Entity as EntityTrait>::Column,
+    expected: u64,
+) -> Result<bool, StoreError>
+where
+    C: ConnectionTrait,
+    A: ActiveModelTrait + Send,
+{
+    let updated = <A::Entity as EntityTrait>::update_many()
+        .set(values)
+        .filter(key.0.eq(key.1))
+        .filter(version.eq(i64::try_from(expected).unwrap_or(i64::MAX)))
+        .exec(conn)
+        .await
+        .map_err(store_err)?;
+    Ok(updated.rows_affected == 1)
 }

@@ -4,13 +4,11 @@ use std::time::Duration;
 use domain_kernel::StoreError;
 use sea_orm::sqlx::postgres::PgListener;
 use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
-use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectOptions, ConnectionTrait, Database, DatabaseConnection,
-    DbBackend, DbErr, EntityTrait, IntoActiveModel, QueryFilter, SqlErr,
-};
+use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend};
 use sea_orm_migration::MigratorTrait;
 use tokio::sync::Notify;
 
+use crate::error::store_err;
 use crate::writer::{Job, Writer, WriterStats};
 
 /// Which database a URL points at.
@@ -35,12 +33,6 @@ pub struct Db {
 
 /// PostgreSQL connections per process unless configured.
 pub const DEFAULT_POOL: u32 = 16;
-
-/// Wraps a database error for a port. Unique violations are handled before this
-/// where the domain has a meaning for them.
-pub fn store_err(e: DbErr) -> StoreError {
-    StoreError::new(e)
-}
 
 impl Db {
     /// Connects to `url` (`sqlite://path/to/file.db`, `sqlite::memory:`, or
@@ -257,47 +249,6 @@ impl Db {
         let _ = self.reader.close().await;
         let _ = self.writer.close().await;
     }
-}
-
-/// Inserts `row`; `Ok(false)` when a unique key already holds it. (On
-/// PostgreSQL the transaction is then aborted: the caller must undo it.)
-pub(crate) async fn insert_unique<C, A>(conn: &C, row: A) -> Result<bool, StoreError>
-where
-    C: ConnectionTrait,
-    A: ActiveModelTrait + Send,
-    <A::Entity as EntityTrait>::Model: IntoActiveModel<A>,
-{
-    match <A::Entity as EntityTrait>::insert(row)
-        .exec_without_returning(conn)
-        .await
-    {
-        Ok(_) => Ok(true),
-        Err(e) if matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => Ok(false),
-        Err(e) => Err(store_err(e)),
-    }
-}
-
-/// `UPDATE … SET values WHERE key = id AND version = expected`: `Ok(true)` when
-/// it changed the one row, `Ok(false)` when someone else changed it first.
-pub(crate) async fn update_versioned<C, A>(
-    conn: &C,
-    values: A,
-    key: (<A::Entity as EntityTrait>::Column, String),
-    version: <A::Entity as EntityTrait>::Column,
-    expected: u64,
-) -> Result<bool, StoreError>
-where
-    C: ConnectionTrait,
-    A: ActiveModelTrait + Send,
-{
-    let updated = <A::Entity as EntityTrait>::update_many()
-        .set(values)
-        .filter(key.0.eq(key.1))
-        .filter(version.eq(i64::try_from(expected).unwrap_or(i64::MAX)))
-        .exec(conn)
-        .await
-        .map_err(store_err)?;
-    Ok(updated.rows_affected == 1)
 }
 
 /// The database file of a `sqlite:` URL, readable and writable by its owner

@@ -19,6 +19,7 @@
 mod change;
 mod db;
 mod details;
+mod error;
 pub mod migrations;
 pub mod outbox;
 mod relay;
@@ -34,6 +35,7 @@ pub mod view;
 #[cfg(feature = "test-util")]
 pub mod testing;
 
-pub use db::{Backend, DEFAULT_POOL, Db, create_database_if_missing, store_err};
+pub use db::{Backend, DEFAULT_POOL, Db, create_database_if_missing};
+pub use error::store_err;
 pub use relay::{Relay, RelayConfig, RelayError};
 pub use writer::{JobFuture, Verdict, WriteTx, WriterStats};

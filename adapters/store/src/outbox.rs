@@ -9,7 +9,7 @@ use sea_orm::entity::prelude::*;
 use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{ConnectionTrait, QueryOrder, QuerySelect, Set};
 
-use crate::db::store_err;
+use crate::error::store_err;
 use crate::writer::WriteTx;
 
 pub mod message {

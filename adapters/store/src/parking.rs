@@ -20,7 +20,8 @@ use sea_orm::{
 };
 
 use crate::change::{self, Change};
-use crate::db::{Db, store_err};
+use crate::db::Db;
+use crate::error::store_err;
 use crate::outbox;
 use crate::time_codec::{from_micros, micros};
 use crate::writer::Verdict;

@@ -8,7 +8,8 @@ use sea_orm::ActiveValue::NotSet;
 use sea_orm::{EntityTrait, Set};
 
 use crate::change::{self, Change};
-use crate::db::{Db, store_err};
+use crate::db::Db;
+use crate::error::store_err;
 use crate::time_codec::{from_micros, micros};
 
 pub mod entities {

@@ -17,8 +17,10 @@ use sea_orm::{
 };
 use time::Date;
 
+use crate::change::update_versioned;
 use crate::change::{self, Change};
-use crate::db::{Db, store_err, update_versioned};
+use crate::db::Db;
+use crate::error::store_err;
 use crate::outbox;
 use crate::time_codec::{date_from_text, date_text, from_micros, micros};
 use crate::writer::Verdict;

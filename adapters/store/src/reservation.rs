@@ -26,9 +26,11 @@ use sea_orm::{
 };
 
 use self::entities::{device_location, device_offer, reservation as row, space, stock};
+use crate::change::insert_unique;
 use crate::change::{self, Change};
-use crate::db::{Db, insert_unique, store_err};
+use crate::db::Db;
 use crate::details::DetailsColumns;
+use crate::error::store_err;
 use crate::outbox;
 use crate::time_codec::{date_from_text, date_text, from_micros, micros};
 use crate::writer::{Verdict, WriteTx};

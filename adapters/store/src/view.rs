@@ -20,8 +20,10 @@ use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Se
 use time::{Date, Duration};
 use tokio::sync::watch;
 
-use crate::db::{Db, store_err, update_versioned};
+use crate::change::update_versioned;
+use crate::db::Db;
 use crate::details::DetailsColumns;
+use crate::error::store_err;
 use crate::outbox;
 use crate::time_codec::{date_text, from_micros, micros};
 use crate::writer::{Verdict, WriteTx};
@@ -378,7 +380,7 @@ impl ViewRepository for ViewStore {
                 }
             }
         }
-        Err(StoreError::msg("too many concurrent changes to one view"))
+        Err(StoreError::Contention("one view"))
     }
 
     /// Remembers which lot `space_id` belongs to (`roaming.parking.space_registered`).

@@ -35,7 +35,7 @@ use sea_orm::{DatabaseConnection, DatabaseTransaction, TransactionTrait};
 use tokio::sync::{mpsc, oneshot};
 use tracing::Instrument;
 
-use crate::db::store_err;
+use crate::error::store_err;
 
 /// Most jobs committed in one transaction.
 const MAX_BATCH: usize = 128;

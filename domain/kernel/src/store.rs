@@ -1,20 +1,22 @@
 use std::fmt;
 
 /// Storage or messaging failed for a reason the domain cannot act on (connection
-/// lost, disk full, ...). Adapters wrap the cause; inbound adapters log it and
-/// answer with an opaque `INTERNAL` / `UNAVAILABLE`.
+/// lost, disk full, ...), or a record stayed contended through every retry.
+/// Adapters wrap the cause; inbound adapters log it and answer with an opaque
+/// `INTERNAL` / `UNAVAILABLE`.
 #[derive(Debug, thiserror::Error)]
-#[error("store unavailable: {source}")]
-pub struct StoreError {
-    #[source]
-    source: Box<dyn std::error::Error + Send + Sync>,
+pub enum StoreError {
+    #[error("store unavailable: {0}")]
+    Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// Too many concurrent changes to one record (`what`): every optimistic
+    /// retry met a newer version. Not a failure of the store.
+    #[error("too many concurrent changes to {0}")]
+    Contention(&'static str),
 }
 
 impl StoreError {
     pub fn new(source: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
-        Self {
-            source: source.into(),
-        }
+        Self::Unavailable(source.into())
     }
 
     /// A failure described only by a message.

@@ -277,7 +277,7 @@ where
                 Err(SaveError::Store(e)) => return Err(e),
             }
         }
-        Err(StoreError::msg("too many concurrent changes"))
+        Err(StoreError::Contention("one payment"))
     }
 }
 

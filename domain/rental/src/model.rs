@@ -236,7 +236,7 @@ impl Rental {
         self.0.version += 1;
     }
 
-    fn expect(&self, status: RentalStatus, action: &'static str) -> Result<(), Rule> {
+    fn require_status(&self, status: RentalStatus, action: &'static str) -> Result<(), Rule> {
         if self.0.status == status {
             Ok(())
         } else {
@@ -256,7 +256,7 @@ impl Rental {
         today: Date,
         now: Timestamp,
     ) -> Result<RentalEvent, Rule> {
-        self.expect(RentalStatus::Accepted, "hand over")?;
+        self.require_status(RentalStatus::Accepted, "hand over")?;
         if !self.0.dates.contains(today) {
             return Err(Rule::OutsidePeriod {
                 period: self.0.dates,
@@ -290,7 +290,7 @@ impl Rental {
         booth: BoothCode,
         now: Timestamp,
     ) -> Result<RentalEvent, Rule> {
-        self.expect(RentalStatus::HandedOver, "return")?;
+        self.require_status(RentalStatus::HandedOver, "return")?;
         device.0.status = DeviceStatus::AwaitingRetrieval;
         device.0.booth = booth.clone();
         self.0.status = RentalStatus::Returned;
@@ -307,7 +307,7 @@ impl Rental {
         device: &mut Device,
         now: Timestamp,
     ) -> Result<Vec<RentalEvent>, Rule> {
-        self.expect(RentalStatus::Returned, "retrieve")?;
+        self.require_status(RentalStatus::Returned, "retrieve")?;
         device.0.status = DeviceStatus::InStock;
         self.0.status = RentalStatus::Retrieved;
         self.0.updated_at = now;
@@ -324,7 +324,7 @@ impl Rental {
 
     /// The reservation was canceled before hand over.
     pub fn cancel(&mut self, now: Timestamp) -> Result<RentalEvent, Rule> {
-        self.expect(RentalStatus::Accepted, "cancel")?;
+        self.require_status(RentalStatus::Accepted, "cancel")?;
         self.0.status = RentalStatus::Canceled;
         self.0.updated_at = now;
         Ok(RentalEvent::Canceled(self.clone()))

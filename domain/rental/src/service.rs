@@ -373,7 +373,7 @@ where
                 Err(SaveError::Store(e)) => return Err(e),
             }
         }
-        Err(StoreError::msg("too many concurrent changes"))
+        Err(StoreError::Contention("one rental"))
     }
 
     fn rental_data(&self, r: &RoamingReservation) -> RentalData {

@@ -532,7 +532,7 @@ where
                 Err(SaveError::Store(e)) => return Err(e),
             }
         }
-        Err(StoreError::msg("too many concurrent changes"))
+        Err(StoreError::Contention("one reservation"))
     }
 
     /// Applies a catalog event (stock and spaces).
