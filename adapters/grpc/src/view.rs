@@ -200,6 +200,7 @@ impl<R: ViewRepository> Rpc for ViewRpc<R> {
         request: Request<pv::ListMyReservationsRequest>,
     ) -> Result<Response<pv::ListMyReservationsResponse>, Status> {
         let who = principal(&request)?;
+        let page = self.service.my_page(&who).map_err(refused)?;
         let r = request.into_inner();
         let size = match r.page_size {
             0 => 50,
@@ -222,11 +223,7 @@ impl<R: ViewRepository> Rpc for ViewRpc<R> {
                 ))
             })?)
         };
-        let page = self
-            .service
-            .my_reservations(&who, size, after)
-            .await
-            .map_err(refused)?;
+        let page = page.list(size, after).await.map_err(refused)?;
         Ok(Response::new(pv::ListMyReservationsResponse {
             reservations: page.views.iter().map(view_to_pb).collect(),
             next_page_token: page
@@ -319,14 +316,12 @@ impl<R: ViewRepository> Rpc for ViewRpc<R> {
         request: Request<pv::GetSpaceScheduleRequest>,
     ) -> Result<Response<pv::GetSpaceScheduleResponse>, Status> {
         let who = principal(&request)?;
+        let schedules = self.service.space_schedules(&who).map_err(refused)?;
         let r = request.into_inner();
         let space =
             SpaceId::parse(&r.space_id).map_err(|e| invalid(&Violations::one("space_id", e)))?;
-        let views = self
-            .service
-            .space_schedule(&who, &space, date(&r.date)?)
-            .await
-            .map_err(refused)?;
+        let schedule = schedules.space(&space).await.map_err(refused)?;
+        let views = schedule.on(date(&r.date)?).await.map_err(refused)?;
         Ok(Response::new(pv::GetSpaceScheduleResponse {
             reservations: views.iter().map(view_to_pb).collect(),
         }))
@@ -340,11 +335,8 @@ impl<R: ViewRepository> Rpc for ViewRpc<R> {
         let r = request.into_inner();
         let booth =
             BoothCode::parse(&r.booth).map_err(|e| invalid(&Violations::one("booth", e)))?;
-        let (pickups, returns) = self
-            .service
-            .booth_schedule(&who, &booth, date(&r.date)?)
-            .await
-            .map_err(refused)?;
+        let schedule = self.service.booth_schedule(&who, &booth).map_err(refused)?;
+        let (pickups, returns) = schedule.on(date(&r.date)?).await.map_err(refused)?;
         Ok(Response::new(pv::GetBoothScheduleResponse {
             pickups: pickups.iter().map(view_to_pb).collect(),
             returns: returns.iter().map(view_to_pb).collect(),

@@ -21,4 +21,6 @@ pub use policy::{
 };
 pub use ports::{Applied, Cursor, ViewChanges, ViewRepository};
 pub use schedule::{booth_schedule, space_schedule};
-pub use service::{Page, ViewError, ViewService, Watch};
+pub use service::{
+    BoothSchedule, MyPage, Page, SpaceSchedule, SpaceSchedules, ViewError, ViewService, Watch,
+};

@@ -3,7 +3,9 @@
 
 use std::sync::Arc;
 
-use domain_kernel::{BoothCode, Principal, Recorded, ReservationId, Role, SpaceId, StoreError};
+use domain_kernel::{
+    BoothCode, CustomerId, Principal, Recorded, ReservationId, Role, SpaceId, StoreError,
+};
 use time::Date;
 
 use crate::fold::{ReservationView, ViewEvent};
@@ -84,23 +86,16 @@ impl<R: ViewRepository> ViewService<R> {
         self.views.record_space(space).await
     }
 
-    /// The caller's own reservations, newest first (customers only).
+    /// "My page": the caller's own reservations (customers only). Asked
+    /// before the request is looked at, so a caller who has no page is
+    /// refused whatever they sent.
     ///
     /// # Errors
     /// [`ViewError::Forbidden`] for a caller that is no customer.
-    pub async fn my_reservations(
-        &self,
-        who: &Principal,
-        size: u64,
-        after: Option<Cursor>,
-    ) -> Result<Page, ViewError> {
-        let customer = who.customer_id().ok_or(ViewError::Forbidden)?;
-        let page = self.views.list_for_customer(&customer, size, after).await?;
-        let full = page.len() == usize::try_from(size).unwrap_or(usize::MAX);
-        let next = page.last().filter(|_| full).map(|(cursor, _)| *cursor);
-        Ok(Page {
-            views: page.into_iter().map(|(_, v)| v).collect(),
-            next,
+    pub fn my_page(&self, who: &Principal) -> Result<MyPage<'_, R>, ViewError> {
+        Ok(MyPage {
+            views: &self.views,
+            customer: who.customer_id().ok_or(ViewError::Forbidden)?,
         })
     }
 
@@ -149,47 +144,140 @@ impl<R: ViewRepository> ViewService<R> {
         self.views.reread_every()
     }
 
-    /// A space's reservations on `date`: for services, operators and the
-    /// gates of the space's lot; a gate sees no customer ids.
+    /// Space schedules, for services, operators and gates; asked before the
+    /// request is looked at (see [`SpaceSchedules::of`] for the lot).
     ///
     /// # Errors
-    /// [`ViewError::Forbidden`] for anyone else, and for a gate while the
-    /// space's lot is not known.
-    pub async fn space_schedule(
-        &self,
-        who: &Principal,
-        space: &SpaceId,
-        date: Date,
-    ) -> Result<Vec<ReservationView>, ViewError> {
+    /// [`ViewError::Forbidden`] for anyone else.
+    pub fn space_schedules<'a>(
+        &'a self,
+        who: &'a Principal,
+    ) -> Result<SpaceSchedules<'a, R>, ViewError> {
         if !who.may(&[Role::Gate, Role::Service]) {
             return Err(ViewError::Forbidden);
         }
+        Ok(SpaceSchedules {
+            views: &self.views,
+            who,
+        })
+    }
+
+    /// A booth's schedule: for its staff and operators.
+    ///
+    /// # Errors
+    /// [`ViewError::Forbidden`] for anyone else.
+    pub fn booth_schedule<'a>(
+        &'a self,
+        who: &Principal,
+        booth: &'a BoothCode,
+    ) -> Result<BoothSchedule<'a, R>, ViewError> {
+        if !may_read_booth_schedule(who, booth) {
+            return Err(ViewError::Forbidden);
+        }
+        Ok(BoothSchedule {
+            views: &self.views,
+            booth,
+        })
+    }
+}
+
+/// One customer's reservations (see [`ViewService::my_page`]).
+#[derive(Debug)]
+pub struct MyPage<'a, R> {
+    views: &'a R,
+    customer: CustomerId,
+}
+
+impl<R: ViewRepository> MyPage<'_, R> {
+    /// Newest first, `size` at a time, after `after`.
+    ///
+    /// # Errors
+    /// [`ViewError::Store`] when the store fails.
+    pub async fn list(&self, size: u64, after: Option<Cursor>) -> Result<Page, ViewError> {
+        let page = self
+            .views
+            .list_for_customer(&self.customer, size, after)
+            .await?;
+        let full = page.len() == usize::try_from(size).unwrap_or(usize::MAX);
+        let next = page.last().filter(|_| full).map(|(cursor, _)| *cursor);
+        Ok(Page {
+            views: page.into_iter().map(|(_, v)| v).collect(),
+            next,
+        })
+    }
+}
+
+/// Space schedules for a caller allowed to ask (see
+/// [`ViewService::space_schedules`]).
+#[derive(Debug)]
+pub struct SpaceSchedules<'a, R> {
+    views: &'a R,
+    who: &'a Principal,
+}
+
+impl<'a, R: ViewRepository> SpaceSchedules<'a, R> {
+    /// The schedule of `space`: a gate may read only its own lot's spaces.
+    ///
+    /// # Errors
+    /// [`ViewError::Forbidden`] for a gate of another lot, or while the
+    /// space's lot is not known.
+    pub async fn space(&self, space: &'a SpaceId) -> Result<SpaceSchedule<'a, R>, ViewError> {
         // Only a gate's answer depends on where the space is.
-        let lot = if who.may(&[Role::Service]) {
+        let lot = if self.who.may(&[Role::Service]) {
             None
         } else {
             self.views.space_lot(space).await?
         };
-        if !may_read_space_schedule(who, lot.as_ref()) {
+        if !may_read_space_schedule(self.who, lot.as_ref()) {
             return Err(ViewError::Forbidden);
         }
-        let views = self.views.space_schedule(space, date).await?;
-        Ok(views.iter().map(|v| on_schedule_for(who, v)).collect())
-    }
-
-    /// A booth's pickups and returns on `date`: for its staff and operators.
-    ///
-    /// # Errors
-    /// [`ViewError::Forbidden`] for anyone else.
-    pub async fn booth_schedule(
-        &self,
-        who: &Principal,
-        booth: &BoothCode,
-        date: Date,
-    ) -> Result<(Vec<ReservationView>, Vec<ReservationView>), ViewError> {
-        if !may_read_booth_schedule(who, booth) {
-            return Err(ViewError::Forbidden);
-        }
-        Ok(self.views.booth_schedule(booth, date).await?)
+        Ok(SpaceSchedule {
+            views: self.views,
+            who: self.who,
+            space,
+        })
     }
 }
+
+/// One space's schedule, for a caller allowed to read it.
+#[derive(Debug)]
+pub struct SpaceSchedule<'a, R> {
+    views: &'a R,
+    who: &'a Principal,
+    space: &'a SpaceId,
+}
+
+impl<R: ViewRepository> SpaceSchedule<'_, R> {
+    /// The space's reservations whose window touches `date`; a gate sees no
+    /// customer ids.
+    ///
+    /// # Errors
+    /// [`ViewError::Store`] when the store fails.
+    pub async fn on(&self, date: Date) -> Result<Vec<ReservationView>, ViewError> {
+        let views = self.views.space_schedule(self.space, date).await?;
+        Ok(views.iter().map(|v| on_schedule_for(self.who, v)).collect())
+    }
+}
+
+/// One booth's schedule, for a caller allowed to read it.
+#[derive(Debug)]
+pub struct BoothSchedule<'a, R> {
+    views: &'a R,
+    booth: &'a BoothCode,
+}
+
+impl<R: ViewRepository> BoothSchedule<'_, R> {
+    /// Pickups at and returns to the booth on `date`.
+    ///
+    /// # Errors
+    /// [`ViewError::Store`] when the store fails.
+    pub async fn on(
+        &self,
+        date: Date,
+    ) -> Result<(Vec<ReservationView>, Vec<ReservationView>), ViewError> {
+        Ok(self.views.booth_schedule(self.booth, date).await?)
+    }
+}
+
+#[cfg(test)]
+mod tests;
