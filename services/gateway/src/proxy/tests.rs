@@ -302,6 +302,33 @@ async fn a_callers_deadline_and_streams_are_left_alone() {
 }
 
 #[tokio::test]
+async fn the_upstream_call_carries_the_gateways_span_as_its_parent() {
+    use opentelemetry::trace::{TraceContextExt as _, TracerProvider as _};
+    use tracing::Instrument as _;
+    use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+    use tracing_subscriber::layer::SubscriberExt as _;
+
+    adapters_telemetry::propagation::install();
+    let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder().build();
+    let _subscriber = tracing::subscriber::set_default(
+        tracing_subscriber::registry()
+            .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("test"))),
+    );
+    let (svc, mut handle) = over(PropagateLayer);
+    let span = tracing::info_span!("gateway call");
+    let trace_id = span.context().span().span_context().trace_id();
+    let call = tokio::spawn(svc.oneshot(request(UNARY)).instrument(span));
+    let (seen, reply) = handle.next_request().await.unwrap();
+    let traceparent = seen.headers()["traceparent"].to_str().unwrap().to_owned();
+    assert!(
+        traceparent.contains(&trace_id.to_string()),
+        "{traceparent} carries trace {trace_id}"
+    );
+    reply.send_response(ok());
+    assert!(status(&call.await.unwrap().unwrap()).is_none());
+}
+
+#[tokio::test]
 async fn a_layer_is_ready_exactly_when_its_inner_service_is() {
     let (mut svc, mut handle) = mock::spawn_layer::<Req, Response, _>(ConcurrencyLayer::new(1));
     handle.allow(0);
