@@ -183,7 +183,10 @@ where
 #[derive(Debug)]
 pub struct Latencies {
     pub hist: Histogram<u64>,
+    /// Reserved, but not seen on the view's stream within 10 s.
     pub missed: u64,
+    /// Reserve calls that failed, by status code.
+    pub errors: BTreeMap<String, u64>,
 }
 
 impl Latencies {
@@ -191,6 +194,7 @@ impl Latencies {
         Self {
             hist: histogram(),
             missed: 0,
+            errors: BTreeMap::new(),
         }
     }
 
@@ -202,13 +206,22 @@ impl Latencies {
         let ms = |q: f64| self.hist.value_at_quantile(q) as f64 / 1000.0;
         format!(
             "event end to end (reserve reply -> view stream shows RENTAL_ACCEPTED) at {rate} reservations/s: \
-             n {} p50 {:.2} ms p90 {:.2} ms p99 {:.2} ms max {:.2} ms, not seen within 10 s: {}",
+             n {} p50 {:.2} ms p90 {:.2} ms p99 {:.2} ms max {:.2} ms, not seen within 10 s: {}, reserve errors: {}",
             self.hist.len(),
             ms(0.5),
             ms(0.9),
             ms(0.99),
             ms(1.0),
-            self.missed
+            self.missed,
+            if self.errors.is_empty() {
+                "0".to_owned()
+            } else {
+                self.errors
+                    .iter()
+                    .map(|(k, v)| format!("{k} {v}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            }
         )
     }
 }
@@ -220,5 +233,38 @@ pub fn drive_nothing(duration: Duration) -> Stats {
         errors: BTreeMap::new(),
         latency_us: histogram(),
         measured: duration,
+    }
+}
+
+/// Status codes a workload may answer with by design: none for a closed loop
+/// (it never offers more than the mesh admits); for an open loop beyond
+/// capacity, the overload refusals (`RESOURCE_EXHAUSTED` / `UNAVAILABLE`, which
+/// carry a `RetryInfo`). Anything else is an unexpected error.
+pub fn unexpected(
+    errors: &BTreeMap<String, u64>,
+    open_loop: bool,
+) -> impl Iterator<Item = (&String, u64)> {
+    errors
+        .iter()
+        .filter(move |(code, _)| {
+            !(open_loop && matches!(code.as_str(), "ResourceExhausted" | "Unavailable"))
+        })
+        .map(|(code, n)| (code, *n))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_an_open_loop_may_be_refused_for_overload() {
+        let errors = BTreeMap::from([
+            ("Unavailable".to_owned(), 3),
+            ("ResourceExhausted".to_owned(), 2),
+            ("Internal".to_owned(), 1),
+        ]);
+        let open: Vec<_> = unexpected(&errors, true).collect();
+        assert_eq!(open, [(&"Internal".to_owned(), 1)]);
+        assert_eq!(unexpected(&errors, false).count(), 3);
     }
 }

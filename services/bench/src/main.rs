@@ -156,9 +156,24 @@ async fn run(o: Options) -> anyhow::Result<()> {
     let failed = [&roaming_c, &parking_c, &roaming_1, &roaming_rate]
         .iter()
         .any(|s| s.ok == 0);
+    let mut unexpected: Vec<String> = Vec::new();
+    for (name, errors, open_loop) in [
+        ("reserve roaming (closed loop)", &roaming_c.errors, false),
+        ("reserve parking (closed loop)", &parking_c.errors, false),
+        ("reserve roaming (concurrency 1)", &roaming_1.errors, false),
+        ("reserve roaming (open loop)", &roaming_rate.errors, true),
+        ("event end to end (reserve calls)", &events.errors, false),
+    ] {
+        for (code, n) in driver::unexpected(errors, open_loop) {
+            unexpected.push(format!("{name}: {n} x {code}"));
+        }
+    }
     target.stop().await;
     if failed {
         bail!("a workload completed no call: see the errors column");
+    }
+    if !unexpected.is_empty() {
+        bail!("unexpected errors:\n  {}", unexpected.join("\n  "));
     }
     Ok(())
 }

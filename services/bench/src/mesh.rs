@@ -408,12 +408,15 @@ impl Target {
             tokio::spawn(async move {
                 let j = 20_000_000 + k;
                 let who = format!("e{}", j % 97);
-                let Ok(reply) = reservations
+                let reply = match reservations
                     .reserve_roaming(as_(&who, Role::Customer, roaming_request(j)))
                     .await
-                else {
-                    let _ = tx.send(None);
-                    return;
+                {
+                    Ok(reply) => reply,
+                    Err(e) => {
+                        let _ = tx.send(Err(format!("{:?}", e.code())));
+                        return;
+                    }
                 };
                 let replied = Instant::now();
                 let id = reply
@@ -454,18 +457,19 @@ impl Target {
                 })
                 .await
                 .ok();
-                let _ = tx.send(seen);
+                let _ = tx.send(Ok(seen));
             });
         }
         drop(tx);
         while let Some(r) = rx.recv().await {
             match r {
-                Some(d) => {
+                Ok(Some(d)) => {
                     let _ = out
                         .hist
                         .record(u64::try_from(d.as_micros()).unwrap_or(u64::MAX).max(1));
                 }
-                None => out.missed += 1,
+                Ok(None) => out.missed += 1,
+                Err(code) => *out.errors.entry(code).or_default() += 1,
             }
         }
         out

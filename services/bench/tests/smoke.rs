@@ -31,4 +31,5 @@ fn a_smoke_run_completes_every_workload_and_prints_the_table() {
     }
     assert!(stdout.contains("event end to end"), "{stdout}");
     assert!(stdout.contains("not seen within 10 s: 0"), "{stdout}");
+    assert!(stdout.contains("reserve errors: 0"), "{stdout}");
 }
