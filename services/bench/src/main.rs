@@ -2,8 +2,8 @@
 //! the same run, so every figure is also a ratio to what this stack can do on
 //! this machine right now. See BENCHMARKS.md for the method and a real run.
 //!
-//! `bench [--smoke] [--target spawn|in-process] [--concurrency N]
-//!        [--duration-secs N] [--warmup-secs N] [--event-rate N]`
+//! `bench [--smoke] [--target spawn|in-process|distributed|replicas]
+//!        [--concurrency N] [--duration-secs N] [--warmup-secs N] [--event-rate N]`
 
 mod driver;
 mod echo;
@@ -14,10 +14,23 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use mesh::Load;
 
+/// What `bench` measures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TargetKind {
+    /// `roaming up` as a child process (the default).
+    Spawn,
+    /// The mesh inside this process (smoke runs).
+    InProcess,
+    /// Five `roaming serve` processes and a gateway on PostgreSQL and NATS.
+    Distributed,
+    /// As `Distributed`, with two replicas of reservation and rental.
+    Replicas,
+}
+
 #[derive(Debug, Clone)]
 struct Options {
     smoke: bool,
-    in_process: bool,
+    target: TargetKind,
     concurrency: usize,
     duration: Duration,
     warmup: Duration,
@@ -26,15 +39,18 @@ struct Options {
 }
 
 const USAGE: &str = "usage: bench [--concurrency N] [--duration-secs N] [--warmup-secs N]
-             [--event-rate N] [--reserve-rate N] [--target in-process] [--smoke]
+             [--event-rate N] [--reserve-rate N]
+             [--target spawn|in-process|distributed|replicas] [--smoke]
 Runs the echo baseline, then reserve calls through the gateway of a fresh
-`roaming up` (next to this binary), and prints the table (BENCHMARKS.md).";
+`roaming up` (next to this binary; `distributed`: five `roaming serve`
+processes on PostgreSQL and a nats-server of their own, `replicas`: with two
+of reservation and rental), and prints the table (BENCHMARKS.md).";
 
 fn options() -> anyhow::Result<Options> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut o = Options {
         smoke: false,
-        in_process: false,
+        target: TargetKind::Spawn,
         concurrency: 64,
         duration: Duration::from_secs(10),
         warmup: Duration::from_secs(2),
@@ -47,14 +63,22 @@ fn options() -> anyhow::Result<Options> {
         match a.as_str() {
             "--smoke" => {
                 o.smoke = true;
-                o.in_process = true;
+                o.target = TargetKind::InProcess;
                 o.duration = Duration::from_millis(700);
                 o.warmup = Duration::from_millis(100);
                 o.concurrency = 8;
                 o.event_rate = 20;
                 o.reserve_rate = 20;
             }
-            "--target" => o.in_process = value()? == "in-process",
+            "--target" => {
+                o.target = match value()?.as_str() {
+                    "spawn" => TargetKind::Spawn,
+                    "in-process" => TargetKind::InProcess,
+                    "distributed" => TargetKind::Distributed,
+                    "replicas" => TargetKind::Replicas,
+                    other => bail!("unknown target {other}\n{USAGE}"),
+                }
+            }
             "--concurrency" => o.concurrency = value()?.parse()?,
             "--duration-secs" => o.duration = Duration::from_secs(value()?.parse()?),
             "--warmup-secs" => o.warmup = Duration::from_secs(value()?.parse()?),
@@ -90,10 +114,11 @@ async fn run(o: Options) -> anyhow::Result<()> {
     let echo_c = echo::run(o.concurrency, o.warmup, o.duration).await?;
     let echo_1 = echo::run(1, o.warmup, o.duration).await?;
 
-    let target = if o.in_process {
-        mesh::Target::in_process().await?
-    } else {
-        mesh::Target::spawn().await?
+    let target = match o.target {
+        TargetKind::Spawn => mesh::Target::spawn().await?,
+        TargetKind::InProcess => mesh::Target::in_process().await?,
+        TargetKind::Distributed => mesh::Target::distributed(1).await?,
+        TargetKind::Replicas => mesh::Target::distributed(2).await?,
     };
     let startup = target.startup;
     let idle_rss = target.rss_kib();

@@ -43,6 +43,7 @@ pub struct Target {
     view: SocketAddr,
     child: Option<Child>,
     in_process: Option<Mesh>,
+    distributed: Option<chaos::mesh::Distributed>,
     dir: PathBuf,
     pub startup: Option<Duration>,
 }
@@ -192,7 +193,54 @@ impl Target {
             view: gateway,
             child: Some(child),
             in_process: None,
+            distributed: None,
             dir,
+            startup: Some(startup),
+        })
+    }
+
+    /// The distributed mesh: a process per replica (`replicas` of reservation
+    /// and rental, one of the others) and a gateway, on fresh PostgreSQL
+    /// databases (`ROAMING_TEST_POSTGRES`, default the local server) and a
+    /// nats-server of its own, as the chaos suite runs it; the time to
+    /// SERVING counts from the first process started.
+    pub async fn distributed(replicas: usize) -> anyhow::Result<Self> {
+        let exe = std::env::current_exe()?.with_file_name("roaming");
+        anyhow::ensure!(
+            exe.exists(),
+            "{} not found: build it (cargo build --release --workspace)",
+            exe.display()
+        );
+        let admin = std::env::var("ROAMING_TEST_POSTGRES")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+        let run = format!("bench{}", std::process::id());
+        let layout = chaos::mesh::Layout {
+            replicas: vec![("reservation", replicas), ("rental", replicas)],
+            gateways: 1,
+            // The bench drives the mesh, not the per-principal limit; claims
+            // and calls get the production defaults, not the chaos suite's.
+            env: vec![
+                ("ROAMING_GATEWAY_RATE_PER_SECOND", "1000000000"),
+                ("ROAMING_GATEWAY_BURST", "1000000000"),
+                ("ROAMING_PENDING_TTL_MS", "30000"),
+                ("ROAMING_CALL_DEADLINE_MS", "5000"),
+                ("RUST_LOG", "error"),
+            ],
+        };
+        let started = Instant::now();
+        let mesh = chaos::mesh::Distributed::start(&exe, &admin, &run, &layout).await?;
+        let startup = started.elapsed();
+        let _ = ISSUER.set(mesh.keys.issuer.clone());
+        let gateway = mesh.gateway;
+        Ok(Self {
+            reservation: gateway,
+            rental: gateway,
+            parking: gateway,
+            view: gateway,
+            child: None,
+            in_process: None,
+            distributed: Some(mesh),
+            dir: std::env::temp_dir().join(format!("roaming-bench-{run}")),
             startup: Some(startup),
         })
     }
@@ -227,13 +275,18 @@ impl Target {
             view: gateway,
             child: None,
             in_process: Some(mesh),
+            distributed: None,
             dir,
             startup: None,
         })
     }
 
-    /// Resident set of the mesh process, in KiB (Linux).
+    /// Resident set of the mesh process, in KiB (Linux; `None` for the
+    /// distributed mesh, whose processes are measured one by one if at all).
     pub fn rss_kib(&self) -> Option<u64> {
+        if self.distributed.is_some() {
+            return None;
+        }
         let pid = self.child.as_ref().map_or_else(std::process::id, Child::id);
         let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
         status
@@ -484,6 +537,9 @@ impl Target {
         }
         if let Some(mesh) = self.in_process.take() {
             mesh.stop(Duration::from_secs(2)).await;
+        }
+        if let Some(mesh) = self.distributed.take() {
+            mesh.shutdown().await;
         }
         let _ = std::fs::remove_dir_all(&self.dir);
     }

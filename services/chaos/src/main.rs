@@ -21,10 +21,11 @@
 mod check;
 mod latency;
 mod load;
-mod mesh;
 mod rollout;
 
 use std::path::PathBuf;
+
+use chaos::mesh;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};

@@ -885,24 +885,37 @@ async fn unary_calls_without_a_deadline_get_the_default_and_overload_is_shed() {
     let mut first = req(ALICE, roaming_request("slow-3", 5, 6));
     first.set_timeout(Duration::from_secs(4));
     let slow = tokio::spawn(async move { slow_client.reserve_roaming(first).await });
-    // Until the slow call holds the one slot, a probe passes the gateway (and
-    // is refused by the service for its bad id); once it does, the probe is shed.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
-    let shed = loop {
-        let e = other
-            .get_reservation(req(
-                ALICE,
-                pb::GetReservationRequest {
-                    reservation_id: "x".into(),
-                },
-            ))
+    // The slow call holds the one slot once its claim is written (it then
+    // waits 1.5 s on the slowed-down payment): wait for the claim.
+    let within = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        use domain_reservation::ports::ReservationRepository as _;
+        let later = time::OffsetDateTime::now_utc() + time::Duration::hours(1);
+        let pending = m
+            .mesh()
+            .reservations
+            .repository()
+            .pending_before(later)
             .await
-            .unwrap_err();
-        if e.code() != Code::InvalidArgument || tokio::time::Instant::now() > deadline {
-            break e;
+            .unwrap();
+        if pending.iter().any(|r| r.request_id.as_str() == "slow-3") {
+            break;
         }
-        tokio::task::yield_now().await;
-    };
+        assert!(
+            tokio::time::Instant::now() < within,
+            "the slow call's claim never appeared"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let shed = other
+        .get_reservation(req(
+            ALICE,
+            pb::GetReservationRequest {
+                reservation_id: "x".into(),
+            },
+        ))
+        .await
+        .unwrap_err();
     assert_eq!(
         (shed.code(), reason(&shed)),
         (Code::Unavailable, "OVERLOADED".to_owned())
