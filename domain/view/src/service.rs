@@ -145,7 +145,7 @@ impl<R: ViewRepository> ViewService<R> {
     }
 
     /// Space schedules, for services, operators and gates; asked before the
-    /// request is looked at (see [`SpaceSchedules::of`] for the lot).
+    /// request is looked at (see [`SpaceSchedules::space`] for the lot).
     ///
     /// # Errors
     /// [`ViewError::Forbidden`] for anyone else.
