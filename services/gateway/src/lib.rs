@@ -78,6 +78,7 @@ pub async fn start(
         .local_addr()
         .map_err(|e| StartError(format!("listener: {e}")))?;
     let mut upstreams = HashMap::new();
+    let mut admission = HashMap::new();
     for (name, addrs) in [
         (service_names::RESERVATION, &parts.upstreams.reservation),
         (service_names::PAYMENT, &parts.upstreams.payment),
@@ -91,6 +92,10 @@ pub async fn start(
         let channel =
             Upstream::new(name, addrs).map_err(|e| StartError(format!("upstream {name}: {e}")))?;
         upstreams.insert(name.to_owned(), channel);
+        admission.insert(
+            name.to_owned(),
+            settings.admission_per_replica.saturating_mul(addrs.len()),
+        );
     }
     let (mut runtime, health_service) = Runtime::new("gateway", &[""]);
     let v1 = adapters_grpc::reflection(&[])
@@ -113,6 +118,8 @@ pub async fn start(
         rate_per_second: f64::from(settings.rate_per_second),
         burst: settings.burst,
         max_concurrent_calls: settings.max_concurrent_calls,
+        admission,
+        admission_wait: Duration::from_millis(settings.admission_wait_ms),
         max_message_bytes: max,
         default_deadline: Duration::from_millis(settings.default_deadline_ms),
     });

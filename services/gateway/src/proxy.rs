@@ -63,6 +63,10 @@ pub struct StackConfig {
     pub burst: u32,
     /// Unary calls in flight at once.
     pub max_concurrent_calls: usize,
+    /// Unary calls inside each service (`package.Service`) at once.
+    pub admission: HashMap<String, usize>,
+    /// How long a call over a service's admission limit may wait its turn.
+    pub admission_wait: Duration,
     pub max_message_bytes: usize,
     pub default_deadline: Duration,
 }
@@ -83,6 +87,9 @@ pub fn stack(config: StackConfig) -> BoxCloneSyncService<Incoming, Response, Inf
         )))
         // Unary calls in flight; over the limit a call is refused at once.
         .layer(ConcurrencyLayer::new(config.max_concurrent_calls))
+        // Unary calls inside each service; over it a call waits its turn
+        // for a bounded time, then is refused.
+        .layer(AdmissionLayer::new(config.admission, config.admission_wait))
         // One message of at most `max_message_bytes`, arriving in time.
         .layer(BodyLimitLayer::new(
             config.max_message_bytes,
@@ -280,6 +287,114 @@ where
         Box::pin(async move {
             let response = inner.call(request).await;
             drop(permit);
+            response
+        })
+    }
+}
+
+// --- admission per upstream ------------------------------------------------------
+
+/// Admission control per upstream service: at most `slots` unary calls are
+/// inside one service at once. A call over it waits its turn (first come,
+/// first served) for at most `max_wait`, then is refused with `UNAVAILABLE`
+/// (`OVERLOADED`) and a `RetryInfo`. So under overload the service works at
+/// the concurrency it sustains, the calls it accepts wait at most `max_wait`
+/// longer than they would on a quiet mesh, and the rest are told at once to
+/// come back (instead of every call queueing inside the service until its
+/// latency is seconds: Little's law with the gateway's 1,024 in flight).
+/// Streaming calls are not counted. A service without an entry is not
+/// limited here (the global [`ConcurrencyLayer`] still is).
+#[derive(Debug, Clone)]
+pub struct AdmissionLayer {
+    slots: Arc<HashMap<Arc<str>, Arc<Semaphore>>>,
+    max_wait: Duration,
+}
+
+impl AdmissionLayer {
+    /// `slots` per gRPC service (`package.Service`).
+    pub fn new(slots: impl IntoIterator<Item = (String, usize)>, max_wait: Duration) -> Self {
+        Self {
+            slots: Arc::new(
+                slots
+                    .into_iter()
+                    .map(|(service, n)| (Arc::from(service), Arc::new(Semaphore::new(n))))
+                    .collect(),
+            ),
+            max_wait,
+        }
+    }
+}
+
+impl<S> Layer<S> for AdmissionLayer {
+    type Service = Admission<S>;
+
+    fn layer(&self, inner: S) -> Admission<S> {
+        Admission {
+            inner,
+            layer: self.clone(),
+        }
+    }
+}
+
+/// The service [`AdmissionLayer`] makes.
+#[derive(Debug, Clone)]
+pub struct Admission<S> {
+    inner: S,
+    layer: AdmissionLayer,
+}
+
+impl<S, B> Service<http::Request<B>> for Admission<S>
+where
+    S: Service<http::Request<B>, Response = Response> + Clone + Send + 'static,
+    S::Future: Send,
+    S::Error: Send + 'static,
+    B: Send + 'static,
+{
+    type Response = Response;
+    type Error = S::Error;
+    type Future = BoxFuture<'static, Result<Response, S::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        let slots = request
+            .extensions()
+            .get::<Route>()
+            .filter(|r| !r.streaming)
+            .and_then(|r| self.layer.slots.get(&r.service))
+            .cloned();
+        let max_wait = self.layer.max_wait;
+        let mut inner = take_ready(&mut self.inner);
+        Box::pin(async move {
+            let slot = match slots {
+                None => None,
+                Some(slots) => {
+                    let slot = match Arc::clone(&slots).try_acquire_owned() {
+                        Ok(slot) => Ok(slot),
+                        Err(_) => tokio::time::timeout(max_wait, slots.acquire_owned())
+                            .await
+                            .map_err(drop)
+                            .and_then(|acquired| acquired.map_err(drop)),
+                    };
+                    // Timed out (or, never, closed): the service is at the
+                    // concurrency it sustains.
+                    let Ok(slot) = slot else {
+                        let status = retry_later(
+                            Code::Unavailable,
+                            reasons::OVERLOADED,
+                            "the service is at capacity; retry shortly",
+                            max_wait.max(Duration::from_millis(50)),
+                            &[],
+                        );
+                        return Ok(answer(&status));
+                    };
+                    Some(slot)
+                }
+            };
+            let response = inner.call(request).await;
+            drop(slot);
             response
         })
     }

@@ -25,6 +25,15 @@ pub struct GatewaySettings {
     pub default_deadline_ms: u64,
     /// Unary calls in flight at once; more are shed with `UNAVAILABLE`.
     pub max_concurrent_calls: usize,
+    /// Unary calls inside one replica of a service at once (the gateway
+    /// admits this many times the service's configured addresses); a call
+    /// over it waits its turn for at most `admission_wait_ms`, then is
+    /// refused with `UNAVAILABLE` and a `RetryInfo`. Size it from the
+    /// concurrency at which a replica's throughput stops growing
+    /// (BENCHMARKS.md).
+    pub admission_per_replica: usize,
+    /// The longest a call waits for admission, in milliseconds.
+    pub admission_wait_ms: u64,
     /// Who may get a token from `AuthService/IssueToken`. Empty in `roaming up`
     /// means the demo principals of DESIGN.md section 11.
     pub principals: Vec<PrincipalEntry>,
@@ -65,6 +74,8 @@ impl Default for GatewaySettings {
             max_message_bytes: 64 * 1024,
             default_deadline_ms: 10_000,
             max_concurrent_calls: 1_024,
+            admission_per_replica: 64,
+            admission_wait_ms: 25,
             principals: Vec::new(),
         }
     }
@@ -110,10 +121,16 @@ impl GatewaySettings {
         if !(1_024..=16 * 1024 * 1024).contains(&self.max_message_bytes) {
             return Err("gateway.max_message_bytes must be 1 KiB to 16 MiB".into());
         }
-        if self.default_deadline_ms == 0 || self.max_concurrent_calls == 0 {
+        if self.default_deadline_ms == 0
+            || self.max_concurrent_calls == 0
+            || self.admission_per_replica == 0
+        {
             return Err(
-                "gateway.default_deadline_ms and max_concurrent_calls must be positive".into(),
+                "gateway.default_deadline_ms, max_concurrent_calls and admission_per_replica must be positive".into(),
             );
+        }
+        if self.admission_wait_ms > self.default_deadline_ms {
+            return Err("gateway.admission_wait_ms must not exceed default_deadline_ms".into());
         }
         self.credentials(&[]).map(|_| ())
     }

@@ -309,6 +309,10 @@ impl Settings {
                 self.gateway.rate_per_second = value.parse().map_err(|e| bad(key, e))?;
             }
             "GATEWAY_BURST" => self.gateway.burst = value.parse().map_err(|e| bad(key, e))?,
+            "GATEWAY_ADMISSION_PER_REPLICA" => {
+                self.gateway.admission_per_replica = value.parse().map_err(|e| bad(key, e))?;
+            }
+            "GATEWAY_ADMISSION_WAIT_MS" => self.gateway.admission_wait_ms = number(value)?,
             "AUTH_ISSUER" => value.clone_into(&mut self.auth.issuer),
             "AUTH_AUDIENCE" => value.clone_into(&mut self.auth.audience),
             "AUTH_TOKEN_TTL_SECS" => self.auth.token_ttl_secs = number(value)?,

@@ -223,6 +223,70 @@ async fn concurrency_refuses_at_once_over_the_limit_but_not_streams() {
     assert!(status(&again.await.unwrap().unwrap()).is_none());
 }
 
+fn admission(slots: usize) -> AdmissionLayer {
+    AdmissionLayer::new(
+        [(
+            "roaming.reservation.v1.ReservationService".to_owned(),
+            slots,
+        )],
+        Duration::from_millis(100),
+    )
+}
+
+fn call_in_background(
+    svc: &Admission<Mock<Req, Response>>,
+    r: Req,
+) -> tokio::task::JoinHandle<Result<Response, Box<dyn std::error::Error + Send + Sync>>> {
+    let svc = svc.clone();
+    tokio::spawn(async move { svc.oneshot(r).await })
+}
+
+#[tokio::test(start_paused = true)]
+async fn admission_queues_a_call_over_the_limit_for_its_wait_then_refuses() {
+    let (svc, mut handle) = over(admission(1));
+    let held = call_in_background(&svc, routed(UNARY, false));
+    let (_, first) = handle.next_request().await.unwrap();
+
+    // The second waits its turn and goes in when the first is answered
+    // within the wait.
+    let second = call_in_background(&svc, routed(UNARY, false));
+    tokio::time::sleep(Duration::from_millis(60)).await;
+    assert!(!second.is_finished(), "a call over the limit waits");
+    first.send_response(ok());
+    assert!(status(&held.await.unwrap().unwrap()).is_none());
+    let (_, second_upstream) = handle.next_request().await.unwrap();
+
+    // A third waits the whole 100 ms while the second is held: refused,
+    // with a reason and a RetryInfo, without reaching the service.
+    let started = tokio::time::Instant::now();
+    let refused = svc.clone().oneshot(routed(UNARY, false)).await.unwrap();
+    assert_eq!(started.elapsed(), Duration::from_millis(100));
+    let s = status(&refused).unwrap();
+    assert_eq!(s.code(), Code::Unavailable);
+    assert_eq!(reason_of(&s), proto::reasons::OVERLOADED);
+    assert!(s.get_error_details().retry_info().is_some());
+
+    // Streams are not counted, and the second still completes.
+    let stream = call_in_background(&svc, routed(STREAMING, true));
+    handle.next_request().await.unwrap().1.send_response(ok());
+    assert!(status(&stream.await.unwrap().unwrap()).is_none());
+    second_upstream.send_response(ok());
+    assert!(status(&second.await.unwrap().unwrap()).is_none());
+}
+
+#[tokio::test(start_paused = true)]
+async fn admission_leaves_services_without_a_limit_alone() {
+    let (svc, mut handle) = over(AdmissionLayer::new([], Duration::from_millis(100)));
+    let first = call_in_background(&svc, routed(UNARY, false));
+    let second = call_in_background(&svc, routed(UNARY, false));
+    let (_, a) = handle.next_request().await.unwrap();
+    let (_, b) = handle.next_request().await.unwrap();
+    a.send_response(ok());
+    b.send_response(ok());
+    assert!(status(&first.await.unwrap().unwrap()).is_none());
+    assert!(status(&second.await.unwrap().unwrap()).is_none());
+}
+
 fn body_request(body: axum::body::Body) -> http::Request<axum::body::Body> {
     http::Request::builder()
         .uri(format!("http://gateway{UNARY}"))
