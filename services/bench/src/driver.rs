@@ -15,6 +15,9 @@ pub struct Stats {
     pub ok: u64,
     pub errors: BTreeMap<String, u64>,
     pub latency_us: Histogram<u64>,
+    /// How long the failed calls took to be answered (a refusal for overload
+    /// should come at once).
+    pub refused_us: Histogram<u64>,
     pub measured: Duration,
 }
 
@@ -30,19 +33,38 @@ fn histogram() -> Histogram<u64> {
 impl Stats {
     /// Counts one measured call that took `took`.
     fn record(&mut self, result: Result<(), String>, took: Duration) {
+        let us = u64::try_from(took.as_micros()).unwrap_or(u64::MAX).max(1);
         match result {
             Ok(()) => {
                 self.ok += 1;
-                let us = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
-                let _ = self.latency_us.record(us.max(1));
+                let _ = self.latency_us.record(us);
             }
-            Err(code) => *self.errors.entry(code).or_default() += 1,
+            Err(code) => {
+                *self.errors.entry(code).or_default() += 1;
+                let _ = self.refused_us.record(us);
+            }
         }
+    }
+
+    /// The failed calls' answer time, as `n p50 p99` in ms.
+    pub fn refusals(&self) -> String {
+        #[allow(
+            clippy::cast_precision_loss,
+            reason = "microseconds are far below 2^52"
+        )]
+        let ms = |q: f64| self.refused_us.value_at_quantile(q) as f64 / 1000.0;
+        format!(
+            "{} refused, answered in p50 {:.2} ms, p99 {:.2} ms",
+            self.refused_us.len(),
+            ms(0.5),
+            ms(0.99)
+        )
     }
 
     /// Adds another worker's counts.
     fn merge(&mut self, other: Self) {
         let _ = self.latency_us.add(&other.latency_us);
+        let _ = self.refused_us.add(&other.refused_us);
         self.ok += other.ok;
         for (k, v) in other.errors {
             *self.errors.entry(k).or_default() += v;
@@ -232,6 +254,7 @@ pub fn drive_nothing(duration: Duration) -> Stats {
         ok: 0,
         errors: BTreeMap::new(),
         latency_us: histogram(),
+        refused_us: histogram(),
         measured: duration,
     }
 }

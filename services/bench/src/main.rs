@@ -127,7 +127,7 @@ async fn run(o: Options) -> anyhow::Result<()> {
     // Event latency first, on a quiet mesh: after the load phases the relays
     // still work through their backlog for a while.
     let events = target
-        .event_latency(o.event_rate, o.warmup + o.duration)
+        .event_latency(o.event_rate, o.warmup + o.duration, 20_000_000)
         .await;
     let roaming_c = target
         .reserve_roaming(Load::Concurrency(o.concurrency), o.warmup, o.duration, 0)
@@ -141,6 +141,30 @@ async fn run(o: Options) -> anyhow::Result<()> {
         .await;
     let roaming_rate = target
         .reserve_roaming(Load::Rate(o.reserve_rate), o.warmup, o.duration, 40_000_000)
+        .await;
+    // Overload: an open loop at twice what the closed loop sustained, then
+    // how the mesh comes back: one caller for 2 s right after, the event
+    // pipeline's lag (a few reservations to the view's stream), memory.
+    #[allow(
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        reason = "a positive rate far below u32::MAX"
+    )]
+    let overload_rate = ((roaming_c.throughput() * 2.0).round() as u32).max(2);
+    let overload = target
+        .reserve_roaming(Load::Rate(overload_rate), o.warmup, o.duration, 60_000_000)
+        .await;
+    let overload_rss = target.rss_kib();
+    let after_overload = target
+        .reserve_roaming(
+            Load::Concurrency(1),
+            Duration::ZERO,
+            Duration::from_secs(2),
+            70_000_000,
+        )
+        .await;
+    let events_after = target
+        .event_latency(20, Duration::from_secs(2), 80_000_000)
         .await;
 
     println!();
@@ -162,8 +186,20 @@ async fn run(o: Options) -> anyhow::Result<()> {
         "{}",
         roaming_rate.row("reserve roaming (open loop)", &rate, &echo_c)
     );
+    let rate = format!("{overload_rate}/s offered (2x)");
+    println!(
+        "{}",
+        overload.row("reserve roaming (overload)", &rate, &echo_c)
+    );
+    println!(
+        "{}",
+        after_overload.row("reserve roaming, right after the overload", "1", &echo_1)
+    );
     println!();
     println!("{}", events.summary(o.event_rate));
+    println!();
+    println!("overload: {}", overload.refusals());
+    println!("after the overload, {}", events_after.summary(20));
     println!();
     if let Some(startup) = startup {
         println!(
@@ -171,23 +207,44 @@ async fn run(o: Options) -> anyhow::Result<()> {
             startup.as_millis()
         );
     }
-    if let (Some(idle), Some(load)) = (idle_rss, load_rss) {
+    if let (Some(idle), Some(load), Some(overload)) = (idle_rss, load_rss, overload_rss) {
         println!(
-            "resident memory of `roaming up` (all five services): idle {} MiB, after load {} MiB",
+            "resident memory of `roaming up` (all five services): idle {} MiB, after load {} MiB, after the overload {} MiB",
             idle / 1024,
-            load / 1024
+            load / 1024,
+            overload / 1024
         );
     }
-    let failed = [&roaming_c, &parking_c, &roaming_1, &roaming_rate]
-        .iter()
-        .any(|s| s.ok == 0);
+    let failed = [
+        &roaming_c,
+        &parking_c,
+        &roaming_1,
+        &roaming_rate,
+        &overload,
+        &after_overload,
+    ]
+    .iter()
+    .any(|s| s.ok == 0);
     let mut unexpected: Vec<String> = Vec::new();
     for (name, errors, open_loop) in [
         ("reserve roaming (closed loop)", &roaming_c.errors, false),
         ("reserve parking (closed loop)", &parking_c.errors, false),
         ("reserve roaming (concurrency 1)", &roaming_1.errors, false),
         ("reserve roaming (open loop)", &roaming_rate.errors, true),
-        ("event end to end (reserve calls)", &events.errors, false),
+        ("reserve roaming (overload)", &overload.errors, true),
+        (
+            "reserve roaming (after the overload)",
+            &after_overload.errors,
+            false,
+        ),
+        // Events are offered at a fixed rate: an open loop, which the
+        // gateway may refuse for overload (counted in its summary line).
+        ("event end to end (reserve calls)", &events.errors, true),
+        (
+            "event end to end after the overload",
+            &events_after.errors,
+            false,
+        ),
     ] {
         for (code, n) in driver::unexpected(errors, open_loop) {
             unexpected.push(format!("{name}: {n} x {code}"));

@@ -440,7 +440,7 @@ impl Target {
 
     /// Reservations at `rate` per second for `total`; for each, the time from the
     /// reply to the view's stream showing `RENTAL_ACCEPTED`.
-    pub async fn event_latency(&self, rate: u32, total: Duration) -> Latencies {
+    pub async fn event_latency(&self, rate: u32, total: Duration, offset: u64) -> Latencies {
         let mut out = Latencies::new();
         let (Ok(rc), Ok(vc)) = (channel(self.reservation).await, channel(self.view).await) else {
             out.missed = 1;
@@ -459,7 +459,7 @@ impl Target {
             let (mut reservations, views, tx) = (reservations.clone(), views.clone(), tx.clone());
             sent.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             tokio::spawn(async move {
-                let j = 20_000_000 + k;
+                let j = offset + k;
                 let who = format!("e{}", j % 97);
                 let reply = match reservations
                     .reserve_roaming(as_(&who, Role::Customer, roaming_request(j)))
