@@ -30,7 +30,8 @@ pub struct GatewaySettings {
     /// over it waits its turn for at most `admission_wait_ms`, then is
     /// refused with `UNAVAILABLE` and a `RetryInfo`. Size it from the
     /// concurrency at which a replica's throughput stops growing
-    /// (BENCHMARKS.md).
+    /// (BENCHMARKS.md, run 5). Each gateway admits this many on its own:
+    /// with several gateways a replica sees their sum.
     pub admission_per_replica: usize,
     /// The longest a call waits for admission, in milliseconds.
     pub admission_wait_ms: u64,
