@@ -87,14 +87,15 @@ pub fn stack(config: StackConfig) -> BoxCloneSyncService<Incoming, Response, Inf
         )))
         // Unary calls in flight; over the limit a call is refused at once.
         .layer(ConcurrencyLayer::new(config.max_concurrent_calls))
-        // Unary calls inside each service; over it a call waits its turn
-        // for a bounded time, then is refused.
-        .layer(AdmissionLayer::new(config.admission, config.admission_wait))
         // One message of at most `max_message_bytes`, arriving in time.
         .layer(BodyLimitLayer::new(
             config.max_message_bytes,
             config.default_deadline,
         ))
+        // Unary calls inside each service; over it a call waits its turn
+        // for a bounded time, then is refused. After the body is read, so a
+        // client trickling its request holds no service's slot.
+        .layer(AdmissionLayer::new(config.admission, config.admission_wait))
         // Unary calls without a deadline get the default one.
         .layer(DefaultDeadlineLayer::new(config.default_deadline))
         // The upstream's span is a child of the gateway's.
