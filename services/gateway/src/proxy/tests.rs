@@ -325,6 +325,43 @@ async fn a_trickling_body_is_cut_off() {
     assert_eq!(status(&refused).unwrap().code(), Code::DeadlineExceeded);
 }
 
+#[tokio::test]
+async fn a_trickling_body_holds_no_admission_slot() {
+    // The stack's order: the body is read before a slot is taken.
+    let (inner, mut handle) = mock::pair::<Req, Response>();
+    let svc = ServiceBuilder::new()
+        .layer(BodyLimitLayer::new(64, Duration::from_secs(5)))
+        .layer(admission(1))
+        .service(inner);
+    let with_route = |body| {
+        let mut r = body_request(body);
+        r.extensions_mut().insert(
+            routed(UNARY, false)
+                .extensions()
+                .get::<Route>()
+                .cloned()
+                .unwrap(),
+        );
+        r
+    };
+    let never =
+        axum::body::Body::from_stream(futures::stream::pending::<Result<Bytes, std::io::Error>>());
+    let trickling = tokio::spawn(svc.clone().oneshot(with_route(never)));
+    tokio::task::yield_now().await;
+    // The one slot is free: a whole call goes in at once, not after a wait.
+    let call = tokio::spawn(
+        svc.clone()
+            .oneshot(with_route(axum::body::Body::from(vec![0u8; 5 + 8]))),
+    );
+    let (_, reply) = tokio::time::timeout(Duration::from_millis(50), handle.next_request())
+        .await
+        .expect("a whole call was admitted while another trickled")
+        .unwrap();
+    reply.send_response(ok());
+    assert!(status(&call.await.unwrap().unwrap()).is_none());
+    trickling.abort();
+}
+
 #[tokio::test(start_paused = true)]
 async fn unary_calls_without_a_deadline_get_the_default_one() {
     let (svc, mut handle) = over(DefaultDeadlineLayer::new(Duration::from_millis(1500)));
