@@ -447,11 +447,20 @@ async fn customers_see_only_their_own_and_roles_bound_what_one_may_call() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_gate_works_its_own_lot_only_and_only_the_reservation_service_pays() {
     let m = TestMesh::start().await;
+    let p2 = "P2-B1-001";
+    // A car reserved in P2 and one in P1, each request built once: the second
+    // pass (direct to the services) replays the first pass's reservations,
+    // which needs the very same details (a window computed again a second
+    // later would be another request under a used id).
+    let reserves = [
+        (p2, "34나5678", "lot-p2"),
+        ("P1-B1-004", "56다7890", "lot-p1"),
+    ]
+    .map(|(space, plate, rid)| parking_request(rid, space, plate, 0, 60));
     for c in [m.addrs(), m.direct()] {
         let mut parking = c.parking().await;
         let view = c.view().await;
         // A space in another lot, and a car reserved there and in P1.
-        let p2 = "P2-B1-001";
         match parking
             .register_space(req(
                 OPS,
@@ -472,20 +481,14 @@ async fn a_gate_works_its_own_lot_only_and_only_the_reservation_service_pays() {
             Err(e) => assert_eq!(e.code(), Code::AlreadyExists, "{e:?}"),
         }
         let reservations = c.reservation().await;
-        for (space, plate, rid) in [
-            (p2, "34나5678", "lot-p2"),
-            ("P1-B1-004", "56다7890", "lot-p1"),
-        ] {
+        for request in &reserves {
             eventually(
                 Duration::from_secs(10),
                 "the space reaches the reservation service",
                 || {
                     let mut r = reservations.clone();
-                    async move {
-                        r.reserve_parking(req(ALICE, parking_request(rid, space, plate, 0, 60)))
-                            .await
-                            .ok()
-                    }
+                    let request = request.clone();
+                    async move { r.reserve_parking(req(ALICE, request)).await.ok() }
                 },
             )
             .await;
