@@ -3,7 +3,8 @@
 //! 1. circuit breaker: while the callee is failing, refuse at once;
 //! 2. load shedding: refuse at once instead of queueing when all permits are taken;
 //! 3. concurrency limit: at most `max_in_flight` calls at a time;
-//! 4. retry: only for idempotent calls, only on `UNAVAILABLE`, within a budget;
+//! 4. retry: only for idempotent calls, only on `UNAVAILABLE` or a broken
+//!    connection, within a budget;
 //! 5. deadline: every attempt is bounded.
 
 use std::sync::Arc;
@@ -69,10 +70,8 @@ impl<Req: Clone, Res> Policy<Req, Res, BoxError> for RetryUnavailable {
                 None
             }
             Err(e) => {
-                let unavailable = e
-                    .downcast_ref::<tonic::Status>()
-                    .is_some_and(|s| s.code() == tonic::Code::Unavailable);
-                if unavailable && self.remaining > 0 && self.budget.withdraw() {
+                let retryable = e.downcast_ref::<tonic::Status>().is_some_and(retryable);
+                if retryable && self.remaining > 0 && self.budget.withdraw() {
                     self.remaining -= 1;
                     Some(tokio::time::sleep(Duration::from_millis(20)))
                 } else {
@@ -85,6 +84,26 @@ impl<Req: Clone, Res> Policy<Req, Res, BoxError> for RetryUnavailable {
     fn clone_request(&mut self, req: &Req) -> Option<Req> {
         Some(req.clone())
     }
+}
+
+/// Whether an idempotent call that failed with `status` may be sent again:
+/// `UNAVAILABLE` (the server said so, or tonic mapped a refused connection),
+/// or a connection that broke under the call (a replica that exited after its
+/// drain as the call went out: tonic reports that as `UNKNOWN` with the
+/// transport error as its source). A status the server sent itself has no
+/// source, so an `UNKNOWN` from a handler is not retried.
+fn retryable(status: &tonic::Status) -> bool {
+    if status.code() == tonic::Code::Unavailable {
+        return true;
+    }
+    let mut source = std::error::Error::source(status);
+    while let Some(e) = source {
+        if e.is::<tonic::transport::Error>() || e.is::<h2::Error>() || e.is::<std::io::Error>() {
+            return true;
+        }
+        source = e.source();
+    }
+    false
 }
 
 /// A cloneable, resilient call.
@@ -117,4 +136,24 @@ where
         .map_err(BoxError::from)
         .service(call);
     (BoxCloneSyncService::new(stack), breaker)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unavailable_and_broken_connections_are_retried_but_not_a_handlers_unknown() {
+        assert!(retryable(&tonic::Status::unavailable("down")));
+        let reset = tonic::Status::from_error(Box::new(std::io::Error::from(
+            std::io::ErrorKind::ConnectionReset,
+        )));
+        assert_eq!(reset.code(), tonic::Code::Unknown);
+        assert!(retryable(&reset));
+        assert!(!retryable(&tonic::Status::unknown(
+            "a handler's own failure"
+        )));
+        assert!(!retryable(&tonic::Status::internal("bug")));
+        assert!(!retryable(&tonic::Status::failed_precondition("refused")));
+    }
 }
