@@ -312,13 +312,17 @@ pub struct AdmissionLayer {
 }
 
 impl AdmissionLayer {
-    /// `slots` per gRPC service (`package.Service`).
+    /// `slots` per gRPC service (`package.Service`), at most
+    /// [`Semaphore::MAX_PERMITS`] each.
     pub fn new(slots: impl IntoIterator<Item = (String, usize)>, max_wait: Duration) -> Self {
         Self {
             slots: Arc::new(
                 slots
                     .into_iter()
-                    .map(|(service, n)| (Arc::from(service), Arc::new(Semaphore::new(n))))
+                    .map(|(service, n)| {
+                        let n = n.min(Semaphore::MAX_PERMITS);
+                        (Arc::from(service), Arc::new(Semaphore::new(n)))
+                    })
                     .collect(),
             ),
             max_wait,

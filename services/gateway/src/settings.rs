@@ -82,6 +82,10 @@ impl Default for GatewaySettings {
     }
 }
 
+/// The most unary calls the gateway admits into one replica (a larger value
+/// means no admission limit at all; the benchmark's "before" uses 100,000).
+pub const MAX_ADMISSION_PER_REPLICA: usize = 1_000_000;
+
 /// The hash of the demo password `demo` (embedded mode only).
 pub const DEMO_PASSWORD_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$LrrEiUf+UiA5dYW+OML28A$hHo4P0Ly8THiqf7aykioqyR/ngUmM6Bd26SrQgX1XMQ";
 
@@ -129,6 +133,11 @@ impl GatewaySettings {
             return Err(
                 "gateway.default_deadline_ms, max_concurrent_calls and admission_per_replica must be positive".into(),
             );
+        }
+        if self.admission_per_replica > MAX_ADMISSION_PER_REPLICA {
+            return Err(format!(
+                "gateway.admission_per_replica must be at most {MAX_ADMISSION_PER_REPLICA}"
+            ));
         }
         if self.admission_wait_ms > self.default_deadline_ms {
             return Err("gateway.admission_wait_ms must not exceed default_deadline_ms".into());
@@ -209,6 +218,23 @@ mod tests {
         let gate = creds.check("gate-p1", "demo").unwrap();
         assert_eq!(gate.lot().unwrap().as_str(), "P1");
         assert!(creds.check("alice", "alice").is_none());
+    }
+
+    #[test]
+    fn admission_limits_are_checked() {
+        for (per_replica, wait_ms, problem) in [
+            (0, 25, "must be positive"),
+            (MAX_ADMISSION_PER_REPLICA + 1, 25, "at most"),
+            (64, 10_001, "must not exceed default_deadline_ms"),
+        ] {
+            let s = GatewaySettings {
+                admission_per_replica: per_replica,
+                admission_wait_ms: wait_ms,
+                ..GatewaySettings::default()
+            };
+            let e = s.validate().unwrap_err();
+            assert!(e.contains(problem), "{e}");
+        }
     }
 
     #[test]
