@@ -25,7 +25,7 @@ use futures::future::BoxFuture;
 use http_body_util::{BodyExt, Full, Limited};
 use prost::Message;
 use proto::reasons;
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tonic::{Code, Status};
 use tower::util::BoxCloneSyncService;
 use tower::{Layer, Service, ServiceBuilder, ServiceExt};
@@ -273,14 +273,11 @@ where
             None
         } else {
             let Ok(permit) = Arc::clone(&self.permits).try_acquire_owned() else {
-                let status = retry_later(
-                    Code::Unavailable,
-                    reasons::OVERLOADED,
+                let refused = overloaded(
                     "the gateway is at its concurrency limit; retry shortly",
                     Duration::from_millis(50),
-                    &[],
                 );
-                return Box::pin(async move { Ok(answer(&status)) });
+                return Box::pin(async move { Ok(refused) });
             };
             Some(permit)
         };
@@ -375,34 +372,45 @@ where
         Box::pin(async move {
             let slot = match slots {
                 None => None,
-                Some(slots) => {
-                    let slot = match Arc::clone(&slots).try_acquire_owned() {
-                        Ok(slot) => Ok(slot),
-                        Err(_) => tokio::time::timeout(max_wait, slots.acquire_owned())
-                            .await
-                            .map_err(drop)
-                            .and_then(|acquired| acquired.map_err(drop)),
-                    };
-                    // Timed out (or, never, closed): the service is at the
-                    // concurrency it sustains.
-                    let Ok(slot) = slot else {
-                        let status = retry_later(
-                            Code::Unavailable,
-                            reasons::OVERLOADED,
+                Some(slots) => match admit(slots, max_wait).await {
+                    Some(slot) => Some(slot),
+                    // The service is at the concurrency it sustains.
+                    None => {
+                        return Ok(overloaded(
                             "the service is at capacity; retry shortly",
                             max_wait.max(Duration::from_millis(50)),
-                            &[],
-                        );
-                        return Ok(answer(&status));
-                    };
-                    Some(slot)
-                }
+                        ));
+                    }
+                },
             };
             let response = inner.call(request).await;
             drop(slot);
             response
         })
     }
+}
+
+/// A slot of `slots`, at once or within `max_wait`; `None` when none came.
+async fn admit(slots: Arc<Semaphore>, max_wait: Duration) -> Option<OwnedSemaphorePermit> {
+    if let Ok(slot) = Arc::clone(&slots).try_acquire_owned() {
+        return Some(slot);
+    }
+    tokio::time::timeout(max_wait, slots.acquire_owned())
+        .await
+        .ok()?
+        .ok()
+}
+
+/// The answer of a limit that refuses for load: `UNAVAILABLE`, `OVERLOADED`,
+/// and when to try again.
+fn overloaded(message: &str, retry_after: Duration) -> Response {
+    answer(&retry_later(
+        Code::Unavailable,
+        reasons::OVERLOADED,
+        message,
+        retry_after,
+        &[],
+    ))
 }
 
 // --- body limit -----------------------------------------------------------------
