@@ -7,11 +7,10 @@ use std::sync::Arc;
 use domain_kernel::{EventId, OutgoingEvent, StoreError};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, IntoActiveModel, QueryFilter,
-    SqlErr,
 };
 
 use crate::db::Db;
-use crate::error::store_err;
+use crate::error::{is_unique_violation, store_err};
 use crate::outbox;
 use crate::writer::Verdict;
 
@@ -100,7 +99,7 @@ where
         .await
     {
         Ok(_) => Ok(true),
-        Err(e) if matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => Ok(false),
+        Err(e) if is_unique_violation(&e) => Ok(false),
         Err(e) => Err(store_err(e)),
     }
 }

@@ -9,7 +9,13 @@ use sea_orm_migration::MigratorTrait;
 use tokio::sync::Notify;
 
 use crate::error::store_err;
+use crate::sqlite::Direct;
 use crate::writer::{Job, Writer, WriterStats};
+
+/// Read-only `rusqlite` connections per SQLite database: statements are
+/// synchronous in the calling task, so more than the runtime's threads
+/// (plus a spare) would never be used at once.
+const READERS: usize = 4;
 
 /// Which database a URL points at.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -133,18 +139,30 @@ impl Db {
         let writer = Database::connect(options(false, 1))
             .await
             .map_err(store_err)?;
-        // An in-memory database exists only on its one connection.
-        let reader = if memory {
-            writer.clone()
-        } else {
-            Database::connect(options(true, 4))
-                .await
-                .map_err(store_err)?
-        };
         let committed: Arc<Notify> = Arc::default();
         let wake = Arc::clone(&committed);
+        // An in-memory database exists only on its one sqlx connection.
+        if memory {
+            return Ok(Self {
+                jobs: Writer::batched(writer.clone(), None, move || wake.notify_one())?,
+                reader: writer.clone(),
+                writer,
+                backend: Backend::Sqlite,
+                committed,
+                postgres_url: None,
+            });
+        }
+        // A file: sqlx created it (WAL) and runs the migrations; the hot
+        // paths (write jobs, reads) run on `rusqlite` connections without a
+        // thread hop per statement (`crate::sqlite`).
+        let path = sqlite_path(url);
+        let direct = Direct::writer(path)?;
+        let jobs = Writer::batched(direct.connection().await?, Some(direct), move || {
+            wake.notify_one();
+        })?;
+        let reader = Direct::readers(path, READERS)?.connection().await?;
         Ok(Self {
-            jobs: Writer::batched(writer.clone(), move || wake.notify_one()),
+            jobs,
             writer,
             reader,
             backend: Backend::Sqlite,
@@ -251,15 +269,20 @@ impl Db {
     }
 }
 
+/// The file of a `sqlite:` URL (its query, `?mode=rwc` and the like, cut).
+fn sqlite_path(url: &str) -> &std::path::Path {
+    let path = url
+        .trim_start_matches("sqlite://")
+        .trim_start_matches("sqlite:");
+    std::path::Path::new(path.split('?').next().unwrap_or(path))
+}
+
 /// The database file of a `sqlite:` URL, readable and writable by its owner
 /// only (0600): it holds customers' reservations and payments. Created empty
 /// with that mode when missing (SQLite then initialises it and gives its WAL
 /// and shared-memory files the same mode); an existing file is narrowed.
 fn owner_only(url: &str) -> Result<(), StoreError> {
-    let path = url
-        .trim_start_matches("sqlite://")
-        .trim_start_matches("sqlite:");
-    let path = std::path::Path::new(path.split('?').next().unwrap_or(path));
+    let path = sqlite_path(url);
     if path.as_os_str().is_empty() {
         return Ok(());
     }

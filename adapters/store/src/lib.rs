@@ -23,6 +23,7 @@ mod error;
 pub mod migrations;
 pub mod outbox;
 mod relay;
+mod sqlite;
 mod time_codec;
 pub mod writer;
 

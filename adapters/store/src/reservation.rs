@@ -241,6 +241,14 @@ fn latest_overlapping_end(dates: DateRange) -> time::Date {
         .unwrap_or(time::Date::MAX)
 }
 
+/// The dates of one holding, read by column name (the SQLite connections
+/// return rows by name, not position: `crate::sqlite`).
+#[derive(Debug, sea_orm::FromQueryResult)]
+struct HeldDates {
+    start_date: Option<String>,
+    end_date: Option<String>,
+}
+
 /// Whether `details` fits next to the holdings of its resource (invariant 2).
 /// Roaming reads only the dates of the booth's overlapping holdings: a busy
 /// booth has hundreds, and full rows made this the costliest statement of a
@@ -253,7 +261,7 @@ async fn admits<C: ConnectionTrait>(
     let holding = row::Entity::find().filter(row::Column::Status.is_in(holding_names()));
     match details {
         Details::Roaming(d) => {
-            let held: Vec<(Option<String>, Option<String>)> = holding
+            let held: Vec<HeldDates> = holding
                 .filter(row::Column::PickupBooth.eq(d.pickup_booth.as_str()))
                 .filter(row::Column::DeviceModel.eq(d.device_model.as_str()))
                 .filter(row::Column::StartDate.lte(date_text(d.dates.end())))
@@ -266,19 +274,24 @@ async fn admits<C: ConnectionTrait>(
                 .select_only()
                 .column(row::Column::StartDate)
                 .column(row::Column::EndDate)
-                .into_tuple()
+                .into_model::<HeldDates>()
                 .all(txn)
                 .await
                 .map_err(store_err)?;
             let held = held
                 .into_iter()
-                .map(|(start, end)| {
-                    let (Some(start), Some(end)) = (start, end) else {
-                        return Err(corrupt("dates", "a roaming reservation without dates"));
-                    };
-                    DateRange::new(date_from_text(&start)?, date_from_text(&end)?)
-                        .map_err(|e| corrupt("dates", e))
-                })
+                .map(
+                    |HeldDates {
+                         start_date,
+                         end_date,
+                     }| {
+                        let (Some(start), Some(end)) = (start_date, end_date) else {
+                            return Err(corrupt("dates", "a roaming reservation without dates"));
+                        };
+                        DateRange::new(date_from_text(&start)?, date_from_text(&end)?)
+                            .map_err(|e| corrupt("dates", e))
+                    },
+                )
                 .collect::<Result<Vec<_>, _>>()?;
             Ok(domain_reservation::capacity::days_admit(
                 &d.dates, units, held,

@@ -36,6 +36,7 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::Instrument;
 
 use crate::error::store_err;
+use crate::sqlite::Direct;
 
 /// Most jobs committed in one transaction.
 const MAX_BATCH: usize = 128;
@@ -155,15 +156,33 @@ pub struct WriterStats {
 }
 
 impl Writer {
-    /// Starts the writer task of `conn` (the single writer connection).
+    /// Starts the writer task of `conn` (the single writer connection). With
+    /// `direct` (the `rusqlite` connection behind `conn`), the task runs on a
+    /// thread of its own, where the statements of a whole batch execute
+    /// without leaving it; otherwise it is a task of the caller's runtime.
     pub(crate) fn batched(
         conn: DatabaseConnection,
+        direct: Option<Arc<Direct>>,
         committed: impl Fn() + Send + Sync + 'static,
-    ) -> Self {
+    ) -> Result<Self, StoreError> {
         let (tx, rx) = mpsc::channel(MAX_QUEUED);
         let counters = Arc::new(Counters::default());
-        tokio::spawn(run_writer(conn, rx, committed, Arc::clone(&counters)));
-        Self::Batched(tx, counters)
+        let threaded = direct.is_some();
+        let task = run_writer(Conn { conn, direct }, rx, committed, Arc::clone(&counters));
+        if threaded {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| StoreError::msg(format!("the writer's runtime: {e}")))?;
+            // Ends when every sender (every clone of the `Db`) is gone.
+            std::thread::Builder::new()
+                .name("sqlite-writer".into())
+                .spawn(move || runtime.block_on(task))
+                .map_err(|e| StoreError::msg(format!("the writer's thread: {e}")))?;
+        } else {
+            tokio::spawn(task);
+        }
+        Ok(Self::Batched(tx, counters))
     }
 
     /// What the writer task did so far (zero on PostgreSQL).
@@ -233,8 +252,40 @@ async fn begin(conn: &DatabaseConnection) -> Result<WriteTx, StoreError> {
     })
 }
 
-async fn run_writer(
+/// The writer task's connection, and the `rusqlite` one behind it (whose
+/// `BEGIN`/`COMMIT`/`ROLLBACK` failures sea-orm's proxy cannot return).
+struct Conn {
     conn: DatabaseConnection,
+    direct: Option<Arc<Direct>>,
+}
+
+impl Conn {
+    fn failure(&self) -> Result<(), String> {
+        match self.direct.as_ref().and_then(|d| d.take_failure()) {
+            Some(failure) => Err(failure),
+            None => Ok(()),
+        }
+    }
+
+    async fn begin(&self) -> Result<WriteTx, String> {
+        let tx = begin(&self.conn).await.map_err(|e| e.to_string())?;
+        self.failure()?;
+        Ok(tx)
+    }
+
+    async fn commit(&self, tx: WriteTx) -> Result<(), String> {
+        tx.txn.commit().await.map_err(|e| e.to_string())?;
+        self.failure()
+    }
+
+    async fn rollback(&self, tx: WriteTx) -> Result<(), String> {
+        tx.txn.rollback().await.map_err(|e| e.to_string())?;
+        self.failure()
+    }
+}
+
+async fn run_writer(
+    conn: Conn,
     mut queue: mpsc::Receiver<Box<dyn Queued>>,
     committed: impl Fn() + Sync,
     counters: Arc<Counters>,
@@ -270,21 +321,21 @@ async fn run_writer(
 /// Runs `batch` in one transaction. `false`: a job refused or the transaction
 /// could not start; nothing was committed or answered, run them alone.
 async fn run_together(
-    conn: &DatabaseConnection,
+    conn: &Conn,
     batch: &mut Vec<Box<dyn Queued>>,
     committed: &(impl Fn() + Sync),
 ) -> bool {
-    let Ok(tx) = begin(conn).await else {
+    let Ok(tx) = conn.begin().await else {
         return false;
     };
     for job in batch.iter_mut() {
         if !job.run(&tx).await {
-            let _ = tx.txn.rollback().await;
+            let _ = conn.rollback(tx).await;
             return false;
         }
     }
     let appended = tx.appended.load(Ordering::Relaxed);
-    let outcome = tx.txn.commit().await.map_err(|e| e.to_string());
+    let outcome = conn.commit(tx).await;
     if outcome.is_ok() && appended {
         committed();
     }
@@ -294,24 +345,20 @@ async fn run_together(
     true
 }
 
-async fn run_alone(
-    conn: &DatabaseConnection,
-    mut job: Box<dyn Queued>,
-    committed: &(impl Fn() + Sync),
-) {
-    let tx = match begin(conn).await {
+async fn run_alone(conn: &Conn, mut job: Box<dyn Queued>, committed: &(impl Fn() + Sync)) {
+    let tx = match conn.begin().await {
         Ok(tx) => tx,
-        Err(e) => return job.answer(Err(e.to_string())),
+        Err(e) => return job.answer(Err(e)),
     };
     if job.run(&tx).await {
         let appended = tx.appended.load(Ordering::Relaxed);
-        let outcome = tx.txn.commit().await.map_err(|e| e.to_string());
+        let outcome = conn.commit(tx).await;
         if outcome.is_ok() && appended {
             committed();
         }
         job.answer(outcome);
     } else {
-        let outcome = tx.txn.rollback().await.map_err(|e| e.to_string());
+        let outcome = conn.rollback(tx).await;
         job.answer(outcome);
     }
 }
