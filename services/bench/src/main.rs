@@ -127,20 +127,20 @@ async fn run(o: Options) -> anyhow::Result<()> {
     // Event latency first, on a quiet mesh: after the load phases the relays
     // still work through their backlog for a while.
     let events = target
-        .event_latency(o.event_rate, o.warmup + o.duration, 20_000_000)
+        .event_latency(o.event_rate, o.warmup + o.duration)
         .await;
     let roaming_c = target
-        .reserve_roaming(Load::Concurrency(o.concurrency), o.warmup, o.duration, 0)
+        .reserve_roaming(Load::Concurrency(o.concurrency), o.warmup, o.duration)
         .await;
     let parking_c = target
         .reserve_parking(o.concurrency, o.warmup, o.duration, 0)
         .await;
     let load_rss = target.rss_kib();
     let roaming_1 = target
-        .reserve_roaming(Load::Concurrency(1), o.warmup, o.duration, 10_000_000)
+        .reserve_roaming(Load::Concurrency(1), o.warmup, o.duration)
         .await;
     let roaming_rate = target
-        .reserve_roaming(Load::Rate(o.reserve_rate), o.warmup, o.duration, 40_000_000)
+        .reserve_roaming(Load::Rate(o.reserve_rate), o.warmup, o.duration)
         .await;
     // Overload: an open loop at twice what the closed loop sustained, then
     // how the mesh comes back: one caller for 2 s right after, the event
@@ -152,20 +152,13 @@ async fn run(o: Options) -> anyhow::Result<()> {
     )]
     let overload_rate = ((roaming_c.throughput() * 2.0).round() as u32).max(2);
     let overload = target
-        .reserve_roaming(Load::Rate(overload_rate), o.warmup, o.duration, 60_000_000)
+        .reserve_roaming(Load::Rate(overload_rate), o.warmup, o.duration)
         .await;
     let overload_rss = target.rss_kib();
     let after_overload = target
-        .reserve_roaming(
-            Load::Concurrency(1),
-            Duration::ZERO,
-            Duration::from_secs(2),
-            70_000_000,
-        )
+        .reserve_roaming(Load::Concurrency(1), Duration::ZERO, Duration::from_secs(2))
         .await;
-    let events_after = target
-        .event_latency(20, Duration::from_secs(2), 80_000_000)
-        .await;
+    let events_after = target.event_latency(20, Duration::from_secs(2)).await;
 
     println!();
     println!(

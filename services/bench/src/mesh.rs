@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -118,10 +119,21 @@ fn card() -> common::PaymentCard {
     }
 }
 
+/// Every roaming reservation the bench asks for, whichever workload, takes the
+/// next number: its own request id and the next place in the day-after-day
+/// plan of [`roaming_request`], so no workload books a day another one filled
+/// (workloads with fixed offsets did, once the mesh got faster: `SOLD_OUT`).
+static NEXT_ROAMING: AtomicU64 = AtomicU64::new(0);
+
+fn next_roaming() -> u64 {
+    NEXT_ROAMING.fetch_add(1, Ordering::Relaxed)
+}
+
 fn roaming_request(j: u64) -> pb::ReserveRoamingRequest {
     // UNITS reservations per day, one day each, day after day, within the
     // booking horizon (a trip starts at most 365 days ahead): 182,000
-    // reservations before a day comes round again.
+    // reservations before a day comes round again
+    // ([`next_roaming`] numbers them across workloads).
     let horizon = u64::try_from(domain_reservation::pricing::ROAMING_HORIZON_DAYS).unwrap_or(365);
     let day = 1 + (j / UNITS) % (horizon - 1);
     pb::ReserveRoamingRequest {
@@ -370,20 +382,14 @@ impl Target {
         }
     }
 
-    pub async fn reserve_roaming(
-        &self,
-        load: Load,
-        warmup: Duration,
-        duration: Duration,
-        offset: u64,
-    ) -> Stats {
+    pub async fn reserve_roaming(&self, load: Load, warmup: Duration, duration: Duration) -> Stats {
         let Ok(ch) = channel(self.reservation).await else {
             return failed(duration);
         };
         let client = ReservationServiceClient::new(ch);
-        let call = move |i| {
+        let call = move |_| {
             let mut client = client.clone();
-            let j = i + offset;
+            let j = next_roaming();
             async move {
                 client
                     .reserve_roaming(as_(
@@ -440,7 +446,7 @@ impl Target {
 
     /// Reservations at `rate` per second for `total`; for each, the time from the
     /// reply to the view's stream showing `RENTAL_ACCEPTED`.
-    pub async fn event_latency(&self, rate: u32, total: Duration, offset: u64) -> Latencies {
+    pub async fn event_latency(&self, rate: u32, total: Duration) -> Latencies {
         let mut out = Latencies::new();
         let (Ok(rc), Ok(vc)) = (channel(self.reservation).await, channel(self.view).await) else {
             out.missed = 1;
@@ -451,15 +457,13 @@ impl Target {
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
         let mut tick = tokio::time::interval(Duration::from_secs(1) / rate.max(1));
         let end = Instant::now() + total;
-        let mut k = 0u64;
         let sent = Arc::new(std::sync::atomic::AtomicU64::new(0));
         while Instant::now() < end {
             tick.tick().await;
-            k += 1;
             let (mut reservations, views, tx) = (reservations.clone(), views.clone(), tx.clone());
             sent.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             tokio::spawn(async move {
-                let j = offset + k;
+                let j = next_roaming();
                 let who = format!("e{}", j % 97);
                 let reply = match reservations
                     .reserve_roaming(as_(&who, Role::Customer, roaming_request(j)))
