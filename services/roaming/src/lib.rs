@@ -25,3 +25,10 @@ pub mod up;
 pub mod view;
 
 pub use settings::Settings;
+
+/// Every binary of the mesh (`roaming` and the one-service binaries link this
+/// crate) allocates with mimalloc: glibc's malloc and free, with their
+/// consolidation across threads, were ~15% of the mesh's CPU under load
+/// (BENCHMARKS.md, run 6).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
