@@ -13,9 +13,12 @@ use crate::sqlite::Direct;
 use crate::writer::{Job, Writer, WriterStats};
 
 /// Read-only `rusqlite` connections per SQLite database: statements are
-/// synchronous in the calling task, so more than the runtime's threads
-/// (plus a spare) would never be used at once.
-const READERS: usize = 4;
+/// synchronous in the calling task, so no more run at once than the runtime
+/// has threads (one per core by default); each connection costs its own page
+/// cache.
+fn readers() -> usize {
+    std::thread::available_parallelism().map_or(4, std::num::NonZero::get)
+}
 
 /// Which database a URL points at.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -160,7 +163,7 @@ impl Db {
         let jobs = Writer::batched(direct.connection().await?, Some(direct), move || {
             wake.notify_one();
         })?;
-        let reader = Direct::readers(path, READERS)?.connection().await?;
+        let reader = Direct::readers(path, readers())?.connection().await?;
         Ok(Self {
             jobs,
             writer,
