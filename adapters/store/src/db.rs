@@ -49,8 +49,10 @@ impl Db {
     ///
     /// SQLite is set up for service use: the file is created if missing, WAL
     /// journal, `synchronous = NORMAL` (durable at checkpoints, safe with WAL),
-    /// a 5 s busy timeout, foreign keys on, one writer connection and a
-    /// read-only pool of four.
+    /// a 5 s busy timeout, foreign keys on. Write jobs run on one `rusqlite`
+    /// connection on the writer's own thread, reads on one read-only
+    /// `rusqlite` connection per core (`crate::sqlite`), migrations and
+    /// [`Self::writer`] on one sqlx connection. `:memory:` is all sqlx.
     pub async fn connect<M: MigratorTrait>(url: &str) -> Result<Self, StoreError> {
         Self::connect_pooled::<M>(url, DEFAULT_POOL).await
     }

@@ -3,7 +3,8 @@
 //!
 //! - [`Db`]: the connection; on SQLite one writer connection (WAL, busy timeout,
 //!   created if missing) plus a read-only pool, so writes are serialized in the
-//!   process and readers never block them. Writes are jobs for [`Db::write`]; on
+//!   process and readers never block them; both on `rusqlite` behind sea-orm's
+//!   proxy interface, with no thread hop per statement (module `sqlite`). Writes are jobs for [`Db::write`]; on
 //!   SQLite one writer task commits the jobs that queued together in one
 //!   transaction ([`writer`]: group commit, each job's outcome its own).
 //! - Each service's repositories implement its domain ports and write the events

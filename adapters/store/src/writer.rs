@@ -2,11 +2,14 @@
 //! task, which takes the jobs that queued up while it was busy and commits them
 //! together in one transaction.
 //!
-//! SQLite has one writer at a time, and through sqlx every statement is a round
-//! trip to the connection's worker thread, so `BEGIN` and `COMMIT` per change
-//! (plus the pool hand-over between callers) were most of a small transaction's
+//! SQLite has one writer at a time, and `BEGIN` and `COMMIT` per change (plus,
+//! through sqlx, a round trip to the connection's worker thread per statement
+//! and the pool hand-over between callers) were most of a small transaction's
 //! cost. Here a batch of `n` jobs costs `n` jobs' own statements plus one
-//! `BEGIN` and one `COMMIT`, and the pages they share are written to the WAL once.
+//! `BEGIN` and one `COMMIT`, and the pages they share are written to the WAL
+//! once. On a database file the writer task has a thread of its own and a
+//! `rusqlite` connection (the private `sqlite` module): the statements of a whole batch
+//! run on that thread, and a job costs one hop in and one out.
 //!
 //! Each job is a function of the transaction that returns a [`Verdict`]:
 //! [`Verdict::Keep`] keeps its writes (also when it decided, without writing
