@@ -146,26 +146,20 @@ impl Db {
             .map_err(store_err)?;
         let committed: Arc<Notify> = Arc::default();
         let wake = Arc::clone(&committed);
-        // An in-memory database exists only on its one sqlx connection.
-        if memory {
-            return Ok(Self {
-                jobs: Writer::batched(writer.clone(), None, move || wake.notify_one())?,
-                reader: writer.clone(),
-                writer,
-                backend: Backend::Sqlite,
-                committed,
-                postgres_url: None,
-            });
-        }
-        // A file: sqlx created it (WAL) and runs the migrations; the hot
-        // paths (write jobs, reads) run on `rusqlite` connections without a
-        // thread hop per statement (`crate::sqlite`).
-        let path = sqlite_path(url);
-        let direct = Direct::writer(path)?;
-        let jobs = Writer::batched(direct.connection().await?, Some(direct), move || {
-            wake.notify_one();
-        })?;
-        let reader = Direct::readers(path, readers())?.connection().await?;
+        let wake = move || wake.notify_one();
+        let (jobs, reader) = if memory {
+            // An in-memory database exists only on its one sqlx connection.
+            (Writer::batched(writer.clone(), None, wake)?, writer.clone())
+        } else {
+            // A file: sqlx created it (WAL) and runs the migrations; the hot
+            // paths (write jobs, reads) run on `rusqlite` connections without
+            // a thread hop per statement (`crate::sqlite`).
+            let path = sqlite_path(url);
+            let direct = Direct::writer(path)?;
+            let jobs = Writer::batched(direct.connection().await?, Some(direct), wake)?;
+            let reader = Direct::readers(path, readers())?.connection().await?;
+            (jobs, reader)
+        };
         Ok(Self {
             jobs,
             writer,

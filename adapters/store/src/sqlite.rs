@@ -72,7 +72,8 @@ struct Conn {
 
 impl Direct {
     /// Opens the writer connection of `path` (which exists and is in WAL mode:
-    /// sqlx created and migrated it).
+    /// sqlx created it; the migrations run on sqlx afterwards, and SQLite
+    /// re-prepares a statement whose schema changed).
     pub(crate) fn writer(path: &Path) -> Result<Arc<Self>, StoreError> {
         Self::open(path, 1, OpenFlags::SQLITE_OPEN_READ_WRITE)
     }

@@ -171,7 +171,12 @@ impl Writer {
         let (tx, rx) = mpsc::channel(MAX_QUEUED);
         let counters = Arc::new(Counters::default());
         let threaded = direct.is_some();
-        let task = run_writer(Conn { conn, direct }, rx, committed, Arc::clone(&counters));
+        let task = run_writer(
+            WriterConn { conn, direct },
+            rx,
+            committed,
+            Arc::clone(&counters),
+        );
         if threaded {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -257,12 +262,12 @@ async fn begin(conn: &DatabaseConnection) -> Result<WriteTx, StoreError> {
 
 /// The writer task's connection, and the `rusqlite` one behind it (whose
 /// `BEGIN`/`COMMIT`/`ROLLBACK` failures sea-orm's proxy cannot return).
-struct Conn {
+struct WriterConn {
     conn: DatabaseConnection,
     direct: Option<Arc<Direct>>,
 }
 
-impl Conn {
+impl WriterConn {
     fn failure(&self) -> Result<(), String> {
         match self.direct.as_ref().and_then(|d| d.take_failure()) {
             Some(failure) => Err(failure),
@@ -288,7 +293,7 @@ impl Conn {
 }
 
 async fn run_writer(
-    conn: Conn,
+    conn: WriterConn,
     mut queue: mpsc::Receiver<Box<dyn Queued>>,
     committed: impl Fn() + Sync,
     counters: Arc<Counters>,
@@ -324,7 +329,7 @@ async fn run_writer(
 /// Runs `batch` in one transaction. `false`: a job refused or the transaction
 /// could not start; nothing was committed or answered, run them alone.
 async fn run_together(
-    conn: &Conn,
+    conn: &WriterConn,
     batch: &mut Vec<Box<dyn Queued>>,
     committed: &(impl Fn() + Sync),
 ) -> bool {
@@ -348,7 +353,7 @@ async fn run_together(
     true
 }
 
-async fn run_alone(conn: &Conn, mut job: Box<dyn Queued>, committed: &(impl Fn() + Sync)) {
+async fn run_alone(conn: &WriterConn, mut job: Box<dyn Queued>, committed: &(impl Fn() + Sync)) {
     let tx = match conn.begin().await {
         Ok(tx) => tx,
         Err(e) => return job.answer(Err(e)),

@@ -14,10 +14,25 @@
 use adapters_store::migrations::PaymentMigrator;
 use adapters_store::testing::TestDatabase;
 use adapters_store::{Db, Verdict};
+use domain_kernel::StoreError;
 use sea_orm::{ConnectionTrait as _, FromQueryResult, Statement};
 
 async fn db(file: &TestDatabase) -> Db {
     Db::connect::<PaymentMigrator>(file.url()).await.unwrap()
+}
+
+/// Runs `sql` as one write job through the writer (and its transaction).
+async fn write_sql(db: &Db, sql: &'static str) -> Result<(), StoreError> {
+    db.write(move |tx| {
+        Box::pin(async move {
+            tx.conn()
+                .execute_unprepared(sql)
+                .await
+                .map_err(adapters_store::store_err)?;
+            Ok(Verdict::Keep(()))
+        })
+    })
+    .await
 }
 
 /// Rows of `table` as seen by a fresh read.
@@ -50,31 +65,16 @@ async fn a_commit_that_fails_is_an_error_and_keeps_nothing() {
         )
         .await
         .unwrap();
-    let outcome = db
-        .write(|tx| {
-            Box::pin(async move {
-                tx.conn()
-                    .execute_unprepared("INSERT INTO child VALUES (42)")
-                    .await
-                    .map_err(adapters_store::store_err)?;
-                Ok(Verdict::Keep(()))
-            })
-        })
-        .await;
+    let outcome = write_sql(&db, "INSERT INTO child VALUES (42)").await;
     let error = outcome.expect_err("a failed COMMIT must not answer Ok");
     assert!(error.to_string().contains("COMMIT"), "{error}");
     assert_eq!(count(&db, "child").await, 0);
 
     // The writer is usable afterwards: the next job commits.
-    db.write(|tx| {
-        Box::pin(async move {
-            tx.conn()
-                .execute_unprepared("INSERT INTO parent VALUES (1); INSERT INTO child VALUES (1)")
-                .await
-                .map_err(adapters_store::store_err)?;
-            Ok(Verdict::Keep(()))
-        })
-    })
+    write_sql(
+        &db,
+        "INSERT INTO parent VALUES (1); INSERT INTO child VALUES (1)",
+    )
     .await
     .unwrap();
     assert_eq!(count(&db, "child").await, 1);
