@@ -376,3 +376,86 @@ async fn stopping_a_consumer_with_a_backlog_returns_at_once_and_loses_nothing() 
     assert_eq!(consumer.counts().await, (3_000, 3_000), "each applied once");
     stop.send(true).unwrap();
 }
+
+/// Records what it handled and how many handlers ran at once; each event
+/// takes a few milliseconds, so a backlog builds up behind it.
+#[derive(Default)]
+struct Lanes {
+    handled: std::sync::Mutex<Vec<String>>,
+    running: std::sync::atomic::AtomicUsize,
+    most_at_once: std::sync::atomic::AtomicUsize,
+}
+
+impl adapters_bus::Handler for Lanes {
+    fn handle<'a>(
+        &'a self,
+        d: adapters_bus::Delivery<'a>,
+    ) -> futures::future::BoxFuture<'a, Result<(), adapters_bus::HandleError>> {
+        use std::sync::atomic::Ordering::SeqCst;
+        Box::pin(async move {
+            let now = self.running.fetch_add(1, SeqCst) + 1;
+            self.most_at_once.fetch_max(now, SeqCst);
+            tokio::time::sleep(Duration::from_millis(3)).await;
+            let text = String::from_utf8(d.payload.to_vec()).unwrap();
+            self.handled.lock().unwrap().push(text);
+            self.running.fetch_sub(1, SeqCst);
+            Ok(())
+        })
+    }
+}
+
+/// The key of a test event: the last hex digit of its id, so 16 keys.
+fn last_digit(_subject: &str, payload: &[u8]) -> Option<String> {
+    payload.last().map(|b| char::from(*b).to_string())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_keyed_consumer_handles_keys_concurrently_and_each_key_in_stream_order() {
+    let server = NatsServer::start();
+    let js = nats::connect(&server.url()).await.unwrap();
+    nats::ensure_streams(&js, "", 1).await.unwrap();
+    let producer = Producer::new().await;
+    let (stop, shutdown) = stopper();
+    // Published before the consumer starts, so its pulls find a backlog.
+    let ids: Vec<String> = producer
+        .commit(400, 50, SUBJECT)
+        .await
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    tokio::spawn(relay(&producer, &js).run(shutdown()));
+    all_published(&producer).await;
+
+    let lanes = std::sync::Arc::new(Lanes::default());
+    tokio::spawn(nats::run_consumer(
+        js.clone(),
+        spec("keyed").ordered_by(last_digit),
+        lanes.clone(),
+        shutdown(),
+    ));
+    let deadline = std::time::Instant::now() + WAIT;
+    while lanes.handled.lock().unwrap().len() < ids.len() {
+        assert!(std::time::Instant::now() < deadline, "not all handled");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let handled = lanes.handled.lock().unwrap().clone();
+    // Nothing failed, so nothing came twice.
+    assert_eq!(handled.len(), ids.len());
+    let mut sorted = handled.clone();
+    sorted.sort();
+    let mut expected = ids.clone();
+    expected.sort();
+    assert_eq!(sorted, expected, "every event, once");
+    for key in "0123456789abcdef".chars() {
+        let of_key = |all: &[String]| -> Vec<String> {
+            all.iter().filter(|i| i.ends_with(key)).cloned().collect()
+        };
+        assert_eq!(of_key(&handled), of_key(&ids), "key {key} in stream order");
+    }
+    let most = lanes.most_at_once.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(
+        most > 1,
+        "different keys ran concurrently (at most {most} at once)"
+    );
+    stop.send(true).unwrap();
+}

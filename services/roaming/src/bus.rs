@@ -104,7 +104,10 @@ impl Bus {
                 None
             }
             Self::Nats { js, prefix } => {
-                let spec = ConsumerSpec::new(prefix, stream, durable);
+                // As on the embedded bus: one reservation's events in order,
+                // different reservations' concurrently.
+                let spec = ConsumerSpec::new(prefix, stream, durable)
+                    .ordered_by(adapters_codec::reservation_of);
                 Some(nats::run_consumer(js.clone(), spec, handler, shutdown))
             }
         }
