@@ -101,7 +101,7 @@ migrator!(
         // The sweeper finds stale claims.
         index(m, Index::create().name("ix_reservations_pending").table(r::Entity).col(r::Column::Status).col(r::Column::CreatedAt).to_owned()).await?;
     },
-    then ReservationParkingEnd, OutboxNotify
+    then ReservationParkingEnd, OutboxNotify, ReservationRoamingHeld
 );
 
 /// The parking capacity check's range: holdings of this space that end after
@@ -255,6 +255,48 @@ impl MigrationTrait for OutboxNotify {
              FOR EACH STATEMENT EXECUTE FUNCTION roaming_outbox_notify()",
         )
         .await?;
+        Ok(())
+    }
+}
+
+/// The roaming capacity check reads, per booth and model, the start and end
+/// dates and status of the holdings that may overlap the candidate, grouped by
+/// date range (`reservation::admits`). This index holds all of that, so the
+/// check never reads the table; it starts with the columns of
+/// `ix_reservations_roaming_end`, which it replaces.
+#[derive(Debug)]
+struct ReservationRoamingHeld;
+
+impl MigrationName for ReservationRoamingHeld {
+    fn name(&self) -> &'static str {
+        "m0003_reservation_roaming_held"
+    }
+}
+
+#[allow(
+    elided_lifetimes_in_paths,
+    reason = "async_trait cannot name the lifetime"
+)]
+#[async_trait::async_trait]
+impl MigrationTrait for ReservationRoamingHeld {
+    async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        use reservation::entities::reservation as r;
+        index(
+            m,
+            Index::create()
+                .name("ix_reservations_roaming_held")
+                .table(r::Entity)
+                .col(r::Column::PickupBooth)
+                .col(r::Column::DeviceModel)
+                .col(r::Column::EndDate)
+                .col(r::Column::StartDate)
+                .col(r::Column::Status)
+                .to_owned(),
+        )
+        .await?;
+        m.get_connection()
+            .execute_unprepared("DROP INDEX IF EXISTS ix_reservations_roaming_end")
+            .await?;
         Ok(())
     }
 }

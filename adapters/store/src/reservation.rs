@@ -241,64 +241,83 @@ fn latest_overlapping_end(dates: DateRange) -> time::Date {
         .unwrap_or(time::Date::MAX)
 }
 
-/// The dates of one holding, read by column name (the SQLite connections
-/// return rows by name, not position: `crate::sqlite`).
+/// How many holdings share one date range, read by column name (the SQLite
+/// connections return rows by name, not position: `crate::sqlite`).
 #[derive(Debug, sea_orm::FromQueryResult)]
 struct HeldDates {
     start_date: Option<String>,
     end_date: Option<String>,
+    held: i64,
+}
+
+/// The holdings of `d`'s booth and model that may overlap its dates: one row
+/// per distinct date range, with how many holdings have it.
+fn roaming_held(d: &domain_reservation::RoamingDetails) -> sea_orm::Select<row::Entity> {
+    row::Entity::find()
+        .filter(row::Column::Status.is_in(holding_names()))
+        .filter(row::Column::PickupBooth.eq(d.pickup_booth.as_str()))
+        .filter(row::Column::DeviceModel.eq(d.device_model.as_str()))
+        .filter(row::Column::StartDate.lte(date_text(d.dates.end())))
+        .filter(row::Column::EndDate.gte(date_text(d.dates.start())))
+        // No rental is longer than MAX_ROAMING_DAYS, so an overlapping one
+        // ends at most that long after the candidate: this bounds the range
+        // read from the index, which otherwise ran over every later
+        // reservation of the booth.
+        .filter(row::Column::EndDate.lte(date_text(latest_overlapping_end(d.dates))))
+        .select_only()
+        .column(row::Column::StartDate)
+        .column(row::Column::EndDate)
+        .column_as(row::Column::Status.count(), "held")
+        // In the index's order, so the groups stream out of it.
+        .group_by(row::Column::EndDate)
+        .group_by(row::Column::StartDate)
 }
 
 /// Whether `details` fits next to the holdings of its resource (invariant 2).
-/// Roaming reads only the dates of the booth's overlapping holdings: a busy
-/// booth has hundreds, and full rows made this the costliest statement of a
-/// reservation (BENCHMARKS.md).
+/// Roaming reads only the dates of the booth's overlapping holdings, counted
+/// per distinct date range: a busy booth has hundreds of holdings but few
+/// distinct ranges, and reading (then decoding) one row per holding made this
+/// the costliest statement of a reservation, on the one writer of the
+/// reservation database (BENCHMARKS.md, runs 3 and 7). The covering index
+/// `ix_reservations_roaming_held` answers it without reading the table.
 async fn admits<C: ConnectionTrait>(
     txn: &C,
     details: &Details,
     units: u32,
 ) -> Result<bool, StoreError> {
-    let holding = row::Entity::find().filter(row::Column::Status.is_in(holding_names()));
     match details {
         Details::Roaming(d) => {
-            let held: Vec<HeldDates> = holding
-                .filter(row::Column::PickupBooth.eq(d.pickup_booth.as_str()))
-                .filter(row::Column::DeviceModel.eq(d.device_model.as_str()))
-                .filter(row::Column::StartDate.lte(date_text(d.dates.end())))
-                .filter(row::Column::EndDate.gte(date_text(d.dates.start())))
-                // No rental is longer than MAX_ROAMING_DAYS, so an overlapping one
-                // ends at most that long after the candidate: this bounds the
-                // range read from ix_reservations_roaming_end, which otherwise
-                // ran over every later reservation of the booth.
-                .filter(row::Column::EndDate.lte(date_text(latest_overlapping_end(d.dates))))
-                .select_only()
-                .column(row::Column::StartDate)
-                .column(row::Column::EndDate)
+            let held: Vec<HeldDates> = roaming_held(d)
                 .into_model::<HeldDates>()
                 .all(txn)
                 .await
                 .map_err(store_err)?;
-            let held = held
+            let mut ranges = Vec::with_capacity(held.len());
+            for HeldDates {
+                start_date,
+                end_date,
+                held,
+            } in held
+            {
+                let (Some(start), Some(end)) = (start_date, end_date) else {
+                    return Err(corrupt("dates", "a roaming reservation without dates"));
+                };
+                let range = DateRange::new(date_from_text(&start)?, date_from_text(&end)?)
+                    .map_err(|e| corrupt("dates", e))?;
+                let held = usize::try_from(held).map_err(|e| corrupt("held count", e))?;
+                ranges.push((range, held));
+            }
+            // The domain's rule, on one range per holding as before.
+            let held = ranges
                 .into_iter()
-                .map(
-                    |HeldDates {
-                         start_date,
-                         end_date,
-                     }| {
-                        let (Some(start), Some(end)) = (start_date, end_date) else {
-                            return Err(corrupt("dates", "a roaming reservation without dates"));
-                        };
-                        DateRange::new(date_from_text(&start)?, date_from_text(&end)?)
-                            .map_err(|e| corrupt("dates", e))
-                    },
-                )
-                .collect::<Result<Vec<_>, _>>()?;
+                .flat_map(|(range, n)| std::iter::repeat_n(range, n));
             Ok(domain_reservation::capacity::days_admit(
                 &d.dates, units, held,
             ))
         }
         Details::Parking(d) => {
-            let held = holding
+            let held = row::Entity::find()
+                .filter(row::Column::Status.is_in(holding_names()))
                 .filter(row::Column::SpaceId.eq(d.space_id.as_str()))
                 .filter(row::Column::WindowStart.lt(micros(d.window.end())))
                 .filter(row::Column::WindowEnd.gt(micros(d.window.start())))
@@ -670,5 +689,61 @@ impl Catalog for ReservationStore {
             .await?;
         self.catalog.forget_all();
         put
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
+
+    use domain_kernel::{BoothCode, CountryCode, DateRange, DeviceModel};
+    use domain_reservation::RoamingDetails;
+    use sea_orm::{ConnectionTrait, DbBackend, QueryTrait, Statement};
+    use time::macros::date;
+
+    use crate::Db;
+    use crate::migrations::ReservationMigrator;
+    use crate::testing::TestDatabase;
+
+    /// The capacity check runs on the reservation database's one writer for
+    /// every claim: it must stay an index-only range read, never a table
+    /// read per holding.
+    #[tokio::test]
+    async fn the_roaming_capacity_check_reads_only_its_covering_index() {
+        let file = TestDatabase::sqlite();
+        let db = Db::connect::<ReservationMigrator>(file.url())
+            .await
+            .unwrap();
+        let details = RoamingDetails {
+            device_model: DeviceModel::parse("egg-lte").unwrap(),
+            country: CountryCode::parse("JP").unwrap(),
+            pickup_booth: BoothCode::parse("ICN").unwrap(),
+            return_booth: BoothCode::parse("ICN").unwrap(),
+            dates: DateRange::new(date!(2026 - 12 - 01), date!(2026 - 12 - 03)).unwrap(),
+        };
+        let query = super::roaming_held(&details).build(DbBackend::Sqlite);
+        let plan = db
+            .writer()
+            .query_all_raw(Statement::from_sql_and_values(
+                DbBackend::Sqlite,
+                format!("EXPLAIN QUERY PLAN {}", query.sql),
+                query.values.map(|v| v.0).unwrap_or_default(),
+            ))
+            .await
+            .unwrap();
+        let steps: Vec<String> = plan
+            .iter()
+            .map(|row| row.try_get::<String>("", "detail").unwrap())
+            .collect();
+        assert!(
+            steps
+                .iter()
+                .any(|s| s.contains("USING COVERING INDEX ix_reservations_roaming_held")),
+            "{steps:?}"
+        );
+        assert!(
+            !steps.iter().any(|s| s.contains("TEMP B-TREE")),
+            "the groups stream out of the index without a sort: {steps:?}"
+        );
     }
 }
