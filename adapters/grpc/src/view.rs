@@ -270,9 +270,11 @@ impl<R: ViewRepository> Rpc for ViewRpc<R> {
             {
                 return;
             }
-            // Changes this process applies arrive through the watch at once;
-            // those other replicas apply (competing consumers on a shared
-            // database) are found by the periodic re-read.
+            // Changes arrive through the watch: those this process applies at
+            // once, those other replicas apply (competing consumers on a
+            // shared database) when the store's periodic re-read of all
+            // watched views finds them. A repository that cannot do the
+            // latter asks for a re-read per watcher (`reread_every`).
             let every = service
                 .reread_every()
                 .unwrap_or(std::time::Duration::from_hours(1));

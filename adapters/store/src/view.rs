@@ -282,11 +282,73 @@ fn offer_newer(tx: &watch::Sender<Option<ReservationView>>, next: &ReservationVi
 pub struct ViewStore {
     db: Db,
     watchers: Watchers,
+    /// Whether the task that re-reads watched views ([`refresh_watched`]) runs.
+    refreshing: Arc<std::sync::atomic::AtomicBool>,
+}
+
+/// Most watched views re-read in one statement.
+const REFRESH_CHUNK: usize = 500;
+
+/// Re-reads every watched view, `REFRESH_CHUNK` per statement, and offers each
+/// to its watchers: the changes other processes commit (view replicas sharing
+/// a PostgreSQL database as competing consumers) reach a watcher this way.
+/// One task per store, whatever the number of watchers: a re-read per watcher
+/// every 250 ms was thousands of reads a second with thousands of watchers
+/// (the benchmark's event phase), which took every pooled connection and left
+/// the consumers none (BENCHMARKS.md, run 7). Ends with the store.
+async fn refresh_watched(
+    db: Db,
+    watchers: std::sync::Weak<WatchersMap>,
+    every: std::time::Duration,
+) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        let Some(map) = watchers.upgrade() else {
+            return;
+        };
+        let ids: Vec<String> = map
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .keys()
+            .map(ToString::to_string)
+            .collect();
+        for chunk in ids.chunks(REFRESH_CHUNK) {
+            let rows = match row::Entity::find()
+                .filter(row::Column::ReservationId.is_in(chunk.iter().map(String::as_str)))
+                .all(db.reader())
+                .await
+            {
+                Ok(rows) => rows,
+                Err(e) => {
+                    tracing::warn!(error = %e, "re-reading watched views failed; trying again");
+                    break;
+                }
+            };
+            for row in rows {
+                match from_row(row) {
+                    Ok(view) => {
+                        if let Some(tx) = map
+                            .lock()
+                            .unwrap_or_else(PoisonError::into_inner)
+                            .get(&view.reservation_id)
+                        {
+                            offer_newer(tx, &view);
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = %e, "a watched view does not decode"),
+                }
+            }
+        }
+    }
 }
 
 /// A watch channel per reservation somebody watches (only those: a change of
 /// a reservation nobody watches costs one map lookup).
-type Watchers = Arc<Mutex<HashMap<ReservationId, watch::Sender<Option<ReservationView>>>>>;
+type Watchers = Arc<WatchersMap>;
+type WatchersMap = Mutex<HashMap<ReservationId, watch::Sender<Option<ReservationView>>>>;
 
 /// The committed changes of one reservation's view, latest first: a watcher
 /// that falls behind skips to the newest state, never sees an older one after
@@ -327,7 +389,37 @@ impl ViewStore {
         Self {
             db,
             watchers: Arc::default(),
+            refreshing: Arc::default(),
         }
+    }
+
+    /// How often watched views are re-read: on PostgreSQL other replicas
+    /// commit changes to them; on SQLite every change passes this store and
+    /// the re-read is only a safety net.
+    fn refresh_every(&self) -> std::time::Duration {
+        if self.db.backend() == crate::Backend::Postgres {
+            std::time::Duration::from_millis(250)
+        } else {
+            std::time::Duration::from_secs(5)
+        }
+    }
+
+    /// Starts [`refresh_watched`] once, from the first watch (inside the
+    /// runtime).
+    fn start_refreshing(&self) {
+        use std::sync::atomic::Ordering;
+        if self.refreshing.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            self.refreshing.store(false, Ordering::Release);
+            return;
+        };
+        runtime.spawn(refresh_watched(
+            self.db.clone(),
+            Arc::downgrade(&self.watchers),
+            self.refresh_every(),
+        ));
     }
 
     pub fn db(&self) -> &Db {
@@ -341,6 +433,7 @@ impl ViewRepository for ViewStore {
     /// Every change to `id`'s view this store commits from now on. Subscribe
     /// before reading the current state, so no change falls between the two.
     fn watch(&self, id: ReservationId) -> ViewWatch {
+        self.start_refreshing();
         let changes = self
             .watchers
             .lock()
@@ -355,18 +448,12 @@ impl ViewRepository for ViewStore {
         }
     }
 
-    /// Other processes may change these views too on PostgreSQL, where
-    /// replicas share the database: watchers then re-read every 250 ms. On
-    /// SQLite every change passes this store; the slow re-read is only a
-    /// safety net.
+    /// Never: every change reaches the watchers through [`ViewRepository::watch`],
+    /// the ones this store commits at once and the ones other processes commit
+    /// (PostgreSQL replicas) through one periodic re-read of all watched views
+    /// ([`refresh_watched`]), not one per watcher.
     fn reread_every(&self) -> Option<std::time::Duration> {
-        Some(std::time::Duration::from_millis(
-            if self.db.backend() == crate::Backend::Postgres {
-                250
-            } else {
-                5_000
-            },
-        ))
+        None
     }
 
     /// Folds one event into its reservation's view, with the inbox entry in the

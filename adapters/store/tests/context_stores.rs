@@ -349,6 +349,46 @@ async fn view(db: TestDatabase) {
     assert_eq!(returns.len(), 1);
 }
 
+/// Two view replicas on one PostgreSQL database, as competing consumers: a
+/// change one of them commits reaches a watcher of the other (through the
+/// store's one periodic re-read of every watched view), and a thousand
+/// watchers of that replica share that re-read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_committed_by_another_view_replica_reaches_this_ones_watchers() {
+    let db = TestDatabase::postgres().await;
+    let here = ViewStore::new(Db::connect::<ViewMigrator>(db.url()).await.unwrap());
+    let there = ViewStore::new(Db::connect::<ViewMigrator>(db.url()).await.unwrap());
+    let id = UuidV7.reservation_id();
+    let mut changes = here.watch(id);
+    let others: Vec<_> = (0..1_000)
+        .map(|_| here.watch(UuidV7.reservation_id()))
+        .collect();
+    let accepted = Recorded::new(
+        UuidV7.event_id(),
+        NOW,
+        ViewEvent {
+            reservation_id: id,
+            fact: Fact::Rental {
+                status: RentalStatus::Accepted,
+                serial: None,
+            },
+        },
+    );
+    assert!(matches!(
+        there.apply(&accepted).await.unwrap(),
+        Applied::Changed(_)
+    ));
+    // A bound for a slow machine, not a measurement: the re-read runs every
+    // 250 ms on PostgreSQL.
+    let seen = tokio::time::timeout(std::time::Duration::from_secs(10), changes.changed())
+        .await
+        .expect("the other replica's change arrives")
+        .unwrap();
+    assert_eq!(seen.rental_status, Some(RentalStatus::Accepted));
+    assert_eq!(seen, there.get(id).await.unwrap().unwrap());
+    drop(others);
+}
+
 macro_rules! both_backends {
     ($($name:ident),*) => {
         mod sqlite {
