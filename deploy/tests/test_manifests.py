@@ -157,6 +157,22 @@ def problems(objs, overlay):
                 found.append(f"prod: no HorizontalPodAutoscaler for {name}")
             if deployments.get(name, {}).get("spec", {}).get("replicas") != 3:
                 found.append(f"prod: {name} does not run three replicas")
+        # Every replica of a service holds a pool of its own on the service's
+        # database, plus one connection for the outbox relay's LISTEN: at the
+        # HPA's maximum and one pod of surge they must fit under the server's
+        # max_connections, less its superuser reserve (3).
+        config = next(o for o in of_kind(objs, "ConfigMap") if o["metadata"]["name"] == "roaming-config")
+        pool = int(config["data"].get("ROAMING_DATABASE_POOL", "16"))
+        for hpa in of_kind(objs, "HorizontalPodAutoscaler"):
+            name = hpa["spec"]["scaleTargetRef"]["name"]
+            cluster = clusters.get(f"pg-{name}")
+            if cluster is None:
+                continue
+            limit = int(cluster["spec"].get("postgresql", {}).get("parameters", {}).get("max_connections", "100")) - 3
+            surge = deployments[name]["spec"]["strategy"]["rollingUpdate"].get("maxSurge", 1)
+            most = (hpa["spec"]["maxReplicas"] + surge) * (pool + 1)
+            if most > limit:
+                found.append(f"prod: {name} may open {most} database connections, its server takes {limit}")
     return found
 
 
@@ -211,6 +227,7 @@ class Overlays(unittest.TestCase):
             "no default deny": lambda o: o.remove(next(x for x in o if x["kind"] == "NetworkPolicy" and x["metadata"]["name"] == "default-deny")),
             "no database": lambda o: o.remove(next(x for x in o if x["kind"] == "Cluster")),
             "async standby": lambda o: next(x for x in o if x["kind"] == "Cluster")["spec"].pop("minSyncReplicas"),
+            "pools over max_connections": lambda o: next(x for x in o if x["kind"] == "ConfigMap" and x["metadata"]["name"] == "roaming-config")["data"].update(ROAMING_DATABASE_POOL="16"),
             "open ingress": lambda o: next(x for x in o if x["kind"] == "NetworkPolicy" and x["metadata"]["name"] == "payment")["spec"]["ingress"][0].pop("from"),
         }
         for what, change in cases.items():
