@@ -451,7 +451,7 @@ impl ViewRepository for ViewStore {
     /// Never: every change reaches the watchers through [`ViewRepository::watch`],
     /// the ones this store commits at once and the ones other processes commit
     /// (PostgreSQL replicas) through one periodic re-read of all watched views
-    /// ([`refresh_watched`]), not one per watcher.
+    /// (`refresh_watched`), not one per watcher.
     fn reread_every(&self) -> Option<std::time::Duration> {
         None
     }
