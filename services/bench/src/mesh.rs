@@ -226,17 +226,6 @@ impl Target {
         let admin = std::env::var("ROAMING_TEST_POSTGRES")
             .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
         let run = format!("bench{}", std::process::id());
-        // Every process holds a pool of its own, and together they must stay
-        // under the server's `max_connections` (100 by default, with room
-        // for the relays' listeners and the harness): 16 each for five
-        // processes, fewer with replicas. (With replicas and 16 each, the
-        // pools outgrew the server once the consumers handled events
-        // concurrently, and every process timed out acquiring connections.)
-        let pool = match 3 + 2 * replicas {
-            ..=5 => "16",
-            6..=7 => "11",
-            _ => "8",
-        };
         let layout = chaos::mesh::Layout {
             replicas: vec![("reservation", replicas), ("rental", replicas)],
             gateways: 1,
@@ -247,7 +236,6 @@ impl Target {
                 ("ROAMING_GATEWAY_BURST", "1000000000"),
                 ("ROAMING_PENDING_TTL_MS", "30000"),
                 ("ROAMING_CALL_DEADLINE_MS", "5000"),
-                ("ROAMING_DATABASE_POOL", pool),
                 ("RUST_LOG", "error"),
             ],
         };

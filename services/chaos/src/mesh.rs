@@ -293,7 +293,16 @@ pub struct Distributed {
     pub gateways: Vec<SocketAddr>,
     addrs: BTreeMap<&'static str, Vec<SocketAddr>>,
     env: Vec<(&'static str, &'static str)>,
+    /// Each process's database pool (`ROAMING_DATABASE_POOL`, unless the
+    /// layout sets one), so the whole mesh stays under the server's
+    /// `max_connections`.
+    pool: String,
 }
+
+/// PostgreSQL connections a mesh may hold in all: the server's default
+/// `max_connections` (100) less room for the relays' listeners, the harness's
+/// own connections and the superuser reserve.
+const MESH_CONNECTIONS: usize = 80;
 
 impl Distributed {
     /// Starts everything and waits until every process is `SERVING`.
@@ -324,7 +333,14 @@ impl Distributed {
             gateways.push(addr);
             names.push((format!("gateway-{g}"), "gateway", addr));
         }
+        // With 16 each (the default), the seven processes of a mesh with
+        // replicas could ask for 112 connections of a server allowing 100:
+        // once consumers handled events concurrently, they did, and timed out
+        // acquiring connections.
+        let with_database = names.iter().filter(|(_, s, _)| *s != "gateway").count();
+        let pool = (MESH_CONNECTIONS / with_database.max(1)).clamp(2, 16);
         let mut mesh = Self {
+            pool: pool.to_string(),
             roaming: roaming.to_owned(),
             nats,
             dbs,
@@ -378,6 +394,7 @@ impl Distributed {
             .env("ROAMING_SHUTDOWN_GRACE_MS", "2000")
             .env("ROAMING_GATEWAY_RATE_PER_SECOND", "100000")
             .env("ROAMING_GATEWAY_BURST", "100000")
+            .env("ROAMING_DATABASE_POOL", &self.pool)
             .env(
                 "RUST_LOG",
                 std::env::var("CHAOS_LOG").unwrap_or_else(|_| "error".into()),
