@@ -263,7 +263,8 @@ impl MigrationTrait for OutboxNotify {
 /// dates and status of the holdings that may overlap the candidate, grouped by
 /// date range (`reservation::admits`). This index holds all of that, so the
 /// check never reads the table; it starts with the columns of
-/// `ix_reservations_roaming_end`, which it replaces.
+/// `ix_reservations_roaming_end`, which it replaces, and holds roaming rows
+/// only.
 #[derive(Debug)]
 struct ReservationRoamingHeld;
 
@@ -280,20 +281,18 @@ impl MigrationName for ReservationRoamingHeld {
 #[async_trait::async_trait]
 impl MigrationTrait for ReservationRoamingHeld {
     async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
-        use reservation::entities::reservation as r;
-        index(
-            m,
-            Index::create()
-                .name("ix_reservations_roaming_held")
-                .table(r::Entity)
-                .col(r::Column::PickupBooth)
-                .col(r::Column::DeviceModel)
-                .col(r::Column::EndDate)
-                .col(r::Column::StartDate)
-                .col(r::Column::Status)
-                .to_owned(),
-        )
-        .await?;
+        // Roaming rows only (parking rows have no booth): a parking
+        // reservation's every status change would otherwise rewrite an
+        // entry here too. The same statement on both backends (sea-query's
+        // index builder has no WHERE); `pickup_booth = ?` in the query
+        // implies the predicate, so both planners use it.
+        m.get_connection()
+            .execute_unprepared(
+                "CREATE INDEX IF NOT EXISTS ix_reservations_roaming_held ON reservations \
+                 (pickup_booth, device_model, end_date, start_date, status) \
+                 WHERE pickup_booth IS NOT NULL",
+            )
+            .await?;
         m.get_connection()
             .execute_unprepared("DROP INDEX IF EXISTS ix_reservations_roaming_end")
             .await?;
