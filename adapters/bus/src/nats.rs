@@ -66,21 +66,44 @@ pub async fn connect(url: &str) -> Result<Context, async_nats::ConnectError> {
 /// a NATS cluster: 3 in production, so an acknowledged event survives the
 /// loss of a server) if they do not exist. `prefix` namespaces them (tests);
 /// production uses "". An existing stream is left as it is.
+///
+/// Every process of a mesh calls this as it starts. nats-server checks a new
+/// stream's name and its subjects at two moments, so a create that races
+/// another process's create of the same stream can fail with "subjects overlap
+/// with an existing stream" (10065) although the stream it wanted now exists:
+/// a failed create is therefore followed by a look-up, and retried a few times
+/// before it is an error.
 pub async fn ensure_streams(
     js: &Context,
     prefix: &str,
     replicas: usize,
 ) -> Result<(), async_nats::Error> {
+    const ATTEMPTS: u32 = 5;
     for (name, subjects) in STREAMS.iter().chain(std::iter::once(&DLQ_STREAM)) {
-        js.get_or_create_stream(stream::Config {
+        let config = stream::Config {
             name: format!("{prefix}{name}"),
             subjects: vec![format!("{prefix}{subjects}")],
             storage: StorageType::File,
             duplicate_window: DUPLICATE_WINDOW,
             num_replicas: replicas,
             ..Default::default()
-        })
-        .await?;
+        };
+        let mut attempt = 1;
+        loop {
+            let Err(error) = js.get_or_create_stream(config.clone()).await else {
+                break;
+            };
+            if js.get_stream(&config.name).await.is_ok() {
+                debug!(stream = %config.name, %error, "another process created the stream first");
+                break;
+            }
+            if attempt == ATTEMPTS {
+                return Err(error.into());
+            }
+            warn!(stream = %config.name, %error, attempt, "creating the stream failed; retrying");
+            tokio::time::sleep(Duration::from_millis(100) * 2u32.pow(attempt)).await;
+            attempt += 1;
+        }
     }
     Ok(())
 }
