@@ -101,7 +101,7 @@ migrator!(
         // The sweeper finds stale claims.
         index(m, Index::create().name("ix_reservations_pending").table(r::Entity).col(r::Column::Status).col(r::Column::CreatedAt).to_owned()).await?;
     },
-    then ReservationParkingEnd, OutboxNotify, ReservationRoamingHeld
+    then ReservationParkingEnd, OutboxNotify, ReservationRoamingHeld, OutboxUnsent
 );
 
 /// The parking capacity check's range: holdings of this space that end after
@@ -146,7 +146,7 @@ migrator!(
     |m| {
         create(m, payment::entities::payment::Entity).await?;
     },
-    then OutboxNotify
+    then OutboxNotify, OutboxUnsent
 );
 
 migrator!(
@@ -160,7 +160,7 @@ migrator!(
         create(m, r::Entity).await?;
         index(m, Index::create().name("ix_devices_booth").table(device::Entity).col(device::Column::Booth).col(device::Column::DeviceModel).to_owned()).await?;
     },
-    then OutboxNotify
+    then OutboxNotify, OutboxUnsent
 );
 
 migrator!(
@@ -175,7 +175,7 @@ migrator!(
         create(m, replica::Entity).await?;
         index(m, Index::create().name("ix_replica_lookup").table(replica::Entity).col(replica::Column::SpaceId).col(replica::Column::VehiclePlate).to_owned()).await?;
     },
-    then OutboxNotify
+    then OutboxNotify, OutboxUnsent
 );
 
 migrator!(
@@ -188,7 +188,7 @@ migrator!(
         create(m, v::Entity).await?;
         index(m, Index::create().name("ix_views_customer").table(v::Entity).col(v::Column::CustomerId).col(v::Column::CreatedAt).to_owned()).await?;
     },
-    then ViewSpaceLots, OutboxNotify
+    then ViewSpaceLots, OutboxNotify, OutboxUnsent
 );
 
 /// The lot of each space, learnt from `roaming.parking.space_registered`, so
@@ -255,6 +255,43 @@ impl MigrationTrait for OutboxNotify {
              FOR EACH STATEMENT EXECUTE FUNCTION roaming_outbox_notify()",
         )
         .await?;
+        Ok(())
+    }
+}
+
+/// On PostgreSQL, an index of the unsent outbox rows in `seq` order: the
+/// relay's read (`outbox::unsent`, oldest first) walks it from its start and
+/// stops after a batch. Without it the planner either sorted every entry of
+/// the `sent_at` index whose value was NULL (dead versions of sent rows
+/// included, until vacuum) or walked the primary key through every sent row
+/// kept for `keep_sent`: 4.5 million entries read in one benchmark run by a
+/// relay that published 7,000 rows (BENCHMARKS.md, run 8). SQLite needs none:
+/// its `sent_at` index holds the rowid (`seq`) after the value, so the NULL
+/// entries come in `seq` order already.
+#[derive(Debug)]
+struct OutboxUnsent;
+
+impl MigrationName for OutboxUnsent {
+    fn name(&self) -> &'static str {
+        "m0101_outbox_unsent"
+    }
+}
+
+#[allow(
+    elided_lifetimes_in_paths,
+    reason = "async_trait cannot name the lifetime"
+)]
+#[async_trait::async_trait]
+impl MigrationTrait for OutboxUnsent {
+    async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        if m.get_database_backend() != sea_orm::DbBackend::Postgres {
+            return Ok(());
+        }
+        m.get_connection()
+            .execute_unprepared(
+                "CREATE INDEX IF NOT EXISTS ix_outbox_unsent ON outbox (seq) WHERE sent_at IS NULL",
+            )
+            .await?;
         Ok(())
     }
 }
