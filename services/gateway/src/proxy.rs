@@ -684,21 +684,45 @@ impl Service<Collected> for Forward {
                     result => break result,
                 }
             };
-            Ok(result.unwrap_or_else(|e| {
-                // The channel enforces the call's `grpc-timeout` itself.
-                let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e.as_ref());
-                while let Some(err) = source {
-                    if err.is::<tonic::TimeoutExpired>() {
-                        return answer(&Status::deadline_exceeded("the call's deadline passed"));
+            Ok(result.map_or_else(
+                |e| {
+                    // The channel enforces the call's `grpc-timeout` itself.
+                    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e.as_ref());
+                    while let Some(err) = source {
+                        if err.is::<tonic::TimeoutExpired>() {
+                            return answer(&Status::deadline_exceeded(
+                                "the call's deadline passed",
+                            ));
+                        }
+                        source = err.source();
                     }
-                    source = err.source();
-                }
-                warn!(service, error = %e, "upstream unreachable");
-                answer(&Status::unavailable(format!("{service} is unreachable")))
-            }))
+                    warn!(service, error = %e, "upstream unreachable");
+                    answer(&Status::unavailable(format!("{service} is unreachable")))
+                },
+                deadline_passed_upstream,
+            ))
         })
     }
 }
+
+/// The same cause, the same code, whichever timer fires first. The call's
+/// deadline travels upstream as `grpc-timeout`, and tonic's server answers
+/// its own expiry with `CANCELLED` "Timeout expired"; when that answer
+/// arrived before the gateway's timer fired (a race of two timers set to
+/// the same instant), the caller saw `CANCELLED` where the same call a
+/// moment later saw `DEADLINE_EXCEEDED`. Such an answer becomes the
+/// gateway's own.
+fn deadline_passed_upstream(response: Response) -> Response {
+    match Status::from_header_map(response.headers()) {
+        Some(s) if s.code() == Code::Cancelled && s.message() == TONIC_SERVER_TIMEOUT => {
+            answer(&Status::deadline_exceeded("the call's deadline passed"))
+        }
+        _ => response,
+    }
+}
+
+/// The message of tonic's server-side deadline expiry (`TimeoutExpired`).
+const TONIC_SERVER_TIMEOUT: &str = "Timeout expired";
 
 #[cfg(test)]
 mod tests;

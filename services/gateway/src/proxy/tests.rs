@@ -437,3 +437,24 @@ async fn a_layer_is_ready_exactly_when_its_inner_service_is() {
     handle.allow(1);
     assert!(matches!(svc.poll_ready(), Poll::Ready(Ok(()))));
 }
+
+#[test]
+fn an_upstream_deadline_expiry_answers_as_the_gateways_own() {
+    // What a tonic server answers when the `grpc-timeout` it was given ran out.
+    let expired = super::answer(&Status::cancelled(tonic::TimeoutExpired(()).to_string()));
+    let mapped = super::deadline_passed_upstream(expired);
+    assert_eq!(status(&mapped).unwrap().code(), Code::DeadlineExceeded);
+    // A call the upstream cancelled for another reason, and any other
+    // answer, pass unchanged.
+    let cancelled = super::answer(&Status::cancelled("the client went away"));
+    let passed = super::deadline_passed_upstream(cancelled);
+    assert_eq!(status(&passed).unwrap().code(), Code::Cancelled);
+    let unavailable = super::answer(&Status::unavailable("down"));
+    assert_eq!(
+        status(&super::deadline_passed_upstream(unavailable))
+            .unwrap()
+            .code(),
+        Code::Unavailable
+    );
+    assert!(status(&super::deadline_passed_upstream(ok())).is_none());
+}
