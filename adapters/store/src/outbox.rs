@@ -352,8 +352,7 @@ mod tests {
     use crate::testing::TestDatabase;
     use crate::writer::Verdict;
 
-    /// The plan of the relay's read, as `unsent` runs it, on a table whose
-    /// sent rows left dead versions and that has no statistics yet.
+    /// The plan of the relay's read, as `unsent` runs it, with what it read.
     async fn unsent_plan(db: &Db) -> String {
         let query = super::unsent_query(256).build(DbBackend::Postgres);
         let txn = db.reader().begin().await.unwrap();
