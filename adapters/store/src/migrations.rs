@@ -68,6 +68,28 @@ macro_rules! migrator {
     };
 }
 
+/// A migration after a database's first: `$name` is recorded in
+/// `seaql_migrations` and must never change.
+macro_rules! migration {
+    ($(#[$doc:meta])* $migration:ident, $name:literal, |$m:ident| $body:block) => {
+        $(#[$doc])*
+        #[derive(Debug)]
+        struct $migration;
+
+        impl MigrationName for $migration {
+            fn name(&self) -> &'static str {
+                $name
+            }
+        }
+
+        #[allow(elided_lifetimes_in_paths, reason = "async_trait cannot name the lifetime")]
+        #[async_trait::async_trait]
+        impl MigrationTrait for $migration {
+            async fn up(&self, $m: &SchemaManager) -> Result<(), DbErr> $body
+        }
+    };
+}
+
 migrator!(
     /// The reservation database: reservations, the catalog (offers, device
     /// locations, stock, spaces), outbox, inbox.
@@ -104,26 +126,14 @@ migrator!(
     then ReservationParkingEnd, OutboxNotify, ReservationRoamingHeld, OutboxUnsent
 );
 
-/// The parking capacity check's range: holdings of this space that end after
-/// the candidate starts and at most `MAX_PARKING_WINDOW` after it ends (before
-/// it, every check read every holding of the space, a list that grows with its
-/// future bookings).
-#[derive(Debug)]
-struct ReservationParkingEnd;
-
-impl MigrationName for ReservationParkingEnd {
-    fn name(&self) -> &'static str {
-        "m0002_reservation_parking_end"
-    }
-}
-
-#[allow(
-    elided_lifetimes_in_paths,
-    reason = "async_trait cannot name the lifetime"
-)]
-#[async_trait::async_trait]
-impl MigrationTrait for ReservationParkingEnd {
-    async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
+migration!(
+    /// The parking capacity check's range: holdings of this space that end after
+    /// the candidate starts and at most `MAX_PARKING_WINDOW` after it ends (before
+    /// it, every check read every holding of the space, a list that grows with its
+    /// future bookings).
+    ReservationParkingEnd,
+    "m0002_reservation_parking_end",
+    |m| {
         use reservation::entities::reservation as r;
         index(
             m,
@@ -136,7 +146,7 @@ impl MigrationTrait for ReservationParkingEnd {
         )
         .await
     }
-}
+);
 
 migrator!(
     /// The payment database.
@@ -191,53 +201,29 @@ migrator!(
     then ViewSpaceLots, OutboxNotify, OutboxUnsent
 );
 
-/// The lot of each space, learnt from `roaming.parking.space_registered`, so
-/// gates read schedules of their own lot only.
-#[derive(Debug)]
-struct ViewSpaceLots;
-
-impl MigrationName for ViewSpaceLots {
-    fn name(&self) -> &'static str {
-        "m0002_view_space_lots"
-    }
-}
-
-#[allow(
-    elided_lifetimes_in_paths,
-    reason = "async_trait cannot name the lifetime"
-)]
-#[async_trait::async_trait]
-impl MigrationTrait for ViewSpaceLots {
-    async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
+migration!(
+    /// The lot of each space, learnt from `roaming.parking.space_registered`, so
+    /// gates read schedules of their own lot only.
+    ViewSpaceLots,
+    "m0002_view_space_lots",
+    |m| {
         create(m, view::entities::space_lot::Entity).await
     }
-}
+);
 
 /// The `NOTIFY` channel an outbox insert signals (PostgreSQL only), so the
 /// relay holding the lease publishes rows other replicas wrote at once.
 pub const OUTBOX_CHANNEL: &str = "roaming_outbox";
 
-/// On PostgreSQL, a statement-level trigger on `outbox` that notifies
-/// [`OUTBOX_CHANNEL`]: delivered at commit (never for a rolled-back
-/// transaction), one per transaction however many rows it wrote, and with no
-/// extra round trip for the writer. SQLite has one writing process, whose
-/// relay is woken in process.
-#[derive(Debug)]
-struct OutboxNotify;
-
-impl MigrationName for OutboxNotify {
-    fn name(&self) -> &'static str {
-        "m0100_outbox_notify"
-    }
-}
-
-#[allow(
-    elided_lifetimes_in_paths,
-    reason = "async_trait cannot name the lifetime"
-)]
-#[async_trait::async_trait]
-impl MigrationTrait for OutboxNotify {
-    async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
+migration!(
+    /// On PostgreSQL, a statement-level trigger on `outbox` that notifies
+    /// [`OUTBOX_CHANNEL`]: delivered at commit (never for a rolled-back
+    /// transaction), one per transaction however many rows it wrote, and with no
+    /// extra round trip for the writer. SQLite has one writing process, whose
+    /// relay is woken in process.
+    OutboxNotify,
+    "m0100_outbox_notify",
+    |m| {
         if m.get_database_backend() != sea_orm::DbBackend::Postgres {
             return Ok(());
         }
@@ -257,33 +243,21 @@ impl MigrationTrait for OutboxNotify {
         .await?;
         Ok(())
     }
-}
+);
 
-/// On PostgreSQL, an index of the unsent outbox rows in `seq` order: the
-/// relay's read (`outbox::unsent`, oldest first) walks it from its start and
-/// stops after a batch. Without it the planner either sorted every entry of
-/// the `sent_at` index whose value was NULL (dead versions of sent rows
-/// included, until vacuum) or walked the primary key through every sent row
-/// kept for `keep_sent`: 4.5 million entries read in one benchmark run by a
-/// relay that published 7,000 rows (BENCHMARKS.md, run 8). SQLite needs none:
-/// its `sent_at` index holds the rowid (`seq`) after the value, so the NULL
-/// entries come in `seq` order already.
-#[derive(Debug)]
-struct OutboxUnsent;
-
-impl MigrationName for OutboxUnsent {
-    fn name(&self) -> &'static str {
-        "m0101_outbox_unsent"
-    }
-}
-
-#[allow(
-    elided_lifetimes_in_paths,
-    reason = "async_trait cannot name the lifetime"
-)]
-#[async_trait::async_trait]
-impl MigrationTrait for OutboxUnsent {
-    async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
+migration!(
+    /// On PostgreSQL, an index of the unsent outbox rows in `seq` order: the
+    /// relay's read (`outbox::unsent`, oldest first) walks it from its start and
+    /// stops after a batch. Without it the planner either sorted every entry of
+    /// the `sent_at` index whose value was NULL (dead versions of sent rows
+    /// included, until vacuum) or walked the primary key through every sent row
+    /// kept for `keep_sent`: 4.5 million entries read in one benchmark run by a
+    /// relay that published 7,000 rows (BENCHMARKS.md, run 8). SQLite needs none:
+    /// its `sent_at` index holds the rowid (`seq`) after the value, so the NULL
+    /// entries come in `seq` order already.
+    OutboxUnsent,
+    "m0101_outbox_unsent",
+    |m| {
         if m.get_database_backend() != sea_orm::DbBackend::Postgres {
             return Ok(());
         }
@@ -294,30 +268,18 @@ impl MigrationTrait for OutboxUnsent {
             .await?;
         Ok(())
     }
-}
+);
 
-/// The roaming capacity check reads, per booth and model, the start and end
-/// dates and status of the holdings that may overlap the candidate, grouped by
-/// date range (`reservation::admits`). This index holds all of that, so the
-/// check never reads the table; it starts with the columns of
-/// `ix_reservations_roaming_end`, which it replaces, and holds roaming rows
-/// only.
-#[derive(Debug)]
-struct ReservationRoamingHeld;
-
-impl MigrationName for ReservationRoamingHeld {
-    fn name(&self) -> &'static str {
-        "m0003_reservation_roaming_held"
-    }
-}
-
-#[allow(
-    elided_lifetimes_in_paths,
-    reason = "async_trait cannot name the lifetime"
-)]
-#[async_trait::async_trait]
-impl MigrationTrait for ReservationRoamingHeld {
-    async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
+migration!(
+    /// The roaming capacity check reads, per booth and model, the start and end
+    /// dates and status of the holdings that may overlap the candidate, grouped by
+    /// date range (`reservation::admits`). This index holds all of that, so the
+    /// check never reads the table; it starts with the columns of
+    /// `ix_reservations_roaming_end`, which it replaces, and holds roaming rows
+    /// only.
+    ReservationRoamingHeld,
+    "m0003_reservation_roaming_held",
+    |m| {
         // Roaming rows only (parking rows have no booth): a parking
         // reservation's every status change would otherwise rewrite an
         // entry here too. The same statement on both backends (sea-query's
@@ -335,4 +297,4 @@ impl MigrationTrait for ReservationRoamingHeld {
             .await?;
         Ok(())
     }
-}
+);

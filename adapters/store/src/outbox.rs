@@ -345,33 +345,22 @@ mod tests {
     use std::sync::Arc;
 
     use domain_kernel::{IdGenerator, OutgoingEvent, UuidV7};
-    use sea_orm::{ConnectionTrait, DbBackend, QueryTrait, Statement, TransactionTrait};
+    use sea_orm::{ConnectionTrait, TransactionTrait};
 
     use crate::Db;
     use crate::migrations::PaymentMigrator;
-    use crate::testing::TestDatabase;
+    use crate::testing::{TestDatabase, plan};
     use crate::writer::Verdict;
 
-    /// The plan of the relay's read, as `unsent` runs it, with what it read.
+    /// The plan of the relay's read, as `unsent` runs it.
     async fn unsent_plan(db: &Db) -> String {
-        let query = super::unsent_query(256).build(DbBackend::Postgres);
         let txn = db.reader().begin().await.unwrap();
         txn.execute_unprepared(super::UNSENT_PLAN_POSTGRES)
             .await
             .unwrap();
-        let rows = txn
-            .query_all_raw(Statement::from_sql_and_values(
-                DbBackend::Postgres,
-                format!("EXPLAIN (ANALYZE, BUFFERS) {}", query.sql),
-                query.values.map(|v| v.0).unwrap_or_default(),
-            ))
-            .await
-            .unwrap();
+        let steps = plan(&txn, &super::unsent_query(256)).await;
         txn.commit().await.unwrap();
-        rows.iter()
-            .map(|row| row.try_get::<String>("", "QUERY PLAN").unwrap())
-            .collect::<Vec<_>>()
-            .join("\n")
+        steps.join("\n")
     }
 
     /// The relay reads the oldest unsent rows every step: on PostgreSQL that

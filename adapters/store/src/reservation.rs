@@ -698,12 +698,11 @@ mod tests {
 
     use domain_kernel::{BoothCode, CountryCode, DateRange, DeviceModel};
     use domain_reservation::RoamingDetails;
-    use sea_orm::{ConnectionTrait, DbBackend, QueryTrait, Statement};
     use time::macros::date;
 
     use crate::Db;
     use crate::migrations::ReservationMigrator;
-    use crate::testing::TestDatabase;
+    use crate::testing::{TestDatabase, plan};
 
     /// The capacity check runs on the reservation database's one writer for
     /// every claim: it must stay an index-only range read, never a table
@@ -721,20 +720,7 @@ mod tests {
             return_booth: BoothCode::parse("ICN").unwrap(),
             dates: DateRange::new(date!(2026 - 12 - 01), date!(2026 - 12 - 03)).unwrap(),
         };
-        let query = super::roaming_held(&details).build(DbBackend::Sqlite);
-        let plan = db
-            .writer()
-            .query_all_raw(Statement::from_sql_and_values(
-                DbBackend::Sqlite,
-                format!("EXPLAIN QUERY PLAN {}", query.sql),
-                query.values.map(|v| v.0).unwrap_or_default(),
-            ))
-            .await
-            .unwrap();
-        let steps: Vec<String> = plan
-            .iter()
-            .map(|row| row.try_get::<String>("", "detail").unwrap())
-            .collect();
+        let steps = plan(db.writer(), &super::roaming_held(&details)).await;
         assert!(
             steps
                 .iter()

@@ -15,7 +15,7 @@
 
 use std::path::PathBuf;
 
-use sea_orm::{ConnectionTrait, Database};
+use sea_orm::{ConnectionTrait, Database, DbBackend, QueryTrait, Statement};
 
 /// Where the admin connection for test databases goes.
 pub fn postgres_admin_url() -> String {
@@ -105,4 +105,30 @@ impl Drop for TestDatabase {
             }
         }
     }
+}
+
+/// The plan the database on `conn` makes for `query`, one line per step
+/// (`EXPLAIN QUERY PLAN` on SQLite, `EXPLAIN` on PostgreSQL), for tests that
+/// pin a hot query to its index. `conn` may be a transaction that changed
+/// planner settings first.
+pub async fn plan<C: ConnectionTrait>(conn: &C, query: &impl QueryTrait) -> Vec<String> {
+    let backend = conn.get_database_backend();
+    let (explain, column) = match backend {
+        DbBackend::Sqlite => ("EXPLAIN QUERY PLAN", "detail"),
+        _ => ("EXPLAIN", "QUERY PLAN"),
+    };
+    let query = query.build(backend);
+    conn.query_all_raw(Statement::from_sql_and_values(
+        backend,
+        format!("{explain} {}", query.sql),
+        query.values.map(|v| v.0).unwrap_or_default(),
+    ))
+    .await
+    .unwrap_or_else(|e| panic!("explaining {}: {e}", query.sql))
+    .iter()
+    .map(|row| {
+        row.try_get::<String>("", column)
+            .unwrap_or_else(|e| panic!("a plan row without {column}: {e}"))
+    })
+    .collect()
 }
