@@ -28,6 +28,21 @@ async fn index(m: &SchemaManager<'_>, mut index: IndexCreateStatement) -> Result
     m.create_index(index.if_not_exists().to_owned()).await
 }
 
+/// Runs `statements` in order on PostgreSQL; nothing on SQLite (for the
+/// schema only PostgreSQL needs: triggers, partial indexes of its own).
+async fn on_postgres(
+    m: &SchemaManager<'_>,
+    statements: impl IntoIterator<Item = String>,
+) -> Result<(), DbErr> {
+    if m.get_database_backend() != sea_orm::DbBackend::Postgres {
+        return Ok(());
+    }
+    for statement in statements {
+        m.get_connection().execute_unprepared(&statement).await?;
+    }
+    Ok(())
+}
+
 /// Tables every service database has.
 async fn common(m: &SchemaManager<'_>) -> Result<(), DbErr> {
     create(m, outbox::message::Entity).await?;
@@ -224,24 +239,21 @@ migration!(
     OutboxNotify,
     "m0100_outbox_notify",
     |m| {
-        if m.get_database_backend() != sea_orm::DbBackend::Postgres {
-            return Ok(());
-        }
-        let db = m.get_connection();
-        db.execute_unprepared(&format!(
-            "CREATE OR REPLACE FUNCTION roaming_outbox_notify() RETURNS trigger \
-             LANGUAGE plpgsql AS $$ BEGIN PERFORM pg_notify('{OUTBOX_CHANNEL}', ''); \
-             RETURN NULL; END $$"
-        ))
-        .await?;
-        db.execute_unprepared("DROP TRIGGER IF EXISTS outbox_notify ON outbox")
-            .await?;
-        db.execute_unprepared(
-            "CREATE TRIGGER outbox_notify AFTER INSERT ON outbox \
-             FOR EACH STATEMENT EXECUTE FUNCTION roaming_outbox_notify()",
+        on_postgres(
+            m,
+            [
+                format!(
+                    "CREATE OR REPLACE FUNCTION roaming_outbox_notify() RETURNS trigger \
+                     LANGUAGE plpgsql AS $$ BEGIN PERFORM pg_notify('{OUTBOX_CHANNEL}', ''); \
+                     RETURN NULL; END $$"
+                ),
+                "DROP TRIGGER IF EXISTS outbox_notify ON outbox".to_owned(),
+                "CREATE TRIGGER outbox_notify AFTER INSERT ON outbox \
+                 FOR EACH STATEMENT EXECUTE FUNCTION roaming_outbox_notify()"
+                    .to_owned(),
+            ],
         )
-        .await?;
-        Ok(())
+        .await
     }
 );
 
@@ -258,15 +270,12 @@ migration!(
     OutboxUnsent,
     "m0101_outbox_unsent",
     |m| {
-        if m.get_database_backend() != sea_orm::DbBackend::Postgres {
-            return Ok(());
-        }
-        m.get_connection()
-            .execute_unprepared(
-                "CREATE INDEX IF NOT EXISTS ix_outbox_unsent ON outbox (seq) WHERE sent_at IS NULL",
-            )
-            .await?;
-        Ok(())
+        on_postgres(
+            m,
+            ["CREATE INDEX IF NOT EXISTS ix_outbox_unsent ON outbox (seq) WHERE sent_at IS NULL"
+                .to_owned()],
+        )
+        .await
     }
 );
 

@@ -690,9 +690,7 @@ impl Service<Collected> for Forward {
                     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e.as_ref());
                     while let Some(err) = source {
                         if err.is::<tonic::TimeoutExpired>() {
-                            return answer(&Status::deadline_exceeded(
-                                "the call's deadline passed",
-                            ));
+                            return deadline_passed();
                         }
                         source = err.source();
                     }
@@ -715,10 +713,15 @@ impl Service<Collected> for Forward {
 fn deadline_passed_upstream(response: Response) -> Response {
     match Status::from_header_map(response.headers()) {
         Some(s) if s.code() == Code::Cancelled && s.message() == TONIC_SERVER_TIMEOUT => {
-            answer(&Status::deadline_exceeded("the call's deadline passed"))
+            deadline_passed()
         }
         _ => response,
     }
+}
+
+/// The answer to a call whose own deadline passed, whichever timer saw it.
+fn deadline_passed() -> Response {
+    answer(&Status::deadline_exceeded("the call's deadline passed"))
 }
 
 /// The message of tonic's server-side deadline expiry (`TimeoutExpired`).
