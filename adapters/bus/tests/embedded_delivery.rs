@@ -84,7 +84,7 @@ async fn a_crash_between_commit_and_publish_is_repaired_and_a_redelivery_has_no_
     producer.commit(100, 10, SUBJECT).await;
     assert_eq!(consumer.counts().await, (0, 0));
     // Delivered, but the relay died before marking them sent: they go out again.
-    let pending = adapters_store::outbox::unsent(producer.db.writer(), None, 1000)
+    let pending = adapters_store::outbox::unsent(producer.db.writer(), 1000)
         .await
         .unwrap();
     let events: Vec<_> = pending.iter().take(40).map(|p| p.event.clone()).collect();
@@ -139,102 +139,4 @@ async fn a_dependency_outage_is_retried_and_dead_letters_nothing() {
     relay(&producer, &bus).drain().await.unwrap();
     assert_eq!(consumer.counts().await, (3, 3));
     assert!(bus.dead_letters().is_empty(), "an outage is not poison");
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn on_sqlite_the_marks_of_many_batches_share_one_write_and_a_crash_before_it_repeats_nothing_in_effect()
- {
-    let producer = Producer::new().await;
-    let consumer = Consumer::new().await;
-    let bus = EmbeddedBus::default();
-    bus.subscribe("view", "roaming.", consumer.handler("v"));
-    let lazy = RelayConfig {
-        mark_within: Duration::from_hours(1),
-        lease_ttl: Duration::from_millis(300),
-        ..RelayConfig::default()
-    };
-    let first = Relay::new(producer.db.clone(), bus.clone(), lazy.clone());
-    let jobs_before = producer.db.writer_stats().jobs;
-    // Twenty commits, each published in a batch of its own.
-    for _ in 0..20 {
-        producer.commit(1, 1, SUBJECT).await;
-        assert_eq!(
-            first.step().await.unwrap(),
-            1,
-            "the new row, not the last ones"
-        );
-    }
-    assert_eq!(first.step().await.unwrap(), 0);
-    assert_eq!(consumer.counts().await, (20, 20));
-    assert_eq!(
-        producer.db.writer_stats().jobs,
-        jobs_before,
-        "no mark written yet (the lease is taken outside the writer's jobs)"
-    );
-    assert_eq!(producer.unsent().await, 20, "published, not marked yet");
-
-    // The relay dies before its marks are written: the next one publishes
-    // those rows again once the lease lapses, and the consumer's inbox keeps
-    // each effect once.
-    drop(first);
-    let calls = consumer.calls.load(std::sync::atomic::Ordering::Relaxed);
-    let second = Relay::new(producer.db.clone(), bus.clone(), lazy);
-    let deadline = std::time::Instant::now() + WAIT;
-    let mut republished = 0;
-    while republished < 20 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the lease never lapsed"
-        );
-        republished += second.drain().await.unwrap();
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert_eq!(republished, 20);
-    assert_eq!(
-        consumer.calls.load(std::sync::atomic::Ordering::Relaxed),
-        calls + 20
-    );
-    assert_eq!(consumer.counts().await, (20, 20), "none applied twice");
-    assert_eq!(producer.unsent().await, 0, "drain writes the pending marks");
-    assert_eq!(
-        producer.db.writer_stats().jobs,
-        jobs_before + 1,
-        "twenty batches, one mark write"
-    );
-    assert_eq!(
-        second.drain().await.unwrap(),
-        0,
-        "nothing is published a third time"
-    );
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_running_relay_writes_its_waiting_marks_when_they_are_due() {
-    let producer = Producer::new().await;
-    let consumer = Consumer::new().await;
-    let bus = EmbeddedBus::default();
-    bus.subscribe("view", "roaming.", consumer.handler("v"));
-    let config = RelayConfig {
-        mark_within: Duration::from_millis(100),
-        poll: Duration::from_mins(10),
-        ..RelayConfig::default()
-    };
-    let (stop, rx) = watch::channel(false);
-    let running =
-        tokio::spawn(Relay::new(producer.db.clone(), bus.clone(), config).run(until_stopped(rx)));
-    producer.commit(5, 1, SUBJECT).await;
-    consumer.wait_for(5, WAIT).await;
-    // No commit and no poll wakes the relay now: only the marks' deadline.
-    let deadline = std::time::Instant::now() + WAIT;
-    while producer.unsent().await > 0 {
-        assert!(std::time::Instant::now() < deadline, "marks never written");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    // Marks written before a stop, too.
-    producer.commit(3, 1, SUBJECT).await;
-    consumer.wait_for(8, WAIT).await;
-    stop.send(true).unwrap();
-    running.await.unwrap();
-    assert_eq!(producer.unsent().await, 0);
-    assert_eq!(consumer.counts().await, (8, 8));
 }

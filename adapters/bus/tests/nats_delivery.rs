@@ -209,7 +209,7 @@ async fn a_crash_between_commit_and_publish_is_repaired_by_the_relay_on_restart(
     producer.commit(100, 10, SUBJECT).await;
     // And a batch that was published but whose "sent" mark was lost.
     let half_done = producer.commit(50, 50, SUBJECT).await;
-    let pending = adapters_store::outbox::unsent(producer.db.writer(), None, 1000)
+    let pending = adapters_store::outbox::unsent(producer.db.writer(), 1000)
         .await
         .unwrap();
     let published: Vec<_> = pending

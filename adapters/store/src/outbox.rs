@@ -190,23 +190,17 @@ pub struct Pending {
 }
 
 /// The relay's read of the oldest unsent rows.
-fn unsent_query(after: Option<i64>, limit: u64) -> sea_orm::Select<message::Entity> {
-    let mut query = message::Entity::find().filter(message::Column::SentAt.is_null());
-    if let Some(after) = after {
-        query = query.filter(message::Column::Seq.gt(after));
-    }
-    query.order_by_asc(message::Column::Seq).limit(limit)
+fn unsent_query(limit: u64) -> sea_orm::Select<message::Entity> {
+    message::Entity::find()
+        .filter(message::Column::SentAt.is_null())
+        .order_by_asc(message::Column::Seq)
+        .limit(limit)
 }
 
 /// How [`unsent`] reads on PostgreSQL (see there).
 const UNSENT_PLAN_POSTGRES: &str = "SET LOCAL enable_bitmapscan = off";
 
 /// Up to `limit` unsent events, oldest first.
-///
-/// `after`: only rows after this `seq` (rows up to it were published and
-/// their marks are still pending). Only valid where `seq` order is the order
-/// in which rows become visible, which is SQLite's (one writer at a time):
-/// on PostgreSQL a lower `seq` can commit after a higher one was read.
 ///
 /// On PostgreSQL this walks the partial index of unsent rows in `seq` order
 /// (migration `m0101_outbox_unsent`), with bitmap scans off. Every row marked
@@ -215,12 +209,8 @@ const UNSENT_PLAN_POSTGRES: &str = "SET LOCAL enable_bitmapscan = off";
 /// after a deploy) visits every one of them on every step and never marks
 /// them dead, while a plain index scan marks each as it passes it, so the
 /// next step skips it.
-pub async fn unsent(
-    conn: &DatabaseConnection,
-    after: Option<i64>,
-    limit: u64,
-) -> Result<Vec<Pending>, StoreError> {
-    let query = unsent_query(after, limit);
+pub async fn unsent(conn: &DatabaseConnection, limit: u64) -> Result<Vec<Pending>, StoreError> {
+    let query = unsent_query(limit);
     let rows = if conn.get_database_backend() == DbBackend::Postgres {
         let txn = conn.begin().await.map_err(store_err)?;
         txn.execute_unprepared(UNSENT_PLAN_POSTGRES)
@@ -279,16 +269,9 @@ pub async fn purge_sent<C: ConnectionTrait>(
     Ok(r.rows_affected)
 }
 
-/// How many events wait, and since when (microseconds) the oldest waits;
-/// `after` as in [`unsent`].
-pub async fn backlog<C: ConnectionTrait>(
-    conn: &C,
-    after: Option<i64>,
-) -> Result<(u64, Option<i64>), StoreError> {
-    let mut unsent = message::Entity::find().filter(message::Column::SentAt.is_null());
-    if let Some(after) = after {
-        unsent = unsent.filter(message::Column::Seq.gt(after));
-    }
+/// How many events wait, and since when (microseconds) the oldest waits.
+pub async fn backlog<C: ConnectionTrait>(conn: &C) -> Result<(u64, Option<i64>), StoreError> {
+    let unsent = message::Entity::find().filter(message::Column::SentAt.is_null());
     let count = unsent.clone().count(conn).await.map_err(store_err)?;
     let oldest = unsent
         .order_by_asc(message::Column::Seq)
@@ -375,7 +358,7 @@ mod tests {
         txn.execute_unprepared(super::UNSENT_PLAN_POSTGRES)
             .await
             .unwrap();
-        let steps = plan(&txn, &super::unsent_query(None, 256)).await;
+        let steps = plan(&txn, &super::unsent_query(256)).await;
         txn.commit().await.unwrap();
         steps.join("\n")
     }
@@ -408,7 +391,7 @@ mod tests {
         })
         .await
         .unwrap();
-        let sent: Vec<i64> = super::unsent(db.reader(), None, 5_000)
+        let sent: Vec<i64> = super::unsent(db.reader(), 5_000)
             .await
             .unwrap()
             .iter()
@@ -428,11 +411,6 @@ mod tests {
             .unwrap();
         let plan = unsent_plan(&db).await;
         assert!(plan.contains("Index Scan using ix_outbox_unsent"), "{plan}");
-        assert!(
-            super::unsent(db.reader(), None, 256)
-                .await
-                .unwrap()
-                .is_empty()
-        );
+        assert!(super::unsent(db.reader(), 256).await.unwrap().is_empty());
     }
 }

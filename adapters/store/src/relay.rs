@@ -7,7 +7,7 @@ use std::time::Duration;
 use domain_kernel::{EventPublisher, StoreError};
 use tracing::{debug, info, warn};
 
-use crate::db::{Backend, Db};
+use crate::db::Db;
 use crate::outbox;
 use crate::writer::Verdict;
 
@@ -26,14 +26,6 @@ pub struct RelayConfig {
     pub max_backoff: Duration,
     /// Sent rows are deleted after this long.
     pub keep_sent: Duration,
-    /// On SQLite, how long the marks of published rows may wait, so they
-    /// share one commit instead of costing one each (the relay reads past the
-    /// rows it published meanwhile). A crash or a lease handed over in that
-    /// window publishes those rows again, which the broker's de-duplication
-    /// and the consumers' inboxes absorb. Zero marks after every batch, which
-    /// PostgreSQL always does: there a lower `seq` can commit after a higher
-    /// one, so reading past the published rows could skip one.
-    pub mark_within: Duration,
 }
 
 impl Default for RelayConfig {
@@ -47,7 +39,6 @@ impl Default for RelayConfig {
             lease_ttl: Duration::from_secs(3),
             max_backoff: Duration::from_secs(5),
             keep_sent: Duration::from_hours(1),
-            mark_within: Duration::from_millis(200),
         }
     }
 }
@@ -76,19 +67,6 @@ pub struct Relay<P> {
     /// relay held it: commits wake every replica's relay, and only the
     /// holder should touch the database for each of them.
     standby_until: std::sync::Mutex<Option<tokio::time::Instant>>,
-    /// Rows published whose marks have not been written yet.
-    marks: std::sync::Mutex<Marks>,
-}
-
-/// The rows this relay published and has not marked sent yet.
-#[derive(Debug, Default)]
-struct Marks {
-    /// Every row up to this `seq` was published (SQLite only, see
-    /// [`RelayConfig::mark_within`]): the next read starts after it.
-    published_through: Option<i64>,
-    unmarked: Vec<i64>,
-    /// When the oldest unmarked row was published.
-    since: Option<tokio::time::Instant>,
 }
 
 /// How long a relay that found the lease held waits before trying again
@@ -108,62 +86,7 @@ impl<P: EventPublisher> Relay<P> {
             holder: uuid::Uuid::now_v7().to_string(),
             held_until: std::sync::Mutex::new(None),
             standby_until: std::sync::Mutex::new(None),
-            marks: std::sync::Mutex::default(),
         }
-    }
-
-    /// How long marks may wait on this database (zero on PostgreSQL).
-    fn mark_within(&self) -> Duration {
-        match self.db.backend() {
-            Backend::Sqlite => self.config.mark_within,
-            Backend::Postgres => Duration::ZERO,
-        }
-    }
-
-    fn marks(&self) -> std::sync::MutexGuard<'_, Marks> {
-        self.marks
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    /// When the pending marks must be written, if any are pending.
-    fn marks_due_at(&self) -> Option<tokio::time::Instant> {
-        self.marks().since.map(|t| t + self.mark_within())
-    }
-
-    /// Writes the pending marks if there are `batch` of them or the oldest
-    /// waited `mark_within`, or every pending one when `force`.
-    async fn write_marks(&self, force: bool) -> Result<(), StoreError> {
-        let seqs: Arc<[i64]> = {
-            let marks = self.marks();
-            let due = marks.since.is_some_and(|t| {
-                force
-                    || t.elapsed() >= self.mark_within()
-                    || marks.unmarked.len() as u64 >= self.config.batch
-            });
-            if !due {
-                return Ok(());
-            }
-            marks.unmarked.as_slice().into()
-        };
-        // Through the writer: commits with the request path's changes.
-        let marked = Arc::clone(&seqs);
-        self.db
-            .write(move |tx| {
-                let seqs = Arc::clone(&marked);
-                Box::pin(async move {
-                    outbox::mark_sent(tx.conn(), &seqs).await?;
-                    Ok(Verdict::Keep(()))
-                })
-            })
-            .await?;
-        let mut marks = self.marks();
-        // Only this relay's steps add marks, one step at a time.
-        marks.unmarked.drain(..seqs.len());
-        if marks.unmarked.is_empty() {
-            marks.since = None;
-        }
-        Ok(())
     }
 
     /// One batch: take the lease, read the oldest unsent rows, publish them and
@@ -175,14 +98,11 @@ impl<P: EventPublisher> Relay<P> {
         if self.standing_by() {
             return Ok(0);
         }
-        // Marks that waited long enough (or a full batch of them) first.
-        self.write_marks(false).await?;
         let reader = self.db.reader();
-        let after = self.marks().published_through;
         // Read before taking the lease: an idle relay then writes nothing. (A
         // relay whose lease lapsed may still be publishing these rows; a
         // re-publish is dropped by the broker's de-duplication and the inboxes.)
-        let pending = outbox::unsent(reader, after, self.config.batch).await?;
+        let pending = outbox::unsent(reader, self.config.batch).await?;
         if pending.is_empty() || !self.hold_lease().await? {
             return Ok(0);
         }
@@ -206,17 +126,20 @@ impl<P: EventPublisher> Relay<P> {
             .collect();
         self.publisher.publish(&events).await?;
         drop(spans);
-        {
-            let mut marks = self.marks();
-            marks.unmarked.extend(pending.iter().map(|p| p.seq));
-            marks.since.get_or_insert_with(tokio::time::Instant::now);
-            if self.mark_within() > Duration::ZERO {
-                marks.published_through = pending.last().map(|p| p.seq);
-            }
-        }
-        self.write_marks(false).await?;
-        debug!(count = pending.len(), "outbox batch published");
-        Ok(pending.len())
+        let seqs: Arc<[i64]> = pending.iter().map(|p| p.seq).collect();
+        // Through the writer: commits with the request path's changes.
+        let marked = Arc::clone(&seqs);
+        self.db
+            .write(move |tx| {
+                let seqs = Arc::clone(&marked);
+                Box::pin(async move {
+                    outbox::mark_sent(tx.conn(), &seqs).await?;
+                    Ok(Verdict::Keep(()))
+                })
+            })
+            .await?;
+        debug!(count = seqs.len(), "outbox batch published");
+        Ok(seqs.len())
     }
 
     /// Takes or renews the lease, unless this relay renewed it less than half
@@ -260,22 +183,19 @@ impl<P: EventPublisher> Relay<P> {
     }
 
     /// When to look again without a commit signal: the poll, or sooner when
-    /// a standby ends or pending marks are due.
+    /// a standby ends.
     fn next_look(&self) -> tokio::time::Instant {
         let poll = tokio::time::Instant::now() + self.config.poll;
-        let look = self
-            .standby_until
+        self.standby_until
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .map_or(poll, |until| until.min(poll));
-        self.marks_due_at().map_or(look, |due| due.min(look))
+            .map_or(poll, |until| until.min(poll))
     }
 
     /// The outbox gauges (backlog, age of the oldest unsent event), read from
     /// the read pool so the writer is not disturbed.
     async fn record_backlog(&self) {
-        let after = self.marks().published_through;
-        match outbox::backlog(self.db.reader(), after).await {
+        match outbox::backlog(self.db.reader()).await {
             Ok((count, oldest)) => {
                 let now = std::time::SystemTime::now()
                     .duration_since(std::time::UNIX_EPOCH)
@@ -289,18 +209,15 @@ impl<P: EventPublisher> Relay<P> {
         }
     }
 
-    /// Publishes until nothing is pending, and marks every row it published
-    /// sent. For tests and tools.
+    /// Publishes until nothing is pending. For tests and tools.
     pub async fn drain(&self) -> Result<usize, RelayError> {
         let mut total = 0;
         loop {
             match self.step().await? {
-                0 => break,
+                0 => return Ok(total),
                 n => total += n,
             }
         }
-        self.write_marks(true).await?;
-        Ok(total)
     }
 
     /// Runs until `shutdown` resolves: woken by commits (and by a poll for rows
@@ -354,11 +271,6 @@ impl<P: EventPublisher> Relay<P> {
         }
         if let Some(listener) = listener {
             listener.abort();
-        }
-        // What was published is marked before the lease goes, so the next
-        // holder does not publish it again.
-        if let Err(e) = self.write_marks(true).await {
-            warn!(error = %e, "marking published outbox rows failed; they will be published again");
         }
         if let Err(e) =
             outbox::release_lease(self.db.writer(), &self.config.lease, &self.holder).await

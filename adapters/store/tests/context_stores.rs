@@ -81,7 +81,7 @@ async fn payment(db: TestDatabase) {
     service.handle_rejected(&rejected).await.unwrap();
     let late = service.pay(&svc, early, p.amount, &card()).await.unwrap();
     assert_eq!(late.status, PaymentStatus::Voided);
-    let subjects: Vec<_> = outbox::unsent(store.db().reader(), None, 10)
+    let subjects: Vec<_> = outbox::unsent(store.db().reader(), 10)
         .await
         .unwrap()
         .into_iter()
@@ -177,7 +177,7 @@ async fn rental(db: TestDatabase) {
         .await
         .unwrap();
     assert_eq!(listed.len(), 1);
-    let subjects: Vec<_> = outbox::unsent(store.db().reader(), None, 20)
+    let subjects: Vec<_> = outbox::unsent(store.db().reader(), 20)
         .await
         .unwrap()
         .into_iter()

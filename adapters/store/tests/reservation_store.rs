@@ -251,9 +251,7 @@ async fn suite(db: TestDatabase) {
         .unwrap();
     assert_eq!(entry.map(|e| e.reservation_id), Some(parked.id));
     // Every change wrote its events to the outbox, in order.
-    let pending = outbox::unsent(w.store.db().reader(), None, 100)
-        .await
-        .unwrap();
+    let pending = outbox::unsent(w.store.db().reader(), 100).await.unwrap();
     let subjects: Vec<_> = pending.iter().map(|p| p.event.subject.as_str()).collect();
     assert_eq!(
         subjects

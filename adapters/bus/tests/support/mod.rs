@@ -121,7 +121,7 @@ impl Producer {
     }
 
     pub async fn unsent(&self) -> u64 {
-        outbox::backlog(self.db.writer(), None).await.unwrap().0
+        outbox::backlog(self.db.writer()).await.unwrap().0
     }
 }
 
