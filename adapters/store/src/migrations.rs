@@ -32,13 +32,15 @@ async fn index(m: &SchemaManager<'_>, mut index: IndexCreateStatement) -> Result
 /// schema only PostgreSQL needs: triggers, partial indexes of its own).
 async fn on_postgres(
     m: &SchemaManager<'_>,
-    statements: impl IntoIterator<Item = String>,
+    statements: impl IntoIterator<Item = impl AsRef<str>>,
 ) -> Result<(), DbErr> {
     if m.get_database_backend() != sea_orm::DbBackend::Postgres {
         return Ok(());
     }
     for statement in statements {
-        m.get_connection().execute_unprepared(&statement).await?;
+        m.get_connection()
+            .execute_unprepared(statement.as_ref())
+            .await?;
     }
     Ok(())
 }
@@ -272,8 +274,7 @@ migration!(
     |m| {
         on_postgres(
             m,
-            ["CREATE INDEX IF NOT EXISTS ix_outbox_unsent ON outbox (seq) WHERE sent_at IS NULL"
-                .to_owned()],
+            ["CREATE INDEX IF NOT EXISTS ix_outbox_unsent ON outbox (seq) WHERE sent_at IS NULL"],
         )
         .await
     }
