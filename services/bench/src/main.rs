@@ -243,6 +243,19 @@ async fn run(o: Options) -> anyhow::Result<()> {
             unexpected.push(format!("{name}: {n} x {code}"));
         }
     }
+    // Every reservation's events must reach the view: one not seen within
+    // 10 s is a lost (or unboundedly late) event, never an acceptable figure.
+    for (name, events) in [
+        ("event end to end", &events),
+        ("event end to end after the overload", &events_after),
+    ] {
+        if events.missed > 0 {
+            unexpected.push(format!(
+                "{name}: {} reservations not seen on the view's stream within 10 s",
+                events.missed
+            ));
+        }
+    }
     target.stop().await;
     if failed {
         bail!("a workload completed no call: see the errors column");

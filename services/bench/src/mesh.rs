@@ -95,6 +95,9 @@ fn as_<T>(subject: &str, role: Role, message: T) -> Request<T> {
     r
 }
 
+/// Connections an open loop spreads its calls over (round robin).
+const OPEN_LOOP_CONNECTIONS: usize = 8;
+
 async fn channel(addr: SocketAddr) -> anyhow::Result<Channel> {
     Ok(Channel::from_shared(format!("http://{addr}"))?
         .connect()
@@ -383,12 +386,26 @@ impl Target {
     }
 
     pub async fn reserve_roaming(&self, load: Load, warmup: Duration, duration: Duration) -> Stats {
-        let Ok(ch) = channel(self.reservation).await else {
-            return failed(duration);
+        // A closed loop is one caller's connection, as the echo baseline's.
+        // An open loop stands for many callers, each on a connection of its
+        // own: on one connection the server's stream limit (256) would make
+        // the client queue calls itself once 256 are in flight (refusals
+        // included, which wait up to the admission wait), and that queue,
+        // not the mesh, would set the overload's latency.
+        let connections = match load {
+            Load::Concurrency(_) => 1,
+            Load::Rate(_) => OPEN_LOOP_CONNECTIONS,
         };
-        let client = ReservationServiceClient::new(ch);
-        let call = move |_| {
-            let mut client = client.clone();
+        let mut clients = Vec::with_capacity(connections);
+        for _ in 0..connections {
+            let Ok(ch) = channel(self.reservation).await else {
+                return failed(duration);
+            };
+            clients.push(ReservationServiceClient::new(ch));
+        }
+        let clients = Arc::new(clients);
+        let call = move |i: u64| {
+            let mut client = clients[usize::try_from(i).unwrap_or(0) % clients.len()].clone();
             let j = next_roaming();
             async move {
                 client
