@@ -58,6 +58,8 @@ const UNIQUE_VIOLATION: &str = "sqlite unique constraint violation";
 pub(crate) struct Direct {
     conns: Vec<Mutex<Conn>>,
     next: AtomicUsize,
+    /// The file's name without its extension (`reservation`), to name threads.
+    name: String,
     /// The failure of the last `BEGIN`/`COMMIT`/`ROLLBACK`, kept for the
     /// writer (the proxy interface cannot return it).
     failure: Mutex<Option<String>>,
@@ -112,6 +114,9 @@ impl Direct {
         Ok(Arc::new(Self {
             conns,
             next: AtomicUsize::new(0),
+            name: path
+                .file_stem()
+                .map_or_else(String::new, |stem| stem.to_string_lossy().into_owned()),
             failure: Mutex::new(None),
         }))
     }
@@ -122,6 +127,11 @@ impl Direct {
         Database::connect_proxy(DbBackend::Sqlite, Arc::new(proxy))
             .await
             .map_err(crate::error::store_err)
+    }
+
+    /// The database file's name without its extension.
+    pub(crate) fn name(&self) -> &str {
+        &self.name
     }
 
     /// The failure of the last `BEGIN`, `COMMIT` or `ROLLBACK` since asked.

@@ -170,21 +170,23 @@ impl Writer {
     ) -> Result<Self, StoreError> {
         let (tx, rx) = mpsc::channel(MAX_QUEUED);
         let counters = Arc::new(Counters::default());
-        let threaded = direct.is_some();
+        // `writer-reservation` in `top -H` and profiles (Linux keeps the
+        // first 15 bytes).
+        let thread = direct.as_ref().map(|d| format!("writer-{}", d.name()));
         let task = run_writer(
             WriterConn { conn, direct },
             rx,
             committed,
             Arc::clone(&counters),
         );
-        if threaded {
+        if let Some(thread) = thread {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
                 .map_err(|e| StoreError::msg(format!("the writer's runtime: {e}")))?;
             // Ends when every sender (every clone of the `Db`) is gone.
             std::thread::Builder::new()
-                .name("sqlite-writer".into())
+                .name(thread)
                 .spawn(move || runtime.block_on(task))
                 .map_err(|e| StoreError::msg(format!("the writer's thread: {e}")))?;
         } else {
