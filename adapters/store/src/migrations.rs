@@ -140,7 +140,8 @@ migrator!(
         // The sweeper finds stale claims.
         index(m, Index::create().name("ix_reservations_pending").table(r::Entity).col(r::Column::Status).col(r::Column::CreatedAt).to_owned()).await?;
     },
-    then ReservationParkingEnd, OutboxNotify, ReservationRoamingHeld, OutboxUnsent
+    then ReservationParkingEnd, OutboxNotify, ReservationRoamingHeld, OutboxUnsent,
+        ReservationRoamingUnindexed
 );
 
 migration!(
@@ -304,6 +305,23 @@ migration!(
             .await?;
         m.get_connection()
             .execute_unprepared("DROP INDEX IF EXISTS ix_reservations_roaming_end")
+            .await?;
+        Ok(())
+    }
+);
+
+migration!(
+    /// Drops `ix_reservations_roaming` (booth, model, status): since m0003 the
+    /// capacity check reads `ix_reservations_roaming_held`, and no other query
+    /// filters on the booth, so the index served nothing while every insert
+    /// and every status change of every reservation (parking rows too, under a
+    /// NULL booth) rewrote an entry of it on the reservation database's one
+    /// writer.
+    ReservationRoamingUnindexed,
+    "m0004_reservation_roaming_unindexed",
+    |m| {
+        m.get_connection()
+            .execute_unprepared("DROP INDEX IF EXISTS ix_reservations_roaming")
             .await?;
         Ok(())
     }

@@ -700,9 +700,59 @@ mod tests {
     use domain_reservation::RoamingDetails;
     use time::macros::date;
 
+    use sea_orm::{ConnectionTrait, DbBackend, Statement};
+
     use crate::Db;
     use crate::migrations::ReservationMigrator;
     use crate::testing::{TestDatabase, plan};
+
+    /// The named indexes of the reservations table, sorted.
+    async fn indexes(db: &Db) -> Vec<String> {
+        let conn = db.writer();
+        let backend = conn.get_database_backend();
+        let sql = match backend {
+            DbBackend::Sqlite => {
+                "SELECT name FROM sqlite_master \
+                 WHERE type = 'index' AND tbl_name = 'reservations' AND name LIKE 'ix\\_%' ESCAPE '\\'"
+            }
+            _ => {
+                "SELECT indexname AS name FROM pg_indexes \
+                 WHERE tablename = 'reservations' AND indexname LIKE 'ix\\_%' ESCAPE '\\'"
+            }
+        };
+        let mut names: Vec<String> = conn
+            .query_all_raw(Statement::from_string(backend, sql))
+            .await
+            .unwrap()
+            .iter()
+            .map(|row| row.try_get::<String>("", "name").unwrap())
+            .collect();
+        names.sort();
+        names
+    }
+
+    /// Every index of the reservations table costs the database's one writer
+    /// an entry at each insert and status change: each one here has a reader,
+    /// named next to it, on both backends.
+    #[tokio::test]
+    async fn every_index_of_the_reservations_table_has_a_reader() {
+        let expected = [
+            // find_parking (a vehicle at the gate).
+            "ix_reservations_parking",
+            // The parking capacity check.
+            "ix_reservations_parking_end",
+            // The sweeper's stale claims.
+            "ix_reservations_pending",
+            // The roaming capacity check.
+            "ix_reservations_roaming_held",
+        ];
+        for file in [TestDatabase::sqlite(), TestDatabase::postgres().await] {
+            let db = Db::connect::<ReservationMigrator>(file.url())
+                .await
+                .unwrap();
+            assert_eq!(indexes(&db).await, expected, "{}", file.url());
+        }
+    }
 
     /// The capacity check runs on the reservation database's one writer for
     /// every claim: it must stay an index-only range read, never a table
