@@ -698,9 +698,8 @@ mod tests {
 
     use domain_kernel::{BoothCode, CountryCode, DateRange, DeviceModel};
     use domain_reservation::RoamingDetails;
-    use time::macros::date;
-
     use sea_orm::{ConnectionTrait, DbBackend, Statement};
+    use time::macros::date;
 
     use crate::Db;
     use crate::migrations::ReservationMigrator;
