@@ -731,8 +731,9 @@ mod tests {
     }
 
     /// Every index of the reservations table costs the database's one writer
-    /// an entry at each insert and status change: each one here has a reader,
-    /// named next to it, on both backends.
+    /// an entry at each insert and status change: each hand-made (`ix_`) one
+    /// has a reader, named next to it, on both backends (the primary key and
+    /// the idempotency key's unique index are the entity's own).
     #[tokio::test]
     async fn every_index_of_the_reservations_table_has_a_reader() {
         let expected = [
