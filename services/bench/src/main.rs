@@ -121,7 +121,7 @@ async fn run(o: Options) -> anyhow::Result<()> {
         TargetKind::Replicas => mesh::Target::distributed(2).await?,
     };
     let startup = target.startup;
-    let idle_rss = target.rss_kib();
+    let idle_rss = target.resident();
     target.seed().await?;
 
     // Event latency first, on a quiet mesh: after the load phases the relays
@@ -135,7 +135,7 @@ async fn run(o: Options) -> anyhow::Result<()> {
     let parking_c = target
         .reserve_parking(o.concurrency, o.warmup, o.duration, 0)
         .await;
-    let load_rss = target.rss_kib();
+    let load_rss = target.resident();
     let roaming_1 = target
         .reserve_roaming(Load::Concurrency(1), o.warmup, o.duration)
         .await;
@@ -154,7 +154,7 @@ async fn run(o: Options) -> anyhow::Result<()> {
     let overload = target
         .reserve_roaming(Load::Rate(overload_rate), o.warmup, o.duration)
         .await;
-    let overload_rss = target.rss_kib();
+    let overload_rss = target.resident();
     let after_overload = target
         .reserve_roaming(Load::Concurrency(1), Duration::ZERO, Duration::from_secs(2))
         .await;
@@ -202,10 +202,7 @@ async fn run(o: Options) -> anyhow::Result<()> {
     }
     if let (Some(idle), Some(load), Some(overload)) = (idle_rss, load_rss, overload_rss) {
         println!(
-            "resident memory of `roaming up` (all five services): idle {} MiB, after load {} MiB, after the overload {} MiB",
-            idle / 1024,
-            load / 1024,
-            overload / 1024
+            "resident memory of `roaming up` (all five services): idle {idle}, after load {load}, after the overload {overload}"
         );
     }
     let failed = [

@@ -296,18 +296,25 @@ impl Target {
         })
     }
 
-    /// Resident set of the mesh process, in KiB (Linux; `None` for the
-    /// distributed mesh, whose processes are measured one by one if at all).
-    pub fn rss_kib(&self) -> Option<u64> {
+    /// Resident set of the mesh process (Linux; `None` for the distributed
+    /// mesh, whose processes are measured one by one if at all).
+    pub fn resident(&self) -> Option<Resident> {
         if self.distributed.is_some() {
             return None;
         }
         let pid = self.child.as_ref().map_or_else(std::process::id, Child::id);
         let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        let kib = |field: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(field))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        };
+        Some(Resident {
+            total: kib("VmRSS:")?,
+            anonymous: kib("RssAnon:")?,
+            file_backed: kib("RssFile:")?,
+        })
     }
 
     /// The bench catalog: UNITS egg-lte at booth BENCH and UNITS parking spaces.
@@ -599,6 +606,32 @@ async fn wait_serving(addr: SocketAddr) -> anyhow::Result<()> {
         }
         anyhow::ensure!(Instant::now() < deadline, "{addr} did not report SERVING");
         tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+/// Resident memory of the mesh process, from `/proc/<pid>/status`.
+///
+/// The file-backed part is mostly the binary's own code, mapped from the
+/// page cache a folio at a time, so it follows the binary's size more than
+/// what the process does (BENCHMARKS.md, "Idle RSS"); the anonymous part is
+/// the process's own memory.
+/// Each figure in KiB.
+#[derive(Debug, Clone, Copy)]
+pub struct Resident {
+    pub total: u64,
+    pub anonymous: u64,
+    pub file_backed: u64,
+}
+
+impl std::fmt::Display for Resident {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} MiB ({} anonymous, {} file-backed)",
+            self.total / 1024,
+            self.anonymous / 1024,
+            self.file_backed / 1024
+        )
     }
 }
 
