@@ -625,12 +625,18 @@ pub struct Resident {
 
 impl std::fmt::Display for Resident {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // MiB to one decimal, rounded up, so that a figure over a target's
+        // line never reads as on it.
+        let mib = |kib: u64| {
+            let tenths = (kib * 10).div_ceil(1024);
+            format!("{}.{}", tenths / 10, tenths % 10)
+        };
         write!(
             f,
             "{} MiB ({} anonymous, {} file-backed)",
-            self.total / 1024,
-            self.anonymous / 1024,
-            self.file_backed / 1024
+            mib(self.total),
+            mib(self.anonymous),
+            mib(self.file_backed)
         )
     }
 }
