@@ -646,3 +646,31 @@ mod tonic_health_client {
     pub use tonic_health::pb::health_check_response::ServingStatus;
     pub use tonic_health::pb::health_client::HealthClient;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Resident;
+
+    #[test]
+    fn resident_memory_reads_in_tenths_rounded_up() {
+        let at_the_line = Resident {
+            total: 25 * 1024,
+            anonymous: 9 * 1024,
+            file_backed: 16 * 1024,
+        };
+        assert_eq!(
+            at_the_line.to_string(),
+            "25.0 MiB (9.0 anonymous, 16.0 file-backed)"
+        );
+        // One KiB over 25 MiB must not read as 25.0.
+        let just_over = Resident {
+            total: 25 * 1024 + 1,
+            anonymous: 26_521,
+            file_backed: 0,
+        };
+        assert_eq!(
+            just_over.to_string(),
+            "25.1 MiB (25.9 anonymous, 0.0 file-backed)"
+        );
+    }
+}
