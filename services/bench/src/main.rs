@@ -99,7 +99,33 @@ fn main() -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    rt.block_on(run(o))
+    rt.block_on(async {
+        // Returning drops the run, and with it the mesh under test: an
+        // interrupted bench leaves no `roaming up` behind.
+        tokio::select! {
+            result = run(o) => result,
+            signal = interrupted() => bail!("interrupted by {signal}"),
+        }
+    })
+}
+
+/// Resolves on SIGINT or SIGTERM, naming which.
+async fn interrupted() -> &'static str {
+    use tokio::signal::unix::{SignalKind, signal};
+    let caught = |kind: SignalKind| async move {
+        match signal(kind) {
+            Ok(mut stream) => {
+                stream.recv().await;
+            }
+            // No handler could be installed: the signal keeps its default
+            // action (ending the process) and this never resolves.
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        () = caught(SignalKind::interrupt()) => "SIGINT",
+        () = caught(SignalKind::terminate()) => "SIGTERM",
+    }
 }
 
 async fn run(o: Options) -> anyhow::Result<()> {

@@ -42,11 +42,34 @@ pub struct Target {
     rental: SocketAddr,
     parking: SocketAddr,
     view: SocketAddr,
-    child: Option<Child>,
+    child: Option<MeshProcess>,
     in_process: Option<Mesh>,
     distributed: Option<chaos::mesh::Distributed>,
     dir: PathBuf,
     pub startup: Option<Duration>,
+}
+
+/// The spawned `roaming up`. Stopped gracefully by [`Target::stop`]; a run
+/// that ends any other way (an error, an interrupt) kills it on drop, so no
+/// mesh is left running to skew the next measurement.
+#[derive(Debug)]
+struct MeshProcess(Child);
+
+impl MeshProcess {
+    fn stop(mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .status();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for MeshProcess {
+    fn drop(&mut self) {
+        // After `stop` the process is reaped: both calls do nothing then.
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 fn free_port() -> anyhow::Result<u16> {
@@ -194,6 +217,7 @@ impl Target {
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .spawn()
+            .map(MeshProcess)
             .with_context(|| format!("starting {}", exe.display()))?;
         for i in 0..6 {
             wait_serving(addr(i)).await?;
@@ -302,7 +326,10 @@ impl Target {
         if self.distributed.is_some() {
             return None;
         }
-        let pid = self.child.as_ref().map_or_else(std::process::id, Child::id);
+        let pid = self
+            .child
+            .as_ref()
+            .map_or_else(std::process::id, |process| process.0.id());
         let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
         let kib = |field: &str| {
             status
@@ -557,11 +584,8 @@ impl Target {
     }
 
     pub async fn stop(mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = Command::new("kill")
-                .args(["-TERM", &child.id().to_string()])
-                .status();
-            let _ = child.wait();
+        if let Some(process) = self.child.take() {
+            process.stop();
         }
         if let Some(mesh) = self.in_process.take() {
             mesh.stop(Duration::from_secs(2)).await;
@@ -569,6 +593,15 @@ impl Target {
         if let Some(mesh) = self.distributed.take() {
             mesh.shutdown().await;
         }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+impl Drop for Target {
+    /// A run that ends without [`Target::stop`] still removes its data
+    /// directory, after its mesh process is gone.
+    fn drop(&mut self) {
+        drop(self.child.take());
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
