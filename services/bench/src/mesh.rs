@@ -642,13 +642,13 @@ async fn wait_serving(addr: SocketAddr) -> anyhow::Result<()> {
     }
 }
 
-/// Resident memory of the mesh process, from `/proc/<pid>/status`.
+/// Resident memory of the mesh process, from `/proc/<pid>/status`, each
+/// figure in KiB.
 ///
 /// The file-backed part is mostly the binary's own code, mapped from the
 /// page cache a folio at a time, so it follows the binary's size more than
-/// what the process does (BENCHMARKS.md, "Idle RSS"); the anonymous part is
-/// the process's own memory.
-/// Each figure in KiB.
+/// what the process does (BENCHMARKS.md, run 12); the anonymous part is the
+/// process's own memory.
 #[derive(Debug, Clone, Copy)]
 pub struct Resident {
     pub total: u64,
