@@ -698,37 +698,11 @@ mod tests {
 
     use domain_kernel::{BoothCode, CountryCode, DateRange, DeviceModel};
     use domain_reservation::RoamingDetails;
-    use sea_orm::{ConnectionTrait, DbBackend, Statement};
     use time::macros::date;
 
     use crate::Db;
     use crate::migrations::ReservationMigrator;
-    use crate::testing::{TestDatabase, plan};
-
-    /// The named indexes of the reservations table, sorted.
-    async fn indexes(db: &Db) -> Vec<String> {
-        let conn = db.writer();
-        let backend = conn.get_database_backend();
-        let sql = match backend {
-            DbBackend::Sqlite => {
-                "SELECT name FROM sqlite_master \
-                 WHERE type = 'index' AND tbl_name = 'reservations' AND name LIKE 'ix\\_%' ESCAPE '\\'"
-            }
-            _ => {
-                "SELECT indexname AS name FROM pg_indexes \
-                 WHERE tablename = 'reservations' AND indexname LIKE 'ix\\_%' ESCAPE '\\'"
-            }
-        };
-        let mut names: Vec<String> = conn
-            .query_all_raw(Statement::from_string(backend, sql))
-            .await
-            .unwrap()
-            .iter()
-            .map(|row| row.try_get::<String>("", "name").unwrap())
-            .collect();
-        names.sort();
-        names
-    }
+    use crate::testing::{TestDatabase, indexes, plan};
 
     /// Every index of the reservations table costs the database's one writer
     /// an entry at each insert and status change: each hand-made (`ix_`) one
@@ -750,7 +724,8 @@ mod tests {
             let db = Db::connect::<ReservationMigrator>(file.url())
                 .await
                 .unwrap();
-            assert_eq!(indexes(&db).await, expected, "{}", file.url());
+            let made = indexes(db.writer(), "reservations").await;
+            assert_eq!(made, expected, "{}", file.url());
         }
     }
 

@@ -132,3 +132,31 @@ pub async fn plan<C: ConnectionTrait>(conn: &C, query: &impl QueryTrait) -> Vec<
     })
     .collect()
 }
+
+/// The hand-made (`ix_`-named) indexes of `table` on `conn`, sorted, for tests
+/// that pin each index to the query that reads it.
+pub async fn indexes<C: ConnectionTrait>(conn: &C, table: &str) -> Vec<String> {
+    let backend = conn.get_database_backend();
+    let sql = match backend {
+        DbBackend::Sqlite => {
+            "SELECT name FROM sqlite_master \
+             WHERE type = 'index' AND tbl_name = ? AND name LIKE 'ix\\_%' ESCAPE '\\'"
+        }
+        _ => {
+            "SELECT indexname AS name FROM pg_indexes \
+             WHERE tablename = $1 AND indexname LIKE 'ix\\_%' ESCAPE '\\'"
+        }
+    };
+    let mut names: Vec<String> = conn
+        .query_all_raw(Statement::from_sql_and_values(backend, sql, [table.into()]))
+        .await
+        .unwrap_or_else(|e| panic!("listing the indexes of {table}: {e}"))
+        .iter()
+        .map(|row| {
+            row.try_get::<String>("", "name")
+                .unwrap_or_else(|e| panic!("an index row without a name: {e}"))
+        })
+        .collect();
+    names.sort();
+    names
+}
