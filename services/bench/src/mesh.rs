@@ -583,6 +583,7 @@ impl Target {
         out
     }
 
+    /// Stops the mesh gracefully; dropping `self` then removes the data dir.
     pub async fn stop(mut self) {
         if let Some(process) = self.child.take() {
             process.stop();
@@ -593,13 +594,12 @@ impl Target {
         if let Some(mesh) = self.distributed.take() {
             mesh.shutdown().await;
         }
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
 impl Drop for Target {
-    /// A run that ends without [`Target::stop`] still removes its data
-    /// directory, after its mesh process is gone.
+    /// Every run, stopped or not, removes its data directory, after its mesh
+    /// process is gone (killed here if [`Target::stop`] did not stop it).
     fn drop(&mut self) {
         drop(self.child.take());
         let _ = std::fs::remove_dir_all(&self.dir);
