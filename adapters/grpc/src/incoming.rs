@@ -206,8 +206,14 @@ pub fn limited(
                             }))
                             .await;
                     }
-                    Ok(_) => {}
-                    Err(_) => log.refused("no handshake within the deadline", peer.ip()),
+                    Ok(_) => drop((slot, permit, stream)),
+                    Err(_) => {
+                        // The places first, then the socket: once the peer
+                        // sees the close, its place is free again.
+                        drop((slot, permit));
+                        drop(stream);
+                        log.refused("no handshake within the deadline", peer.ip());
+                    }
                 }
             });
         }
