@@ -16,5 +16,7 @@
 pub mod embedded;
 mod handler;
 pub mod nats;
+#[cfg(feature = "test-util")]
+pub mod testing;
 
 pub use handler::{Delivery, HandleError, Handler};

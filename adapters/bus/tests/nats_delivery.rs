@@ -8,9 +8,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use adapters_bus::nats::{self, ConsumerSpec, JetStreamPublisher};
+use adapters_bus::testing::NatsServer;
 use adapters_store::{Relay, RelayConfig};
 use futures::StreamExt;
-use support::{Consumer, NatsServer, Producer};
+use support::{Consumer, Producer};
 use tokio::sync::watch;
 
 const SUBJECT: &str = "roaming.rental.accepted";
@@ -65,7 +66,7 @@ fn spec(durable: &str) -> ConsumerSpec {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_consumer_stopped_while_a_thousand_events_are_published_gets_all_once_after_restart() {
-    let server = NatsServer::start();
+    let server = NatsServer::start().expect("nats-server");
     let js = nats::connect(&server.url()).await.unwrap();
     nats::ensure_streams(&js, "", 1).await.unwrap();
     let producer = Producer::new().await;
@@ -113,7 +114,7 @@ async fn a_consumer_stopped_while_a_thousand_events_are_published_gets_all_once_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_instances_on_one_durable_split_the_events_and_apply_none_twice() {
-    let server = NatsServer::start();
+    let server = NatsServer::start().expect("nats-server");
     let js = nats::connect(&server.url()).await.unwrap();
     nats::ensure_streams(&js, "", 1).await.unwrap();
     let producer = Producer::new().await;
@@ -149,7 +150,7 @@ async fn two_instances_on_one_durable_split_the_events_and_apply_none_twice() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn killing_the_broker_mid_publish_loses_no_committed_event_and_applies_none_twice() {
-    let mut server = NatsServer::start();
+    let mut server = NatsServer::start().expect("nats-server");
     let js = nats::connect(&server.url()).await.unwrap();
     nats::ensure_streams(&js, "", 1).await.unwrap();
     let producer = Producer::new().await;
@@ -180,7 +181,7 @@ async fn killing_the_broker_mid_publish_loses_no_committed_event_and_applies_non
         producer.unsent().await > 0,
         "events were committed while the broker was down"
     );
-    server.restart();
+    server.restart().expect("nats-server again");
     writer.await.unwrap();
 
     consumer.wait_for(1000, WAIT).await;
@@ -192,7 +193,7 @@ async fn killing_the_broker_mid_publish_loses_no_committed_event_and_applies_non
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_crash_between_commit_and_publish_is_repaired_by_the_relay_on_restart() {
-    let server = NatsServer::start();
+    let server = NatsServer::start().expect("nats-server");
     let js = nats::connect(&server.url()).await.unwrap();
     nats::ensure_streams(&js, "", 1).await.unwrap();
     let producer = Producer::new().await;
@@ -243,7 +244,7 @@ async fn a_crash_between_commit_and_publish_is_repaired_by_the_relay_on_restart(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_poison_message_lands_on_the_dead_letter_subject_after_max_deliver() {
-    let server = NatsServer::start();
+    let server = NatsServer::start().expect("nats-server");
     let js = nats::connect(&server.url()).await.unwrap();
     nats::ensure_streams(&js, "", 1).await.unwrap();
     let producer = Producer::new().await;
@@ -296,7 +297,7 @@ async fn a_poison_message_lands_on_the_dead_letter_subject_after_max_deliver() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_dependency_outage_longer_than_max_deliver_attempts_dead_letters_nothing() {
-    let server = NatsServer::start();
+    let server = NatsServer::start().expect("nats-server");
     let js = nats::connect(&server.url()).await.unwrap();
     nats::ensure_streams(&js, "", 1).await.unwrap();
     let producer = Producer::new().await;
@@ -339,7 +340,7 @@ async fn a_dependency_outage_longer_than_max_deliver_attempts_dead_letters_nothi
 /// lost or doubled.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn stopping_a_consumer_with_a_backlog_returns_at_once_and_loses_nothing() {
-    let server = NatsServer::start();
+    let server = NatsServer::start().expect("nats-server");
     let js = nats::connect(&server.url()).await.unwrap();
     nats::ensure_streams(&js, "", 1).await.unwrap();
     let producer = Producer::new().await;
@@ -412,7 +413,7 @@ fn last_digit(_subject: &str, payload: &[u8]) -> Option<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_keyed_consumer_handles_keys_concurrently_and_each_key_in_stream_order() {
-    let server = NatsServer::start();
+    let server = NatsServer::start().expect("nats-server");
     let js = nats::connect(&server.url()).await.unwrap();
     nats::ensure_streams(&js, "", 1).await.unwrap();
     let producer = Producer::new().await;
@@ -470,7 +471,7 @@ async fn a_keyed_consumer_handles_keys_concurrently_and_each_key_in_stream_order
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn processes_creating_the_streams_at_once_all_succeed() {
     for round in 0..10 {
-        let server = NatsServer::start();
+        let server = NatsServer::start().expect("nats-server");
         let start = Arc::new(tokio::sync::Barrier::new(32));
         let mut creators = Vec::new();
         for _ in 0..32 {

@@ -19,6 +19,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use adapters_bus::testing::NatsServer;
 use adapters_store::testing::TestDatabase;
 use proto::reservation::ReservationStatus as S;
 use proto::{parking as pk, rental as pr, reservation as pb};
@@ -68,7 +69,7 @@ async fn wait_serving(addr: SocketAddr) {
 /// Five services (plus replicas) as processes, their databases and a NATS server.
 struct Distributed {
     /// Stopped on drop, after the processes.
-    nats: support::NatsServer,
+    nats: NatsServer,
     dirs: Vec<PathBuf>,
     data: PathBuf,
     ports: HashMap<&'static str, u16>,
@@ -83,7 +84,7 @@ struct Distributed {
 
 impl Distributed {
     async fn start() -> Self {
-        let nats = support::NatsServer::start();
+        let nats = NatsServer::start().expect("nats-server");
         let data = std::env::temp_dir().join(format!("roaming-dist-{}", uuid::Uuid::now_v7()));
         let mut keys = HashMap::from([("gateway", support::test_key().0.clone())]);
         let mut trusted = vec![support::test_key().1.key().public_x()];
@@ -131,7 +132,7 @@ impl Distributed {
         let mut command = Command::new(env!("CARGO_BIN_EXE_roaming"));
         command
             .args(["serve", service])
-            .env("ROAMING_NATS_URL", &self.nats.url)
+            .env("ROAMING_NATS_URL", self.nats.url())
             .env("ROAMING_DATA_DIR", &self.data)
             .env(format!("ROAMING_{upper}_LISTEN"), listen.to_string())
             // As the README sets it up: everyone trusts the issuer's key, and

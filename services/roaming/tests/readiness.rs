@@ -18,6 +18,7 @@ mod support;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use adapters_bus::testing::NatsServer;
 use proto::reservation::ReservationStatus as S;
 use proto::service_names;
 use support::*;
@@ -35,8 +36,8 @@ const NOT_SERVING: i32 = 2;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_broker_outage_leaves_every_service_ready_and_loses_no_event() {
-    let mut nats = NatsServer::start();
-    let m = TestMesh::start_with(|s| s.nats_url = Some(nats.url.clone())).await;
+    let mut nats = NatsServer::start().expect("nats-server");
+    let m = TestMesh::start_with(|s| s.nats_url = Some(nats.url())).await;
     let d = m.direct();
     let services = [
         (d.reservation, service_names::RESERVATION),
@@ -76,7 +77,7 @@ async fn a_broker_outage_leaves_every_service_ready_and_loses_no_event() {
         .unwrap()
         .reservation_id;
 
-    nats.restart();
+    nats.restart().expect("nats-server again");
     for (addr, _) in services {
         eventually(
             Duration::from_secs(15),
@@ -94,7 +95,7 @@ async fn a_broker_outage_leaves_every_service_ready_and_loses_no_event() {
 /// shutdown delay (while load balancers catch up), then the process exits.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_sigterm_a_process_is_unready_but_serving_for_the_delay_then_exits() {
-    let nats = NatsServer::start();
+    let nats = NatsServer::start().expect("nats-server");
     let dir = std::env::temp_dir().join(format!("roaming-sigterm-{}", uuid::Uuid::now_v7()));
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -104,7 +105,7 @@ async fn on_sigterm_a_process_is_unready_but_serving_for_the_delay_then_exits() 
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_roaming"))
         .args(["serve", "view"])
-        .env("ROAMING_NATS_URL", &nats.url)
+        .env("ROAMING_NATS_URL", nats.url())
         .env("ROAMING_DATA_DIR", &dir)
         .env("ROAMING_VIEW_LISTEN", addr.to_string())
         .env("ROAMING_ADMIN_LISTEN", "off")

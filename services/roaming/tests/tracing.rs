@@ -15,6 +15,7 @@ mod support;
 
 use std::time::Duration;
 
+use adapters_bus::testing::NatsServer;
 use opentelemetry::trace::{SpanId, TracerProvider as _};
 use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider, SpanData};
 use proto::reservation::ReservationStatus as S;
@@ -45,9 +46,9 @@ async fn one_reservation_is_one_trace_across_grpc_and_the_bus() {
     one_trace(&m, &provider, &exporter, "traced-embedded").await;
     m.stop().await;
 
-    let nats = NatsServer::start();
+    let nats = NatsServer::start().expect("nats-server");
     let m = TestMesh::start_with(|s| {
-        s.nats_url = Some(nats.url.clone());
+        s.nats_url = Some(nats.url());
     })
     .await;
     one_trace(&m, &provider, &exporter, "traced-nats").await;

