@@ -34,12 +34,22 @@ use tonic_health::pb::health_client::HealthClient;
 
 const SERVICES: [&str; 5] = ["payment", "reservation", "rental", "parking", "view"];
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+/// A port no process of this test was given yet: the ports of a mesh are
+/// probed before any of its processes binds, and the system may hand a
+/// released port out again (two services given one port: the second exits
+/// with "address already in use" while the first answers for it).
+fn free_port(taken: &mut Vec<u16>) -> u16 {
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        if !taken.contains(&port) {
+            taken.push(port);
+            return port;
+        }
+    }
 }
 
 async fn wait_serving(addr: SocketAddr) {
@@ -73,6 +83,8 @@ struct Distributed {
     dirs: Vec<PathBuf>,
     data: PathBuf,
     ports: HashMap<&'static str, u16>,
+    /// Every port handed out, so none is handed out twice.
+    taken: Vec<u16>,
     dbs: HashMap<&'static str, TestDatabase>,
     running: HashMap<&'static str, Child>,
     replicas: Vec<Child>,
@@ -95,15 +107,18 @@ impl Distributed {
             trusted.push(format!("{service}={}", key.public_x()));
             keys.insert(service, path);
         }
+        let mut taken = Vec::new();
+        let ports = SERVICES
+            .iter()
+            .chain(&["gateway"])
+            .map(|s| (*s, free_port(&mut taken)))
+            .collect();
         let mut d = Self {
             nats,
             dirs: vec![data.clone()],
             data,
-            ports: SERVICES
-                .iter()
-                .chain(&["gateway"])
-                .map(|s| (*s, free_port()))
-                .collect(),
+            ports,
+            taken,
             dbs: HashMap::new(),
             running: HashMap::new(),
             replicas: Vec::new(),
@@ -173,7 +188,7 @@ impl Distributed {
 
     /// Another replica of `service` on its own port, same database and durable.
     async fn replica(&mut self, service: &str) -> SocketAddr {
-        let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let addr = SocketAddr::from(([127, 0, 0, 1], free_port(&mut self.taken)));
         let child = self.spawn(service, addr);
         self.replicas.push(child);
         wait_serving(addr).await;
