@@ -2,15 +2,13 @@
 //! start time are measured on it), or in this process (`--smoke`).
 
 use std::collections::HashMap;
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
 use adapters_auth::{Audience, Issuer, SigningKey};
-use anyhow::Context;
 use domain_kernel::{Principal, Role};
 use futures::StreamExt;
 use proto::parking::parking_service_client::ParkingServiceClient;
@@ -42,38 +40,13 @@ pub struct Target {
     rental: SocketAddr,
     parking: SocketAddr,
     view: SocketAddr,
-    child: Option<MeshProcess>,
-    in_process: Option<Mesh>,
+    /// `roaming up` as a child (the default), stopped gracefully by
+    /// [`Target::stop`] and killed if the run ends any other way.
+    spawned: Option<chaos::mesh::Embedded>,
+    /// The mesh in this process, and its data directory.
+    in_process: Option<(Mesh, PathBuf)>,
     distributed: Option<chaos::mesh::Distributed>,
-    dir: PathBuf,
     pub startup: Option<Duration>,
-}
-
-/// The spawned `roaming up`. Stopped gracefully by [`Target::stop`]; a run
-/// that ends any other way (an error, an interrupt) kills it on drop, so no
-/// mesh is left running to skew the next measurement.
-#[derive(Debug)]
-struct MeshProcess(Child);
-
-impl MeshProcess {
-    fn stop(mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.0.id().to_string()])
-            .status();
-        let _ = self.0.wait();
-    }
-}
-
-impl Drop for MeshProcess {
-    fn drop(&mut self) {
-        // After `stop` the process is reaped: both calls do nothing then.
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> anyhow::Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
 /// Signs the bench's tokens: the mesh under test trusts this key (it is its
@@ -185,56 +158,32 @@ impl Target {
             exe.display()
         );
         let dir = std::env::temp_dir().join(format!("roaming-bench-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir)?;
-        let ports = [
-            free_port()?,
-            free_port()?,
-            free_port()?,
-            free_port()?,
-            free_port()?,
-            free_port()?,
-        ];
-        let key = dir.join("issuer.pem");
-        issuer_key(&key)?;
-        let addr = |i: usize| SocketAddr::from(([127, 0, 0, 1], ports[i]));
-        let started = Instant::now();
-        let child = Command::new(&exe)
-            .arg("up")
-            .current_dir(&dir)
-            .env("ROAMING_DATA_DIR", dir.join("data"))
-            .env("ROAMING_RESERVATION_LISTEN", addr(0).to_string())
-            .env("ROAMING_PAYMENT_LISTEN", addr(1).to_string())
-            .env("ROAMING_RENTAL_LISTEN", addr(2).to_string())
-            .env("ROAMING_PARKING_LISTEN", addr(3).to_string())
-            .env("ROAMING_VIEW_LISTEN", addr(4).to_string())
-            .env("ROAMING_GATEWAY_LISTEN", addr(5).to_string())
-            .env("ROAMING_ADMIN_LISTEN", "127.0.0.1:0")
-            .env("ROAMING_AUTH_SIGNING_KEY_FILE", &key)
-            // The bench drives the mesh, not the per-principal limit.
-            .env("ROAMING_GATEWAY_RATE_PER_SECOND", "1000000000")
-            .env("ROAMING_GATEWAY_BURST", "1000000000")
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .spawn()
-            .map(MeshProcess)
-            .with_context(|| format!("starting {}", exe.display()))?;
-        for i in 0..6 {
-            wait_serving(addr(i)).await?;
-        }
-        let startup = started.elapsed();
+        let mesh = chaos::mesh::Embedded::start(
+            &exe,
+            dir,
+            &[
+                // The admin listener is on, as in production (it is part of
+                // the footprint).
+                ("ROAMING_ADMIN_LISTEN", "127.0.0.1:0"),
+                // The bench drives the mesh, not the per-principal limit.
+                ("ROAMING_GATEWAY_RATE_PER_SECOND", "1000000000"),
+                ("ROAMING_GATEWAY_BURST", "1000000000"),
+                ("RUST_LOG", "warn"),
+            ],
+        )
+        .await?;
+        let _ = ISSUER.set(mesh.issuer.clone());
         // Every call goes through the gateway, as a client's would.
-        let gateway = addr(5);
+        let gateway = mesh.gateway;
         Ok(Self {
             reservation: gateway,
             rental: gateway,
             parking: gateway,
             view: gateway,
-            child: Some(child),
+            startup: Some(mesh.startup),
+            spawned: Some(mesh),
             in_process: None,
             distributed: None,
-            dir,
-            startup: Some(startup),
         })
     }
 
@@ -276,10 +225,9 @@ impl Target {
             rental: gateway,
             parking: gateway,
             view: gateway,
-            child: None,
+            spawned: None,
             in_process: None,
             distributed: Some(mesh),
-            dir: std::env::temp_dir().join(format!("roaming-bench-{run}")),
             startup: Some(startup),
         })
     }
@@ -312,10 +260,9 @@ impl Target {
             rental: gateway,
             parking: gateway,
             view: gateway,
-            child: None,
-            in_process: Some(mesh),
+            spawned: None,
+            in_process: Some((mesh, dir)),
             distributed: None,
-            dir,
             startup: None,
         })
     }
@@ -326,10 +273,10 @@ impl Target {
         if self.distributed.is_some() {
             return None;
         }
-        let pid = self
-            .child
-            .as_ref()
-            .map_or_else(std::process::id, |process| process.0.id());
+        let pid = match &self.spawned {
+            Some(mesh) => mesh.pid()?,
+            None => std::process::id(),
+        };
         let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
         let kib = |field: &str| {
             status
@@ -583,13 +530,17 @@ impl Target {
         out
     }
 
-    /// Stops the mesh gracefully; dropping `self` then removes the data dir.
+    /// Stops the mesh gracefully. Its data directory goes here, or for the
+    /// spawned mesh when `self` drops.
     pub async fn stop(mut self) {
-        if let Some(process) = self.child.take() {
-            process.stop();
+        if let Some(mesh) = self.spawned.as_mut()
+            && let Err(e) = mesh.terminate().await
+        {
+            eprintln!("bench: stopping the mesh: {e:#}");
         }
-        if let Some(mesh) = self.in_process.take() {
+        if let Some((mesh, dir)) = self.in_process.take() {
             mesh.stop(Duration::from_secs(2)).await;
+            let _ = std::fs::remove_dir_all(dir);
         }
         if let Some(mesh) = self.distributed.take() {
             mesh.shutdown().await;
@@ -598,11 +549,13 @@ impl Target {
 }
 
 impl Drop for Target {
-    /// Every run, stopped or not, removes its data directory, after its mesh
-    /// process is gone (killed here if [`Target::stop`] did not stop it).
+    /// Every run, stopped or not, removes its data directory (the spawned
+    /// mesh's own drop kills it if [`Target::stop`] did not stop it, then
+    /// removes its directory).
     fn drop(&mut self) {
-        drop(self.child.take());
-        let _ = std::fs::remove_dir_all(&self.dir);
+        if let Some((_, dir)) = self.in_process.take() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
     }
 }
 
@@ -621,25 +574,6 @@ fn at(t: time::OffsetDateTime) -> prost_types::Timestamp {
 
 fn ts(offset: time::Duration) -> prost_types::Timestamp {
     at(time::OffsetDateTime::now_utc() + offset)
-}
-
-async fn wait_serving(addr: SocketAddr) -> anyhow::Result<()> {
-    use tonic_health_client::{HealthCheckRequest, HealthClient, ServingStatus};
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Ok(ch) = channel(addr).await
-            && let Ok(r) = HealthClient::new(ch)
-                .check(HealthCheckRequest {
-                    service: String::new(),
-                })
-                .await
-            && r.into_inner().status == ServingStatus::Serving as i32
-        {
-            return Ok(());
-        }
-        anyhow::ensure!(Instant::now() < deadline, "{addr} did not report SERVING");
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
 }
 
 /// Resident memory of the mesh process, from `/proc/<pid>/status`, each
@@ -672,12 +606,6 @@ impl std::fmt::Display for Resident {
             mib(self.file_backed)
         )
     }
-}
-
-mod tonic_health_client {
-    pub use tonic_health::pb::HealthCheckRequest;
-    pub use tonic_health::pb::health_check_response::ServingStatus;
-    pub use tonic_health::pb::health_client::HealthClient;
 }
 
 #[cfg(test)]

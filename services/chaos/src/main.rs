@@ -418,7 +418,12 @@ async fn main() -> anyhow::Result<()> {
     mesh.shutdown().await;
 
     // --- roaming up (embedded) -----------------------------------------------
-    let up = Embedded::start(&o.roaming, &run[..12]).await?;
+    let up = Embedded::start(
+        &o.roaming,
+        std::env::temp_dir().join(format!("roaming-chaos-up-{}", &run[..12])),
+        &[],
+    )
+    .await?;
     let mut clients = Clients::new(up.gateway, Callers::new(&up.issuer))?;
     let race_serials = load::seed(&mut clients, "RACE-UP", o.races).await?;
     let r = load::cancel_vs_hand_over(&mut clients, &race_serials, "up").await?;
@@ -434,7 +439,7 @@ async fn main() -> anyhow::Result<()> {
     let (report, _) = drain(&sources, Duration::from_secs(45)).await?;
     totals.events += report.events;
     totals.add(2, &report, r.both + e.both);
-    up.shutdown();
+    drop(up);
 
     let t = &totals;
     println!(

