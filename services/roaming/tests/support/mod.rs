@@ -59,9 +59,11 @@ impl As {
 pub fn test_key() -> &'static (PathBuf, Issuer) {
     static KEY: OnceLock<(PathBuf, Issuer)> = OnceLock::new();
     KEY.get_or_init(|| {
-        let path = std::env::temp_dir()
-            .join(format!("roaming-test-key-{}", uuid::Uuid::now_v7()))
-            .join("issuer.pem");
+        // Under target/ (cargo's scratch directory for integration tests),
+        // not /tmp: a static is never dropped, so the file outlives the run.
+        let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+            .join("test-keys")
+            .join(format!("issuer-{}.pem", uuid::Uuid::now_v7()));
         let key = SigningKey::generate().unwrap();
         key.write_pem(&path).unwrap();
         (
