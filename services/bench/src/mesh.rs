@@ -447,7 +447,7 @@ impl Target {
     pub async fn event_latency(&self, rate: u32, total: Duration) -> Latencies {
         let mut out = Latencies::new();
         let (Ok(rc), Ok(vc)) = (channel(self.reservation).await, channel(self.view).await) else {
-            out.missed = 1;
+            out.lost = 1;
             return out;
         };
         let reservations = ReservationServiceClient::new(rc);
@@ -479,7 +479,7 @@ impl Target {
                     .reservation
                     .map(|r| r.reservation_id)
                     .unwrap_or_default();
-                let seen = tokio::time::timeout(Duration::from_secs(10), async {
+                let seen = tokio::time::timeout(crate::driver::EVENTS_LOST_AFTER, async {
                     let mut retry = Duration::from_millis(5);
                     loop {
                         let mut views = views.clone();
@@ -518,12 +518,8 @@ impl Target {
         drop(tx);
         while let Some(r) = rx.recv().await {
             match r {
-                Ok(Some(d)) => {
-                    let _ = out
-                        .hist
-                        .record(u64::try_from(d.as_micros()).unwrap_or(u64::MAX).max(1));
-                }
-                Ok(None) => out.missed += 1,
+                Ok(Some(d)) => out.seen(d),
+                Ok(None) => out.lost += 1,
                 Err(code) => *out.errors.entry(code).or_default() += 1,
             }
         }
