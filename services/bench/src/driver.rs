@@ -250,15 +250,17 @@ impl Latencies {
         let ms = |q: f64| self.hist.value_at_quantile(q) as f64 / 1000.0;
         format!(
             "event end to end (reserve reply -> view stream shows RENTAL_ACCEPTED) at {rate} reservations/s: \
-             n {} p50 {:.2} ms p90 {:.2} ms p99 {:.2} ms max {:.2} ms, not seen within 10 s: {} ({} later, {} not within 60 s), reserve errors: {}",
+             n {} p50 {:.2} ms p90 {:.2} ms p99 {:.2} ms max {:.2} ms, not seen within {} s: {} ({} later, {} not within {} s), reserve errors: {}",
             self.hist.len(),
             ms(0.5),
             ms(0.9),
             ms(0.99),
             ms(1.0),
+            EVENTS_LINE.as_secs(),
             self.late + self.lost,
             self.late,
             self.lost,
+            EVENTS_LOST_AFTER.as_secs(),
             if self.errors.is_empty() {
                 "0".to_owned()
             } else {
