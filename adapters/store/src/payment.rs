@@ -30,7 +30,7 @@ pub mod entities {
             pub amount_minor: i64,
             pub status: String,
             pub decline_reason: Option<String>,
-            /// Never more of the card than this (DESIGN.md section 4).
+            /// Never more of the card than this (DOMAIN.md, "Lifecycles").
             pub card_last_four: Option<String>,
             pub card_company: Option<String>,
             pub reservation_closed: bool,

@@ -278,7 +278,7 @@ fn roaming_held(d: &domain_reservation::RoamingDetails) -> sea_orm::Select<row::
 /// per distinct date range: a busy booth has hundreds of holdings but few
 /// distinct ranges, and reading (then decoding) one row per holding made this
 /// the costliest statement of a reservation, on the one writer of the
-/// reservation database (BENCHMARKS.md, runs 3 and 7). The covering index
+/// reservation database (BENCHMARKS-LOG.md, runs 3 and 7). The covering index
 /// `ix_reservations_roaming_held` answers it without reading the table.
 async fn admits<C: ConnectionTrait>(
     txn: &C,

@@ -3,7 +3,7 @@
 //! Through sqlx every SQLite statement is a message to the connection's worker
 //! thread and an answer back: two context switches per statement, about thirty
 //! statements per reservation across the services' databases, and on a small
-//! machine those switches were most of the CPU time (BENCHMARKS.md, run 4).
+//! machine those switches were most of the CPU time (BENCHMARKS-LOG.md, run 4).
 //! Here the hot paths run their statements on a `rusqlite` connection in the
 //! calling thread: the writer task of a database gets a thread of its own
 //! ([`crate::writer`]), so a whole batch of write jobs costs one hop in and one

@@ -266,7 +266,7 @@ async fn fold(
 /// contexts) can commit in one batch and their callers wake in either order;
 /// a plain replace then left the older state last, the watcher (which sees
 /// only the latest value) skipped the newer one, and only the periodic
-/// re-read, 5 s later on SQLite, brought it (BENCHMARKS.md, run 6).
+/// re-read, 5 s later on SQLite, brought it (BENCHMARKS-LOG.md, run 6).
 fn offer_newer(tx: &watch::Sender<Option<ReservationView>>, next: &ReservationView) {
     tx.send_if_modified(|held| {
         if held.as_ref().is_some_and(|h| h.version >= next.version) {
@@ -295,7 +295,7 @@ const REFRESH_CHUNK: usize = 500;
 /// One task per store, whatever the number of watchers: a re-read per watcher
 /// every 250 ms was thousands of reads a second with thousands of watchers
 /// (the benchmark's event phase), which took every pooled connection and left
-/// the consumers none (BENCHMARKS.md, run 7). Ends with the store.
+/// the consumers none (BENCHMARKS-LOG.md, run 7). Ends with the store.
 async fn refresh_watched(
     db: Db,
     watchers: std::sync::Weak<WatchersMap>,

@@ -106,7 +106,7 @@ pub enum UseRefused {
 /// The reservation service's `BeginUse`, asked synchronously before a
 /// hand-over commits: the reservation decides its own status, so exactly one
 /// of "the customer cancels" and "the device leaves the booth" wins
-/// (DESIGN.md invariant 6). Idempotent per reservation.
+/// (DOMAIN.md, invariant 6). Idempotent per reservation.
 ///
 /// It also owns the catalog: `offers_model` says whether a device model is on
 /// its price list, asked before a booth stocks a unit of it.

@@ -2,7 +2,7 @@ use domain_kernel::{BoothCode, CustomerId, DeviceModel, Money, ReservationId, Se
 
 use crate::reservation::{Kind, Reservation, Status};
 
-/// What the reservation context tells the others (DESIGN.md section 6). Written to
+/// What the reservation context tells the others (DOMAIN.md, "Events"). Written to
 /// the outbox in the same transaction as the change that caused it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ReservationEvent {

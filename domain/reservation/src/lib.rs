@@ -1,6 +1,6 @@
 //! The reservation context: the core of the mesh.
 //!
-//! - [`Reservation`]: the aggregate and its state machine (DESIGN.md section 4);
+//! - [`Reservation`]: the aggregate and its state machine (DOMAIN.md, "Lifecycles");
 //!   transitions are monotonic and a reservation only leaves `PENDING_PAYMENT`
 //!   through a payment outcome.
 //! - [`pricing`]: server-side prices and the period rules (30 days of roaming,
@@ -10,7 +10,7 @@
 //! - [`ports`]: the repository (state and outbox events in one commit), the
 //!   catalog, and the payment gateway.
 //! - [`ReservationService`]: the use cases, each taking the caller's
-//!   [`Principal`](domain_kernel::Principal) and applying DESIGN.md section 8.
+//!   [`Principal`](domain_kernel::Principal) and applying DOMAIN.md's roles.
 
 pub mod capacity;
 mod events;

@@ -8,7 +8,7 @@ use domain_kernel::{
 
 use crate::events::{ReservationEvent, Usage};
 
-/// Lifecycle of a reservation (DESIGN.md section 4).
+/// Lifecycle of a reservation (DOMAIN.md, "Lifecycles").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Status {
     PendingPayment,

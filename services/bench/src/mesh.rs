@@ -577,7 +577,7 @@ fn ts(offset: time::Duration) -> prost_types::Timestamp {
 ///
 /// The file-backed part is mostly the binary's own code, mapped from the
 /// page cache a folio at a time, so it follows the binary's size more than
-/// what the process does (BENCHMARKS.md, run 12); the anonymous part is the
+/// what the process does (BENCHMARKS-LOG.md, run 12); the anonymous part is the
 /// process's own memory.
 #[derive(Debug, Clone, Copy)]
 pub struct Resident {

@@ -1,4 +1,4 @@
-//! The invariants of DESIGN.md section 5, read from every service's database
+//! The invariants of DOMAIN.md, read from every service's database
 //! (read-only queries): each database is its service's truth, so agreement
 //! between them is what "no event lost, none applied twice" means.
 

@@ -4,7 +4,7 @@
 //! JetStream, fresh PostgreSQL databases, two replicas of reservation and
 //! rental), drives a steady mixed load through the gateway and injects one
 //! fault at a time. After each scenario the load stops, the mesh drains, and
-//! the checker reads every database and verifies DESIGN.md section 5. Then the
+//! the checker reads every database and verifies DOMAIN.md's invariants. Then the
 //! cancel/hand-over and cancel/enter races, in the distributed mode and
 //! against `roaming up`. One line per scenario, a summary line, and a non-zero
 //! exit on any violation, lost or doubled effect.

@@ -1,4 +1,4 @@
-//! The gateway (DESIGN.md section 8): the mesh's one public port.
+//! The gateway (DOMAIN.md, "Services and what each owns"): the mesh's one public port.
 //!
 //! - every call under a service's path is forwarded to a replica of that
 //!   service ([`proxy`]), after the gateway checked the bearer token, the

@@ -30,13 +30,13 @@ pub struct GatewaySettings {
     /// over it waits its turn for at most `admission_wait_ms`, then is
     /// refused with `UNAVAILABLE` and a `RetryInfo`. Size it from the
     /// concurrency at which a replica's throughput stops growing
-    /// (BENCHMARKS.md, run 5). Each gateway admits this many on its own:
+    /// (BENCHMARKS-LOG.md, run 5). Each gateway admits this many on its own:
     /// with several gateways a replica sees their sum.
     pub admission_per_replica: usize,
     /// The longest a call waits for admission, in milliseconds.
     pub admission_wait_ms: u64,
     /// Who may get a token from `AuthService/IssueToken`. Empty in `roaming up`
-    /// means the demo principals of DESIGN.md section 11.
+    /// means the demo principals (DOMAIN.md, "The demo catalog").
     pub principals: Vec<PrincipalEntry>,
 }
 
@@ -89,7 +89,7 @@ pub const MAX_ADMISSION_PER_REPLICA: usize = 1_000_000;
 /// The hash of the demo password `demo` (embedded mode only).
 pub const DEMO_PASSWORD_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$LrrEiUf+UiA5dYW+OML28A$hHo4P0Ly8THiqf7aykioqyR/ngUmM6Bd26SrQgX1XMQ";
 
-/// The demo principals of DESIGN.md section 11: username, role, and the place
+/// The demo principals (DOMAIN.md, "The demo catalog"): username, role, and the place
 /// the role is bound to (the booth of booth staff, the lot of a gate).
 pub const DEMO_PRINCIPALS: [(&str, &str, Option<&str>); 6] = [
     ("alice", "customer", None),

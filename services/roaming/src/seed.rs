@@ -1,4 +1,4 @@
-//! What a new mesh starts with (DESIGN.md section 11): the price list, which
+//! What a new mesh starts with (DOMAIN.md, "The demo catalog"): the price list, which
 //! belongs to the reservation service and is written at its first start, and
 //! the demo booths, devices and parking spaces `roaming up` seeds in a new
 //! data directory.
@@ -13,7 +13,7 @@ use tracing::info;
 
 use crate::up::Mesh;
 
-/// The price list of DESIGN.md section 11, written when the catalog has none:
+/// The price list of DOMAIN.md's demo catalog, written when the catalog has none:
 /// pricing belongs to the reservation service, not to the client.
 pub async fn ensure_price_list(store: &ReservationStore) -> anyhow::Result<()> {
     use domain_kernel::{CountryCode, DeviceModel};
@@ -41,7 +41,7 @@ pub async fn ensure_price_list(store: &ReservationStore) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// DESIGN.md section 11: booths and their devices, the parking lot (the price
+/// DOMAIN.md's demo catalog: booths and their devices, the parking lot (the price
 /// list is the reservation service's own, written at its first start).
 pub async fn demo(mesh: &Mesh) -> anyhow::Result<()> {
     let ops = Principal::operator("seed");
