@@ -110,228 +110,201 @@ struct Reservation {
     window: (i64, i64),
 }
 
-/// Reads every database once and checks everything.
-pub async fn check(sources: &Sources) -> anyhow::Result<Report> {
-    let mut dbs = HashMap::new();
-    for (service, url) in &sources.urls {
-        dbs.insert(*service, Database::connect(url.as_str()).await?);
-    }
-    let db = |s: &str| {
-        dbs.get(s)
-            .ok_or_else(|| anyhow::anyhow!("no database for {s}"))
-    };
-    let mut report = Report::default();
+/// A view row: status, payment status, history (JSON).
+struct View {
+    status: String,
+    payment_status: String,
+    history: String,
+}
 
-    for (service, conn) in &dbs {
-        for r in rows(conn, "SELECT COUNT(*) AS n, SUM(CASE WHEN sent_at IS NULL THEN 1 ELSE 0 END) AS unsent FROM outbox").await? {
-            report.events += u64::try_from(int(&r, "n")).unwrap_or(0);
-            let unsent = u64::try_from(int(&r, "unsent")).unwrap_or(0);
-            report.unsent += unsent;
-            if unsent > 0 {
-                report.unsent_by.push(format!("{unsent} unsent in the {service} outbox"));
+/// What the invariants are about, read once from every database.
+struct World {
+    /// Per service: outbox rows, and those not confirmed sent.
+    outboxes: Vec<(&'static str, u64, u64)>,
+    reservations: BTreeMap<String, Reservation>,
+    /// Payment status by reservation.
+    payments: HashMap<String, String>,
+    /// Rental status and serial by reservation.
+    rentals: HashMap<String, (String, String)>,
+    /// Reservations a car entered for.
+    with_session: HashSet<String>,
+    /// Sessions opened by a gate deciding from its replica.
+    replica_entries: u64,
+    views: HashMap<String, View>,
+    /// Units by (booth, model).
+    stock: HashMap<(String, String), i64>,
+}
+
+impl World {
+    async fn read(sources: &Sources) -> anyhow::Result<Self> {
+        let mut dbs = HashMap::new();
+        for (service, url) in &sources.urls {
+            dbs.insert(*service, Database::connect(url.as_str()).await?);
+        }
+        let db = |s: &str| {
+            dbs.get(s)
+                .ok_or_else(|| anyhow::anyhow!("no database for {s}"))
+        };
+        let mut outboxes = Vec::new();
+        for (service, conn) in &dbs {
+            for r in rows(conn, "SELECT COUNT(*) AS n, SUM(CASE WHEN sent_at IS NULL THEN 1 ELSE 0 END) AS unsent FROM outbox").await? {
+                let count = |col| u64::try_from(int(&r, col)).unwrap_or(0);
+                outboxes.push((*service, count("n"), count("unsent")));
             }
         }
-    }
-
-    let mut reservations = BTreeMap::new();
-    for r in rows(
-        db("reservation")?,
-        "SELECT id, kind, status, pickup_booth, device_model, start_date, end_date, space_id, window_start, window_end FROM reservations",
-    )
-    .await?
-    {
-        reservations.insert(
-            text(&r, "id"),
-            Reservation {
-                kind: text(&r, "kind"),
-                status: text(&r, "status"),
-                booth: text(&r, "pickup_booth"),
-                model: text(&r, "device_model"),
-                start_date: text(&r, "start_date"),
-                end_date: text(&r, "end_date"),
-                space: text(&r, "space_id"),
-                window: (int(&r, "window_start"), int(&r, "window_end")),
-            },
-        );
-    }
-    let payments: HashMap<String, String> = rows(
-        db("payment")?,
-        "SELECT reservation_id, status FROM payments",
-    )
-    .await?
-    .iter()
-    .map(|r| (text(r, "reservation_id"), text(r, "status")))
-    .collect();
-    let rentals: HashMap<String, (String, String)> = rows(
-        db("rental")?,
-        "SELECT reservation_id, status, serial FROM rentals",
-    )
-    .await?
-    .iter()
-    .map(|r| {
-        (
-            text(r, "reservation_id"),
-            (text(r, "status"), text(r, "serial")),
+        let reservations = rows(
+            db("reservation")?,
+            "SELECT id, kind, status, pickup_booth, device_model, start_date, end_date, space_id, window_start, window_end FROM reservations",
         )
-    })
-    .collect();
-    let sessions: Vec<(String, String)> = rows(
-        db("parking")?,
-        "SELECT reservation_id, status FROM sessions",
-    )
-    .await?
-    .iter()
-    .map(|r| (text(r, "reservation_id"), text(r, "status")))
-    .collect();
-    report.replica_entries = rows(
-        db("parking")?,
-        "SELECT COUNT(*) AS n FROM sessions WHERE verification = 'REPLICA'",
-    )
-    .await?
-    .first()
-    .map_or(0, |r| u64::try_from(int(r, "n")).unwrap_or(0));
-    let views: HashMap<String, (String, String, String)> = rows(
-        db("view")?,
-        "SELECT reservation_id, status, payment_status, history FROM reservation_views",
-    )
-    .await?
-    .iter()
-    .map(|r| {
-        (
-            text(r, "reservation_id"),
+        .await?
+        .iter()
+        .map(|r| {
             (
-                text(r, "status"),
-                text(r, "payment_status"),
-                text(r, "history"),
-            ),
+                text(r, "id"),
+                Reservation {
+                    kind: text(r, "kind"),
+                    status: text(r, "status"),
+                    booth: text(r, "pickup_booth"),
+                    model: text(r, "device_model"),
+                    start_date: text(r, "start_date"),
+                    end_date: text(r, "end_date"),
+                    space: text(r, "space_id"),
+                    window: (int(r, "window_start"), int(r, "window_end")),
+                },
+            )
+        })
+        .collect();
+        let payments = rows(
+            db("payment")?,
+            "SELECT reservation_id, status FROM payments",
         )
-    })
-    .collect();
-    let stock: HashMap<(String, String), i64> = rows(
-        db("reservation")?,
-        "SELECT booth, device_model, units FROM stock",
-    )
-    .await?
-    .iter()
-    .map(|r| ((text(r, "booth"), text(r, "device_model")), int(r, "units")))
-    .collect();
+        .await?
+        .iter()
+        .map(|r| (text(r, "reservation_id"), text(r, "status")))
+        .collect();
+        let rentals = rows(
+            db("rental")?,
+            "SELECT reservation_id, status, serial FROM rentals",
+        )
+        .await?
+        .iter()
+        .map(|r| {
+            (
+                text(r, "reservation_id"),
+                (text(r, "status"), text(r, "serial")),
+            )
+        })
+        .collect();
+        let with_session = rows(db("parking")?, "SELECT reservation_id FROM sessions")
+            .await?
+            .iter()
+            .map(|r| text(r, "reservation_id"))
+            .collect();
+        let replica_entries = rows(
+            db("parking")?,
+            "SELECT COUNT(*) AS n FROM sessions WHERE verification = 'REPLICA'",
+        )
+        .await?
+        .first()
+        .map_or(0, |r| u64::try_from(int(r, "n")).unwrap_or(0));
+        let views = rows(
+            db("view")?,
+            "SELECT reservation_id, status, payment_status, history FROM reservation_views",
+        )
+        .await?
+        .iter()
+        .map(|r| {
+            (
+                text(r, "reservation_id"),
+                View {
+                    status: text(r, "status"),
+                    payment_status: text(r, "payment_status"),
+                    history: text(r, "history"),
+                },
+            )
+        })
+        .collect();
+        let stock = rows(
+            db("reservation")?,
+            "SELECT booth, device_model, units FROM stock",
+        )
+        .await?
+        .iter()
+        .map(|r| ((text(r, "booth"), text(r, "device_model")), int(r, "units")))
+        .collect();
+        Ok(Self {
+            outboxes,
+            reservations,
+            payments,
+            rentals,
+            with_session,
+            replica_entries,
+            views,
+            stock,
+        })
+    }
 
-    let with_session: HashSet<&String> = sessions.iter().map(|(id, _)| id).collect();
-    for (id, r) in &reservations {
-        let status = r.status.as_str();
-        let payment = payments.get(id).map(String::as_str);
-        if status == "PENDING_PAYMENT" {
-            report.pending += 1;
-            continue;
-        }
-        // Invariant 1: paid means captured; rejected or canceled means not captured.
-        if PAID.contains(&status) && payment != Some("CAPTURED") {
-            report
-                .violations
-                .push(format!("{id} is {status} with payment {payment:?}"));
-        }
-        match (status, payment) {
-            ("REJECTED", Some("CAPTURED")) => {
-                // The void follows the rejected event: lost until it arrives.
-                report
-                    .lost
-                    .push(format!("{id} REJECTED with a capture not voided yet"));
-            }
-            ("CANCELED", Some("CAPTURED")) => {
-                report
-                    .lost
-                    .push(format!("{id} CANCELED but not refunded yet"));
-            }
-            _ => {}
-        }
-        // Invariant 6: a canceled reservation has no device out and no car in.
-        if status == "CANCELED" {
-            if let Some((rs, _)) = rentals.get(id)
-                && matches!(rs.as_str(), "HANDED_OVER" | "RETURNED" | "RETRIEVED")
-            {
-                report
-                    .violations
-                    .push(format!("{id} CANCELED (refunded) but its rental is {rs}"));
-            }
-            if with_session.contains(id) {
-                report
-                    .violations
-                    .push(format!("{id} CANCELED (refunded) but a car entered"));
-            }
-        }
-        // The rental follows the reservation (events rental <-> reservation).
-        if r.kind == "ROAMING" || r.kind == "roaming" {
-            match (status, rentals.get(id).map(|(s, _)| s.as_str())) {
-                ("CANCELED", Some("ACCEPTED")) => report
-                    .lost
-                    .push(format!("{id} canceled, rental still ACCEPTED")),
-                (
-                    "RESERVED" | "RENTAL_ACCEPTED",
-                    Some("HANDED_OVER" | "RETURNED" | "RETRIEVED"),
-                ) => {
-                    report
-                        .violations
-                        .push(format!("{id} is {status} but its device is out"));
-                }
-                ("RESERVED" | "RENTAL_ACCEPTED" | "IN_USE" | "RETURNED" | "COMPLETED", None) => {
-                    report
-                        .lost
-                        .push(format!("{id} is {status}; rental never heard of it"));
-                }
-                _ => {}
-            }
-        }
-        // The view equals the sources.
-        match views.get(id) {
-            None if status != "REJECTED" => report.lost.push(format!("{id} missing from the view")),
-            Some((vs, vp, history)) => {
-                if vs != status {
-                    report
-                        .lost
-                        .push(format!("{id}: view says {vs}, reservation {status}"));
-                }
-                if let Some(p) = payment
-                    && !vp.is_empty()
-                    && vp != p
-                {
-                    report
-                        .lost
-                        .push(format!("{id}: view says payment {vp}, payment {p}"));
-                }
-                let steps: Vec<String> = serde_json::from_str::<Vec<(String, i64)>>(history)
-                    .unwrap_or_default()
-                    .into_iter()
-                    .map(|(s, _)| s)
-                    .collect();
-                let unique: HashSet<&String> = steps.iter().collect();
-                if unique.len() != steps.len() {
-                    report
-                        .twice
-                        .push(format!("{id}: view history repeats a step: {steps:?}"));
-                }
-            }
-            None => {}
-        }
+    /// The reservations past their claim (a `PENDING_PAYMENT` one waits for
+    /// its payment or the sweep: nothing about it is due yet).
+    fn decided(&self) -> impl Iterator<Item = (&String, &Reservation)> {
+        self.reservations
+            .iter()
+            .filter(|(_, r)| r.status != "PENDING_PAYMENT")
     }
-    // A device is out with at most one rental.
-    let mut out: HashMap<&String, Vec<&String>> = HashMap::new();
-    for (id, (status, serial)) in &rentals {
-        if status == "HANDED_OVER" && !serial.is_empty() {
-            out.entry(serial).or_default().push(id);
-        }
+
+    fn payment(&self, id: &str) -> Option<&str> {
+        self.payments.get(id).map(String::as_str)
     }
-    for (serial, ids) in out {
-        if ids.len() > 1 {
-            report
-                .twice
-                .push(format!("device {serial} handed over for {ids:?}"));
-        }
+
+    fn rental(&self, id: &str) -> Option<&str> {
+        self.rentals.get(id).map(|(s, _)| s.as_str())
     }
-    // Invariant 2: no overbooked day, no overlapping parking windows.
-    let mut per_day: HashMap<(String, String, time::Date), i64> = HashMap::new();
+}
+
+/// Reads every database once and checks every invariant.
+pub async fn check(sources: &Sources) -> anyhow::Result<Report> {
+    let world = World::read(sources).await?;
+    Ok(Report {
+        events: world.outboxes.iter().map(|(_, n, _)| n).sum(),
+        unsent: world.outboxes.iter().map(|(_, _, u)| u).sum(),
+        unsent_by: every_change_published(&world),
+        lost: no_event_lost(&world),
+        twice: no_effect_twice(&world),
+        violations: [
+            no_unpaid_reservation(&world),
+            no_overbooking(&world),
+            one_decision(&world),
+        ]
+        .concat(),
+        pending: u64::try_from(world.reservations.len() - world.decided().count())
+            .unwrap_or(u64::MAX),
+        replica_entries: world.replica_entries,
+    })
+}
+
+/// Invariant 1: every paid reservation (`RESERVED` .. `COMPLETED`) has a
+/// captured payment. (A capture left standing on a rejected or canceled one
+/// is an effect still on its way: [`no_event_lost`].)
+fn no_unpaid_reservation(world: &World) -> Vec<String> {
+    world
+        .decided()
+        .filter_map(|(id, r)| {
+            let payment = world.payment(id);
+            (PAID.contains(&r.status.as_str()) && payment != Some("CAPTURED"))
+                .then(|| format!("{id} is {} with payment {payment:?}", r.status))
+        })
+        .collect()
+}
+
+/// Invariant 2: per (booth, model, day) the holding reservations are at most
+/// the booth's stock; no two holding windows of a space overlap.
+fn no_overbooking(world: &World) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut per_day: HashMap<(&String, &String, time::Date), i64> = HashMap::new();
     let mut per_space: HashMap<&String, Vec<(i64, i64)>> = HashMap::new();
     let format = time::macros::format_description!("[year]-[month]-[day]");
-    for r in reservations
+    for r in world
+        .reservations
         .values()
         .filter(|r| HOLDING.contains(&r.status.as_str()))
     {
@@ -343,9 +316,7 @@ pub async fn check(sources: &Sources) -> anyhow::Result<Report> {
         ) {
             let mut day = start;
             while day <= end {
-                *per_day
-                    .entry((r.booth.clone(), r.model.clone(), day))
-                    .or_default() += 1;
+                *per_day.entry((&r.booth, &r.model, day)).or_default() += 1;
                 match day.next_day() {
                     Some(next) => day = next,
                     None => break,
@@ -354,12 +325,13 @@ pub async fn check(sources: &Sources) -> anyhow::Result<Report> {
         }
     }
     for ((booth, model, day), n) in per_day {
-        let units = stock
+        let units = world
+            .stock
             .get(&(booth.clone(), model.clone()))
             .copied()
             .unwrap_or(0);
         if n > units {
-            report.violations.push(format!(
+            found.push(format!(
                 "{booth} {model} on {day}: {n} held, {units} in stock"
             ));
         }
@@ -368,13 +340,140 @@ pub async fn check(sources: &Sources) -> anyhow::Result<Report> {
         windows.sort_unstable();
         for pair in windows.windows(2) {
             if pair[1].0 < pair[0].1 {
-                report
-                    .violations
-                    .push(format!("{space}: overlapping windows {pair:?}"));
+                found.push(format!("{space}: overlapping windows {pair:?}"));
             }
         }
     }
-    Ok(report)
+    found
+}
+
+/// Invariant 4, every change published: every outbox row of every database
+/// is confirmed sent.
+fn every_change_published(world: &World) -> Vec<String> {
+    world
+        .outboxes
+        .iter()
+        .filter(|(_, _, unsent)| *unsent > 0)
+        .map(|(service, _, unsent)| format!("{unsent} unsent in the {service} outbox"))
+        .collect()
+}
+
+/// Invariant 4, no event lost: each effect arrived where it must. Payment
+/// voids every rejection and refunds every cancel; the rental follows its
+/// reservation (accepted, canceled); the view equals the reservation's status
+/// and the payment's.
+fn no_event_lost(world: &World) -> Vec<String> {
+    let mut found = Vec::new();
+    for (id, r) in world.decided() {
+        let status = r.status.as_str();
+        let payment = world.payment(id);
+        match (status, payment) {
+            // The void follows the rejected event: lost until it arrives.
+            ("REJECTED", Some("CAPTURED")) => {
+                found.push(format!("{id} REJECTED with a capture not voided yet"));
+            }
+            ("CANCELED", Some("CAPTURED")) => {
+                found.push(format!("{id} CANCELED but not refunded yet"));
+            }
+            _ => {}
+        }
+        if roaming(r) {
+            match (status, world.rental(id)) {
+                ("CANCELED", Some("ACCEPTED")) => {
+                    found.push(format!("{id} canceled, rental still ACCEPTED"));
+                }
+                ("RESERVED" | "RENTAL_ACCEPTED" | "IN_USE" | "RETURNED" | "COMPLETED", None) => {
+                    found.push(format!("{id} is {status}; rental never heard of it"));
+                }
+                _ => {}
+            }
+        }
+        match world.views.get(id) {
+            None if status != "REJECTED" => found.push(format!("{id} missing from the view")),
+            Some(view) => {
+                if view.status != status {
+                    found.push(format!(
+                        "{id}: view says {}, reservation {status}",
+                        view.status
+                    ));
+                }
+                if let Some(p) = payment
+                    && !view.payment_status.is_empty()
+                    && view.payment_status != p
+                {
+                    found.push(format!(
+                        "{id}: view says payment {}, payment {p}",
+                        view.payment_status
+                    ));
+                }
+            }
+            None => {}
+        }
+    }
+    found
+}
+
+/// Invariant 4, no effect twice: no step twice in a view's history, no
+/// device out with two rentals.
+fn no_effect_twice(world: &World) -> Vec<String> {
+    let mut found = Vec::new();
+    for (id, _) in world.decided() {
+        let Some(view) = world.views.get(id) else {
+            continue;
+        };
+        let steps: Vec<String> = serde_json::from_str::<Vec<(String, i64)>>(&view.history)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(s, _)| s)
+            .collect();
+        let unique: HashSet<&String> = steps.iter().collect();
+        if unique.len() != steps.len() {
+            found.push(format!("{id}: view history repeats a step: {steps:?}"));
+        }
+    }
+    let mut out: HashMap<&String, Vec<&String>> = HashMap::new();
+    for (id, (status, serial)) in &world.rentals {
+        if status == "HANDED_OVER" && !serial.is_empty() {
+            out.entry(serial).or_default().push(id);
+        }
+    }
+    for (serial, ids) in out {
+        if ids.len() > 1 {
+            found.push(format!("device {serial} handed over for {ids:?}"));
+        }
+    }
+    found
+}
+
+/// Invariant 6, one decision: no canceled (refunded) reservation with a
+/// device out or a car in, and no device out for a reservation not yet in
+/// use (the hand-over and the reservation decided differently).
+fn one_decision(world: &World) -> Vec<String> {
+    let mut found = Vec::new();
+    for (id, r) in world.decided() {
+        let status = r.status.as_str();
+        let rental = world.rental(id);
+        let out = matches!(rental, Some("HANDED_OVER" | "RETURNED" | "RETRIEVED"));
+        if status == "CANCELED" {
+            if out {
+                found.push(format!(
+                    "{id} CANCELED (refunded) but its rental is {}",
+                    rental.unwrap_or_default()
+                ));
+            }
+            if world.with_session.contains(id) {
+                found.push(format!("{id} CANCELED (refunded) but a car entered"));
+            }
+        }
+        if roaming(r) && matches!(status, "RESERVED" | "RENTAL_ACCEPTED") && out {
+            found.push(format!("{id} is {status} but its device is out"));
+        }
+    }
+    found
+}
+
+fn roaming(r: &Reservation) -> bool {
+    r.kind == "ROAMING" || r.kind == "roaming"
 }
 
 #[cfg(test)]
