@@ -71,6 +71,16 @@ pub fn call_policy(settings: &Settings) -> CallPolicy {
     }
 }
 
+/// Tells whoever started this process where `listener` of `service` listens:
+/// one line on stdout, `listening service=<service> addr=<ip:port>`, as soon
+/// as the port is bound. Given port 0, the system picks the port; a harness
+/// (`tools/mesh`) reads this line instead of guessing a free port beforehand.
+pub fn report_bound(service: &str, listener: &TcpListener) -> anyhow::Result<SocketAddr> {
+    let addr = listener.local_addr()?;
+    println!("listening service={service} addr={addr}");
+    Ok(addr)
+}
+
 /// A service being started: bound, migrated, relaying its outbox.
 #[derive(Debug)]
 pub struct Host {
@@ -98,6 +108,7 @@ impl Host {
         let listener = TcpListener::bind(listen)
             .await
             .map_err(|e| anyhow::anyhow!("binding {listen}: {e}"))?;
+        report_bound(name, &listener)?;
         let db = Db::connect_pooled::<M>(&url, settings.database_pool)
             .await
             .map_err(|e| anyhow::anyhow!("database {url}: {e}"))?;

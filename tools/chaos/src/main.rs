@@ -24,8 +24,6 @@ mod load;
 mod rollout;
 
 use std::path::PathBuf;
-
-use chaos::mesh;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -34,7 +32,7 @@ use anyhow::Context as _;
 
 use crate::check::{Report, Sources, check};
 use crate::load::{Callers, Clients, Races, Tally};
-use crate::mesh::{Distributed, Embedded, Layout};
+use mesh::{Distributed, Embedded, Layout};
 
 const USAGE: &str = "usage: chaos [--short] [--races N] [--roaming PATH]
        chaos rollout [--roaming PATH]   (rolling restart under load, then SIGKILLs)
