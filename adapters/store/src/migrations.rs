@@ -7,6 +7,7 @@ use sea_orm::{EntityTrait, Schema};
 pub use sea_orm_migration::MigratorTrait;
 use sea_orm_migration::prelude::*;
 
+use crate::outbox::OUTBOX_CHANNEL;
 use crate::{outbox, parking, payment, rental, reservation, view};
 
 async fn create<E: EntityTrait>(m: &SchemaManager<'_>, entity: E) -> Result<(), DbErr> {
@@ -228,10 +229,6 @@ migration!(
         create(m, view::entities::space_lot::Entity).await
     }
 );
-
-/// The `NOTIFY` channel an outbox insert signals (PostgreSQL only), so the
-/// relay holding the lease publishes rows other replicas wrote at once.
-pub const OUTBOX_CHANNEL: &str = "roaming_outbox";
 
 migration!(
     /// On PostgreSQL, a statement-level trigger on `outbox` that notifies

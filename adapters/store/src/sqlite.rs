@@ -126,7 +126,7 @@ impl Direct {
         let proxy: Box<dyn ProxyDatabaseTrait> = Box::new(Proxy(Arc::clone(self)));
         Database::connect_proxy(DbBackend::Sqlite, Arc::new(proxy))
             .await
-            .map_err(crate::error::store_err)
+            .map_err(StoreError::new)
     }
 
     /// The database file's name without its extension.

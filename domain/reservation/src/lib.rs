@@ -13,7 +13,6 @@
 //!   [`Principal`](domain_kernel::Principal) and applying DOMAIN.md's roles.
 
 pub mod capacity;
-mod events;
 pub mod ports;
 pub mod pricing;
 mod reservation;
@@ -22,10 +21,10 @@ mod service;
 #[cfg(any(test, feature = "test-util"))]
 pub mod fakes;
 
-pub use events::{CatalogEvent, ReservationEvent, Usage, UsageEvent};
 pub use reservation::{
-    BeginUseRefused, CancelRefused, Details, Kind, ParkingDetails, RejectionReason, Reservation,
-    ReservationData, RoamingDetails, Status, TransitionError,
+    BeginUseRefused, CancelRefused, CatalogEvent, Details, Kind, ParkingDetails, RejectionReason,
+    Reservation, ReservationData, ReservationEvent, RoamingDetails, Status, TransitionError, Usage,
+    UsageEvent,
 };
 pub use service::{
     BeginUseError, CancelError, GetError, HandleOutcome, ParkingEntry, QuoteError, RENTAL_SERVICE,

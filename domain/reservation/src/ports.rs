@@ -8,9 +8,9 @@ use domain_kernel::{
 };
 use time::Duration;
 
-use crate::events::ReservationEvent;
 use crate::pricing::{DeviceOffer, SpaceOffer};
 use crate::reservation::Reservation;
+use crate::reservation::ReservationEvent;
 
 /// Why a pending reservation could not be inserted.
 #[derive(Debug, thiserror::Error)]

@@ -6,7 +6,9 @@ use domain_kernel::{
     SpaceId, TimeWindow, Timestamp, VehiclePlate,
 };
 
-use crate::events::{ReservationEvent, Usage};
+mod events;
+
+pub use events::{CatalogEvent, ReservationEvent, Usage, UsageEvent};
 
 /// Lifecycle of a reservation (DOMAIN.md, "Lifecycles").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

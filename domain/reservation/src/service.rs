@@ -4,7 +4,6 @@ use domain_kernel::{
 };
 use time::Duration;
 
-use crate::events::{CatalogEvent, ReservationEvent, UsageEvent};
 use crate::ports::{
     Catalog, DeclineReason, DeviceLocation, InsertError, PaymentGateway, PaymentOutcome,
     ReservationRepository, SaveError,
@@ -13,6 +12,7 @@ use crate::pricing::{self, DeviceOffer, Quote};
 use crate::reservation::{
     BeginUseRefused, CancelRefused, Details, RejectionReason, Reservation, RoamingDetails, Status,
 };
+use crate::reservation::{CatalogEvent, ReservationEvent, UsageEvent};
 
 /// How long a reserve call may stay `PENDING_PAYMENT` before the sweeper rejects
 /// it as timed out. Far longer than the payment call's deadline.

@@ -115,7 +115,7 @@ async fn start_all(settings: &Settings) -> anyhow::Result<Mesh> {
         views,
     };
     if fresh {
-        crate::seed::demo(&mesh).await?;
+        crate::seed::demo(&mesh.rentals, &mesh.parkings, mesh.reservations.catalog()).await?;
     }
     Ok(mesh)
 }
