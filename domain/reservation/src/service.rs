@@ -4,7 +4,7 @@ use domain_kernel::{
 };
 use time::Duration;
 
-use crate::events::{CatalogEvent, ReservationEvent, UsageEvent};
+use crate::events::{CatalogEvent, UsageEvent};
 use crate::ports::{
     Catalog, DeclineReason, DeviceLocation, InsertError, PaymentGateway, PaymentOutcome,
     ReservationRepository, SaveError,
@@ -190,14 +190,6 @@ where
         &self.payments
     }
 
-    fn record(&self, events: Vec<ReservationEvent>) -> Vec<Recorded<ReservationEvent>> {
-        let now = self.clock.now();
-        events
-            .into_iter()
-            .map(|e| Recorded::new(self.ids.event_id(), now, e))
-            .collect()
-    }
-
     /// The price list (anyone signed in): one model's offer, or every model's.
     pub async fn device_offers(
         &self,
@@ -370,7 +362,7 @@ where
         let events = transition.map_err(|e| {
             StoreError::msg(format!("fresh claim refused its payment outcome: {e}"))
         })?;
-        let recorded = self.record(events);
+        let recorded = Recorded::all(&self.clock, &self.ids, events);
         match self.repo.save(&mut reservation, &recorded, None).await {
             Ok(()) => failure.map_or(Ok(reservation), Err),
             Err(SaveError::Conflict) => {
@@ -425,7 +417,7 @@ where
                     CancelRefused::Status(status) => CancelError::NotCancelable(status),
                     CancelRefused::EntryOpen => CancelError::EntryOpen,
                 })?;
-            let recorded = self.record(events);
+            let recorded = Recorded::all(&self.clock, &self.ids, events);
             match self.repo.save(&mut reservation, &recorded, None).await {
                 Ok(()) => return Ok(reservation),
                 Err(SaveError::Conflict) => {}
@@ -463,7 +455,7 @@ where
             if events.is_empty() {
                 return Ok(reservation);
             }
-            let recorded = self.record(events);
+            let recorded = Recorded::all(&self.clock, &self.ids, events);
             match self.repo.save(&mut reservation, &recorded, None).await {
                 Ok(()) => return Ok(reservation),
                 Err(SaveError::Conflict) => {}
@@ -520,7 +512,7 @@ where
             if changes.is_empty() {
                 return Ok(HandleOutcome::Ignored);
             }
-            let recorded = self.record(changes);
+            let recorded = Recorded::all(&self.clock, &self.ids, changes);
             match self
                 .repo
                 .save(&mut reservation, &recorded, Some(event.event_id))
@@ -597,7 +589,7 @@ where
             let Ok(events) = reservation.reject(RejectionReason::PaymentTimedOut, now) else {
                 continue;
             };
-            let recorded = self.record(events);
+            let recorded = Recorded::all(&self.clock, &self.ids, events);
             match self.repo.save(&mut reservation, &recorded, None).await {
                 Ok(()) => rejected += 1,
                 // The reserve call finished after all.

@@ -7,7 +7,7 @@ use time::macros::{date, datetime};
 use time::{Date, Duration};
 
 use super::*;
-use crate::events::{CatalogEvent, Usage, UsageEvent};
+use crate::events::{CatalogEvent, ReservationEvent, Usage, UsageEvent};
 use crate::fakes::{FakePayments, InMemoryReservations, PaymentBehaviour};
 use crate::pricing::DeviceOffer;
 use crate::reservation::{Details, ParkingDetails, RoamingDetails};
