@@ -244,7 +244,7 @@ where
                 Ok(()) => return Ok(session),
                 Err(SaveError::Conflict) => {}
                 Err(SaveError::AlreadyHandled) => {
-                    return Err(StoreError::msg("inbox hit without a causing event").into());
+                    return Err(StoreError::inbox_hit_without_cause().into());
                 }
                 Err(SaveError::Store(e)) => return Err(e.into()),
             }

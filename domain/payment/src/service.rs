@@ -151,9 +151,7 @@ where
                     .ok_or_else(|| StoreError::msg("duplicate payment vanished"))?;
                 replay(existing, amount)
             }
-            Err(InsertError::AlreadyHandled) => {
-                Err(StoreError::msg("inbox hit without a causing event").into())
-            }
+            Err(InsertError::AlreadyHandled) => Err(StoreError::inbox_hit_without_cause().into()),
             Err(InsertError::Store(e)) => Err(e.into()),
         }
     }
@@ -209,7 +207,7 @@ where
                 Ok(()) => return Ok(payment),
                 Err(SaveError::Conflict) => {}
                 Err(SaveError::AlreadyHandled) => {
-                    return Err(StoreError::msg("inbox hit without a causing event").into());
+                    return Err(StoreError::inbox_hit_without_cause().into());
                 }
                 Err(SaveError::Store(e)) => return Err(e.into()),
             }

@@ -133,9 +133,7 @@ where
         match self.repo.insert_device(&device, &events).await {
             Ok(()) => Ok(device),
             Err(InsertError::Duplicate) => Err(RentalError::DeviceExists(serial)),
-            Err(InsertError::AlreadyHandled) => {
-                Err(StoreError::msg("inbox hit without a causing event").into())
-            }
+            Err(InsertError::AlreadyHandled) => Err(StoreError::inbox_hit_without_cause().into()),
             Err(InsertError::Store(e)) => Err(e.into()),
         }
     }
@@ -464,9 +462,7 @@ where
         match self.repo.save(changes).await {
             Ok(()) => Ok(true),
             Err(SaveError::Conflict) => Ok(false),
-            Err(SaveError::AlreadyHandled) => {
-                Err(StoreError::msg("inbox hit without a causing event").into())
-            }
+            Err(SaveError::AlreadyHandled) => Err(StoreError::inbox_hit_without_cause().into()),
             Err(SaveError::Store(e)) => Err(e.into()),
         }
     }

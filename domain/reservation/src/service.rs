@@ -373,9 +373,7 @@ where
                     retry_after: Duration::seconds(1),
                 })
             }
-            Err(SaveError::AlreadyHandled) => {
-                Err(StoreError::msg("inbox hit without a causing event").into())
-            }
+            Err(SaveError::AlreadyHandled) => Err(StoreError::inbox_hit_without_cause().into()),
             Err(SaveError::Store(e)) => Err(e.into()),
         }
     }
@@ -422,7 +420,7 @@ where
                 Ok(()) => return Ok(reservation),
                 Err(SaveError::Conflict) => {}
                 Err(SaveError::AlreadyHandled) => {
-                    return Err(StoreError::msg("inbox hit without a causing event").into());
+                    return Err(StoreError::inbox_hit_without_cause().into());
                 }
                 Err(SaveError::Store(e)) => return Err(e.into()),
             }
@@ -460,7 +458,7 @@ where
                 Ok(()) => return Ok(reservation),
                 Err(SaveError::Conflict) => {}
                 Err(SaveError::AlreadyHandled) => {
-                    return Err(StoreError::msg("inbox hit without a causing event").into());
+                    return Err(StoreError::inbox_hit_without_cause().into());
                 }
                 Err(SaveError::Store(e)) => return Err(e.into()),
             }
