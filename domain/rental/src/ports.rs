@@ -18,15 +18,7 @@ pub enum InsertError {
     Store(#[from] StoreError),
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum SaveError {
-    #[error("concurrent change")]
-    Conflict,
-    #[error("event already handled")]
-    AlreadyHandled,
-    #[error(transparent)]
-    Store(#[from] StoreError),
-}
+pub use domain_kernel::SaveError;
 
 /// One atomic change: a rental and/or a device, their events for the outbox, and
 /// the causing event for the inbox.

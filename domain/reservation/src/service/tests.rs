@@ -9,7 +9,7 @@ use time::{Date, Duration};
 use super::*;
 use crate::fakes::{FakePayments, InMemoryReservations, PaymentBehaviour};
 use crate::pricing::DeviceOffer;
-use crate::reservation::{CatalogEvent, Usage, UsageEvent};
+use crate::reservation::{CatalogEvent, ReservationEvent, Usage, UsageEvent};
 use crate::reservation::{Details, ParkingDetails, RoamingDetails};
 
 const NOW: Timestamp = datetime!(2026-11-22 10:00 UTC);
