@@ -151,7 +151,9 @@ const TONIC_SERVER_TIMEOUT: &str = "Timeout expired";
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used, reason = "tests")]
+    #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
+
+    use std::time::Duration;
 
     use bytes::Bytes;
     use http_body_util::BodyExt as _;
@@ -199,8 +201,13 @@ mod tests {
 
     /// The next attempt on the channel: it must be `unary()` as it came
     /// (head, deadline, message), without the gateway's own extensions.
+    /// On the paused clock an attempt that never comes fails the test at
+    /// once instead of hanging it.
     async fn attempt(handle: &mut Handle<Outgoing, Response>) -> SendResponse<Response> {
-        let (seen, reply) = handle.next_request().await.unwrap();
+        let (seen, reply) = tokio::time::timeout(Duration::from_secs(1), handle.next_request())
+            .await
+            .expect("an attempt on the channel")
+            .unwrap();
         let expected = unary();
         assert_eq!(seen.method(), expected.method());
         assert_eq!(seen.uri(), expected.uri());
@@ -230,7 +237,7 @@ mod tests {
     #[error("wrapped: {0}")]
     struct Wrapped(#[source] BoxError);
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn a_call_goes_to_its_services_channel_and_its_answer_comes_back() {
         let (forward, mut handle) = forward();
         let call = in_background(&forward, unary());
@@ -245,7 +252,7 @@ mod tests {
         assert!(handle.poll_request().is_pending(), "sent once");
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn a_call_that_never_reached_a_server_is_sent_again() {
         let (forward, mut handle) = forward();
         let call = in_background(&forward, unary());
@@ -260,7 +267,7 @@ mod tests {
         assert!(handle.poll_request().is_pending(), "three attempts");
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn a_call_is_sent_again_twice_at_most() {
         let (forward, mut handle) = forward();
         let call = in_background(&forward, unary());
@@ -273,7 +280,7 @@ mod tests {
         assert!(handle.poll_request().is_pending(), "no fourth attempt");
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn a_call_that_reached_a_server_is_not_sent_again() {
         let (forward, mut handle) = forward();
 
@@ -298,7 +305,7 @@ mod tests {
         assert!(handle.poll_request().is_pending(), "not sent again");
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn the_channels_deadline_expiry_is_deadline_exceeded() {
         let (forward, mut handle) = forward();
         let timeout = || tonic::TimeoutExpired(());
@@ -312,7 +319,7 @@ mod tests {
         }
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn an_upstream_deadline_expiry_answers_as_the_gateways_own() {
         let (forward, mut handle) = forward();
         // What a tonic server answers when the `grpc-timeout` it was given
@@ -339,18 +346,21 @@ mod tests {
         assert!(handle.poll_request().is_pending(), "nothing was sent again");
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn a_streaming_call_is_forwarded_like_a_unary_one() {
         let (forward, mut handle) = forward();
         let call = in_background(&forward, routed(STREAMING, true));
         let (seen, reply) = handle.next_request().await.unwrap();
         assert_eq!(seen.uri().path(), STREAMING);
         reply.send_error(refused());
-        handle.next_request().await.unwrap().1.send_response(ok());
+        let again = tokio::time::timeout(Duration::from_secs(1), handle.next_request());
+        let (seen, reply) = again.await.expect("sent again").unwrap();
+        assert_eq!(seen.uri().path(), STREAMING);
+        reply.send_response(ok());
         assert!(status(&call.await.unwrap()).is_none());
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn a_call_without_a_known_route_is_internal() {
         let (forward, mut handle) = forward();
         let mut elsewhere = request(UNARY);
