@@ -481,7 +481,10 @@ mod tests {
         set_env(&mut o, "X_", "X_INNER_LISTEN", "off").unwrap();
         assert!(o.inner.listen.is_none());
         let e = set_env(&mut o, "X_", "X_INNER_NOPE", "1").unwrap_err();
-        assert_eq!(e.to_string(), "invalid setting X_INNER_NOPE: unknown setting");
+        assert_eq!(
+            e.to_string(),
+            "invalid setting X_INNER_NOPE: unknown setting"
+        );
         let e = set_env(&mut o, "X_", "X_COUNT", "many").unwrap_err();
         assert_eq!(e.name, "X_COUNT");
         let e = set_env(&mut o, "X_", "X_TABLES", "1").unwrap_err();
@@ -520,7 +523,14 @@ mod tests {
     fn the_table_lists_every_setting_with_its_default() {
         let rows: Vec<_> = table::<Outer>("X_")
             .into_iter()
-            .map(|e| (e.key.clone(), e.env.clone(), e.default.clone(), e.summary().to_owned()))
+            .map(|e| {
+                (
+                    e.key.clone(),
+                    e.env.clone(),
+                    e.default.clone(),
+                    e.summary().to_owned(),
+                )
+            })
             .collect();
         let row = |k: &str, e: &str, d: &str, s: &str| {
             (k.to_owned(), e.to_owned(), d.to_owned(), s.to_owned())
