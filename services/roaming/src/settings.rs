@@ -502,6 +502,7 @@ mod tests {
 
     /// The README's table of every setting, as [`Settings::table`] writes it.
     fn readme_table() -> String {
+        use std::fmt::Write as _;
         let mut out = String::from(
             "| setting (TOML key) | environment | default | what |\n|---|---|---|---|\n",
         );
@@ -510,12 +511,14 @@ mod tests {
                 "unset" | "none" => e.default.clone(),
                 d => format!("`{d}`"),
             };
-            out.push_str(&format!(
-                "| `{}` | `{}` | {default} | {} |\n",
+            writeln!(
+                out,
+                "| `{}` | `{}` | {default} | {} |",
                 e.key,
                 e.env,
                 e.summary()
-            ));
+            )
+            .unwrap();
         }
         out
     }
@@ -574,7 +577,7 @@ mod tests {
                     .take_while(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || *c == '_')
                     .collect();
                 let name = name.trim_end_matches('_');
-                if name.len() <= ENV_PREFIX.len() - 1
+                if name.len() <= ENV_PREFIX.len()
                     || name.starts_with("ROAMING_TEST_")
                     || streams.contains(&name)
                 {
