@@ -3,46 +3,50 @@
 use std::net::SocketAddr;
 
 use adapters_auth::Credentials;
+use adapters_settings::{POSITIVE, SettingsError, file_only};
 use domain_kernel::{BoothCode, LotCode, Principal, Role};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
-/// Limits at the edge and who may log in.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct GatewaySettings {
-    /// The public port. `roaming up` binds it on every interface; the services
-    /// stay on loopback.
-    pub listen: SocketAddr,
-    /// Calls per second each principal may make (sustained).
-    pub rate_per_second: u32,
-    /// Calls a principal may make at once before the rate applies.
-    pub burst: u32,
-    /// Login attempts per minute per username.
-    pub logins_per_minute: u32,
-    /// Largest request message, in bytes.
-    pub max_message_bytes: usize,
-    /// Deadline given to unary calls that arrive without one, in milliseconds.
-    pub default_deadline_ms: u64,
-    /// Unary calls in flight at once; more are shed with `UNAVAILABLE`.
-    pub max_concurrent_calls: usize,
-    /// Unary calls inside one replica of a service at once (the gateway
-    /// admits this many times the service's configured addresses); a call
-    /// over it waits its turn for at most `admission_wait_ms`, then is
-    /// refused with `UNAVAILABLE` and a `RetryInfo`. Size it from the
-    /// concurrency at which a replica's throughput stops growing
-    /// (BENCHMARKS-LOG.md, run 5). Each gateway admits this many on its own:
-    /// with several gateways a replica sees their sum.
-    pub admission_per_replica: usize,
-    /// The longest a call waits for admission, in milliseconds.
-    pub admission_wait_ms: u64,
-    /// Who may get a token from `AuthService/IssueToken`. Empty in `roaming up`
-    /// means the demo principals (DOMAIN.md, "The demo catalog").
-    pub principals: Vec<PrincipalEntry>,
+adapters_settings::section! {
+    /// Limits at the edge and who may log in.
+    #[derive(Debug, Clone)]
+    pub struct GatewaySettings {
+        /// The public port. `roaming up` binds it on every interface; the
+        /// services stay on loopback.
+        pub listen: SocketAddr = SocketAddr::from(([0, 0, 0, 0], 50050));
+        /// Calls per second each principal may make (sustained).
+        pub rate_per_second: u32 = 200, check POSITIVE;
+        /// Calls a principal may make at once before the rate applies.
+        pub burst: u32 = 400, check POSITIVE;
+        /// Login attempts per minute per username.
+        pub logins_per_minute: u32 = 30, check POSITIVE;
+        /// Largest request message, in bytes (1 KiB to 16 MiB).
+        pub max_message_bytes: usize = 64 * 1024, check 1_024..=16 * 1024 * 1024;
+        /// Deadline given to unary calls that arrive without one, in
+        /// milliseconds.
+        pub default_deadline_ms: u64 = 10_000, check POSITIVE;
+        /// Unary calls in flight at once; more are shed with `UNAVAILABLE`.
+        pub max_concurrent_calls: usize = 1_024, check POSITIVE;
+        /// Unary calls inside one replica of a service at once (the gateway
+        /// admits this many times the service's configured addresses); a call
+        /// over it waits its turn for at most `admission_wait_ms`, then is
+        /// refused with `UNAVAILABLE` and a `RetryInfo`. Size it from the
+        /// concurrency at which a replica's throughput stops growing
+        /// (BENCHMARKS-LOG.md, run 5). Each gateway admits this many on its own:
+        /// with several gateways a replica sees their sum.
+        pub admission_per_replica: usize = 64, check 1..=MAX_ADMISSION_PER_REPLICA;
+        /// The longest a call waits for admission, in milliseconds (at most
+        /// `default_deadline_ms`).
+        pub admission_wait_ms: u64 = 25;
+        /// Who may get a token from `AuthService/IssueToken` (file only). Empty
+        /// in `roaming up` means the demo principals (DOMAIN.md, "The demo catalog").
+        pub principals: Vec<PrincipalEntry> = Vec::new(), env file_only, check principals;
+    }
 }
 
 /// One login: its argon2 PHC hash (`roaming hash-password` prints one), roles
 /// and, for booth staff, the booth; for a gate, its parking lot.
-#[derive(Clone, Deserialize)]
+#[derive(Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct PrincipalEntry {
     pub username: String,
@@ -62,23 +66,6 @@ impl std::fmt::Debug for PrincipalEntry {
             .field("booth", &self.booth)
             .field("lot", &self.lot)
             .finish_non_exhaustive()
-    }
-}
-
-impl Default for GatewaySettings {
-    fn default() -> Self {
-        Self {
-            listen: SocketAddr::from(([0, 0, 0, 0], 50050)),
-            rate_per_second: 200,
-            burst: 400,
-            logins_per_minute: 30,
-            max_message_bytes: 64 * 1024,
-            default_deadline_ms: 10_000,
-            max_concurrent_calls: 1_024,
-            admission_per_replica: 64,
-            admission_wait_ms: 25,
-            principals: Vec::new(),
-        }
     }
 }
 
@@ -116,80 +103,88 @@ impl PrincipalEntry {
 }
 
 impl GatewaySettings {
-    /// Checks the numbers; the problem names the setting.
-    pub fn validate(&self) -> Result<(), String> {
-        if self.rate_per_second == 0 || self.burst == 0 || self.logins_per_minute == 0 {
-            return Err(
-                "gateway.rate_per_second, burst and logins_per_minute must be positive".into(),
-            );
-        }
-        if !(1_024..=16 * 1024 * 1024).contains(&self.max_message_bytes) {
-            return Err("gateway.max_message_bytes must be 1 KiB to 16 MiB".into());
-        }
-        if self.default_deadline_ms == 0
-            || self.max_concurrent_calls == 0
-            || self.admission_per_replica == 0
-        {
-            return Err(
-                "gateway.default_deadline_ms, max_concurrent_calls and admission_per_replica must be positive".into(),
-            );
-        }
-        if self.admission_per_replica > MAX_ADMISSION_PER_REPLICA {
-            return Err(format!(
-                "gateway.admission_per_replica must be at most {MAX_ADMISSION_PER_REPLICA}"
+    /// Checks every setting (each against its declaration, then the ones
+    /// that bound each other); the error names the setting.
+    ///
+    /// # Errors
+    /// The first setting out of bounds.
+    pub fn validate(&self) -> Result<(), SettingsError> {
+        adapters_settings::Section::check(self, "gateway.")?;
+        self.check_together()
+    }
+
+    /// The checks that involve two settings (each one alone is checked by its
+    /// declaration).
+    ///
+    /// # Errors
+    /// When `admission_wait_ms` exceeds `default_deadline_ms`.
+    pub fn check_together(&self) -> Result<(), SettingsError> {
+        if self.admission_wait_ms > self.default_deadline_ms {
+            return Err(adapters_settings::bad(
+                "gateway.admission_wait_ms",
+                "must not exceed default_deadline_ms",
             ));
         }
-        if self.admission_wait_ms > self.default_deadline_ms {
-            return Err("gateway.admission_wait_ms must not exceed default_deadline_ms".into());
-        }
-        self.credentials(&[]).map(|_| ())
+        Ok(())
     }
 
     /// The configured principals, or `fallback` when none are configured.
     pub fn credentials(&self, fallback: &[PrincipalEntry]) -> Result<Credentials, String> {
-        let entries = if self.principals.is_empty() {
+        credentials(if self.principals.is_empty() {
             fallback
         } else {
             &self.principals
-        };
-        let mut credentials = Credentials::default();
-        for e in entries {
-            let roles = e
-                .roles
-                .iter()
-                .map(|r| {
-                    Role::parse(r).ok_or_else(|| {
-                        format!("gateway.principals {}: unknown role {r:?}", e.username)
-                    })
-                })
-                .collect::<Result<Vec<_>, _>>()?;
-            if roles.is_empty() {
-                return Err(format!("gateway.principals {}: no role", e.username));
-            }
-            let booth = place(e, "booth", e.booth.as_deref(), BoothCode::parse)?;
-            if roles.contains(&Role::BoothStaff) && booth.is_none() {
-                return Err(format!(
-                    "gateway.principals {}: booth staff need a booth",
-                    e.username
-                ));
-            }
-            let lot = place(e, "lot", e.lot.as_deref(), LotCode::parse)?;
-            if roles.contains(&Role::Gate) && lot.is_none() {
-                return Err(format!(
-                    "gateway.principals {}: a gate needs a lot",
-                    e.username
-                ));
-            }
-            credentials
-                .add(
-                    &e.username,
-                    &e.password_hash,
-                    Principal::new(e.username.clone(), roles, booth).with_lot(lot),
-                )
-                .map_err(|err| err.to_string())?;
-        }
-        Ok(credentials)
+        })
     }
+}
+
+/// The check of `gateway.principals`: each entry logs in as someone.
+#[allow(clippy::ptr_arg)] // a check takes the setting's own type
+fn principals(entries: &Vec<PrincipalEntry>) -> Result<(), String> {
+    credentials(entries).map(|_| ()).map_err(|e| {
+        e.strip_prefix("gateway.principals ")
+            .map_or_else(|| e.clone(), str::to_owned)
+    })
+}
+
+/// The credentials of `entries`; the error names the entry.
+fn credentials(entries: &[PrincipalEntry]) -> Result<Credentials, String> {
+    let mut credentials = Credentials::default();
+    for e in entries {
+        let roles = e
+            .roles
+            .iter()
+            .map(|r| {
+                Role::parse(r)
+                    .ok_or_else(|| format!("gateway.principals {}: unknown role {r:?}", e.username))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        if roles.is_empty() {
+            return Err(format!("gateway.principals {}: no role", e.username));
+        }
+        let booth = place(e, "booth", e.booth.as_deref(), BoothCode::parse)?;
+        if roles.contains(&Role::BoothStaff) && booth.is_none() {
+            return Err(format!(
+                "gateway.principals {}: booth staff need a booth",
+                e.username
+            ));
+        }
+        let lot = place(e, "lot", e.lot.as_deref(), LotCode::parse)?;
+        if roles.contains(&Role::Gate) && lot.is_none() {
+            return Err(format!(
+                "gateway.principals {}: a gate needs a lot",
+                e.username
+            ));
+        }
+        credentials
+            .add(
+                &e.username,
+                &e.password_hash,
+                Principal::new(e.username.clone(), roles, booth).with_lot(lot),
+            )
+            .map_err(|err| err.to_string())?;
+    }
+    Ok(credentials)
 }
 
 /// The booth or lot a principal is bound to, parsed; the error names both.
@@ -223,17 +218,28 @@ mod tests {
     #[test]
     fn admission_limits_are_checked() {
         for (per_replica, wait_ms, problem) in [
-            (0, 25, "must be positive"),
-            (MAX_ADMISSION_PER_REPLICA + 1, 25, "at most"),
-            (64, 10_001, "must not exceed default_deadline_ms"),
+            (
+                0,
+                25,
+                "invalid setting gateway.admission_per_replica: must be 1-1000000",
+            ),
+            (
+                MAX_ADMISSION_PER_REPLICA + 1,
+                25,
+                "invalid setting gateway.admission_per_replica: must be 1-1000000",
+            ),
+            (
+                64,
+                10_001,
+                "invalid setting gateway.admission_wait_ms: must not exceed default_deadline_ms",
+            ),
         ] {
             let s = GatewaySettings {
                 admission_per_replica: per_replica,
                 admission_wait_ms: wait_ms,
                 ..GatewaySettings::default()
             };
-            let e = s.validate().unwrap_err();
-            assert!(e.contains(problem), "{e}");
+            assert_eq!(s.validate().unwrap_err().to_string(), problem);
         }
     }
 
@@ -250,8 +256,8 @@ mod tests {
             ..GatewaySettings::default()
         };
         assert_eq!(
-            s.validate().unwrap_err(),
-            "gateway.principals x: booth staff need a booth"
+            s.validate().unwrap_err().to_string(),
+            "invalid setting gateway.principals: x: booth staff need a booth"
         );
         let gate = GatewaySettings {
             principals: vec![PrincipalEntry {
@@ -264,8 +270,8 @@ mod tests {
             ..GatewaySettings::default()
         };
         assert_eq!(
-            gate.validate().unwrap_err(),
-            "gateway.principals g: a gate needs a lot"
+            gate.validate().unwrap_err().to_string(),
+            "invalid setting gateway.principals: g: a gate needs a lot"
         );
     }
 }

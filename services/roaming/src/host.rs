@@ -32,7 +32,7 @@ pub use adapters_grpc::runtime::Running;
 
 use crate::auth::MeshAuth;
 use crate::bus::Bus;
-use crate::settings::Settings;
+use crate::settings::{ServerOptions, Settings};
 
 /// Largest request message a service accepts (the gateway's limit is the
 /// same by default; this holds for direct calls too).
@@ -41,15 +41,6 @@ pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
 /// A router whose every call passes the token check and the caller's rate
 /// limit first.
 pub type Guarded = Router<Stack<PerPrincipalLayer, Stack<AuthLayer, Stack<TraceLayer, Identity>>>>;
-
-/// How a server is built (see `Settings::server_options`).
-#[derive(Debug, Clone, Copy)]
-pub struct ServerOptions {
-    /// Close each client connection gracefully after this long.
-    pub max_connection_age: Option<Duration>,
-    /// HTTP/2 streams one connection may have open at once.
-    pub max_concurrent_streams: u32,
-}
 
 /// What the process does once, before any service starts: metrics for
 /// `component`, and every event written in a traced call carries that call's
