@@ -27,7 +27,7 @@ RUN cargo chef cook --profile production --locked --recipe-path recipe.json \
     -p services-rental -p services-parking -p services-view
 COPY . .
 # The production profile: release with fat LTO (a smaller binary, 25 MiB
-# idle instead of 29; BENCHMARKS.md, run 6).
+# idle instead of 29; BENCHMARKS-LOG.md, run 6).
 RUN cargo build --profile production --locked \
     -p services-roaming -p services-reservation -p services-payment \
     -p services-rental -p services-parking -p services-view \

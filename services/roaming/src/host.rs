@@ -62,13 +62,22 @@ pub fn call_policy(settings: &Settings) -> CallPolicy {
     }
 }
 
-/// Tells whoever started this process where `listener` of `service` listens:
-/// one line on stdout, `listening service=<service> addr=<ip:port>`, as soon
-/// as the port is bound. Given port 0, the system picks the port; a harness
-/// (`tools/mesh`) reads this line instead of guessing a free port beforehand.
-pub fn report_bound(service: &str, listener: &TcpListener) -> anyhow::Result<SocketAddr> {
+/// Tells whoever started this process where `listener` of `service` listens,
+/// when `report_listen` is set: one line on stdout, `listening
+/// service=<service> addr=<ip:port>`, as soon as the port is bound. Given port
+/// 0, the system picks the port; a harness (`tools/mesh`) sets
+/// `ROAMING_REPORT_LISTEN` and reads this line instead of guessing a free port
+/// beforehand. Off by default, so stdout stays logs only (JSON lines for a
+/// collector in production).
+pub fn report_bound(
+    settings: &Settings,
+    service: &str,
+    listener: &TcpListener,
+) -> anyhow::Result<SocketAddr> {
     let addr = listener.local_addr()?;
-    println!("listening service={service} addr={addr}");
+    if settings.report_listen {
+        println!("listening service={service} addr={addr}");
+    }
     Ok(addr)
 }
 
@@ -99,7 +108,7 @@ impl Host {
         let listener = TcpListener::bind(listen)
             .await
             .map_err(|e| anyhow::anyhow!("binding {listen}: {e}"))?;
-        report_bound(name, &listener)?;
+        report_bound(settings, name, &listener)?;
         let db = Db::connect_pooled::<M>(&url, settings.database_pool)
             .await
             .map_err(|e| anyhow::anyhow!("database {url}: {e}"))?;

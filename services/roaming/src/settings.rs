@@ -82,6 +82,10 @@ adapters_settings::section! {
         /// stop sending it calls before it stops accepting, in milliseconds.
         /// 0 in `roaming up`.
         pub shutdown_delay_ms: u64 = 0;
+        /// Print `listening service=<name> addr=<ip:port>` on stdout as soon
+        /// as each listener is bound, so a harness that gives port 0 learns
+        /// the port (`tools/mesh`). Off by default: stdout carries only logs.
+        pub report_listen: bool = false;
         /// Servers close each client connection gracefully (GOAWAY) after
         /// this many seconds (0: off), so long-lived HTTP/2 connections spread
         /// over replicas added since; calls and streams in flight run to their

@@ -189,7 +189,7 @@ pub async fn start_gateway(
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .map_err(|e| anyhow::anyhow!("binding the gateway to {listen}: {e}"))?;
-    crate::host::report_bound("gateway", &listener)?;
+    crate::host::report_bound(settings, "gateway", &listener)?;
     let credentials = settings
         .gateway
         .credentials(fallback)

@@ -11,7 +11,6 @@
 
 mod support;
 
-use std::net::{SocketAddr, TcpListener};
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -66,13 +65,6 @@ impl Collector {
     }
 }
 
-fn free_addr() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn spans_reach_an_otlp_collector_when_the_endpoint_is_set() {
     let collector = Collector::default();
@@ -84,11 +76,15 @@ async fn spans_reach_an_otlp_collector_when_the_endpoint_is_set() {
     tokio::spawn(server);
 
     let dir = std::env::temp_dir().join(format!("roaming-otlp-{}", uuid::Uuid::now_v7()));
-    let gateway = free_addr();
+    std::fs::create_dir_all(&dir).unwrap();
+    // Every listener on port 0; the child reports the ports it got.
+    let log = dir.join("up.log");
+    let output = mesh::listening::Output::from_end_of(&log);
     let mut child = Command::new(env!("CARGO_BIN_EXE_roaming"))
         .arg("up")
         .env("ROAMING_DATA_DIR", &dir)
-        .env("ROAMING_GATEWAY_LISTEN", gateway.to_string())
+        .env("ROAMING_REPORT_LISTEN", "1")
+        .env("ROAMING_GATEWAY_LISTEN", mesh::listening::ANY_PORT)
         .env("ROAMING_ADMIN_LISTEN", "off")
         .env("ROAMING_AUTH_SIGNING_KEY_FILE", &test_key().0)
         .env("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://{otlp}"))
@@ -97,11 +93,15 @@ async fn spans_reach_an_otlp_collector_when_the_endpoint_is_set() {
         .env("RUST_LOG", "info")
         .envs(
             ["RESERVATION", "PAYMENT", "RENTAL", "PARKING", "VIEW"]
-                .map(|s| (format!("ROAMING_{s}_LISTEN"), free_addr().to_string())),
+                .map(|s| (format!("ROAMING_{s}_LISTEN"), mesh::listening::ANY_PORT)),
         )
-        .stdout(Stdio::null())
+        .stdout(Stdio::from(std::fs::File::create(&log).unwrap()))
         .spawn()
         .unwrap();
+    let gateway = output
+        .addrs(&["gateway"], &mut child, Duration::from_secs(30))
+        .await
+        .expect("the gateway reports its port")[0];
 
     let reservations = eventually(Duration::from_secs(30), "the gateway", || async {
         let channel = tonic::transport::Channel::from_shared(format!("http://{gateway}"))

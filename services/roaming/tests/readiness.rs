@@ -97,24 +97,27 @@ async fn a_broker_outage_leaves_every_service_ready_and_loses_no_event() {
 async fn on_sigterm_a_process_is_unready_but_serving_for_the_delay_then_exits() {
     let nats = NatsServer::start().expect("nats-server");
     let dir = std::env::temp_dir().join(format!("roaming-sigterm-{}", uuid::Uuid::now_v7()));
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    std::fs::create_dir_all(&dir).unwrap();
+    // Port 0; the child reports the port it got.
+    let log = dir.join("view.log");
+    let output = mesh::listening::Output::from_end_of(&log);
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_roaming"))
         .args(["serve", "view"])
         .env("ROAMING_NATS_URL", nats.url())
         .env("ROAMING_DATA_DIR", &dir)
-        .env("ROAMING_VIEW_LISTEN", addr.to_string())
+        .env("ROAMING_REPORT_LISTEN", "1")
+        .env("ROAMING_VIEW_LISTEN", mesh::listening::ANY_PORT)
         .env("ROAMING_ADMIN_LISTEN", "off")
         .env("ROAMING_AUTH_SIGNING_KEY_FILE", &test_key().0)
         .env("ROAMING_SHUTDOWN_DELAY_MS", "5000")
         .env("RUST_LOG", "warn")
-        .stdout(std::process::Stdio::null())
+        .stdout(std::fs::File::create(&log).unwrap())
         .spawn()
         .expect("the roaming binary");
+    let addr = output
+        .addrs(&["view"], &mut child, Duration::from_secs(30))
+        .await
+        .expect("view reports its port")[0];
     eventually(Duration::from_secs(30), "view SERVING", || async move {
         (health_of(addr, "").await == Some(SERVING)).then_some(())
     })

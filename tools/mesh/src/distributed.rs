@@ -389,6 +389,7 @@ impl Distributed {
             .args(["serve", p.service])
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("ROAMING_REPORT_LISTEN", "1")
             .env("ROAMING_NATS_URL", self.nats.url())
             .env("ROAMING_DATA_DIR", self.dir.join("data"))
             .env(format!("ROAMING_{upper}_LISTEN"), listen)

@@ -55,6 +55,7 @@ impl Embedded {
             .current_dir(&dir)
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("ROAMING_REPORT_LISTEN", "1")
             .env("ROAMING_DATA_DIR", dir.join("data"))
             .env("ROAMING_AUTH_SIGNING_KEY_FILE", &key_file)
             .env("ROAMING_ADMIN_LISTEN", "off")
