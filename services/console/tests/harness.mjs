@@ -39,10 +39,12 @@ export async function startMesh(env = {}) {
   const devProxy = process.env.CONSOLE_DEV_PROXY === '1';
   await mkdir(join(repo, 'target', 'tmp'), { recursive: true });
   const cwd = await mkdtemp(join(repo, 'target', 'tmp', 'console-'));
+  // ROAMING_BIN names the binary, not a setting: `roaming` refuses unknown ROAMING_* variables.
+  const { ROAMING_BIN: _bin, ...inherited } = process.env;
   const child = spawn(bin, ['up'], {
     cwd,
     env: {
-      ...process.env,
+      ...inherited,
       ROAMING_GATEWAY_LISTEN: devProxy ? '127.0.0.1:50060' : `127.0.0.1:${PORT}`,
       ROAMING_ADMIN_LISTEN: 'off',
       ...env,
@@ -168,4 +170,64 @@ export function todayUtc(offsetDays = 0) {
 /** A list item (card or timeline entry) that mentions `text`. */
 export function itemWith(scope, text) {
   return scope.getByRole('listitem').filter({ hasText: text });
+}
+
+/** Follows a link of the console's navigation. */
+export async function nav(page, name) {
+  await page.getByRole('navigation', { name: 'Screens' }).getByRole('link', { name }).click();
+  await page.getByRole('heading', { level: 1 }).first().waitFor();
+}
+
+export const UUID = /[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/;
+export const GOOD_CARD = '4111111111111111';
+
+/** Fills the card fieldset (shown once the server's price is). */
+export async function fillCard(page, number = GOOD_CARD) {
+  await page.getByLabel('Card number').fill(number);
+  await page.getByLabel('Expiry month').selectOption('12');
+  await page.getByLabel('Expiry year').selectOption(String(new Date().getUTCFullYear() + 2));
+  await page.getByLabel('Name on card').fill('Alice Kim');
+  await page.getByLabel('Card company').selectOption('VISA');
+}
+
+/** Fills the trip of "Reserve a device" and asks for the price. */
+export async function quoteDevice(page, trip = {}) {
+  const t = { model: 'egg-lte', country: 'JP', pickup: 'ICN-T1', ret: 'ICN-T1', start: todayUtc(), end: todayUtc(), ...trip };
+  await nav(page, 'Reserve a device');
+  await page.getByLabel('Device model').selectOption(t.model);
+  await page.getByLabel('Country').selectOption(t.country);
+  await page.getByLabel('Pickup booth').fill(t.pickup);
+  await page.getByLabel('Return booth').fill(t.ret);
+  await page.getByLabel('First day').fill(t.start);
+  await page.getByLabel('Last day').fill(t.end);
+  await page.getByRole('button', { name: 'Get the price' }).click();
+}
+
+/** Quotes and pays; resolves to the new reservation's id. */
+export async function reserveDevice(page, trip = {}, card = GOOD_CARD) {
+  await quoteDevice(page, trip);
+  const pay = page.getByRole('button', { name: /^Pay KRW.+ and reserve$/ });
+  await pay.waitFor();
+  await fillCard(page, card);
+  await pay.click();
+  const done = page.getByRole('status').filter({ hasText: 'Reserved and paid' });
+  await done.waitFor();
+  const id = (await done.getByText(UUID).textContent())?.trim() ?? '';
+  if (!UUID.test(id)) throw new Error(`no reservation number on screen: ${await done.textContent()}`);
+  return id;
+}
+
+/** `YYYY-MM-DDTHH:MM` (UTC, as the test browser's clock is) `minutes` from now. */
+export function minuteUtc(minutes) {
+  return new Date(Date.now() + minutes * 60_000).toISOString().slice(0, 16);
+}
+
+/** Waits until `locator` shows text matching `re` (live updates, refreshes). */
+export async function waitText(locator, re, timeout = 30_000) {
+  await locator.filter({ hasText: re }).first().waitFor({ timeout });
+}
+
+/** The card of reservation `id` on "My reservations". */
+export function myCard(page, id) {
+  return page.getByRole('list', { name: 'Reservations' }).getByRole('listitem').filter({ hasText: id });
 }
