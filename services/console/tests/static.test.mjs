@@ -66,3 +66,14 @@ test('the sign-in screen has no serious or critical accessibility violation', as
   assert.deepEqual(violations, []);
   await page.context().close();
 });
+
+test('the scan itself reports an unlabelled control (so a clean scan means something)', async () => {
+  const page = await newPage(browser, { bypassCSP: true });
+  await page.setContent('<!doctype html><html lang="en"><title>t</title><main><input type="text"></main></html>');
+  const violations = await axe(page);
+  assert.ok(
+    violations.some((v) => v.id === 'label'),
+    `expected a "label" violation, got ${JSON.stringify(violations)}`,
+  );
+  await page.context().close();
+});
