@@ -30,6 +30,8 @@ export class Form {
   readonly result: HTMLElement;
   private readonly fields = new Map<string, Field>();
   private countdown: number | undefined;
+  /** Submit buttons held disabled until RetryInfo's wait is over. */
+  private held: HTMLButtonElement[] = [];
 
   constructor(name: string, signal: AbortSignal) {
     this.el = h('form', { class: 'form', 'aria-label': name, novalidate: true });
@@ -71,6 +73,7 @@ export class Form {
 
   clear(): void {
     window.clearInterval(this.countdown);
+    this.release();
     this.alert.hidden = true;
     this.alert.replaceChildren();
     this.result.replaceChildren();
@@ -122,17 +125,26 @@ export class Form {
     if (first) first.focus();
   }
 
+  private release(): void {
+    for (const b of this.held) b.disabled = false;
+    this.held = [];
+  }
+
   private retryButton(afterMs: number, retry: () => void): void {
     const until = Date.now() + afterMs;
+    // Submitting again is a retry too: it waits as well.
+    this.held = [...this.el.querySelectorAll<HTMLButtonElement>('button[type=submit]')];
     const button = h('button', { type: 'button', class: 'secondary' }, 'Try again');
     const wait = h('p', { class: 'countdown' });
     const tick = () => {
       const left = Math.ceil((until - Date.now()) / 1000);
       if (left > 0) {
         button.disabled = true;
+        for (const b of this.held) b.disabled = true;
         wait.textContent = `You can try again in ${left} s.`;
       } else {
         window.clearInterval(this.countdown);
+        this.release();
         button.disabled = false;
         wait.textContent = 'You can try again now.';
       }
@@ -165,7 +177,7 @@ export class Form {
       if (isAborted(e)) return;
       this.problem(describe(e, opts.overrides), opts.again ?? (() => void this.run(work, opts)));
     } finally {
-      for (const b of buttons) b.disabled = false;
+      for (const b of buttons) if (!this.held.includes(b)) b.disabled = false;
       this.el.removeAttribute('aria-busy');
     }
   }
