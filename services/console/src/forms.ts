@@ -89,6 +89,13 @@ export class Form {
   done(...children: Child[]): void {
     this.result.replaceChildren();
     for (const c of children) if (c) this.result.append(typeof c === 'number' ? String(c) : c);
+    // The control that had focus may be gone or hidden now: keyboard users
+    // continue from the result.
+    const active = document.activeElement as HTMLElement | null;
+    if (!active || active === document.body || !active.isConnected || active.offsetParent === null) {
+      this.result.tabIndex = -1;
+      this.result.focus();
+    }
   }
 
   /**

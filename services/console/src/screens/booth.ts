@@ -82,6 +82,7 @@ export function boothScreen(m: Mount): void {
             const res = await rentals.handOverDevice({ reservationId: id, serial: serial.value }, { signal: m.signal });
             announce(`Handed over ${res.rental?.serial ?? serial.value}.`);
             await reload();
+            focusRow('pickup', id);
           },
           { overrides: BOOTH_WORDS },
         );
@@ -95,6 +96,7 @@ export function boothScreen(m: Mount): void {
             await rentals.returnDevice({ reservationId: id, booth }, { signal: m.signal });
             announce('Return taken.');
             await reload();
+            focusRow('return', id);
           },
           { overrides: BOOTH_WORDS },
         );
@@ -108,6 +110,7 @@ export function boothScreen(m: Mount): void {
             await rentals.retrieveDevice({ reservationId: id }, { signal: m.signal });
             announce('Device back in stock.');
             await reload();
+            focusRow('return', id);
           },
           { overrides: BOOTH_WORDS },
         );
@@ -132,6 +135,15 @@ export function boothScreen(m: Mount): void {
     const r = { li, key, form };
     rows.set(`${lane}:${id}`, r);
     return r;
+  }
+
+  /** After an action the row is redrawn: keyboard users continue from its heading. */
+  function focusRow(lane: 'pickup' | 'return', id: string): void {
+    const heading = rows.get(`${lane}:${id}`)?.li.querySelector<HTMLElement>('h3');
+    if (heading && heading.isConnected) {
+      heading.tabIndex = -1;
+      heading.focus();
+    }
   }
 
   function fill(list: HTMLOListElement, emptyNote: HTMLElement, views: ReservationView[], lane: 'pickup' | 'return'): void {

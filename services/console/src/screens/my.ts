@@ -189,13 +189,14 @@ export function myScreen(m: Mount): void {
           const r = res.reservation;
           replace(
             c.outcome,
-            h('p', { class: 'success' }, `Canceled. Refund: ${money(r?.price ?? v.price)} back to your card.`),
+            h('p', { class: 'success', tabindex: '-1' }, `Canceled. Refund: ${money(r?.price ?? v.price)} back to your card.`),
           );
           if (r) {
             c.view.status = r.status;
           }
           render(c);
           choose();
+          c.outcome.querySelector<HTMLElement>('p')?.focus();
         })
         .catch((e: unknown) => {
           if (isAborted(e)) return;
