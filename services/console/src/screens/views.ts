@@ -76,16 +76,19 @@ export function steps(v: ReservationView): [ReservationStatus, string][] {
 
 /** A step track: done, current, to come (with the word, not only a colour). */
 export function track(v: ReservationView, label: string): HTMLOListElement {
-  const order = steps(v);
   const off = v.status === ReservationStatus.CANCELED || v.status === ReservationStatus.REJECTED;
   const reached = (s: ReservationStatus) => v.history.find((c) => c.status === s)?.at;
+  // A canceled or rejected reservation ends its track where it stopped.
+  const order: [ReservationStatus, string][] = off
+    ? [...steps(v).filter(([s]) => reached(s) !== undefined), [v.status, v.status === ReservationStatus.CANCELED ? 'Canceled' : 'Rejected']]
+    : steps(v);
   return h(
     'ol',
     { class: 'track', 'aria-label': label },
     ...order.map(([s, name]) => {
       const at = reached(s);
-      const current = !off && v.status === s;
-      const done = !off && (at !== undefined || v.status > s) && !current;
+      const current = v.status === s;
+      const done = !current && (at !== undefined || (!off && v.status > s));
       const state = current ? 'now' : done ? 'done' : 'to come';
       return h(
         'li',
