@@ -172,7 +172,7 @@ export class Form {
    */
   async run(
     work: () => Promise<void>,
-    opts: { overrides?: Record<string, string>; again?: () => void } = {},
+    opts: { overrides?: Record<string, string>; again?: () => void; failed?: (p: Problem) => void } = {},
   ): Promise<void> {
     this.clear();
     const buttons = [...this.el.querySelectorAll('button')];
@@ -182,7 +182,9 @@ export class Form {
       await work();
     } catch (e) {
       if (isAborted(e)) return;
-      this.problem(describe(e, opts.overrides), opts.again ?? (() => void this.run(work, opts)));
+      const p = describe(e, opts.overrides);
+      opts.failed?.(p);
+      this.problem(p, opts.again ?? (() => void this.run(work, opts)));
     } finally {
       for (const b of buttons) if (!this.held.includes(b)) b.disabled = false;
       this.el.removeAttribute('aria-busy');

@@ -121,3 +121,61 @@ test('operator screens', async () => {
   await scan(page, 'spaces');
   await page.context().close();
 });
+
+/** Presses Tab until the focused control's label (or text) matches `name`. */
+async function tabTo(page, name, { back = false } = {}) {
+  for (let i = 0; i < 60; i += 1) {
+    await page.keyboard.press(back ? 'Shift+Tab' : 'Tab');
+    const label = await page.evaluate(() => {
+      const el = document.activeElement;
+      if (!el) return '';
+      const byLabel = el.labels?.[0]?.textContent;
+      return (byLabel ?? el.getAttribute('aria-label') ?? el.textContent ?? '').trim();
+    });
+    if (typeof name === 'string' ? label === name : name.test(label)) return;
+  }
+  throw new Error(`Tab never reached ${name}`);
+}
+
+test('keyboard only: sign in, reserve a device, see it on my page', async () => {
+  const page = await newPage(browser);
+  await page.goto(mesh.url);
+  await page.getByRole('heading', { name: 'Sign in' }).waitFor();
+  await tabTo(page, 'Username');
+  await page.keyboard.type('bob');
+  await tabTo(page, 'Password');
+  await page.keyboard.type('demo');
+  await page.keyboard.press('Enter');
+  await page.getByRole('heading', { name: 'My reservations', level: 1 }).waitFor();
+
+  await tabTo(page, 'Reserve a device', { back: true });
+  await page.keyboard.press('Enter');
+  await page.getByRole('heading', { name: 'Reserve a roaming device', level: 1 }).waitFor();
+  await page.getByLabel('Device model').locator('option').first().waitFor({ state: 'attached' });
+  await tabTo(page, 'Pickup booth');
+  await page.keyboard.type('ICN-T1');
+  await tabTo(page, 'Return booth');
+  await page.keyboard.type('GMP');
+  await tabTo(page, 'Get the price');
+  await page.keyboard.press('Enter');
+  await page.getByRole('button', { name: /^Pay KRW.+ and reserve$/ }).waitFor();
+  await tabTo(page, 'Card number');
+  await page.keyboard.type('4111 1111 1111 1111');
+  await tabTo(page, 'Expiry month');
+  await page.keyboard.type('12');
+  await tabTo(page, 'Expiry year');
+  await page.keyboard.type(String(new Date().getUTCFullYear() + 3));
+  await tabTo(page, 'Name on card');
+  await page.keyboard.type('Bob Lee');
+  await tabTo(page, /^Pay KRW.+ and reserve$/);
+  await page.keyboard.press('Enter');
+  const done = page.getByRole('status').filter({ hasText: 'Reserved and paid' });
+  await done.waitFor();
+  // Focus went to the result, so the next Tab reaches its link.
+  await tabTo(page, 'Follow it on My reservations');
+  await page.keyboard.press('Enter');
+  await page.getByRole('heading', { name: 'My reservations', level: 1 }).waitFor();
+  await page.getByRole('list', { name: 'Reservations' }).getByRole('listitem').filter({ hasText: 'return at GMP' }).waitFor();
+  await shot(page, 'keyboard-reserved');
+  await page.context().close();
+});

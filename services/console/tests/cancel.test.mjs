@@ -96,3 +96,41 @@ test('a field violation is shown at its field', async () => {
   assertClean(page);
   await page.context().close();
 });
+
+test('a lost answer: paying again does not reserve twice', async () => {
+  const page = await newPage(browser);
+  await signIn(page, mesh.url, 'bob');
+  await quoteDevice(page, { model: 'phone-5g', country: 'GB', pickup: 'GMP', ret: 'GMP', start: todayUtc(4), end: todayUtc(4) });
+  const pay = page.getByRole('button', { name: /^Pay KRW.+ and reserve$/ });
+  await pay.waitFor();
+  await fillCard(page);
+  const keys = [];
+  let first = true;
+  await page.route('**/roaming.reservation.v1.ReservationService/ReserveRoaming', async (route) => {
+    keys.push(route.request().postDataBuffer()?.toString('latin1').match(UUID_IN_BODY)?.[0]);
+    if (first) {
+      // The server takes the reservation, but its answer never reaches the page.
+      first = false;
+      await route.fetch();
+      await route.abort('connectionreset');
+    } else {
+      await route.continue();
+    }
+  });
+  await pay.click();
+  await page.getByRole('alert').filter({ hasText: 'cannot reach the server' }).waitFor();
+  await shot(page, 'cancel-06-lost-answer');
+  await pay.click();
+  await page.getByRole('status').filter({ hasText: 'Reserved and paid' }).waitFor();
+  assert.equal(keys.length, 2);
+  assert.ok(keys[0], 'the request carries a request_id');
+  assert.equal(keys[1], keys[0], 'the second submission repeats the first one\'s request_id');
+  await nav(page, 'My reservations');
+  const mine = page.getByRole('list', { name: 'Reservations' }).getByRole('listitem').filter({ hasText: 'phone-5g' });
+  await mine.first().waitFor();
+  assert.equal(await mine.count(), 1, 'one reservation, charged once');
+  assertClean(page);
+  await page.context().close();
+});
+
+const UUID_IN_BODY = /[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/;

@@ -60,16 +60,30 @@ export function myScreen(m: Mount): void {
   });
   m.signal.addEventListener('abort', () => observer.disconnect());
 
+  // A hidden tab gives its connections back (the browser's ~6 per host are
+  // shared by every tab of the console); they are reopened when it is shown.
+  document.addEventListener('visibilitychange', () => choose(), { signal: m.signal });
+
   /** Stream the visible reservations that can still change, newest first. */
   function choose(): void {
+    const shown = document.visibilityState === 'visible';
     const ids = [...cards.values()]
+      .filter(() => shown)
       .filter((c) => !isFinal(c.view) && visible.has(c.view.reservationId))
       .map((c) => c.view.reservationId);
     watcher.want(ids);
     for (const c of cards.values()) {
       if (isFinal(c.view)) setLive(c, 'off', 'Final: this reservation will not change any more.');
-      else if (!visible.has(c.view.reservationId) && !watcher.watching(c.view.reservationId)) {
-        setLive(c, 'paused', 'Not live while out of view.');
+      else if (!watcher.watching(c.view.reservationId)) {
+        setLive(
+          c,
+          'paused',
+          !shown
+            ? 'Not live while this tab is hidden.'
+            : !visible.has(c.view.reservationId)
+              ? 'Not live while out of view.'
+              : `Not live: at most ${MAX_STREAMS} reservations are followed at once. Use Refresh.`,
+        );
       }
     }
   }

@@ -1,12 +1,12 @@
 // Customer: quote, then reserve (and pay for) a parking space for a window.
 import { timestampFromDate } from '@bufbuild/protobuf/wkt';
-import { newRequestId, parking, reservations } from '../api.js';
+import { parking, reservations } from '../api.js';
 import { announce, h, replace } from '../dom.js';
 import { Form, input, notice, select, setOptions } from '../forms.js';
 import { isoLocalMinute, money, status } from '../format.js';
 import type { QuoteParkingResponse } from '../gen/roaming/reservation/v1/reservation_pb.js';
 import type { Mount } from '../main.js';
-import { cardFields } from './payment.js';
+import { cardFields, Submission } from './payment.js';
 
 export function parkingScreen(m: Mount): void {
   const page = notice();
@@ -31,7 +31,9 @@ export function parkingScreen(m: Mount): void {
     startTime: from.value ? timestampFromDate(new Date(from.value)) : undefined,
     endTime: until.value ? timestampFromDate(new Date(until.value)) : undefined,
   });
+  const submission = new Submission();
   const invalidate = () => {
+    submission.reset();
     if (!quoted) return;
     quoted = undefined;
     payStep.hidden = true;
@@ -62,14 +64,16 @@ export function parkingScreen(m: Mount): void {
     });
   quoteButton.addEventListener('click', () => void getQuote());
 
-  const reserve = (requestId: string) =>
-    form.run(
+  const reserve = () => {
+    const requestId = submission.id();
+    return form.run(
       async () => {
         const res = await reservations.reserveParking(
           { requestId, ...window_(), vehiclePlate: plate.value.trim(), payment: card.read() },
           { signal: m.signal },
         );
         const r = res.reservation;
+        submission.reset();
         card.reset();
         payStep.hidden = true;
         quoted = undefined;
@@ -81,15 +85,16 @@ export function parkingScreen(m: Mount): void {
         );
         announce('Parking reserved.');
       },
-      { again: () => void reserve(newRequestId()) },
+      { again: () => void reserve(), failed: (p) => submission.failed(p) },
     );
+  };
   form.el.addEventListener('submit', (e) => {
     e.preventDefault();
     if (!quoted) {
       void getQuote();
       return;
     }
-    void reserve(newRequestId());
+    void reserve();
   });
 
   payStep.append(

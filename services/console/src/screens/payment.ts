@@ -1,5 +1,8 @@
 // The card fields shared by both reserve screens (request paths `payment.*`).
 import { h } from '../dom.js';
+import { Code } from '@connectrpc/connect';
+import { newRequestId } from '../api.js';
+import type { Problem } from '../errors.js';
 import { Form, input, select } from '../forms.js';
 import type { MessageInitShape } from '@bufbuild/protobuf';
 import type { PaymentCardSchema } from '../gen/roaming/common/v1/common_pb.js';
@@ -49,4 +52,31 @@ export function cardFields(form: Form): { el: HTMLElement; read: () => MessageIn
       holder.value = '';
     },
   };
+}
+
+/**
+ * The idempotency key of one reserve submission. It is kept while the outcome
+ * of a call with it is unknown (no answer, a lost connection, IN_PROGRESS), so
+ * submitting again cannot reserve and charge twice: the server answers with
+ * the reservation that key already made. Any definite answer ends it.
+ */
+export class Submission {
+  private key: string | undefined;
+
+  id(): string {
+    this.key ??= newRequestId();
+    return this.key;
+  }
+
+  /** After a success, or when the request itself changed. */
+  reset(): void {
+    this.key = undefined;
+  }
+
+  failed(p: Problem): void {
+    const unknown =
+      p.reason === 'IN_PROGRESS' ||
+      (!p.reason && [Code.Unknown, Code.Unavailable, Code.DeadlineExceeded, Code.Internal].includes(p.code));
+    if (!unknown) this.reset();
+  }
 }

@@ -1,11 +1,11 @@
 // Customer: quote, then reserve (and pay for) a roaming device.
-import { newRequestId, reservations } from '../api.js';
+import { reservations } from '../api.js';
 import { announce, h, replace } from '../dom.js';
 import { Form, input, notice, select, setOptions } from '../forms.js';
 import { addDays, country, isoDate, money, status } from '../format.js';
 import type { DeviceOffer, QuoteRoamingResponse } from '../gen/roaming/reservation/v1/reservation_pb.js';
 import type { Mount } from '../main.js';
-import { cardFields } from './payment.js';
+import { cardFields, Submission } from './payment.js';
 
 /** Booths are not listed by the API: suggestions only, the server checks. */
 export const KNOWN_BOOTHS = ['ICN-T1', 'ICN-T2', 'GMP'];
@@ -46,7 +46,9 @@ export function roamingScreen(m: Mount): void {
     endDate: end.value,
   });
   // Any change to the trip voids the price: a new quote is needed before paying.
+  const submission = new Submission();
   const invalidate = () => {
+    submission.reset();
     if (!quoted) return;
     quoted = undefined;
     payStep.hidden = true;
@@ -78,16 +80,18 @@ export function roamingScreen(m: Mount): void {
     });
   quoteButton.addEventListener('click', () => void getQuote());
 
-  // One idempotency key per submission: a retry of the same submission (the
-  // server still processing it) keeps it, a new submission gets a new one.
-  const reserve = (requestId: string) =>
-    form.run(
+  // One idempotency key per submission, kept while its outcome is unknown
+  // (see Submission).
+  const reserve = () => {
+    const requestId = submission.id();
+    return form.run(
       async () => {
         const res = await reservations.reserveRoaming(
           { requestId, ...trip(), payment: card.read() },
           { signal: m.signal },
         );
         const r = res.reservation;
+        submission.reset();
         card.reset();
         payStep.hidden = true;
         quoted = undefined;
@@ -99,15 +103,16 @@ export function roamingScreen(m: Mount): void {
         );
         announce('Reservation made.');
       },
-      { again: () => void reserve(newRequestId()) },
+      { again: () => void reserve(), failed: (p) => submission.failed(p) },
     );
+  };
   form.el.addEventListener('submit', (e) => {
     e.preventDefault();
     if (!quoted) {
       void getQuote();
       return;
     }
-    void reserve(newRequestId());
+    void reserve();
   });
 
   payStep.append(card.el, h('div', { class: 'actions' }, payButton));
