@@ -32,6 +32,11 @@ test('index.html links content-hashed assets, and the headers fit them', async (
     assert.match(r.headers.get('cache-control') ?? '', /immutable/);
   }
   assert.doesNotMatch(html, /<style|style=|<script>/, 'no inline style or script');
+  const page = await newPage(browser);
+  const nav = await page.goto(new URL('/assets/does-not-exist.js', server.url).href);
+  assert.equal(nav?.status(), 404);
+  await shot(page, 'static-not-found');
+  await page.context().close();
 });
 
 test('the sign-in screen renders under the CSP, labelled, keyboard-first', async () => {
@@ -64,6 +69,7 @@ test('the sign-in screen has no serious or critical accessibility violation', as
   await page.getByRole('heading', { name: 'Sign in' }).waitFor();
   const violations = await axe(page);
   assert.deepEqual(violations, []);
+  await shot(page, 'static-sign-in-scanned');
   await page.context().close();
 });
 
@@ -75,5 +81,6 @@ test('the scan itself reports an unlabelled control (so a clean scan means somet
     violations.some((v) => v.id === 'label'),
     `expected a "label" violation, got ${JSON.stringify(violations)}`,
   );
+  await shot(page, 'static-unlabelled-control');
   await page.context().close();
 });
