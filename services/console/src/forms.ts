@@ -119,7 +119,7 @@ export class Form {
       this.describe(path);
       first ??= f.control;
     }
-    const message = p.fields.size > 0 && stray.length === 0 ? 'Please correct the fields marked below.' : p.message;
+    const message = p.fields.size > 0 && stray.length === 0 ? 'Some fields need a correction: see the message at each of them.' : p.message;
     this.alert.append(h('p', { class: 'alert-message' }, message));
     for (const s of stray) this.alert.append(h('p', {}, s));
     if (p.detail && p.fields.size === 0 && p.detail !== message) {

@@ -46,7 +46,7 @@ test('customer screens', async () => {
   await scan(page, 'reserve-device-done');
 
   await quoteDevice(page, { start: todayUtc(-1) });
-  await page.getByRole('alert').filter({ hasText: 'Please correct' }).waitFor();
+  await page.getByRole('alert').filter({ hasText: 'Some fields need a correction' }).waitFor();
   await scan(page, 'reserve-device-violation');
   await page.getByLabel('First day').fill(todayUtc(1));
   await page.getByLabel('Last day').fill(todayUtc(2));

@@ -75,7 +75,7 @@ test('a field violation is shown at its field', async () => {
   // The server's BadRequest for the quote: a first day in the past.
   await quoteDevice(page, { start: todayUtc(-1), end: todayUtc(1) });
   const first = page.getByLabel('First day');
-  await page.getByRole('alert').filter({ hasText: 'Please correct the fields marked below.' }).waitFor();
+  await page.getByRole('alert').filter({ hasText: 'Some fields need a correction: see the message at each of them.' }).waitFor();
   assert.equal(await first.getAttribute('aria-invalid'), 'true');
   assert.match(await description(first), /^First day: /);
   assert.equal(await first.evaluate((el) => el === document.activeElement), true, 'focus moves to the field');
