@@ -35,6 +35,10 @@ pub struct GatewaySettings {
     pub admission_per_replica: usize,
     /// The longest a call waits for admission, in milliseconds.
     pub admission_wait_ms: u64,
+    /// Origins of other web apps whose pages may call the gateway from a
+    /// browser (gRPC-web with CORS), as `https://host[:port]`. Empty: only
+    /// the console the gateway serves itself (same origin).
+    pub allowed_origins: Vec<String>,
     /// Who may get a token from `AuthService/IssueToken`. Empty in `roaming up`
     /// means the demo principals of DESIGN.md section 11.
     pub principals: Vec<PrincipalEntry>,
@@ -77,9 +81,43 @@ impl Default for GatewaySettings {
             max_concurrent_calls: 1_024,
             admission_per_replica: 64,
             admission_wait_ms: 25,
+            allowed_origins: Vec::new(),
             principals: Vec::new(),
         }
     }
+}
+
+/// `https://console.example.com`, `http://127.0.0.1:8080`: what a browser
+/// sends in `Origin`. No wildcard, path, query or trailing slash.
+fn is_origin(origin: &str) -> bool {
+    let Some((scheme, authority)) = origin.split_once("://") else {
+        return false;
+    };
+    let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
+        match v6.split_once(']') {
+            Some((ip, rest)) if ip.parse::<std::net::Ipv6Addr>().is_ok() => {
+                (ip, rest.strip_prefix(':').map_or(Some(rest), Some))
+            }
+            _ => return false,
+        }
+    } else {
+        match authority.rsplit_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (authority, Some("")),
+        }
+    };
+    let port_ok = match port {
+        Some("") => !authority.ends_with(':'),
+        Some(p) => p.parse::<u16>().is_ok_and(|p| p > 0),
+        None => false,
+    };
+    matches!(scheme, "http" | "https")
+        && !host.is_empty()
+        && (authority.starts_with('[')
+            || host
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-')))
+        && port_ok
 }
 
 /// The most unary calls the gateway admits into one replica (a larger value
@@ -141,6 +179,13 @@ impl GatewaySettings {
         }
         if self.admission_wait_ms > self.default_deadline_ms {
             return Err("gateway.admission_wait_ms must not exceed default_deadline_ms".into());
+        }
+        for origin in &self.allowed_origins {
+            if !is_origin(origin) {
+                return Err(format!(
+                    "gateway.allowed_origins: {origin:?} is not an origin (scheme://host[:port], http or https, no path)"
+                ));
+            }
         }
         self.credentials(&[]).map(|_| ())
     }
@@ -207,6 +252,41 @@ fn place<T, E: std::fmt::Display>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn allowed_origins_are_bare_http_or_https_origins() {
+        for good in [
+            "https://console.example.com",
+            "http://127.0.0.1:8080",
+            "https://[::1]:8443",
+            "http://localhost",
+        ] {
+            assert!(is_origin(good), "{good}");
+        }
+        for bad in [
+            "*",
+            "console.example.com",
+            "https://console.example.com/",
+            "https://console.example.com/app",
+            "ftp://example.com",
+            "https://example.com:",
+            "https://example.com:99999",
+            "https://",
+            "https://[nope]:1",
+            "https://exa mple.com",
+        ] {
+            assert!(!is_origin(bad), "{bad}");
+        }
+        let s = GatewaySettings {
+            allowed_origins: vec!["https://ok.example".into(), "*".into()],
+            ..GatewaySettings::default()
+        };
+        let e = s.validate().unwrap_err();
+        assert!(
+            e.contains("gateway.allowed_origins") && e.contains("\"*\""),
+            "{e}"
+        );
+    }
 
     #[test]
     fn the_demo_principals_are_valid_and_log_in_with_demo() {
