@@ -84,7 +84,7 @@ pub mod service_names {
     pub const BUS: &str = "roaming.bus";
 }
 
-/// Event subjects (DESIGN.md section 6). One constant per event message.
+/// Event subjects (DOMAIN.md, "Events"). One constant per event message.
 pub mod subjects {
     pub const RESERVATION_RESERVED: &str = "roaming.reservation.reserved";
     pub const RESERVATION_CANCELED: &str = "roaming.reservation.canceled";

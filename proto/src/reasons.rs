@@ -1,6 +1,6 @@
 //! Every `google.rpc.ErrorInfo.reason` the mesh answers with (domain
 //! [`DOMAIN`]): part of the contract, as stable as the field numbers. Clients
-//! branch on these, never on messages. DESIGN.md section 9 says what each means.
+//! branch on these, never on messages (DOMAIN.md, "The API").
 
 /// `ErrorInfo.domain` of every error this mesh returns.
 pub const DOMAIN: &str = "roaming.mesh";

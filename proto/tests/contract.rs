@@ -1,4 +1,4 @@
-//! The v1 contract holds what DESIGN.md sections 6 and 7 promise: every service
+//! The v1 contract holds what DOMAIN.md ("Events", "The API") promises: every service
 //! and RPC, and one message per event subject with the envelope fields.
 
 #![allow(clippy::expect_used, reason = "test helpers")]
@@ -109,7 +109,7 @@ fn watch_reservation_streams_from_the_server() {
     assert!(watch.server_streaming() && !watch.client_streaming());
 }
 
-/// Subject -> message -> carries a reservation id, from DESIGN.md section 6.
+/// Subject -> message -> carries a reservation id, from DOMAIN.md, "Events".
 const EVENTS: [(&str, &str, bool); 19] = [
     (
         "roaming.reservation.reserved",

@@ -1,13 +1,23 @@
 //! Repository chores, run as `cargo xtask <task>`.
 //!
-//! `tidy` checks two architecture invariants from `cargo metadata`:
+//! `tidy` checks three architecture invariants, the first two from
+//! `cargo metadata`:
 //!
 //! - domain crates depend on no adapter, transport or runtime crate, following
 //!   the resolved graph transitively (normal and build dependencies;
 //!   dev-dependencies such as tokio for async tests are allowed);
 //! - no adapter crate depends on another adapter crate (normal and build
 //!   dependencies: an integration test may join two), except the
-//!   [`SHARED_ADAPTERS`], which implement no port and every adapter may use.
+//!   [`SHARED_ADAPTERS`], which implement no port and every adapter may use;
+//! - no module circles inside a crate: in the library and binaries of every
+//!   workspace member, no two sibling modules name each other, directly or
+//!   through other siblings. A child's use of its parent (`super::`) and a
+//!   parent's of its children are the tree, not a circle; `a::x` naming `b::y`
+//!   counts as `a` naming `b`; `#[cfg(test)]` code does not count
+//!   ([`circles`] says exactly what is read). A circle is shown as
+//!   `crate: a -> b -> a`, with one place that makes each step.
+
+pub mod circles;
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::Path;
@@ -175,6 +185,65 @@ pub fn adapter_violations(metadata: &Value) -> Result<Vec<String>> {
     Ok(found.into_iter().collect())
 }
 
+/// Every module circle in the library and binary targets of the workspace
+/// members, as `crate: a -> b -> a` lines, each followed by the places that
+/// make its steps. Sources are read from disk.
+pub fn module_circles(metadata: &Value) -> Result<Vec<String>> {
+    let members: HashSet<&str> = metadata["workspace_members"]
+        .as_array()
+        .context("workspace_members")?
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    let packages = metadata["packages"].as_array().context("packages")?;
+    let mut found = Vec::new();
+    for package in packages
+        .iter()
+        .filter(|p| p["id"].as_str().is_some_and(|id| members.contains(id)))
+    {
+        let name = package["name"].as_str().unwrap_or_default();
+        for target in package["targets"].as_array().into_iter().flatten() {
+            let kinds: Vec<&str> = target["kind"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .collect();
+            let label = if kinds
+                .iter()
+                .any(|k| k.contains("lib") || *k == "proc-macro")
+            {
+                name.to_owned()
+            } else if kinds.contains(&"bin") {
+                format!(
+                    "{name} (bin {})",
+                    target["name"].as_str().unwrap_or_default()
+                )
+            } else {
+                continue; // tests, benches, examples, build scripts
+            };
+            let root = Path::new(target["src_path"].as_str().context("src_path")?);
+            let base = root.ancestors().nth(2).unwrap_or(Path::new(""));
+            let read = |path: &Path| std::fs::read_to_string(path).ok();
+            for circle in circles::circles(root, &read)? {
+                let prefix = format!("{}/", base.display());
+                let because = circle
+                    .because
+                    .iter()
+                    .map(|b| b.strip_prefix(&prefix).unwrap_or(b));
+                found.push(
+                    std::iter::once(format!("{label}: {circle}"))
+                        .chain(because.map(|b| format!("    {b}")))
+                        .collect::<Vec<_>>()
+                        .join("\n  "),
+                );
+            }
+        }
+    }
+    found.sort();
+    Ok(found)
+}
+
 /// Runs `cargo metadata` on this workspace and fails with every violation.
 pub fn tidy() -> Result<()> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
@@ -206,6 +275,13 @@ pub fn tidy() -> Result<()> {
             "adapter crates must not depend on other adapter crates (but {}):\n  {}",
             SHARED_ADAPTERS.join(", "),
             violations.join("\n  ")
+        ));
+    }
+    let circles = module_circles(&metadata)?;
+    if !circles.is_empty() {
+        problems.push(format!(
+            "modules must not name each other in a circle (see `circles` in xtask):\n  {}",
+            circles.join("\n  ")
         ));
     }
     if problems.is_empty() {

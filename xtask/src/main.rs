@@ -21,7 +21,7 @@ fn main() -> Result<()> {
         Some("tidy") => {
             xtask::tidy()?;
             println!(
-                "tidy: domain crates depend on no adapter, transport or runtime crate; adapters on no other adapter but the shared ones"
+                "tidy: domain crates depend on no adapter, transport or runtime crate; adapters on no other adapter but the shared ones; no module circles inside a crate"
             );
             Ok(())
         }

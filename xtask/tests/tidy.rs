@@ -1,5 +1,5 @@
-//! The architecture invariant holds for this workspace, and the check would
-//! catch it breaking.
+//! The architecture invariants hold for this workspace, and the checks would
+//! catch them breaking.
 
 #![allow(clippy::expect_used, reason = "test helpers")]
 
@@ -122,4 +122,31 @@ fn tokio_added_to_a_real_domain_crate_is_caught_too() {
             .any(|v| v.starts_with("domain-reservation -> tokio")),
         "{violations:?}"
     );
+}
+
+#[test]
+fn a_circle_put_back_into_a_real_crate_is_caught() {
+    // adapters-store as it is on disk, but with `db` naming `migrations`
+    // again, which names every store, each of which names `db`.
+    let root =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../adapters/store/src/lib.rs");
+    let read = |path: &std::path::Path| {
+        let text = std::fs::read_to_string(path).ok()?;
+        Some(if path.ends_with("src/db.rs") {
+            text + "\nfn circle() -> crate::migrations::ViewMigrator { todo!() }\n"
+        } else {
+            text
+        })
+    };
+    let found: Vec<String> = xtask::circles::circles(&root, &read)
+        .unwrap()
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert!(
+        found.contains(&"db -> migrations -> payment -> db".to_owned()),
+        "{found:?}"
+    );
+    let untouched = |path: &std::path::Path| std::fs::read_to_string(path).ok();
+    assert_eq!(xtask::circles::circles(&root, &untouched).unwrap(), []);
 }

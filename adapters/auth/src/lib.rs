@@ -1,4 +1,4 @@
-//! Authentication for the mesh (DESIGN.md section 8).
+//! Authentication for the mesh (DOMAIN.md, "Roles and what each may do").
 //!
 //! - [`keys`]: Ed25519 signing keys (PKCS#8 PEM) and the public keys a verifier
 //!   trusts (own issuer, per-service keys limited to their subject, JWKS).

@@ -19,7 +19,7 @@ use tracing::{debug, error, info, warn};
 
 use crate::handler::{Delivery, HandleError, Handler};
 
-/// One stream per producing context (DESIGN.md section 6).
+/// One stream per producing context (DOMAIN.md, "Events").
 pub const STREAMS: [(&str, &str); 4] = [
     ("ROAMING_RESERVATION", "roaming.reservation.>"),
     ("ROAMING_PAYMENT", "roaming.payment.>"),

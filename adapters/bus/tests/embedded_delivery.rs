@@ -36,11 +36,13 @@ async fn a_stopped_subscriber_gets_all_thousand_events_once_when_it_runs_again()
     let bus = EmbeddedBus::default();
     bus.subscribe("view", "roaming.rental.", consumer.handler("v"));
     bus.set_running("view", false);
-    let (stop, rx) = watch::channel(false);
-    tokio::spawn(relay(&producer, &bus).run(until_stopped(rx)));
+    let relay = relay(&producer, &bus);
 
     producer.commit(1000, 50, SUBJECT).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        relay.step().await.is_err(),
+        "the bus refuses events a stopped subscriber wants"
+    );
     assert_eq!(consumer.counts().await, (0, 0));
     assert_eq!(
         producer.unsent().await,
@@ -48,6 +50,9 @@ async fn a_stopped_subscriber_gets_all_thousand_events_once_when_it_runs_again()
         "not marked sent while a subscriber is stopped"
     );
 
+    // The relay keeps trying; the subscriber runs again.
+    let (stop, rx) = watch::channel(false);
+    tokio::spawn(relay.run(until_stopped(rx)));
     bus.set_running("view", true);
     consumer.wait_for(1000, WAIT).await;
     assert_eq!(consumer.counts().await, (1000, 1000));

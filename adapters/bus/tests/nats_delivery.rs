@@ -42,6 +42,27 @@ async fn all_published(producer: &Producer) {
     }
 }
 
+/// Waits until the durable `durable` on `ROAMING_RENTAL` has had every
+/// message delivered and acknowledged: no handler will run again, so what the
+/// consumer applied is final (a second effect would already show).
+async fn settled(js: &async_nats::jetstream::Context, durable: &str) {
+    let stream = js.get_stream("ROAMING_RENTAL").await.unwrap();
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let info = stream.consumer_info(durable).await.unwrap();
+        if info.num_pending == 0 && info.num_ack_pending == 0 {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{durable}: {} undelivered, {} unacknowledged",
+            info.num_pending,
+            info.num_ack_pending
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// A shutdown signal for background tasks.
 fn stopper() -> (
     watch::Sender<bool>,
@@ -103,7 +124,7 @@ async fn a_consumer_stopped_while_a_thousand_events_are_published_gets_all_once_
         shutdown(),
     ));
     consumer.wait_for(1001, WAIT).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    settled(&js, "view").await;
     assert_eq!(
         consumer.counts().await,
         (1001, 1001),
@@ -138,7 +159,7 @@ async fn two_instances_on_one_durable_split_the_events_and_apply_none_twice() {
 
     producer.commit(1000, 20, SUBJECT).await;
     consumer.wait_for(1000, WAIT).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    settled(&js, "reservation").await;
     assert_eq!(consumer.counts().await, (1000, 1000));
     let (one, two) = (
         consumer.applied_by("one").await,
@@ -164,30 +185,42 @@ async fn killing_the_broker_mid_publish_loses_no_committed_event_and_applies_non
     ));
     tokio::spawn(relay(&producer, &js).run(shutdown()));
 
+    // The writer commits 20 rounds of 50; after the tenth it waits until the
+    // broker is dead, so the last ten are committed while it is down (and
+    // the relay may be mid-publish of the first ten when it dies).
+    let (halfway, reached_halfway) = tokio::sync::oneshot::channel();
+    let (killed, broker_dead) = tokio::sync::oneshot::channel::<()>();
     let writer = {
         let db = producer.db.clone();
         tokio::spawn(async move {
             let p = Producer::from_db(db);
-            for _ in 0..20 {
+            let mut signal = Some((halfway, broker_dead));
+            for round in 0..20 {
                 p.commit(50, 10, SUBJECT).await;
+                if round == 9
+                    && let Some((halfway, broker_dead)) = signal.take()
+                {
+                    halfway.send(()).unwrap();
+                    broker_dead.await.unwrap();
+                }
                 tokio::time::sleep(Duration::from_millis(25)).await;
             }
         })
     };
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    reached_halfway.await.unwrap();
     server.kill();
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    killed.send(()).unwrap();
+    writer.await.unwrap();
     assert!(
         producer.unsent().await > 0,
         "events were committed while the broker was down"
     );
     server.restart().expect("nats-server again");
-    writer.await.unwrap();
 
     consumer.wait_for(1000, WAIT).await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    settled(&js, "rental").await;
     assert_eq!(consumer.counts().await, (1000, 1000));
-    assert_eq!(producer.unsent().await, 0);
+    all_published(&producer).await;
     stop.send(true).unwrap();
 }
 
@@ -226,7 +259,7 @@ async fn a_crash_between_commit_and_publish_is_repaired_by_the_relay_on_restart(
     // The relay starts again and repairs: everything arrives, nothing twice.
     tokio::spawn(relay(&producer, &js).run(shutdown()));
     consumer.wait_for(150, WAIT).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    settled(&js, "payment").await;
     assert_eq!(consumer.counts().await, (150, 150));
     // JetStream itself dropped the re-published 50 (Nats-Msg-Id within the window).
     let stream = js

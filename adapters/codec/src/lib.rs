@@ -1,4 +1,4 @@
-//! Events on the wire (DESIGN.md section 6).
+//! Events on the wire (DOMAIN.md, "Events").
 //!
 //! Outgoing: every context's domain events become an [`OutgoingEvent`]: the
 //! protobuf message of `proto/` encoded, its subject (`proto::subjects`), and

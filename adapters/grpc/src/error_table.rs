@@ -1,5 +1,5 @@
 //! Every domain error, the gRPC code and `ErrorInfo` reason it is answered
-//! with: the table clients rely on (DESIGN.md section 9). Each `expect_*`
+//! with: the table clients rely on (DOMAIN.md, "The API"). Each `expect_*`
 //! match is exhaustive, so a new error variant does not compile until it has
 //! a row here; each sample list has one value per variant.
 

@@ -17,6 +17,7 @@
 pub mod balance;
 pub mod breaker;
 pub mod clients;
+mod fields;
 pub mod identity;
 pub mod incoming;
 pub mod parking;

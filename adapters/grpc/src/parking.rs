@@ -13,8 +13,9 @@ use proto::parking as pb;
 use proto::parking::parking_service_server::ParkingService as Rpc;
 use tonic::{Code, Request, Response, Status};
 
+use crate::fields;
 use crate::identity::principal;
-use crate::status::{forbidden, internal, invalid, not_found, reason, retry_later};
+use crate::status::{busy, forbidden, internal, invalid, not_found, reason};
 
 /// The gRPC face of [`ParkingService`].
 #[derive(Debug)]
@@ -45,16 +46,21 @@ fn verification_pb(v: Verification) -> i32 {
     }
 }
 
+/// The wire form of a session's status (also the view's `session_status`).
+pub(crate) fn session_status_to_pb(s: SessionStatus) -> pb::SessionStatus {
+    match s {
+        SessionStatus::Started => pb::SessionStatus::Started,
+        SessionStatus::Ended => pb::SessionStatus::Ended,
+    }
+}
+
 fn session_to_pb(s: &Session) -> pb::Session {
     pb::Session {
         session_id: s.session_id.to_string(),
         space_id: s.space_id.to_string(),
         vehicle_plate: s.vehicle_plate.to_string(),
         reservation_id: s.reservation_id.to_string(),
-        status: match s.status {
-            SessionStatus::Started => pb::SessionStatus::Started,
-            SessionStatus::Ended => pb::SessionStatus::Ended,
-        } as i32,
+        status: session_status_to_pb(s.status) as i32,
         verification: verification_pb(s.verification),
         entered_at: Some(instant_to_pb(s.entered_at)),
         exited_at: s.exited_at.map(instant_to_pb),
@@ -100,25 +106,17 @@ pub(crate) fn parking_error(e: ParkingError) -> Status {
                 ),
             }
         }
-        ParkingError::Busy => retry_later(
-            Code::Aborted,
-            reasons::BUSY,
-            "try again",
-            std::time::Duration::from_millis(200),
-            &[],
-        ),
+        ParkingError::Busy => busy("try again"),
         ParkingError::Store(e) => internal(&e),
     }
 }
 
 fn gate_request(space_id: &str, plate: &str) -> Result<(SpaceId, VehiclePlate), Status> {
-    let mut v = Violations::new();
-    let space = v.check("space_id", SpaceId::parse(space_id));
-    let plate = v.check("vehicle_plate", VehiclePlate::parse(plate));
-    match (space, plate) {
-        (Some(s), Some(p)) => Ok((s, p)),
-        _ => Err(invalid(&v)),
-    }
+    fields::all(|v| {
+        let space = v.check("space_id", SpaceId::parse(space_id));
+        let plate = v.check("vehicle_plate", VehiclePlate::parse(plate));
+        Some((space?, plate?))
+    })
 }
 
 #[tonic::async_trait]
@@ -155,12 +153,10 @@ where
         request: Request<pb::ListSpacesRequest>,
     ) -> Result<Response<pb::ListSpacesResponse>, Status> {
         let _who = principal(&request)?;
-        let lot = request.get_ref().lot.trim();
-        let lot = if lot.is_empty() {
-            None
-        } else {
-            Some(LotCode::parse(lot).map_err(|e| invalid(&Violations::one("lot", e)))?)
-        };
+        let lot = fields::one(
+            "lot",
+            fields::optional(request.get_ref().lot.trim(), LotCode::parse),
+        )?;
         let spaces = self.service.list_spaces(lot).await.map_err(parking_error)?;
         Ok(Response::new(pb::ListSpacesResponse {
             spaces: spaces.iter().map(space_to_pb).collect(),
@@ -210,8 +206,10 @@ where
         request: Request<pb::GetSessionRequest>,
     ) -> Result<Response<pb::GetSessionResponse>, Status> {
         let who = principal(&request)?;
-        let id = SessionId::parse(&request.get_ref().session_id)
-            .map_err(|e| invalid(&Violations::one("session_id", e)))?;
+        let id = fields::one(
+            "session_id",
+            SessionId::parse(&request.get_ref().session_id),
+        )?;
         let session = self
             .service
             .get_session(&who, id)

@@ -4,7 +4,7 @@ use proto::reasons;
 use std::sync::Arc;
 
 use adapters_codec::{instant_to_pb, money_from_pb, money_to_pb};
-use domain_kernel::{CardDetails, Clock, IdGenerator, ReservationId, Violations};
+use domain_kernel::{Clock, IdGenerator, ReservationId};
 use domain_payment::ports::{Acquirer, PaymentRepository};
 use domain_payment::{
     DeclineReason, GetError, PayError, Payment, PaymentService, PaymentStatus, RefundError,
@@ -13,8 +13,9 @@ use proto::payment as pb;
 use proto::payment::payment_service_server::PaymentService as Rpc;
 use tonic::{Code, Request, Response, Status};
 
+use crate::fields;
 use crate::identity::principal;
-use crate::status::{forbidden, internal, invalid, not_found, reason, retry_later};
+use crate::status::{busy, forbidden, internal, not_found, reason, retry_later};
 
 /// The gRPC face of [`PaymentService`].
 #[derive(Debug)]
@@ -33,12 +34,7 @@ pub fn payment_to_pb(p: &Payment) -> pb::Payment {
         payment_id: p.id.to_string(),
         reservation_id: p.reservation_id.to_string(),
         amount: Some(money_to_pb(p.amount)),
-        status: match p.status {
-            PaymentStatus::Captured => pb::PaymentStatus::Captured,
-            PaymentStatus::Declined => pb::PaymentStatus::Declined,
-            PaymentStatus::Refunded => pb::PaymentStatus::Refunded,
-            PaymentStatus::Voided => pb::PaymentStatus::Voided,
-        } as i32,
+        status: payment_status_to_pb(p.status) as i32,
         decline_reason: match p.decline_reason {
             Some(DeclineReason::CardDeclined) => pb::DeclineReason::CardDeclined,
             Some(DeclineReason::InsufficientFunds) => pb::DeclineReason::InsufficientFunds,
@@ -51,11 +47,14 @@ pub fn payment_to_pb(p: &Payment) -> pb::Payment {
     }
 }
 
-fn reservation_id(raw: &str) -> Result<ReservationId, Status> {
-    let id =
-        ReservationId::parse(raw).map_err(|e| invalid(&Violations::one("reservation_id", e)))?;
-    crate::record_reservation(&id);
-    Ok(id)
+/// The wire form of a payment's status (also the view's `payment_status`).
+pub(crate) fn payment_status_to_pb(s: PaymentStatus) -> pb::PaymentStatus {
+    match s {
+        PaymentStatus::Captured => pb::PaymentStatus::Captured,
+        PaymentStatus::Declined => pb::PaymentStatus::Declined,
+        PaymentStatus::Refunded => pb::PaymentStatus::Refunded,
+        PaymentStatus::Voided => pb::PaymentStatus::Voided,
+    }
 }
 
 /// The status of a refused call: code and `ErrorInfo` reason per error.
@@ -105,13 +104,7 @@ pub(crate) fn payment_refund_error(e: RefundError) -> Status {
             format!("a {s} payment cannot be refunded"),
             &[],
         ),
-        RefundError::Busy => retry_later(
-            Code::Aborted,
-            reasons::BUSY,
-            "try again",
-            std::time::Duration::from_millis(200),
-            &[],
-        ),
+        RefundError::Busy => busy("try again"),
         RefundError::Store(e) => internal(&e),
     }
 }
@@ -130,38 +123,15 @@ where
     ) -> Result<Response<pb::PayResponse>, Status> {
         let who = principal(&request)?;
         let r = request.into_inner();
-        let mut v = Violations::new();
-        let id = v.check("reservation_id", ReservationId::parse(&r.reservation_id));
-        if let Some(id) = &id {
-            crate::record_reservation(id);
-        }
-        let amount = v.check("amount", money_from_pb(r.amount.as_ref()));
-        let card = match r.card.as_ref() {
-            None => {
-                v.add("card", "card details are required");
-                None
+        let (id, amount, card) = fields::all(|v| {
+            let id = v.check("reservation_id", ReservationId::parse(&r.reservation_id));
+            if let Some(id) = &id {
+                crate::record_reservation(id);
             }
-            Some(c) => {
-                let today = time::OffsetDateTime::now_utc().date();
-                match CardDetails::parse(
-                    &c.card_number,
-                    c.expiry_month,
-                    c.expiry_year,
-                    &c.holder_name,
-                    &c.company,
-                    today,
-                ) {
-                    Ok(card) => Some(card),
-                    Err(e) => {
-                        v.extend(e.nested("card"));
-                        None
-                    }
-                }
-            }
-        };
-        let (Some(id), Some(amount), Some(card)) = (id, amount, card) else {
-            return Err(invalid(&v));
-        };
+            let amount = v.check("amount", money_from_pb(r.amount.as_ref()));
+            let card = fields::card("card", r.card.as_ref(), v);
+            Some((id?, amount?, card?))
+        })?;
         let payment = self
             .service
             .pay(&who, id, amount, &card)
@@ -177,7 +147,7 @@ where
         request: Request<pb::GetPaymentRequest>,
     ) -> Result<Response<pb::GetPaymentResponse>, Status> {
         let who = principal(&request)?;
-        let id = reservation_id(&request.get_ref().reservation_id)?;
+        let id = fields::reservation_id(&request.get_ref().reservation_id)?;
         let payment = self
             .service
             .get(&who, id)
@@ -193,7 +163,7 @@ where
         request: Request<pb::RefundRequest>,
     ) -> Result<Response<pb::RefundResponse>, Status> {
         let who = principal(&request)?;
-        let id = reservation_id(&request.get_ref().reservation_id)?;
+        let id = fields::reservation_id(&request.get_ref().reservation_id)?;
         let payment = self
             .service
             .refund(&who, id)

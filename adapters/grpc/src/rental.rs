@@ -13,8 +13,15 @@ use proto::rental as pb;
 use proto::rental::rental_service_server::RentalService as Rpc;
 use tonic::{Code, Request, Response, Status};
 
+use crate::fields::{self, optional};
 use crate::identity::principal;
-use crate::status::{forbidden, internal, invalid, not_found, reason, retry_later};
+use crate::status::{busy, forbidden, internal, invalid, not_found, reason, retry_later};
+
+/// The reservation a rental is for. (Unlike the other services, rental does
+/// not name it on the RPC span.)
+fn reservation_id(raw: &str) -> Result<ReservationId, Status> {
+    fields::one("reservation_id", ReservationId::parse(raw))
+}
 
 /// The gRPC face of [`RentalService`].
 #[derive(Debug)]
@@ -41,6 +48,17 @@ fn device_to_pb(d: &Device) -> pb::Device {
     }
 }
 
+/// The wire form of a rental's status (also the view's `rental_status`).
+pub(crate) fn rental_status_to_pb(s: RentalStatus) -> pb::RentalStatus {
+    match s {
+        RentalStatus::Accepted => pb::RentalStatus::Accepted,
+        RentalStatus::HandedOver => pb::RentalStatus::HandedOver,
+        RentalStatus::Returned => pb::RentalStatus::Returned,
+        RentalStatus::Retrieved => pb::RentalStatus::Retrieved,
+        RentalStatus::Canceled => pb::RentalStatus::Canceled,
+    }
+}
+
 fn rental_to_pb(r: &Rental) -> pb::Rental {
     pb::Rental {
         reservation_id: r.reservation_id.to_string(),
@@ -51,13 +69,7 @@ fn rental_to_pb(r: &Rental) -> pb::Rental {
         return_booth: r.return_booth.to_string(),
         start_date: DateRange::format_date(r.dates.start()),
         end_date: DateRange::format_date(r.dates.end()),
-        status: match r.status {
-            RentalStatus::Accepted => pb::RentalStatus::Accepted,
-            RentalStatus::HandedOver => pb::RentalStatus::HandedOver,
-            RentalStatus::Returned => pb::RentalStatus::Returned,
-            RentalStatus::Retrieved => pb::RentalStatus::Retrieved,
-            RentalStatus::Canceled => pb::RentalStatus::Canceled,
-        } as i32,
+        status: rental_status_to_pb(r.status) as i32,
         serial: r
             .serial
             .as_ref()
@@ -102,13 +114,7 @@ pub(crate) fn rental_error(e: RentalError) -> Status {
             };
             reason(Code::FailedPrecondition, why, rule.to_string(), &[])
         }
-        RentalError::Busy => retry_later(
-            Code::Aborted,
-            reasons::BUSY,
-            "try again",
-            std::time::Duration::from_millis(200),
-            &[],
-        ),
+        RentalError::Busy => busy("try again"),
         RentalError::ReservationCanceled => reason(
             Code::FailedPrecondition,
             reasons::RESERVATION_CANCELED,
@@ -132,23 +138,6 @@ pub(crate) fn rental_error(e: RentalError) -> Status {
     }
 }
 
-fn reservation_id(raw: &str, v: &mut Violations) -> Option<ReservationId> {
-    v.check("reservation_id", ReservationId::parse(raw))
-}
-
-fn optional<T, E: std::fmt::Display>(
-    raw: &str,
-    field: &str,
-    parse: fn(&str) -> Result<T, E>,
-    v: &mut Violations,
-) -> Option<T> {
-    if raw.trim().is_empty() {
-        None
-    } else {
-        v.check(field, parse(raw))
-    }
-}
-
 #[tonic::async_trait]
 impl<R, A, K, I> Rpc for RentalRpc<R, A, K, I>
 where
@@ -163,13 +152,12 @@ where
     ) -> Result<Response<pb::RegisterDeviceResponse>, Status> {
         let who = principal(&request)?;
         let r = request.into_inner();
-        let mut v = Violations::new();
-        let serial = v.check("serial", Serial::parse(&r.serial));
-        let model = v.check("device_model", DeviceModel::parse(&r.device_model));
-        let booth = v.check("booth", BoothCode::parse(&r.booth));
-        let (Some(serial), Some(model), Some(booth)) = (serial, model, booth) else {
-            return Err(invalid(&v));
-        };
+        let (serial, model, booth) = fields::all(|v| {
+            let serial = v.check("serial", Serial::parse(&r.serial));
+            let model = v.check("device_model", DeviceModel::parse(&r.device_model));
+            let booth = v.check("booth", BoothCode::parse(&r.booth));
+            Some((serial?, model?, booth?))
+        })?;
         let d = self
             .service
             .register_device(&who, serial, model, booth)
@@ -186,12 +174,14 @@ where
     ) -> Result<Response<pb::ListDevicesResponse>, Status> {
         let who = principal(&request)?;
         let r = request.into_inner();
-        let mut v = Violations::new();
-        let booth = optional(&r.booth, "booth", BoothCode::parse, &mut v);
-        let model = optional(&r.device_model, "device_model", DeviceModel::parse, &mut v);
-        if !v.is_empty() {
-            return Err(invalid(&v));
-        }
+        let (booth, model) = fields::all(|v| {
+            let booth = v.check("booth", optional(&r.booth, BoothCode::parse));
+            let model = v.check(
+                "device_model",
+                optional(&r.device_model, DeviceModel::parse),
+            );
+            Some((booth?, model?))
+        })?;
         let devices = self
             .service
             .list_devices(&who, booth, model)
@@ -208,12 +198,11 @@ where
     ) -> Result<Response<pb::ListBoothRentalsResponse>, Status> {
         let who = principal(&request)?;
         let r = request.into_inner();
-        let mut v = Violations::new();
-        let booth = v.check("booth", BoothCode::parse(&r.booth));
-        let date = optional(&r.date, "date", DateRange::parse_date, &mut v);
-        let Some(booth) = booth.filter(|_| v.is_empty()) else {
-            return Err(invalid(&v));
-        };
+        let (booth, date) = fields::all(|v| {
+            let booth = v.check("booth", BoothCode::parse(&r.booth));
+            let date = v.check("date", optional(&r.date, DateRange::parse_date));
+            Some((booth?, date?))
+        })?;
         let rentals = self
             .service
             .list_booth_rentals(&who, booth, date)
@@ -229,10 +218,7 @@ where
         request: Request<pb::GetRentalRequest>,
     ) -> Result<Response<pb::GetRentalResponse>, Status> {
         let who = principal(&request)?;
-        let mut v = Violations::new();
-        let Some(id) = reservation_id(&request.get_ref().reservation_id, &mut v) else {
-            return Err(invalid(&v));
-        };
+        let id = reservation_id(&request.get_ref().reservation_id)?;
         let rental = self
             .service
             .get_rental(&who, id)
@@ -249,12 +235,11 @@ where
     ) -> Result<Response<pb::HandOverDeviceResponse>, Status> {
         let who = principal(&request)?;
         let r = request.into_inner();
-        let mut v = Violations::new();
-        let id = reservation_id(&r.reservation_id, &mut v);
-        let serial = v.check("serial", Serial::parse(&r.serial));
-        let (Some(id), Some(serial)) = (id, serial) else {
-            return Err(invalid(&v));
-        };
+        let (id, serial) = fields::all(|v| {
+            let id = v.check("reservation_id", ReservationId::parse(&r.reservation_id));
+            let serial = v.check("serial", Serial::parse(&r.serial));
+            Some((id?, serial?))
+        })?;
         let rental = self
             .service
             .hand_over(&who, id, serial)
@@ -271,12 +256,11 @@ where
     ) -> Result<Response<pb::ReturnDeviceResponse>, Status> {
         let who = principal(&request)?;
         let r = request.into_inner();
-        let mut v = Violations::new();
-        let id = reservation_id(&r.reservation_id, &mut v);
-        let booth = v.check("booth", BoothCode::parse(&r.booth));
-        let (Some(id), Some(booth)) = (id, booth) else {
-            return Err(invalid(&v));
-        };
+        let (id, booth) = fields::all(|v| {
+            let id = v.check("reservation_id", ReservationId::parse(&r.reservation_id));
+            let booth = v.check("booth", BoothCode::parse(&r.booth));
+            Some((id?, booth?))
+        })?;
         let rental = self
             .service
             .return_device(&who, id, booth)
@@ -292,10 +276,7 @@ where
         request: Request<pb::RetrieveDeviceRequest>,
     ) -> Result<Response<pb::RetrieveDeviceResponse>, Status> {
         let who = principal(&request)?;
-        let mut v = Violations::new();
-        let Some(id) = reservation_id(&request.get_ref().reservation_id, &mut v) else {
-            return Err(invalid(&v));
-        };
+        let id = reservation_id(&request.get_ref().reservation_id)?;
         let rental = self
             .service
             .retrieve(&who, id)

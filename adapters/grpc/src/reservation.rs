@@ -8,8 +8,7 @@ use adapters_codec::{
     roaming_details_to_pb, status_to_pb,
 };
 use domain_kernel::{
-    CardDetails, Clock, DeviceModel, IdGenerator, RequestId, ReservationId, SpaceId, TimeWindow,
-    VehiclePlate, Violations,
+    Clock, DeviceModel, IdGenerator, RequestId, SpaceId, TimeWindow, VehiclePlate, Violations,
 };
 use domain_reservation::ports::{Catalog, DeclineReason, PaymentGateway, ReservationRepository};
 use domain_reservation::{
@@ -20,8 +19,11 @@ use proto::reservation as pb;
 use proto::reservation::reservation_service_server::ReservationService as Rpc;
 use tonic::{Code, Request, Response, Status};
 
+use crate::fields;
 use crate::identity::principal;
-use crate::status::{forbidden, internal, invalid, not_found, reason, retry_later, std_duration};
+use crate::status::{
+    busy, forbidden, internal, invalid, not_found, reason, retry_later, std_duration,
+};
 
 /// The gRPC face of [`ReservationService`].
 #[derive(Debug)]
@@ -44,10 +46,7 @@ pub fn reservation_to_pb(r: &Reservation) -> pb::Reservation {
     pb::Reservation {
         reservation_id: r.id.to_string(),
         customer_id: r.customer_id.to_string(),
-        kind: match r.kind() {
-            Kind::Roaming => pb::ReservationKind::Roaming as i32,
-            Kind::Parking => pb::ReservationKind::Parking as i32,
-        },
+        kind: kind_to_pb(r.kind()) as i32,
         status: status_to_pb(r.status) as i32,
         price: Some(money_to_pb(r.price)),
         details: Some(details),
@@ -65,28 +64,11 @@ pub fn reservation_to_pb(r: &Reservation) -> pb::Reservation {
     }
 }
 
-fn today() -> time::Date {
-    time::OffsetDateTime::now_utc().date()
-}
-
-fn card(payment: Option<&proto::common::PaymentCard>, v: &mut Violations) -> Option<CardDetails> {
-    let Some(p) = payment else {
-        v.add("payment", "card details are required");
-        return None;
-    };
-    match CardDetails::parse(
-        &p.card_number,
-        p.expiry_month,
-        p.expiry_year,
-        &p.holder_name,
-        &p.company,
-        today(),
-    ) {
-        Ok(c) => Some(c),
-        Err(e) => {
-            v.extend(e.nested("payment"));
-            None
-        }
+/// The wire form of a reservation's kind (also the view's `kind`).
+pub(crate) fn kind_to_pb(k: Kind) -> pb::ReservationKind {
+    match k {
+        Kind::Roaming => pb::ReservationKind::Roaming,
+        Kind::Parking => pb::ReservationKind::Parking,
     }
 }
 
@@ -125,13 +107,6 @@ fn rejected(kind: &'static str, status: Status) -> Status {
         .map_or_else(|| format!("{:?}", status.code()), |i| i.reason);
     adapters_telemetry::metrics::reservation("rejected", kind, &reason);
     status
-}
-
-fn reservation_id(raw: &str) -> Result<ReservationId, Status> {
-    let id =
-        ReservationId::parse(raw).map_err(|e| invalid(&Violations::one("reservation_id", e)))?;
-    crate::record_reservation(&id);
-    Ok(id)
 }
 
 pub(crate) fn quote_error(e: QuoteError) -> Status {
@@ -233,7 +208,7 @@ where
         kind: &'static str,
     ) -> Result<pb::Reservation, Status> {
         let details = details.map_err(|e| v.extend(e)).ok();
-        let card = card(payment, &mut v);
+        let card = fields::card("payment", payment, &mut v);
         let (Some(request_id), Some(details), Some(card)) = (request_id, details, card) else {
             return Err(invalid(&v));
         };
@@ -264,13 +239,7 @@ pub(crate) fn cancel_error(e: CancelError) -> Status {
             "the parking window's entry has opened; it can no longer be canceled",
             &[],
         ),
-        CancelError::Busy => retry_later(
-            Code::Aborted,
-            reasons::BUSY,
-            "the reservation is changing; try again",
-            std::time::Duration::from_millis(200),
-            &[],
-        ),
+        CancelError::Busy => busy("the reservation is changing; try again"),
         CancelError::Store(e) => internal(&e),
     }
 }
@@ -300,13 +269,7 @@ pub(crate) fn begin_use_error(e: BeginUseError) -> Status {
             format!("a {status} reservation cannot be taken into use"),
             &[("status", status.to_string())],
         ),
-        BeginUseError::Busy => retry_later(
-            Code::Aborted,
-            reasons::BUSY,
-            "the reservation is changing; try again",
-            std::time::Duration::from_millis(200),
-            &[],
-        ),
+        BeginUseError::Busy => busy("the reservation is changing; try again"),
         BeginUseError::Store(e) => internal(&e),
     }
 }
@@ -379,17 +342,16 @@ where
     ) -> Result<Response<pb::QuoteParkingResponse>, Status> {
         let who = principal(&request)?;
         let r = request.into_inner();
-        let mut v = Violations::new();
-        let space = v.check("space_id", SpaceId::parse(&r.space_id));
-        let start = v.check("start_time", instant_from_pb(r.start_time.as_ref()));
-        let end = v.check("end_time", instant_from_pb(r.end_time.as_ref()));
-        let window = match (start, end) {
-            (Some(s), Some(e)) => v.check("end_time", TimeWindow::new(s, e)),
-            _ => None,
-        };
-        let (Some(space), Some(window)) = (space, window) else {
-            return Err(invalid(&v));
-        };
+        let (space, window) = fields::all(|v| {
+            let space = v.check("space_id", SpaceId::parse(&r.space_id));
+            let start = v.check("start_time", instant_from_pb(r.start_time.as_ref()));
+            let end = v.check("end_time", instant_from_pb(r.end_time.as_ref()));
+            let window = match (start, end) {
+                (Some(s), Some(e)) => v.check("end_time", TimeWindow::new(s, e)),
+                _ => None,
+            };
+            Some((space?, window?))
+        })?;
         let q = self
             .service
             .quote_parking(&who, &space, &window)
@@ -425,7 +387,7 @@ where
         request: Request<pb::GetReservationRequest>,
     ) -> Result<Response<pb::GetReservationResponse>, Status> {
         let who = principal(&request)?;
-        let id = reservation_id(&request.get_ref().reservation_id)?;
+        let id = fields::reservation_id(&request.get_ref().reservation_id)?;
         let r = self.service.get(&who, id).await.map_err(get_error)?;
         Ok(Response::new(pb::GetReservationResponse {
             reservation: Some(reservation_to_pb(&r)),
@@ -438,7 +400,7 @@ where
     ) -> Result<Response<pb::CancelReservationResponse>, Status> {
         let who = principal(&request)?;
         let r = request.into_inner();
-        let id = reservation_id(&r.reservation_id)?;
+        let id = fields::reservation_id(&r.reservation_id)?;
         if r.reason.chars().count() > 500 {
             return Err(invalid(&Violations::one(
                 "reason",
@@ -462,19 +424,15 @@ where
     ) -> Result<Response<pb::VerifyParkingEntryResponse>, Status> {
         let who = principal(&request)?;
         let r = request.into_inner();
-        let mut v = Violations::new();
-        let space = v.check("space_id", SpaceId::parse(&r.space_id));
-        let plate = v.check("vehicle_plate", VehiclePlate::parse(&r.vehicle_plate));
-        let at = match r.at.as_ref() {
-            Some(t) => v.check("at", instant_from_pb(Some(t))),
-            None => None,
-        };
-        let (Some(space), Some(plate)) = (space, plate) else {
-            return Err(invalid(&v));
-        };
-        if !v.is_empty() {
-            return Err(invalid(&v));
-        }
+        let (space, plate, at) = fields::all(|v| {
+            let space = v.check("space_id", SpaceId::parse(&r.space_id));
+            let plate = v.check("vehicle_plate", VehiclePlate::parse(&r.vehicle_plate));
+            let at = match r.at.as_ref() {
+                Some(t) => Some(v.check("at", instant_from_pb(Some(t)))?),
+                None => None,
+            };
+            Some((space?, plate?, at))
+        })?;
         let entry = self
             .service
             .verify_parking_entry(&who, &space, &plate, at)
@@ -496,7 +454,7 @@ where
         request: Request<pb::BeginUseRequest>,
     ) -> Result<Response<pb::BeginUseResponse>, Status> {
         let who = principal(&request)?;
-        let id = reservation_id(&request.into_inner().reservation_id)?;
+        let id = fields::reservation_id(&request.into_inner().reservation_id)?;
         let used = self
             .service
             .begin_use(&who, id)
@@ -512,15 +470,10 @@ where
         request: Request<pb::ListDeviceOffersRequest>,
     ) -> Result<Response<pb::ListDeviceOffersResponse>, Status> {
         principal(&request)?;
-        let raw = request.into_inner().device_model;
-        let model = if raw.trim().is_empty() {
-            None
-        } else {
-            Some(
-                DeviceModel::parse(&raw)
-                    .map_err(|e| invalid(&Violations::one("device_model", e)))?,
-            )
-        };
+        let model = fields::one(
+            "device_model",
+            fields::optional(&request.get_ref().device_model, DeviceModel::parse),
+        )?;
         let offers = self
             .service
             .device_offers(model.as_ref())

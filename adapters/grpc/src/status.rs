@@ -59,6 +59,17 @@ pub fn retry_later(
     Status::with_error_details(code, message, details)
 }
 
+/// `ABORTED` with reason `BUSY`: the thing is changing, try again shortly.
+pub fn busy(message: &str) -> Status {
+    retry_later(
+        Code::Aborted,
+        reasons::BUSY,
+        message,
+        Duration::from_millis(200),
+        &[],
+    )
+}
+
 pub fn not_found(what: &str) -> Status {
     reason(
         Code::NotFound,

@@ -9,17 +9,19 @@ use adapters_codec::{
     instant_to_pb, money_to_pb, parking_details_to_pb, roaming_details_to_pb, status_to_pb,
 };
 use domain_kernel::{BoothCode, DateRange, ReservationId, SpaceId, Violations};
-use domain_parking::SessionStatus;
-use domain_payment::PaymentStatus;
-use domain_rental::RentalStatus;
-use domain_reservation::{Details, Kind};
+use domain_reservation::Details;
 use domain_view::{Cursor, ReservationView, ViewChanges, ViewError, ViewRepository, ViewService};
 use futures::Stream;
 use proto::view::view_service_server::ViewService as Rpc;
 use proto::{parking as pk, payment as pp, rental as pr, reservation as pb, view as pv};
 use tonic::{Request, Response, Status};
 
+use crate::fields;
 use crate::identity::principal;
+use crate::parking::session_status_to_pb;
+use crate::payment::payment_status_to_pb;
+use crate::rental::rental_status_to_pb;
+use crate::reservation::kind_to_pb;
 use crate::status::{forbidden, internal, invalid, not_found, retry_later};
 
 /// Watch streams open at once in one process, and per principal.
@@ -126,34 +128,24 @@ pub fn view_to_pb(v: &ReservationView) -> pv::ReservationView {
             .as_ref()
             .map(ToString::to_string)
             .unwrap_or_default(),
-        kind: match v.kind() {
-            Some(Kind::Roaming) => pb::ReservationKind::Roaming,
-            Some(Kind::Parking) => pb::ReservationKind::Parking,
-            None => pb::ReservationKind::Unspecified,
-        } as i32,
+        kind: v
+            .kind()
+            .map_or(pb::ReservationKind::Unspecified, kind_to_pb) as i32,
         status: status_to_pb(v.status) as i32,
         price: v.price.map(money_to_pb),
         details,
-        payment_status: match v.payment_status {
-            Some(PaymentStatus::Captured) => pp::PaymentStatus::Captured,
-            Some(PaymentStatus::Declined) => pp::PaymentStatus::Declined,
-            Some(PaymentStatus::Refunded) => pp::PaymentStatus::Refunded,
-            Some(PaymentStatus::Voided) => pp::PaymentStatus::Voided,
-            None => pp::PaymentStatus::Unspecified,
-        } as i32,
-        rental_status: match v.rental_status {
-            Some(RentalStatus::Accepted) => pr::RentalStatus::Accepted,
-            Some(RentalStatus::HandedOver) => pr::RentalStatus::HandedOver,
-            Some(RentalStatus::Returned) => pr::RentalStatus::Returned,
-            Some(RentalStatus::Retrieved) => pr::RentalStatus::Retrieved,
-            Some(RentalStatus::Canceled) => pr::RentalStatus::Canceled,
-            None => pr::RentalStatus::Unspecified,
-        } as i32,
-        session_status: match v.session_status {
-            Some(SessionStatus::Started) => pk::SessionStatus::Started,
-            Some(SessionStatus::Ended) => pk::SessionStatus::Ended,
-            None => pk::SessionStatus::Unspecified,
-        } as i32,
+        payment_status: v
+            .payment_status
+            .map_or(pp::PaymentStatus::Unspecified, payment_status_to_pb)
+            as i32,
+        rental_status: v
+            .rental_status
+            .map_or(pr::RentalStatus::Unspecified, rental_status_to_pb)
+            as i32,
+        session_status: v
+            .session_status
+            .map_or(pk::SessionStatus::Unspecified, session_status_to_pb)
+            as i32,
         device_serial: v
             .device_serial
             .as_ref()
@@ -172,15 +164,8 @@ pub fn view_to_pb(v: &ReservationView) -> pv::ReservationView {
     }
 }
 
-fn reservation_id(raw: &str) -> Result<ReservationId, Status> {
-    let id =
-        ReservationId::parse(raw).map_err(|e| invalid(&Violations::one("reservation_id", e)))?;
-    crate::record_reservation(&id);
-    Ok(id)
-}
-
 fn date(raw: &str) -> Result<time::Date, Status> {
-    DateRange::parse_date(raw).map_err(|e| invalid(&Violations::one("date", e)))
+    fields::one("date", DateRange::parse_date(raw))
 }
 
 type WatchStream = Pin<Box<dyn Stream<Item = Result<pv::WatchReservationResponse, Status>> + Send>>;
@@ -238,7 +223,7 @@ impl<R: ViewRepository> Rpc for ViewRpc<R> {
         request: Request<pv::GetReservationViewRequest>,
     ) -> Result<Response<pv::GetReservationViewResponse>, Status> {
         let who = principal(&request)?;
-        let id = reservation_id(&request.get_ref().reservation_id)?;
+        let id = fields::reservation_id(&request.get_ref().reservation_id)?;
         let view = self.service.reservation(&who, id).await.map_err(refused)?;
         Ok(Response::new(pv::GetReservationViewResponse {
             reservation: Some(view_to_pb(&view)),
@@ -252,7 +237,7 @@ impl<R: ViewRepository> Rpc for ViewRpc<R> {
         request: Request<pv::WatchReservationRequest>,
     ) -> Result<Response<WatchStream>, Status> {
         let who = principal(&request)?;
-        let id = reservation_id(&request.get_ref().reservation_id)?;
+        let id = fields::reservation_id(&request.get_ref().reservation_id)?;
         let slot = self.watches.enter(who.subject())?;
         let watch = self.service.watch(&who, id).await.map_err(refused)?;
         let (current, mut changes) = (watch.current, watch.changes);
@@ -320,8 +305,7 @@ impl<R: ViewRepository> Rpc for ViewRpc<R> {
         let who = principal(&request)?;
         let schedules = self.service.space_schedules(&who).map_err(refused)?;
         let r = request.into_inner();
-        let space =
-            SpaceId::parse(&r.space_id).map_err(|e| invalid(&Violations::one("space_id", e)))?;
+        let space = fields::one("space_id", SpaceId::parse(&r.space_id))?;
         let schedule = schedules.space(&space).await.map_err(refused)?;
         let views = schedule.on(date(&r.date)?).await.map_err(refused)?;
         Ok(Response::new(pv::GetSpaceScheduleResponse {
@@ -335,8 +319,7 @@ impl<R: ViewRepository> Rpc for ViewRpc<R> {
     ) -> Result<Response<pv::GetBoothScheduleResponse>, Status> {
         let who = principal(&request)?;
         let r = request.into_inner();
-        let booth =
-            BoothCode::parse(&r.booth).map_err(|e| invalid(&Violations::one("booth", e)))?;
+        let booth = fields::one("booth", BoothCode::parse(&r.booth))?;
         let schedule = self.service.booth_schedule(&who, &booth).map_err(refused)?;
         let (pickups, returns) = schedule.on(date(&r.date)?).await.map_err(refused)?;
         Ok(Response::new(pv::GetBoothScheduleResponse {

@@ -238,7 +238,7 @@ impl Db {
                 let mut listening = false;
                 let listened: Result<std::convert::Infallible, sea_orm::sqlx::Error> = async {
                     let mut listener = PgListener::connect(&url).await?;
-                    listener.listen(crate::migrations::OUTBOX_CHANNEL).await?;
+                    listener.listen(crate::outbox::OUTBOX_CHANNEL).await?;
                     listening = true;
                     // Rows may have been committed while nobody listened.
                     committed.notify_one();

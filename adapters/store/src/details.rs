@@ -5,7 +5,12 @@ use domain_kernel::{
 };
 use domain_reservation::{Details, Kind, ParkingDetails, RoamingDetails};
 
+use crate::error::corrupt;
 use crate::time_codec::{date_from_text, date_text, from_micros, micros};
+
+/// How [`corrupt`] names what holds the details: they are a reservation's,
+/// whether read from its own row or from its view.
+const RECORD: &str = "reservation";
 
 /// Flat, nullable columns of either kind of details.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -56,36 +61,32 @@ impl DetailsColumns {
 
     pub fn details(self) -> Result<Details, StoreError> {
         fn req<T>(field: &str, v: Option<T>) -> Result<T, StoreError> {
-            v.ok_or_else(|| corrupt(field, "missing"))
+            v.ok_or_else(|| corrupt(RECORD, field, "missing"))
         }
         if self.kind == kind_text(Kind::Roaming) {
             let start = date_from_text(&req("start_date", self.start_date)?)?;
             let end = date_from_text(&req("end_date", self.end_date)?)?;
             Ok(Details::Roaming(RoamingDetails {
                 device_model: DeviceModel::parse(&req("device_model", self.device_model)?)
-                    .map_err(|e| corrupt("device_model", e))?,
+                    .map_err(|e| corrupt(RECORD, "device_model", e))?,
                 country: CountryCode::parse(&req("country", self.country)?)
-                    .map_err(|e| corrupt("country", e))?,
+                    .map_err(|e| corrupt(RECORD, "country", e))?,
                 pickup_booth: BoothCode::parse(&req("pickup_booth", self.pickup_booth)?)
-                    .map_err(|e| corrupt("pickup_booth", e))?,
+                    .map_err(|e| corrupt(RECORD, "pickup_booth", e))?,
                 return_booth: BoothCode::parse(&req("return_booth", self.return_booth)?)
-                    .map_err(|e| corrupt("return_booth", e))?,
-                dates: DateRange::new(start, end).map_err(|e| corrupt("dates", e))?,
+                    .map_err(|e| corrupt(RECORD, "return_booth", e))?,
+                dates: DateRange::new(start, end).map_err(|e| corrupt(RECORD, "dates", e))?,
             }))
         } else {
             let start = from_micros(req("window_start", self.window_start)?)?;
             let end = from_micros(req("window_end", self.window_end)?)?;
             Ok(Details::Parking(ParkingDetails {
                 space_id: SpaceId::parse(&req("space_id", self.space_id)?)
-                    .map_err(|e| corrupt("space_id", e))?,
+                    .map_err(|e| corrupt(RECORD, "space_id", e))?,
                 vehicle_plate: VehiclePlate::parse(&req("vehicle_plate", self.vehicle_plate)?)
-                    .map_err(|e| corrupt("vehicle_plate", e))?,
-                window: TimeWindow::new(start, end).map_err(|e| corrupt("window", e))?,
+                    .map_err(|e| corrupt(RECORD, "vehicle_plate", e))?,
+                window: TimeWindow::new(start, end).map_err(|e| corrupt(RECORD, "window", e))?,
             }))
         }
     }
-}
-
-fn corrupt(field: &str, e: impl std::fmt::Display) -> StoreError {
-    StoreError::msg(format!("stored details have an invalid {field}: {e}"))
 }

@@ -7,6 +7,7 @@ use sea_orm::{EntityTrait, Schema};
 pub use sea_orm_migration::MigratorTrait;
 use sea_orm_migration::prelude::*;
 
+use crate::outbox::OUTBOX_CHANNEL;
 use crate::{outbox, parking, payment, rental, reservation, view};
 
 async fn create<E: EntityTrait>(m: &SchemaManager<'_>, entity: E) -> Result<(), DbErr> {
@@ -123,8 +124,8 @@ migrator!(
         // Capacity checks read the holdings of one resource.
         index(m, Index::create().name("ix_reservations_roaming").table(r::Entity).col(r::Column::PickupBooth).col(r::Column::DeviceModel).col(r::Column::Status).to_owned()).await?;
         // The capacity check's range: reservations of this booth and model that
-        // end on or after the candidate's first day (BENCHMARKS.md: without it
-        // every check scanned all of the booth's reservations).
+        // end on or after the candidate's first day (BENCHMARKS-LOG.md: without
+        // it every check scanned all of the booth's reservations).
         index(
             m,
             Index::create()
@@ -229,10 +230,6 @@ migration!(
     }
 );
 
-/// The `NOTIFY` channel an outbox insert signals (PostgreSQL only), so the
-/// relay holding the lease publishes rows other replicas wrote at once.
-pub const OUTBOX_CHANNEL: &str = "roaming_outbox";
-
 migration!(
     /// On PostgreSQL, a statement-level trigger on `outbox` that notifies
     /// [`OUTBOX_CHANNEL`]: delivered at commit (never for a rolled-back
@@ -267,7 +264,7 @@ migration!(
     /// the `sent_at` index whose value was NULL (dead versions of sent rows
     /// included, until vacuum) or walked the primary key through every sent row
     /// kept for `keep_sent`: 4.5 million entries read in one benchmark run by a
-    /// relay that published 7,000 rows (BENCHMARKS.md, run 8). SQLite needs none:
+    /// relay that published 7,000 rows (BENCHMARKS-LOG.md, run 8). SQLite needs none:
     /// its `sent_at` index holds the rowid (`seq`) after the value, so the NULL
     /// entries come in `seq` order already.
     OutboxUnsent,

@@ -12,6 +12,12 @@ use sea_orm::{ConnectionTrait, DbBackend, QueryOrder, QuerySelect, Set, Transact
 use crate::error::store_err;
 use crate::writer::WriteTx;
 
+/// The `NOTIFY` channel an outbox insert signals (PostgreSQL only, from the
+/// trigger of migration `m0100_outbox_notify`), so the relay holding the lease
+/// publishes rows other replicas wrote at once
+/// ([`Db::listen_for_commits`](crate::Db::listen_for_commits)).
+pub const OUTBOX_CHANNEL: &str = "roaming_outbox";
+
 pub mod message {
     //! `outbox`: events committed with their state change, in commit order.
     use sea_orm::entity::prelude::*;

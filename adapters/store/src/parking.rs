@@ -21,7 +21,7 @@ use sea_orm::{
 
 use crate::change::{self, Change};
 use crate::db::Db;
-use crate::error::store_err;
+use crate::error::{corrupt, store_err};
 use crate::outbox;
 use crate::time_codec::{from_micros, micros};
 use crate::writer::Verdict;
@@ -105,18 +105,17 @@ pub mod entities {
 
 use entities::{replica, session, space};
 
-fn corrupt(field: &str, e: impl std::fmt::Display) -> StoreError {
-    StoreError::msg(format!("stored parking data has an invalid {field}: {e}"))
-}
+/// How [`corrupt`] names this store's rows.
+const RECORD: &str = "parking data";
 
 fn space_from_row(m: space::Model) -> Result<Space, StoreError> {
     Ok(Space {
-        space_id: SpaceId::parse(&m.space_id).map_err(|e| corrupt("space_id", e))?,
-        lot: LotCode::parse(&m.lot).map_err(|e| corrupt("lot", e))?,
+        space_id: SpaceId::parse(&m.space_id).map_err(|e| corrupt(RECORD, "space_id", e))?,
+        lot: LotCode::parse(&m.lot).map_err(|e| corrupt(RECORD, "lot", e))?,
         floor: m.floor,
-        number: u32::try_from(m.number).map_err(|e| corrupt("number", e))?,
+        number: u32::try_from(m.number).map_err(|e| corrupt(RECORD, "number", e))?,
         hourly_rate: Money::parse(&m.hourly_rate_currency, m.hourly_rate_minor)
-            .map_err(|e| corrupt("hourly_rate", e))?,
+            .map_err(|e| corrupt(RECORD, "hourly_rate", e))?,
     })
 }
 
@@ -137,30 +136,32 @@ fn session_row(s: &Session) -> session::ActiveModel {
 
 fn session_from_row(m: session::Model) -> Result<Session, StoreError> {
     Ok(Session::restore(SessionData {
-        session_id: SessionId::parse(&m.session_id).map_err(|e| corrupt("session_id", e))?,
-        space_id: SpaceId::parse(&m.space_id).map_err(|e| corrupt("space_id", e))?,
+        session_id: SessionId::parse(&m.session_id)
+            .map_err(|e| corrupt(RECORD, "session_id", e))?,
+        space_id: SpaceId::parse(&m.space_id).map_err(|e| corrupt(RECORD, "space_id", e))?,
         vehicle_plate: VehiclePlate::parse(&m.vehicle_plate)
-            .map_err(|e| corrupt("vehicle_plate", e))?,
+            .map_err(|e| corrupt(RECORD, "vehicle_plate", e))?,
         reservation_id: ReservationId::parse(&m.reservation_id)
-            .map_err(|e| corrupt("reservation_id", e))?,
-        status: SessionStatus::parse(&m.status).ok_or_else(|| corrupt("status", &m.status))?,
+            .map_err(|e| corrupt(RECORD, "reservation_id", e))?,
+        status: SessionStatus::parse(&m.status)
+            .ok_or_else(|| corrupt(RECORD, "status", &m.status))?,
         verification: Verification::parse(&m.verification)
-            .ok_or_else(|| corrupt("verification", &m.verification))?,
+            .ok_or_else(|| corrupt(RECORD, "verification", &m.verification))?,
         entered_at: from_micros(m.entered_at)?,
         exited_at: m.exited_at.map(from_micros).transpose()?,
-        version: u64::try_from(m.version).map_err(|e| corrupt("version", e))?,
+        version: u64::try_from(m.version).map_err(|e| corrupt(RECORD, "version", e))?,
     }))
 }
 
 fn replica_from_row(m: replica::Model) -> Result<ReplicaEntry, StoreError> {
     Ok(ReplicaEntry {
         reservation_id: ReservationId::parse(&m.reservation_id)
-            .map_err(|e| corrupt("reservation_id", e))?,
-        space_id: SpaceId::parse(&m.space_id).map_err(|e| corrupt("space_id", e))?,
+            .map_err(|e| corrupt(RECORD, "reservation_id", e))?,
+        space_id: SpaceId::parse(&m.space_id).map_err(|e| corrupt(RECORD, "space_id", e))?,
         vehicle_plate: VehiclePlate::parse(&m.vehicle_plate)
-            .map_err(|e| corrupt("vehicle_plate", e))?,
+            .map_err(|e| corrupt(RECORD, "vehicle_plate", e))?,
         window: TimeWindow::new(from_micros(m.window_start)?, from_micros(m.window_end)?)
-            .map_err(|e| corrupt("window", e))?,
+            .map_err(|e| corrupt(RECORD, "window", e))?,
         active: m.active,
     })
 }

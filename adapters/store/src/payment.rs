@@ -9,7 +9,7 @@ use sea_orm::{EntityTrait, Set};
 
 use crate::change::{self, Change};
 use crate::db::Db;
-use crate::error::store_err;
+use crate::error::{corrupt, store_err};
 use crate::time_codec::{from_micros, micros};
 
 pub mod entities {
@@ -30,7 +30,7 @@ pub mod entities {
             pub amount_minor: i64,
             pub status: String,
             pub decline_reason: Option<String>,
-            /// Never more of the card than this (DESIGN.md section 4).
+            /// Never more of the card than this (DOMAIN.md, "Lifecycles").
             pub card_last_four: Option<String>,
             pub card_company: Option<String>,
             pub reservation_closed: bool,
@@ -48,9 +48,8 @@ pub mod entities {
 
 use entities::payment as row;
 
-fn corrupt(field: &str, e: impl std::fmt::Display) -> StoreError {
-    StoreError::msg(format!("stored payment has an invalid {field}: {e}"))
-}
+/// How [`corrupt`] names this store's rows.
+const RECORD: &str = "payment";
 
 fn to_row(p: &Payment) -> row::ActiveModel {
     row::ActiveModel {
@@ -71,22 +70,23 @@ fn to_row(p: &Payment) -> row::ActiveModel {
 
 fn from_row(m: row::Model) -> Result<Payment, StoreError> {
     Ok(Payment::restore(PaymentData {
-        id: PaymentId::parse(&m.payment_id).map_err(|e| corrupt("payment_id", e))?,
+        id: PaymentId::parse(&m.payment_id).map_err(|e| corrupt(RECORD, "payment_id", e))?,
         reservation_id: ReservationId::parse(&m.reservation_id)
-            .map_err(|e| corrupt("reservation_id", e))?,
+            .map_err(|e| corrupt(RECORD, "reservation_id", e))?,
         amount: Money::parse(&m.amount_currency, m.amount_minor)
-            .map_err(|e| corrupt("amount", e))?,
-        status: PaymentStatus::parse(&m.status).ok_or_else(|| corrupt("status", &m.status))?,
+            .map_err(|e| corrupt(RECORD, "amount", e))?,
+        status: PaymentStatus::parse(&m.status)
+            .ok_or_else(|| corrupt(RECORD, "status", &m.status))?,
         decline_reason: m
             .decline_reason
-            .map(|r| DeclineReason::parse(&r).ok_or_else(|| corrupt("decline_reason", r)))
+            .map(|r| DeclineReason::parse(&r).ok_or_else(|| corrupt(RECORD, "decline_reason", r)))
             .transpose()?,
         card_last_four: m.card_last_four,
         card_company: m.card_company,
         reservation_closed: m.reservation_closed,
         created_at: from_micros(m.created_at)?,
         updated_at: from_micros(m.updated_at)?,
-        version: u64::try_from(m.version).map_err(|e| corrupt("version", e))?,
+        version: u64::try_from(m.version).map_err(|e| corrupt(RECORD, "version", e))?,
     }))
 }
 

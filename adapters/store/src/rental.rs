@@ -20,7 +20,7 @@ use time::Date;
 use crate::change::update_versioned;
 use crate::change::{self, Change};
 use crate::db::Db;
-use crate::error::store_err;
+use crate::error::{corrupt, store_err};
 use crate::outbox;
 use crate::time_codec::{date_from_text, date_text, from_micros, micros};
 use crate::writer::Verdict;
@@ -82,9 +82,8 @@ pub mod entities {
 
 use entities::{device, rental};
 
-fn corrupt(field: &str, e: impl std::fmt::Display) -> StoreError {
-    StoreError::msg(format!("stored rental data has an invalid {field}: {e}"))
-}
+/// How [`corrupt`] names this store's rows.
+const RECORD: &str = "rental data";
 
 fn device_row(d: &Device) -> device::ActiveModel {
     device::ActiveModel {
@@ -98,12 +97,13 @@ fn device_row(d: &Device) -> device::ActiveModel {
 
 fn device_from_row(m: device::Model) -> Result<Device, StoreError> {
     Ok(Device::restore(DeviceData {
-        serial: Serial::parse(&m.serial).map_err(|e| corrupt("serial", e))?,
+        serial: Serial::parse(&m.serial).map_err(|e| corrupt(RECORD, "serial", e))?,
         device_model: DeviceModel::parse(&m.device_model)
-            .map_err(|e| corrupt("device_model", e))?,
-        booth: BoothCode::parse(&m.booth).map_err(|e| corrupt("booth", e))?,
-        status: DeviceStatus::parse(&m.status).ok_or_else(|| corrupt("status", &m.status))?,
-        version: u64::try_from(m.version).map_err(|e| corrupt("version", e))?,
+            .map_err(|e| corrupt(RECORD, "device_model", e))?,
+        booth: BoothCode::parse(&m.booth).map_err(|e| corrupt(RECORD, "booth", e))?,
+        status: DeviceStatus::parse(&m.status)
+            .ok_or_else(|| corrupt(RECORD, "status", &m.status))?,
+        version: u64::try_from(m.version).map_err(|e| corrupt(RECORD, "version", e))?,
     }))
 }
 
@@ -128,29 +128,33 @@ fn rental_row(r: &Rental) -> rental::ActiveModel {
 
 fn rental_from_row(m: rental::Model) -> Result<Rental, StoreError> {
     let dates = DateRange::new(date_from_text(&m.start_date)?, date_from_text(&m.end_date)?)
-        .map_err(|e| corrupt("dates", e))?;
+        .map_err(|e| corrupt(RECORD, "dates", e))?;
     Ok(Rental::restore(RentalData {
         reservation_id: ReservationId::parse(&m.reservation_id)
-            .map_err(|e| corrupt("reservation_id", e))?,
-        customer_id: CustomerId::parse(&m.customer_id).map_err(|e| corrupt("customer_id", e))?,
+            .map_err(|e| corrupt(RECORD, "reservation_id", e))?,
+        customer_id: CustomerId::parse(&m.customer_id)
+            .map_err(|e| corrupt(RECORD, "customer_id", e))?,
         device_model: DeviceModel::parse(&m.device_model)
-            .map_err(|e| corrupt("device_model", e))?,
-        country: CountryCode::parse(&m.country).map_err(|e| corrupt("country", e))?,
-        pickup_booth: BoothCode::parse(&m.pickup_booth).map_err(|e| corrupt("pickup_booth", e))?,
-        return_booth: BoothCode::parse(&m.return_booth).map_err(|e| corrupt("return_booth", e))?,
+            .map_err(|e| corrupt(RECORD, "device_model", e))?,
+        country: CountryCode::parse(&m.country).map_err(|e| corrupt(RECORD, "country", e))?,
+        pickup_booth: BoothCode::parse(&m.pickup_booth)
+            .map_err(|e| corrupt(RECORD, "pickup_booth", e))?,
+        return_booth: BoothCode::parse(&m.return_booth)
+            .map_err(|e| corrupt(RECORD, "return_booth", e))?,
         dates,
-        status: RentalStatus::parse(&m.status).ok_or_else(|| corrupt("status", &m.status))?,
+        status: RentalStatus::parse(&m.status)
+            .ok_or_else(|| corrupt(RECORD, "status", &m.status))?,
         serial: m
             .serial
-            .map(|s| Serial::parse(&s).map_err(|e| corrupt("serial", e)))
+            .map(|s| Serial::parse(&s).map_err(|e| corrupt(RECORD, "serial", e)))
             .transpose()?,
         returned_at_booth: m
             .returned_at_booth
-            .map(|b| BoothCode::parse(&b).map_err(|e| corrupt("returned_at_booth", e)))
+            .map(|b| BoothCode::parse(&b).map_err(|e| corrupt(RECORD, "returned_at_booth", e)))
             .transpose()?,
         created_at: from_micros(m.created_at)?,
         updated_at: from_micros(m.updated_at)?,
-        version: u64::try_from(m.version).map_err(|e| corrupt("version", e))?,
+        version: u64::try_from(m.version).map_err(|e| corrupt(RECORD, "version", e))?,
     }))
 }
 

@@ -30,7 +30,7 @@ use crate::change::insert_unique;
 use crate::change::{self, Change};
 use crate::db::Db;
 use crate::details::DetailsColumns;
-use crate::error::store_err;
+use crate::error::{corrupt, store_err};
 use crate::outbox;
 use crate::time_codec::{date_from_text, date_text, from_micros, micros};
 use crate::writer::{Verdict, WriteTx};
@@ -139,9 +139,8 @@ impl ReservationStore {
     }
 }
 
-fn corrupt(field: &str, e: impl std::fmt::Display) -> StoreError {
-    StoreError::msg(format!("stored reservation has an invalid {field}: {e}"))
-}
+/// How [`corrupt`] names this store's rows.
+const RECORD: &str = "reservation";
 
 fn to_row(r: &Reservation) -> row::ActiveModel {
     let c = DetailsColumns::of(&r.details);
@@ -188,20 +187,23 @@ fn from_row(m: row::Model) -> Result<Reservation, StoreError> {
     }
     .details()?;
     Ok(Reservation::restore(ReservationData {
-        id: ReservationId::parse(&m.id).map_err(|e| corrupt("id", e))?,
-        customer_id: CustomerId::parse(&m.customer_id).map_err(|e| corrupt("customer_id", e))?,
-        request_id: RequestId::parse(&m.request_id).map_err(|e| corrupt("request_id", e))?,
+        id: ReservationId::parse(&m.id).map_err(|e| corrupt(RECORD, "id", e))?,
+        customer_id: CustomerId::parse(&m.customer_id)
+            .map_err(|e| corrupt(RECORD, "customer_id", e))?,
+        request_id: RequestId::parse(&m.request_id)
+            .map_err(|e| corrupt(RECORD, "request_id", e))?,
         details,
-        price: Money::parse(&m.price_currency, m.price_minor).map_err(|e| corrupt("price", e))?,
-        status: Status::parse(&m.status).ok_or_else(|| corrupt("status", &m.status))?,
+        price: Money::parse(&m.price_currency, m.price_minor)
+            .map_err(|e| corrupt(RECORD, "price", e))?,
+        status: Status::parse(&m.status).ok_or_else(|| corrupt(RECORD, "status", &m.status))?,
         rejection: m
             .rejection
-            .map(|r| RejectionReason::parse(&r).ok_or_else(|| corrupt("rejection", r)))
+            .map(|r| RejectionReason::parse(&r).ok_or_else(|| corrupt(RECORD, "rejection", r)))
             .transpose()?,
         cancel_reason: m.cancel_reason,
         created_at: from_micros(m.created_at)?,
         updated_at: from_micros(m.updated_at)?,
-        version: u64::try_from(m.version).map_err(|e| corrupt("version", e))?,
+        version: u64::try_from(m.version).map_err(|e| corrupt(RECORD, "version", e))?,
     }))
 }
 
@@ -278,7 +280,7 @@ fn roaming_held(d: &domain_reservation::RoamingDetails) -> sea_orm::Select<row::
 /// per distinct date range: a busy booth has hundreds of holdings but few
 /// distinct ranges, and reading (then decoding) one row per holding made this
 /// the costliest statement of a reservation, on the one writer of the
-/// reservation database (BENCHMARKS.md, runs 3 and 7). The covering index
+/// reservation database (BENCHMARKS-LOG.md, runs 3 and 7). The covering index
 /// `ix_reservations_roaming_held` answers it without reading the table.
 async fn admits<C: ConnectionTrait>(
     txn: &C,
@@ -300,11 +302,15 @@ async fn admits<C: ConnectionTrait>(
             } in held
             {
                 let (Some(start), Some(end)) = (start_date, end_date) else {
-                    return Err(corrupt("dates", "a roaming reservation without dates"));
+                    return Err(corrupt(
+                        RECORD,
+                        "dates",
+                        "a roaming reservation without dates",
+                    ));
                 };
                 let range = DateRange::new(date_from_text(&start)?, date_from_text(&end)?)
-                    .map_err(|e| corrupt("dates", e))?;
-                let held = usize::try_from(held).map_err(|e| corrupt("held count", e))?;
+                    .map_err(|e| corrupt(RECORD, "dates", e))?;
+                let held = usize::try_from(held).map_err(|e| corrupt(RECORD, "held count", e))?;
                 ranges.push((range, held));
             }
             // The domain's rule, on one range per holding as before.
@@ -444,14 +450,14 @@ impl ReservationRepository for ReservationStore {
 fn offer_from_row(m: &device_offer::Model) -> Result<DeviceOffer, StoreError> {
     Ok(DeviceOffer {
         device_model: DeviceModel::parse(&m.device_model)
-            .map_err(|e| corrupt("device_model", e))?,
+            .map_err(|e| corrupt(RECORD, "device_model", e))?,
         daily_rate: Money::parse(&m.daily_rate_currency, m.daily_rate_minor)
-            .map_err(|e| corrupt("daily_rate", e))?,
+            .map_err(|e| corrupt(RECORD, "daily_rate", e))?,
         countries: m
             .countries
             .split(',')
             .filter(|c| !c.is_empty())
-            .map(|c| CountryCode::parse(c).map_err(|e| corrupt("countries", e)))
+            .map(|c| CountryCode::parse(c).map_err(|e| corrupt(RECORD, "countries", e)))
             .collect::<Result<_, _>>()?,
     })
 }
@@ -578,7 +584,7 @@ impl Catalog for ReservationStore {
                 Ok::<_, StoreError>(SpaceOffer {
                     space_id: space_id.clone(),
                     hourly_rate: Money::parse(&m.hourly_rate_currency, m.hourly_rate_minor)
-                        .map_err(|e| corrupt("hourly_rate", e))?,
+                        .map_err(|e| corrupt(RECORD, "hourly_rate", e))?,
                 })
             })
             .transpose()?;

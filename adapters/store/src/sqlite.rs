@@ -3,7 +3,7 @@
 //! Through sqlx every SQLite statement is a message to the connection's worker
 //! thread and an answer back: two context switches per statement, about thirty
 //! statements per reservation across the services' databases, and on a small
-//! machine those switches were most of the CPU time (BENCHMARKS.md, run 4).
+//! machine those switches were most of the CPU time (BENCHMARKS-LOG.md, run 4).
 //! Here the hot paths run their statements on a `rusqlite` connection in the
 //! calling thread: the writer task of a database gets a thread of its own
 //! ([`crate::writer`]), so a whole batch of write jobs costs one hop in and one
@@ -126,7 +126,7 @@ impl Direct {
         let proxy: Box<dyn ProxyDatabaseTrait> = Box::new(Proxy(Arc::clone(self)));
         Database::connect_proxy(DbBackend::Sqlite, Arc::new(proxy))
             .await
-            .map_err(crate::error::store_err)
+            .map_err(StoreError::new)
     }
 
     /// The database file's name without its extension.

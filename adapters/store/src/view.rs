@@ -23,7 +23,7 @@ use tokio::sync::watch;
 use crate::change::update_versioned;
 use crate::db::Db;
 use crate::details::DetailsColumns;
-use crate::error::store_err;
+use crate::error::{corrupt, store_err};
 use crate::outbox;
 use crate::time_codec::{date_text, from_micros, micros};
 use crate::writer::{Verdict, WriteTx};
@@ -98,9 +98,8 @@ use entities::{space_lot, view as row};
 
 const CONFLICT_RETRIES: usize = 10;
 
-fn corrupt(field: &str, e: impl std::fmt::Display) -> StoreError {
-    StoreError::msg(format!("stored view has an invalid {field}: {e}"))
-}
+/// How [`corrupt`] names this store's rows.
+const RECORD: &str = "view";
 
 fn to_row(v: &ReservationView, created_at: i64) -> row::ActiveModel {
     let c = v
@@ -143,7 +142,7 @@ fn to_row(v: &ReservationView, created_at: i64) -> row::ActiveModel {
 
 fn from_row(m: row::Model) -> Result<ReservationView, StoreError> {
     let history: Vec<(String, i64)> =
-        serde_json::from_str(&m.history).map_err(|e| corrupt("history", e))?;
+        serde_json::from_str(&m.history).map_err(|e| corrupt(RECORD, "history", e))?;
     let details = match m.kind {
         Some(kind) => Some(
             DetailsColumns {
@@ -164,46 +163,46 @@ fn from_row(m: row::Model) -> Result<ReservationView, StoreError> {
         None => None,
     };
     let price = match (m.price_currency, m.price_minor) {
-        (Some(c), Some(n)) => Some(Money::parse(&c, n).map_err(|e| corrupt("price", e))?),
+        (Some(c), Some(n)) => Some(Money::parse(&c, n).map_err(|e| corrupt(RECORD, "price", e))?),
         _ => None,
     };
     Ok(ReservationView {
         reservation_id: ReservationId::parse(&m.reservation_id)
-            .map_err(|e| corrupt("reservation_id", e))?,
+            .map_err(|e| corrupt(RECORD, "reservation_id", e))?,
         customer_id: m
             .customer_id
-            .map(|c| CustomerId::parse(&c).map_err(|e| corrupt("customer_id", e)))
+            .map(|c| CustomerId::parse(&c).map_err(|e| corrupt(RECORD, "customer_id", e)))
             .transpose()?,
-        status: Status::parse(&m.status).ok_or_else(|| corrupt("status", &m.status))?,
+        status: Status::parse(&m.status).ok_or_else(|| corrupt(RECORD, "status", &m.status))?,
         price,
         details,
         payment_status: m
             .payment_status
-            .map(|s| PaymentStatus::parse(&s).ok_or_else(|| corrupt("payment_status", s)))
+            .map(|s| PaymentStatus::parse(&s).ok_or_else(|| corrupt(RECORD, "payment_status", s)))
             .transpose()?,
         rental_status: m
             .rental_status
-            .map(|s| RentalStatus::parse(&s).ok_or_else(|| corrupt("rental_status", s)))
+            .map(|s| RentalStatus::parse(&s).ok_or_else(|| corrupt(RECORD, "rental_status", s)))
             .transpose()?,
         session_status: m
             .session_status
-            .map(|s| SessionStatus::parse(&s).ok_or_else(|| corrupt("session_status", s)))
+            .map(|s| SessionStatus::parse(&s).ok_or_else(|| corrupt(RECORD, "session_status", s)))
             .transpose()?,
         device_serial: m
             .device_serial
-            .map(|s| Serial::parse(&s).map_err(|e| corrupt("device_serial", e)))
+            .map(|s| Serial::parse(&s).map_err(|e| corrupt(RECORD, "device_serial", e)))
             .transpose()?,
         history: history
             .into_iter()
             .map(|(s, at)| {
                 Ok(StatusChange {
-                    status: Status::parse(&s).ok_or_else(|| corrupt("history", &s))?,
+                    status: Status::parse(&s).ok_or_else(|| corrupt(RECORD, "history", &s))?,
                     at: from_micros(at)?,
                 })
             })
             .collect::<Result<_, StoreError>>()?,
         updated_at: from_micros(m.updated_at)?,
-        version: u64::try_from(m.version).map_err(|e| corrupt("version", e))?,
+        version: u64::try_from(m.version).map_err(|e| corrupt(RECORD, "version", e))?,
     })
 }
 
@@ -266,7 +265,7 @@ async fn fold(
 /// contexts) can commit in one batch and their callers wake in either order;
 /// a plain replace then left the older state last, the watcher (which sees
 /// only the latest value) skipped the newer one, and only the periodic
-/// re-read, 5 s later on SQLite, brought it (BENCHMARKS.md, run 6).
+/// re-read, 5 s later on SQLite, brought it (BENCHMARKS-LOG.md, run 6).
 fn offer_newer(tx: &watch::Sender<Option<ReservationView>>, next: &ReservationView) {
     tx.send_if_modified(|held| {
         if held.as_ref().is_some_and(|h| h.version >= next.version) {
@@ -295,7 +294,7 @@ const REFRESH_CHUNK: usize = 500;
 /// One task per store, whatever the number of watchers: a re-read per watcher
 /// every 250 ms was thousands of reads a second with thousands of watchers
 /// (the benchmark's event phase), which took every pooled connection and left
-/// the consumers none (BENCHMARKS.md, run 7). Ends with the store.
+/// the consumers none (BENCHMARKS-LOG.md, run 7). Ends with the store.
 async fn refresh_watched(
     db: Db,
     watchers: std::sync::Weak<WatchersMap>,
@@ -524,7 +523,7 @@ impl ViewRepository for ViewStore {
             .one(self.db.reader())
             .await
             .map_err(store_err)?
-            .map(|m| LotCode::parse(&m.lot).map_err(|e| corrupt("lot", e)))
+            .map(|m| LotCode::parse(&m.lot).map_err(|e| corrupt(RECORD, "lot", e)))
             .transpose()
     }
 

@@ -1,4 +1,4 @@
-//! Tracing for the mesh (DESIGN.md section 10).
+//! Tracing for the mesh (README, "Observability").
 //!
 //! - [`init`]: the process's subscriber: logs (plain or JSON, filtered by
 //!   `RUST_LOG`) and, when `OTEL_EXPORTER_OTLP_ENDPOINT` is set, spans exported

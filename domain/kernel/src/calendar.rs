@@ -157,7 +157,7 @@ impl TimeWindow {
     /// until [`CANCEL_MARGIN`] before the entry opens. From then on a car may
     /// be let in, even by a gate that decides from its replica while the
     /// reservation service is unreachable, so a cancel could race the entry
-    /// (DESIGN.md invariant 6). The margin absorbs clock skew between services.
+    /// (DOMAIN.md, invariant 6). The margin absorbs clock skew between services.
     pub fn cancelable_at(&self, at: Timestamp) -> bool {
         at < self.start - EARLY_ENTRY_GRACE - CANCEL_MARGIN
     }

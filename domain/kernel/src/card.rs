@@ -25,7 +25,7 @@ pub enum InvalidCard {
 
 /// A payment card number that passed the Luhn check. It is never printed:
 /// `Debug` and `Display` show only the last four digits, and storage keeps only
-/// those (DESIGN.md section 4).
+/// those (DOMAIN.md, "Lifecycles").
 #[derive(Clone, PartialEq, Eq)]
 pub struct CardNumber(String);
 

@@ -1,4 +1,4 @@
-use crate::{EventId, Timestamp};
+use crate::{Clock, EventId, IdGenerator, Timestamp};
 
 /// A domain event as it is recorded: its id (UUIDv7, also the NATS `Nats-Msg-Id`
 /// and the inbox key of every consumer) and when it happened.
@@ -16,5 +16,19 @@ impl<E> Recorded<E> {
             occurred_at,
             event,
         }
+    }
+
+    /// What one use case records: each event with a new id, all at the
+    /// clock's one `now`.
+    pub fn all(
+        clock: &impl Clock,
+        ids: &impl IdGenerator,
+        events: impl IntoIterator<Item = E>,
+    ) -> Vec<Self> {
+        let now = clock.now();
+        events
+            .into_iter()
+            .map(|e| Self::new(ids.event_id(), now, e))
+            .collect()
     }
 }

@@ -38,7 +38,7 @@ pub use plate::{InvalidPlate, VehiclePlate};
 pub use ports::{Clock, IdGenerator, SystemClock, UuidV7};
 pub use principal::{Principal, Role};
 pub use publish::{EventPublisher, OutgoingEvent, PublishError};
-pub use store::StoreError;
+pub use store::{SaveError, StoreError};
 pub use violation::{FieldViolation, Violations};
 
 #[cfg(any(test, feature = "test-util"))]

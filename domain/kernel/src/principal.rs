@@ -2,7 +2,7 @@ use std::fmt;
 
 use crate::{BoothCode, CustomerId, LotCode};
 
-/// What a caller may be (DESIGN.md section 8).
+/// What a caller may be (DOMAIN.md, "Roles and what each may do").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Role {
     /// A traveller; the subject is the customer id.

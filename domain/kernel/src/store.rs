@@ -23,4 +23,23 @@ impl StoreError {
     pub fn msg(message: impl fmt::Display) -> Self {
         Self::new(message.to_string())
     }
+
+    /// A change made without a causing event met the inbox: the store is at
+    /// fault, not the caller.
+    pub fn inbox_hit_without_cause() -> Self {
+        Self::msg("inbox hit without a causing event")
+    }
+}
+
+/// Why a change could not be saved (every context's repository).
+#[derive(Debug, thiserror::Error)]
+pub enum SaveError {
+    /// The stored version is not the one the change was made on: reload, retry.
+    #[error("concurrent change")]
+    Conflict,
+    /// The causing event is already in the inbox: its effect exists.
+    #[error("event already handled")]
+    AlreadyHandled,
+    #[error(transparent)]
+    Store(#[from] StoreError),
 }

@@ -18,15 +18,7 @@ pub enum InsertError {
     Store(#[from] StoreError),
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum SaveError {
-    #[error("concurrent change")]
-    Conflict,
-    #[error("event already handled")]
-    AlreadyHandled,
-    #[error(transparent)]
-    Store(#[from] StoreError),
-}
+pub use domain_kernel::SaveError;
 
 /// Spaces, sessions and their outbox.
 pub trait ParkingRepository: Send + Sync {

@@ -82,17 +82,6 @@ where
         &self.repo
     }
 
-    fn record(
-        &self,
-        events: impl IntoIterator<Item = ParkingEvent>,
-    ) -> Vec<Recorded<ParkingEvent>> {
-        let now = self.clock.now();
-        events
-            .into_iter()
-            .map(|e| Recorded::new(self.ids.event_id(), now, e))
-            .collect()
-    }
-
     /// Adds a space (operators).
     pub async fn register_space(
         &self,
@@ -102,7 +91,11 @@ where
         if !principal.is_operator() {
             return Err(ParkingError::Forbidden);
         }
-        let events = self.record([ParkingEvent::SpaceRegistered(space.clone())]);
+        let events = Recorded::all(
+            &self.clock,
+            &self.ids,
+            [ParkingEvent::SpaceRegistered(space.clone())],
+        );
         match self.repo.insert_space(&space, &events).await {
             Ok(()) => Ok(space),
             Err(InsertError::Duplicate) => Err(ParkingError::SpaceExists(space.space_id)),
@@ -165,7 +158,7 @@ where
         );
         match self
             .repo
-            .insert_session(&session, &self.record([started]))
+            .insert_session(&session, &Recorded::all(&self.clock, &self.ids, [started]))
             .await
         {
             Ok(()) => Ok(session),
@@ -205,12 +198,16 @@ where
         reason: DenialReason,
         verification: Option<Verification>,
     ) -> ParkingError {
-        let events = self.record([ParkingEvent::EntryDenied {
-            space_id: space.clone(),
-            vehicle_plate: plate.clone(),
-            reason,
-            verification,
-        }]);
+        let events = Recorded::all(
+            &self.clock,
+            &self.ids,
+            [ParkingEvent::EntryDenied {
+                space_id: space.clone(),
+                vehicle_plate: plate.clone(),
+                reason,
+                verification,
+            }],
+        );
         match self.repo.append_events(&events).await {
             Ok(()) => ParkingError::EntryDenied {
                 reason,
@@ -238,13 +235,16 @@ where
             };
             match self
                 .repo
-                .save_session(&mut session, &self.record([ended]))
+                .save_session(
+                    &mut session,
+                    &Recorded::all(&self.clock, &self.ids, [ended]),
+                )
                 .await
             {
                 Ok(()) => return Ok(session),
                 Err(SaveError::Conflict) => {}
                 Err(SaveError::AlreadyHandled) => {
-                    return Err(StoreError::msg("inbox hit without a causing event").into());
+                    return Err(StoreError::inbox_hit_without_cause().into());
                 }
                 Err(SaveError::Store(e)) => return Err(e.into()),
             }

@@ -3,7 +3,7 @@ use domain_kernel::{CardDetails, Money};
 use crate::payment::DeclineReason;
 use crate::ports::{Acquirer, AcquirerUnavailable, Authorization};
 
-/// Declined (DESIGN.md section 4).
+/// Declined (DOMAIN.md, "Lifecycles").
 pub const TEST_CARD_DECLINED: &str = "4000000000000002";
 /// Declined for insufficient funds.
 pub const TEST_CARD_INSUFFICIENT_FUNDS: &str = "4000000000009995";

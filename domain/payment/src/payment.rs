@@ -63,7 +63,7 @@ pub struct PaymentData {
     pub amount: Money,
     pub status: PaymentStatus,
     pub decline_reason: Option<DeclineReason>,
-    /// Never the whole number (DESIGN.md section 4).
+    /// Never the whole number (DOMAIN.md, "Lifecycles").
     pub card_last_four: Option<String>,
     pub card_company: Option<String>,
     /// The reservation ended (rejected or canceled): the money must not stay captured.

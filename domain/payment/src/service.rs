@@ -102,17 +102,6 @@ where
         &self.repo
     }
 
-    fn record(
-        &self,
-        events: impl IntoIterator<Item = PaymentEvent>,
-    ) -> Vec<Recorded<PaymentEvent>> {
-        let now = self.clock.now();
-        events
-            .into_iter()
-            .map(|e| Recorded::new(self.ids.event_id(), now, e))
-            .collect()
-    }
-
     /// Takes payment for a reservation, once, for the reservation service only
     /// (it holds the pending claim the payment is for). A repeated call returns the first
     /// outcome (captured, declined, or voided when the reservation was rejected
@@ -145,7 +134,11 @@ where
         };
         match self
             .repo
-            .insert(&payment, &self.record([event]), None)
+            .insert(
+                &payment,
+                &Recorded::all(&self.clock, &self.ids, [event]),
+                None,
+            )
             .await
         {
             Ok(()) => Ok(payment),
@@ -158,9 +151,7 @@ where
                     .ok_or_else(|| StoreError::msg("duplicate payment vanished"))?;
                 replay(existing, amount)
             }
-            Err(InsertError::AlreadyHandled) => {
-                Err(StoreError::msg("inbox hit without a causing event").into())
-            }
+            Err(InsertError::AlreadyHandled) => Err(StoreError::inbox_hit_without_cause().into()),
             Err(InsertError::Store(e)) => Err(e.into()),
         }
     }
@@ -206,13 +197,17 @@ where
             };
             match self
                 .repo
-                .save(&mut payment, &self.record([event]), None)
+                .save(
+                    &mut payment,
+                    &Recorded::all(&self.clock, &self.ids, [event]),
+                    None,
+                )
                 .await
             {
                 Ok(()) => return Ok(payment),
                 Err(SaveError::Conflict) => {}
                 Err(SaveError::AlreadyHandled) => {
-                    return Err(StoreError::msg("inbox hit without a causing event").into());
+                    return Err(StoreError::inbox_hit_without_cause().into());
                 }
                 Err(SaveError::Store(e)) => return Err(e.into()),
             }
@@ -268,7 +263,11 @@ where
             }
             match self
                 .repo
-                .save(&mut payment, &self.record(events), cause)
+                .save(
+                    &mut payment,
+                    &Recorded::all(&self.clock, &self.ids, events),
+                    cause,
+                )
                 .await
             {
                 Ok(()) => return Ok(HandleOutcome::Applied),

@@ -18,15 +18,7 @@ pub enum InsertError {
     Store(#[from] StoreError),
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum SaveError {
-    #[error("concurrent change")]
-    Conflict,
-    #[error("event already handled")]
-    AlreadyHandled,
-    #[error(transparent)]
-    Store(#[from] StoreError),
-}
+pub use domain_kernel::SaveError;
 
 /// One atomic change: a rental and/or a device, their events for the outbox, and
 /// the causing event for the inbox.
@@ -106,7 +98,7 @@ pub enum UseRefused {
 /// The reservation service's `BeginUse`, asked synchronously before a
 /// hand-over commits: the reservation decides its own status, so exactly one
 /// of "the customer cancels" and "the device leaves the booth" wins
-/// (DESIGN.md invariant 6). Idempotent per reservation.
+/// (DOMAIN.md, invariant 6). Idempotent per reservation.
 ///
 /// It also owns the catalog: `offers_model` says whether a device model is on
 /// its price list, asked before a booth stocks a unit of it.

@@ -103,14 +103,6 @@ where
         &self.repo
     }
 
-    fn record(&self, events: impl IntoIterator<Item = RentalEvent>) -> Vec<Recorded<RentalEvent>> {
-        let now = self.clock.now();
-        events
-            .into_iter()
-            .map(|e| Recorded::new(self.ids.event_id(), now, e))
-            .collect()
-    }
-
     /// Adds a device to a booth's stock (that booth's staff, operators), of a
     /// model the reservation service offers.
     pub async fn register_device(
@@ -133,13 +125,15 @@ where
             }
         }
         let device = Device::new(serial.clone(), model, booth);
-        let events = self.record([RentalEvent::DeviceRegistered(device.clone())]);
+        let events = Recorded::all(
+            &self.clock,
+            &self.ids,
+            [RentalEvent::DeviceRegistered(device.clone())],
+        );
         match self.repo.insert_device(&device, &events).await {
             Ok(()) => Ok(device),
             Err(InsertError::Duplicate) => Err(RentalError::DeviceExists(serial)),
-            Err(InsertError::AlreadyHandled) => {
-                Err(StoreError::msg("inbox hit without a causing event").into())
-            }
+            Err(InsertError::AlreadyHandled) => Err(StoreError::inbox_hit_without_cause().into()),
             Err(InsertError::Store(e)) => Err(e.into()),
         }
     }
@@ -324,7 +318,11 @@ where
         let (rental, accepted) = Rental::accept(self.rental_data(&event.event));
         match self
             .repo
-            .insert_rental(&rental, &self.record([accepted]), Some(event.event_id))
+            .insert_rental(
+                &rental,
+                &Recorded::all(&self.clock, &self.ids, [accepted]),
+                Some(event.event_id),
+            )
             .await
         {
             Ok(()) => Ok(HandleOutcome::Applied),
@@ -363,7 +361,7 @@ where
             let changes = Changes {
                 rental: Some(&mut rental),
                 device: None,
-                events: self.record([canceled]),
+                events: Recorded::all(&self.clock, &self.ids, [canceled]),
                 caused_by: Some(event.event_id),
             };
             match self.repo.save(changes).await {
@@ -458,15 +456,13 @@ where
         let changes = Changes {
             rental: Some(rental),
             device: Some(device),
-            events: self.record(events),
+            events: Recorded::all(&self.clock, &self.ids, events),
             caused_by: None,
         };
         match self.repo.save(changes).await {
             Ok(()) => Ok(true),
             Err(SaveError::Conflict) => Ok(false),
-            Err(SaveError::AlreadyHandled) => {
-                Err(StoreError::msg("inbox hit without a causing event").into())
-            }
+            Err(SaveError::AlreadyHandled) => Err(StoreError::inbox_hit_without_cause().into()),
             Err(SaveError::Store(e)) => Err(e.into()),
         }
     }

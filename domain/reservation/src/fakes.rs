@@ -11,12 +11,12 @@ use domain_kernel::{
 use time::Duration;
 
 use crate::capacity;
-use crate::events::ReservationEvent;
 use crate::ports::{
     Catalog, DeclineReason, DeviceLocation, InsertError, PaymentGateway, PaymentOutcome,
     PaymentUnavailable, ReservationRepository, SaveError,
 };
 use crate::pricing::{DeviceOffer, SpaceOffer};
+use crate::reservation::ReservationEvent;
 use crate::reservation::{Details, Reservation};
 
 #[derive(Debug, Default)]

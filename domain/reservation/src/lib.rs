@@ -1,6 +1,6 @@
 //! The reservation context: the core of the mesh.
 //!
-//! - [`Reservation`]: the aggregate and its state machine (DESIGN.md section 4);
+//! - [`Reservation`]: the aggregate and its state machine (DOMAIN.md, "Lifecycles");
 //!   transitions are monotonic and a reservation only leaves `PENDING_PAYMENT`
 //!   through a payment outcome.
 //! - [`pricing`]: server-side prices and the period rules (30 days of roaming,
@@ -10,10 +10,9 @@
 //! - [`ports`]: the repository (state and outbox events in one commit), the
 //!   catalog, and the payment gateway.
 //! - [`ReservationService`]: the use cases, each taking the caller's
-//!   [`Principal`](domain_kernel::Principal) and applying DESIGN.md section 8.
+//!   [`Principal`](domain_kernel::Principal) and applying DOMAIN.md's roles.
 
 pub mod capacity;
-mod events;
 pub mod ports;
 pub mod pricing;
 mod reservation;
@@ -22,10 +21,10 @@ mod service;
 #[cfg(any(test, feature = "test-util"))]
 pub mod fakes;
 
-pub use events::{CatalogEvent, ReservationEvent, Usage, UsageEvent};
 pub use reservation::{
-    BeginUseRefused, CancelRefused, Details, Kind, ParkingDetails, RejectionReason, Reservation,
-    ReservationData, RoamingDetails, Status, TransitionError,
+    BeginUseRefused, CancelRefused, CatalogEvent, Details, Kind, ParkingDetails, RejectionReason,
+    Reservation, ReservationData, ReservationEvent, RoamingDetails, Status, TransitionError, Usage,
+    UsageEvent,
 };
 pub use service::{
     BeginUseError, CancelError, GetError, HandleOutcome, ParkingEntry, QuoteError, RENTAL_SERVICE,

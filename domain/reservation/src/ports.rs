@@ -8,9 +8,9 @@ use domain_kernel::{
 };
 use time::Duration;
 
-use crate::events::ReservationEvent;
 use crate::pricing::{DeviceOffer, SpaceOffer};
 use crate::reservation::Reservation;
+use crate::reservation::ReservationEvent;
 
 /// Why a pending reservation could not be inserted.
 #[derive(Debug, thiserror::Error)]
@@ -25,18 +25,7 @@ pub enum InsertError {
     Store(#[from] StoreError),
 }
 
-/// Why a change could not be saved.
-#[derive(Debug, thiserror::Error)]
-pub enum SaveError {
-    /// The stored version is not the one the change was made on: reload, retry.
-    #[error("concurrent change")]
-    Conflict,
-    /// The causing event is already in the inbox: its effect exists.
-    #[error("event already handled")]
-    AlreadyHandled,
-    #[error(transparent)]
-    Store(#[from] StoreError),
-}
+pub use domain_kernel::SaveError;
 
 /// Reservations and their outbox.
 pub trait ReservationRepository: Send + Sync {

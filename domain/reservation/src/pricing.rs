@@ -12,7 +12,7 @@ use crate::reservation::RoamingDetails;
 pub const MAX_ROAMING_DAYS: u32 = 30;
 /// Longest parking window.
 pub const MAX_PARKING_WINDOW: Duration = Duration::hours(24);
-/// How far ahead a roaming trip may start (DESIGN.md invariant 7).
+/// How far ahead a roaming trip may start (DOMAIN.md, invariant 7).
 pub const ROAMING_HORIZON_DAYS: i64 = 365;
 /// How far ahead a parking window may start.
 pub const PARKING_HORIZON: Duration = Duration::days(90);

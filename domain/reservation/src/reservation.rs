@@ -6,9 +6,11 @@ use domain_kernel::{
     SpaceId, TimeWindow, Timestamp, VehiclePlate,
 };
 
-use crate::events::{ReservationEvent, Usage};
+mod events;
 
-/// Lifecycle of a reservation (DESIGN.md section 4).
+pub use events::{CatalogEvent, ReservationEvent, Usage, UsageEvent};
+
+/// Lifecycle of a reservation (DOMAIN.md, "Lifecycles").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Status {
     PendingPayment,

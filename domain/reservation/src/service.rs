@@ -4,7 +4,6 @@ use domain_kernel::{
 };
 use time::Duration;
 
-use crate::events::{CatalogEvent, ReservationEvent, UsageEvent};
 use crate::ports::{
     Catalog, DeclineReason, DeviceLocation, InsertError, PaymentGateway, PaymentOutcome,
     ReservationRepository, SaveError,
@@ -13,6 +12,7 @@ use crate::pricing::{self, DeviceOffer, Quote};
 use crate::reservation::{
     BeginUseRefused, CancelRefused, Details, RejectionReason, Reservation, RoamingDetails, Status,
 };
+use crate::reservation::{CatalogEvent, UsageEvent};
 
 /// How long a reserve call may stay `PENDING_PAYMENT` before the sweeper rejects
 /// it as timed out. Far longer than the payment call's deadline.
@@ -190,14 +190,6 @@ where
         &self.payments
     }
 
-    fn record(&self, events: Vec<ReservationEvent>) -> Vec<Recorded<ReservationEvent>> {
-        let now = self.clock.now();
-        events
-            .into_iter()
-            .map(|e| Recorded::new(self.ids.event_id(), now, e))
-            .collect()
-    }
-
     /// The price list (anyone signed in): one model's offer, or every model's.
     pub async fn device_offers(
         &self,
@@ -370,7 +362,7 @@ where
         let events = transition.map_err(|e| {
             StoreError::msg(format!("fresh claim refused its payment outcome: {e}"))
         })?;
-        let recorded = self.record(events);
+        let recorded = Recorded::all(&self.clock, &self.ids, events);
         match self.repo.save(&mut reservation, &recorded, None).await {
             Ok(()) => failure.map_or(Ok(reservation), Err),
             Err(SaveError::Conflict) => {
@@ -381,9 +373,7 @@ where
                     retry_after: Duration::seconds(1),
                 })
             }
-            Err(SaveError::AlreadyHandled) => {
-                Err(StoreError::msg("inbox hit without a causing event").into())
-            }
+            Err(SaveError::AlreadyHandled) => Err(StoreError::inbox_hit_without_cause().into()),
             Err(SaveError::Store(e)) => Err(e.into()),
         }
     }
@@ -425,12 +415,12 @@ where
                     CancelRefused::Status(status) => CancelError::NotCancelable(status),
                     CancelRefused::EntryOpen => CancelError::EntryOpen,
                 })?;
-            let recorded = self.record(events);
+            let recorded = Recorded::all(&self.clock, &self.ids, events);
             match self.repo.save(&mut reservation, &recorded, None).await {
                 Ok(()) => return Ok(reservation),
                 Err(SaveError::Conflict) => {}
                 Err(SaveError::AlreadyHandled) => {
-                    return Err(StoreError::msg("inbox hit without a causing event").into());
+                    return Err(StoreError::inbox_hit_without_cause().into());
                 }
                 Err(SaveError::Store(e)) => return Err(e.into()),
             }
@@ -463,12 +453,12 @@ where
             if events.is_empty() {
                 return Ok(reservation);
             }
-            let recorded = self.record(events);
+            let recorded = Recorded::all(&self.clock, &self.ids, events);
             match self.repo.save(&mut reservation, &recorded, None).await {
                 Ok(()) => return Ok(reservation),
                 Err(SaveError::Conflict) => {}
                 Err(SaveError::AlreadyHandled) => {
-                    return Err(StoreError::msg("inbox hit without a causing event").into());
+                    return Err(StoreError::inbox_hit_without_cause().into());
                 }
                 Err(SaveError::Store(e)) => return Err(e.into()),
             }
@@ -520,7 +510,7 @@ where
             if changes.is_empty() {
                 return Ok(HandleOutcome::Ignored);
             }
-            let recorded = self.record(changes);
+            let recorded = Recorded::all(&self.clock, &self.ids, changes);
             match self
                 .repo
                 .save(&mut reservation, &recorded, Some(event.event_id))
@@ -597,7 +587,7 @@ where
             let Ok(events) = reservation.reject(RejectionReason::PaymentTimedOut, now) else {
                 continue;
             };
-            let recorded = self.record(events);
+            let recorded = Recorded::all(&self.clock, &self.ids, events);
             match self.repo.save(&mut reservation, &recorded, None).await {
                 Ok(()) => rejected += 1,
                 // The reserve call finished after all.

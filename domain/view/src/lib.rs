@@ -5,9 +5,10 @@
 //! repeated event changes nothing) and tells whether anything changed, so the
 //! adapter writes (and notifies watchers) only on change. [`space_schedule`] and
 //! [`booth_schedule`] say which views belong on a schedule; the `may_*` functions
-//! say who may read what (DESIGN.md section 8). [`ViewService`] is the use-case
-//! service: every read is made for a caller and asks the policy first; it
-//! reaches storage only through the [`ViewRepository`] port.
+//! say who may read what (DOMAIN.md, "Roles and what each may do").
+//! [`ViewService`] is the use-case service: every read is made for a caller
+//! and asks the policy first; it reaches storage only through the
+//! [`ViewRepository`] port.
 
 mod fold;
 mod policy;

@@ -1,5 +1,5 @@
 //! The view's use cases: every read is made for a caller ([`Principal`]) and
-//! answers only what DESIGN.md section 8 lets that caller see.
+//! answers only what DOMAIN.md ("Roles and what each may do") lets that caller see.
 
 use std::sync::Arc;
 

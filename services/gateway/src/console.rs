@@ -239,7 +239,7 @@ mod tests {
         (Response::from_parts(parts, Body::empty()), bytes)
     }
 
-    fn header<'a>(r: &'a Response<Body>, name: header::HeaderName) -> &'a str {
+    fn header(r: &Response<Body>, name: header::HeaderName) -> &str {
         r.headers().get(name).unwrap().to_str().unwrap()
     }
 

@@ -1,4 +1,4 @@
-//! The gateway (DESIGN.md section 8): the mesh's one public port.
+//! The gateway (DOMAIN.md, "Services and what each owns"): the mesh's one public port.
 //!
 //! - every call under a service's path is forwarded to a replica of that
 //!   service ([`proxy`]), after the gateway checked the bearer token, the
@@ -206,7 +206,7 @@ fn cors(origins: &[String]) -> Result<Option<CorsLayer>, String> {
                 HeaderName::from_static("grpc-message"),
                 HeaderName::from_static("grpc-status-details-bin"),
             ])
-            .max_age(Duration::from_secs(600)),
+            .max_age(Duration::from_mins(10)),
     ))
 }
 

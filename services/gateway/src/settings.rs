@@ -3,50 +3,55 @@
 use std::net::SocketAddr;
 
 use adapters_auth::Credentials;
+use adapters_settings::{POSITIVE, SettingsError, file_only};
 use domain_kernel::{BoothCode, LotCode, Principal, Role};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
-/// Limits at the edge and who may log in.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct GatewaySettings {
-    /// The public port. `roaming up` binds it on every interface; the services
-    /// stay on loopback.
-    pub listen: SocketAddr,
-    /// Calls per second each principal may make (sustained).
-    pub rate_per_second: u32,
-    /// Calls a principal may make at once before the rate applies.
-    pub burst: u32,
-    /// Login attempts per minute per username.
-    pub logins_per_minute: u32,
-    /// Largest request message, in bytes.
-    pub max_message_bytes: usize,
-    /// Deadline given to unary calls that arrive without one, in milliseconds.
-    pub default_deadline_ms: u64,
-    /// Unary calls in flight at once; more are shed with `UNAVAILABLE`.
-    pub max_concurrent_calls: usize,
-    /// Unary calls inside one replica of a service at once (the gateway
-    /// admits this many times the service's configured addresses); a call
-    /// over it waits its turn for at most `admission_wait_ms`, then is
-    /// refused with `UNAVAILABLE` and a `RetryInfo`. Size it from the
-    /// concurrency at which a replica's throughput stops growing
-    /// (BENCHMARKS.md, run 5). Each gateway admits this many on its own:
-    /// with several gateways a replica sees their sum.
-    pub admission_per_replica: usize,
-    /// The longest a call waits for admission, in milliseconds.
-    pub admission_wait_ms: u64,
-    /// Origins of other web apps whose pages may call the gateway from a
-    /// browser (gRPC-web with CORS), as `https://host[:port]`. Empty: only
-    /// the console the gateway serves itself (same origin).
-    pub allowed_origins: Vec<String>,
-    /// Who may get a token from `AuthService/IssueToken`. Empty in `roaming up`
-    /// means the demo principals of DESIGN.md section 11.
-    pub principals: Vec<PrincipalEntry>,
+adapters_settings::section! {
+    /// Limits at the edge and who may log in.
+    #[derive(Debug, Clone)]
+    pub struct GatewaySettings {
+        /// The public port. `roaming up` binds it on every interface; the
+        /// services stay on loopback.
+        pub listen: SocketAddr = SocketAddr::from(([0, 0, 0, 0], 50050));
+        /// Calls per second each principal may make (sustained).
+        pub rate_per_second: u32 = 200, check POSITIVE;
+        /// Calls a principal may make at once before the rate applies.
+        pub burst: u32 = 400, check POSITIVE;
+        /// Login attempts per minute per username.
+        pub logins_per_minute: u32 = 30, check POSITIVE;
+        /// Largest request message, in bytes (1 KiB to 16 MiB).
+        pub max_message_bytes: usize = 64 * 1024, check 1_024..=16 * 1024 * 1024;
+        /// Deadline given to unary calls that arrive without one, in
+        /// milliseconds.
+        pub default_deadline_ms: u64 = 10_000, check POSITIVE;
+        /// Unary calls in flight at once; more are shed with `UNAVAILABLE`.
+        pub max_concurrent_calls: usize = 1_024, check POSITIVE;
+        /// Unary calls inside one replica of a service at once (the gateway
+        /// admits this many times the service's configured addresses); a call
+        /// over it waits its turn for at most `admission_wait_ms`, then is
+        /// refused with `UNAVAILABLE` and a `RetryInfo`. Size it from the
+        /// concurrency at which a replica's throughput stops growing
+        /// (BENCHMARKS-LOG.md, run 5). Each gateway admits this many on its own:
+        /// with several gateways a replica sees their sum.
+        pub admission_per_replica: usize = 64, check 1..=MAX_ADMISSION_PER_REPLICA;
+        /// The longest a call waits for admission, in milliseconds (at most
+        /// `default_deadline_ms`).
+        pub admission_wait_ms: u64 = 25;
+        /// Origins of other web apps whose pages may call the gateway from a
+        /// browser (gRPC-web with CORS), as `https://host[:port]`,
+        /// comma-separated. Empty: only the console the gateway serves
+        /// itself (same origin, no CORS).
+        pub allowed_origins: Vec<String> = Vec::new(), check origins;
+        /// Who may get a token from `AuthService/IssueToken` (file only). Empty
+        /// in `roaming up` means the demo principals (DOMAIN.md, "The demo catalog").
+        pub principals: Vec<PrincipalEntry> = Vec::new(), env file_only, check principals;
+    }
 }
 
 /// One login: its argon2 PHC hash (`roaming hash-password` prints one), roles
 /// and, for booth staff, the booth; for a gate, its parking lot.
-#[derive(Clone, Deserialize)]
+#[derive(Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct PrincipalEntry {
     pub username: String,
@@ -69,21 +74,83 @@ impl std::fmt::Debug for PrincipalEntry {
     }
 }
 
-impl Default for GatewaySettings {
-    fn default() -> Self {
-        Self {
-            listen: SocketAddr::from(([0, 0, 0, 0], 50050)),
-            rate_per_second: 200,
-            burst: 400,
-            logins_per_minute: 30,
-            max_message_bytes: 64 * 1024,
-            default_deadline_ms: 10_000,
-            max_concurrent_calls: 1_024,
-            admission_per_replica: 64,
-            admission_wait_ms: 25,
-            allowed_origins: Vec::new(),
-            principals: Vec::new(),
+/// The most unary calls the gateway admits into one replica (a larger value
+/// means no admission limit at all; the benchmark's "before" uses 100,000).
+pub const MAX_ADMISSION_PER_REPLICA: usize = 1_000_000;
+
+/// The hash of the demo password `demo` (embedded mode only).
+pub const DEMO_PASSWORD_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$LrrEiUf+UiA5dYW+OML28A$hHo4P0Ly8THiqf7aykioqyR/ngUmM6Bd26SrQgX1XMQ";
+
+/// The demo principals (DOMAIN.md, "The demo catalog"): username, role, and the place
+/// the role is bound to (the booth of booth staff, the lot of a gate).
+pub const DEMO_PRINCIPALS: [(&str, &str, Option<&str>); 6] = [
+    ("alice", "customer", None),
+    ("bob", "customer", None),
+    ("staff-icn-t1", "booth_staff", Some("ICN-T1")),
+    ("staff-gmp", "booth_staff", Some("GMP")),
+    ("gate-p1", "gate", Some("P1")),
+    ("ops", "operator", None),
+];
+
+impl PrincipalEntry {
+    pub fn demo() -> Vec<Self> {
+        DEMO_PRINCIPALS
+            .iter()
+            .map(|(username, role, place)| Self {
+                username: (*username).to_owned(),
+                password_hash: DEMO_PASSWORD_HASH.to_owned(),
+                roles: vec![(*role).to_owned()],
+                booth: place.filter(|_| *role == "booth_staff").map(str::to_owned),
+                lot: place.filter(|_| *role == "gate").map(str::to_owned),
+            })
+            .collect()
+    }
+}
+
+impl GatewaySettings {
+    /// Checks every setting (each against its declaration, then the ones
+    /// that bound each other); the error names the setting.
+    ///
+    /// # Errors
+    /// The first setting out of bounds.
+    pub fn validate(&self) -> Result<(), SettingsError> {
+        adapters_settings::Section::check(self, "gateway.")?;
+        self.check_together()
+    }
+
+    /// The checks that involve two settings (each one alone is checked by its
+    /// declaration).
+    ///
+    /// # Errors
+    /// When `admission_wait_ms` exceeds `default_deadline_ms`.
+    pub fn check_together(&self) -> Result<(), SettingsError> {
+        if self.admission_wait_ms > self.default_deadline_ms {
+            return Err(adapters_settings::bad(
+                "gateway.admission_wait_ms",
+                "must not exceed default_deadline_ms",
+            ));
         }
+        Ok(())
+    }
+
+    /// The configured principals, or `fallback` when none are configured.
+    pub fn credentials(&self, fallback: &[PrincipalEntry]) -> Result<Credentials, String> {
+        credentials(if self.principals.is_empty() {
+            fallback
+        } else {
+            &self.principals
+        })
+    }
+}
+
+/// The check of `gateway.principals`: each entry logs in as someone.
+#[allow(clippy::ptr_arg)] // a check takes the setting's own type
+fn origins(origins: &Vec<String>) -> Result<(), String> {
+    match origins.iter().find(|o| !is_origin(o)) {
+        Some(o) => Err(format!(
+            "{o:?} is not an origin (scheme://host[:port], http or https, no path)"
+        )),
+        None => Ok(()),
     }
 }
 
@@ -120,121 +187,52 @@ fn is_origin(origin: &str) -> bool {
         && port_ok
 }
 
-/// The most unary calls the gateway admits into one replica (a larger value
-/// means no admission limit at all; the benchmark's "before" uses 100,000).
-pub const MAX_ADMISSION_PER_REPLICA: usize = 1_000_000;
-
-/// The hash of the demo password `demo` (embedded mode only).
-pub const DEMO_PASSWORD_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$LrrEiUf+UiA5dYW+OML28A$hHo4P0Ly8THiqf7aykioqyR/ngUmM6Bd26SrQgX1XMQ";
-
-/// The demo principals of DESIGN.md section 11: username, role, and the place
-/// the role is bound to (the booth of booth staff, the lot of a gate).
-pub const DEMO_PRINCIPALS: [(&str, &str, Option<&str>); 6] = [
-    ("alice", "customer", None),
-    ("bob", "customer", None),
-    ("staff-icn-t1", "booth_staff", Some("ICN-T1")),
-    ("staff-gmp", "booth_staff", Some("GMP")),
-    ("gate-p1", "gate", Some("P1")),
-    ("ops", "operator", None),
-];
-
-impl PrincipalEntry {
-    pub fn demo() -> Vec<Self> {
-        DEMO_PRINCIPALS
-            .iter()
-            .map(|(username, role, place)| Self {
-                username: (*username).to_owned(),
-                password_hash: DEMO_PASSWORD_HASH.to_owned(),
-                roles: vec![(*role).to_owned()],
-                booth: place.filter(|_| *role == "booth_staff").map(str::to_owned),
-                lot: place.filter(|_| *role == "gate").map(str::to_owned),
-            })
-            .collect()
-    }
+#[allow(clippy::ptr_arg)] // a check takes the setting's own type
+fn principals(entries: &Vec<PrincipalEntry>) -> Result<(), String> {
+    credentials(entries).map(|_| ()).map_err(|e| {
+        e.strip_prefix("gateway.principals ")
+            .map_or_else(|| e.clone(), str::to_owned)
+    })
 }
 
-impl GatewaySettings {
-    /// Checks the numbers; the problem names the setting.
-    pub fn validate(&self) -> Result<(), String> {
-        if self.rate_per_second == 0 || self.burst == 0 || self.logins_per_minute == 0 {
-            return Err(
-                "gateway.rate_per_second, burst and logins_per_minute must be positive".into(),
-            );
+/// The credentials of `entries`; the error names the entry.
+fn credentials(entries: &[PrincipalEntry]) -> Result<Credentials, String> {
+    let mut credentials = Credentials::default();
+    for e in entries {
+        let roles = e
+            .roles
+            .iter()
+            .map(|r| {
+                Role::parse(r)
+                    .ok_or_else(|| format!("gateway.principals {}: unknown role {r:?}", e.username))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        if roles.is_empty() {
+            return Err(format!("gateway.principals {}: no role", e.username));
         }
-        if !(1_024..=16 * 1024 * 1024).contains(&self.max_message_bytes) {
-            return Err("gateway.max_message_bytes must be 1 KiB to 16 MiB".into());
-        }
-        if self.default_deadline_ms == 0
-            || self.max_concurrent_calls == 0
-            || self.admission_per_replica == 0
-        {
-            return Err(
-                "gateway.default_deadline_ms, max_concurrent_calls and admission_per_replica must be positive".into(),
-            );
-        }
-        if self.admission_per_replica > MAX_ADMISSION_PER_REPLICA {
+        let booth = place(e, "booth", e.booth.as_deref(), BoothCode::parse)?;
+        if roles.contains(&Role::BoothStaff) && booth.is_none() {
             return Err(format!(
-                "gateway.admission_per_replica must be at most {MAX_ADMISSION_PER_REPLICA}"
+                "gateway.principals {}: booth staff need a booth",
+                e.username
             ));
         }
-        if self.admission_wait_ms > self.default_deadline_ms {
-            return Err("gateway.admission_wait_ms must not exceed default_deadline_ms".into());
+        let lot = place(e, "lot", e.lot.as_deref(), LotCode::parse)?;
+        if roles.contains(&Role::Gate) && lot.is_none() {
+            return Err(format!(
+                "gateway.principals {}: a gate needs a lot",
+                e.username
+            ));
         }
-        for origin in &self.allowed_origins {
-            if !is_origin(origin) {
-                return Err(format!(
-                    "gateway.allowed_origins: {origin:?} is not an origin (scheme://host[:port], http or https, no path)"
-                ));
-            }
-        }
-        self.credentials(&[]).map(|_| ())
+        credentials
+            .add(
+                &e.username,
+                &e.password_hash,
+                Principal::new(e.username.clone(), roles, booth).with_lot(lot),
+            )
+            .map_err(|err| err.to_string())?;
     }
-
-    /// The configured principals, or `fallback` when none are configured.
-    pub fn credentials(&self, fallback: &[PrincipalEntry]) -> Result<Credentials, String> {
-        let entries = if self.principals.is_empty() {
-            fallback
-        } else {
-            &self.principals
-        };
-        let mut credentials = Credentials::default();
-        for e in entries {
-            let roles = e
-                .roles
-                .iter()
-                .map(|r| {
-                    Role::parse(r).ok_or_else(|| {
-                        format!("gateway.principals {}: unknown role {r:?}", e.username)
-                    })
-                })
-                .collect::<Result<Vec<_>, _>>()?;
-            if roles.is_empty() {
-                return Err(format!("gateway.principals {}: no role", e.username));
-            }
-            let booth = place(e, "booth", e.booth.as_deref(), BoothCode::parse)?;
-            if roles.contains(&Role::BoothStaff) && booth.is_none() {
-                return Err(format!(
-                    "gateway.principals {}: booth staff need a booth",
-                    e.username
-                ));
-            }
-            let lot = place(e, "lot", e.lot.as_deref(), LotCode::parse)?;
-            if roles.contains(&Role::Gate) && lot.is_none() {
-                return Err(format!(
-                    "gateway.principals {}: a gate needs a lot",
-                    e.username
-                ));
-            }
-            credentials
-                .add(
-                    &e.username,
-                    &e.password_hash,
-                    Principal::new(e.username.clone(), roles, booth).with_lot(lot),
-                )
-                .map_err(|err| err.to_string())?;
-        }
-        Ok(credentials)
-    }
+    Ok(credentials)
 }
 
 /// The booth or lot a principal is bound to, parsed; the error names both.
@@ -281,7 +279,7 @@ mod tests {
             allowed_origins: vec!["https://ok.example".into(), "*".into()],
             ..GatewaySettings::default()
         };
-        let e = s.validate().unwrap_err();
+        let e = s.validate().unwrap_err().to_string();
         assert!(
             e.contains("gateway.allowed_origins") && e.contains("\"*\""),
             "{e}"
@@ -303,17 +301,28 @@ mod tests {
     #[test]
     fn admission_limits_are_checked() {
         for (per_replica, wait_ms, problem) in [
-            (0, 25, "must be positive"),
-            (MAX_ADMISSION_PER_REPLICA + 1, 25, "at most"),
-            (64, 10_001, "must not exceed default_deadline_ms"),
+            (
+                0,
+                25,
+                "invalid setting gateway.admission_per_replica: must be 1-1000000",
+            ),
+            (
+                MAX_ADMISSION_PER_REPLICA + 1,
+                25,
+                "invalid setting gateway.admission_per_replica: must be 1-1000000",
+            ),
+            (
+                64,
+                10_001,
+                "invalid setting gateway.admission_wait_ms: must not exceed default_deadline_ms",
+            ),
         ] {
             let s = GatewaySettings {
                 admission_per_replica: per_replica,
                 admission_wait_ms: wait_ms,
                 ..GatewaySettings::default()
             };
-            let e = s.validate().unwrap_err();
-            assert!(e.contains(problem), "{e}");
+            assert_eq!(s.validate().unwrap_err().to_string(), problem);
         }
     }
 
@@ -330,8 +339,8 @@ mod tests {
             ..GatewaySettings::default()
         };
         assert_eq!(
-            s.validate().unwrap_err(),
-            "gateway.principals x: booth staff need a booth"
+            s.validate().unwrap_err().to_string(),
+            "invalid setting gateway.principals: x: booth staff need a booth"
         );
         let gate = GatewaySettings {
             principals: vec![PrincipalEntry {
@@ -344,8 +353,8 @@ mod tests {
             ..GatewaySettings::default()
         };
         assert_eq!(
-            gate.validate().unwrap_err(),
-            "gateway.principals g: a gate needs a lot"
+            gate.validate().unwrap_err().to_string(),
+            "invalid setting gateway.principals: g: a gate needs a lot"
         );
     }
 }

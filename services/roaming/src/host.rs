@@ -32,7 +32,7 @@ pub use adapters_grpc::runtime::Running;
 
 use crate::auth::MeshAuth;
 use crate::bus::Bus;
-use crate::settings::Settings;
+use crate::settings::{ServerOptions, Settings};
 
 /// Largest request message a service accepts (the gateway's limit is the
 /// same by default; this holds for direct calls too).
@@ -41,15 +41,6 @@ pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
 /// A router whose every call passes the token check and the caller's rate
 /// limit first.
 pub type Guarded = Router<Stack<PerPrincipalLayer, Stack<AuthLayer, Stack<TraceLayer, Identity>>>>;
-
-/// How a server is built (see `Settings::server_options`).
-#[derive(Debug, Clone, Copy)]
-pub struct ServerOptions {
-    /// Close each client connection gracefully after this long.
-    pub max_connection_age: Option<Duration>,
-    /// HTTP/2 streams one connection may have open at once.
-    pub max_concurrent_streams: u32,
-}
 
 /// What the process does once, before any service starts: metrics for
 /// `component`, and every event written in a traced call carries that call's
@@ -69,6 +60,16 @@ pub fn call_policy(settings: &Settings) -> CallPolicy {
         },
         ..CallPolicy::default()
     }
+}
+
+/// Tells whoever started this process where `listener` of `service` listens:
+/// one line on stdout, `listening service=<service> addr=<ip:port>`, as soon
+/// as the port is bound. Given port 0, the system picks the port; a harness
+/// (`tools/mesh`) reads this line instead of guessing a free port beforehand.
+pub fn report_bound(service: &str, listener: &TcpListener) -> anyhow::Result<SocketAddr> {
+    let addr = listener.local_addr()?;
+    println!("listening service={service} addr={addr}");
+    Ok(addr)
 }
 
 /// A service being started: bound, migrated, relaying its outbox.
@@ -98,6 +99,7 @@ impl Host {
         let listener = TcpListener::bind(listen)
             .await
             .map_err(|e| anyhow::anyhow!("binding {listen}: {e}"))?;
+        report_bound(name, &listener)?;
         let db = Db::connect_pooled::<M>(&url, settings.database_pool)
             .await
             .map_err(|e| anyhow::anyhow!("database {url}: {e}"))?;

@@ -29,6 +29,6 @@ pub use settings::Settings;
 /// Every binary of the mesh (`roaming` and the one-service binaries link this
 /// crate) allocates with mimalloc: glibc's malloc and free, with their
 /// consolidation across threads, were ~15% of the mesh's CPU under load
-/// (BENCHMARKS.md, run 6).
+/// (BENCHMARKS-LOG.md, run 6).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;

@@ -91,7 +91,7 @@ fn already_there(status: &tonic::Status) -> bool {
 }
 
 /// `roaming seed-demo GATEWAY [--password P]`: logs in as `ops` and creates
-/// DESIGN.md section 11's demo catalog (the devices of three booths, ten
+/// the demo catalog of DOMAIN.md (the devices of three booths, ten
 /// parking spaces) through the gateway, as an operator would; waits until the
 /// reservation service has learnt it (from the events). A second run changes
 /// nothing.

@@ -1,4 +1,4 @@
-//! What a new mesh starts with (DESIGN.md section 11): the price list, which
+//! What a new mesh starts with (DOMAIN.md, "The demo catalog"): the price list, which
 //! belongs to the reservation service and is written at its first start, and
 //! the demo booths, devices and parking spaces `roaming up` seeds in a new
 //! data directory.
@@ -11,9 +11,10 @@ use domain_parking::Space;
 use domain_reservation::ports::Catalog;
 use tracing::info;
 
-use crate::up::Mesh;
+use crate::parking::Parkings;
+use crate::rental::Rentals;
 
-/// The price list of DESIGN.md section 11, written when the catalog has none:
+/// The price list of DOMAIN.md's demo catalog, written when the catalog has none:
 /// pricing belongs to the reservation service, not to the client.
 pub async fn ensure_price_list(store: &ReservationStore) -> anyhow::Result<()> {
     use domain_kernel::{CountryCode, DeviceModel};
@@ -41,16 +42,21 @@ pub async fn ensure_price_list(store: &ReservationStore) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// DESIGN.md section 11: booths and their devices, the parking lot (the price
-/// list is the reservation service's own, written at its first start).
-pub async fn demo(mesh: &Mesh) -> anyhow::Result<()> {
+/// DOMAIN.md's demo catalog: booths and their devices, the parking lot (the price
+/// list is the reservation service's own, written at its first start), then
+/// waits until the reservation `catalog` has heard of them.
+pub async fn demo(
+    rentals: &Rentals,
+    parkings: &Parkings,
+    catalog: &ReservationStore,
+) -> anyhow::Result<()> {
     let ops = Principal::operator("seed");
     for (booth, eggs, phones) in [("ICN-T1", 3, 2), ("ICN-T2", 2, 2), ("GMP", 2, 2)] {
         for (model, count) in [("egg-lte", eggs), ("phone-5g", phones)] {
             for n in 1..=count {
                 let serial = Serial::parse(&format!("{booth}-{model}-{n}"))
                     .map_err(|e| anyhow::anyhow!("{e}"))?;
-                mesh.rentals
+                rentals
                     .register_device(
                         &ops,
                         serial,
@@ -73,7 +79,7 @@ pub async fn demo(mesh: &Mesh) -> anyhow::Result<()> {
             rate,
         )
         .map_err(|v| anyhow::anyhow!("{v}"))?;
-        mesh.parkings
+        parkings
             .register_space(&ops, space)
             .await
             .map_err(|e| anyhow::anyhow!("seeding space: {e}"))?;
@@ -83,7 +89,6 @@ pub async fn demo(mesh: &Mesh) -> anyhow::Result<()> {
         domain_kernel::SpaceId::parse("P1-B1-010").map_err(|e| anyhow::anyhow!("{e}"))?;
     let gmp = BoothCode::parse("GMP").map_err(|e| anyhow::anyhow!("{e}"))?;
     for _ in 0..200 {
-        let catalog = mesh.reservations.catalog();
         if catalog.space_offer(&last_space).await?.is_some() && catalog.booth_exists(&gmp).await? {
             info!("demo catalog seeded");
             return Ok(());

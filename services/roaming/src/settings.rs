@@ -1,251 +1,150 @@
 //! Typed settings: a TOML file (optional) plus `ROAMING_*` environment
 //! overrides, validated before anything binds.
+//!
+//! Each setting is declared once, in its section (`adapters_settings::section!`):
+//! its doc, type, default and check. Its TOML key is its field's name
+//! (`payment.fault_latency_ms`), its variable that key in capitals after
+//! `ROAMING_` (`ROAMING_PAYMENT_FAULT_LATENCY_MS`), and `ROAMING_<NAME>_FILE`
+//! reads it from a file. The root section is here; the service sections are
+//! in `settings/` (`service.rs`, `payment.rs`), the tokens' in
+//! `settings/auth.rs`, the gateway's in `services/gateway/src/settings.rs`.
+//! README.md's table of every setting is checked against [`Settings::table`].
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use adapters_settings::{Entry, POSITIVE, bad};
 use gateway::GatewaySettings;
-use serde::Deserialize;
 
-/// Every setting of one process (one service, or `roaming up`).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct Settings {
-    /// Where SQLite files live when a service has no database URL.
-    pub data_dir: PathBuf,
-    /// NATS JetStream (e.g. `nats://127.0.0.1:4222`); the embedded bus when unset.
-    pub nats_url: Option<String>,
-    /// Prefix of every stream, durable and subject (several meshes on one NATS).
-    pub nats_prefix: String,
-    /// Copies of each JetStream stream when the mesh creates it (1-5; 3 on a
-    /// three-server NATS cluster).
-    pub nats_stream_replicas: usize,
-    pub reservation: ServiceSettings,
-    pub payment: PaymentSettings,
-    pub rental: ServiceSettings,
-    pub parking: ServiceSettings,
-    pub view: ServiceSettings,
-    /// Addresses of payment replicas, for reservation's `Pay` calls.
-    pub payment_addrs: Vec<String>,
-    /// Addresses of reservation replicas, for parking's `VerifyParkingEntry`.
-    pub reservation_addrs: Vec<String>,
-    /// Deadline of every synchronous call, in milliseconds.
-    pub call_deadline_ms: u64,
-    /// How long a reserve call may stay `PENDING_PAYMENT` before the sweeper
-    /// rejects it (and the capture, if any, is voided), in milliseconds.
-    pub pending_ttl_ms: u64,
-    /// Fault injection (chaos suite): the reservation process aborts right
-    /// after this many captured payments, before committing them. 0 is off.
-    pub reservation_fault_crash_after_pay: u64,
-    /// How long a breaker stays open before one probe, in milliseconds.
-    pub breaker_cool_down_ms: u64,
-    /// How long a stopping service waits for in-flight calls, in milliseconds.
-    pub shutdown_grace_ms: u64,
-    /// How long a process that was told to stop keeps serving while reporting
-    /// `NOT_SERVING`, so load balancers (Kubernetes endpoints) stop sending it
-    /// calls before it stops accepting, in milliseconds. 0 in `roaming up`.
-    pub shutdown_delay_ms: u64,
-    /// Servers close each client connection gracefully (GOAWAY) after this
-    /// long, so long-lived HTTP/2 connections spread over replicas added
-    /// since; calls and streams in flight run to their end. In seconds; 0 is
-    /// off.
-    pub max_connection_age_secs: u64,
-    /// Connections each server (every service port and the gateway) holds at
-    /// once; more are closed at accept, logged at WARN (sampled).
-    pub max_connections: usize,
-    /// Connections one IP address may hold at once on one server.
-    pub max_connections_per_peer: usize,
-    /// How long a new connection may take to send its first bytes before it
-    /// is closed, in milliseconds.
-    pub handshake_timeout_ms: u64,
-    /// HTTP/2 streams (calls) one client connection to the gateway may have
-    /// open at once.
+mod auth;
+mod checks;
+mod payment;
+mod service;
+
+pub use adapters_settings::SettingsError;
+pub use auth::{AuthSettings, TrustedKeySetting};
+pub use payment::PaymentSettings;
+pub use service::ServiceSettings;
+
+use checks::{http_urls, loopback, nats_scheme};
+
+/// The prefix of every setting's environment variable.
+pub const ENV_PREFIX: &str = "ROAMING_";
+
+adapters_settings::section! {
+    /// Every setting of one process (one service, or `roaming up`).
+    #[derive(Debug, Clone)]
+    pub struct Settings {
+        /// Where SQLite files live when a service has no database URL.
+        pub data_dir: PathBuf = PathBuf::from("data");
+        /// NATS JetStream (e.g. `nats://127.0.0.1:4222`); the embedded bus
+        /// when unset.
+        pub nats_url: Option<String> = None, check nats_scheme;
+        /// Prefix of every stream, durable and subject (several meshes on one
+        /// NATS).
+        pub nats_prefix: String = String::new();
+        /// Copies of each JetStream stream when the mesh creates it (1-5; 3 on
+        /// a three-server NATS cluster).
+        pub nats_stream_replicas: usize = 1, check 1..=5;
+        /// Addresses of payment replicas, for reservation's `Pay` calls
+        /// (comma-separated in the environment).
+        pub payment_addrs: Vec<String> = Vec::new(), check http_urls;
+        /// Addresses of reservation replicas, for parking's
+        /// `VerifyParkingEntry` and rental's checks before a hand-over.
+        pub reservation_addrs: Vec<String> = Vec::new(), check http_urls;
+        /// Addresses of rental replicas (the gateway forwards to them; in
+        /// `roaming up` the local service).
+        pub rental_addrs: Vec<String> = Vec::new(), check http_urls;
+        /// Addresses of parking replicas (the gateway forwards to them; in
+        /// `roaming up` the local service).
+        pub parking_addrs: Vec<String> = Vec::new(), check http_urls;
+        /// Addresses of view replicas (the gateway forwards to them; in
+        /// `roaming up` the local service).
+        pub view_addrs: Vec<String> = Vec::new(), check http_urls;
+        /// Deadline of every synchronous call, in milliseconds.
+        pub call_deadline_ms: u64 = 2_000, check 1..=60_000;
+        /// How long a reserve call may stay `PENDING_PAYMENT` before the
+        /// sweeper rejects it (and the capture, if any, is voided), in
+        /// milliseconds; more than twice `call_deadline_ms`.
+        pub pending_ttl_ms: u64 = 60_000;
+        /// Fault injection (chaos suite): the reservation process aborts
+        /// right after this many captured payments, before committing them.
+        /// 0 is off.
+        pub reservation_fault_crash_after_pay: u64 = 0;
+        /// How long a breaker stays open before one probe, in milliseconds.
+        pub breaker_cool_down_ms: u64 = 5_000, check POSITIVE;
+        /// How long a stopping service waits for in-flight calls, in
+        /// milliseconds.
+        pub shutdown_grace_ms: u64 = 5_000;
+        /// How long a process that was told to stop keeps serving while
+        /// reporting `NOT_SERVING`, so load balancers (Kubernetes endpoints)
+        /// stop sending it calls before it stops accepting, in milliseconds.
+        /// 0 in `roaming up`.
+        pub shutdown_delay_ms: u64 = 0;
+        /// Servers close each client connection gracefully (GOAWAY) after
+        /// this many seconds (0: off), so long-lived HTTP/2 connections spread
+        /// over replicas added since; calls and streams in flight run to their
+        /// end.
+        pub max_connection_age_secs: u64 = 0;
+        /// Connections each server (every service port and the gateway) holds
+        /// at once; more are closed at accept, logged at WARN (sampled).
+        pub max_connections: usize = 4_096, check POSITIVE;
+        /// Connections one IP address may hold at once on one server.
+        pub max_connections_per_peer: usize = 512, check POSITIVE;
+        /// How long a new connection may take to send its first bytes before
+        /// it is closed, in milliseconds.
+        pub handshake_timeout_ms: u64 = 10_000, check POSITIVE;
+        /// HTTP/2 streams (calls) one client connection to the gateway may
+        /// have open at once.
+        pub max_concurrent_streams: u32 = 256, check POSITIVE;
+        /// The same on the service ports, whose few connections (from
+        /// gateways and other services) multiplex everyone's calls and watch
+        /// streams, so it is far higher.
+        pub service_max_concurrent_streams: u32 = 16_384, check POSITIVE;
+        /// PostgreSQL connections each process may hold (every replica of
+        /// every service has its own pool; their sum must stay under the
+        /// server's `max_connections`).
+        pub database_pool: u32 = adapters_store::DEFAULT_POOL;
+        /// Log as JSON lines (`1`, `true` or `yes` in the environment).
+        pub log_json: bool = false;
+        /// The admin HTTP port (`/metrics`, `/healthz`); `off` turns it off.
+        /// One per process: give each process of a host its own.
+        pub admin_listen: Option<SocketAddr> = Some(loopback(9464));
+        sections {
+            /// The reservation service.
+            pub reservation: ServiceSettings = ServiceSettings::on(50051);
+            /// The payment service.
+            pub payment: PaymentSettings = PaymentSettings::default();
+            /// The rental service.
+            pub rental: ServiceSettings = ServiceSettings::on(50053);
+            /// The parking service.
+            pub parking: ServiceSettings = ServiceSettings::on(50054);
+            /// The view service.
+            pub view: ServiceSettings = ServiceSettings::on(50055);
+            /// Tokens and their keys.
+            pub auth: AuthSettings = AuthSettings::default();
+            /// The gateway.
+            pub gateway: GatewaySettings = GatewaySettings::default();
+        }
+    }
+}
+
+/// How a server is built (see [`Settings::server_options`]).
+#[derive(Debug, Clone, Copy)]
+pub struct ServerOptions {
+    /// Close each client connection gracefully after this long.
+    pub max_connection_age: Option<Duration>,
+    /// HTTP/2 streams one connection may have open at once.
     pub max_concurrent_streams: u32,
-    /// The same on the service ports, whose few connections (from gateways
-    /// and other services) multiplex everyone's calls and watch streams, so it
-    /// is far higher.
-    pub service_max_concurrent_streams: u32,
-    /// PostgreSQL connections each process may hold (every replica of every
-    /// service has its own pool; their sum must stay under the server's
-    /// `max_connections`).
-    pub database_pool: u32,
-    /// Log as JSON lines.
-    pub log_json: bool,
-    /// The admin HTTP port (`/metrics`, `/healthz`); off when unset. One per
-    /// process: give each process of a host its own.
-    pub admin_listen: Option<SocketAddr>,
-    /// Addresses of rental, parking and view replicas (the gateway forwards to
-    /// them; in `roaming up` the local services).
-    pub rental_addrs: Vec<String>,
-    pub parking_addrs: Vec<String>,
-    pub view_addrs: Vec<String>,
-    pub auth: AuthSettings,
-    pub gateway: GatewaySettings,
-}
-
-/// Tokens: who issues them, for whom, and which keys sign and verify them.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct AuthSettings {
-    /// `iss` of issued tokens, and the only issuer accepted.
-    pub issuer: String,
-    /// `aud` of issued tokens, and the only audience accepted.
-    pub audience: String,
-    /// Lifetime of the tokens the gateway issues, in seconds.
-    pub token_ttl_secs: u64,
-    /// This process's Ed25519 key (PKCS#8 PEM): the gateway signs user tokens
-    /// with it, a service its own service tokens. `roaming up` keeps one under
-    /// `data_dir/keys/` (created on first start) when this is unset.
-    pub signing_key_file: Option<PathBuf>,
-    /// Public keys trusted besides this process's own key.
-    pub trusted_keys: Vec<TrustedKeySetting>,
-    /// A JWKS document of an external identity provider, read at start.
-    pub jwks_file: Option<PathBuf>,
-    /// An external identity provider's JWKS URL (`https`, or `http` to a
-    /// loopback address): fetched at start, every 5 minutes, and when a
-    /// token names an unknown key (at most once per 10 seconds).
-    pub jwks_url: Option<String>,
-}
-
-/// A trusted public key: the base64url `x` of its JWK (`roaming keygen`
-/// prints it); with `subject`, only that service's own tokens are accepted.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TrustedKeySetting {
-    pub x: String,
-    #[serde(default)]
-    pub subject: Option<String>,
-}
-
-impl Default for AuthSettings {
-    fn default() -> Self {
-        let a = adapters_auth::Audience::default();
-        Self {
-            issuer: a.issuer,
-            audience: a.audience,
-            token_ttl_secs: 900,
-            signing_key_file: None,
-            trusted_keys: Vec::new(),
-            jwks_file: None,
-            jwks_url: None,
-        }
-    }
-}
-
-/// Where one service listens and keeps its data.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct ServiceSettings {
-    pub listen: SocketAddr,
-    /// `sqlite://...` or `postgres://...`; a SQLite file under `data_dir` when unset.
-    pub database_url: Option<String>,
-}
-
-/// Payment's settings, with the fault knob for showing the breaker.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct PaymentSettings {
-    pub listen: SocketAddr,
-    pub database_url: Option<String>,
-    /// Injected latency per `Pay`, in milliseconds (0: off).
-    pub fault_latency_ms: u64,
-    /// Fraction of `Pay` calls answered `UNAVAILABLE` (0.0: off).
-    pub fault_failure_rate: f64,
-}
-
-fn loopback(port: u16) -> SocketAddr {
-    SocketAddr::from(([127, 0, 0, 1], port))
-}
-
-impl Default for ServiceSettings {
-    fn default() -> Self {
-        Self {
-            listen: loopback(0),
-            database_url: None,
-        }
-    }
-}
-
-impl Default for PaymentSettings {
-    fn default() -> Self {
-        Self {
-            listen: loopback(50052),
-            database_url: None,
-            fault_latency_ms: 0,
-            fault_failure_rate: 0.0,
-        }
-    }
-}
-
-impl Default for Settings {
-    fn default() -> Self {
-        Self {
-            data_dir: PathBuf::from("data"),
-            nats_url: None,
-            nats_prefix: String::new(),
-            nats_stream_replicas: 1,
-            reservation: ServiceSettings {
-                listen: loopback(50051),
-                database_url: None,
-            },
-            payment: PaymentSettings::default(),
-            rental: ServiceSettings {
-                listen: loopback(50053),
-                database_url: None,
-            },
-            parking: ServiceSettings {
-                listen: loopback(50054),
-                database_url: None,
-            },
-            view: ServiceSettings {
-                listen: loopback(50055),
-                database_url: None,
-            },
-            payment_addrs: Vec::new(),
-            reservation_addrs: Vec::new(),
-            call_deadline_ms: 2_000,
-            pending_ttl_ms: 60_000,
-            reservation_fault_crash_after_pay: 0,
-            breaker_cool_down_ms: 5_000,
-            shutdown_grace_ms: 5_000,
-            shutdown_delay_ms: 0,
-            max_connection_age_secs: 0,
-            max_connections: 4_096,
-            max_connections_per_peer: 512,
-            database_pool: adapters_store::DEFAULT_POOL,
-            handshake_timeout_ms: 10_000,
-            max_concurrent_streams: 256,
-            service_max_concurrent_streams: 16_384,
-            log_json: false,
-            admin_listen: Some(loopback(9464)),
-            rental_addrs: Vec::new(),
-            parking_addrs: Vec::new(),
-            view_addrs: Vec::new(),
-            auth: AuthSettings::default(),
-            gateway: GatewaySettings::default(),
-        }
-    }
-}
-
-/// A setting that is missing, malformed or out of range; names the setting.
-#[derive(Debug, thiserror::Error)]
-#[error("invalid setting {name}: {problem}")]
-pub struct SettingsError {
-    pub name: String,
-    pub problem: String,
-}
-
-fn bad(name: &str, problem: impl std::fmt::Display) -> SettingsError {
-    SettingsError {
-        name: name.to_owned(),
-        problem: problem.to_string(),
-    }
 }
 
 impl Settings {
     /// Reads `file` (if given), then applies `ROAMING_*` variables from `env`,
     /// then validates.
+    ///
+    /// # Errors
+    /// The first setting that cannot be read or is out of bounds, named.
     pub fn load(
         file: Option<&std::path::Path>,
         env: impl IntoIterator<Item = (String, String)>,
@@ -259,217 +158,36 @@ impl Settings {
             None => Self::default(),
         };
         for (key, value) in env {
-            s.apply_env(&key, &value)?;
+            // The test suite's own variables (`ROAMING_TEST_POSTGRES`) are not settings.
+            if let Some(name) = key.strip_prefix(ENV_PREFIX)
+                && !name.starts_with("TEST_")
+            {
+                adapters_settings::set_env(&mut s, ENV_PREFIX, &key, &value)?;
+            }
         }
         s.validate()?;
         Ok(s)
     }
 
-    fn apply_env(&mut self, key: &str, value: &str) -> Result<(), SettingsError> {
-        let Some(name) = key.strip_prefix("ROAMING_") else {
-            return Ok(());
-        };
-        // The test suite's own variables (`ROAMING_TEST_POSTGRES`) are not settings.
-        if name.starts_with("TEST_") {
-            return Ok(());
-        }
-        let addr = |v: &str| v.parse::<SocketAddr>().map_err(|e| bad(key, e));
-        let list = |v: &str| {
-            v.split(',')
-                .map(str::trim)
-                .filter(|a| !a.is_empty())
-                .map(str::to_owned)
-                .collect::<Vec<_>>()
-        };
-        let number = |v: &str| v.parse::<u64>().map_err(|e| bad(key, e));
-        match name {
-            "DATA_DIR" => self.data_dir = PathBuf::from(value),
-            "NATS_URL" => self.nats_url = Some(value.to_owned()).filter(|v| !v.is_empty()),
-            "NATS_PREFIX" => value.clone_into(&mut self.nats_prefix),
-            "NATS_STREAM_REPLICAS" => {
-                self.nats_stream_replicas = value.parse().map_err(|e| bad(key, e))?;
-            }
-            "RESERVATION_LISTEN" => self.reservation.listen = addr(value)?,
-            "PAYMENT_LISTEN" => self.payment.listen = addr(value)?,
-            "RENTAL_LISTEN" => self.rental.listen = addr(value)?,
-            "PARKING_LISTEN" => self.parking.listen = addr(value)?,
-            "VIEW_LISTEN" => self.view.listen = addr(value)?,
-            "RESERVATION_DATABASE_URL" => self.reservation.database_url = Some(value.to_owned()),
-            "PAYMENT_DATABASE_URL" => self.payment.database_url = Some(value.to_owned()),
-            "RENTAL_DATABASE_URL" => self.rental.database_url = Some(value.to_owned()),
-            "PARKING_DATABASE_URL" => self.parking.database_url = Some(value.to_owned()),
-            "VIEW_DATABASE_URL" => self.view.database_url = Some(value.to_owned()),
-            "PAYMENT_ADDRS" => self.payment_addrs = list(value),
-            "RESERVATION_ADDRS" => self.reservation_addrs = list(value),
-            "RENTAL_ADDRS" => self.rental_addrs = list(value),
-            "PARKING_ADDRS" => self.parking_addrs = list(value),
-            "VIEW_ADDRS" => self.view_addrs = list(value),
-            "GATEWAY_LISTEN" => self.gateway.listen = addr(value)?,
-            "GATEWAY_RATE_PER_SECOND" => {
-                self.gateway.rate_per_second = value.parse().map_err(|e| bad(key, e))?;
-            }
-            "GATEWAY_BURST" => self.gateway.burst = value.parse().map_err(|e| bad(key, e))?,
-            "GATEWAY_ADMISSION_PER_REPLICA" => {
-                self.gateway.admission_per_replica = value.parse().map_err(|e| bad(key, e))?;
-            }
-            "GATEWAY_ADMISSION_WAIT_MS" => self.gateway.admission_wait_ms = number(value)?,
-            "AUTH_ISSUER" => value.clone_into(&mut self.auth.issuer),
-            "AUTH_AUDIENCE" => value.clone_into(&mut self.auth.audience),
-            "AUTH_TOKEN_TTL_SECS" => self.auth.token_ttl_secs = number(value)?,
-            "AUTH_SIGNING_KEY_FILE" => {
-                self.auth.signing_key_file =
-                    Some(PathBuf::from(value)).filter(|_| !value.is_empty());
-            }
-            "AUTH_JWKS_FILE" => {
-                self.auth.jwks_file = Some(PathBuf::from(value)).filter(|_| !value.is_empty());
-            }
-            "AUTH_JWKS_URL" => {
-                self.auth.jwks_url = Some(value.to_owned()).filter(|_| !value.is_empty());
-            }
-            // `x` or `subject=x`, comma-separated.
-            "AUTH_TRUSTED_KEYS" => {
-                self.auth.trusted_keys = list(value)
-                    .into_iter()
-                    .map(|entry| match entry.split_once('=') {
-                        Some((subject, x)) => TrustedKeySetting {
-                            x: x.to_owned(),
-                            subject: Some(subject.to_owned()),
-                        },
-                        None => TrustedKeySetting {
-                            x: entry,
-                            subject: None,
-                        },
-                    })
-                    .collect();
-            }
-            "CALL_DEADLINE_MS" => self.call_deadline_ms = number(value)?,
-            "PENDING_TTL_MS" => self.pending_ttl_ms = number(value)?,
-            "RESERVATION_FAULT_CRASH_AFTER_PAY" => {
-                self.reservation_fault_crash_after_pay = number(value)?;
-            }
-            "BREAKER_COOL_DOWN_MS" => self.breaker_cool_down_ms = number(value)?,
-            "SHUTDOWN_GRACE_MS" => self.shutdown_grace_ms = number(value)?,
-            "SHUTDOWN_DELAY_MS" => self.shutdown_delay_ms = number(value)?,
-            "MAX_CONNECTION_AGE_SECS" => self.max_connection_age_secs = number(value)?,
-            "DATABASE_POOL" => {
-                self.database_pool = value.parse().map_err(|e| bad(key, e))?;
-            }
-            "MAX_CONNECTIONS" => {
-                self.max_connections = value.parse().map_err(|e| bad(key, e))?;
-            }
-            "MAX_CONNECTIONS_PER_PEER" => {
-                self.max_connections_per_peer = value.parse().map_err(|e| bad(key, e))?;
-            }
-            "HANDSHAKE_TIMEOUT_MS" => self.handshake_timeout_ms = number(value)?,
-            "MAX_CONCURRENT_STREAMS" => {
-                self.max_concurrent_streams = value.parse().map_err(|e| bad(key, e))?;
-            }
-            "SERVICE_MAX_CONCURRENT_STREAMS" => {
-                self.service_max_concurrent_streams = value.parse().map_err(|e| bad(key, e))?;
-            }
-            "PAYMENT_FAULT_LATENCY_MS" => self.payment.fault_latency_ms = number(value)?,
-            "PAYMENT_FAULT_FAILURE_RATE" => {
-                self.payment.fault_failure_rate = value.parse().map_err(|e| bad(key, e))?;
-            }
-            "ADMIN_LISTEN" => {
-                self.admin_listen = match value {
-                    "" | "off" => None,
-                    v => Some(addr(v)?),
-                };
-            }
-            "LOG_JSON" => self.log_json = matches!(value, "1" | "true" | "yes"),
-            // `ROAMING_X_FILE=path` sets `ROAMING_X` to the file's contents
-            // (trimmed): secrets mounted as files, e.g. a database URL.
-            _ => match name.strip_suffix("_FILE") {
-                Some(setting) if !setting.is_empty() => {
-                    let text = std::fs::read_to_string(value)
-                        .map_err(|e| bad(key, format!("{value}: {e}")))?;
-                    self.apply_env(&format!("ROAMING_{setting}"), text.trim())
-                        .map_err(|e| bad(key, e.problem))?;
-                }
-                _ => return Err(bad(key, "unknown setting")),
-            },
-        }
-        Ok(())
-    }
-
-    fn validate(&self) -> Result<(), SettingsError> {
-        if !(0.0..=1.0).contains(&self.payment.fault_failure_rate) {
-            return Err(bad(
-                "payment.fault_failure_rate",
-                "must be between 0.0 and 1.0",
-            ));
-        }
-        if self.call_deadline_ms == 0 || self.call_deadline_ms > 60_000 {
-            return Err(bad("call_deadline_ms", "must be 1-60000"));
-        }
-        if self.max_connections == 0 || self.max_connections_per_peer == 0 {
-            return Err(bad("max_connections", "must be positive"));
-        }
-        if self.handshake_timeout_ms == 0
-            || self.max_concurrent_streams == 0
-            || self.service_max_concurrent_streams == 0
-        {
-            return Err(bad(
-                "handshake_timeout_ms / max_concurrent_streams",
-                "must be positive",
-            ));
-        }
-        if !(1..=5).contains(&self.nats_stream_replicas) {
-            return Err(bad("nats_stream_replicas", "must be 1-5"));
-        }
+    /// Checks every setting against its declaration, then the ones that
+    /// bound each other.
+    ///
+    /// # Errors
+    /// The first setting out of bounds, named.
+    pub fn validate(&self) -> Result<(), SettingsError> {
+        adapters_settings::Section::check(self, "")?;
         if self.pending_ttl_ms <= self.call_deadline_ms * 2 {
             return Err(bad(
                 "pending_ttl_ms",
                 "must be more than twice call_deadline_ms (a claim must outlive its payment call)",
             ));
         }
-        if self.breaker_cool_down_ms == 0 {
-            return Err(bad("breaker_cool_down_ms", "must be positive"));
-        }
-        for (name, url) in [
-            ("reservation.database_url", &self.reservation.database_url),
-            ("payment.database_url", &self.payment.database_url),
-            ("rental.database_url", &self.rental.database_url),
-            ("parking.database_url", &self.parking.database_url),
-            ("view.database_url", &self.view.database_url),
-        ] {
-            if let Some(url) = url
-                && !(url.starts_with("sqlite:")
-                    || url.starts_with("postgres:")
-                    || url.starts_with("postgresql:"))
-            {
-                return Err(bad(name, "must start with sqlite: or postgres:"));
-            }
-        }
-        for a in self
-            .payment_addrs
-            .iter()
-            .chain(&self.reservation_addrs)
-            .chain(&self.rental_addrs)
-            .chain(&self.parking_addrs)
-            .chain(&self.view_addrs)
-        {
-            if !(a.starts_with("http://") || a.starts_with("https://")) {
-                return Err(bad("*_addrs", format!("{a:?} must be an http:// URL")));
-            }
-        }
-        if let Some(url) = &self.nats_url
-            && !url.starts_with("nats://")
-        {
-            return Err(bad("nats_url", "must start with nats://"));
-        }
-        if self.auth.token_ttl_secs < 60 || self.auth.token_ttl_secs > 86_400 {
-            return Err(bad("auth.token_ttl_secs", "must be 60-86400"));
-        }
-        if self.auth.issuer.is_empty() || self.auth.audience.is_empty() {
-            return Err(bad("auth.issuer / auth.audience", "must not be empty"));
-        }
-        for k in &self.auth.trusted_keys {
-            adapters_auth::TrustedKey::from_x(&k.x).map_err(|e| bad("auth.trusted_keys", e))?;
-        }
-        self.gateway.validate().map_err(|e| bad("gateway", e))?;
-        Ok(())
+        self.gateway.check_together()
+    }
+
+    /// Every setting: its TOML key, its variable, its default and its doc.
+    pub fn table() -> Vec<Entry> {
+        adapters_settings::table::<Self>(ENV_PREFIX)
     }
 
     /// The database of `service`: its URL, or a SQLite file under `data_dir`.
@@ -499,8 +217,8 @@ impl Settings {
     }
 
     /// How every gRPC server of this process is built.
-    pub fn server_options(&self) -> crate::host::ServerOptions {
-        crate::host::ServerOptions {
+    pub fn server_options(&self) -> ServerOptions {
+        ServerOptions {
             max_connection_age: self.max_connection_age(),
             max_concurrent_streams: self.service_max_concurrent_streams,
         }
@@ -634,5 +352,266 @@ mod tests {
             "config file"
         );
         let _ = std::fs::remove_dir_all(dir);
+    }
+
+    /// Every variable the README, the manifests and the scripts name, with
+    /// the key it has always set: renaming a field must not rename these.
+    const KNOWN: [(&str, &str); 44] = [
+        ("ROAMING_DATA_DIR", "data_dir"),
+        ("ROAMING_NATS_URL", "nats_url"),
+        ("ROAMING_NATS_PREFIX", "nats_prefix"),
+        ("ROAMING_NATS_STREAM_REPLICAS", "nats_stream_replicas"),
+        ("ROAMING_RESERVATION_LISTEN", "reservation.listen"),
+        ("ROAMING_PAYMENT_LISTEN", "payment.listen"),
+        ("ROAMING_RENTAL_LISTEN", "rental.listen"),
+        ("ROAMING_PARKING_LISTEN", "parking.listen"),
+        ("ROAMING_VIEW_LISTEN", "view.listen"),
+        (
+            "ROAMING_RESERVATION_DATABASE_URL",
+            "reservation.database_url",
+        ),
+        ("ROAMING_PAYMENT_DATABASE_URL", "payment.database_url"),
+        ("ROAMING_RENTAL_DATABASE_URL", "rental.database_url"),
+        ("ROAMING_PARKING_DATABASE_URL", "parking.database_url"),
+        ("ROAMING_VIEW_DATABASE_URL", "view.database_url"),
+        ("ROAMING_PAYMENT_ADDRS", "payment_addrs"),
+        ("ROAMING_RESERVATION_ADDRS", "reservation_addrs"),
+        ("ROAMING_RENTAL_ADDRS", "rental_addrs"),
+        ("ROAMING_PARKING_ADDRS", "parking_addrs"),
+        ("ROAMING_VIEW_ADDRS", "view_addrs"),
+        ("ROAMING_GATEWAY_LISTEN", "gateway.listen"),
+        ("ROAMING_GATEWAY_RATE_PER_SECOND", "gateway.rate_per_second"),
+        ("ROAMING_GATEWAY_BURST", "gateway.burst"),
+        (
+            "ROAMING_GATEWAY_ADMISSION_PER_REPLICA",
+            "gateway.admission_per_replica",
+        ),
+        (
+            "ROAMING_GATEWAY_ADMISSION_WAIT_MS",
+            "gateway.admission_wait_ms",
+        ),
+        ("ROAMING_AUTH_ISSUER", "auth.issuer"),
+        ("ROAMING_AUTH_AUDIENCE", "auth.audience"),
+        ("ROAMING_AUTH_TOKEN_TTL_SECS", "auth.token_ttl_secs"),
+        ("ROAMING_AUTH_SIGNING_KEY_FILE", "auth.signing_key_file"),
+        ("ROAMING_AUTH_JWKS_FILE", "auth.jwks_file"),
+        ("ROAMING_AUTH_JWKS_URL", "auth.jwks_url"),
+        ("ROAMING_AUTH_TRUSTED_KEYS", "auth.trusted_keys"),
+        ("ROAMING_CALL_DEADLINE_MS", "call_deadline_ms"),
+        ("ROAMING_PENDING_TTL_MS", "pending_ttl_ms"),
+        (
+            "ROAMING_RESERVATION_FAULT_CRASH_AFTER_PAY",
+            "reservation_fault_crash_after_pay",
+        ),
+        ("ROAMING_BREAKER_COOL_DOWN_MS", "breaker_cool_down_ms"),
+        ("ROAMING_SHUTDOWN_GRACE_MS", "shutdown_grace_ms"),
+        ("ROAMING_SHUTDOWN_DELAY_MS", "shutdown_delay_ms"),
+        ("ROAMING_MAX_CONNECTION_AGE_SECS", "max_connection_age_secs"),
+        ("ROAMING_DATABASE_POOL", "database_pool"),
+        ("ROAMING_MAX_CONNECTIONS", "max_connections"),
+        (
+            "ROAMING_MAX_CONNECTIONS_PER_PEER",
+            "max_connections_per_peer",
+        ),
+        ("ROAMING_HANDSHAKE_TIMEOUT_MS", "handshake_timeout_ms"),
+        ("ROAMING_MAX_CONCURRENT_STREAMS", "max_concurrent_streams"),
+        (
+            "ROAMING_SERVICE_MAX_CONCURRENT_STREAMS",
+            "service_max_concurrent_streams",
+        ),
+    ];
+
+    #[test]
+    fn every_known_variable_sets_the_key_it_always_set() {
+        let table = Settings::table();
+        for (env, key) in KNOWN {
+            let entry = table.iter().find(|e| e.env == env);
+            assert_eq!(entry.map(|e| e.key.as_str()), Some(key), "{env}");
+        }
+        // The four knobs listed in the README's security table, by suffix.
+        for env in [
+            "ROAMING_PAYMENT_FAULT_LATENCY_MS",
+            "ROAMING_PAYMENT_FAULT_FAILURE_RATE",
+            "ROAMING_ADMIN_LISTEN",
+            "ROAMING_LOG_JSON",
+        ] {
+            assert!(table.iter().any(|e| e.env == env), "{env}");
+        }
+    }
+
+    #[test]
+    fn the_settings_table_lists_every_setting_once_with_its_default() {
+        let table = Settings::table();
+        for e in &table {
+            println!("{:45} {:45} {}", e.key, e.env, e.default);
+        }
+        let mut envs: Vec<_> = table.iter().map(|e| e.env.as_str()).collect();
+        envs.sort_unstable();
+        envs.dedup();
+        assert_eq!(envs.len(), table.len(), "two settings share a variable");
+        assert!(
+            table.iter().all(|e| !e.doc.is_empty()),
+            "a setting without a doc"
+        );
+        let row = |key: &str| {
+            table
+                .iter()
+                .find(|e| e.key == key)
+                .map(|e| e.default.as_str())
+        };
+        assert_eq!(row("data_dir"), Some("data"));
+        assert_eq!(row("nats_url"), Some("unset"));
+        assert_eq!(row("nats_prefix"), Some("\"\""));
+        assert_eq!(row("call_deadline_ms"), Some("2000"));
+        assert_eq!(row("payment_addrs"), Some("none"));
+        assert_eq!(row("admin_listen"), Some("127.0.0.1:9464"));
+        assert_eq!(row("reservation.listen"), Some("127.0.0.1:50051"));
+        assert_eq!(row("payment.fault_failure_rate"), Some("0.0"));
+        assert_eq!(row("gateway.listen"), Some("0.0.0.0:50050"));
+        assert_eq!(row("auth.token_ttl_secs"), Some("900"));
+        assert_eq!(row("log_json"), Some("false"));
+    }
+
+    #[test]
+    fn every_default_read_back_from_its_variable_is_the_default() {
+        // Each setting's default, spelled as its variable, loads and
+        // validates (the table's defaults are what the environment reads).
+        for e in Settings::table() {
+            let value = match e.default.as_str() {
+                "unset" | "none" | "\"\"" => String::new(),
+                v => v.to_owned(),
+            };
+            if e.key == "gateway.principals" || e.key.ends_with(".database_url") {
+                continue; // a file-only list; a database URL set empty is refused
+            }
+            let s = Settings::load(None, env(&[(&e.env, &value)]))
+                .unwrap_or_else(|err| panic!("{}={value}: {err}", e.env));
+            let mut rows = Vec::new();
+            adapters_settings::Section::rows(&s, "", ENV_PREFIX, &mut rows);
+            let read = rows.iter().find(|a| a.key == e.key).unwrap();
+            assert_eq!(read.default, e.default, "{}", e.key);
+        }
+        let e = Settings::load(None, env(&[("ROAMING_GATEWAY_PRINCIPALS", "x")])).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "invalid setting ROAMING_GATEWAY_PRINCIPALS: can only be set in the config file"
+        );
+        let e = Settings::load(None, env(&[("ROAMING_VIEW_DATABASE_URL", "")])).unwrap_err();
+        assert_eq!(e.name, "view.database_url");
+    }
+
+    /// The README's table of every setting, as [`Settings::table`] writes it.
+    fn readme_table() -> String {
+        use std::fmt::Write as _;
+        let mut out = String::from(
+            "| setting (TOML key) | environment | default | what |\n|---|---|---|---|\n",
+        );
+        for e in Settings::table() {
+            let default = match e.default.as_str() {
+                "unset" | "none" => e.default.clone(),
+                d => format!("`{d}`"),
+            };
+            writeln!(
+                out,
+                "| `{}` | `{}` | {default} | {} |",
+                e.key,
+                e.env,
+                e.summary()
+            )
+            .unwrap();
+        }
+        out
+    }
+
+    fn readme() -> String {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../README.md");
+        std::fs::read_to_string(path).unwrap()
+    }
+
+    #[test]
+    fn the_readme_table_is_the_declared_settings() {
+        const START: &str = "<!-- settings table: generated, see settings.rs -->\n";
+        const END: &str = "<!-- end of settings table -->";
+        let readme = readme();
+        let start = readme
+            .find(START)
+            .expect("the README has the settings table")
+            + START.len();
+        let end = start + readme[start..].find(END).expect("the table ends");
+        let expected = readme_table();
+        assert!(
+            readme[start..end] == expected,
+            "README.md's settings table differs from the declarations; it should read:\n{expected}"
+        );
+    }
+
+    #[test]
+    fn every_variable_the_docs_and_deployments_name_is_a_setting() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let table = Settings::table();
+        let streams: Vec<&str> = adapters_bus::nats::STREAMS
+            .iter()
+            .chain([&adapters_bus::nats::DLQ_STREAM])
+            .map(|(name, _)| *name)
+            .collect();
+        let mut files = vec![root.join("README.md"), root.join(".ci/run")];
+        let mut dirs = vec![root.join("deploy"), root.join("scripts")];
+        while let Some(dir) = dirs.pop() {
+            for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+                let path = entry.path();
+                if path.is_dir() {
+                    dirs.push(path);
+                } else {
+                    files.push(path);
+                }
+            }
+        }
+        let mut checked = 0;
+        for file in files {
+            let Ok(text) = std::fs::read_to_string(&file) else {
+                continue;
+            };
+            for (at, _) in text.match_indices(ENV_PREFIX) {
+                let name: String = text[at..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || *c == '_')
+                    .collect();
+                let name = name.trim_end_matches('_');
+                if name.len() <= ENV_PREFIX.len()
+                    || name.starts_with("ROAMING_TEST_")
+                    || streams.contains(&name)
+                {
+                    continue;
+                }
+                let setting = name.strip_suffix("_FILE").filter(|s| {
+                    !table.iter().any(|e| e.env == name) && table.iter().any(|e| e.env == *s)
+                });
+                assert!(
+                    table.iter().any(|e| e.env == name) || setting.is_some(),
+                    "{} names {name}, which is no setting",
+                    file.display()
+                );
+                checked += 1;
+            }
+        }
+        assert!(checked > 40, "only {checked} variables found");
+        // The security table names settings by their variable's suffix.
+        let readme = readme();
+        let limits = &readme[readme.find("## Security limits").unwrap()..];
+        let limits = &limits[..limits[3..].find("\n## ").unwrap()];
+        let mut named = 0;
+        for line in limits.lines().filter(|l| l.starts_with("| ")) {
+            // The limit and its default name settings; the last columns name
+            // status codes and reasons.
+            let cells = line.split('|').skip(1).take(2).collect::<String>();
+            for name in cells.split('`').skip(1).step_by(2) {
+                if name.chars().all(|c| c.is_ascii_uppercase() || c == '_') {
+                    let env = format!("{ENV_PREFIX}{name}");
+                    assert!(table.iter().any(|e| e.env == env), "README names {name}");
+                    named += 1;
+                }
+            }
+        }
+        assert!(named >= 9, "only {named} settings in the security table");
     }
 }

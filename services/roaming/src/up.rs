@@ -115,7 +115,7 @@ async fn start_all(settings: &Settings) -> anyhow::Result<Mesh> {
         views,
     };
     if fresh {
-        crate::seed::demo(&mesh).await?;
+        crate::seed::demo(&mesh.rentals, &mesh.parkings, mesh.reservations.catalog()).await?;
     }
     Ok(mesh)
 }
@@ -189,6 +189,7 @@ pub async fn start_gateway(
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .map_err(|e| anyhow::anyhow!("binding the gateway to {listen}: {e}"))?;
+    crate::host::report_bound("gateway", &listener)?;
     let credentials = settings
         .gateway
         .credentials(fallback)

@@ -13,14 +13,11 @@
 
 mod support;
 
-use std::collections::HashMap;
-use std::net::{SocketAddr, TcpListener};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::time::Duration;
 
-use adapters_bus::testing::NatsServer;
-use adapters_store::testing::TestDatabase;
+use adapters_store::testing::postgres_admin_url;
+use mesh::{Distributed, Layout};
 use proto::reservation::ReservationStatus as S;
 use proto::{parking as pk, rental as pr, reservation as pb};
 use support::{
@@ -28,217 +25,52 @@ use support::{
     stories, view_reaches,
 };
 use tonic::Code;
-use tonic_health::pb::HealthCheckRequest;
-use tonic_health::pb::health_check_response::ServingStatus;
-use tonic_health::pb::health_client::HealthClient;
 
-const SERVICES: [&str; 5] = ["payment", "reservation", "rental", "parking", "view"];
-
-/// A port no process of this test was given yet: the ports of a mesh are
-/// probed before any of its processes binds, and the system may hand a
-/// released port out again (two services given one port: the second exits
-/// with "address already in use" while the first answers for it).
-fn free_port(taken: &mut Vec<u16>) -> u16 {
-    loop {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        if !taken.contains(&port) {
-            taken.push(port);
-            return port;
-        }
+/// Five services as processes, each on a fresh PostgreSQL database, a
+/// NATS server and a gateway whose signing key is the tests' issuer
+/// (`support::test_key`): the shared harness (`tools/mesh`) with these tests'
+/// settings.
+async fn start() -> Distributed {
+    let layout = Layout {
+        gateway_key: Some(support::test_key().clone()),
+        ..Layout::one_each()
     }
-}
-
-async fn wait_serving(addr: SocketAddr) {
-    eventually(
-        Duration::from_secs(30),
-        &format!("{addr} SERVING"),
-        || async move {
-            let channel = tonic::transport::Channel::from_shared(format!("http://{addr}"))
-                .ok()?
-                .connect()
-                .await
-                .ok()?;
-            let status = HealthClient::new(channel)
-                .check(HealthCheckRequest {
-                    service: String::new(),
-                })
-                .await
-                .ok()?
-                .into_inner()
-                .status;
-            (status == ServingStatus::Serving as i32).then_some(())
+    .with("ROAMING_BREAKER_COOL_DOWN_MS", "1000")
+    .with("ROAMING_CALL_DEADLINE_MS", "500")
+    .with(
+        "RUST_LOG",
+        if std::env::var_os("TEST_LOG").is_some() {
+            "info"
+        } else {
+            "warn"
         },
+    );
+    Distributed::start(
+        Path::new(env!("CARGO_BIN_EXE_roaming")),
+        &postgres_admin_url(),
+        &uuid::Uuid::now_v7().simple().to_string(),
+        &layout,
     )
-    .await;
+    .await
+    .expect("the distributed mesh starts")
 }
 
-/// Five services (plus replicas) as processes, their databases and a NATS server.
-struct Distributed {
-    /// Stopped on drop, after the processes.
-    nats: NatsServer,
-    dirs: Vec<PathBuf>,
-    data: PathBuf,
-    ports: HashMap<&'static str, u16>,
-    /// Every port handed out, so none is handed out twice.
-    taken: Vec<u16>,
-    dbs: HashMap<&'static str, TestDatabase>,
-    running: HashMap<&'static str, Child>,
-    replicas: Vec<Child>,
-    /// Signing keys: the gateway's is the tests' issuer; reservation, rental
-    /// and parking sign their own service tokens.
-    keys: HashMap<&'static str, PathBuf>,
-    trusted: String,
-}
-
-impl Distributed {
-    async fn start() -> Self {
-        let nats = NatsServer::start().expect("nats-server");
-        let data = std::env::temp_dir().join(format!("roaming-dist-{}", uuid::Uuid::now_v7()));
-        let mut keys = HashMap::from([("gateway", support::test_key().0.clone())]);
-        let mut trusted = vec![support::test_key().1.key().public_x()];
-        for service in ["reservation", "rental", "parking"] {
-            let path = data.join("keys").join(format!("{service}.pem"));
-            let key = adapters_auth::SigningKey::generate().unwrap();
-            key.write_pem(&path).unwrap();
-            trusted.push(format!("{service}={}", key.public_x()));
-            keys.insert(service, path);
-        }
-        let mut taken = Vec::new();
-        let ports = SERVICES
-            .iter()
-            .chain(&["gateway"])
-            .map(|s| (*s, free_port(&mut taken)))
-            .collect();
-        let mut d = Self {
-            nats,
-            dirs: vec![data.clone()],
-            data,
-            ports,
-            taken,
-            dbs: HashMap::new(),
-            running: HashMap::new(),
-            replicas: Vec::new(),
-            keys,
-            trusted: trusted.join(","),
-        };
-        for service in SERVICES {
-            d.dbs.insert(service, TestDatabase::postgres().await);
-            let child = d.spawn(service, d.addr(service));
-            d.running.insert(service, child);
-        }
-        let gateway = d.spawn("gateway", d.addr("gateway"));
-        d.running.insert("gateway", gateway);
-        for service in SERVICES.iter().chain(&["gateway"]) {
-            wait_serving(d.addr(service)).await;
-        }
-        d
-    }
-
-    fn addr(&self, service: &str) -> SocketAddr {
-        SocketAddr::from(([127, 0, 0, 1], self.ports[service]))
-    }
-
-    fn spawn(&self, service: &str, listen: SocketAddr) -> Child {
-        let upper = service.to_uppercase();
-        let mut command = Command::new(env!("CARGO_BIN_EXE_roaming"));
-        command
-            .args(["serve", service])
-            .env("ROAMING_NATS_URL", self.nats.url())
-            .env("ROAMING_DATA_DIR", &self.data)
-            .env(format!("ROAMING_{upper}_LISTEN"), listen.to_string())
-            // As the README sets it up: everyone trusts the issuer's key, and
-            // reservation's, rental's and parking's own keys only for themselves.
-            .env("ROAMING_ADMIN_LISTEN", "off")
-            .env("ROAMING_AUTH_TRUSTED_KEYS", &self.trusted)
-            .env(
-                "ROAMING_AUTH_SIGNING_KEY_FILE",
-                self.keys
-                    .get(service)
-                    .map(|k| k.as_os_str())
-                    .unwrap_or_default(),
-            );
-        if let Some(db) = self.dbs.get(service) {
-            command.env(format!("ROAMING_{upper}_DATABASE_URL"), db.url());
-        }
-        for other in SERVICES {
-            command.env(
-                format!("ROAMING_{}_ADDRS", other.to_uppercase()),
-                format!("http://{}", self.addr(other)),
-            );
-        }
-        command
-            .env("ROAMING_BREAKER_COOL_DOWN_MS", "1000")
-            .env("ROAMING_CALL_DEADLINE_MS", "500")
-            .env(
-                "RUST_LOG",
-                if std::env::var_os("TEST_LOG").is_some() {
-                    "info"
-                } else {
-                    "warn"
-                },
-            )
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("the roaming binary")
-    }
-
-    /// Another replica of `service` on its own port, same database and durable.
-    async fn replica(&mut self, service: &str) -> SocketAddr {
-        let addr = SocketAddr::from(([127, 0, 0, 1], free_port(&mut self.taken)));
-        let child = self.spawn(service, addr);
-        self.replicas.push(child);
-        wait_serving(addr).await;
-        addr
-    }
-
-    /// SIGKILL: no drain, no goodbye.
-    fn kill(&mut self, service: &'static str) {
-        if let Some(mut c) = self.running.remove(service) {
-            c.kill().unwrap();
-            c.wait().unwrap();
-        }
-    }
-
-    async fn restart(&mut self, service: &'static str) {
-        let child = self.spawn(service, self.addr(service));
-        self.running.insert(service, child);
-        wait_serving(self.addr(service)).await;
-    }
-
-    /// Every service through the gateway process.
-    fn cluster(&self) -> Cluster {
-        let g = self.addr("gateway");
-        Cluster {
-            reservation: g,
-            payment: g,
-            rental: g,
-            parking: g,
-            view: g,
-        }
-    }
-}
-
-impl Drop for Distributed {
-    fn drop(&mut self) {
-        for c in self.running.values_mut().chain(self.replicas.iter_mut()) {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-        for d in &self.dirs {
-            let _ = std::fs::remove_dir_all(d);
-        }
+/// Every service through the gateway process.
+fn cluster(d: &Distributed) -> Cluster {
+    Cluster {
+        reservation: d.gateway,
+        payment: d.gateway,
+        rental: d.gateway,
+        parking: d.gateway,
+        view: d.gateway,
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_stories_pass_with_five_processes_on_postgres_and_nats() {
-    let mut d = Distributed::start().await;
-    let view2 = d.replica("view").await;
-    let cluster = d.cluster();
+    let mut d = start().await;
+    let view2 = d.add_replica("view").await.unwrap();
+    let cluster = cluster(&d);
     seed(&cluster).await;
 
     stories::roaming_story_from_reservation_to_retrieval_at_another_booth(&cluster, false).await;
@@ -265,19 +97,20 @@ async fn the_stories_pass_with_five_processes_on_postgres_and_nats() {
         .into_inner()
         .reservations;
     assert!(!mine.is_empty());
+    d.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn cancel_races_have_one_winner_with_processes_and_replicas() {
-    let mut d = Distributed::start().await;
-    let cluster = d.cluster();
+    let mut d = start().await;
+    let cluster = cluster(&d);
     seed(&cluster).await;
     let single = stories::cancel_races_hand_over(&cluster, 15, "dist").await;
     // Cancels on a second reservation replica, hand-overs on a second rental
     // replica (which asks the first reservation replica): one database, one
     // decision.
-    let reservation2 = d.replica("reservation").await;
-    let rental2 = d.replica("rental").await;
+    let reservation2 = d.add_replica("reservation").await.unwrap();
+    let rental2 = d.add_replica("rental").await.unwrap();
     let mixed = Cluster {
         reservation: reservation2,
         rental: rental2,
@@ -288,18 +121,19 @@ async fn cancel_races_have_one_winner_with_processes_and_replicas() {
     assert_eq!(single.cancel_won + single.use_won, 15);
     assert_eq!(replicas.cancel_won + replicas.use_won, 15);
     stories::cancel_races_enter(&mixed, 5, "dist").await;
+    d.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn faults_with_real_processes_killed_and_restarted() {
-    let mut d = Distributed::start().await;
-    let cluster = d.cluster();
+    let mut d = start().await;
+    let cluster = cluster(&d);
     seed(&cluster).await;
     let mut reservations = cluster.reservation().await;
 
     // Payment killed: refused at once with UNAVAILABLE and a retry hint, nothing
     // kept; back: reservations succeed again after the breaker's cool-down.
-    d.kill("payment");
+    d.kill("payment-1");
     for i in 0..6 {
         let e = reservations
             .reserve_roaming(req(BOB, roaming_request(&format!("pd-{i}"), 5, 6)))
@@ -311,7 +145,7 @@ async fn faults_with_real_processes_killed_and_restarted() {
         );
         assert!(support::retry_delay(&e).is_some(), "RetryInfo");
     }
-    d.restart("payment").await;
+    d.start_again("payment-1").await.unwrap();
     eventually(
         Duration::from_secs(15),
         "reserve after payment is back",
@@ -327,7 +161,7 @@ async fn faults_with_real_processes_killed_and_restarted() {
     .await;
 
     // Rental killed: reservations still succeed; restarted, it accepts them all.
-    d.kill("rental");
+    d.kill("rental-1");
     let mut missed = Vec::new();
     for i in 0..3 {
         let r = reservations
@@ -336,7 +170,7 @@ async fn faults_with_real_processes_killed_and_restarted() {
             .unwrap();
         missed.push(r.into_inner().reservation.unwrap().reservation_id);
     }
-    d.restart("rental").await;
+    d.start_again("rental-1").await.unwrap();
     for id in &missed {
         view_reaches(&cluster, ALICE, id, S::RentalAccepted).await;
     }
@@ -353,7 +187,7 @@ async fn faults_with_real_processes_killed_and_restarted() {
         .reservation
         .unwrap();
     view_reaches(&cluster, ALICE, &parked.reservation_id, S::Reserved).await;
-    d.kill("reservation");
+    d.kill("reservation-1");
     let parking = cluster.parking().await;
     let session = eventually(Duration::from_secs(15), "entry via the replica", || {
         let mut p = parking.clone();
@@ -375,6 +209,7 @@ async fn faults_with_real_processes_killed_and_restarted() {
     .unwrap();
     assert_eq!(session.verification, pk::EntryVerification::Replica as i32);
     assert_eq!(session.reservation_id, parked.reservation_id);
+    d.shutdown().await;
 }
 
 /// The demo catalog, through the public API (distributed mode has no `up`).

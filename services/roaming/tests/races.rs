@@ -1,4 +1,4 @@
-//! One decision per reservation (DESIGN.md invariant 6) in `roaming up`: the
+//! One decision per reservation (DOMAIN.md, invariant 6) in `roaming up`: the
 //! customer's cancel and the booth's hand-over (or the gate's entry) fired at
 //! the same moment never both succeed. The same races run against five
 //! processes on PostgreSQL and NATS in `distributed.rs`.

@@ -1,6 +1,6 @@
-//! The edge (issue 5, DESIGN.md section 8): tokens, per-object authorization,
-//! limits. Each refusal asserts the exact status, through the gateway and on
-//! the services' own ports.
+//! The edge (issue 5; DOMAIN.md, "Roles and what each may do"): tokens,
+//! per-object authorization, limits. Each refusal asserts the exact status,
+//! through the gateway and on the services' own ports.
 
 #![allow(
     clippy::expect_used,

@@ -15,17 +15,65 @@ const NOW: Timestamp = datetime!(2026-11-22 10:00 UTC);
 type Service =
     PaymentService<InMemoryPayments, SimulatedAcquirer, Arc<FixedClock>, Arc<SequentialIds>>;
 
-fn setup() -> (Service, InMemoryPayments, Arc<SequentialIds>) {
-    let repo = InMemoryPayments::default();
-    let ids = Arc::new(SequentialIds::default());
-    let service = PaymentService::new(
-        repo.clone(),
-        SimulatedAcquirer,
-        Arc::new(FixedClock::at(NOW)),
-        ids.clone(),
-    );
-    (service, repo, ids)
+/// A payment service over in-memory fakes at a fixed time, and what the
+/// tests look at: its repository and the ids it was given.
+struct Fixture {
+    service: Service,
+    repo: InMemoryPayments,
+    ids: Arc<SequentialIds>,
 }
+
+impl Fixture {
+    fn new() -> Self {
+        let repo = InMemoryPayments::default();
+        let ids = Arc::new(SequentialIds::default());
+        let service = PaymentService::new(
+            repo.clone(),
+            SimulatedAcquirer,
+            Arc::new(FixedClock::at(NOW)),
+            ids.clone(),
+        );
+        Self { service, repo, ids }
+    }
+
+    /// The reservation service pays `amount` for `rid` with card `number`.
+    async fn pay_with(
+        &self,
+        rid: ReservationId,
+        amount: Money,
+        number: &str,
+    ) -> Result<Payment, PayError> {
+        self.service
+            .pay(&reservation_service(), rid, amount, &card(number))
+            .await
+    }
+
+    /// The reservation service pays `amount` for `rid` with a good card.
+    async fn pay(&self, rid: ReservationId, amount: Money) -> Result<Payment, PayError> {
+        self.pay_with(rid, amount, GOOD_CARD).await
+    }
+
+    /// A new reservation, paid for (15,000 KRW, captured).
+    async fn paid(&self) -> ReservationId {
+        let rid = self.ids.reservation_id();
+        self.pay(rid, krw(15_000)).await.unwrap();
+        rid
+    }
+
+    /// The event of `rid` ending unused (rejected or canceled), new each time.
+    fn closed(&self, rid: ReservationId) -> Recorded<ReservationClosed> {
+        Recorded::new(
+            self.ids.event_id(),
+            NOW,
+            ReservationClosed {
+                reservation_id: rid,
+                price: krw(15_000),
+            },
+        )
+    }
+}
+
+const GOOD_CARD: &str = "4111111111111111";
 
 fn card(number: &str) -> CardDetails {
     CardDetails::parse(number, 12, 2030, "Alice Kim", "VISA", NOW.date()).unwrap()
@@ -39,66 +87,23 @@ fn krw(n: i64) -> Money {
     Money::krw(n).unwrap()
 }
 
-fn closed(ids: &SequentialIds, reservation_id: ReservationId) -> Recorded<ReservationClosed> {
-    Recorded::new(
-        ids.event_id(),
-        NOW,
-        ReservationClosed {
-            reservation_id,
-            price: krw(15_000),
-        },
-    )
-}
-
 #[tokio::test]
 async fn a_good_card_is_captured_once_and_a_repeat_returns_the_same_payment() {
-    let (service, repo, ids) = setup();
-    let rid = ids.reservation_id();
-    let first = service
-        .pay(
-            &reservation_service(),
-            rid,
-            krw(15_000),
-            &card("4111111111111111"),
-        )
-        .await
-        .unwrap();
+    let f = Fixture::new();
+    let rid = f.ids.reservation_id();
+    let first = f.pay(rid, krw(15_000)).await.unwrap();
     assert_eq!(first.status, PaymentStatus::Captured);
-    let again = service
-        .pay(
-            &reservation_service(),
-            rid,
-            krw(15_000),
-            &card("4111111111111111"),
-        )
-        .await
-        .unwrap();
+    let again = f.pay(rid, krw(15_000)).await.unwrap();
     assert_eq!(again.id, first.id);
-    assert_eq!(repo.outbox().len(), 1, "one captured event");
-    assert_eq!(repo.outbox()[0].event.name(), "captured");
+    assert_eq!(f.repo.outbox().len(), 1, "one captured event");
+    assert_eq!(f.repo.outbox()[0].event.name(), "captured");
 }
 
 #[tokio::test]
 async fn a_different_amount_for_the_same_reservation_is_refused() {
-    let (service, _, ids) = setup();
-    let rid = ids.reservation_id();
-    service
-        .pay(
-            &reservation_service(),
-            rid,
-            krw(15_000),
-            &card("4111111111111111"),
-        )
-        .await
-        .unwrap();
-    let result = service
-        .pay(
-            &reservation_service(),
-            rid,
-            krw(1),
-            &card("4111111111111111"),
-        )
-        .await;
+    let f = Fixture::new();
+    let rid = f.paid().await;
+    let result = f.pay(rid, krw(1)).await;
     assert!(
         matches!(result, Err(PayError::AmountMismatch { existing }) if existing == krw(15_000))
     );
@@ -106,7 +111,7 @@ async fn a_different_amount_for_the_same_reservation_is_refused() {
 
 #[tokio::test]
 async fn test_cards_decline_with_their_reasons_and_the_decline_is_remembered() {
-    let (service, repo, ids) = setup();
+    let f = Fixture::new();
     for (number, reason) in [
         (TEST_CARD_DECLINED, DeclineReason::CardDeclined),
         (
@@ -114,33 +119,22 @@ async fn test_cards_decline_with_their_reasons_and_the_decline_is_remembered() {
             DeclineReason::InsufficientFunds,
         ),
     ] {
-        let rid = ids.reservation_id();
-        let p = service
-            .pay(&reservation_service(), rid, krw(5_000), &card(number))
-            .await
-            .unwrap();
+        let rid = f.ids.reservation_id();
+        let p = f.pay_with(rid, krw(5_000), number).await.unwrap();
         assert_eq!(
             (p.status, p.decline_reason),
             (PaymentStatus::Declined, Some(reason))
         );
         // A retry with a good card does not turn a declined payment into a capture.
-        let retry = service
-            .pay(
-                &reservation_service(),
-                rid,
-                krw(5_000),
-                &card("4111111111111111"),
-            )
-            .await
-            .unwrap();
+        let retry = f.pay(rid, krw(5_000)).await.unwrap();
         assert_eq!(retry.status, PaymentStatus::Declined);
     }
-    assert!(repo.outbox().iter().all(|e| e.event.name() == "declined"));
+    assert!(f.repo.outbox().iter().all(|e| e.event.name() == "declined"));
 }
 
 #[tokio::test]
 async fn only_the_reservation_service_takes_payments() {
-    let (service, repo, ids) = setup();
+    let f = Fixture::new();
     let alice = Principal::customer(&CustomerId::parse("alice").unwrap());
     // Operators too: a payment nobody claimed would never be voided.
     for p in [
@@ -150,23 +144,14 @@ async fn only_the_reservation_service_takes_payments() {
         Principal::operator("ops"),
         Principal::service("rental"),
     ] {
-        let r = service
-            .pay(&p, ids.reservation_id(), krw(1), &card("4111111111111111"))
+        let r = f
+            .service
+            .pay(&p, f.ids.reservation_id(), krw(1), &card(GOOD_CARD))
             .await;
         assert!(matches!(r, Err(PayError::Forbidden)), "{p:?}");
     }
-    assert!(repo.all().is_empty(), "nothing captured");
-    assert!(
-        service
-            .pay(
-                &reservation_service(),
-                ids.reservation_id(),
-                krw(1),
-                &card("4111111111111111")
-            )
-            .await
-            .is_ok()
-    );
+    assert!(f.repo.all().is_empty(), "nothing captured");
+    assert!(f.pay(f.ids.reservation_id(), krw(1)).await.is_ok());
 }
 
 #[tokio::test]
@@ -184,7 +169,7 @@ async fn an_unreachable_acquirer_captures_nothing() {
             &reservation_service(),
             ids.reservation_id(),
             krw(1),
-            &card("4111111111111111"),
+            &card(GOOD_CARD),
         )
         .await;
     assert!(matches!(r, Err(PayError::AcquirerUnavailable)));
@@ -193,33 +178,25 @@ async fn an_unreachable_acquirer_captures_nothing() {
 
 #[tokio::test]
 async fn a_rejected_reservation_voids_its_capture_once() {
-    let (service, repo, ids) = setup();
-    let rid = ids.reservation_id();
-    service
-        .pay(
-            &reservation_service(),
-            rid,
-            krw(15_000),
-            &card("4111111111111111"),
-        )
-        .await
-        .unwrap();
-    let event = closed(&ids, rid);
+    let f = Fixture::new();
+    let rid = f.paid().await;
+    let event = f.closed(rid);
     assert_eq!(
-        service.handle_rejected(&event).await.unwrap(),
+        f.service.handle_rejected(&event).await.unwrap(),
         HandleOutcome::Applied
     );
     // Redelivered: no second effect (the state check or the inbox stops it).
     assert_ne!(
-        service.handle_rejected(&event).await.unwrap(),
+        f.service.handle_rejected(&event).await.unwrap(),
         HandleOutcome::Applied
     );
     assert_eq!(
-        service.handle_rejected(&closed(&ids, rid)).await.unwrap(),
+        f.service.handle_rejected(&f.closed(rid)).await.unwrap(),
         HandleOutcome::Ignored
     );
-    assert_eq!(repo.all()[0].status, PaymentStatus::Voided);
-    let voided = repo
+    assert_eq!(f.repo.all()[0].status, PaymentStatus::Voided);
+    let voided = f
+        .repo
         .outbox()
         .iter()
         .filter(|e| e.event.name() == "voided")
@@ -229,84 +206,58 @@ async fn a_rejected_reservation_voids_its_capture_once() {
 
 #[tokio::test]
 async fn a_rejection_that_overtakes_the_payment_makes_the_late_pay_capture_nothing() {
-    let (service, repo, ids) = setup();
-    let rid = ids.reservation_id();
+    let f = Fixture::new();
+    let rid = f.ids.reservation_id();
     assert_eq!(
-        service.handle_rejected(&closed(&ids, rid)).await.unwrap(),
+        f.service.handle_rejected(&f.closed(rid)).await.unwrap(),
         HandleOutcome::Applied
     );
-    let late = service
-        .pay(
-            &reservation_service(),
-            rid,
-            krw(15_000),
-            &card("4111111111111111"),
-        )
-        .await
-        .unwrap();
+    let late = f.pay(rid, krw(15_000)).await.unwrap();
     assert_eq!(late.status, PaymentStatus::Voided);
     assert!(
-        repo.outbox().is_empty(),
+        f.repo.outbox().is_empty(),
         "nothing was captured, nothing to announce"
     );
 }
 
 #[tokio::test]
 async fn a_canceled_reservation_is_refunded_once() {
-    let (service, repo, ids) = setup();
-    let rid = ids.reservation_id();
-    service
-        .pay(
-            &reservation_service(),
-            rid,
-            krw(15_000),
-            &card("4111111111111111"),
-        )
-        .await
-        .unwrap();
-    let event = closed(&ids, rid);
+    let f = Fixture::new();
+    let rid = f.paid().await;
+    let event = f.closed(rid);
     assert_eq!(
-        service.handle_canceled(&event).await.unwrap(),
+        f.service.handle_canceled(&event).await.unwrap(),
         HandleOutcome::Applied
     );
     assert_ne!(
-        service.handle_canceled(&event).await.unwrap(),
+        f.service.handle_canceled(&event).await.unwrap(),
         HandleOutcome::Applied
     );
-    assert_eq!(repo.all()[0].status, PaymentStatus::Refunded);
-    let subjects: Vec<_> = repo.outbox().iter().map(|e| e.event.name()).collect();
+    assert_eq!(f.repo.all()[0].status, PaymentStatus::Refunded);
+    let subjects: Vec<_> = f.repo.outbox().iter().map(|e| e.event.name()).collect();
     assert_eq!(subjects, ["captured", "refunded"]);
 }
 
 #[tokio::test]
 async fn operators_refund_only_payments_of_ended_reservations() {
-    let (service, _, ids) = setup();
-    let rid = ids.reservation_id();
-    service
-        .pay(
-            &reservation_service(),
-            rid,
-            krw(15_000),
-            &card("4111111111111111"),
-        )
-        .await
-        .unwrap();
+    let f = Fixture::new();
+    let rid = f.paid().await;
     let ops = Principal::operator("ops");
     assert!(matches!(
-        service.refund(&reservation_service(), rid).await,
+        f.service.refund(&reservation_service(), rid).await,
         Err(RefundError::Forbidden)
     ));
     assert!(matches!(
-        service.refund(&ops, rid).await,
+        f.service.refund(&ops, rid).await,
         Err(RefundError::ReservationActive)
     ));
     assert!(matches!(
-        service.refund(&ops, ids.reservation_id()).await,
+        f.service.refund(&ops, f.ids.reservation_id()).await,
         Err(RefundError::NotFound)
     ));
-    service.handle_canceled(&closed(&ids, rid)).await.unwrap();
+    f.service.handle_canceled(&f.closed(rid)).await.unwrap();
     assert_eq!(
-        service.refund(&ops, rid).await.unwrap().status,
+        f.service.refund(&ops, rid).await.unwrap().status,
         PaymentStatus::Refunded,
         "idempotent"
     );
@@ -314,19 +265,10 @@ async fn operators_refund_only_payments_of_ended_reservations() {
 
 #[tokio::test]
 async fn a_voided_payment_cannot_be_refunded() {
-    let (service, _, ids) = setup();
-    let rid = ids.reservation_id();
-    service
-        .pay(
-            &reservation_service(),
-            rid,
-            krw(15_000),
-            &card("4111111111111111"),
-        )
-        .await
-        .unwrap();
-    service.handle_rejected(&closed(&ids, rid)).await.unwrap();
-    let r = service.refund(&Principal::operator("ops"), rid).await;
+    let f = Fixture::new();
+    let rid = f.paid().await;
+    f.service.handle_rejected(&f.closed(rid)).await.unwrap();
+    let r = f.service.refund(&Principal::operator("ops"), rid).await;
     assert!(
         matches!(r, Err(RefundError::NotRefundable(PaymentStatus::Voided))),
         "{r:?}"
@@ -335,26 +277,23 @@ async fn a_voided_payment_cannot_be_refunded() {
 
 #[tokio::test]
 async fn payments_are_visible_to_services_and_operators_only() {
-    let (service, _, ids) = setup();
-    let rid = ids.reservation_id();
-    service
-        .pay(
-            &reservation_service(),
-            rid,
-            krw(1),
-            &card("4111111111111111"),
-        )
-        .await
-        .unwrap();
-    assert!(service.get(&Principal::operator("ops"), rid).await.is_ok());
+    let f = Fixture::new();
+    let rid = f.ids.reservation_id();
+    f.pay(rid, krw(1)).await.unwrap();
+    assert!(
+        f.service
+            .get(&Principal::operator("ops"), rid)
+            .await
+            .is_ok()
+    );
     let alice = Principal::customer(&CustomerId::parse("alice").unwrap());
     assert!(matches!(
-        service.get(&alice, rid).await,
+        f.service.get(&alice, rid).await,
         Err(GetError::Forbidden)
     ));
     assert!(matches!(
-        service
-            .get(&reservation_service(), ids.reservation_id())
+        f.service
+            .get(&reservation_service(), f.ids.reservation_id())
             .await,
         Err(GetError::NotFound)
     ));

@@ -7,9 +7,9 @@ use time::macros::{date, datetime};
 use time::{Date, Duration};
 
 use super::*;
-use crate::events::{CatalogEvent, Usage, UsageEvent};
 use crate::fakes::{FakePayments, InMemoryReservations, PaymentBehaviour};
 use crate::pricing::DeviceOffer;
+use crate::reservation::{CatalogEvent, ReservationEvent, Usage, UsageEvent};
 use crate::reservation::{Details, ParkingDetails, RoamingDetails};
 
 const NOW: Timestamp = datetime!(2026-11-22 10:00 UTC);

@@ -3,6 +3,7 @@
 
 #![allow(
     dead_code,
+    unused_imports,
     clippy::expect_used,
     clippy::unwrap_used,
     clippy::panic,
@@ -13,7 +14,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use adapters_auth::{Audience, Issuer, SigningKey};
 use domain_kernel::{BoothCode, LotCode, Principal, Role};
@@ -22,7 +23,7 @@ use proto::payment::payment_service_client::PaymentServiceClient;
 use proto::rental::rental_service_client::RentalServiceClient;
 use proto::reservation::reservation_service_client::ReservationServiceClient;
 use proto::view::view_service_client::ViewServiceClient;
-use proto::{common, reservation as pb, view as pv};
+use proto::{reservation as pb, view as pv};
 use roaming::Settings;
 use roaming::up::Mesh;
 use tonic::transport::Channel;
@@ -243,40 +244,11 @@ impl Drop for TestMesh {
     }
 }
 
-pub fn card() -> common::PaymentCard {
-    card_number("4111111111111111")
-}
+pub use mesh::fixtures::{card, card_number, date_in, ts};
 
-pub fn card_number(n: &str) -> common::PaymentCard {
-    common::PaymentCard {
-        card_number: n.to_owned(),
-        expiry_month: 12,
-        expiry_year: 2035,
-        holder_name: "Kim Minji".to_owned(),
-        company: "VISA".to_owned(),
-    }
-}
-
-pub fn date_in(days: i64) -> String {
-    let d = time::OffsetDateTime::now_utc().date() + time::Duration::days(days);
-    domain_kernel_date(d)
-}
-
-fn domain_kernel_date(d: time::Date) -> String {
-    format!("{:04}-{:02}-{:02}", d.year(), u8::from(d.month()), d.day())
-}
-
+/// An egg-lte from ICN-T1, returned at GMP.
 pub fn roaming_request(request_id: &str, from_day: i64, to_day: i64) -> pb::ReserveRoamingRequest {
-    pb::ReserveRoamingRequest {
-        request_id: request_id.to_owned(),
-        device_model: "egg-lte".to_owned(),
-        country: "JP".to_owned(),
-        pickup_booth: "ICN-T1".to_owned(),
-        return_booth: "GMP".to_owned(),
-        start_date: date_in(from_day),
-        end_date: date_in(to_day),
-        payment: Some(card()),
-    }
+    mesh::fixtures::roaming_request(request_id, ("ICN-T1", "GMP"), from_day, to_day)
 }
 
 /// A phone-5g from ICN-T2 (2 units in the demo catalog), 9,000 KRW a day.
@@ -288,14 +260,6 @@ pub fn phone_request(request_id: &str, from_day: i64, to_day: i64) -> pb::Reserv
     }
 }
 
-pub fn ts(offset: time::Duration) -> prost_types::Timestamp {
-    let t = time::OffsetDateTime::now_utc() + offset;
-    prost_types::Timestamp {
-        seconds: t.unix_timestamp(),
-        nanos: 0,
-    }
-}
-
 pub fn parking_request(
     request_id: &str,
     space: &str,
@@ -303,30 +267,24 @@ pub fn parking_request(
     from_min: i64,
     to_min: i64,
 ) -> pb::ReserveParkingRequest {
-    pb::ReserveParkingRequest {
-        request_id: request_id.to_owned(),
-        space_id: space.to_owned(),
-        vehicle_plate: plate.to_owned(),
-        start_time: Some(ts(time::Duration::minutes(from_min))),
-        end_time: Some(ts(time::Duration::minutes(to_min))),
-        payment: Some(card()),
-    }
+    mesh::fixtures::parking_request(
+        request_id,
+        space,
+        plate,
+        time::Duration::minutes(from_min),
+        time::Duration::minutes(to_min),
+    )
 }
 
 /// Polls `check` until it returns `Some`, or panics after `within`.
-pub async fn eventually<T, F, Fut>(within: Duration, what: &str, mut check: F) -> T
+pub async fn eventually<T, F, Fut>(within: Duration, what: &str, check: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Option<T>>,
 {
-    let deadline = Instant::now() + within;
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    mesh::eventually(within, Duration::from_millis(25), what, check)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// The view of a reservation once it reaches `status` (or has moved past it).

@@ -543,7 +543,7 @@ fn loser_reason(e: &tonic::Status) -> String {
 /// the customer's cancel and the booth's hand-over at the same moment.
 /// Exactly one wins each time, the other is refused with a stable reason, and
 /// the end state matches the winner everywhere (reservation, payment, rental,
-/// device): never a refund with the device out (DESIGN.md invariant 6).
+/// device): never a refund with the device out (DOMAIN.md, invariant 6).
 pub async fn cancel_races_hand_over(c: &Cluster, tries: usize, tag: &str) -> RaceTally {
     let mut reservations = c.reservation().await;
     let mut rental = c.rental().await;

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use crate::check::{Report, Sources};
 use crate::load::{self, Callers, Clients, Tally};
-use crate::mesh::{Distributed, Layout};
+use mesh::{Distributed, Layout};
 
 /// Callers of the load; each runs calls one after another.
 const WORKERS: usize = 24;
@@ -32,17 +32,16 @@ fn layout() -> Layout {
             ("view", 2),
         ],
         gateways: 2,
-        env: vec![
-            // What Kubernetes gives a pod between NOT_SERVING and the end of
-            // new traffic (deploy/ uses 5 s): clients see the health change
-            // and stop sending before the listener closes.
-            ("ROAMING_SHUTDOWN_DELAY_MS", "1000"),
-            ("ROAMING_SHUTDOWN_GRACE_MS", "10000"),
-            // 11 processes with a database, two of them at once during a
-            // replacement, on a server allowing 100 connections.
-            ("ROAMING_DATABASE_POOL", "6"),
-        ],
+        ..Layout::chaos()
     }
+    // What Kubernetes gives a pod between NOT_SERVING and the end of new
+    // traffic (deploy/ uses 5 s): clients see the health change and stop
+    // sending before the listener closes.
+    .with("ROAMING_SHUTDOWN_DELAY_MS", "1000")
+    .with("ROAMING_SHUTDOWN_GRACE_MS", "10000")
+    // 11 processes with a database, two of them at once during a
+    // replacement, on a server allowing 100 connections.
+    .with("ROAMING_DATABASE_POOL", "6")
 }
 
 struct Phase {

@@ -4,7 +4,7 @@
 //! JetStream, fresh PostgreSQL databases, two replicas of reservation and
 //! rental), drives a steady mixed load through the gateway and injects one
 //! fault at a time. After each scenario the load stops, the mesh drains, and
-//! the checker reads every database and verifies DESIGN.md section 5. Then the
+//! the checker reads every database and verifies DOMAIN.md's invariants. Then the
 //! cancel/hand-over and cancel/enter races, in the distributed mode and
 //! against `roaming up`. One line per scenario, a summary line, and a non-zero
 //! exit on any violation, lost or doubled effect.
@@ -24,8 +24,6 @@ mod load;
 mod rollout;
 
 use std::path::PathBuf;
-
-use chaos::mesh;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -34,7 +32,7 @@ use anyhow::Context as _;
 
 use crate::check::{Report, Sources, check};
 use crate::load::{Callers, Clients, Races, Tally};
-use crate::mesh::{Distributed, Embedded, Layout};
+use mesh::{Distributed, Embedded, Layout};
 
 const USAGE: &str = "usage: chaos [--short] [--races N] [--roaming PATH]
        chaos rollout [--roaming PATH]   (rolling restart under load, then SIGKILLs)

@@ -1,16 +1,18 @@
 //! The mesh under test: `roaming up` as a child process (default: footprint and
-//! start time are measured on it), or in this process (`--smoke`).
+//! start time are measured on it), the distributed mesh as processes, or the
+//! mesh in this process (`--smoke`).
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use adapters_auth::{Audience, Issuer, SigningKey};
 use domain_kernel::{Principal, Role};
 use futures::StreamExt;
+use mesh::fixtures::{at, card, date_in, ts};
+use mesh::{Callers, Distributed, Embedded, Layout};
 use proto::parking::parking_service_client::ParkingServiceClient;
 use proto::rental::rental_service_client::RentalServiceClient;
 use proto::reservation::reservation_service_client::ReservationServiceClient;
@@ -18,7 +20,6 @@ use proto::view::view_service_client::ViewServiceClient;
 use proto::{common, parking as pk, rental as pr, reservation as pb, view as pv};
 use roaming::up::Mesh;
 use tonic::Request;
-use tonic::metadata::{Ascii, MetadataValue};
 use tonic::transport::Channel;
 
 use crate::driver::{Latencies, Stats, drive, drive_at_rate};
@@ -42,30 +43,27 @@ pub struct Target {
     view: SocketAddr,
     /// `roaming up` as a child (the default), stopped gracefully by
     /// [`Target::stop`] and killed if the run ends any other way.
-    spawned: Option<chaos::mesh::Embedded>,
+    spawned: Option<Embedded>,
     /// The mesh in this process, and its data directory.
     in_process: Option<(Mesh, PathBuf)>,
-    distributed: Option<chaos::mesh::Distributed>,
+    distributed: Option<Distributed>,
     pub startup: Option<Duration>,
 }
 
-/// Signs the bench's tokens: the mesh under test trusts this key (it is its
-/// issuer key, written before the mesh starts).
-static ISSUER: OnceLock<Issuer> = OnceLock::new();
+/// Signs the bench's tokens: the mesh under test trusts this key (its issuer
+/// key, written before the mesh starts).
+static CALLERS: OnceLock<Callers> = OnceLock::new();
 
-type TokenCache = Mutex<HashMap<(String, Role), MetadataValue<Ascii>>>;
-
-/// Tokens by principal, signed once each (clients reuse tokens too).
-fn tokens() -> &'static TokenCache {
-    static CACHE: OnceLock<TokenCache> = OnceLock::new();
-    CACHE.get_or_init(TokenCache::default)
+/// Remembers `issuer` for [`as_`].
+fn sign_with(issuer: &Issuer) {
+    let _ = CALLERS.set(Callers::new(issuer));
 }
 
 /// A new issuer key at `path`, remembered for [`as_`].
 fn issuer_key(path: &std::path::Path) -> anyhow::Result<()> {
     let key = SigningKey::generate()?;
     key.write_pem(path)?;
-    let _ = ISSUER.set(Issuer::new(
+    sign_with(&Issuer::new(
         key,
         Audience::default(),
         Duration::from_hours(1),
@@ -74,21 +72,10 @@ fn issuer_key(path: &std::path::Path) -> anyhow::Result<()> {
 }
 
 fn as_<T>(subject: &str, role: Role, message: T) -> Request<T> {
-    let mut r = Request::new(message);
-    let mut cache = tokens().lock().unwrap_or_else(PoisonError::into_inner);
-    let value = cache
-        .entry((subject.to_owned(), role))
-        .or_insert_with(|| {
-            ISSUER
-                .get()
-                .and_then(|i| i.issue(&Principal::new(subject, [role], None)).ok())
-                .and_then(|t| adapters_auth::bearer(&t).ok())
-                .unwrap_or_else(|| MetadataValue::from_static("Bearer unsigned"))
-        })
-        .clone();
-    drop(cache);
-    r.metadata_mut().insert("authorization", value);
-    r
+    match CALLERS.get() {
+        Some(callers) => callers.req(&Principal::new(subject, [role], None), message),
+        None => Request::new(message),
+    }
 }
 
 /// Connections an open loop spreads its calls over (round robin).
@@ -98,24 +85,6 @@ async fn channel(addr: SocketAddr) -> anyhow::Result<Channel> {
     Ok(Channel::from_shared(format!("http://{addr}"))?
         .connect()
         .await?)
-}
-
-fn date_in(days: u64) -> String {
-    let today = time::OffsetDateTime::now_utc().date();
-    let d = today
-        .checked_add(time::Duration::days(i64::try_from(days).unwrap_or(0)))
-        .unwrap_or(today);
-    format!("{:04}-{:02}-{:02}", d.year(), u8::from(d.month()), d.day())
-}
-
-fn card() -> common::PaymentCard {
-    common::PaymentCard {
-        card_number: "4111111111111111".into(),
-        expiry_month: 12,
-        expiry_year: 2035,
-        holder_name: "Bench".into(),
-        company: "VISA".into(),
-    }
 }
 
 /// Every roaming reservation the bench asks for, whichever workload, takes the
@@ -141,8 +110,8 @@ fn roaming_request(j: u64) -> pb::ReserveRoamingRequest {
         country: "JP".into(),
         pickup_booth: "BENCH".into(),
         return_booth: "BENCH".into(),
-        start_date: date_in(day),
-        end_date: date_in(day),
+        start_date: date_in(i64::try_from(day).unwrap_or(0)),
+        end_date: date_in(i64::try_from(day).unwrap_or(0)),
         payment: Some(card()),
     }
 }
@@ -158,7 +127,7 @@ impl Target {
             exe.display()
         );
         let dir = std::env::temp_dir().join(format!("roaming-bench-{}", std::process::id()));
-        let mesh = chaos::mesh::Embedded::start(
+        let mesh = Embedded::start(
             &exe,
             dir,
             &[
@@ -172,7 +141,7 @@ impl Target {
             ],
         )
         .await?;
-        let _ = ISSUER.set(mesh.issuer.clone());
+        sign_with(&mesh.issuer);
         // Every call goes through the gateway, as a client's would.
         let gateway = mesh.gateway;
         Ok(Self {
@@ -202,23 +171,21 @@ impl Target {
         let admin = std::env::var("ROAMING_TEST_POSTGRES")
             .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
         let run = format!("bench{}", std::process::id());
-        let layout = chaos::mesh::Layout {
+        let layout = Layout {
             replicas: vec![("reservation", replicas), ("rental", replicas)],
-            gateways: 1,
-            // The bench drives the mesh, not the per-principal limit; claims
-            // and calls get the production defaults, not the chaos suite's.
-            env: vec![
-                ("ROAMING_GATEWAY_RATE_PER_SECOND", "1000000000"),
-                ("ROAMING_GATEWAY_BURST", "1000000000"),
-                ("ROAMING_PENDING_TTL_MS", "30000"),
-                ("ROAMING_CALL_DEADLINE_MS", "5000"),
-                ("RUST_LOG", "error"),
-            ],
-        };
+            ..Layout::chaos()
+        }
+        // The bench drives the mesh, not the per-principal limit; claims
+        // and calls get the production defaults, not the chaos suite's.
+        .with("ROAMING_GATEWAY_RATE_PER_SECOND", "1000000000")
+        .with("ROAMING_GATEWAY_BURST", "1000000000")
+        .with("ROAMING_PENDING_TTL_MS", "30000")
+        .with("ROAMING_CALL_DEADLINE_MS", "5000")
+        .with("RUST_LOG", "error");
         let started = Instant::now();
-        let mesh = chaos::mesh::Distributed::start(&exe, &admin, &run, &layout).await?;
+        let mesh = Distributed::start(&exe, &admin, &run, &layout).await?;
         let startup = started.elapsed();
-        let _ = ISSUER.set(mesh.keys.issuer.clone());
+        sign_with(&mesh.keys.issuer);
         let gateway = mesh.gateway;
         Ok(Self {
             reservation: gateway,
@@ -561,23 +528,12 @@ fn failed(duration: Duration) -> Stats {
     s
 }
 
-fn at(t: time::OffsetDateTime) -> prost_types::Timestamp {
-    prost_types::Timestamp {
-        seconds: t.unix_timestamp(),
-        nanos: 0,
-    }
-}
-
-fn ts(offset: time::Duration) -> prost_types::Timestamp {
-    at(time::OffsetDateTime::now_utc() + offset)
-}
-
 /// Resident memory of the mesh process, from `/proc/<pid>/status`, each
 /// figure in KiB.
 ///
 /// The file-backed part is mostly the binary's own code, mapped from the
 /// page cache a folio at a time, so it follows the binary's size more than
-/// what the process does (BENCHMARKS.md, run 12); the anonymous part is the
+/// what the process does (BENCHMARKS-LOG.md, run 12); the anonymous part is the
 /// process's own memory.
 #[derive(Debug, Clone, Copy)]
 pub struct Resident {

@@ -7,12 +7,12 @@
 
 mod driver;
 mod echo;
-mod mesh;
+mod target;
 
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use mesh::Load;
+use target::{Load, Target};
 
 /// What `bench` measures.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -141,10 +141,10 @@ async fn run(o: Options) -> anyhow::Result<()> {
     let echo_1 = echo::run(1, o.warmup, o.duration).await?;
 
     let target = match o.target {
-        TargetKind::Spawn => mesh::Target::spawn().await?,
-        TargetKind::InProcess => mesh::Target::in_process().await?,
-        TargetKind::Distributed => mesh::Target::distributed(1).await?,
-        TargetKind::Replicas => mesh::Target::distributed(2).await?,
+        TargetKind::Spawn => Target::spawn().await?,
+        TargetKind::InProcess => Target::in_process().await?,
+        TargetKind::Distributed => Target::distributed(1).await?,
+        TargetKind::Replicas => Target::distributed(2).await?,
     };
     let startup = target.startup;
     let idle_rss = target.resident();

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use proto::reservation::{self as pb, ReservationStatus};
 
 use crate::load::{self, Callers, Clients, Who};
-use crate::mesh::{Distributed, Layout};
+use mesh::{Distributed, Layout};
 
 /// Reservations measured per layout (after `WARM_UP` unmeasured ones).
 const SAMPLES: usize = 150;
@@ -149,8 +149,7 @@ async fn measure(
 pub async fn run(roaming: &Path, admin: &str, run: &str) -> anyhow::Result<()> {
     let single = Layout {
         replicas: Vec::new(),
-        gateways: 1,
-        env: Vec::new(),
+        ..Layout::chaos()
     };
     let one_each = measure(roaming, admin, &format!("{run}a"), &single).await?;
     println!("{}", one_each.line("latency, one process per service"));

@@ -1,8 +1,11 @@
+//! What the reservation context tells the others, and the inbound events it
+//! applies: the aggregate's transitions return these.
+
 use domain_kernel::{BoothCode, CustomerId, DeviceModel, Money, ReservationId, Serial, SpaceId};
 
-use crate::reservation::{Kind, Reservation, Status};
+use super::{Kind, Reservation, Status};
 
-/// What the reservation context tells the others (DESIGN.md section 6). Written to
+/// What the reservation context tells the others (DOMAIN.md, "Events"). Written to
 /// the outbox in the same transaction as the change that caused it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ReservationEvent {

@@ -1,0 +1,203 @@
+//! Admission control per upstream service.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tower::{Layer, Service};
+
+use super::call::{Response, overloaded, take_ready};
+use super::route::Route;
+
+/// Admission control per upstream service: at most `slots` unary calls are
+/// inside one service at once. A call over it waits its turn (first come,
+/// first served) for at most `max_wait`, then is refused with `UNAVAILABLE`
+/// (`OVERLOADED`) and a `RetryInfo`. So under overload the service works at
+/// the concurrency it sustains, the calls it accepts wait at most `max_wait`
+/// longer than they would on a quiet mesh, and the rest are told at once to
+/// come back (instead of every call queueing inside the service until its
+/// latency is seconds: Little's law with the gateway's 1,024 in flight).
+/// Streaming calls are not counted. A service without an entry is not
+/// limited here (the global [`ConcurrencyLayer`](super::ConcurrencyLayer)
+/// still is).
+#[derive(Debug, Clone)]
+pub struct AdmissionLayer {
+    slots: Arc<HashMap<Arc<str>, Arc<Semaphore>>>,
+    max_wait: Duration,
+}
+
+impl AdmissionLayer {
+    /// `slots` per gRPC service (`package.Service`), at most
+    /// [`Semaphore::MAX_PERMITS`] each.
+    pub fn new(slots: impl IntoIterator<Item = (String, usize)>, max_wait: Duration) -> Self {
+        Self {
+            slots: Arc::new(
+                slots
+                    .into_iter()
+                    .map(|(service, n)| {
+                        let n = n.min(Semaphore::MAX_PERMITS);
+                        (Arc::from(service), Arc::new(Semaphore::new(n)))
+                    })
+                    .collect(),
+            ),
+            max_wait,
+        }
+    }
+}
+
+impl<S> Layer<S> for AdmissionLayer {
+    type Service = Admission<S>;
+
+    fn layer(&self, inner: S) -> Admission<S> {
+        Admission {
+            inner,
+            layer: self.clone(),
+        }
+    }
+}
+
+/// The service [`AdmissionLayer`] makes.
+#[derive(Debug, Clone)]
+pub struct Admission<S> {
+    inner: S,
+    layer: AdmissionLayer,
+}
+
+impl<S, B> Service<http::Request<B>> for Admission<S>
+where
+    S: Service<http::Request<B>, Response = Response> + Clone + Send + 'static,
+    S::Future: Send,
+    S::Error: Send + 'static,
+    B: Send + 'static,
+{
+    type Response = Response;
+    type Error = S::Error;
+    type Future = BoxFuture<'static, Result<Response, S::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        let slots = request
+            .extensions()
+            .get::<Route>()
+            .filter(|r| !r.streaming)
+            .and_then(|r| self.layer.slots.get(&r.service))
+            .cloned();
+        let max_wait = self.layer.max_wait;
+        let mut inner = take_ready(&mut self.inner);
+        Box::pin(async move {
+            let slot = match slots {
+                None => None,
+                Some(slots) => match admit(slots, max_wait).await {
+                    Some(slot) => Some(slot),
+                    // The service is at the concurrency it sustains.
+                    None => {
+                        return Ok(overloaded(
+                            "the service is at capacity; retry shortly",
+                            max_wait.max(Duration::from_millis(50)),
+                        ));
+                    }
+                },
+            };
+            let response = inner.call(request).await;
+            drop(slot);
+            response
+        })
+    }
+}
+
+/// A slot of `slots`, at once or within `max_wait`; `None` when none came.
+async fn admit(slots: Arc<Semaphore>, max_wait: Duration) -> Option<OwnedSemaphorePermit> {
+    if let Ok(slot) = Arc::clone(&slots).try_acquire_owned() {
+        return Some(slot);
+    }
+    tokio::time::timeout(max_wait, slots.acquire_owned())
+        .await
+        .ok()?
+        .ok()
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests")]
+
+    use tokio::time::Instant;
+    use tonic::Code;
+    use tonic_types::StatusExt as _;
+    use tower::ServiceExt as _;
+    use tower_test::mock::Mock;
+
+    use super::*;
+    use crate::proxy::testing::{
+        Req, SERVICE, STREAMING, UNARY, ok, over, reason_of, routed, status,
+    };
+
+    /// `slots` for [`SERVICE`], a call over them waiting 100 ms at most.
+    fn admission(slots: usize) -> AdmissionLayer {
+        AdmissionLayer::new([(SERVICE.to_owned(), slots)], Duration::from_millis(100))
+    }
+
+    fn call_in_background(
+        svc: &Admission<Mock<Req, Response>>,
+        r: Req,
+    ) -> tokio::task::JoinHandle<Result<Response, tower::BoxError>> {
+        let svc = svc.clone();
+        tokio::spawn(async move { svc.oneshot(r).await })
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn admission_queues_a_call_over_the_limit_for_its_wait_then_refuses() {
+        let (svc, mut handle) = over(admission(1));
+        let held = call_in_background(&svc, routed(UNARY, false));
+        let (_, first) = handle.next_request().await.unwrap();
+
+        // The second waits its turn and goes in when the first is answered
+        // within the wait.
+        let second = call_in_background(&svc, routed(UNARY, false));
+        tokio::time::sleep(Duration::from_millis(60)).await;
+        assert!(!second.is_finished(), "a call over the limit waits");
+        assert!(handle.poll_request().is_pending(), "outside the service");
+        first.send_response(ok());
+        assert!(status(&held.await.unwrap().unwrap()).is_none());
+        let (_, second_upstream) = handle.next_request().await.unwrap();
+
+        // A third waits the whole 100 ms while the second is held: refused,
+        // with a reason and a RetryInfo, without reaching the service.
+        let started = Instant::now();
+        let refused = svc.clone().oneshot(routed(UNARY, false)).await.unwrap();
+        assert_eq!(started.elapsed(), Duration::from_millis(100));
+        let s = status(&refused).unwrap();
+        assert_eq!(s.code(), Code::Unavailable);
+        assert_eq!(reason_of(&s), proto::reasons::OVERLOADED);
+        assert!(s.get_error_details().retry_info().is_some());
+        assert!(
+            handle.poll_request().is_pending(),
+            "refused outside the service"
+        );
+
+        // Streams are not counted, and the second still completes.
+        let stream = call_in_background(&svc, routed(STREAMING, true));
+        handle.next_request().await.unwrap().1.send_response(ok());
+        assert!(status(&stream.await.unwrap().unwrap()).is_none());
+        second_upstream.send_response(ok());
+        assert!(status(&second.await.unwrap().unwrap()).is_none());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn admission_leaves_services_without_a_limit_alone() {
+        let (svc, mut handle) = over(AdmissionLayer::new([], Duration::from_millis(100)));
+        let first = call_in_background(&svc, routed(UNARY, false));
+        let second = call_in_background(&svc, routed(UNARY, false));
+        let (_, a) = handle.next_request().await.unwrap();
+        let (_, b) = handle.next_request().await.unwrap();
+        a.send_response(ok());
+        b.send_response(ok());
+        assert!(status(&first.await.unwrap().unwrap()).is_none());
+        assert!(status(&second.await.unwrap().unwrap()).is_none());
+    }
+}
