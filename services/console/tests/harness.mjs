@@ -5,9 +5,6 @@
 // Environment:
 //   ROAMING_BIN        the roaming binary (default ../../target/debug/roaming)
 //   CHROMIUM           the browser (default /usr/bin/chromium)
-//   CONSOLE_DEV_PROXY  1: the gateway listens on 127.0.0.1:50060 and
-//                      scripts/serve.mjs serves dist/ on :50050, translating
-//                      gRPC-web to gRPC (for a gateway without gRPC-web)
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
@@ -15,7 +12,6 @@ import { createRequire } from 'node:module';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
-import { serve } from '../scripts/serve.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 export const consoleDir = resolve(here, '..');
@@ -36,7 +32,6 @@ export async function startMesh(env = {}) {
   if (!existsSync(bin)) {
     throw new Error(`no roaming binary at ${bin}: build it (cargo build -p services-roaming) or set ROAMING_BIN`);
   }
-  const devProxy = process.env.CONSOLE_DEV_PROXY === '1';
   await mkdir(join(repo, 'target', 'tmp'), { recursive: true });
   const cwd = await mkdtemp(join(repo, 'target', 'tmp', 'console-'));
   // ROAMING_BIN names the binary, not a setting: `roaming` refuses unknown ROAMING_* variables.
@@ -45,7 +40,7 @@ export async function startMesh(env = {}) {
     cwd,
     env: {
       ...inherited,
-      ROAMING_GATEWAY_LISTEN: devProxy ? '127.0.0.1:50060' : `127.0.0.1:${PORT}`,
+      ROAMING_GATEWAY_LISTEN: `127.0.0.1:${PORT}`,
       ROAMING_ADMIN_LISTEN: 'off',
       ...env,
     },
@@ -76,12 +71,10 @@ export async function startMesh(env = {}) {
     await rm(cwd, { recursive: true, force: true });
     throw e;
   }
-  const dev = devProxy ? await serve({ port: PORT, upstream: 'http://127.0.0.1:50060' }) : undefined;
   return {
     url: URL_,
     output: () => output,
     async stop() {
-      await dev?.close();
       child.kill('SIGTERM');
       const killer = setTimeout(() => child.kill('SIGKILL'), 20_000);
       await exited;
