@@ -270,11 +270,39 @@ mod tests {
         );
     }
 
+    /// What every answer carries, whatever its status.
+    fn assert_security_headers(r: &Response<Body>) {
+        assert_eq!(
+            header(r, header::CONTENT_SECURITY_POLICY),
+            CONTENT_SECURITY_POLICY
+        );
+        assert_eq!(header(r, header::X_CONTENT_TYPE_OPTIONS), "nosniff");
+        assert_eq!(header(r, header::X_FRAME_OPTIONS), "DENY");
+        assert_eq!(header(r, header::REFERRER_POLICY), "no-referrer");
+    }
+
     #[tokio::test]
     async fn a_known_etag_is_answered_not_modified() {
         let (r, body) = get(Method::GET, "/", Some("W/\"0000000000000001\"")).await;
         assert_eq!(r.status(), StatusCode::NOT_MODIFIED);
         assert!(body.is_empty());
+        assert!(r.headers().get(header::CONTENT_LENGTH).is_none());
+        // A 304 repeats the validator and the caching rule of the 200.
+        assert_eq!(header(&r, header::ETAG), "\"0000000000000001\"");
+        assert_eq!(header(&r, header::CACHE_CONTROL), "no-cache");
+        assert_security_headers(&r);
+        let (r, _) = get(
+            Method::HEAD,
+            "/assets/app-ABCDEFGH.js",
+            Some("\"x\", \"0000000000000002\""),
+        )
+        .await;
+        assert_eq!(r.status(), StatusCode::NOT_MODIFIED);
+        let (r, _) = get(Method::GET, "/", Some("*")).await;
+        assert_eq!(r.status(), StatusCode::NOT_MODIFIED);
+        // Another file's tag is not this one's.
+        let (r, _) = get(Method::GET, "/", Some("\"0000000000000002\"")).await;
+        assert_eq!(r.status(), StatusCode::OK);
         let (r, _) = get(Method::GET, "/", Some("\"other\"")).await;
         assert_eq!(r.status(), StatusCode::OK);
     }
@@ -284,13 +312,48 @@ mod tests {
         let (r, _) = get(Method::GET, "/admin", None).await;
         assert_eq!(r.status(), StatusCode::NOT_FOUND);
         assert_eq!(header(&r, header::CACHE_CONTROL), "no-store");
-        assert_eq!(header(&r, header::X_CONTENT_TYPE_OPTIONS), "nosniff");
+        assert_security_headers(&r);
+        let (r, body) = get(Method::HEAD, "/admin", Some("*")).await;
+        assert_eq!(r.status(), StatusCode::NOT_FOUND);
+        assert!(body.is_empty());
+        assert_security_headers(&r);
     }
 
     #[tokio::test]
-    async fn posts_go_on_to_grpc() {
-        let (r, _) = get(Method::POST, "/", None).await;
-        assert_eq!(r.status(), StatusCode::IM_A_TEAPOT);
+    async fn only_the_embedded_names_are_served_as_they_are_spelled() {
+        // Paths are compared with the embedded names, never resolved: no
+        // dot segments, encodings, doubled slashes or other spellings.
+        for path in [
+            "/assets/../index.html",
+            "/assets/%2e%2e/index.html",
+            "//index.html",
+            "/index.html/",
+            "/INDEX.HTML",
+            "/assets/",
+            "/assets",
+            "/assets/app-ABCDEFGH.js/",
+            "/assets/app-ABCDEFGH.js%00",
+            "/../../etc/passwd",
+        ] {
+            let (r, body) = get(Method::GET, path, None).await;
+            assert_eq!(r.status(), StatusCode::NOT_FOUND, "{path}");
+            assert_eq!(&body[..], b"not found\n", "{path}");
+        }
+        // A query does not change which file is served.
+        let (r, body) = get(Method::GET, "/?next=/admin", None).await;
+        assert_eq!(r.status(), StatusCode::OK);
+        assert_eq!(&body[..], b"<!doctype html>");
+        let (r, _) = get(Method::GET, "/index.html", None).await;
+        assert_eq!(r.status(), StatusCode::OK);
+        assert_security_headers(&r);
+    }
+
+    #[tokio::test]
+    async fn every_other_method_goes_on_to_grpc() {
+        for method in [Method::POST, Method::OPTIONS, Method::PUT, Method::DELETE] {
+            let (r, _) = get(method.clone(), "/", None).await;
+            assert_eq!(r.status(), StatusCode::IM_A_TEAPOT, "{method}");
+        }
     }
 
     #[test]
