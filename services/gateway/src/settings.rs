@@ -148,14 +148,18 @@ impl GatewaySettings {
 fn origins(origins: &Vec<String>) -> Result<(), String> {
     match origins.iter().find(|o| !is_origin(o)) {
         Some(o) => Err(format!(
-            "{o:?} is not an origin (scheme://host[:port], http or https, no path)"
+            "{o:?} is not an origin as a browser sends it (scheme://host[:port], http or https, \
+             lower case, no default port, no path)"
         )),
         None => Ok(()),
     }
 }
 
 /// `https://console.example.com`, `http://127.0.0.1:8080`: what a browser
-/// sends in `Origin`. No wildcard, path, query or trailing slash.
+/// sends in `Origin`. No wildcard, path, query or trailing slash; the host in
+/// lower case and no default port (`:443` for https, `:80` for http), since a
+/// browser never sends those and CORS compares the bytes: such an entry would
+/// silently grant nothing.
 fn is_origin(origin: &str) -> bool {
     let Some((scheme, authority)) = origin.split_once("://") else {
         return false;
@@ -175,7 +179,10 @@ fn is_origin(origin: &str) -> bool {
     };
     let port_ok = match port {
         Some("") => !authority.ends_with(':'),
-        Some(p) => p.parse::<u16>().is_ok_and(|p| p > 0),
+        Some(p) => {
+            p.parse::<u16>().is_ok_and(|p| p > 0)
+                && !matches!((scheme, p), ("http", "80") | ("https", "443"))
+        }
         None => false,
     };
     matches!(scheme, "http" | "https")
@@ -183,7 +190,7 @@ fn is_origin(origin: &str) -> bool {
         && (authority.starts_with('[')
             || host
                 .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-')))
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '-')))
         && port_ok
 }
 
@@ -258,6 +265,8 @@ mod tests {
             "http://127.0.0.1:8080",
             "https://[::1]:8443",
             "http://localhost",
+            "http://console.example.com:443",
+            "https://console.example.com:80",
         ] {
             assert!(is_origin(good), "{good}");
         }
@@ -272,6 +281,10 @@ mod tests {
             "https://",
             "https://[nope]:1",
             "https://exa mple.com",
+            // A browser sends neither: the entry would never match.
+            "https://Console.Example.com",
+            "https://console.example.com:443",
+            "http://console.example.com:80",
         ] {
             assert!(!is_origin(bad), "{bad}");
         }
