@@ -45,7 +45,10 @@ fn origin(addr: SocketAddr) -> http::Uri {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn grpc_web_unary_stream_and_refusal_details_pass_the_gateway() {
-    let m = TestMesh::start().await;
+    let m = TestMesh::start_with(|s| {
+        s.admin_listen = Some(SocketAddr::from(([127, 0, 0, 1], 0)));
+    })
+    .await;
     let gw = m.mesh().gateway.addr;
     let mut reservation = ReservationServiceClient::with_origin(web_channel(), origin(gw));
     let mut view = ViewServiceClient::with_origin(web_channel(), origin(gw));
@@ -138,6 +141,54 @@ async fn grpc_web_unary_stream_and_refusal_details_pass_the_gateway() {
         .await
         .expect_err("no token");
     assert_eq!(anonymous.code(), tonic::Code::Unauthenticated);
+
+    // Counted by the gateway under the gRPC method's own label (tonic-web
+    // translates before the trace layer), refusals included. These methods
+    // and codes are called over gRPC-web by this test only (the metrics are
+    // per process), so the counts are exact.
+    let admin = m.mesh().admin.as_ref().unwrap().addr;
+    let series = |method: &str, code: tonic::Code| {
+        format!(
+            "roaming_rpc_server_requests_total{{component=\"gateway\",grpc_code=\"{}\",rpc_method=\"/{method}\"}} ",
+            code as i32
+        )
+    };
+    let expected = [
+        (
+            "roaming.reservation.v1.ReservationService/ReserveRoaming",
+            tonic::Code::Ok,
+        ),
+        (
+            "roaming.reservation.v1.ReservationService/ReserveRoaming",
+            tonic::Code::FailedPrecondition,
+        ),
+        (
+            "roaming.reservation.v1.ReservationService/ReserveRoaming",
+            tonic::Code::InvalidArgument,
+        ),
+        (
+            "roaming.reservation.v1.ReservationService/CancelReservation",
+            tonic::Code::Ok,
+        ),
+        (
+            "roaming.reservation.v1.ReservationService/QuoteRoaming",
+            tonic::Code::Unauthenticated,
+        ),
+    ]
+    .map(|(method, code)| series(method, code));
+    let metrics = Request::builder()
+        .uri("/metrics")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let (_, text) = http1(admin, metrics).await;
+    let text = String::from_utf8(text.to_vec()).unwrap();
+    for series in &expected {
+        let value = text
+            .lines()
+            .find_map(|l| l.strip_prefix(series.as_str()))
+            .and_then(|v| v.trim().parse::<f64>().ok());
+        assert_eq!(value, Some(1.0), "{series}\n{text}");
+    }
     m.stop().await;
 }
 
