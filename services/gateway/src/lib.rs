@@ -11,6 +11,7 @@
 //!   of its upstream. Reflection lists every service of the API.
 
 pub use adapters_auth::rate as limit;
+pub mod console;
 pub mod proxy;
 pub mod settings;
 pub mod tokens;
@@ -21,6 +22,7 @@ use std::time::Duration;
 use adapters_auth::{AuthLayer, Credentials, Issuer};
 use adapters_grpc::balance::Upstream;
 use adapters_grpc::runtime::{Follow, Runtime};
+use http::{HeaderName, HeaderValue};
 use proto::auth::auth_service_server::AuthServiceServer;
 use proto::service_names;
 use tokio::net::TcpListener;
@@ -28,10 +30,13 @@ use tonic::service::Routes;
 use tonic_health::ServingStatus;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_client::HealthClient;
+use tonic_web::GrpcWebLayer;
+use tower_http::cors::{AllowOrigin, CorsLayer};
 use tracing::info;
 
 pub use settings::{DEMO_PRINCIPALS, GatewaySettings, PrincipalEntry};
 
+use crate::console::ConsoleLayer;
 use crate::proxy::{StackConfig, streaming_methods};
 use crate::tokens::TokenService;
 
@@ -130,6 +135,7 @@ pub async fn start(
         .into_axum_router()
         .fallback_service(fallback);
 
+    let cors = cors(&settings.allowed_origins).map_err(StartError)?;
     let mut builder =
         tonic::transport::Server::builder().max_concurrent_streams(parts.max_concurrent_streams);
     if let Some(age) = parts.max_connection_age {
@@ -152,6 +158,15 @@ pub async fn start(
     let gateway = runtime
         .serve(listener, parts.limits, move |incoming, stop| {
             builder
+                .accept_http1(true)
+                // Another web app's origin, if allowed, may call (preflights
+                // answered here); by default only the console's own origin.
+                .layer(tower::util::option_layer(cors.clone()))
+                // GET/HEAD: the console's files; tonic-web would answer 400.
+                .layer(ConsoleLayer::embedded())
+                // gRPC-web (HTTP/1.1 or 2, binary or text) becomes gRPC here,
+                // so everything below sees one protocol.
+                .layer(GrpcWebLayer::new())
                 .layer(adapters_telemetry::TraceLayer::new("gateway"))
                 .http2_keepalive_interval(Some(Duration::from_secs(30)))
                 .http2_max_header_list_size(Some(32 * 1024))
@@ -162,6 +177,37 @@ pub async fn start(
         .await;
     info!(%addr, "gateway serving");
     Ok(gateway)
+}
+
+/// CORS for the listed origins (none: same-origin only, no CORS headers at
+/// all, so a page elsewhere cannot call the gateway from a browser). gRPC-web
+/// needs its headers allowed and its status trailers exposed.
+fn cors(origins: &[String]) -> Result<Option<CorsLayer>, String> {
+    if origins.is_empty() {
+        return Ok(None);
+    }
+    let origins = origins
+        .iter()
+        .map(|o| HeaderValue::from_str(o).map_err(|e| format!("allowed origin {o:?}: {e}")))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Some(
+        CorsLayer::new()
+            .allow_origin(AllowOrigin::list(origins))
+            .allow_methods([http::Method::POST])
+            .allow_headers([
+                http::header::AUTHORIZATION,
+                http::header::CONTENT_TYPE,
+                HeaderName::from_static("x-grpc-web"),
+                HeaderName::from_static("x-user-agent"),
+                HeaderName::from_static("grpc-timeout"),
+            ])
+            .expose_headers([
+                HeaderName::from_static("grpc-status"),
+                HeaderName::from_static("grpc-message"),
+                HeaderName::from_static("grpc-status-details-bin"),
+            ])
+            .max_age(Duration::from_mins(10)),
+    ))
 }
 
 /// A check that `name` serves on its upstream: the gateway's health entry

@@ -38,6 +38,11 @@ adapters_settings::section! {
         /// The longest a call waits for admission, in milliseconds (at most
         /// `default_deadline_ms`).
         pub admission_wait_ms: u64 = 25;
+        /// Origins of other web apps whose pages may call the gateway from a
+        /// browser (gRPC-web with CORS), as `https://host[:port]`,
+        /// comma-separated. Empty: only the console the gateway serves
+        /// itself (same origin, no CORS).
+        pub allowed_origins: Vec<String> = Vec::new(), check origins;
         /// Who may get a token from `AuthService/IssueToken` (file only). Empty
         /// in `roaming up` means the demo principals (DOMAIN.md, "The demo catalog").
         pub principals: Vec<PrincipalEntry> = Vec::new(), env file_only, check principals;
@@ -140,6 +145,56 @@ impl GatewaySettings {
 
 /// The check of `gateway.principals`: each entry logs in as someone.
 #[allow(clippy::ptr_arg)] // a check takes the setting's own type
+fn origins(origins: &Vec<String>) -> Result<(), String> {
+    match origins.iter().find(|o| !is_origin(o)) {
+        Some(o) => Err(format!(
+            "{o:?} is not an origin as a browser sends it (scheme://host[:port], http or https, \
+             lower case, no default port, no path)"
+        )),
+        None => Ok(()),
+    }
+}
+
+/// `https://console.example.com`, `http://127.0.0.1:8080`: what a browser
+/// sends in `Origin`. No wildcard, path, query or trailing slash; the host in
+/// lower case and no default port (`:443` for https, `:80` for http), since a
+/// browser never sends those and CORS compares the bytes: such an entry would
+/// silently grant nothing.
+fn is_origin(origin: &str) -> bool {
+    let Some((scheme, authority)) = origin.split_once("://") else {
+        return false;
+    };
+    let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
+        match v6.split_once(']') {
+            Some((ip, rest)) if ip.parse::<std::net::Ipv6Addr>().is_ok() => {
+                (ip, rest.strip_prefix(':').map_or(Some(rest), Some))
+            }
+            _ => return false,
+        }
+    } else {
+        match authority.rsplit_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (authority, Some("")),
+        }
+    };
+    let port_ok = match port {
+        Some("") => !authority.ends_with(':'),
+        Some(p) => {
+            p.parse::<u16>().is_ok_and(|p| p > 0)
+                && !matches!((scheme, p), ("http", "80") | ("https", "443"))
+        }
+        None => false,
+    };
+    matches!(scheme, "http" | "https")
+        && !host.is_empty()
+        && (authority.starts_with('[')
+            || host
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '-')))
+        && port_ok
+}
+
+#[allow(clippy::ptr_arg)] // a check takes the setting's own type
 fn principals(entries: &Vec<PrincipalEntry>) -> Result<(), String> {
     credentials(entries).map(|_| ()).map_err(|e| {
         e.strip_prefix("gateway.principals ")
@@ -202,6 +257,47 @@ fn place<T, E: std::fmt::Display>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn allowed_origins_are_bare_http_or_https_origins() {
+        for good in [
+            "https://console.example.com",
+            "http://127.0.0.1:8080",
+            "https://[::1]:8443",
+            "http://localhost",
+            "http://console.example.com:443",
+            "https://console.example.com:80",
+        ] {
+            assert!(is_origin(good), "{good}");
+        }
+        for bad in [
+            "*",
+            "console.example.com",
+            "https://console.example.com/",
+            "https://console.example.com/app",
+            "ftp://example.com",
+            "https://example.com:",
+            "https://example.com:99999",
+            "https://",
+            "https://[nope]:1",
+            "https://exa mple.com",
+            // A browser sends neither: the entry would never match.
+            "https://Console.Example.com",
+            "https://console.example.com:443",
+            "http://console.example.com:80",
+        ] {
+            assert!(!is_origin(bad), "{bad}");
+        }
+        let s = GatewaySettings {
+            allowed_origins: vec!["https://ok.example".into(), "*".into()],
+            ..GatewaySettings::default()
+        };
+        let e = s.validate().unwrap_err().to_string();
+        assert!(
+            e.contains("gateway.allowed_origins") && e.contains("\"*\""),
+            "{e}"
+        );
+    }
 
     #[test]
     fn the_demo_principals_are_valid_and_log_in_with_demo() {

@@ -146,6 +146,7 @@ impl Mesh {
         };
         let mut out = format!(
             "roaming mesh is up: gateway on {listen}\n\
+             console: open http://{gw}/ in a browser (demo principals below, password `demo`)\n\
              get a token (demo principals, password `demo`):\n  \
              grpcurl -plaintext -d '{{\"username\":\"alice\",\"password\":\"demo\"}}' {gw} roaming.auth.v1.AuthService/IssueToken\n\
              then call with -H \"authorization: Bearer $TOKEN\", e.g.\n  \
