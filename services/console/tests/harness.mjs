@@ -3,7 +3,7 @@
 // and an axe-core scan injected from node_modules (no network).
 //
 // Environment:
-//   ROAMING_BIN        the roaming binary (default ../../target/debug/roaming)
+//   CONSOLE_ROAMING_EXE        the roaming binary (default ../../target/debug/roaming)
 //   CHROMIUM           the browser (default /usr/bin/chromium)
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -28,18 +28,16 @@ export const URL_ = `http://127.0.0.1:${PORT}/`;
  * banner. `env` adds ROAMING_* settings (e.g. a short token lifetime).
  */
 export async function startMesh(env = {}) {
-  const bin = resolve(consoleDir, process.env.ROAMING_BIN ?? '../../target/debug/roaming');
+  const bin = resolve(consoleDir, process.env.CONSOLE_ROAMING_EXE ?? '../../target/debug/roaming');
   if (!existsSync(bin)) {
-    throw new Error(`no roaming binary at ${bin}: build it (cargo build -p services-roaming) or set ROAMING_BIN`);
+    throw new Error(`no roaming binary at ${bin}: build it (cargo build -p services-roaming) or set CONSOLE_ROAMING_EXE`);
   }
   await mkdir(join(repo, 'target', 'tmp'), { recursive: true });
   const cwd = await mkdtemp(join(repo, 'target', 'tmp', 'console-'));
-  // ROAMING_BIN names the binary, not a setting: `roaming` refuses unknown ROAMING_* variables.
-  const { ROAMING_BIN: _bin, ...inherited } = process.env;
   const child = spawn(bin, ['up'], {
     cwd,
     env: {
-      ...inherited,
+      ...process.env,
       ROAMING_GATEWAY_LISTEN: `127.0.0.1:${PORT}`,
       ROAMING_ADMIN_LISTEN: 'off',
       ...env,
