@@ -2,7 +2,7 @@
 # The console's part of CI (for .ci/run: `bash services/console/scripts/ci.sh`):
 # the committed generated code and dist/ are exactly what the sources give,
 # the types check, and the browser tests pass against a fresh `roaming up`
-# (the binary at CONSOLE_ROAMING_EXE, default target/debug/roaming: build it first).
+# (the binary at CONSOLE_MESH_BIN, default target/debug/roaming: build it first).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -3,7 +3,7 @@
 // and an axe-core scan injected from node_modules (no network).
 //
 // Environment:
-//   CONSOLE_ROAMING_EXE        the roaming binary (default ../../target/debug/roaming)
+//   CONSOLE_MESH_BIN        the roaming binary (default ../../target/debug/roaming)
 //   CHROMIUM           the browser (default /usr/bin/chromium)
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -28,9 +28,9 @@ export const URL_ = `http://127.0.0.1:${PORT}/`;
  * banner. `env` adds ROAMING_* settings (e.g. a short token lifetime).
  */
 export async function startMesh(env = {}) {
-  const bin = resolve(consoleDir, process.env.CONSOLE_ROAMING_EXE ?? '../../target/debug/roaming');
+  const bin = resolve(consoleDir, process.env.CONSOLE_MESH_BIN ?? '../../target/debug/roaming');
   if (!existsSync(bin)) {
-    throw new Error(`no roaming binary at ${bin}: build it (cargo build -p services-roaming) or set CONSOLE_ROAMING_EXE`);
+    throw new Error(`no roaming binary at ${bin}: build it (cargo build -p services-roaming) or set CONSOLE_MESH_BIN`);
   }
   await mkdir(join(repo, 'target', 'tmp'), { recursive: true });
   const cwd = await mkdtemp(join(repo, 'target', 'tmp', 'console-'));
