@@ -82,7 +82,9 @@ async fn spans_reach_an_otlp_collector_when_the_endpoint_is_set() {
     let output = mesh::listening::Output::from_end_of(&log);
     let mut child = Command::new(env!("CARGO_BIN_EXE_roaming"))
         .arg("up")
-        .env("ROAMING_DATA_DIR", &dir)
+        // A data directory of its own: `up` seeds the demo catalog only
+        // into a new one, and the log lives beside it.
+        .env("ROAMING_DATA_DIR", dir.join("data"))
         .env("ROAMING_REPORT_LISTEN", "1")
         .env("ROAMING_GATEWAY_LISTEN", mesh::listening::ANY_PORT)
         .env("ROAMING_ADMIN_LISTEN", "off")
