@@ -133,7 +133,7 @@ fn a_circle_put_back_into_a_real_crate_is_caught() {
     let read = |path: &std::path::Path| {
         let text = std::fs::read_to_string(path).ok()?;
         Some(if path.ends_with("src/db.rs") {
-            text + "\nfn circle() -> crate::migrations::ViewMigrator { todo!() }\n"
+            text + "\nfn circle(_: crate::migrations::ViewMigrator) {}\n"
         } else {
             text
         })
