@@ -45,9 +45,14 @@ def of_kind(objs, kind):
     return [o for o in objs if o["kind"] == kind]
 
 
+def roaming_config(objs):
+    """The shared settings: generated, so its name carries a hash of its
+    content and a change rolls the pods."""
+    return next(o for o in of_kind(objs, "ConfigMap") if o["metadata"]["name"].startswith("roaming-config-"))
+
+
 def drain_seconds(objs):
-    config = next(o for o in of_kind(objs, "ConfigMap") if o["metadata"]["name"] == "roaming-config")
-    data = config["data"]
+    data = roaming_config(objs)["data"]
     return (int(data["ROAMING_SHUTDOWN_DELAY_MS"]) + int(data["ROAMING_SHUTDOWN_GRACE_MS"])) / 1000
 
 
@@ -67,6 +72,8 @@ def problems(objs, overlay):
             found.append(f"{where}: rolling update without maxUnavailable 0")
         if pod.get("automountServiceAccountToken") is not False:
             found.append(f"{where}: service account token mounted")
+        if name in MESH and pod.get("enableServiceLinks") is not False:
+            found.append(f"{where}: enableServiceLinks on (Service variables look like settings)")
         psc = pod.get("securityContext", {})
         if psc.get("runAsNonRoot") is not True or psc.get("seccompProfile", {}).get("type") != "RuntimeDefault":
             found.append(f"{where}: pod security context not non-root with seccomp RuntimeDefault")
@@ -79,6 +86,8 @@ def problems(objs, overlay):
                 found.append(f"{cw}: image {c['image']} is not allowed")
             if c["image"].endswith(":latest") or ":" not in c["image"]:
                 found.append(f"{cw}: image without a fixed tag")
+            if c.get("imagePullPolicy", "IfNotPresent") == "Always":
+                found.append(f"{cw}: imagePullPolicy Always (defeats `kind load` and pulls on every start)")
             sc = c.get("securityContext", {})
             if not (
                 sc.get("runAsNonRoot") is True
@@ -146,23 +155,34 @@ def problems(objs, overlay):
             found.append(f"Deployment {name} does not read its database secret pg-{name}-app")
     if overlay == "prod":
         for name, cluster in clusters.items():
-            if cluster["spec"]["instances"] < 3 or cluster["spec"].get("minSyncReplicas", 0) < 1:
-                found.append(f"prod: {name} without three instances and a synchronous standby")
+            sync = cluster["spec"].get("postgresql", {}).get("synchronous", {})
+            if cluster["spec"]["instances"] < 3 or sync.get("number", 0) < 1 or sync.get("dataDurability") != "required":
+                found.append(f"prod: {name} without three instances and a required synchronous standby")
+            if "minSyncReplicas" in cluster["spec"] or "maxSyncReplicas" in cluster["spec"]:
+                found.append(f"prod: {name} uses the deprecated minSyncReplicas/maxSyncReplicas")
+            if not any(p.get("isWALArchiver") for p in cluster["spec"].get("plugins", [])):
+                found.append(f"prod: {name} archives no WAL (no backups)")
+        backed_up = {b["spec"]["cluster"]["name"] for b in objs if b["kind"] == "ScheduledBackup"}
+        for name in clusters:
+            if name not in backed_up:
+                found.append(f"prod: no ScheduledBackup of {name}")
+        gateway = next((s for s in of_kind(objs, "Service") if s["metadata"]["name"] == "gateway"), {"spec": {}})
+        if gateway["spec"].get("type") != "LoadBalancer" or gateway["spec"].get("externalTrafficPolicy") != "Local":
+            found.append("prod: the gateway's Service is not a LoadBalancer keeping client addresses (externalTrafficPolicy Local)")
         pdbs = {o["spec"]["selector"]["matchLabels"]["app.kubernetes.io/name"] for o in of_kind(objs, "PodDisruptionBudget")}
-        hpas = {o["spec"]["scaleTargetRef"]["name"] for o in of_kind(objs, "HorizontalPodAutoscaler")}
+        hpas = {o["spec"]["scaleTargetRef"]["name"]: o for o in of_kind(objs, "HorizontalPodAutoscaler")}
         for name in MESH:
             if name not in pdbs:
                 found.append(f"prod: no PodDisruptionBudget for {name}")
             if name not in hpas:
                 found.append(f"prod: no HorizontalPodAutoscaler for {name}")
-            if deployments.get(name, {}).get("spec", {}).get("replicas") != 3:
-                found.append(f"prod: {name} does not run three replicas")
+            elif hpas[name]["spec"].get("minReplicas", 1) < 3:
+                found.append(f"prod: {name} may scale below three replicas")
         # Every replica of a service holds a pool of its own on the service's
         # database, plus one connection for the outbox relay's LISTEN: at the
         # HPA's maximum and one pod of surge they must fit under the server's
         # max_connections, less its superuser reserve (3).
-        config = next(o for o in of_kind(objs, "ConfigMap") if o["metadata"]["name"] == "roaming-config")
-        pool = int(config["data"].get("ROAMING_DATABASE_POOL", "16"))
+        pool = int(roaming_config(objs)["data"].get("ROAMING_DATABASE_POOL", "16"))
         for hpa in of_kind(objs, "HorizontalPodAutoscaler"):
             name = hpa["spec"]["scaleTargetRef"]["name"]
             cluster = clusters.get(f"pg-{name}")
@@ -226,8 +246,14 @@ class Overlays(unittest.TestCase):
             "public service": lambda o: next(x for x in o if x["kind"] == "Service" and x["metadata"]["name"] == "payment")["spec"].update(type="LoadBalancer"),
             "no default deny": lambda o: o.remove(next(x for x in o if x["kind"] == "NetworkPolicy" and x["metadata"]["name"] == "default-deny")),
             "no database": lambda o: o.remove(next(x for x in o if x["kind"] == "Cluster")),
-            "async standby": lambda o: next(x for x in o if x["kind"] == "Cluster")["spec"].pop("minSyncReplicas"),
-            "pools over max_connections": lambda o: next(x for x in o if x["kind"] == "ConfigMap" and x["metadata"]["name"] == "roaming-config")["data"].update(ROAMING_DATABASE_POOL="16"),
+            "async standby": lambda o: next(x for x in o if x["kind"] == "Cluster")["spec"]["postgresql"]["synchronous"].update(dataDurability="preferred"),
+            "no wal archive": lambda o: next(x for x in o if x["kind"] == "Cluster")["spec"].pop("plugins"),
+            "no scheduled backup": lambda o: o.remove(next(x for x in o if x["kind"] == "ScheduledBackup")),
+            "pools over max_connections": lambda o: roaming_config(o)["data"].update(ROAMING_DATABASE_POOL="16"),
+            "pull always": lambda o: container(o).update(imagePullPolicy="Always"),
+            "service links": lambda o: deployment(o)["spec"]["template"]["spec"].pop("enableServiceLinks"),
+            "gateway hides clients": lambda o: next(x for x in o if x["kind"] == "Service" and x["metadata"]["name"] == "gateway")["spec"].pop("externalTrafficPolicy"),
+            "low hpa floor": lambda o: next(x for x in o if x["kind"] == "HorizontalPodAutoscaler")["spec"].update(minReplicas=1),
             "open ingress": lambda o: next(x for x in o if x["kind"] == "NetworkPolicy" and x["metadata"]["name"] == "payment")["spec"]["ingress"][0].pop("from"),
         }
         for what, change in cases.items():

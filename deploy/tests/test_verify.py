@@ -1,0 +1,204 @@
+"""deploy/verify against the rendered overlays, and against broken copies of
+them: each realistic mistake below must be refused with a line that names it.
+
+Run: python3 -m unittest discover -s deploy/tests   (needs kubectl with
+kustomize and PyYAML; .ci/run installs both).
+"""
+
+import copy
+import importlib.machinery
+import importlib.util
+import pathlib
+import subprocess
+import sys
+import tempfile
+import unittest
+
+import yaml
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+_loader = importlib.machinery.SourceFileLoader("deploy_verify", str(ROOT / "verify"))
+_spec = importlib.util.spec_from_loader("deploy_verify", _loader)
+verify = importlib.util.module_from_spec(_spec)
+_loader.exec_module(verify)
+
+
+def render(overlay):
+    out = subprocess.run(
+        ["kubectl", "kustomize", str(ROOT / "k8s" / "overlays" / overlay)],
+        check=True, capture_output=True, text=True,
+    ).stdout
+    docs = [d for d in yaml.safe_load_all(out) if d]
+    for d in docs:
+        d.setdefault("metadata", {}).setdefault("namespace", "default")
+    return docs
+
+
+def find(objs, kind, name=None, prefix=None):
+    for o in objs:
+        n = o["metadata"]["name"]
+        if o["kind"] == kind and (name is None or n == name) and (prefix is None or n.startswith(prefix)):
+            return o
+    raise KeyError(f"{kind} {name or prefix}")
+
+
+def pod(objs, name):
+    return find(objs, "Deployment", name)["spec"]["template"]["spec"]
+
+
+def container(objs, name):
+    return pod(objs, name)["containers"][0]
+
+
+def config(objs):
+    return find(objs, "ConfigMap", prefix="roaming-config")["data"]
+
+
+def env(objs, deployment, name, value):
+    for e in container(objs, deployment)["env"]:
+        if e["name"] == name:
+            e["value"] = value
+            return
+    raise KeyError(name)
+
+
+def policy(objs, name):
+    return find(objs, "NetworkPolicy", name)["spec"]
+
+
+def drop_egress_to(objs, name, label_key, label_value):
+    rules = policy(objs, name)["egress"]
+    before = len(rules)
+    rules[:] = [r for r in rules
+                if not any(p.get("podSelector", {}).get("matchLabels", {}).get(label_key) == label_value
+                           for p in r.get("to", []))]
+    assert len(rules) < before, f"no egress rule of {name} to {label_key}={label_value}"
+
+
+def rename_key(objs, deployment, volume, old, new):
+    for v in pod(objs, deployment)["volumes"]:
+        if v["name"] == volume:
+            for item in v["secret"]["items"]:
+                if item["key"] == old:
+                    item["key"] = new
+                    return
+    raise KeyError(old)
+
+
+def allow_mesh_to_mesh(objs):
+    objs.append({
+        "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+        "metadata": {"name": "allow-mesh", "namespace": "roaming"},
+        "spec": {
+            "podSelector": {"matchLabels": {"app.kubernetes.io/part-of": "roaming"}},
+            "policyTypes": ["Ingress", "Egress"],
+            "ingress": [{"from": [{"podSelector": {"matchLabels": {"app.kubernetes.io/part-of": "roaming"}}}]}],
+            "egress": [{"to": [{"podSelector": {"matchLabels": {"app.kubernetes.io/part-of": "roaming"}}}]}],
+        },
+    })
+
+
+def roaming_service(objs):
+    objs.append({
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": "roaming-docs", "namespace": "roaming"},
+        "spec": {"selector": {"app": "docs"}, "ports": [{"port": 80}]},
+    })
+    pod(objs, "payment")["enableServiceLinks"] = True
+
+
+# (what, the change, a piece of the line that must name it)
+MISTAKES = [
+    ("typo in a ConfigMap key", lambda o: config(o).update(ROAMING_PAYMNET_ADDRS=config(o).pop("ROAMING_PAYMENT_ADDRS")),
+     "ROAMING_PAYMENT_ADDRS is not set"),
+    ("wrong listen port", lambda o: config(o).update(ROAMING_PAYMENT_LISTEN="0.0.0.0:50059"),
+     "listens on 50059"),
+    ("address naming no Service", lambda o: config(o).update(ROAMING_PAYMENT_ADDRS="http://payments:50052"),
+     "no Service payments"),
+    ("address on a port the Service lacks", lambda o: config(o).update(ROAMING_VIEW_ADDRS="http://view:50056"),
+     "has no port 50056"),
+    ("address naming another service's Service", lambda o: config(o).update(ROAMING_VIEW_ADDRS="http://parking:50054"),
+     "not Deployment view"),
+    ("selector typo", lambda o: find(o, "Service", "payment")["spec"]["selector"].update({"app.kubernetes.io/name": "paymnet"}),
+     "selects no pods"),
+    ("targetPort typo", lambda o: find(o, "Service", "rental")["spec"]["ports"][0].update(targetPort="grcp"),
+     "targets 'grcp'"),
+    ("Service not headless", lambda o: find(o, "Service", "reservation")["spec"].pop("clusterIP"),
+     "not headless"),
+    ("no egress to payment", lambda o: drop_egress_to(o, "reservation", "app.kubernetes.io/name", "payment"),
+     "block Deployment reservation -> Deployment payment:50052"),
+    ("no egress to NATS", lambda o: drop_egress_to(o, "view", "app.kubernetes.io/name", "nats"),
+     "block Deployment view -> StatefulSet nats:4222"),
+    ("no egress to PostgreSQL", lambda o: drop_egress_to(o, "parking", "cnpg.io/cluster", "pg-parking"),
+     "block Deployment parking -> Cluster pg-parking:5432"),
+    ("no DNS", lambda o: o.remove(find(o, "NetworkPolicy", "allow-dns")),
+     "-> kube-system/k8s-app=kube-dns:53/UDP"),
+    ("no ingress from the gateway", lambda o: policy(o, "rental")["ingress"].clear(),
+     "block Deployment gateway -> Deployment rental:50053"),
+    ("every mesh pod to every other", allow_mesh_to_mesh,
+     "a call nothing makes"),
+    ("renamed secret key", lambda o: rename_key(o, "rental", "keys", "rental.pem", "rental-key.pem"),
+     "reads key rental-key.pem of Secret roaming-keys"),
+    ("_FILE path not mounted", lambda o: env(o, "reservation", "ROAMING_AUTH_SIGNING_KEY_FILE", "/etc/roaming/key/reservation.pem"),
+     "ROAMING_AUTH_SIGNING_KEY_FILE /etc/roaming/key/reservation.pem is in no mounted volume"),
+    ("_FILE naming a file the volume lacks", lambda o: env(o, "parking", "ROAMING_AUTH_SIGNING_KEY_FILE", "/etc/roaming/keys/parking.key"),
+     "has no item at parking.key"),
+    ("missing volume", lambda o: pod(o, "payment").update(volumes=[v for v in pod(o, "payment")["volumes"] if v["name"] != "keys"]),
+     "mounts volume keys, which the pod does not declare"),
+    ("database secret typo", lambda o: next(v for v in pod(o, "view")["volumes"] if v["name"] == "db")["secret"].update(secretName="pg-veiw-app"),
+     "Secret pg-veiw-app, which nothing creates"),
+    ("NATS URL on a wrong port", lambda o: config(o).update(ROAMING_NATS_URL="nats://nats:4223"),
+     "has no port 4223"),
+    ("probe on a wrong port", lambda o: container(o, "view")["livenessProbe"]["grpc"].update(port=50054),
+     "livenessProbe on port 50054"),
+    ("probe naming a health service not served", lambda o: container(o, "view")["readinessProbe"]["grpc"].update(service="roaming.view.v1.View"),
+     "which view does not serve"),
+    ("grace shorter than the drain", lambda o: pod(o, "gateway").update(terminationGracePeriodSeconds=20),
+     "terminationGracePeriodSeconds 20"),
+    ("replicas next to an HPA", lambda o: find(o, "Deployment", "parking")["spec"].update(replicas=3),
+     "sets replicas (3)"),
+    ("PDB selecting nothing", lambda o: find(o, "PodDisruptionBudget", "view")["spec"]["selector"]["matchLabels"].update({"app.kubernetes.io/name": "veiw"}),
+     "selects 0 workloads"),
+    ("HPA naming no Deployment", lambda o: find(o, "HorizontalPodAutoscaler", "rental")["spec"]["scaleTargetRef"].update(name="rentals"),
+     "Deployment rentals, which does not exist"),
+    ("service links with a roaming-* Service", roaming_service,
+     "injects ROAMING_DOCS_* variables"),
+]
+
+
+class Verify(unittest.TestCase):
+    def test_both_overlays_hold(self):
+        for overlay in ("dev", "prod"):
+            with self.subTest(overlay=overlay):
+                self.assertEqual(verify.verify(render(overlay)), [])
+
+    def test_each_mistake_is_refused_by_name(self):
+        good = render("prod")
+        self.assertEqual(verify.verify(copy.deepcopy(good)), [])
+        for what, change, expect in MISTAKES:
+            with self.subTest(what):
+                objs = copy.deepcopy(good)
+                change(objs)
+                problems = verify.verify(objs)
+                self.assertTrue(any(expect in p for p in problems),
+                                f"{what}: no line contains {expect!r}; got {problems}")
+
+    def test_the_command_prints_one_line_per_problem_and_fails(self):
+        broken = render("dev")
+        config(broken)["ROAMING_PAYMENT_LISTEN"] = "0.0.0.0:1"
+        with tempfile.TemporaryDirectory() as tmp:
+            good_path, bad_path = pathlib.Path(tmp, "good.yaml"), pathlib.Path(tmp, "bad.yaml")
+            good_path.write_text(yaml.safe_dump_all(render("dev")))
+            bad_path.write_text(yaml.safe_dump_all(broken))
+            ok = subprocess.run([sys.executable, str(ROOT / "verify"), str(good_path)], capture_output=True, text=True)
+            self.assertEqual(ok.returncode, 0, ok.stdout + ok.stderr)
+            bad = subprocess.run([sys.executable, str(ROOT / "verify"), str(bad_path)], capture_output=True, text=True)
+            self.assertEqual(bad.returncode, 1, bad.stdout + bad.stderr)
+            self.assertIn("listens on 1 (ROAMING_PAYMENT_LISTEN)", bad.stdout)
+            missing = subprocess.run([sys.executable, str(ROOT / "verify"), str(pathlib.Path(tmp, "none.yaml"))],
+                                     capture_output=True, text=True)
+            self.assertEqual(missing.returncode, 2)
+
+
+if __name__ == "__main__":
+    unittest.main()
