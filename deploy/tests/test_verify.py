@@ -161,6 +161,10 @@ MISTAKES = [
      "selects 0 workloads"),
     ("HPA naming no Deployment", lambda o: find(o, "HorizontalPodAutoscaler", "rental")["spec"]["scaleTargetRef"].update(name="rentals"),
      "Deployment rentals, which does not exist"),
+    ("backup of no Cluster", lambda o: find(o, "ScheduledBackup", "pg-view-nightly")["spec"]["cluster"].update(name="pg-veiw"),
+     "Cluster pg-veiw does not exist"),
+    ("backup credentials renamed", lambda o: find(o, "ObjectStore", "pg-view-backup")["spec"]["configuration"]["s3Credentials"]["accessKeyId"].update(key="ACCESS_KEY"),
+     "reads Secret roaming-backup-s3 key ACCESS_KEY"),
     ("service links with a roaming-* Service", roaming_service,
      "injects ROAMING_DOCS_* variables"),
 ]
