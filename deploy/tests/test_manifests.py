@@ -9,6 +9,7 @@ notices.
 
 import copy
 import pathlib
+import re
 import subprocess
 import unittest
 
@@ -18,7 +19,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 OVERLAYS = ["dev", "prod"]
 IMAGE = "ghcr.io/roaming-mesh/roaming"
 # Third-party images the overlays may run besides the project's own.
-OTHER_IMAGES = {"otel/opentelemetry-collector-contrib"}
+OTHER_IMAGES = {"otel/opentelemetry-collector-contrib", "nats"}
 MESH = {
     # name: (gRPC port, readiness service name)
     "gateway": (50050, ""),
@@ -56,6 +57,141 @@ def drain_seconds(objs):
     return (int(data["ROAMING_SHUTDOWN_DELAY_MS"]) + int(data["ROAMING_SHUTDOWN_GRACE_MS"])) / 1000
 
 
+# NATS (deploy/nats): what the services and the servers need of each other.
+NATS_PROBES = {
+    # As the official chart: started when caught up, ready while current with
+    # the meta leader, alive while JetStream runs (deploy/nats/nats.yaml).
+    "startupProbe": "/healthz",
+    "readinessProbe": "/healthz?js-server-only=true",
+    "livenessProbe": "/healthz?js-enabled-only=true",
+}
+SIZE = re.compile(r"^(\d+)\s*([A-Za-z]*)$")
+UNITS = {
+    "": 1, "k": 1000, "kb": 1024, "ki": 1024, "kib": 1024,
+    "m": 1000**2, "mb": 1024**2, "mi": 1024**2, "mib": 1024**2,
+    "g": 1000**3, "gb": 1024**3, "gi": 1024**3, "gib": 1024**3,
+    "t": 1000**4, "tb": 1024**4, "ti": 1024**4, "tib": 1024**4,
+}
+
+
+def size_bytes(text):
+    """A size as NATS (18GiB, 18G) or Kubernetes (20Gi) writes it, in bytes."""
+    match = SIZE.match(text.strip())
+    if not match or match.group(2).lower() not in UNITS:
+        return None
+    return int(match.group(1)) * UNITS[match.group(2).lower()]
+
+
+def selects(selector, labels):
+    return all(labels.get(k) == v for k, v in selector.get("matchLabels", {}).items())
+
+
+def rule_allows(peers, ports, labels, port):
+    """One ingress/egress rule lets a pod of this namespace with `labels` on `port`."""
+    if ports and not any(p.get("port") == port for p in ports):
+        return False
+    if not peers:
+        return True
+    return any("namespaceSelector" not in peer and "podSelector" in peer and selects(peer["podSelector"], labels)
+               for peer in peers)
+
+
+def connects(policies, src, dst, port):
+    """NetworkPolicies let a pod labelled `src` open `port` on a pod labelled
+    `dst` (both in the namespace): an egress rule of a policy selecting the
+    source and an ingress rule of one selecting the destination."""
+    out = any(rule_allows(r.get("to", []), r.get("ports", []), dst, port)
+              for p in policies if selects(p["spec"]["podSelector"], src)
+              for r in p["spec"].get("egress", []))
+    into = any(rule_allows(r.get("from", []), r.get("ports", []), src, port)
+               for p in policies if selects(p["spec"]["podSelector"], dst)
+               for r in p["spec"].get("ingress", []))
+    return out and into
+
+
+def nats_problems(objs, overlay):
+    found = []
+    sts = next((o for o in of_kind(objs, "StatefulSet") if o["metadata"]["name"] == "nats"), None)
+    if sts is None:
+        return ["no StatefulSet nats"]
+    spec = sts["spec"]
+    pod = spec["template"]["spec"]
+    labels = spec["template"]["metadata"]["labels"]
+    servers = spec.get("replicas", 1)
+    want = 1 if overlay == "dev" else 3
+    if servers != want:
+        found.append(f"{overlay}: {servers} NATS servers, not {want}")
+    if spec.get("podManagementPolicy") != "Parallel":
+        found.append("StatefulSet nats does not start its servers in parallel")
+    config = next(o for o in of_kind(objs, "ConfigMap") if o["metadata"]["name"] == "roaming-config")["data"]
+    copies = int(config.get("ROAMING_NATS_STREAM_REPLICAS", "1"))
+    if copies > servers or (overlay == "prod" and copies != 3):
+        found.append(f"{overlay}: streams with {copies} copies on {servers} NATS servers")
+    # The services' URL names the client Service and its port.
+    url = config.get("ROAMING_NATS_URL", "")
+    services = {o["metadata"]["name"]: o for o in of_kind(objs, "Service")}
+    host, _, port = url.removeprefix("nats://").partition(":")
+    client = services.get(host)
+    if not client or not selects({"matchLabels": client["spec"].get("selector", {})}, labels) \
+            or int(port or 4222) not in [p["port"] for p in client["spec"]["ports"]]:
+        found.append(f"ROAMING_NATS_URL {url} does not reach the NATS pods")
+    headless = services.get(spec.get("serviceName"))
+    if not headless or headless["spec"].get("clusterIP") != "None" or not headless["spec"].get("publishNotReadyAddresses"):
+        found.append("StatefulSet nats without a headless Service publishing servers before they are ready")
+    # The config the pods mount.
+    volume = next((v for v in pod.get("volumes", []) if "configMap" in v), None)
+    conf_map = next((o for o in of_kind(objs, "ConfigMap") if volume and o["metadata"]["name"] == volume["configMap"]["name"]), None)
+    conf = (conf_map or {}).get("data", {}).get("nats.conf", "")
+    if not conf:
+        found.append("StatefulSet nats mounts no nats.conf")
+    if not re.search(r"^\s*sync_interval:\s*always\s*$", conf, re.M):
+        found.append(f"{overlay}: NATS does not fsync before acknowledging (sync_interval: always)")
+    if not re.search(r"^\s*server_name:\s*\$SERVER_NAME\s*$", conf, re.M):
+        found.append(f"{overlay}: server_name is not the pod's name")
+    routes = set(re.findall(r"nats://([\w.-]+):6222", conf))
+    cluster = re.search(r"^\s*cluster\s*\{", conf, re.M)
+    if servers > 1:
+        expect = {f"nats-{i}.{spec.get('serviceName')}" for i in range(servers)}
+        if not cluster or routes != expect:
+            found.append(f"{overlay}: routes {sorted(routes)} are not the {servers} servers {sorted(expect)}")
+    elif cluster:
+        found.append(f"{overlay}: one NATS server with a cluster block")
+    store = re.search(r"^\s*max_file_store:\s*(\S+)\s*$", conf, re.M)
+    claim = next((c for c in spec.get("volumeClaimTemplates", []) if c["metadata"]["name"] in
+                  {m["name"] for c_ in pod["containers"] for m in c_.get("volumeMounts", []) if m["mountPath"] == "/data"}), None)
+    if not store or not claim:
+        found.append(f"{overlay}: NATS without max_file_store or a volume claim for /data")
+    else:
+        limit, volume_size = size_bytes(store.group(1)), size_bytes(claim["spec"]["resources"]["requests"]["storage"])
+        if limit is None or volume_size is None or limit >= volume_size:
+            found.append(f"{overlay}: max_file_store {store.group(1)} does not fit the volume of "
+                         f"{claim['spec']['resources']['requests']['storage']}")
+    container = pod["containers"][0]
+    for probe, path in NATS_PROBES.items():
+        get = container.get(probe, {}).get("httpGet", {})
+        if get.get("path") != path or get.get("port") not in ("monitor", 8222):
+            found.append(f"StatefulSet nats: {probe} is not {path} on the monitor port")
+    if "ldm" not in " ".join(container.get("lifecycle", {}).get("preStop", {}).get("exec", {}).get("command", [])):
+        found.append("StatefulSet nats: no lame-duck preStop hook")
+    if not any(selects(p["spec"]["selector"], labels) and p["spec"].get("maxUnavailable") == 1
+               for p in of_kind(objs, "PodDisruptionBudget")):
+        found.append(f"{overlay}: no PodDisruptionBudget for NATS (one server at a time)")
+    # Network: the five services reach the clients' port, the servers each
+    # other's routes, the gateway nothing of NATS.
+    policies = of_kind(objs, "NetworkPolicy")
+    deployments = {o["metadata"]["name"]: o for o in of_kind(objs, "Deployment")}
+    for name in MESH:
+        if name not in deployments:
+            continue
+        src = deployments[name]["spec"]["template"]["metadata"]["labels"]
+        allowed = connects(policies, src, labels, 4222)
+        if allowed != (name != "gateway"):
+            found.append(f"NetworkPolicies: {name} {'may' if allowed else 'may not'} reach NATS on 4222")
+    if not connects(policies, labels, labels, 6222):
+        found.append("NetworkPolicies: NATS servers may not reach each other's routes on 6222")
+    return found
+
+
 def problems(objs, overlay):
     """Every way `objs` (one rendered overlay) falls short, as sentences."""
     found = []
@@ -64,11 +200,13 @@ def problems(objs, overlay):
         if name not in deployments:
             found.append(f"no Deployment {name}")
     drain = drain_seconds(objs)
-    for name, d in deployments.items():
+    workloads = [(d["kind"], name, d) for name, d in deployments.items()]
+    workloads += [("StatefulSet", s["metadata"]["name"], s) for s in of_kind(objs, "StatefulSet")]
+    for kind, name, d in workloads:
         spec = d["spec"]
         pod = spec["template"]["spec"]
-        where = f"Deployment {name}"
-        if spec.get("strategy", {}).get("rollingUpdate", {}).get("maxUnavailable") != 0:
+        where = f"{kind} {name}"
+        if kind == "Deployment" and spec.get("strategy", {}).get("rollingUpdate", {}).get("maxUnavailable") != 0:
             found.append(f"{where}: rolling update without maxUnavailable 0")
         if pod.get("automountServiceAccountToken") is not False:
             found.append(f"{where}: service account token mounted")
@@ -153,6 +291,7 @@ def problems(objs, overlay):
         }
         if f"pg-{name}-app" not in secrets:
             found.append(f"Deployment {name} does not read its database secret pg-{name}-app")
+    found += nats_problems(objs, overlay)
     if overlay == "prod":
         for name, cluster in clusters.items():
             sync = cluster["spec"].get("postgresql", {}).get("synchronous", {})
@@ -197,16 +336,66 @@ def problems(objs, overlay):
 
 
 class Nats(unittest.TestCase):
-    def test_values_give_three_servers_with_fsync_always(self):
-        values = yaml.safe_load((ROOT / "nats" / "values.yaml").read_text())
-        config = values["config"]
-        self.assertEqual(config["cluster"]["replicas"], 3)
-        self.assertTrue(config["jetstream"]["enabled"])
-        self.assertTrue(config["jetstream"]["fileStore"]["pvc"]["enabled"])
-        self.assertEqual(config["jetstream"]["merge"]["sync_interval"], "always")
-        prod = render("prod")
-        config_map = next(o for o in prod if o["kind"] == "ConfigMap" and o["metadata"]["name"] == "roaming-config")
-        self.assertEqual(config_map["data"]["ROAMING_NATS_STREAM_REPLICAS"], "3")
+    def test_size_units(self):
+        self.assertEqual(size_bytes("18GiB"), 18 * 1024**3)
+        self.assertEqual(size_bytes("20Gi"), 20 * 1024**3)
+        self.assertEqual(size_bytes("18G"), 18 * 1000**3)
+        self.assertIsNone(size_bytes('"18Gi"'))
+
+    def test_each_nats_check_can_fail(self):
+        for overlay in OVERLAYS:
+            good = render(overlay)
+            self.assertEqual(nats_problems(good, overlay), [])
+
+            def broken(change):
+                objs = copy.deepcopy(good)
+                change(objs)
+                return nats_problems(objs, overlay)
+
+            def sts(objs):
+                return next(o for o in objs if o["kind"] == "StatefulSet" and o["metadata"]["name"] == "nats")
+
+            def conf_edit(old, new):
+                def change(objs):
+                    name = sts(objs)["spec"]["template"]["spec"]["volumes"][0]["configMap"]["name"]
+                    data = next(o for o in objs if o["kind"] == "ConfigMap" and o["metadata"]["name"] == name)["data"]
+                    self.assertIn(old, data["nats.conf"])
+                    data["nats.conf"] = data["nats.conf"].replace(old, new)
+                return change
+
+            def policy(objs, name):
+                return next(o for o in objs if o["kind"] == "NetworkPolicy" and o["metadata"]["name"] == name)
+
+            store = "max_file_store: 18GiB" if overlay == "prod" else "max_file_store: 1536MiB"
+            cases = {
+                "server count": lambda o: sts(o)["spec"].update(replicas=2),
+                "ordered start": lambda o: sts(o)["spec"].pop("podManagementPolicy"),
+                "lazy fsync": conf_edit("sync_interval: always", "sync_interval: 2m"),
+                "fixed server name": conf_edit("server_name: $SERVER_NAME", "server_name: nats"),
+                "store over the volume": conf_edit(store, "max_file_store: 30GiB"),
+                "readiness on full health": lambda o: sts(o)["spec"]["template"]["spec"]["containers"][0]["readinessProbe"]["httpGet"].update(path="/healthz"),
+                "liveness on the meta leader": lambda o: sts(o)["spec"]["template"]["spec"]["containers"][0]["livenessProbe"]["httpGet"].update(path="/healthz?js-server-only=true"),
+                "no lame duck": lambda o: sts(o)["spec"]["template"]["spec"]["containers"][0].pop("lifecycle"),
+                "no pdb": lambda o: o.remove(next(x for x in o if x["kind"] == "PodDisruptionBudget" and x["metadata"]["name"] == "nats")),
+                "headless hides starting servers": lambda o: next(x for x in o if x["kind"] == "Service" and x["metadata"]["name"] == "nats-headless")["spec"].pop("publishNotReadyAddresses"),
+                "client Service elsewhere": lambda o: next(x for x in o if x["kind"] == "Service" and x["metadata"]["name"] == "nats")["spec"].update(selector={"app.kubernetes.io/name": "other"}),
+                "services cut off": lambda o: policy(o, "nats")["spec"]["ingress"].pop(0),
+                "routes cut off": lambda o: policy(o, "nats")["spec"].pop("egress"),
+                # Both ends: the gateway's egress and NATS taking all of the mesh.
+                "gateway let in": lambda o: (
+                    policy(o, "gateway")["spec"]["egress"].append(
+                        {"to": [{"podSelector": {"matchLabels": {"app.kubernetes.io/name": "nats"}}}], "ports": [{"port": 4222, "protocol": "TCP"}]}),
+                    policy(o, "nats")["spec"]["ingress"][0]["from"][0].update(podSelector={"matchLabels": {"app.kubernetes.io/part-of": "roaming"}})),
+            }
+            if overlay == "prod":
+                cases["a missing route"] = conf_edit("    nats://nats-2.nats-headless:6222\n", "")
+                cases["streams over servers"] = lambda o: next(x for x in o if x["kind"] == "ConfigMap" and x["metadata"]["name"] == "roaming-config")["data"].update(ROAMING_NATS_STREAM_REPLICAS="1")
+            else:
+                cases["a cluster of one"] = conf_edit("jetstream {", "cluster { name: nats, port: 6222, routes: [nats://nats-0.nats-headless:6222] }\njetstream {")
+                cases["streams over servers"] = lambda o: next(x for x in o if x["kind"] == "ConfigMap" and x["metadata"]["name"] == "roaming-config")["data"].update(ROAMING_NATS_STREAM_REPLICAS="3")
+            for what, change in cases.items():
+                with self.subTest(what, overlay=overlay):
+                    self.assertNotEqual(broken(change), [], what)
 
 
 class Overlays(unittest.TestCase):
@@ -241,6 +430,9 @@ class Overlays(unittest.TestCase):
             "short grace": lambda o: deployment(o)["spec"]["template"]["spec"].update(terminationGracePeriodSeconds=10),
             "surge only": lambda o: deployment(o)["spec"]["strategy"]["rollingUpdate"].update(maxUnavailable=1),
             "token mounted": lambda o: deployment(o)["spec"]["template"]["spec"].update(automountServiceAccountToken=True),
+            "nats as root": lambda o: next(x for x in o if x["kind"] == "StatefulSet")["spec"]["template"]["spec"]["containers"][0]["securityContext"].update(runAsNonRoot=False),
+            "nats unbounded": lambda o: next(x for x in o if x["kind"] == "StatefulSet")["spec"]["template"]["spec"]["containers"][0]["resources"].pop("limits"),
+            "nats on latest": lambda o: next(x for x in o if x["kind"] == "StatefulSet")["spec"]["template"]["spec"]["containers"][0].update(image="nats:latest"),
             "no pdb": lambda o: o.remove(next(x for x in o if x["kind"] == "PodDisruptionBudget")),
             "literal secret": lambda o: o.append({"kind": "Secret", "metadata": {"name": "k"}, "stringData": {"a": "b"}}),
             "public service": lambda o: next(x for x in o if x["kind"] == "Service" and x["metadata"]["name"] == "payment")["spec"].update(type="LoadBalancer"),
