@@ -123,7 +123,7 @@ def nats_problems(objs, overlay):
         found.append(f"{overlay}: {servers} NATS servers, not {want}")
     if spec.get("podManagementPolicy") != "Parallel":
         found.append("StatefulSet nats does not start its servers in parallel")
-    config = next(o for o in of_kind(objs, "ConfigMap") if o["metadata"]["name"] == "roaming-config")["data"]
+    config = roaming_config(objs)["data"]
     copies = int(config.get("ROAMING_NATS_STREAM_REPLICAS", "1"))
     if copies > servers or (overlay == "prod" and copies != 3):
         found.append(f"{overlay}: streams with {copies} copies on {servers} NATS servers")
@@ -389,10 +389,10 @@ class Nats(unittest.TestCase):
             }
             if overlay == "prod":
                 cases["a missing route"] = conf_edit("    nats://nats-2.nats-headless:6222\n", "")
-                cases["streams over servers"] = lambda o: next(x for x in o if x["kind"] == "ConfigMap" and x["metadata"]["name"] == "roaming-config")["data"].update(ROAMING_NATS_STREAM_REPLICAS="1")
+                cases["streams over servers"] = lambda o: roaming_config(o)["data"].update(ROAMING_NATS_STREAM_REPLICAS="1")
             else:
                 cases["a cluster of one"] = conf_edit("jetstream {", "cluster { name: nats, port: 6222, routes: [nats://nats-0.nats-headless:6222] }\njetstream {")
-                cases["streams over servers"] = lambda o: next(x for x in o if x["kind"] == "ConfigMap" and x["metadata"]["name"] == "roaming-config")["data"].update(ROAMING_NATS_STREAM_REPLICAS="3")
+                cases["streams over servers"] = lambda o: roaming_config(o)["data"].update(ROAMING_NATS_STREAM_REPLICAS="3")
             for what, change in cases.items():
                 with self.subTest(what, overlay=overlay):
                     self.assertNotEqual(broken(change), [], what)
