@@ -46,8 +46,21 @@ pub fn is_connected(js: &Context) -> bool {
 }
 
 /// Connects with reconnects forever (the client buffers while disconnected).
+///
+/// Credentials in the URL (`nats://user:password@host`, `nats://token@host`)
+/// are taken out of it and given to the client as options, so the address
+/// it logs (async-nats prints each connection attempt's address at DEBUG)
+/// carries no secret.
 pub async fn connect(url: &str) -> Result<Context, async_nats::ConnectError> {
-    let client = async_nats::ConnectOptions::new()
+    let (url, credentials) = split_credentials(url);
+    let options = match credentials {
+        Some(Credentials::UserPassword(user, password)) => {
+            async_nats::ConnectOptions::with_user_and_password(user, password)
+        }
+        Some(Credentials::Token(token)) => async_nats::ConnectOptions::with_token(token),
+        None => async_nats::ConnectOptions::new(),
+    };
+    let client = options
         .retry_on_initial_connect()
         .connection_timeout(Duration::from_secs(5))
         .event_callback(|event| async move {
@@ -57,9 +70,58 @@ pub async fn connect(url: &str) -> Result<Context, async_nats::ConnectError> {
                 other => debug!(event = %other, "nats event"),
             }
         })
-        .connect(url)
+        .connect(url.as_str())
         .await?;
     Ok(jetstream::new(client))
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Credentials {
+    UserPassword(String, String),
+    Token(String),
+}
+
+/// `url` without its user part, and what that part held (percent-decoded).
+fn split_credentials(url: &str) -> (String, Option<Credentials>) {
+    let Some(start) = url.find("://").map(|i| i + 3) else {
+        return (url.to_owned(), None);
+    };
+    let rest = &url[start..];
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let Some(at) = rest[..end].rfind('@') else {
+        return (url.to_owned(), None);
+    };
+    let bare = format!("{}{}", &url[..start], &rest[at + 1..]);
+    let credentials = match rest[..at].split_once(':') {
+        Some((user, password)) => {
+            Credentials::UserPassword(percent_decoded(user), percent_decoded(password))
+        }
+        None => Credentials::Token(percent_decoded(&rest[..at])),
+    };
+    (bare, Some(credentials))
+}
+
+fn percent_decoded(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| char::from(b).to_digit(16);
+        if bytes[i] == b'%'
+            && let (Some(h), Some(l)) = (
+                bytes.get(i + 1).copied().and_then(hex),
+                bytes.get(i + 2).copied().and_then(hex),
+            )
+        {
+            // Two hex digits: at most 0xff.
+            out.push(u8::try_from(h * 16 + l).unwrap_or(b'?'));
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Creates the streams (file storage, duplicate window, `replicas` copies on
@@ -504,5 +566,32 @@ async fn handle_one(
             let delay = Duration::from_millis(100 * attempt.min(50));
             let _ = message.ack_with(AckKind::Nak(Some(delay))).await;
         }
+    }
+}
+
+#[cfg(test)]
+mod credentials {
+    use super::{Credentials, split_credentials};
+
+    #[test]
+    fn credentials_leave_the_url_for_the_options() {
+        assert_eq!(
+            split_credentials("nats://u%40x:p%3Ass@nats:4222"),
+            (
+                "nats://nats:4222".to_owned(),
+                Some(Credentials::UserPassword("u@x".into(), "p:ss".into()))
+            )
+        );
+        assert_eq!(
+            split_credentials("nats://s3cret@10.0.0.1:4222"),
+            (
+                "nats://10.0.0.1:4222".to_owned(),
+                Some(Credentials::Token("s3cret".into()))
+            )
+        );
+        assert_eq!(
+            split_credentials("nats://nats:4222"),
+            ("nats://nats:4222".to_owned(), None)
+        );
     }
 }

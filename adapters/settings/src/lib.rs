@@ -553,3 +553,52 @@ mod tests {
         );
     }
 }
+
+/// `url` as it may be printed: a password in its user part is replaced by
+/// `***` (`postgres://app:***@db:5432/app`), and so is a lone user part, which
+/// some schemes use as a token (`nats://***@nats:4222`). Works on any
+/// `scheme://[user[:password]@]host...` form without parsing the rest, so a
+/// malformed URL is never printed with its secret either.
+pub fn redacted(url: &str) -> String {
+    let Some(start) = url.find("://").map(|i| i + 3) else {
+        return url.to_owned();
+    };
+    let rest = &url[start..];
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let Some(at) = rest[..authority_end].rfind('@') else {
+        return url.to_owned();
+    };
+    let user = &rest[..at];
+    let shown = match user.split_once(':') {
+        Some((name, _)) => format!("{name}:***"),
+        None => "***".to_owned(),
+    };
+    format!("{}{shown}{}", &url[..start], &rest[at..])
+}
+
+#[cfg(test)]
+mod redaction {
+    use super::redacted;
+
+    #[test]
+    fn passwords_and_tokens_in_urls_are_hidden() {
+        for (url, shown) in [
+            (
+                "postgres://app:S3cret@db:5432/app",
+                "postgres://app:***@db:5432/app",
+            ),
+            (
+                "postgresql://app:p%40ss@pg-rw.roaming:5432/app?sslmode=require",
+                "postgresql://app:***@pg-rw.roaming:5432/app?sslmode=require",
+            ),
+            ("nats://tok3n@nats:4222", "nats://***@nats:4222"),
+            ("nats://u:a@b@nats:4222", "nats://u:***@nats:4222"),
+            ("nats://nats:4222", "nats://nats:4222"),
+            ("sqlite://data/x.db?mode=rwc", "sqlite://data/x.db?mode=rwc"),
+            ("http://host/path@x", "http://host/path@x"),
+            ("not a url", "not a url"),
+        ] {
+            assert_eq!(redacted(url), shown, "{url}");
+        }
+    }
+}

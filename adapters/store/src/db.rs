@@ -318,7 +318,9 @@ pub async fn create_database_if_missing(url: &str) -> Result<bool, StoreError> {
     let (base, rest) = url
         .rsplit_once('/')
         .filter(|_| url.starts_with("postgres:") || url.starts_with("postgresql:"))
-        .ok_or_else(|| StoreError::msg(format!("not a PostgreSQL database URL: {url:?}")))?;
+        .ok_or_else(|| {
+            StoreError::msg("not a PostgreSQL database URL (postgres://...)".to_owned())
+        })?;
     let (name, query) = rest.split_once('?').map_or((rest, ""), |(n, q)| (n, q));
     if name.is_empty()
         || !name

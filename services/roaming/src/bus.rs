@@ -46,6 +46,8 @@ impl Bus {
                 adapters_codec::reservation_of(&e.subject, &e.payload)
             }))),
             Some(url) => {
+                // Printed without its user part (credentials or a token).
+                let shown = adapters_settings::redacted(url);
                 // The client retries forever; say so while it does.
                 let connecting = nats::connect(url);
                 tokio::pin!(connecting);
@@ -53,7 +55,7 @@ impl Bus {
                     tokio::select! {
                         js = &mut connecting => break js?,
                         () = tokio::time::sleep(std::time::Duration::from_secs(5)) => {
-                            tracing::warn!(%url, "still connecting to NATS; the service serves once it is reached");
+                            tracing::warn!(url = %shown, "still connecting to NATS; the service serves once it is reached");
                         }
                     }
                 };
@@ -61,7 +63,7 @@ impl Bus {
                     .await
                     .map_err(|e| {
                         anyhow::anyhow!(
-                            "creating streams on {url}: {e} (JetStream must be enabled: nats-server -js)"
+                            "creating streams on {shown}: {e} (JetStream must be enabled: nats-server -js)"
                         )
                     })?;
                 Ok(Self::Nats {

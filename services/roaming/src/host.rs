@@ -111,7 +111,7 @@ impl Host {
         report_bound(settings, name, &listener)?;
         let db = Db::connect_pooled::<M>(&url, settings.database_pool)
             .await
-            .map_err(|e| anyhow::anyhow!("database {url}: {e}"))?;
+            .map_err(|e| anyhow::anyhow!("database {}: {e}", adapters_settings::redacted(&url)))?;
         let (mut runtime, health) = Runtime::new(name, &["", grpc_service]);
         let relay = Relay::new(
             db.clone(),

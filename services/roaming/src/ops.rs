@@ -26,8 +26,12 @@ pub async fn create_databases(urls: &[String]) -> anyhow::Result<()> {
     for url in urls {
         let created = adapters_store::create_database_if_missing(url)
             .await
-            .with_context(|| format!("creating {url}"))?;
-        println!("{url}: {}", if created { "created" } else { "exists" });
+            .with_context(|| format!("creating {}", adapters_settings::redacted(url)))?;
+        println!(
+            "{}: {}",
+            adapters_settings::redacted(url),
+            if created { "created" } else { "exists" }
+        );
     }
     Ok(())
 }

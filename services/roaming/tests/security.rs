@@ -927,3 +927,52 @@ async fn unary_calls_without_a_deadline_get_the_default_and_overload_is_shed() {
     slow.await.unwrap().expect("the call in flight completes");
     m.stop().await;
 }
+
+/// Issue 32, point 4: a start that fails on its database, with a NATS URL and a
+/// database URL that both carry credentials, prints neither password in its
+/// whole output (stdout and stderr), while still saying what failed.
+#[tokio::test]
+async fn a_failing_start_prints_no_password_of_its_urls() {
+    let nats = adapters_bus::testing::NatsServer::start().expect("nats-server");
+    let nats_url = nats
+        .url()
+        .replacen("nats://", "nats://natsuser:N4tsPassw0rd@", 1);
+    // Nothing listens there: the connection is refused.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let db_url = format!("postgres://app:Pg-S3cret-Passw0rd@127.0.0.1:{port}/reservation");
+    let dir = std::env::temp_dir().join(format!("roaming-secret-{}", uuid::Uuid::now_v7()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let output = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_roaming"))
+            .args(["serve", "reservation"])
+            .env("ROAMING_NATS_URL", &nats_url)
+            .env("ROAMING_RESERVATION_DATABASE_URL", &db_url)
+            .env("ROAMING_DATA_DIR", dir.join("data"))
+            .env("ROAMING_RESERVATION_LISTEN", "127.0.0.1:0")
+            .env("ROAMING_ADMIN_LISTEN", "off")
+            .env("ROAMING_AUTH_SIGNING_KEY_FILE", &test_key().0)
+            .env("RUST_LOG", "debug")
+            .output()
+            .expect("the roaming binary")
+    });
+    let output = tokio::time::timeout(Duration::from_secs(60), output)
+        .await
+        .expect("the start fails within a minute")
+        .unwrap();
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(!output.status.success(), "the start fails: {all}");
+    assert!(
+        all.contains("database postgres://app:***@127.0.0.1"),
+        "the failure names the database, without its password: {all}"
+    );
+    for secret in ["Pg-S3cret-Passw0rd", "N4tsPassw0rd"] {
+        assert!(!all.contains(secret), "{secret} printed: {all}");
+    }
+    drop(nats);
+}
