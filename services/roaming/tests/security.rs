@@ -957,7 +957,7 @@ async fn a_failing_start_prints_no_password_of_its_urls() {
             .output()
             .expect("the roaming binary")
     });
-    let output = tokio::time::timeout(Duration::from_secs(60), output)
+    let output = tokio::time::timeout(Duration::from_mins(1), output)
         .await
         .expect("the start fails within a minute")
         .unwrap();
