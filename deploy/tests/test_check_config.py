@@ -166,9 +166,13 @@ class CheckConfig(unittest.TestCase):
                 "reservation/reservation: volumeMount db (/etc/roaming/db): no volume db",
             ),
             "a renamed secret key": (
-                lambda o: next(v for v in pod(o, "reservation")["volumes"] if v["name"] == "keys")["secret"][
-                    "items"
-                ][1].update(key="reservation-key.pem"),
+                lambda o: next(
+                    i
+                    for v in pod(o, "reservation")["volumes"]
+                    if v["name"] == "keys"
+                    for i in v["secret"]["items"]
+                    if i["key"] == "reservation.pem"
+                ).update(key="reservation-key.pem"),
                 "reservation/reservation: volume keys: Secret roaming-keys has no key reservation-key.pem",
             ),
             "a secret nobody creates": (
