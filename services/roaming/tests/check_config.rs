@@ -12,15 +12,31 @@ use std::process::{Command, Output};
 
 const BIN: &str = env!("CARGO_BIN_EXE_roaming");
 
-/// A fresh, empty directory of this test's own.
-fn scratch(name: &str) -> PathBuf {
+/// A fresh, empty directory of this test's own, removed when dropped.
+struct Scratch(PathBuf);
+
+impl std::ops::Deref for Scratch {
+    type Target = Path;
+
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn scratch(name: &str) -> Scratch {
     let dir = std::env::temp_dir().join(format!(
         "roaming-check-config-{name}-{}",
         std::process::id()
     ));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    dir
+    Scratch(dir)
 }
 
 /// Every path under `dir`.
