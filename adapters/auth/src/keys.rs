@@ -63,13 +63,20 @@ impl SigningKey {
     /// Reads the key at `path`, or creates one there (mode 0600) when the file
     /// does not exist: embedded mode keeps its issuer key across restarts.
     pub fn load_or_create(path: &Path) -> Result<Self, AuthError> {
+        if let Some(key) = Self::load_if_present(path)? {
+            return Ok(key);
+        }
+        let key = Self::generate()?;
+        key.write_pem(path)?;
+        Ok(key)
+    }
+
+    /// The key at `path`, or `None` when the file does not exist (what
+    /// [`Self::load_or_create`] would create); writes nothing.
+    pub fn load_if_present(path: &Path) -> Result<Option<Self>, AuthError> {
         match std::fs::read_to_string(path) {
-            Ok(pem) => Self::from_pem(&pem),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let key = Self::generate()?;
-                key.write_pem(path)?;
-                Ok(key)
-            }
+            Ok(pem) => Self::from_pem(&pem).map(Some),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(key_error(format!("{}: {e}", path.display()))),
         }
     }

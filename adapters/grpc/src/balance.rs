@@ -96,6 +96,23 @@ fn endpoint(address: &str) -> Result<Endpoint, tonic::transport::Error> {
     })
 }
 
+/// Whether [`Upstream::new`] accepts `addresses`: the same parse, without
+/// channels or tasks (no runtime needed, nothing dialled). The error names
+/// the address it refuses.
+///
+/// # Errors
+/// The first address that is no URI an endpoint can be built from.
+pub fn check_addresses(addresses: &[String]) -> Result<(), String> {
+    for a in addresses {
+        endpoint(a).map_err(|e| {
+            let cause =
+                std::error::Error::source(&e).map_or_else(|| e.to_string(), ToString::to_string);
+            format!("{a:?}: {cause}")
+        })?;
+    }
+    Ok(())
+}
+
 impl Upstream {
     /// Lazily connecting channels to `addresses`, the replicas of `service`
     /// (its health service name, e.g. `roaming.payment.v1.PaymentService`).

@@ -64,9 +64,9 @@ impl Db {
         url: &str,
         pool: u32,
     ) -> Result<Self, StoreError> {
-        let db = if url.starts_with("sqlite:") {
+        let db = if Self::check_url(url).map_err(StoreError::msg)? == Backend::Sqlite {
             Self::sqlite(url).await?
-        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+        } else {
             let mut opts = ConnectOptions::new(url);
             opts.max_connections(pool.max(2))
                 .min_connections(1)
@@ -82,16 +82,37 @@ impl Db {
                 jobs: Writer::Direct(pool),
                 postgres_url: Some(url.into()),
             }
-        } else {
-            return Err(StoreError::msg(format!(
-                "unsupported database URL scheme in {url:?}: use sqlite: or postgres:"
-            )));
         };
         match db.backend {
             Backend::Sqlite => M::up(&db.writer, None).await.map_err(store_err)?,
             Backend::Postgres => Self::migrate_postgres::<M>(url).await?,
         }
         Ok(db)
+    }
+
+    /// Whether [`Self::connect_pooled`] accepts `url`, and which database it
+    /// names: the scheme and the driver's own parse of the URL, without
+    /// connecting or touching a file (`roaming check-config`). The error does
+    /// not repeat a PostgreSQL URL (it carries a password).
+    ///
+    /// # Errors
+    /// An unsupported scheme, or a URL the driver cannot parse.
+    pub fn check_url(url: &str) -> Result<Backend, String> {
+        use sea_orm::sqlx::postgres::PgConnectOptions;
+        use sea_orm::sqlx::sqlite::SqliteConnectOptions;
+        // What sea-orm's `Database::connect` parses first, whatever the driver.
+        url::Url::parse(url).map_err(|e| format!("not a URL: {e}"))?;
+        if url.starts_with("sqlite:") {
+            url.parse::<SqliteConnectOptions>()
+                .map_err(|e| format!("not a SQLite URL: {e}"))?;
+            Ok(Backend::Sqlite)
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            url.parse::<PgConnectOptions>()
+                .map_err(|e| format!("not a PostgreSQL URL: {e}"))?;
+            Ok(Backend::Postgres)
+        } else {
+            Err("unsupported database URL scheme: use sqlite: or postgres:".to_owned())
+        }
     }
 
     /// Replicas may start together: migrate on one connection that holds a
@@ -353,4 +374,31 @@ pub async fn create_database_if_missing(url: &str) -> Result<bool, StoreError> {
     }
     let _ = conn.close().await;
     Ok(!exists)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Backend, Db};
+
+    #[test]
+    fn a_url_is_checked_as_connect_parses_it_without_repeating_it() {
+        assert_eq!(
+            Db::check_url("postgresql://app:pw@pg-view-rw.roaming:5432/view"),
+            Ok(Backend::Postgres)
+        );
+        assert_eq!(
+            Db::check_url("sqlite://data/view.db?mode=rwc"),
+            Ok(Backend::Sqlite)
+        );
+        assert_eq!(Db::check_url("sqlite::memory:"), Ok(Backend::Sqlite));
+        for bad in [
+            "postgresql://app:secret-pw@pg:port/view",
+            "postgres://app:secret-pw@pg:5432/view?sslmode=sometimes",
+            "mysql://app:secret-pw@db/view",
+            "secret-pw",
+        ] {
+            let e = Db::check_url(bad).unwrap_err();
+            assert!(!e.contains("secret-pw"), "{bad}: {e}");
+        }
+    }
 }

@@ -50,6 +50,39 @@ pub struct Upstreams {
     pub view: Vec<String>,
 }
 
+impl Upstreams {
+    /// Each upstream: its name (`payment`), its health service name and its
+    /// addresses.
+    pub fn each(&self) -> [(&'static str, &'static str, &[String]); 5] {
+        [
+            ("reservation", service_names::RESERVATION, &self.reservation),
+            ("payment", service_names::PAYMENT, &self.payment),
+            ("rental", service_names::RENTAL, &self.rental),
+            ("parking", service_names::PARKING, &self.parking),
+            ("view", service_names::VIEW, &self.view),
+        ]
+    }
+
+    /// What [`start`] requires of them before it builds a channel: every
+    /// upstream has an address and every address is a URI. Nothing is
+    /// dialled (`roaming check-config` runs this too).
+    ///
+    /// # Errors
+    /// The first upstream refused: its name (`payment`) and why.
+    pub fn check(&self) -> Result<(), (&'static str, String)> {
+        for (upstream, _, addrs) in self.each() {
+            if addrs.is_empty() {
+                return Err((
+                    upstream,
+                    "no address: the gateway forwards to it".to_owned(),
+                ));
+            }
+            adapters_grpc::balance::check_addresses(addrs).map_err(|e| (upstream, e))?;
+        }
+        Ok(())
+    }
+}
+
 /// Everything the gateway needs besides its settings.
 #[derive(Debug)]
 pub struct Parts {
@@ -82,18 +115,13 @@ pub async fn start(
     let addr = listener
         .local_addr()
         .map_err(|e| StartError(format!("listener: {e}")))?;
+    parts
+        .upstreams
+        .check()
+        .map_err(|(upstream, e)| StartError(format!("upstream {upstream}: {e}")))?;
     let mut upstreams = HashMap::new();
     let mut admission = HashMap::new();
-    for (name, addrs) in [
-        (service_names::RESERVATION, &parts.upstreams.reservation),
-        (service_names::PAYMENT, &parts.upstreams.payment),
-        (service_names::RENTAL, &parts.upstreams.rental),
-        (service_names::PARKING, &parts.upstreams.parking),
-        (service_names::VIEW, &parts.upstreams.view),
-    ] {
-        if addrs.is_empty() {
-            return Err(StartError(format!("no address for {name}")));
-        }
+    for (_, name, addrs) in parts.upstreams.each() {
         let channel =
             Upstream::new(name, addrs).map_err(|e| StartError(format!("upstream {name}: {e}")))?;
         upstreams.insert(name.to_owned(), channel);

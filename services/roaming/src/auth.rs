@@ -10,60 +10,74 @@ use adapters_auth::{
     Verifier,
 };
 use adapters_grpc::clients::CallerToken;
-use anyhow::Context as _;
+use adapters_settings::{SettingsError, bad};
 
 use crate::Settings;
 
 /// Lifetime of the tokens services sign for their own calls.
 const SERVICE_TOKEN_TTL: Duration = Duration::from_mins(10);
 
-/// Verification for every service of this process, and its signing key.
-/// Whether missing key files are created (one process) or an error.
+/// What happens to a configured signing key file that does not exist.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum KeyFiles {
+pub enum KeyFiles {
+    /// Created (`roaming up`: the mesh in one process keeps its key).
     Create,
+    /// An error (`roaming serve`: a service of a distributed mesh is given
+    /// its key; it never makes one, its pod's file system is read-only).
     MustExist,
+    /// Stood for by a key made in memory, nothing written (`roaming
+    /// check-config up`: the key `roaming up` would create).
+    InMemory,
 }
 
+/// The keys the settings name, read and parsed; nothing fetched or started
+/// yet. A problem names the setting's variable.
 #[derive(Debug, Clone)]
-pub struct MeshAuth {
-    layer: AuthLayer,
-    rate: PerPrincipalLayer,
+pub struct Keys {
     key: Option<SigningKey>,
-    audience: Audience,
-    ttl: Duration,
+    trusted: Vec<TrustedKey>,
+    jwks: Option<JwksConfig>,
 }
 
-impl MeshAuth {
-    /// The keys of `roaming up`, the whole mesh in one process: as
-    /// [`MeshAuth::distributed`], but the signing key is created under the
-    /// data directory when none is configured, and a configured key file that
-    /// does not exist yet is created.
-    pub fn one_process(settings: &Settings) -> anyhow::Result<Self> {
-        Self::load(settings, KeyFiles::Create)
+fn auth_error(e: adapters_auth::AuthError) -> String {
+    match e {
+        adapters_auth::AuthError::Key(why) => why,
+        other @ adapters_auth::AuthError::Refused(_) => other.to_string(),
     }
+}
 
-    /// Reads the keys the settings name (and starts fetching `auth.jwks_url`,
-    /// so it needs a tokio runtime then); a configured signing key file must
-    /// exist.
-    pub fn distributed(settings: &Settings) -> anyhow::Result<Self> {
-        Self::load(settings, KeyFiles::MustExist)
-    }
-
-    fn load(settings: &Settings, files: KeyFiles) -> anyhow::Result<Self> {
-        let embedded = files == KeyFiles::Create;
+impl Keys {
+    /// Reads this process's signing key (missing files handled as `files`
+    /// says; with no file configured, `roaming up` keeps one under the data
+    /// directory), the trusted keys and the JWKS file, and parses the JWKS
+    /// URL.
+    ///
+    /// # Errors
+    /// A key that cannot be read or parsed, or no key to verify tokens with.
+    pub fn read(settings: &Settings, files: KeyFiles) -> Result<Self, SettingsError> {
         let a = &settings.auth;
-        let key = match (&a.signing_key_file, embedded) {
-            (Some(path), true) => Some(SigningKey::load_or_create(path)?),
-            (Some(path), false) => Some(SigningKey::load(path)?),
-            (None, true) => Some(SigningKey::load_or_create(
-                &settings.data_dir.join("keys").join("issuer.pem"),
-            )?),
-            (None, false) => None,
+        let named = |key: &str| Settings::variable(key);
+        let own = |path: &std::path::Path| match files {
+            KeyFiles::Create => SigningKey::load_or_create(path),
+            KeyFiles::MustExist => SigningKey::load(path),
+            KeyFiles::InMemory => {
+                SigningKey::load_if_present(path)?.map_or_else(SigningKey::generate, Ok)
+            }
+        };
+        let key = match (&a.signing_key_file, files) {
+            (Some(path), _) => {
+                Some(own(path).map_err(|e| bad(&named("auth.signing_key_file"), auth_error(e)))?)
+            }
+            (None, KeyFiles::MustExist) => None,
+            (None, _) => Some(
+                own(&settings.data_dir.join("keys").join("issuer.pem"))
+                    .map_err(|e| bad(&named("data_dir"), auth_error(e)))?,
+            ),
         };
         let mut trusted = Vec::new();
         for k in &a.trusted_keys {
-            let key = TrustedKey::from_x(&k.x)?;
+            let key = TrustedKey::from_x(&k.x)
+                .map_err(|e| bad(&named("auth.trusted_keys"), auth_error(e)))?;
             trusted.push(match &k.subject {
                 Some(subject) => key.only_for(subject.clone()),
                 None => key,
@@ -76,20 +90,80 @@ impl MeshAuth {
             trusted.push(TrustedKey::of(own));
         }
         if let Some(path) = &a.jwks_file {
+            let jwks_file = named("auth.jwks_file");
             let json = std::fs::read_to_string(path)
-                .with_context(|| format!("auth.jwks_file {}", path.display()))?;
-            trusted.extend(TrustedKey::from_jwks(&json)?);
+                .map_err(|e| bad(&jwks_file, format!("{}: {e}", path.display())))?;
+            trusted
+                .extend(TrustedKey::from_jwks(&json).map_err(|e| bad(&jwks_file, auth_error(e)))?);
         }
         let jwks = a
             .jwks_url
             .as_deref()
             .map(JwksConfig::new)
             .transpose()
-            .context("auth.jwks_url")?;
-        anyhow::ensure!(
-            !trusted.is_empty() || jwks.is_some(),
-            "auth: no key to verify tokens with; set auth.signing_key_file, auth.trusted_keys, auth.jwks_file or auth.jwks_url"
-        );
+            .map_err(|e| bad(&named("auth.jwks_url"), auth_error(e)))?;
+        if trusted.is_empty() && jwks.is_none() {
+            return Err(bad(
+                "auth",
+                format!(
+                    "no key to verify tokens with; set {}, {}, {} or {}",
+                    named("auth.signing_key_file"),
+                    named("auth.trusted_keys"),
+                    named("auth.jwks_file"),
+                    named("auth.jwks_url")
+                ),
+            ));
+        }
+        Ok(Self { key, trusted, jwks })
+    }
+
+    /// This process's signing key, if it has one.
+    pub fn signing_key(&self) -> Option<&SigningKey> {
+        self.key.as_ref()
+    }
+
+    /// The public keys tokens are verified with (besides a JWKS URL's).
+    pub fn trusted(&self) -> usize {
+        self.trusted.len()
+    }
+
+    /// The key `service` signs its calls to other services with.
+    ///
+    /// # Errors
+    /// When this process has none.
+    pub fn caller_key(&self, service: &str) -> Result<&SigningKey, SettingsError> {
+        caller_key(self.key.as_ref(), service)
+    }
+}
+
+fn caller_key<'k>(
+    key: Option<&'k SigningKey>,
+    service: &str,
+) -> Result<&'k SigningKey, SettingsError> {
+    key.ok_or_else(|| {
+        bad(
+            &Settings::variable("auth.signing_key_file"),
+            format!("not set: {service} calls other services with its own token"),
+        )
+    })
+}
+
+/// Verification for every service of this process, and its signing key.
+#[derive(Debug, Clone)]
+pub struct MeshAuth {
+    layer: AuthLayer,
+    rate: PerPrincipalLayer,
+    key: Option<SigningKey>,
+    audience: Audience,
+    ttl: Duration,
+}
+
+impl MeshAuth {
+    /// Verification with `keys`; starts fetching `auth.jwks_url` when set
+    /// (so it needs a tokio runtime then).
+    pub fn new(settings: &Settings, keys: Keys) -> anyhow::Result<Self> {
+        let a = &settings.auth;
+        let Keys { key, trusted, jwks } = keys;
         let audience = Audience {
             issuer: a.issuer.clone(),
             audience: a.audience.clone(),
@@ -136,11 +210,7 @@ impl MeshAuth {
 
     /// The token `service` carries when it calls another service.
     pub fn service_token(&self, service: &str) -> anyhow::Result<CallerToken> {
-        let key = self.key.clone().with_context(|| {
-            format!(
-                "auth.signing_key_file is needed: {service} calls other services with its own token"
-            )
-        })?;
+        let key = caller_key(self.key.as_ref(), service)?.clone();
         let token = ServiceToken::new(
             Issuer::new(key, self.audience.clone(), SERVICE_TOKEN_TTL),
             service,

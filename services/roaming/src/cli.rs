@@ -4,19 +4,37 @@
 use std::path::PathBuf;
 
 use crate::Settings;
-use crate::auth::MeshAuth;
+use crate::auth::{KeyFiles, MeshAuth};
 use crate::bus::Bus;
+use crate::plan::Plan;
+use adapters_settings::SettingsError;
 use anyhow::{Context, bail};
 
 const USAGE: &str = "usage: roaming up [--config FILE]
        roaming serve <gateway|reservation|payment|rental|parking|view> [--config FILE]
+       roaming check-config <up|serve SERVICE> [--config FILE]
+                                  (checks what that start checks, connects to nothing, writes nothing)
        roaming keygen FILE        (an Ed25519 signing key, created if FILE is missing; prints its public `x`)
        roaming hash-password      (reads a password on stdin; prints its argon2 hash)
        roaming createdb URL...    (creates each postgres:// database that is missing)
        roaming wait-serving ADDR... [--within SECS]   (until each answers health SERVING)
        roaming seed-demo GATEWAY [--password P]      (the demo catalog, through the API as `ops`)
 
-Settings come from FILE (TOML) and ROAMING_* environment variables.";
+Settings come from FILE (TOML) and ROAMING_* environment variables. A setting
+that is unknown, malformed or refused (a missing key file, a URL that does not
+parse, a service without its broker) is one line naming it, and exit status 2,
+before anything is bound or connected.";
+
+/// A configuration problem: one line on stderr, exit status 2.
+fn refuse(e: &impl std::fmt::Display) -> ! {
+    eprintln!("{}", e.to_string().replace('\n', " "));
+    std::process::exit(2);
+}
+
+fn usage() -> ! {
+    eprintln!("{USAGE}");
+    std::process::exit(2);
+}
 
 /// Runs the CLI with `args` (without the program name).
 pub fn main_with(args: Vec<String>) -> anyhow::Result<()> {
@@ -28,26 +46,43 @@ pub fn main_with(args: Vec<String>) -> anyhow::Result<()> {
         }
         _ => {}
     }
-    let config = args
-        .iter()
-        .position(|a| a == "--config")
-        .map(|i| {
-            args.get(i + 1)
-                .map(PathBuf::from)
-                .context("--config needs a file")
-        })
-        .transpose()?;
-    let settings = match Settings::load(config.as_deref(), std::env::vars()) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("{e}");
-            std::process::exit(2);
-        }
+    let config = match args.iter().position(|a| a == "--config") {
+        Some(i) => match args.get(i + 1) {
+            Some(file) => Some(PathBuf::from(file)),
+            None => refuse(&"--config needs a file"),
+        },
+        None => None,
     };
-    let component = match args.first().map(String::as_str) {
-        Some("serve") => args.get(1).map_or("roaming", String::as_str).to_owned(),
-        _ => "roaming".to_owned(),
+    // `check-config serve reservation` checks what `serve reservation` does.
+    let (check, start) = match args.first().map(String::as_str) {
+        Some("check-config") => (true, &args[1..]),
+        _ => (false, &args[..]),
     };
+    let service = match start.first().map(String::as_str) {
+        Some("up") => None,
+        Some("serve") => match start.get(1) {
+            Some(s) if crate::plan::SERVICES.contains(&s.as_str()) => Some(s.clone()),
+            _ => usage(),
+        },
+        _ => usage(),
+    };
+    let settings =
+        Settings::load(config.as_deref(), std::env::vars()).unwrap_or_else(|e| refuse(&e));
+    if check {
+        let summary = match &service {
+            Some(service) => crate::plan::serve(&settings, service).map(|p| p.summary()),
+            None => crate::plan::up(&settings, KeyFiles::InMemory).map(|p| p.summary(&settings)),
+        };
+        println!("{}", summary.unwrap_or_else(|e| refuse(&e)));
+        return Ok(());
+    }
+    // A service checks its configuration before its runtime, telemetry and
+    // admin port exist; `up` does once its data directory is there (its key
+    // may be created in it).
+    let plan = service
+        .as_deref()
+        .map(|s| crate::plan::serve(&settings, s).unwrap_or_else(|e| refuse(&e)));
+    let component = service.clone().unwrap_or_else(|| "roaming".to_owned());
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -56,20 +91,18 @@ pub fn main_with(args: Vec<String>) -> anyhow::Result<()> {
         let _entered = runtime.enter();
         adapters_telemetry::init(&component, settings.log_json)
     };
-    let result = match args.first().map(String::as_str) {
-        Some("up") => runtime.block_on(run_up(settings)),
-        Some("serve") => {
-            let service = args.get(1).context(USAGE)?.clone();
-            runtime.block_on(run_one(settings, &service))
-        }
-        _ => {
-            eprintln!("{USAGE}");
-            std::process::exit(2);
-        }
+    let result = match plan {
+        None => runtime.block_on(run_up(settings)),
+        Some(plan) => runtime.block_on(run_one(settings, plan)),
     };
     // Push the last metrics out (OTLP) before the process ends.
     if let Some(metrics) = adapters_telemetry::metrics::installed() {
         metrics.shutdown();
+    }
+    if let Err(e) = &result
+        && let Some(problem) = e.downcast_ref::<SettingsError>()
+    {
+        refuse(problem);
     }
     result
 }
@@ -171,15 +204,9 @@ fn hash_password() -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn run_gateway(settings: Settings) -> anyhow::Result<()> {
-    let auth = MeshAuth::distributed(&settings)?;
-    let upstreams = gateway::Upstreams {
-        reservation: settings.reservation_addrs.clone(),
-        payment: settings.payment_addrs.clone(),
-        rental: settings.rental_addrs.clone(),
-        parking: settings.parking_addrs.clone(),
-        view: settings.view_addrs.clone(),
-    };
+async fn run_gateway(settings: Settings, plan: Plan) -> anyhow::Result<()> {
+    let auth = MeshAuth::new(&settings, plan.keys)?;
+    let upstreams = crate::plan::gateway_upstreams(&settings);
     let gateway = crate::up::start_gateway(&settings, &auth, upstreams, &[]).await?;
     println!("gateway listening on {}", gateway.addr);
     shutdown_signal().await;
@@ -189,35 +216,33 @@ async fn run_gateway(settings: Settings) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn run_one(settings: Settings, service: &str) -> anyhow::Result<()> {
-    crate::host::process_init(service);
+async fn run_one(settings: Settings, plan: Plan) -> anyhow::Result<()> {
+    crate::host::process_init(plan.service);
     let admin = match settings.admin_listen {
         Some(listen) => Some(crate::admin::start(listen).await?),
         None => None,
     };
-    let result = Box::pin(run_one_service(settings, service)).await;
+    let result = Box::pin(run_one_service(settings, plan)).await;
     if let Some(admin) = admin {
         admin.stop().await;
     }
     result
 }
 
-async fn run_one_service(settings: Settings, service: &str) -> anyhow::Result<()> {
-    if service == "gateway" {
-        return run_gateway(settings).await;
+async fn run_one_service(settings: Settings, plan: Plan) -> anyhow::Result<()> {
+    if plan.service == "gateway" {
+        return run_gateway(settings, plan).await;
     }
-    let auth = MeshAuth::distributed(&settings)?;
+    let service = plan.service;
+    let auth = MeshAuth::new(&settings, plan.keys)?;
+    // The plan holds the broker's URL: a service never runs on the embedded
+    // bus.
     let bus = Bus::connect(
-        settings.nats_url.as_deref(),
+        plan.nats_url.as_deref(),
         &settings.nats_prefix,
         settings.nats_stream_replicas,
     )
     .await?;
-    if matches!(bus, Bus::Embedded(_)) {
-        bail!(
-            "`roaming serve` runs one service of a distributed mesh: set ROAMING_NATS_URL (the embedded bus only works inside `roaming up`)"
-        );
-    }
     std::fs::create_dir_all(&settings.data_dir).ok();
     let running = match service {
         "reservation" => {

@@ -7,7 +7,8 @@
 //! router), which builds on the runtime every server of the mesh shares
 //! (`adapters_grpc::runtime`). [`up`] runs all of them in one process; each
 //! can also run alone (`roaming serve <service>`), against PostgreSQL and NATS.
-//! [`seed`] is what a new mesh starts with.
+//! [`seed`] is what a new mesh starts with. [`plan`] is what a start checks
+//! before it connects anywhere, and all that `roaming check-config` runs.
 
 pub mod admin;
 pub mod auth;
@@ -17,6 +18,7 @@ pub mod host;
 pub mod ops;
 pub mod parking;
 pub mod payment;
+pub mod plan;
 pub mod rental;
 pub mod reservation;
 pub mod seed;

@@ -32,6 +32,7 @@ pub async fn start(
     bus: &Bus,
     reservation_addrs: &[String],
 ) -> anyhow::Result<(Running, Arc<Parkings>)> {
+    crate::plan::check_call("parking", reservation_addrs)?;
     let own = &settings.parking;
     let mut host = Host::open::<ParkingMigrator>(
         settings,

@@ -32,10 +32,7 @@ pub async fn start(
     bus: &Bus,
     reservation_addrs: &[String],
 ) -> anyhow::Result<(Running, Arc<Rentals>)> {
-    anyhow::ensure!(
-        !reservation_addrs.is_empty(),
-        "rental asks the reservation service before every hand-over: set ROAMING_RESERVATION_ADDRS"
-    );
+    crate::plan::check_call("rental", reservation_addrs)?;
     let own = &settings.rental;
     let mut host = Host::open::<RentalMigrator>(
         settings,

@@ -45,6 +45,7 @@ pub async fn start(
     bus: &Bus,
     payment_addrs: &[String],
 ) -> anyhow::Result<(Running, Arc<Reservations>)> {
+    crate::plan::check_call("reservation", payment_addrs)?;
     let own = &settings.reservation;
     let mut host = Host::open::<ReservationMigrator>(
         settings,

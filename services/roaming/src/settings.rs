@@ -194,6 +194,16 @@ impl Settings {
         adapters_settings::table::<Self>(ENV_PREFIX)
     }
 
+    /// The environment variable of the setting whose TOML key is `key`
+    /// (`auth.signing_key_file` -> `ROAMING_AUTH_SIGNING_KEY_FILE`): how a
+    /// problem found after loading names the setting.
+    pub fn variable(key: &str) -> String {
+        Self::table()
+            .into_iter()
+            .find(|e| e.key == key)
+            .map_or_else(|| key.to_owned(), |e| e.env)
+    }
+
     /// The database of `service`: its URL, or a SQLite file under `data_dir`.
     pub fn database_url(&self, service: &str, explicit: Option<&String>) -> String {
         explicit.cloned().unwrap_or_else(|| {

@@ -54,7 +54,9 @@ async fn start_all(settings: &Settings) -> anyhow::Result<Mesh> {
     std::fs::create_dir_all(&settings.data_dir)
         .map_err(|e| anyhow::anyhow!("creating data dir {}: {e}", settings.data_dir.display()))?;
     crate::host::process_init("roaming");
-    let auth = MeshAuth::one_process(settings)?;
+    // The key is created under the data directory now, after `fresh`.
+    let plan = crate::plan::up(settings, crate::auth::KeyFiles::Create)?;
+    let auth = MeshAuth::new(settings, plan.keys)?;
     let admin = match settings.admin_listen {
         Some(listen) => Some(crate::admin::start(listen).await?),
         None => None,

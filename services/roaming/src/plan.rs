@@ -1,0 +1,311 @@
+//! What a start checks before it connects anywhere: the keys it reads, the
+//! database URL it opens, the broker it needs, the replicas it calls, the
+//! gateway's logins. `roaming serve` and `roaming up` run these functions,
+//! then bind and connect; `roaming check-config` runs the same functions and
+//! stops there: nothing is dialled, bound or written. A problem is a
+//! [`SettingsError`] naming the setting's variable
+//! (`invalid setting ROAMING_AUTH_SIGNING_KEY_FILE: /etc/...: No such file or directory`).
+
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+
+use adapters_settings::{SettingsError, bad};
+use adapters_store::{Backend, Db};
+use gateway::{PrincipalEntry, Upstreams};
+
+use crate::Settings;
+use crate::auth::{KeyFiles, Keys};
+
+/// What `roaming serve` runs.
+pub const SERVICES: [&str; 6] = [
+    "gateway",
+    "reservation",
+    "payment",
+    "rental",
+    "parking",
+    "view",
+];
+
+/// A service that calls another one's replicas.
+#[derive(Debug, Clone, Copy)]
+pub struct Call {
+    /// The service that calls.
+    pub caller: &'static str,
+    /// The service called.
+    pub callee: &'static str,
+    /// The setting that lists the callee's replicas (its TOML key).
+    pub setting: &'static str,
+    /// Why a start refuses an empty list, when it does.
+    pub required: Option<&'static str>,
+}
+
+/// Every call a service makes to another (the gateway's are
+/// [`Upstreams`]).
+pub const CALLS: [Call; 3] = [
+    Call {
+        caller: "reservation",
+        callee: "payment",
+        setting: "payment_addrs",
+        required: None,
+    },
+    Call {
+        caller: "rental",
+        callee: "reservation",
+        setting: "reservation_addrs",
+        required: Some("rental asks the reservation service before every hand-over"),
+    },
+    Call {
+        caller: "parking",
+        callee: "reservation",
+        setting: "reservation_addrs",
+        required: None,
+    },
+];
+
+/// Whether `caller` may start calling `addrs` (the replicas its [`Call`]
+/// names): a list it requires is not empty, and each address is one a
+/// channel can be built to.
+///
+/// # Errors
+/// Names the setting that lists the replicas.
+pub fn check_call(caller: &str, addrs: &[String]) -> Result<(), SettingsError> {
+    let Some(call) = CALLS.iter().find(|c| c.caller == caller) else {
+        return Ok(());
+    };
+    let setting = Settings::variable(call.setting);
+    if addrs.is_empty()
+        && let Some(why) = call.required
+    {
+        return Err(bad(&setting, format!("not set: {why}")));
+    }
+    adapters_grpc::balance::check_addresses(addrs).map_err(|e| bad(&setting, e))
+}
+
+/// The database `service` opens: its URL (or the SQLite file under the data
+/// directory) and which backend, as [`Db::connect_pooled`] parses it.
+///
+/// # Errors
+/// Names the service's `database_url` (or the data directory, for the
+/// default SQLite file); never repeats the URL (it carries a password).
+pub fn database(
+    settings: &Settings,
+    service: &str,
+    explicit: Option<&String>,
+) -> Result<(String, Backend), SettingsError> {
+    let url = settings.database_url(service, explicit);
+    let setting = if explicit.is_some() {
+        format!("{service}.database_url")
+    } else {
+        "data_dir".to_owned()
+    };
+    let backend = Db::check_url(&url).map_err(|e| bad(&Settings::variable(&setting), e))?;
+    Ok((url, backend))
+}
+
+/// The gateway's upstreams: each service's configured replicas.
+pub fn gateway_upstreams(settings: &Settings) -> Upstreams {
+    Upstreams {
+        reservation: settings.reservation_addrs.clone(),
+        payment: settings.payment_addrs.clone(),
+        rental: settings.rental_addrs.clone(),
+        parking: settings.parking_addrs.clone(),
+        view: settings.view_addrs.clone(),
+    }
+}
+
+/// What [`gateway::start`] requires of `upstreams`.
+///
+/// # Errors
+/// Names the setting of the upstream refused (`ROAMING_PAYMENT_ADDRS`).
+pub fn check_upstreams(upstreams: &Upstreams) -> Result<(), SettingsError> {
+    upstreams
+        .check()
+        .map_err(|(upstream, e)| bad(&Settings::variable(&format!("{upstream}_addrs")), e))
+}
+
+/// The gateway's logins: the configured principals, or `fallback`.
+///
+/// # Errors
+/// Names `gateway.principals` (a file-only setting).
+pub fn check_logins(settings: &Settings, fallback: &[PrincipalEntry]) -> Result<(), SettingsError> {
+    settings
+        .gateway
+        .credentials(fallback)
+        .map(drop)
+        .map_err(|e| bad("gateway.principals", e))
+}
+
+/// One service's start, checked (`roaming serve SERVICE`).
+#[derive(Debug)]
+pub struct Plan {
+    pub service: &'static str,
+    pub keys: Keys,
+    pub listen: SocketAddr,
+    /// Its database (a service; the gateway has none).
+    pub database: Option<Backend>,
+    /// The broker (a service; the gateway has none).
+    pub nats_url: Option<String>,
+    /// The replicas it calls: each callee and its addresses.
+    pub calls: Vec<(&'static str, Vec<String>)>,
+}
+
+/// Checks everything `roaming serve service` needs before it binds or
+/// connects: its signing key (which must exist: a service of a distributed
+/// mesh never creates one) and trusted keys, the broker's URL, its database
+/// URL, the replicas it calls (and the key it signs those calls with); for
+/// the gateway its logins and every upstream.
+///
+/// # Errors
+/// The first problem, naming its setting; an unknown service names
+/// `service`.
+pub fn serve(settings: &Settings, service: &str) -> Result<Plan, SettingsError> {
+    let Some(service) = SERVICES.iter().copied().find(|s| *s == service) else {
+        return Err(bad(
+            "service",
+            format!(
+                "unknown service {service:?}: one of {}",
+                SERVICES.join(", ")
+            ),
+        ));
+    };
+    let keys = Keys::read(settings, KeyFiles::MustExist)?;
+    if service == "gateway" {
+        check_logins(settings, &[])?;
+        let upstreams = gateway_upstreams(settings);
+        check_upstreams(&upstreams)?;
+        return Ok(Plan {
+            service,
+            keys,
+            listen: settings.gateway.listen,
+            database: None,
+            nats_url: None,
+            calls: upstreams
+                .each()
+                .iter()
+                .map(|(name, _, addrs)| (*name, addrs.to_vec()))
+                .collect(),
+        });
+    }
+    let Some(nats_url) = settings.nats_url.clone() else {
+        return Err(bad(
+            &Settings::variable("nats_url"),
+            "not set: `roaming serve` runs one service of a distributed mesh (the embedded bus only works inside `roaming up`)",
+        ));
+    };
+    let (listen, explicit) = match service {
+        "reservation" => (
+            settings.reservation.listen,
+            &settings.reservation.database_url,
+        ),
+        "payment" => (settings.payment.listen, &settings.payment.database_url),
+        "rental" => (settings.rental.listen, &settings.rental.database_url),
+        "parking" => (settings.parking.listen, &settings.parking.database_url),
+        _ => (settings.view.listen, &settings.view.database_url),
+    };
+    let (_, backend) = database(settings, service, explicit.as_ref())?;
+    let mut calls = Vec::new();
+    if let Some(call) = CALLS.iter().find(|c| c.caller == service) {
+        let addrs = match call.callee {
+            "payment" => &settings.payment_addrs,
+            _ => &settings.reservation_addrs,
+        };
+        check_call(service, addrs)?;
+        keys.caller_key(service)?;
+        calls.push((call.callee, addrs.clone()));
+    }
+    Ok(Plan {
+        service,
+        keys,
+        listen,
+        database: Some(backend),
+        nats_url: Some(nats_url),
+        calls,
+    })
+}
+
+/// `roaming up`'s start, checked.
+#[derive(Debug)]
+pub struct UpPlan {
+    pub keys: Keys,
+}
+
+/// Checks everything `roaming up` needs before it binds or connects: the
+/// signing key (`files`: created when missing at a start, made in memory by
+/// the check), the trusted keys, each service's database URL, every
+/// configured list of replicas, and the gateway's logins (the demo
+/// principals unless configured).
+///
+/// # Errors
+/// The first problem, naming its setting.
+pub fn up(settings: &Settings, files: KeyFiles) -> Result<UpPlan, SettingsError> {
+    let keys = Keys::read(settings, files)?;
+    for (service, explicit) in [
+        ("payment", &settings.payment.database_url),
+        ("reservation", &settings.reservation.database_url),
+        ("rental", &settings.rental.database_url),
+        ("parking", &settings.parking.database_url),
+        ("view", &settings.view.database_url),
+    ] {
+        database(settings, service, explicit.as_ref())?;
+    }
+    // A configured list replaces the local service (an empty one stands
+    // for the local service's address).
+    for (name, _, addrs) in gateway_upstreams(settings).each() {
+        adapters_grpc::balance::check_addresses(addrs)
+            .map_err(|e| bad(&Settings::variable(&format!("{name}_addrs")), e))?;
+    }
+    check_logins(settings, &PrincipalEntry::demo())?;
+    Ok(UpPlan { keys })
+}
+
+impl Plan {
+    /// The line `roaming check-config` prints for a start that would go on.
+    pub fn summary(&self) -> String {
+        let mut out = format!("ok: serve {}: listens on {}", self.service, self.listen);
+        match self.database {
+            Some(Backend::Postgres) => out.push_str(", database PostgreSQL"),
+            Some(Backend::Sqlite) => out.push_str(", database SQLite"),
+            None => {}
+        }
+        if let Some(url) = &self.nats_url {
+            let _ = write!(out, ", NATS {url}");
+        }
+        for (callee, addrs) in &self.calls {
+            let _ = write!(out, ", {callee} at {}", addrs.join(" "));
+        }
+        let _ = write!(
+            out,
+            ", {} signing key, {} trusted keys",
+            if self.keys.signing_key().is_some() {
+                "a"
+            } else {
+                "no"
+            },
+            self.keys.trusted()
+        );
+        out
+    }
+}
+
+impl UpPlan {
+    /// The line `roaming check-config up` prints for a start that would go on.
+    pub fn summary(&self, settings: &Settings) -> String {
+        let key = match &settings.auth.signing_key_file {
+            Some(path) => path.clone(),
+            None => settings.data_dir.join("keys").join("issuer.pem"),
+        };
+        format!(
+            "ok: up: gateway on {}, data in {}, events on {}, signing key {} ({}), {} trusted keys",
+            settings.gateway.listen,
+            settings.data_dir.display(),
+            settings.nats_url.as_deref().unwrap_or("the embedded bus"),
+            key.display(),
+            if key.exists() {
+                "present"
+            } else {
+                "created at the first start"
+            },
+            self.keys.trusted()
+        )
+    }
+}
