@@ -234,6 +234,15 @@ async fn run_one_service(settings: Settings, plan: Plan) -> anyhow::Result<()> {
         return run_gateway(settings, plan).await;
     }
     let service = plan.service;
+    // The replicas it calls, as the plan (plan::CALLS) says: the one table of
+    // who calls whom, which deploy/mesh.json repeats (tested).
+    let calls = |callee: &str| {
+        plan.calls
+            .iter()
+            .find(|(c, _)| *c == callee)
+            .map(|(_, addrs)| addrs.clone())
+            .unwrap_or_default()
+    };
     let auth = MeshAuth::new(&settings, plan.keys)?;
     // The plan holds the broker's URL: a service never runs on the embedded
     // bus.
@@ -246,18 +255,18 @@ async fn run_one_service(settings: Settings, plan: Plan) -> anyhow::Result<()> {
     std::fs::create_dir_all(&settings.data_dir).ok();
     let running = match service {
         "reservation" => {
-            crate::reservation::start(&settings, &auth, &bus, &settings.payment_addrs)
+            crate::reservation::start(&settings, &auth, &bus, &calls("payment"))
                 .await?
                 .0
         }
         "payment" => crate::payment::start(&settings, &auth, &bus).await?.0,
         "rental" => {
-            crate::rental::start(&settings, &auth, &bus, &settings.reservation_addrs)
+            crate::rental::start(&settings, &auth, &bus, &calls("reservation"))
                 .await?
                 .0
         }
         "parking" => {
-            crate::parking::start(&settings, &auth, &bus, &settings.reservation_addrs)
+            crate::parking::start(&settings, &auth, &bus, &calls("reservation"))
                 .await?
                 .0
         }

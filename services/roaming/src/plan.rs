@@ -309,3 +309,79 @@ impl UpPlan {
         )
     }
 }
+
+#[cfg(test)]
+mod deploy_mesh {
+    #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
+
+    use proto::service_names;
+    use serde_json::{Value, json};
+
+    use super::{CALLS, SERVICES};
+    use crate::Settings;
+
+    /// What deploy/mesh.json must say of `service`, from the code: its port's
+    /// setting, the health names it serves (the runtime's `""`, liveness and
+    /// for a service the bus entry and its own name: adapters/grpc runtime
+    /// and host.rs), whom it calls ([`CALLS`], the gateway every upstream),
+    /// and whether it needs the broker and a database.
+    fn expected(service: &str) -> Value {
+        let var = |key: &str| Settings::variable(key);
+        if service == "gateway" {
+            let upstreams = crate::plan::gateway_upstreams(&Settings::default());
+            return json!({
+                "listen": var("gateway.listen"),
+                "public": true,
+                "health": ["", service_names::LIVENESS],
+                "readiness": "",
+                "calls": upstreams.each().iter().map(|(name, _, _)| *name).collect::<Vec<_>>(),
+                "broker": false,
+                "database": null,
+            });
+        }
+        let own = match service {
+            "reservation" => service_names::RESERVATION,
+            "payment" => service_names::PAYMENT,
+            "rental" => service_names::RENTAL,
+            "parking" => service_names::PARKING,
+            _ => service_names::VIEW,
+        };
+        json!({
+            "listen": var(&format!("{service}.listen")),
+            "public": false,
+            "health": ["", service_names::LIVENESS, service_names::BUS, own],
+            "readiness": own,
+            "calls": CALLS.iter().filter(|c| c.caller == service).map(|c| c.callee).collect::<Vec<_>>(),
+            "broker": true,
+            "database": var(&format!("{service}.database_url")),
+        })
+    }
+
+    #[test]
+    fn deploy_mesh_json_is_the_code() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../deploy/mesh.json");
+        let file: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        let processes = file["processes"].as_object().expect("processes");
+        let mut names: Vec<&str> = processes.keys().map(String::as_str).collect();
+        let mut want = SERVICES.to_vec();
+        names.sort_unstable();
+        want.sort_unstable();
+        assert_eq!(
+            names, want,
+            "deploy/mesh.json names every process `serve` runs"
+        );
+        for service in SERVICES {
+            assert_eq!(
+                processes[service],
+                expected(service),
+                "deploy/mesh.json, process {service}: expected\n{}",
+                serde_json::to_string_pretty(&expected(service)).unwrap()
+            );
+        }
+        let var = |key: &str| Value::String(Settings::variable(key));
+        assert_eq!(file["admin_listen"], var("admin_listen"));
+        assert_eq!(file["broker_url"], var("nats_url"));
+        assert_eq!(file["shutdown_delay_ms"], var("shutdown_delay_ms"));
+        assert_eq!(file["shutdown_grace_ms"], var("shutdown_grace_ms"));
+    }
+}
