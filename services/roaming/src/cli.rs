@@ -179,6 +179,7 @@ async fn run_gateway(settings: Settings) -> anyhow::Result<()> {
         rental: settings.rental_addrs.clone(),
         parking: settings.parking_addrs.clone(),
         view: settings.view_addrs.clone(),
+        discovery: settings.discovery(),
     };
     let gateway = crate::up::start_gateway(&settings, &auth, upstreams, &[]).await?;
     println!("gateway listening on {}", gateway.addr);
