@@ -12,8 +12,9 @@
 //!   replica (a Kubernetes headless Service names every ready pod). The name
 //!   is resolved again every interval ([`Discovery`]) and, at most every
 //!   250 ms, soon after one of its replicas has a transport error or stops
-//!   answering its watch; an address that appears is added (it joins the
-//!   rotation with its first `SERVING`), one that is gone is dropped (its
+//!   answering its watch. The first answer's replicas start in rotation (as
+//!   IP addresses do); an address that appears later is added and joins the
+//!   rotation with its first `SERVING`; one that is gone is dropped (its
 //!   connection and watch with it). A failed lookup or an empty answer keeps
 //!   the replicas known: a DNS hiccup never leaves a service with none. Each
 //!   such replica dials its IP but its calls carry the name as their
