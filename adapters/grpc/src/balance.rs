@@ -2,8 +2,23 @@
 //! rotation what is dead and probes it back in.
 //!
 //! tower's power-of-two-choices balancer (least pending requests) runs over a
-//! discovery stream. What feeds the stream is the health of each replica:
+//! discovery stream. What feeds the stream is which replicas there are and
+//! the health of each:
 //!
+//! - the replicas: an address whose host is an IP (`http://10.0.0.7:50051`)
+//!   is one replica for good; one whose host is a name
+//!   (`http://reservation:50051`) is resolved by DNS as `/etc/resolv.conf`
+//!   says (search domains, `ndots`), and each address it resolves to is a
+//!   replica (a Kubernetes headless Service names every ready pod). The name
+//!   is resolved again every interval ([`Discovery`]) and, at most every
+//!   250 ms, soon after one of its replicas has a transport error or stops
+//!   answering its watch. The first answer's replicas start in rotation (as
+//!   IP addresses do); an address that appears later is added and joins the
+//!   rotation with its first `SERVING`; one that is gone is dropped (its
+//!   connection and watch with it). A failed lookup or an empty answer keeps
+//!   the replicas known: a DNS hiccup never leaves a service with none. Each
+//!   such replica dials its IP but its calls carry the name as their
+//!   `:authority`;
 //! - a `grpc.health.v1.Health/Watch` stream per replica, on the same HTTP/2
 //!   connection the calls use: `NOT_SERVING` (a replica draining after
 //!   SIGTERM) or a broken stream (a replica killed) takes it out at once; a
@@ -21,6 +36,7 @@
 //! retry `UNAVAILABLE` anyway ([`crate::resilience`]).
 
 use std::convert::Infallible;
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -43,6 +59,11 @@ use tower::util::BoxService;
 use tower::{BoxError, Service};
 use tracing::{info, warn};
 
+mod discovery;
+
+pub use discovery::Discovery;
+use discovery::{Lookup, Named, Source};
+
 type Request = http::Request<Body>;
 type Response = http::Response<Body>;
 
@@ -56,6 +77,15 @@ const MAX_PROBE: Duration = Duration::from_secs(1);
 /// Calls queued for the balancer at most (beyond: back-pressure).
 const QUEUE: usize = 1024;
 
+/// Why an [`Upstream`] cannot be built.
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    #[error("address {address:?}: {reason}")]
+    Address { address: String, reason: String },
+    #[error("DNS resolver: {0}")]
+    Resolver(String),
+}
+
 /// The replicas of one service as one client transport (what a tonic client
 /// is built on). Cheap to clone: the clones share connections and health.
 #[derive(Clone)]
@@ -63,7 +93,7 @@ pub struct Upstream(Inner);
 
 #[derive(Clone)]
 enum Inner {
-    /// One address: nothing to balance (the channel reconnects by itself).
+    /// One IP address: nothing to balance (the channel reconnects by itself).
     One { address: String, channel: Channel },
     Many {
         balanced: Buffer<Request, BoxFuture<'static, Result<Response, BoxError>>>,
@@ -78,7 +108,7 @@ impl std::fmt::Debug for Upstream {
             Inner::Many { pool, .. } => f
                 .debug_struct("Upstream")
                 .field("service", &pool.service)
-                .field("in_rotation", &pool.in_rotation())
+                .field("in_rotation", &pool.addresses(|r| r.in_rotation))
                 .finish(),
         }
     }
@@ -104,10 +134,9 @@ fn endpoint(address: &str) -> Result<Endpoint, tonic::transport::Error> {
 /// The first address that is no URI an endpoint can be built from.
 pub fn check_addresses(addresses: &[String]) -> Result<(), String> {
     for a in addresses {
-        endpoint(a).map_err(|e| {
-            let cause =
-                std::error::Error::source(&e).map_or_else(|| e.to_string(), ToString::to_string);
-            format!("{a:?}: {cause}")
+        discovery::source(a).map_err(|e| match e {
+            UpstreamError::Address { address, reason } => format!("{address:?}: {reason}"),
+            UpstreamError::Resolver(reason) => format!("{a:?}: {reason}"),
         })?;
     }
     Ok(())
@@ -115,46 +144,77 @@ pub fn check_addresses(addresses: &[String]) -> Result<(), String> {
 
 impl Upstream {
     /// Lazily connecting channels to `addresses`, the replicas of `service`
-    /// (its health service name, e.g. `roaming.payment.v1.PaymentService`).
-    /// Nothing is dialled before the first call or probe, so services start in
-    /// any order. Must be called within a tokio runtime (it spawns the
-    /// watchers and the balancer).
-    pub fn new(service: &str, addresses: &[String]) -> Result<Self, tonic::transport::Error> {
-        let channels = addresses
+    /// (its health service name, e.g. `roaming.payment.v1.PaymentService`);
+    /// host names among them are resolved as `discovery` says, in the
+    /// background (calls wait for the first answer). Nothing is dialled
+    /// before the first call or probe, so services start in any order. Must
+    /// be called within a tokio runtime (it spawns the watchers, the
+    /// resolution and the balancer).
+    pub fn new(
+        service: &str,
+        addresses: &[String],
+        discovery: &Discovery,
+    ) -> Result<Self, UpstreamError> {
+        let sources = addresses
             .iter()
-            .map(|a| endpoint(a).map(|e| (a.clone(), e.connect_lazy())))
+            .map(|a| discovery::source(a))
             .collect::<Result<Vec<_>, _>>()?;
-        if let [(address, channel)] = channels.as_slice() {
-            return Ok(Self(Inner::One {
+        let lookup = if sources.iter().any(|s| matches!(s, Source::Named(_))) {
+            Some(discovery.lookup().map_err(UpstreamError::Resolver)?)
+        } else {
+            None
+        };
+        Ok(Self::with_lookup(
+            service,
+            sources,
+            lookup,
+            discovery.interval(),
+        ))
+    }
+
+    fn with_lookup(
+        service: &str,
+        sources: Vec<Source>,
+        lookup: Option<Lookup>,
+        interval: Duration,
+    ) -> Self {
+        if let [Source::Fixed { address, endpoint }] = sources.as_slice() {
+            return Self(Inner::One {
                 address: address.clone(),
-                channel: channel.clone(),
-            }));
+                channel: endpoint.connect_lazy(),
+            });
         }
         let (changes, discovered) = mpsc::unbounded_channel();
         let pool = Arc::new(Pool {
             service: service.to_owned(),
             changes,
-            state: Mutex::new(State {
-                replicas: channels
-                    .iter()
-                    .map(|(address, channel)| Replica {
-                        address: address.clone(),
-                        channel: channel.clone(),
-                        healthy: true,
-                        ejected_until: None,
-                        ejections: 0,
-                        unavailable_in_a_row: 0,
-                        in_rotation: false,
-                        recheck: Arc::default(),
-                    })
-                    .collect(),
-            }),
+            state: Mutex::default(),
             tasks: Mutex::default(),
+            resolve_now: Arc::new(Notify::new()),
         });
-        // Everything starts in rotation: the watchers take out what is dead.
-        pool.update(|_| {});
-        for index in 0..channels.len() {
-            let task = tokio::spawn(watch(Arc::downgrade(&pool), index));
+        let mut hosts = Vec::new();
+        {
+            let mut state = pool.state.lock().unwrap_or_else(PoisonError::into_inner);
+            for (index, source) in sources.into_iter().enumerate() {
+                match source {
+                    // Everything starts in rotation: the watchers take out
+                    // what is dead.
+                    Source::Fixed { address, endpoint } => {
+                        pool.add(&mut state, index, address, None, &endpoint, true);
+                    }
+                    Source::Named(named) => hosts.push((index, named)),
+                }
+            }
+            pool.reconcile(&mut state);
+        }
+        if let Some(lookup) = lookup.filter(|_| !hosts.is_empty()) {
+            let task = tokio::spawn(discovery::rediscover(
+                Arc::downgrade(&pool),
+                Arc::clone(&pool.resolve_now),
+                hosts,
+                lookup,
+                interval,
+            ));
             pool.tasks
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
@@ -167,14 +227,24 @@ impl Upstream {
             CompleteOnResponse::default(),
         ));
         let balanced = Buffer::new(BoxService::new(balance), QUEUE);
-        Ok(Self(Inner::Many { balanced, pool }))
+        Self(Inner::Many { balanced, pool })
     }
 
-    /// The addresses in rotation now (all of them for a single address).
+    /// The addresses in rotation now (all of them for a single IP address).
+    /// A replica found by DNS shows as the address it dials
+    /// (`http://10.0.0.7:50051`).
     pub fn in_rotation(&self) -> Vec<String> {
         match &self.0 {
             Inner::One { address, .. } => vec![address.clone()],
-            Inner::Many { pool, .. } => pool.in_rotation(),
+            Inner::Many { pool, .. } => pool.addresses(|r| r.in_rotation),
+        }
+    }
+
+    /// Every replica known now, in rotation or not.
+    pub fn replicas(&self) -> Vec<String> {
+        match &self.0 {
+            Inner::One { address, .. } => vec![address.clone()],
+            Inner::Many { pool, .. } => pool.addresses(|_| true),
         }
     }
 }
@@ -230,11 +300,18 @@ pub fn never_reached(error: &(dyn std::error::Error + 'static)) -> bool {
     false
 }
 
+/// A replica's key in the balancer: never reused, so a replica that goes and
+/// one that comes are never confused.
+type Id = u64;
+
 struct Pool {
     service: String,
-    changes: mpsc::UnboundedSender<Change<usize, Observed>>,
+    changes: mpsc::UnboundedSender<Change<Id, Observed>>,
     state: Mutex<State>,
+    /// Ejection timers and the resolution.
     tasks: Mutex<Vec<AbortHandle>>,
+    /// Asks for a resolution soon (a replica of a name failed).
+    resolve_now: Arc<Notify>,
 }
 
 impl Drop for Pool {
@@ -247,15 +324,37 @@ impl Drop for Pool {
         {
             task.abort();
         }
+        for replica in &self
+            .state
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner)
+            .replicas
+        {
+            replica.watcher.abort();
+        }
     }
 }
 
+#[derive(Default)]
 struct State {
     replicas: Vec<Replica>,
+    next_id: Id,
+}
+
+impl State {
+    fn replica_mut(&mut self, id: Id) -> Option<&mut Replica> {
+        self.replicas.iter_mut().find(|r| r.id == id)
+    }
 }
 
 struct Replica {
+    id: Id,
+    /// The configured address it comes from (its index).
+    source: usize,
+    /// What it dials.
     address: String,
+    /// The IP its name resolved to; `None` for an IP address configured.
+    resolved: Option<IpAddr>,
     channel: Channel,
     /// What the last probe, watch message or call said.
     healthy: bool,
@@ -265,29 +364,113 @@ struct Replica {
     in_rotation: bool,
     /// Wakes the watcher to probe again (a call saw a transport error).
     recheck: Arc<Notify>,
+    watcher: AbortHandle,
 }
 
 impl Pool {
-    fn in_rotation(&self) -> Vec<String> {
+    fn addresses(&self, which: impl Fn(&Replica) -> bool) -> Vec<String> {
         let state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         state
             .replicas
             .iter()
-            .filter(|r| r.in_rotation)
+            .filter(|r| which(r))
             .map(|r| r.address.clone())
             .collect()
     }
 
+    /// Adds a replica and starts its watcher; [`Pool::reconcile`] then puts
+    /// it in rotation if it is wanted.
+    fn add(
+        self: &Arc<Self>,
+        state: &mut State,
+        source: usize,
+        address: String,
+        resolved: Option<IpAddr>,
+        endpoint: &Endpoint,
+        healthy: bool,
+    ) {
+        let id = state.next_id;
+        state.next_id += 1;
+        let channel = endpoint.connect_lazy();
+        let recheck = Arc::new(Notify::new());
+        let watcher = tokio::spawn(watch(
+            Arc::downgrade(self),
+            id,
+            self.service.clone(),
+            channel.clone(),
+            Arc::clone(&recheck),
+        ));
+        state.replicas.push(Replica {
+            id,
+            source,
+            address,
+            resolved,
+            channel,
+            healthy,
+            ejected_until: None,
+            ejections: 0,
+            unavailable_in_a_row: 0,
+            in_rotation: false,
+            recheck,
+            watcher: watcher.abort_handle(),
+        });
+    }
+
+    /// `named` (configured address `source`) resolved to `ips` (not empty):
+    /// replicas at addresses gone are dropped, ones at new addresses added.
+    /// The first answer's replicas start in rotation (as configured IPs do);
+    /// later ones join with their first `SERVING`.
+    fn resolved(self: &Arc<Self>, source: usize, named: &Named, ips: &[IpAddr]) {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let first = !state.replicas.iter().any(|r| r.source == source);
+        let (gone, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut state.replicas)
+            .into_iter()
+            .partition(|r| r.source == source && r.resolved.is_some_and(|ip| !ips.contains(&ip)));
+        state.replicas = kept;
+        for replica in gone {
+            replica.watcher.abort();
+            if replica.in_rotation {
+                let _ = self.changes.send(Change::Remove(replica.id));
+            }
+            info!(service = %self.service, name = %named.address, address = %replica.address, "replica gone from DNS");
+        }
+        for &ip in ips {
+            if state
+                .replicas
+                .iter()
+                .any(|r| r.source == source && r.resolved == Some(ip))
+            {
+                continue;
+            }
+            match named.replica(ip) {
+                Ok((address, endpoint)) => {
+                    info!(service = %self.service, name = %named.address, %address, "replica found by DNS");
+                    self.add(&mut state, source, address, Some(ip), &endpoint, first);
+                }
+                Err(error) => {
+                    warn!(service = %self.service, name = %named.address, %ip, %error, "resolved address unusable");
+                }
+            }
+        }
+        self.reconcile(&mut state);
+    }
+
     /// Applies `change`, then tells the balancer what entered or left
-    /// rotation. Under the lock, so changes reach it in the order they were
-    /// decided, and before any call issued after this returns.
+    /// rotation.
     fn update(self: &Arc<Self>, change: impl FnOnce(&mut State)) {
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         change(&mut state);
+        self.reconcile(&mut state);
+    }
+
+    /// Tells the balancer what entered or left rotation. Under the lock, so
+    /// changes reach it in the order they were decided, and before any call
+    /// issued after this returns.
+    fn reconcile(self: &Arc<Self>, state: &mut State) {
         let now = Instant::now();
         let eligible = |r: &Replica| r.healthy && r.ejected_until.is_none_or(|t| t <= now);
         let any = state.replicas.iter().any(eligible);
-        for (index, replica) in state.replicas.iter_mut().enumerate() {
+        for replica in &mut state.replicas {
             // Nothing eligible: every replica (see the module docs).
             let wanted = !any || eligible(replica);
             if wanted == replica.in_rotation {
@@ -297,39 +480,46 @@ impl Pool {
             let change = if wanted {
                 info!(service = %self.service, address = %replica.address, "replica in rotation");
                 Change::Insert(
-                    index,
+                    replica.id,
                     Observed {
                         channel: replica.channel.clone(),
                         pool: Arc::downgrade(self),
-                        index,
+                        id: replica.id,
                     },
                 )
             } else {
                 warn!(service = %self.service, address = %replica.address, "replica out of rotation");
-                Change::Remove(index)
+                Change::Remove(replica.id)
             };
             // The receiver lives as long as the balancer; gone means no calls.
             let _ = self.changes.send(change);
         }
     }
 
-    fn set_healthy(self: &Arc<Self>, index: usize, healthy: bool) {
+    fn set_healthy(self: &Arc<Self>, id: Id, healthy: bool) {
+        let mut failed = false;
         self.update(|s| {
-            if let Some(r) = s.replicas.get_mut(index) {
+            if let Some(r) = s.replica_mut(id) {
+                failed = r.healthy && !healthy && r.resolved.is_some();
                 r.healthy = healthy;
                 if healthy {
                     r.unavailable_in_a_row = 0;
                 }
             }
         });
+        if failed {
+            // Perhaps it is gone from DNS too.
+            self.resolve_now.notify_one();
+        }
     }
 
-    /// A call's outcome on replica `index`.
-    fn observe(self: &Arc<Self>, index: usize, outcome: Outcome) {
+    /// A call's outcome on replica `id`.
+    fn observe(self: &Arc<Self>, id: Id, outcome: Outcome) {
         let mut eject_for = None;
         let mut recheck = None;
+        let mut resolve = false;
         self.update(|s| {
-            let Some(r) = s.replicas.get_mut(index) else {
+            let Some(r) = s.replica_mut(id) else {
                 return;
             };
             match outcome {
@@ -353,11 +543,15 @@ impl Pool {
                 Outcome::TransportError => {
                     r.healthy = false;
                     recheck = Some(Arc::clone(&r.recheck));
+                    resolve = r.resolved.is_some();
                 }
             }
         });
         if let Some(recheck) = recheck {
             recheck.notify_one();
+        }
+        if resolve {
+            self.resolve_now.notify_one();
         }
         if let Some(d) = eject_for {
             let pool = Arc::downgrade(self);
@@ -365,7 +559,7 @@ impl Pool {
                 tokio::time::sleep(d).await;
                 if let Some(pool) = pool.upgrade() {
                     pool.update(|s| {
-                        if let Some(r) = s.replicas.get_mut(index) {
+                        if let Some(r) = s.replica_mut(id) {
                             r.ejected_until = None;
                         }
                     });
@@ -385,20 +579,12 @@ enum Outcome {
     TransportError,
 }
 
-/// Keeps replica `index`'s health up to date until the pool is dropped.
-async fn watch(pool: Weak<Pool>, index: usize) {
-    let Some((service, channel, recheck)) = pool.upgrade().and_then(|p| {
-        let state = p.state.lock().unwrap_or_else(PoisonError::into_inner);
-        state
-            .replicas
-            .get(index)
-            .map(|r| (p.service.clone(), r.channel.clone(), Arc::clone(&r.recheck)))
-    }) else {
-        return;
-    };
+/// Keeps replica `id`'s health up to date until the pool is dropped or the
+/// replica is (which aborts this task).
+async fn watch(pool: Weak<Pool>, id: Id, service: String, channel: Channel, recheck: Arc<Notify>) {
     let set = |healthy: bool| {
         if let Some(pool) = pool.upgrade() {
-            pool.set_healthy(index, healthy);
+            pool.set_healthy(id, healthy);
         }
     };
     let mut probe = MIN_PROBE;
@@ -461,7 +647,7 @@ async fn watch(pool: Weak<Pool>, index: usize) {
 struct Observed {
     channel: Channel,
     pool: Weak<Pool>,
-    index: usize,
+    id: Id,
 }
 
 impl Service<Request> for Observed {
@@ -476,7 +662,7 @@ impl Service<Request> for Observed {
     fn call(&mut self, request: Request) -> Self::Future {
         let call = self.channel.call(request);
         let pool = self.pool.clone();
-        let index = self.index;
+        let id = self.id;
         async move {
             let result = call.await;
             let outcome = match &result {
@@ -488,10 +674,125 @@ impl Service<Request> for Observed {
                 Ok(_) => Outcome::Answered,
             };
             if let Some(pool) = pool.upgrade() {
-                pool.observe(index, outcome);
+                pool.observe(id, outcome);
             }
             result
         }
         .boxed()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+
+    type Answer = Result<Vec<IpAddr>, String>;
+
+    /// A lookup that answers what `answer` holds when called, counted.
+    fn scripted(answer: &Arc<Mutex<Answer>>, lookups: &Arc<AtomicUsize>) -> Lookup {
+        let (answer, lookups) = (Arc::clone(answer), Arc::clone(lookups));
+        Arc::new(move |_host: String| {
+            lookups.fetch_add(1, Ordering::SeqCst);
+            let answer = answer
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone();
+            async move { answer }.boxed()
+        })
+    }
+
+    /// Waits until `n` lookups after the `seen`th have started, so the answer
+    /// to the `seen + n - 1`th was applied.
+    async fn lookups_past(lookups: &AtomicUsize, seen: usize, n: usize) -> usize {
+        let started = Instant::now();
+        while lookups.load(Ordering::SeqCst) < seen + n {
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "no lookup within 10 s"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        lookups.load(Ordering::SeqCst)
+    }
+
+    fn ip(last: u8) -> IpAddr {
+        IpAddr::from([127, 0, 0, last])
+    }
+
+    fn sorted(mut v: Vec<String>) -> Vec<String> {
+        v.sort();
+        v
+    }
+
+    /// Nothing listens on port 9 there: the watchers find the replicas dead,
+    /// which changes nothing about which replicas are known.
+    fn upstream(lookup: Lookup, interval: Duration) -> Upstream {
+        let source = discovery::source("http://svc.test:9").expect("a URL");
+        Upstream::with_lookup("svc", vec![source], Some(lookup), interval)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failed_or_empty_lookup_keeps_the_replicas_known() {
+        let answer = Arc::new(Mutex::new(Ok(vec![ip(2), ip(3)])));
+        let lookups = Arc::new(AtomicUsize::new(0));
+        let set = |a: Answer| *answer.lock().unwrap_or_else(PoisonError::into_inner) = a;
+        let upstream = upstream(scripted(&answer, &lookups), Duration::from_millis(20));
+        let mut seen = lookups_past(&lookups, 0, 2).await;
+        let first = vec![
+            "http://127.0.0.2:9".to_owned(),
+            "http://127.0.0.3:9".to_owned(),
+        ];
+        assert_eq!(sorted(upstream.replicas()), first);
+
+        set(Err("SERVFAIL".to_owned()));
+        seen = lookups_past(&lookups, seen, 2).await;
+        assert_eq!(
+            sorted(upstream.replicas()),
+            first,
+            "a failed lookup drops nothing"
+        );
+
+        set(Ok(Vec::new()));
+        seen = lookups_past(&lookups, seen, 2).await;
+        assert_eq!(
+            sorted(upstream.replicas()),
+            first,
+            "an empty answer drops nothing"
+        );
+
+        set(Ok(vec![ip(3), ip(4)]));
+        lookups_past(&lookups, seen, 2).await;
+        assert_eq!(
+            sorted(upstream.replicas()),
+            vec![
+                "http://127.0.0.3:9".to_owned(),
+                "http://127.0.0.4:9".to_owned()
+            ]
+        );
+        // Every replica known is dead: all of them are used (module docs),
+        // and those only.
+        assert_eq!(sorted(upstream.in_rotation()), sorted(upstream.replicas()));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failing_replica_has_its_name_resolved_again_at_once() {
+        let answer = Arc::new(Mutex::new(Ok(vec![ip(2)])));
+        let lookups = Arc::new(AtomicUsize::new(0));
+        // An hour: any second lookup is one a failure asked for.
+        let upstream = upstream(scripted(&answer, &lookups), Duration::from_hours(1));
+        let started = Instant::now();
+        lookups_past(&lookups, 0, 2).await;
+        let took = started.elapsed();
+        assert!(
+            took < Duration::from_secs(5),
+            "resolved again after {took:?}"
+        );
+        assert!(took >= discovery::MIN_GAP, "not rate-limited: {took:?}");
+        // Still dead, but it failed once: no more lookups than that.
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        assert_eq!(lookups.load(Ordering::SeqCst), 2);
+        drop(upstream);
     }
 }

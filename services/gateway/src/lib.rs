@@ -20,7 +20,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use adapters_auth::{AuthLayer, Credentials, Issuer};
-use adapters_grpc::balance::Upstream;
+use adapters_grpc::balance::{Discovery, Upstream};
 use adapters_grpc::runtime::{Follow, Runtime};
 use http::{HeaderName, HeaderValue};
 use proto::auth::auth_service_server::AuthServiceServer;
@@ -40,7 +40,8 @@ use crate::console::ConsoleLayer;
 use crate::proxy::{StackConfig, streaming_methods};
 use crate::tokens::TokenService;
 
-/// Where each service's replicas listen (`http://host:port`).
+/// Where each service's replicas listen (`http://host:port`; a host name
+/// stands for every address it resolves to).
 #[derive(Debug, Clone, Default)]
 pub struct Upstreams {
     pub reservation: Vec<String>,
@@ -48,6 +49,8 @@ pub struct Upstreams {
     pub rental: Vec<String>,
     pub parking: Vec<String>,
     pub view: Vec<String>,
+    /// How the host names are resolved, and how often again.
+    pub discovery: Discovery,
 }
 
 impl Upstreams {
@@ -122,8 +125,8 @@ pub async fn start(
     let mut upstreams = HashMap::new();
     let mut admission = HashMap::new();
     for (_, name, addrs) in parts.upstreams.each() {
-        let channel =
-            Upstream::new(name, addrs).map_err(|e| StartError(format!("upstream {name}: {e}")))?;
+        let channel = Upstream::new(name, addrs, &parts.upstreams.discovery)
+            .map_err(|e| StartError(format!("upstream {name}: {e}")))?;
         upstreams.insert(name.to_owned(), channel);
         admission.insert(
             name.to_owned(),

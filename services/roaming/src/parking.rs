@@ -45,7 +45,11 @@ pub async fn start(
     .await?;
     let store = ParkingStore::new(host.db().clone());
     let verifier = GrpcReservationVerifier::new(
-        Upstream::new(service_names::RESERVATION, reservation_addrs)?,
+        Upstream::new(
+            service_names::RESERVATION,
+            reservation_addrs,
+            &settings.discovery(),
+        )?,
         call_policy(settings),
         auth.service_token("parking")?,
     );

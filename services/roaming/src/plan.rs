@@ -110,6 +110,7 @@ pub fn gateway_upstreams(settings: &Settings) -> Upstreams {
         rental: settings.rental_addrs.clone(),
         parking: settings.parking_addrs.clone(),
         view: settings.view_addrs.clone(),
+        discovery: settings.discovery(),
     }
 }
 

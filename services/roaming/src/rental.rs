@@ -44,7 +44,11 @@ pub async fn start(
     )
     .await?;
     let reservations = GrpcReservationAuthority::new(
-        Upstream::new(service_names::RESERVATION, reservation_addrs)?,
+        Upstream::new(
+            service_names::RESERVATION,
+            reservation_addrs,
+            &settings.discovery(),
+        )?,
         call_policy(settings),
         auth.service_token("rental")?,
     );

@@ -59,7 +59,7 @@ pub async fn start(
     let store = ReservationStore::new(host.db().clone());
     crate::seed::ensure_price_list(&store).await?;
     let payments = GrpcPaymentGateway::new(
-        Upstream::new(service_names::PAYMENT, payment_addrs)?,
+        Upstream::new(service_names::PAYMENT, payment_addrs, &settings.discovery())?,
         call_policy(settings),
         auth.service_token("reservation")?,
     );

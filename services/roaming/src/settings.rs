@@ -62,6 +62,13 @@ adapters_settings::section! {
         /// Addresses of view replicas (the gateway forwards to them; in
         /// `roaming up` the local service).
         pub view_addrs: Vec<String> = Vec::new(), check http_urls;
+        /// How often a host name in the `*_addrs` is resolved again, in
+        /// milliseconds (every address it resolves to is a replica; IP
+        /// addresses are never resolved); a replica that fails has its name
+        /// resolved again sooner, at most every 250 ms. A Kubernetes headless
+        /// Service resolves to one address per ready pod. A failed lookup or
+        /// an empty answer keeps the replicas known.
+        pub resolve_interval_ms: u64 = 5_000, check 100..=600_000;
         /// Deadline of every synchronous call, in milliseconds.
         pub call_deadline_ms: u64 = 2_000, check 1..=60_000;
         /// How long a reserve call may stay `PENDING_PAYMENT` before the
@@ -212,6 +219,11 @@ impl Settings {
                 self.data_dir.join(format!("{service}.db")).display()
             )
         })
+    }
+
+    /// How the host names in the `*_addrs` are resolved.
+    pub fn discovery(&self) -> adapters_grpc::balance::Discovery {
+        adapters_grpc::balance::Discovery::every(Duration::from_millis(self.resolve_interval_ms))
     }
 
     pub fn call_deadline(&self) -> Duration {

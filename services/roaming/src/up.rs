@@ -98,6 +98,7 @@ async fn start_all(settings: &Settings) -> anyhow::Result<Mesh> {
         rental: or_local(&settings.rental_addrs, &rental),
         parking: or_local(&settings.parking_addrs, &parking),
         view: or_local(&settings.view_addrs, &view),
+        discovery: settings.discovery(),
     };
     let gateway = start_gateway(settings, &auth, upstreams, &PrincipalEntry::demo()).await?;
     let mesh = Mesh {

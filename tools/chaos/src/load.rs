@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use adapters_auth::Issuer;
-use adapters_grpc::balance::Upstream;
+use adapters_grpc::balance::{Discovery, Upstream};
 use domain_kernel::{BoothCode, LotCode, Principal, Role};
 use proto::parking::parking_service_client::ParkingServiceClient;
 use proto::rental::rental_service_client::RentalServiceClient;
@@ -86,7 +86,7 @@ impl Clients {
     pub fn balanced(gateways: &[SocketAddr], callers: Callers) -> anyhow::Result<Self> {
         let addresses: Vec<String> = gateways.iter().map(|g| format!("http://{g}")).collect();
         // `""`: the gateway's readiness.
-        let channel = Upstream::new("", &addresses)?;
+        let channel = Upstream::new("", &addresses, &Discovery::default())?;
         Ok(Self {
             reservation: ReservationServiceClient::new(channel.clone()),
             rental: RentalServiceClient::new(channel.clone()),
