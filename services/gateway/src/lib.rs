@@ -37,7 +37,7 @@ use tracing::info;
 pub use settings::{DEMO_PRINCIPALS, GatewaySettings, PrincipalEntry};
 
 use crate::console::ConsoleLayer;
-use crate::proxy::{StackConfig, streaming_methods};
+use crate::proxy::{AdmissionLayer, StackConfig, streaming_methods};
 use crate::tokens::TokenService;
 
 /// Where each service's replicas listen (`http://host:port`; a host name
@@ -133,6 +133,8 @@ pub async fn start(
             settings.admission_per_replica.saturating_mul(addrs.len()),
         );
     }
+    let admission =
+        AdmissionLayer::new(admission, Duration::from_millis(settings.admission_wait_ms));
     let (mut runtime, health_service) = Runtime::new("gateway", &[""]);
     let v1 = adapters_grpc::reflection(&[])
         .build_v1()
@@ -154,8 +156,7 @@ pub async fn start(
         rate_per_second: f64::from(settings.rate_per_second),
         burst: settings.burst,
         max_concurrent_calls: settings.max_concurrent_calls,
-        admission,
-        admission_wait: Duration::from_millis(settings.admission_wait_ms),
+        admission: admission.clone(),
         max_message_bytes: max,
         default_deadline: Duration::from_millis(settings.default_deadline_ms),
     });
@@ -172,6 +173,21 @@ pub async fn start(
     if let Some(age) = parts.max_connection_age {
         builder = builder.max_connection_age(age);
     }
+    // Each service admits `admission_per_replica` calls per replica the
+    // balancer knows: a name (a headless Service) that resolves to more pods
+    // after a scale-out gets more slots, within a second.
+    let per_replica = settings.admission_per_replica;
+    let sized: Vec<(String, Upstream)> = upstreams
+        .iter()
+        .map(|(name, channel)| (name.clone(), channel.clone()))
+        .collect();
+    runtime.every(Duration::from_secs(1), move || {
+        for (name, channel) in &sized {
+            let replicas = channel.replicas().len().max(1);
+            admission.resize(name, per_replica.saturating_mul(replicas));
+        }
+        std::future::ready(())
+    });
     for (name, channel) in upstreams {
         runtime.follow(
             Follow {

@@ -60,10 +60,9 @@ pub struct StackConfig<C = Upstream> {
     pub burst: u32,
     /// Unary calls in flight at once.
     pub max_concurrent_calls: usize,
-    /// Unary calls inside each service (`package.Service`) at once.
-    pub admission: HashMap<String, usize>,
-    /// How long a call over a service's admission limit may wait its turn.
-    pub admission_wait: Duration,
+    /// Unary calls inside each service (`package.Service`) at once, and how
+    /// long a call over it may wait its turn.
+    pub admission: AdmissionLayer,
     pub max_message_bytes: usize,
     pub default_deadline: Duration,
 }
@@ -98,7 +97,7 @@ where
         // Unary calls inside each service; over it a call waits its turn
         // for a bounded time, then is refused. After the body is read, so a
         // client trickling its request holds no service's slot.
-        .layer(AdmissionLayer::new(config.admission, config.admission_wait))
+        .layer(config.admission)
         // Unary calls without a deadline get the default one.
         .layer(DefaultDeadlineLayer::new(config.default_deadline))
         // The upstream's span is a child of the gateway's.

@@ -28,7 +28,8 @@ adapters_settings::section! {
         /// Unary calls in flight at once; more are shed with `UNAVAILABLE`.
         pub max_concurrent_calls: usize = 1_024, check POSITIVE;
         /// Unary calls inside one replica of a service at once (the gateway
-        /// admits this many times the service's configured addresses); a call
+        /// admits this many times the replicas its balancer knows: the
+        /// addresses, or what their names resolve to, followed each second); a call
         /// over it waits its turn for at most `admission_wait_ms`, then is
         /// refused with `UNAVAILABLE` and a `RetryInfo`. Size it from the
         /// concurrency at which a replica's throughput stops growing

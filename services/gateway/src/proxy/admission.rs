@@ -1,7 +1,7 @@
 //! Admission control per upstream service.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -23,10 +23,21 @@ use super::route::Route;
 /// Streaming calls are not counted. A service without an entry is not
 /// limited here (the global [`ConcurrencyLayer`](super::ConcurrencyLayer)
 /// still is).
+///
+/// The number of slots follows the service's replicas: [`Self::resize`] (the
+/// gateway calls it as its balancer discovers or loses replicas).
 #[derive(Debug, Clone)]
 pub struct AdmissionLayer {
-    slots: Arc<HashMap<Arc<str>, Arc<Semaphore>>>,
+    slots: Arc<HashMap<Arc<str>, Arc<Slots>>>,
     max_wait: Duration,
+}
+
+#[derive(Debug)]
+struct Slots {
+    semaphore: Arc<Semaphore>,
+    /// The size wanted, and the permits still to take out of circulation to
+    /// reach it (a shrink can only forget permits nobody holds).
+    size: Mutex<(usize, usize)>,
 }
 
 impl AdmissionLayer {
@@ -39,12 +50,45 @@ impl AdmissionLayer {
                     .into_iter()
                     .map(|(service, n)| {
                         let n = n.min(Semaphore::MAX_PERMITS);
-                        (Arc::from(service), Arc::new(Semaphore::new(n)))
+                        let slots = Slots {
+                            semaphore: Arc::new(Semaphore::new(n)),
+                            size: Mutex::new((n, 0)),
+                        };
+                        (Arc::from(service), Arc::new(slots))
                     })
                     .collect(),
             ),
             max_wait,
         }
+    }
+
+    /// Makes `service` admit `slots` calls at once from now on (calls inside
+    /// keep their slots; a shrink takes effect as they leave). Unknown
+    /// services are ignored.
+    pub fn resize(&self, service: &str, slots: usize) {
+        let Some(s) = self.slots.get(service) else {
+            return;
+        };
+        let wanted = slots.min(Semaphore::MAX_PERMITS);
+        let mut size = s.size.lock().unwrap_or_else(PoisonError::into_inner);
+        let (current, debt) = *size;
+        let debt = if wanted >= current {
+            let grow = wanted - current;
+            let paid = grow.min(debt);
+            s.semaphore.add_permits(grow - paid);
+            debt - paid
+        } else {
+            debt + (current - wanted)
+        };
+        let forgotten = s.semaphore.forget_permits(debt);
+        *size = (wanted, debt - forgotten);
+    }
+
+    /// The slots `service` admits at once (its size, whether in use or not).
+    pub fn size(&self, service: &str) -> Option<usize> {
+        self.slots
+            .get(service)
+            .map(|s| s.size.lock().unwrap_or_else(PoisonError::into_inner).0)
     }
 }
 
@@ -112,14 +156,27 @@ where
 }
 
 /// A slot of `slots`, at once or within `max_wait`; `None` when none came.
-async fn admit(slots: Arc<Semaphore>, max_wait: Duration) -> Option<OwnedSemaphorePermit> {
-    if let Ok(slot) = Arc::clone(&slots).try_acquire_owned() {
-        return Some(slot);
+/// A permit that comes back while a shrink is still owed is taken out of
+/// circulation instead (and the wait goes on).
+async fn admit(slots: Arc<Slots>, max_wait: Duration) -> Option<OwnedSemaphorePermit> {
+    let deadline = tokio::time::Instant::now() + max_wait;
+    loop {
+        let permit = match Arc::clone(&slots.semaphore).try_acquire_owned() {
+            Ok(permit) => permit,
+            Err(_) => {
+                tokio::time::timeout_at(deadline, Arc::clone(&slots.semaphore).acquire_owned())
+                    .await
+                    .ok()?
+                    .ok()?
+            }
+        };
+        let mut size = slots.size.lock().unwrap_or_else(PoisonError::into_inner);
+        if size.1 == 0 {
+            return Some(permit);
+        }
+        size.1 -= 1;
+        permit.forget();
     }
-    tokio::time::timeout(max_wait, slots.acquire_owned())
-        .await
-        .ok()?
-        .ok()
 }
 
 #[cfg(test)]
@@ -199,5 +256,35 @@ mod tests {
         b.send_response(ok());
         assert!(status(&first.await.unwrap().unwrap()).is_none());
         assert!(status(&second.await.unwrap().unwrap()).is_none());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn admission_grows_and_shrinks_with_the_replicas() {
+        let layer = admission(1);
+        let (svc, mut handle) = over(layer.clone());
+        let first = call_in_background(&svc, routed(UNARY, false));
+        let (_, first_upstream) = handle.next_request().await.unwrap();
+        // A replica more: a second call goes in at once.
+        layer.resize(SERVICE, 2);
+        assert_eq!(layer.size(SERVICE), Some(2));
+        let second = call_in_background(&svc, routed(UNARY, false));
+        let (_, second_upstream) = handle.next_request().await.unwrap();
+        // Back to one while both are inside: nothing is taken from them, but
+        // no third call goes in until both have left.
+        layer.resize(SERVICE, 1);
+        first_upstream.send_response(ok());
+        assert!(status(&first.await.unwrap().unwrap()).is_none());
+        let refused = svc.clone().oneshot(routed(UNARY, false)).await.unwrap();
+        assert_eq!(
+            reason_of(&status(&refused).unwrap()),
+            proto::reasons::OVERLOADED,
+            "one slot, held by the second call"
+        );
+        second_upstream.send_response(ok());
+        assert!(status(&second.await.unwrap().unwrap()).is_none());
+        let third = call_in_background(&svc, routed(UNARY, false));
+        handle.next_request().await.unwrap().1.send_response(ok());
+        assert!(status(&third.await.unwrap().unwrap()).is_none());
+        assert_eq!(layer.size("unknown"), None);
     }
 }

@@ -53,8 +53,7 @@ fn gateway() -> (
         rate_per_second: 1000.0,
         burst: 1000,
         max_concurrent_calls: 16,
-        admission: HashMap::from([(SERVICE.to_owned(), 1)]),
-        admission_wait: Duration::from_millis(100),
+        admission: AdmissionLayer::new([(SERVICE.to_owned(), 1)], Duration::from_millis(100)),
         max_message_bytes: 64,
         default_deadline: Duration::from_millis(1500),
     });
