@@ -442,12 +442,9 @@ async fn hand_back(js: &Context, spec: &ConsumerSpec, messages: &mut pull::Strea
     info!(durable = %spec.durable, handed_back, "consumer stopped");
 }
 
-async fn open_consumer(
-    js: &Context,
-    spec: &ConsumerSpec,
-) -> Result<pull::Stream, async_nats::Error> {
-    let stream = js.get_stream(&spec.stream).await?;
-    let config = pull::Config {
+/// The durable of `spec` as the server keeps it.
+fn durable_config(spec: &ConsumerSpec) -> pull::Config {
+    pull::Config {
         durable_name: Some(spec.durable.clone()),
         filter_subject: spec.filter_subject.clone(),
         ack_policy: AckPolicy::Explicit,
@@ -458,7 +455,45 @@ async fn open_consumer(
         // against `spec.max_deliver` and end in the dead-letter subject.
         max_deliver: -1,
         ..Default::default()
+    }
+}
+
+/// Creates the durable of `spec`, to deliver from stream sequence `start`
+/// on (a projection rebuilt from the stream up to `start - 1` goes on from
+/// there). [`run_consumer`] with the same spec then reads from it and keeps
+/// where it starts.
+///
+/// # Errors
+/// The durable exists already (it would start elsewhere), or NATS failed.
+pub async fn create_durable_at(
+    js: &Context,
+    spec: &ConsumerSpec,
+    start: u64,
+) -> Result<(), async_nats::Error> {
+    let stream = js.get_stream(&spec.stream).await?;
+    if stream.consumer_info(&spec.durable).await.is_ok() {
+        return Err(format!(
+            "the durable {} exists on {} already",
+            spec.durable, spec.stream
+        )
+        .into());
+    }
+    let config = pull::Config {
+        deliver_policy: jetstream::consumer::DeliverPolicy::ByStartSequence {
+            start_sequence: start.max(1),
+        },
+        ..durable_config(spec)
     };
+    stream.create_consumer(config).await?;
+    Ok(())
+}
+
+async fn open_consumer(
+    js: &Context,
+    spec: &ConsumerSpec,
+) -> Result<pull::Stream, async_nats::Error> {
+    let stream = js.get_stream(&spec.stream).await?;
+    let config = durable_config(spec);
     let mut consumer: async_nats::jetstream::consumer::Consumer<pull::Config> = stream
         .get_or_create_consumer(&spec.durable, config.clone())
         .await?;
