@@ -66,7 +66,11 @@ impl Flags {
 
     /// Fails on a flag not in `known`.
     pub(crate) fn only(&self, known: &[&str], usage: &str) -> anyhow::Result<()> {
-        if let Some((flag, _)) = self.pairs.iter().find(|(f, _)| !known.contains(&f.as_str())) {
+        if let Some((flag, _)) = self
+            .pairs
+            .iter()
+            .find(|(f, _)| !known.contains(&f.as_str()))
+        {
             bail!("unknown flag {flag}\n{usage}");
         }
         Ok(())

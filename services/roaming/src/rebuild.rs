@@ -50,17 +50,16 @@ use std::time::Duration;
 
 use adapters_bus::nats::{self, ConsumerSpec, StreamReader};
 use adapters_bus::{Delivery, HandleError, Handler as _};
+use adapters_store::Db;
 use adapters_store::migrations::ViewMigrator;
 use adapters_store::view::{RebuiltStream, ViewCounts, ViewStore};
-use adapters_store::Db;
 use anyhow::{Context as _, bail};
 use domain_view::ViewService;
 
 use crate::dlq::{Flags, connect};
 use crate::view::{STREAMS, ViewEvents};
 
-pub const USAGE: &str =
-    "usage: roaming view rebuild --into URL [--nats URL] [--config FILE]   (URL: postgres:// or sqlite://)";
+pub const USAGE: &str = "usage: roaming view rebuild --into URL [--nats URL] [--config FILE]   (URL: postgres:// or sqlite://)";
 
 /// What a rebuild read from one stream.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -203,7 +202,11 @@ pub async fn rebuild(js: &nats::Context, prefix: &str, into: &str) -> anyhow::Re
                         }
                     }
                     Err(HandleError::Transient(e)) => {
-                        bail!("{} seq {}: {e} (after {attempt} attempts)", spec.stream, m.seq)
+                        bail!(
+                            "{} seq {}: {e} (after {attempt} attempts)",
+                            spec.stream,
+                            m.seq
+                        )
                     }
                 }
             }
@@ -219,7 +222,9 @@ pub async fn rebuild(js: &nats::Context, prefix: &str, into: &str) -> anyhow::Re
         let spec = ConsumerSpec::new(prefix, stream, &durable);
         nats::create_durable_at(js, &spec, report.last_seq + 1)
             .await
-            .map_err(|e| anyhow::anyhow!("creating the durable {durable} on {}: {e}", spec.stream))?;
+            .map_err(|e| {
+                anyhow::anyhow!("creating the durable {durable} on {}: {e}", spec.stream)
+            })?;
     }
     let recorded: Vec<RebuiltStream> = reports
         .iter()

@@ -560,7 +560,10 @@ mod tests {
         let table = Settings::table();
         let streams: Vec<&str> = adapters_bus::nats::STREAMS
             .iter()
-            .chain([&adapters_bus::nats::DLQ_STREAM])
+            .chain([
+                &adapters_bus::nats::DLQ_STREAM,
+                &adapters_bus::nats::REPLAY_STREAM,
+            ])
             .map(|(name, _)| *name)
             .collect();
         let mut files = vec![root.join("README.md"), root.join(".ci/run")];

@@ -393,7 +393,12 @@ async fn dead_letters_of_an_event_poison_for_two_consumers_are_listed_and_replay
     // A dry run changes nothing.
     let (ok, out, _) = roaming(&d, &["dlq", "replay", "--consumer", "view", "--dry-run"]);
     assert!(ok);
-    assert_eq!(out.lines().filter(|l| l.starts_with("would replay")).count(), 1);
+    assert_eq!(
+        out.lines()
+            .filter(|l| l.starts_with("would replay"))
+            .count(),
+        1
+    );
     assert_eq!(dead_letters(&d).len(), 2);
     let (ok, _, err) = roaming(&d, &["dlq", "replay"]);
     assert!(!ok && err.contains("--all"), "a replay says what: {err}");
@@ -406,27 +411,35 @@ async fn dead_letters_of_an_event_poison_for_two_consumers_are_listed_and_replay
     assert_eq!(out.lines().filter(|l| l.starts_with("replayed")).count(), 2);
     assert!(dead_letters(&d).is_empty());
     let reservations = cluster.reservation().await;
-    eventually(Duration::from_secs(15), "the catalog knows P1-B1-011", || {
-        let mut r = reservations.clone();
-        async move {
-            r.quote_parking(req(
-                ALICE,
-                pb::QuoteParkingRequest {
-                    space_id: "P1-B1-011".into(),
-                    start_time: Some(support::ts(time::Duration::hours(1))),
-                    end_time: Some(support::ts(time::Duration::hours(2))),
-                },
-            ))
-            .await
-            .ok()
-        }
-    })
+    eventually(
+        Duration::from_secs(15),
+        "the catalog knows P1-B1-011",
+        || {
+            let mut r = reservations.clone();
+            async move {
+                r.quote_parking(req(
+                    ALICE,
+                    pb::QuoteParkingRequest {
+                        space_id: "P1-B1-011".into(),
+                        start_time: Some(support::ts(time::Duration::hours(1))),
+                        end_time: Some(support::ts(time::Duration::hours(2))),
+                    },
+                ))
+                .await
+                .ok()
+            }
+        },
+    )
     .await;
     let view_db = d.dbs.urls["view"].clone();
-    eventually(Duration::from_secs(15), "the view knows P1-B1-011's lot", || {
-        let url = view_db.clone();
-        async move { (count(&url, "space_lots").await == 11).then_some(()) }
-    })
+    eventually(
+        Duration::from_secs(15),
+        "the view knows P1-B1-011's lot",
+        || {
+            let url = view_db.clone();
+            async move { (count(&url, "space_lots").await == 11).then_some(()) }
+        },
+    )
     .await;
     d.shutdown().await;
 }
@@ -472,7 +485,10 @@ async fn the_view_rebuilt_from_the_streams_has_what_it_missed_and_goes_on_from_t
     execute(&old, "DELETE FROM space_lots").await;
     execute(
         &old,
-        &format!("DELETE FROM reservation_views WHERE reservation_id = '{}'", ids[0]),
+        &format!(
+            "DELETE FROM reservation_views WHERE reservation_id = '{}'",
+            ids[0]
+        ),
     )
     .await;
     let date = time::OffsetDateTime::now_utc().date().to_string();
