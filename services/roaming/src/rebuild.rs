@@ -210,7 +210,7 @@ pub async fn rebuild(js: &nats::Context, prefix: &str, into: &str) -> anyhow::Re
                     }
                 }
             }
-            if report.events % 10_000 == 0 {
+            if report.events.is_multiple_of(10_000) {
                 eprintln!("{}: {} events...", spec.stream, report.events);
             }
         }

@@ -276,7 +276,6 @@ async fn inject(
     })
 }
 
-#[allow(clippy::too_many_arguments, reason = "one scenario's parts")]
 async fn scenario(
     mesh: &mut Distributed,
     roaming: &std::path::Path,
