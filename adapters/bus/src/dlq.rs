@@ -58,7 +58,7 @@ use bytes::Bytes;
 
 use crate::nats::{
     self, Context, DLQ_ERROR, DLQ_EVENT_ID, DLQ_ORIGINAL_SUBJECT, DLQ_STREAM, REPLAY_OF,
-    StreamReader,
+    REPLAY_STREAM, StreamReader,
 };
 
 /// One dead letter in `ROAMING_DLQ`.
@@ -173,6 +173,30 @@ pub async fn list(
         }
     }
     Ok(records)
+}
+
+/// Who reads `durable`'s replays: `None` when no such durable exists on
+/// `ROAMING_REPLAY` (no service of this release ever consumed as `durable`, or
+/// it was removed: a replay would wait there unread), else the pull requests
+/// waiting on it now (0: no process pulls at the moment; a replay waits until
+/// one does).
+///
+/// # Errors
+/// NATS failed, or the replay stream does not exist.
+pub async fn replay_readers(
+    js: &Context,
+    prefix: &str,
+    durable: &str,
+) -> Result<Option<usize>, async_nats::Error> {
+    use async_nats::jetstream::context::ConsumerInfoErrorKind;
+    let stream = js
+        .get_stream(format!("{prefix}{}", REPLAY_STREAM.0))
+        .await?;
+    match stream.consumer_info(durable).await {
+        Ok(info) => Ok(Some(info.num_waiting)),
+        Err(e) if e.kind() == ConsumerInfoErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// The message that replays `record` to its durable: the original headers

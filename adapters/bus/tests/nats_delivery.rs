@@ -611,6 +611,15 @@ async fn an_event_poison_for_two_consumers_is_two_dead_letters_each_replayed_to_
     );
     dead_letters_stored(&js, 2).await;
 
+    // Each durable reads its replays; a name nobody consumes as has no reader.
+    assert!(
+        dlq::replay_readers(&js, "", "rental")
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert_eq!(dlq::replay_readers(&js, "", "nobody").await.unwrap(), None);
+
     // Rental is fixed; its dead letter is replayed to it alone.
     rental.poison.lock().unwrap().clear();
     let view_calls = view.calls.load(Relaxed);

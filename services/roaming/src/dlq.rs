@@ -166,9 +166,36 @@ async fn replay(flags: &Flags) -> anyhow::Result<()> {
     let records = dlq::list(&js, prefix, &selection)
         .await
         .map_err(|e| anyhow::anyhow!("reading the dead letters: {e}"))?;
+    // A replay goes where only its durable reads: one nobody consumes as
+    // (a durable swapped out by a view rebuild, a misspelt one) would wait
+    // there unread, out of the DLQ; those stay dead letters.
+    let mut unread = std::collections::BTreeSet::new();
+    let durables: std::collections::BTreeSet<&str> =
+        records.iter().map(|r| r.durable.as_str()).collect();
+    for durable in durables {
+        match dlq::replay_readers(&js, prefix, durable)
+            .await
+            .map_err(|e| anyhow::anyhow!("looking up the durable {durable}: {e}"))?
+        {
+            None => {
+                eprintln!(
+                    "{durable}: no consumer reads its replays (no running service consumes as {durable}); its dead letters stay"
+                );
+                unread.insert(durable.to_owned());
+            }
+            Some(0) => eprintln!(
+                "{durable}: no process pulls its replays right now; they wait until one does"
+            ),
+            Some(_) => {}
+        }
+    }
     let mut replayed = 0usize;
     let mut failed = 0usize;
     for record in &records {
+        if unread.contains(&record.durable) {
+            failed += 1;
+            continue;
+        }
         if dry_run {
             println!("would replay\t{}", record.line());
             continue;
@@ -185,7 +212,7 @@ async fn replay(flags: &Flags) -> anyhow::Result<()> {
         }
     }
     if dry_run {
-        eprintln!("{} dead letters would be replayed", records.len());
+        eprintln!("{} dead letters would be replayed", records.len() - failed);
         return Ok(());
     }
     eprintln!("{replayed} dead letters replayed, {failed} failed");

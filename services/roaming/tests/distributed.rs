@@ -441,6 +441,21 @@ async fn dead_letters_of_an_event_poison_for_two_consumers_are_listed_and_replay
         },
     )
     .await;
+
+    // A dead letter of a durable nobody consumes as (a view swapped out by a
+    // rebuild) is not replayed into a stream nobody reads: it stays.
+    let js = adapters_bus::nats::connect(&d.nats.url()).await.unwrap();
+    js.publish("roaming.dlq.gone", bytes::Bytes::from_static(b"x"))
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    let (ok, _, err) = roaming(&d, &["dlq", "replay", "--all"]);
+    assert!(
+        !ok && err.contains("no consumer reads its replays"),
+        "{err}"
+    );
+    assert_eq!(dead_letters(&d).len(), 1);
     d.shutdown().await;
 }
 
