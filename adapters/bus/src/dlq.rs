@@ -162,7 +162,11 @@ pub async fn list(
                 .unwrap_or(&m.subject)
                 .to_owned(),
             original_subject: header(&m.headers, DLQ_ORIGINAL_SUBJECT),
-            event_id: header(&m.headers, DLQ_EVENT_ID),
+            // Dead letters of releases before issue 32 carry the event id
+            // as their own `Nats-Msg-Id`.
+            event_id: Some(header(&m.headers, DLQ_EVENT_ID))
+                .filter(|id| !id.is_empty())
+                .unwrap_or_else(|| header(&m.headers, "Nats-Msg-Id")),
             error: header(&m.headers, DLQ_ERROR),
             time: m.published,
             headers: m.headers,
@@ -215,6 +219,9 @@ fn replay_message(record: &Record) -> PublishMessage {
         for value in values {
             headers.append(name.clone(), value.clone());
         }
+    }
+    if !record.event_id.is_empty() {
+        headers.insert(DLQ_EVENT_ID, record.event_id.as_str());
     }
     headers.insert(REPLAY_OF, record.seq.to_string().as_str());
     PublishMessage::build()

@@ -682,3 +682,53 @@ async fn an_event_poison_for_two_consumers_is_two_dead_letters_each_replayed_to_
     );
     stop.send(true).unwrap();
 }
+
+/// A dead letter written before issue 32 (the event's own `Nats-Msg-Id`, no
+/// event id header) is listed with its event id and replayed like the others.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_dead_letter_of_an_older_release_is_listed_with_its_event_id_and_replayed() {
+    use adapters_bus::dlq::{self, Selection};
+
+    let server = NatsServer::start().expect("nats-server");
+    let js = nats::connect(&server.url()).await.unwrap();
+    nats::ensure_streams(&js, "", 1).await.unwrap();
+    let consumer = Consumer::new().await;
+    let (stop, shutdown) = stopper();
+    tokio::spawn(nats::run_consumer(
+        js.clone(),
+        ConsumerSpec::replay("", "rental"),
+        consumer.handler("rental"),
+        shutdown(),
+    ));
+    let id = domain_kernel::IdGenerator::event_id(&domain_kernel::UuidV7).to_string();
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert(nats::DLQ_ORIGINAL_SUBJECT, SUBJECT);
+    headers.insert(nats::DLQ_ERROR, "poison");
+    js.send_publish(
+        "roaming.dlq.rental",
+        async_nats::jetstream::message::PublishMessage::build()
+            .payload(id.clone().into())
+            .headers(headers)
+            .message_id(id.clone()),
+    )
+    .await
+    .unwrap()
+    .await
+    .unwrap();
+    let listed = dlq::list(&js, "", &Selection::All).await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(
+        (listed[0].durable.as_str(), listed[0].event_id.as_str()),
+        ("rental", id.as_str())
+    );
+    dlq::replay(&js, "", &listed[0]).await.unwrap();
+    consumer.wait_for(1, WAIT).await;
+    assert_eq!(consumer.counts().await, (1, 1));
+    assert!(
+        dlq::list(&js, "", &Selection::All)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    stop.send(true).unwrap();
+}
