@@ -7,9 +7,12 @@ use std::time::Duration;
 use domain_kernel::{EventPublisher, OutgoingEvent, PublishError};
 use tracing::{error, warn};
 
+use crate::dlq::Selection;
 use crate::handler::{Delivery, Handler};
 
-/// An event a subscriber could not apply `max_deliver` times.
+/// An event a subscriber could not apply `max_deliver` times: one per
+/// (subscriber, event), kept until [`EmbeddedBus::replay`] (as on JetStream,
+/// see [`crate::dlq`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeadLetter {
     pub durable: String,
@@ -135,6 +138,55 @@ impl EmbeddedBus {
         self.lock().dead_letters.clone()
     }
 
+    /// Replays the dead letters `selection` names, each to the one subscriber
+    /// it failed for (others never see it), and removes each once that
+    /// subscriber took it: applied, or dead-lettered anew. A dead letter whose
+    /// subscriber is stopped or unknown stays. Returns how many were replayed.
+    ///
+    /// # Errors
+    /// A subscriber kept failing transiently: that dead letter stays (and the
+    /// ones not tried yet).
+    pub async fn replay(&self, selection: &Selection) -> Result<usize, PublishError> {
+        let chosen: Vec<(DeadLetter, Arc<dyn Handler>)> = {
+            let mut state = self.lock();
+            let State {
+                subscriptions,
+                dead_letters,
+            } = &mut *state;
+            let mut chosen = Vec::new();
+            dead_letters.retain(|d| {
+                let wanted = match selection {
+                    Selection::All => true,
+                    Selection::Consumer(c) => d.durable == *c,
+                    Selection::Event(id) => d.event.event_id.to_string() == *id,
+                };
+                let subscriber = subscriptions.iter().find(|s| {
+                    s.running && s.durable == d.durable && d.event.subject.starts_with(&s.prefix)
+                });
+                match subscriber {
+                    Some(s) if wanted => {
+                        chosen.push((d.clone(), Arc::clone(&s.handler)));
+                        false
+                    }
+                    _ => true,
+                }
+            });
+            chosen
+        };
+        let mut replayed = 0;
+        let mut chosen = chosen.into_iter();
+        while let Some((dead, handler)) = chosen.next() {
+            if let Err(e) = self.deliver(&dead.durable, &handler, &dead.event).await {
+                let mut state = self.lock();
+                state.dead_letters.push(dead);
+                state.dead_letters.extend(chosen.map(|(d, _)| d));
+                return Err(PublishError(e));
+            }
+            replayed += 1;
+        }
+        Ok(replayed)
+    }
+
     /// Delivers one event: poison is dead-lettered after `max_deliver`
     /// attempts; a transient failure is retried with backoff and, if it
     /// persists, returned so the relay keeps the event and tries again later.
@@ -164,11 +216,20 @@ impl EmbeddedBus {
                 if poison_attempts >= self.max_deliver {
                     error!(durable, subject = %event.subject, event_id = %event.event_id, "dead-lettered after max_deliver attempts");
                     adapters_telemetry::metrics::dead_lettered(durable);
-                    self.lock().dead_letters.push(DeadLetter {
-                        durable: durable.to_owned(),
-                        event: event.clone(),
-                        error: error.message().to_owned(),
-                    });
+                    // One per (durable, event), as on JetStream: an event
+                    // the relay delivered again is not a second dead letter.
+                    let mut state = self.lock();
+                    if !state
+                        .dead_letters
+                        .iter()
+                        .any(|d| d.durable == durable && d.event.event_id == event.event_id)
+                    {
+                        state.dead_letters.push(DeadLetter {
+                            durable: durable.to_owned(),
+                            event: event.clone(),
+                            error: error.message().to_owned(),
+                        });
+                    }
                     return Ok(());
                 }
             } else if attempt >= self.max_deliver * 4 {

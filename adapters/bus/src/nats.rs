@@ -27,8 +27,16 @@ pub const STREAMS: [(&str, &str); 4] = [
     ("ROAMING_PARKING", "roaming.parking.>"),
 ];
 
-/// Dead letters: `roaming.dlq.<durable>`.
+/// Dead letters: `roaming.dlq.<durable>`, one per (durable, event) (see
+/// [`dead_letter_id`]), kept until replayed ([`crate::dlq`]).
 pub const DLQ_STREAM: (&str, &str) = ("ROAMING_DLQ", "roaming.dlq.>");
+
+/// Dead letters replayed to the one durable they failed for:
+/// `roaming.replay.<durable>.<original subject>`. Each durable also reads its
+/// own part of this stream ([`ConsumerSpec::replay`]), so a replay reaches no
+/// other consumer of the original subject and adds nothing to the original
+/// stream (see [`crate::dlq`]).
+pub const REPLAY_STREAM: (&str, &str) = ("ROAMING_REPLAY", "roaming.replay.>");
 
 /// How long JetStream remembers a `Nats-Msg-Id` to drop a re-publish.
 pub const DUPLICATE_WINDOW: Duration = Duration::from_mins(10);
@@ -37,6 +45,42 @@ pub const DUPLICATE_WINDOW: Duration = Duration::from_mins(10);
 pub const DLQ_ORIGINAL_SUBJECT: &str = "Roaming-Original-Subject";
 /// Header carrying the last handler error of a dead letter.
 pub const DLQ_ERROR: &str = "Roaming-Error";
+/// Header carrying the event id of a dead letter (the original message's
+/// `Nats-Msg-Id`, which the dead letter cannot keep: it has an id of its own).
+pub const DLQ_EVENT_ID: &str = "Roaming-Event-Id";
+/// Header of a replayed message: the DLQ sequence of the dead letter it replays.
+pub const REPLAY_OF: &str = "Roaming-Replay-Of";
+
+/// The broker's de-duplication header.
+const MSG_ID: &str = "Nats-Msg-Id";
+
+/// The `Nats-Msg-Id` of the dead letter `durable` writes for a message with
+/// `headers` (the one delivered, which failed `max_deliver` times): one id per
+/// (durable, event), so every durable an event is poison for keeps its own
+/// dead letter while a second dead-lettering of the same event by the same
+/// durable (a redelivery after a lost ack) is dropped within the duplicate
+/// window. A replayed message that fails again gets an id of its own
+/// (`...:replay-<dlq seq>`), since the id it replays was used. Without any
+/// event id (a message not published by this mesh): the original stream and
+/// sequence.
+pub fn dead_letter_id(durable: &str, headers: &HeaderMap, origin: (&str, u64)) -> String {
+    let event = event_id_of(headers)
+        .map_or_else(|| format!("{}-{}", origin.0, origin.1), ToOwned::to_owned);
+    match headers.get(REPLAY_OF) {
+        Some(replayed) => format!("{durable}:{event}:replay-{replayed}"),
+        None => format!("{durable}:{event}"),
+    }
+}
+
+/// The event id a message carries: a replayed one in [`DLQ_EVENT_ID`], an
+/// original in `Nats-Msg-Id`.
+fn event_id_of(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(DLQ_EVENT_ID)
+        .or_else(|| headers.get(MSG_ID))
+        .map(async_nats::HeaderValue::as_str)
+        .filter(|id| !id.is_empty())
+}
 
 pub use async_nats::jetstream::Context;
 
@@ -141,7 +185,7 @@ pub async fn ensure_streams(
     replicas: usize,
 ) -> Result<(), async_nats::Error> {
     const ATTEMPTS: u32 = 5;
-    for (name, subjects) in STREAMS.iter().chain(std::iter::once(&DLQ_STREAM)) {
+    for (name, subjects) in STREAMS.iter().chain([&DLQ_STREAM, &REPLAY_STREAM]) {
         let config = stream::Config {
             name: format!("{prefix}{name}"),
             subjects: vec![format!("{prefix}{subjects}")],
@@ -263,6 +307,14 @@ pub struct ConsumerSpec {
     pub order_key: Option<OrderKey>,
 }
 
+/// `<prefix>roaming.replay.<durable>`: under it, the original subject.
+pub fn replay_subject_root(prefix: &str, durable: &str) -> String {
+    format!(
+        "{prefix}{}.{durable}",
+        REPLAY_STREAM.1.trim_end_matches(".>")
+    )
+}
+
 /// See [`ConsumerSpec::order_key`]; `None` is a key of its own.
 pub type OrderKey = fn(&str, &[u8]) -> Option<String>;
 
@@ -290,6 +342,16 @@ impl ConsumerSpec {
             subject_prefix: prefix.to_owned(),
             order_key: None,
         }
+    }
+
+    /// The part of [`REPLAY_STREAM`] that is `durable`'s: dead letters an
+    /// operator replays to it, with the subject they first had (the handler
+    /// sees that one). Failing again, they go to `durable`'s dead letters.
+    pub fn replay(prefix: &str, durable: &str) -> Self {
+        let mut spec = Self::new(prefix, REPLAY_STREAM.0, durable);
+        spec.filter_subject = format!("{}.>", replay_subject_root(prefix, durable));
+        spec.subject_prefix = format!("{}.", replay_subject_root(prefix, durable));
+        spec
     }
 
     /// Handles ready events of different keys concurrently (see
@@ -442,12 +504,9 @@ async fn hand_back(js: &Context, spec: &ConsumerSpec, messages: &mut pull::Strea
     info!(durable = %spec.durable, handed_back, "consumer stopped");
 }
 
-async fn open_consumer(
-    js: &Context,
-    spec: &ConsumerSpec,
-) -> Result<pull::Stream, async_nats::Error> {
-    let stream = js.get_stream(&spec.stream).await?;
-    let config = pull::Config {
+/// The durable of `spec` as the server keeps it.
+fn durable_config(spec: &ConsumerSpec) -> pull::Config {
+    pull::Config {
         durable_name: Some(spec.durable.clone()),
         filter_subject: spec.filter_subject.clone(),
         ack_policy: AckPolicy::Explicit,
@@ -458,13 +517,57 @@ async fn open_consumer(
         // against `spec.max_deliver` and end in the dead-letter subject.
         max_deliver: -1,
         ..Default::default()
+    }
+}
+
+/// Creates the durable of `spec`, to deliver from stream sequence `start`
+/// on (a projection rebuilt from the stream up to `start - 1` goes on from
+/// there). [`run_consumer`] with the same spec then reads from it and keeps
+/// where it starts.
+///
+/// # Errors
+/// The durable exists already (it would start elsewhere), or NATS failed.
+pub async fn create_durable_at(
+    js: &Context,
+    spec: &ConsumerSpec,
+    start: u64,
+) -> Result<(), async_nats::Error> {
+    let stream = js.get_stream(&spec.stream).await?;
+    if stream.consumer_info(&spec.durable).await.is_ok() {
+        return Err(format!(
+            "the durable {} exists on {} already",
+            spec.durable, spec.stream
+        )
+        .into());
+    }
+    let config = pull::Config {
+        deliver_policy: jetstream::consumer::DeliverPolicy::ByStartSequence {
+            start_sequence: start.max(1),
+        },
+        ..durable_config(spec)
     };
+    stream.create_consumer(config).await?;
+    Ok(())
+}
+
+async fn open_consumer(
+    js: &Context,
+    spec: &ConsumerSpec,
+) -> Result<pull::Stream, async_nats::Error> {
+    let stream = js.get_stream(&spec.stream).await?;
+    let config = durable_config(spec);
     let mut consumer: async_nats::jetstream::consumer::Consumer<pull::Config> = stream
         .get_or_create_consumer(&spec.durable, config.clone())
         .await?;
     // A durable created by an older release keeps its settings until told.
     let current = &consumer.cached_info().config;
     if current.ack_wait != spec.ack_wait || current.max_deliver != config.max_deliver {
+        // Where it starts cannot change (a durable a view rebuild created
+        // starts after the events the rebuild applied).
+        let config = pull::Config {
+            deliver_policy: current.deliver_policy,
+            ..config
+        };
         match stream.update_consumer(config).await {
             Ok(updated) => consumer = updated,
             Err(e) => {
@@ -530,20 +633,11 @@ async fn handle_one(
         Err(e) if i64::try_from(attempt).unwrap_or(i64::MAX) >= spec.max_deliver => {
             error!(durable = %spec.durable, %subject, attempt, error = %e, "dead-lettering after max_deliver attempts");
             adapters_telemetry::metrics::dead_lettered(&spec.durable);
-            let mut dl_headers = HeaderMap::new();
-            for (k, v) in &headers {
-                dl_headers.insert(k.as_str(), v.as_str());
-            }
-            dl_headers.insert(DLQ_ORIGINAL_SUBJECT, subject);
-            dl_headers.insert(DLQ_ERROR, e.message());
+            let dead_letter = dead_letter(spec, &message, subject, e.message());
             let published = async {
-                js.publish_with_headers(
-                    spec.dead_letter_subject.clone(),
-                    dl_headers,
-                    message.payload.clone(),
-                )
-                .await?
-                .await?;
+                js.send_publish(spec.dead_letter_subject.clone(), dead_letter)
+                    .await?
+                    .await?;
                 Ok::<_, async_nats::Error>(())
             }
             .await;
@@ -566,6 +660,156 @@ async fn handle_one(
             let delay = Duration::from_millis(100 * attempt.min(50));
             let _ = message.ack_with(AckKind::Nak(Some(delay))).await;
         }
+    }
+}
+
+/// The dead letter of `message` (delivered on `subject`, without prefix),
+/// which failed with `error`: its payload and headers, the original subject,
+/// the error and the event id, under an id of its own ([`dead_letter_id`]).
+fn dead_letter(
+    spec: &ConsumerSpec,
+    message: &jetstream::Message,
+    subject: &str,
+    error: &str,
+) -> PublishMessage {
+    let empty = HeaderMap::new();
+    let original = message.headers.as_ref().unwrap_or(&empty);
+    let origin = message
+        .info()
+        .map_or((spec.stream.as_str(), 0), |i| (i.stream, i.stream_sequence));
+    let id = dead_letter_id(&spec.durable, original, origin);
+    let event_id = event_id_of(original).map(ToOwned::to_owned);
+    let mut headers = HeaderMap::new();
+    for (name, values) in original.iter() {
+        // The original's id would make JetStream drop the dead letter (the
+        // id of an event seen within the window); the replay marker stays:
+        // it tells what the next dead-lettering's id is.
+        if AsRef::<str>::as_ref(name).eq_ignore_ascii_case(MSG_ID) {
+            continue;
+        }
+        for value in values {
+            headers.append(name.clone(), value.clone());
+        }
+    }
+    if let Some(event_id) = event_id {
+        headers.insert(DLQ_EVENT_ID, event_id.as_str());
+    }
+    headers.insert(DLQ_ORIGINAL_SUBJECT, subject);
+    headers.insert(DLQ_ERROR, error);
+    PublishMessage::build()
+        .payload(message.payload.clone())
+        .headers(headers)
+        .message_id(id)
+}
+
+/// One message of a stream, read back by a [`StreamReader`].
+#[derive(Debug, Clone)]
+pub struct Stored {
+    /// Its sequence in the stream.
+    pub seq: u64,
+    /// As published (with the deployment's prefix).
+    pub subject: String,
+    pub headers: HeaderMap,
+    pub payload: Bytes,
+    /// When the server stored it.
+    pub published: time::OffsetDateTime,
+}
+
+/// A stream read back in stream order, from one sequence up to another, by an
+/// ordered consumer: ephemeral, no acknowledgements, recreated by the client
+/// where it sees a gap, so it changes no durable's position and loses no
+/// message of the range.
+pub struct StreamReader {
+    messages: Option<pull::Ordered>,
+    to: u64,
+}
+
+impl std::fmt::Debug for StreamReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StreamReader")
+            .field("reading", &self.messages.is_some())
+            .field("to", &self.to)
+            .finish()
+    }
+}
+
+/// How long a reader waits for the next message of its range before it gives
+/// up (the server has them all; this only bounds a broken connection).
+const READ_IDLE: Duration = Duration::from_secs(30);
+
+impl StreamReader {
+    /// Reads `stream` (its messages on `filter`) from sequence `from` up to
+    /// and including `to` (the stream's last sequence now when `None`).
+    ///
+    /// # Errors
+    /// The stream does not exist, or the server refused the consumer.
+    pub async fn open(
+        js: &Context,
+        stream: &str,
+        filter: &str,
+        from: u64,
+        to: Option<u64>,
+    ) -> Result<Self, async_nats::Error> {
+        let mut stream = js.get_stream(stream).await?;
+        let last = stream.info().await?.state.last_sequence;
+        let to = to.map_or(last, |t| t.min(last));
+        let mut reader = Self { messages: None, to };
+        if from.max(1) > to {
+            return Ok(reader);
+        }
+        let mut consumer = stream
+            .create_consumer(pull::OrderedConfig {
+                filter_subject: filter.to_owned(),
+                deliver_policy: jetstream::consumer::DeliverPolicy::ByStartSequence {
+                    start_sequence: from.max(1),
+                },
+                ..Default::default()
+            })
+            .await?;
+        if consumer.info().await?.num_pending > 0 {
+            reader.messages = Some(consumer.messages().await?);
+        }
+        Ok(reader)
+    }
+
+    /// The last sequence this reader reads up to.
+    pub fn to(&self) -> u64 {
+        self.to
+    }
+
+    /// The next message of the range, `None` after the last.
+    ///
+    /// # Errors
+    /// The connection broke, or nothing arrived for 30 s.
+    pub async fn next(&mut self) -> Result<Option<Stored>, async_nats::Error> {
+        let Some(messages) = self.messages.as_mut() else {
+            return Ok(None);
+        };
+        let message = match tokio::time::timeout(READ_IDLE, messages.next()).await {
+            Ok(Some(message)) => message?,
+            Ok(None) => {
+                self.messages = None;
+                return Ok(None);
+            }
+            Err(_) => return Err("no message from the stream for 30 s".into()),
+        };
+        let info = message.info()?;
+        let (seq, pending, published) = (info.stream_sequence, info.pending, info.published);
+        if seq > self.to {
+            self.messages = None;
+            return Ok(None);
+        }
+        if seq == self.to || pending == 0 {
+            self.messages = None;
+        }
+        let message = message.split().0;
+        Ok(Some(Stored {
+            seq,
+            subject: message.subject.to_string(),
+            headers: message.headers.unwrap_or_default(),
+            payload: message.payload,
+            published,
+        }))
     }
 }
 

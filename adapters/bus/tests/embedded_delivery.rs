@@ -145,3 +145,71 @@ async fn a_dependency_outage_is_retried_and_dead_letters_nothing() {
     assert_eq!(consumer.counts().await, (3, 3));
     assert!(bus.dead_letters().is_empty(), "an outage is not poison");
 }
+
+/// As on JetStream (`nats_delivery.rs`): one dead letter per subscriber and
+/// event, also when the relay delivers the event again; a replay reaches the
+/// one subscriber it names; one that fails again is dead-lettered again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_poison_for_two_subscribers_is_two_dead_letters_each_replayed_to_its_subscriber_alone()
+ {
+    use adapters_bus::dlq::Selection;
+    use std::sync::atomic::Ordering::Relaxed;
+
+    let producer = Producer::new().await;
+    let (rental, view) = (Consumer::new().await, Consumer::new().await);
+    let bus = EmbeddedBus::new(3, Duration::from_millis(1));
+    bus.subscribe("rental", "roaming.rental.", rental.handler("r"));
+    bus.subscribe("view", "roaming.", view.handler("v"));
+    let ids = producer.commit(3, 3, SUBJECT).await;
+    let poison = ids[1].to_string();
+    for consumer in [&rental, &view] {
+        consumer.poison.lock().unwrap().push(poison.clone());
+    }
+    relay(&producer, &bus).drain().await.unwrap();
+    // The relay sends the poison event again (its "sent" mark was lost).
+    let pending = adapters_store::outbox::unsent(producer.db.writer(), 1000)
+        .await
+        .unwrap();
+    assert!(pending.is_empty());
+    let events = bus.dead_letters();
+    bus.publish(&[events[0].event.clone()]).await.unwrap();
+    let mut dead: Vec<_> = bus
+        .dead_letters()
+        .into_iter()
+        .map(|d| (d.durable, d.event.event_id))
+        .collect();
+    dead.sort();
+    assert_eq!(
+        dead,
+        [("rental".to_owned(), ids[1]), ("view".to_owned(), ids[1])],
+        "one per subscriber, however often it came"
+    );
+
+    rental.poison.lock().unwrap().clear();
+    let view_calls = view.calls.load(Relaxed);
+    assert_eq!(
+        bus.replay(&Selection::Consumer("rental".into()))
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(rental.counts().await, (3, 3));
+    assert_eq!(view.calls.load(Relaxed), view_calls, "view never saw it");
+    assert_eq!(bus.dead_letters().len(), 1);
+
+    // Still poison for view: replayed, and dead-lettered again.
+    assert_eq!(bus.replay(&Selection::All).await.unwrap(), 1);
+    let left = bus.dead_letters();
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0].durable, "view");
+    assert!(view.calls.load(Relaxed) >= view_calls + 3);
+
+    view.poison.lock().unwrap().clear();
+    assert_eq!(
+        bus.replay(&Selection::Event(poison.clone())).await.unwrap(),
+        1
+    );
+    assert!(bus.dead_letters().is_empty());
+    assert_eq!(view.counts().await, (3, 3));
+    assert_eq!(rental.counts().await, (3, 3));
+}

@@ -521,3 +521,214 @@ async fn processes_creating_the_streams_at_once_all_succeed() {
         }
     }
 }
+
+/// Waits until `ROAMING_DLQ` holds `n` messages.
+async fn dead_letters_stored(js: &async_nats::jetstream::Context, n: u64) {
+    let dlq = js.get_stream("ROAMING_DLQ").await.unwrap();
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let stored = dlq.clone().info().await.unwrap().state.messages;
+        if stored == n {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{stored} dead letters stored, not {n}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Issue 32: an event poison for several consumers used to leave one stored
+/// dead letter (each copied the event's `Nats-Msg-Id`, and JetStream's
+/// duplicate window kept the first). Now each consumer keeps its own; a
+/// replay reaches the one consumer named and no other; a replay that fails
+/// again is a new dead letter, not dropped as a duplicate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_event_poison_for_two_consumers_is_two_dead_letters_each_replayed_to_its_consumer_alone()
+{
+    use adapters_bus::dlq::{self, Selection};
+    use std::sync::atomic::Ordering::Relaxed;
+
+    let server = NatsServer::start().expect("nats-server");
+    let js = nats::connect(&server.url()).await.unwrap();
+    nats::ensure_streams(&js, "", 1).await.unwrap();
+    let producer = Producer::new().await;
+    let (rental, view) = (Consumer::new().await, Consumer::new().await);
+    let (stop, shutdown) = stopper();
+    let ids = producer.commit(3, 3, SUBJECT).await;
+    let poison = ids[1].to_string();
+    for consumer in [&rental, &view] {
+        consumer.poison.lock().unwrap().push(poison.clone());
+    }
+    for (durable, consumer) in [("rental", &rental), ("view", &view)] {
+        for mut spec in [spec(durable), ConsumerSpec::replay("", durable)] {
+            spec.max_deliver = 2;
+            spec.ack_wait = Duration::from_secs(2);
+            tokio::spawn(nats::run_consumer(
+                js.clone(),
+                spec,
+                consumer.handler(durable),
+                shutdown(),
+            ));
+        }
+    }
+    tokio::spawn(relay(&producer, &js).run(shutdown()));
+    rental.wait_for(2, WAIT).await;
+    view.wait_for(2, WAIT).await;
+
+    dead_letters_stored(&js, 2).await;
+    let all = dlq::list(&js, "", &Selection::All).await.unwrap();
+    let mut durables: Vec<&str> = all.iter().map(|r| r.durable.as_str()).collect();
+    durables.sort_unstable();
+    assert_eq!(durables, ["rental", "view"], "one dead letter per consumer");
+    for record in &all {
+        assert_eq!(record.event_id, poison);
+        assert_eq!(record.original_subject, SUBJECT);
+        assert_eq!(record.error, "poison");
+        assert_eq!(std::str::from_utf8(&record.payload).unwrap(), poison);
+    }
+    // The same consumer dead-lettering the same event again (its
+    // acknowledgement lost) stores nothing new: the id is per (consumer, event).
+    let again = &all[0];
+    let id = nats::dead_letter_id(&again.durable, &again.headers, ("ROAMING_RENTAL", 2));
+    assert_eq!(id, format!("{}:{poison}", again.durable));
+    let ack = js
+        .send_publish(
+            format!("roaming.dlq.{}", again.durable),
+            async_nats::jetstream::message::PublishMessage::build()
+                .payload(again.payload.clone())
+                .headers(again.headers.clone())
+                .message_id(id),
+        )
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    assert!(
+        ack.duplicate,
+        "a second dead letter of the same pair is dropped"
+    );
+    dead_letters_stored(&js, 2).await;
+
+    // Each durable reads its replays; a name nobody consumes as has no reader.
+    assert!(
+        dlq::replay_readers(&js, "", "rental")
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert_eq!(dlq::replay_readers(&js, "", "nobody").await.unwrap(), None);
+
+    // Rental is fixed; its dead letter is replayed to it alone.
+    rental.poison.lock().unwrap().clear();
+    let view_calls = view.calls.load(Relaxed);
+    let mine = dlq::list(&js, "", &Selection::Consumer("rental".into()))
+        .await
+        .unwrap();
+    assert_eq!(mine.len(), 1);
+    dlq::replay(&js, "", &mine[0]).await.unwrap();
+    rental.wait_for(3, WAIT).await;
+    assert_eq!(rental.counts().await, (3, 3));
+    let left = dlq::list(&js, "", &Selection::All).await.unwrap();
+    assert_eq!(left.len(), 1, "the replayed dead letter is removed");
+    assert_eq!(left[0].durable, "view");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        view.calls.load(Relaxed),
+        view_calls,
+        "the other consumer never saw the replay"
+    );
+
+    // View is still broken: its replay fails again and is a new dead letter
+    // (its id is not the first one's, which the window would drop).
+    dlq::replay(&js, "", &left[0]).await.unwrap();
+    let deadline = std::time::Instant::now() + WAIT;
+    let again = loop {
+        let now = dlq::list(&js, "", &Selection::All).await.unwrap();
+        if let [record] = now.as_slice()
+            && record.seq != left[0].seq
+        {
+            break record.clone();
+        }
+        assert!(std::time::Instant::now() < deadline, "no new dead letter");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(
+        (
+            again.durable.as_str(),
+            again.event_id.as_str(),
+            again.original_subject.as_str()
+        ),
+        ("view", poison.as_str(), SUBJECT)
+    );
+    assert_eq!(view.counts().await, (2, 2));
+
+    // Fixed, and replayed by event id: applied once.
+    view.poison.lock().unwrap().clear();
+    let by_event = dlq::list(&js, "", &Selection::Event(poison.clone()))
+        .await
+        .unwrap();
+    assert_eq!(by_event.len(), 1);
+    dlq::replay(&js, "", &by_event[0]).await.unwrap();
+    view.wait_for(3, WAIT).await;
+    assert_eq!(view.counts().await, (3, 3));
+    assert_eq!(rental.counts().await, (3, 3));
+    assert!(
+        dlq::list(&js, "", &Selection::All)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    stop.send(true).unwrap();
+}
+
+/// A dead letter written before issue 32 (the event's own `Nats-Msg-Id`, no
+/// event id header) is listed with its event id and replayed like the others.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_dead_letter_of_an_older_release_is_listed_with_its_event_id_and_replayed() {
+    use adapters_bus::dlq::{self, Selection};
+
+    let server = NatsServer::start().expect("nats-server");
+    let js = nats::connect(&server.url()).await.unwrap();
+    nats::ensure_streams(&js, "", 1).await.unwrap();
+    let consumer = Consumer::new().await;
+    let (stop, shutdown) = stopper();
+    tokio::spawn(nats::run_consumer(
+        js.clone(),
+        ConsumerSpec::replay("", "rental"),
+        consumer.handler("rental"),
+        shutdown(),
+    ));
+    let id = domain_kernel::IdGenerator::event_id(&domain_kernel::UuidV7).to_string();
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert(nats::DLQ_ORIGINAL_SUBJECT, SUBJECT);
+    headers.insert(nats::DLQ_ERROR, "poison");
+    js.send_publish(
+        "roaming.dlq.rental",
+        async_nats::jetstream::message::PublishMessage::build()
+            .payload(id.clone().into())
+            .headers(headers)
+            .message_id(id.clone()),
+    )
+    .await
+    .unwrap()
+    .await
+    .unwrap();
+    let listed = dlq::list(&js, "", &Selection::All).await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(
+        (listed[0].durable.as_str(), listed[0].event_id.as_str()),
+        ("rental", id.as_str())
+    );
+    dlq::replay(&js, "", &listed[0]).await.unwrap();
+    consumer.wait_for(1, WAIT).await;
+    assert_eq!(consumer.counts().await, (1, 1));
+    assert!(
+        dlq::list(&js, "", &Selection::All)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    stop.send(true).unwrap();
+}

@@ -282,6 +282,22 @@ impl Db {
         }))
     }
 
+    /// On SQLite, copies the write-ahead log into the database file and
+    /// empties it, so the file alone holds every commit (to be copied or
+    /// renamed); nothing on PostgreSQL.
+    ///
+    /// # Errors
+    /// The database's.
+    pub async fn checkpoint(&self) -> Result<(), StoreError> {
+        if self.backend == Backend::Sqlite {
+            self.writer
+                .execute_unprepared("PRAGMA wal_checkpoint(TRUNCATE)")
+                .await
+                .map_err(store_err)?;
+        }
+        Ok(())
+    }
+
     /// Closes both pools.
     pub async fn close(self) {
         let _ = self.reader.close().await;

@@ -217,7 +217,17 @@ migrator!(
         create(m, v::Entity).await?;
         index(m, Index::create().name("ix_views_customer").table(v::Entity).col(v::Column::CustomerId).col(v::Column::CreatedAt).to_owned()).await?;
     },
-    then ViewSpaceLots, OutboxNotify, OutboxUnsent
+    then ViewSpaceLots, OutboxNotify, OutboxUnsent, ViewRebuilds
+);
+
+migration!(
+    /// Where a rebuilt view database continues on each stream
+    /// (`roaming view rebuild`); empty in a database the service built.
+    ViewRebuilds,
+    "m0003_view_rebuilds",
+    |m| {
+        create(m, view::entities::rebuild::Entity).await
+    }
 );
 
 migration!(

@@ -92,9 +92,56 @@ pub mod entities {
 
         impl ActiveModelBehavior for ActiveModel {}
     }
+
+    pub mod rebuild {
+        //! Where a rebuilt view database continues (`roaming view rebuild`):
+        //! per stream, the last sequence the rebuild applied and the durable
+        //! consumer created to go on from the next one. Empty in a database
+        //! the view service built itself (its durable is `view`).
+        use sea_orm::entity::prelude::*;
+
+        #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+        #[sea_orm(table_name = "view_rebuilds")]
+        pub struct Model {
+            #[sea_orm(primary_key, auto_increment = false)]
+            pub stream: String,
+            pub durable: String,
+            pub last_seq: i64,
+            /// Events of the stream the rebuild read.
+            pub events: i64,
+            /// Microseconds since the epoch.
+            pub rebuilt_at: i64,
+        }
+
+        #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+        pub enum Relation {}
+
+        impl ActiveModelBehavior for ActiveModel {}
+    }
 }
 
-use entities::{space_lot, view as row};
+use entities::{rebuild, space_lot, view as row};
+
+/// Where a rebuild left one stream (see [`entities::rebuild`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RebuiltStream {
+    pub stream: String,
+    pub durable: String,
+    pub last_seq: u64,
+    pub events: u64,
+}
+
+/// What a view database holds, counted (for a rebuild's report and its
+/// check that it starts from nothing).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ViewCounts {
+    pub views: u64,
+    pub space_lots: u64,
+    /// Events in the inbox.
+    pub events: u64,
+    /// Streams a rebuild recorded.
+    pub rebuilt_streams: u64,
+}
 
 const CONFLICT_RETRIES: usize = 10;
 
@@ -423,6 +470,91 @@ impl ViewStore {
 
     pub fn db(&self) -> &Db {
         &self.db
+    }
+
+    /// The durable consumer this database is fed by: the one a rebuild
+    /// recorded, `None` for a database the view service built itself.
+    ///
+    /// # Errors
+    /// The database's.
+    pub async fn rebuilt_durable(&self) -> Result<Option<String>, StoreError> {
+        Ok(rebuild::Entity::find()
+            .one(self.db.reader())
+            .await
+            .map_err(store_err)?
+            .map(|m| m.durable))
+    }
+
+    /// Records where a rebuild left each stream, in one transaction: from now
+    /// on the view service reads with that durable.
+    ///
+    /// # Errors
+    /// The database's.
+    pub async fn record_rebuild(&self, streams: &[RebuiltStream]) -> Result<(), StoreError> {
+        let now = micros(time::OffsetDateTime::now_utc());
+        let rows: Vec<rebuild::ActiveModel> = streams
+            .iter()
+            .map(|s| rebuild::ActiveModel {
+                stream: Set(s.stream.clone()),
+                durable: Set(s.durable.clone()),
+                last_seq: Set(i64::try_from(s.last_seq).unwrap_or(i64::MAX)),
+                events: Set(i64::try_from(s.events).unwrap_or(i64::MAX)),
+                rebuilt_at: Set(now),
+            })
+            .collect();
+        self.db
+            .write(move |tx| {
+                let rows = rows.clone();
+                Box::pin(async move {
+                    if !rows.is_empty() {
+                        rebuild::Entity::insert_many(rows)
+                            .exec_without_returning(tx.conn())
+                            .await
+                            .map_err(store_err)?;
+                    }
+                    Ok(Verdict::Keep(()))
+                })
+            })
+            .await
+    }
+
+    /// Where a rebuild left each stream (empty unless this database was rebuilt).
+    ///
+    /// # Errors
+    /// The database's.
+    pub async fn rebuilt_streams(&self) -> Result<Vec<RebuiltStream>, StoreError> {
+        rebuild::Entity::find()
+            .order_by_asc(rebuild::Column::Stream)
+            .all(self.db.reader())
+            .await
+            .map_err(store_err)?
+            .into_iter()
+            .map(|m| {
+                Ok(RebuiltStream {
+                    stream: m.stream,
+                    durable: m.durable,
+                    last_seq: u64::try_from(m.last_seq)
+                        .map_err(|e| corrupt(RECORD, "last_seq", e))?,
+                    events: u64::try_from(m.events).map_err(|e| corrupt(RECORD, "events", e))?,
+                })
+            })
+            .collect()
+    }
+
+    /// Rows of each table.
+    ///
+    /// # Errors
+    /// The database's.
+    pub async fn counts(&self) -> Result<ViewCounts, StoreError> {
+        use sea_orm::PaginatorTrait;
+        let conn = self.db.reader();
+        let n = |r: Result<u64, sea_orm::DbErr>| r.map_err(store_err);
+        Ok(ViewCounts {
+            views: n(row::Entity::find().count(conn).await)?,
+            space_lots: n(space_lot::Entity::find().count(conn).await)?,
+            events: n(outbox::inbox::Entity::find().count(conn).await)?,
+            rebuilt_streams: n(rebuild::Entity::find().count(conn).await)?,
+        })
     }
 }
 

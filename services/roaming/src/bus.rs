@@ -115,6 +115,26 @@ impl Bus {
         }
     }
 
+    /// Starts the part of the replay stream that is `durable`'s (dead letters
+    /// an operator replays to it, `adapters_bus::dlq`) with `handler`; nothing
+    /// to run for the embedded bus, which replays in process.
+    pub fn subscribe_replays(
+        &self,
+        durable: &str,
+        handler: Arc<dyn Handler>,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Option<impl Future<Output = ()> + Send + 'static> {
+        match self {
+            Self::Embedded(_) => None,
+            Self::Nats { js, prefix } => Some(nats::run_consumer(
+                js.clone(),
+                ConsumerSpec::replay(prefix, durable),
+                handler,
+                shutdown,
+            )),
+        }
+    }
+
     /// Whether the broker connection is up (always, for the embedded bus).
     pub fn is_connected(&self) -> bool {
         match self {

@@ -19,6 +19,10 @@ const USAGE: &str = "usage: roaming up [--config FILE]
        roaming createdb URL...    (creates each postgres:// database that is missing)
        roaming wait-serving ADDR... [--within SECS]   (until each answers health SERVING)
        roaming seed-demo GATEWAY [--password P]      (the demo catalog, through the API as `ops`)
+       roaming dlq list [--consumer DURABLE] [--nats URL]   (dead letters, one line each)
+       roaming dlq replay (--consumer DURABLE | --event ID | --all) [--dry-run] [--nats URL]
+                                  (each to the one consumer it failed for, then removed)
+       roaming view rebuild --into URL [--nats URL]   (the view from the streams into a fresh database)
 
 Settings come from FILE (TOML) and ROAMING_* environment variables. A setting
 that is unknown, malformed or refused (a missing key file, a URL that does not
@@ -41,6 +45,8 @@ pub fn main_with(args: Vec<String>) -> anyhow::Result<()> {
     match args.first().map(String::as_str) {
         Some("keygen") => return keygen(args.get(1).context(USAGE)?),
         Some("hash-password") => return hash_password(),
+        Some("dlq") => return crate::dlq::main(&args[1..]),
+        Some("view") => return crate::rebuild::main(&args[1..]),
         Some(command @ ("createdb" | "wait-serving" | "seed-demo")) => {
             return operator_command(command, &args[1..]);
         }

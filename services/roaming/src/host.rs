@@ -90,6 +90,8 @@ pub struct Host {
     listener: TcpListener,
     db: Db,
     bus: Bus,
+    /// See [`ConsumerSpan::poison`].
+    poison_subject: Option<Arc<str>>,
 }
 
 impl Host {
@@ -143,6 +145,18 @@ impl Host {
             },
             move || std::future::ready(broker.is_connected()),
         );
+        let poison_subject = settings
+            .consumer_fault_poison_subject
+            .as_deref()
+            .filter(|s| !s.is_empty())
+            .map(Arc::from);
+        if let Some(subject) = &poison_subject {
+            tracing::error!(
+                %subject,
+                service = name,
+                "CONSUMER FAULT INJECTION IS ON: every event whose subject ends with this is poison (dead-lettered)"
+            );
+        }
         Ok(Self {
             runtime,
             health,
@@ -150,6 +164,7 @@ impl Host {
             listener,
             db,
             bus: bus.clone(),
+            poison_subject,
         })
     }
 
@@ -158,15 +173,13 @@ impl Host {
     }
 
     /// Applies every event of `streams` with `handler`, as the durable
-    /// consumer `durable`, each inside an `event.handle` span.
-    pub fn consume(
-        &mut self,
-        durable: &'static str,
-        streams: &[&str],
-        handler: impl Handler + 'static,
-    ) {
+    /// consumer `durable`, each inside an `event.handle` span; and the dead
+    /// letters an operator replays to `durable` (`roaming dlq replay`, see
+    /// `adapters_bus::dlq`).
+    pub fn consume(&mut self, durable: &str, streams: &[&str], handler: impl Handler + 'static) {
         let handler: Arc<dyn Handler> = Arc::new(ConsumerSpan {
-            consumer: durable,
+            consumer: Arc::from(durable),
+            poison: self.poison_subject.clone(),
             inner: handler,
         });
         for stream in streams {
@@ -175,6 +188,10 @@ impl Host {
             if let Some(task) = bus.subscribe(durable, stream, Arc::clone(&handler), stop) {
                 self.runtime.spawn(|_| task);
             }
+        }
+        let stop = self.runtime.stop_signal();
+        if let Some(task) = self.bus.subscribe_replays(durable, handler, stop) {
+            self.runtime.spawn(|_| task);
         }
     }
 
@@ -234,7 +251,10 @@ impl Host {
 /// Runs `H` inside an `event.handle` span, the child of the span that
 /// published the event (its trace context travels in the event's headers).
 struct ConsumerSpan<H> {
-    consumer: &'static str,
+    consumer: Arc<str>,
+    /// The fault knob `consumer_fault_poison_subject`: events whose subject
+    /// ends with it are poison.
+    poison: Option<Arc<str>>,
     inner: H,
 }
 
@@ -252,7 +272,7 @@ impl<H: Handler> Handler for ConsumerSpan<H> {
             "event.handle",
             otel.name = %d.subject,
             otel.kind = "consumer",
-            consumer = self.consumer,
+            consumer = &*self.consumer,
             messaging.destination = %d.subject,
             attempt = d.attempt,
             reservation_id = tracing::field::Empty,
@@ -262,7 +282,14 @@ impl<H: Handler> Handler for ConsumerSpan<H> {
         }
         adapters_telemetry::set_parent_from_pairs(&span, d.headers);
         if d.attempt > 1 {
-            adapters_telemetry::metrics::redelivered(self.consumer);
+            adapters_telemetry::metrics::redelivered(&self.consumer);
+        }
+        if let Some(poison) = &self.poison
+            && d.subject.ends_with(&**poison)
+        {
+            return Box::pin(std::future::ready(Err(HandleError::poison(format!(
+                "fault injection: {poison} is poison (consumer_fault_poison_subject)"
+            )))));
         }
         Box::pin(self.inner.handle(d).instrument(span))
     }

@@ -79,6 +79,11 @@ adapters_settings::section! {
         /// right after this many captured payments, before committing them.
         /// 0 is off.
         pub reservation_fault_crash_after_pay: u64 = 0;
+        /// Fault injection (chaos suite): every event consumer of this
+        /// process treats events whose subject ends with this (e.g.
+        /// `parking.space_registered`) as poison, so they are dead-lettered.
+        /// Unset is off.
+        pub consumer_fault_poison_subject: Option<String> = None;
         /// How long a breaker stays open before one probe, in milliseconds.
         pub breaker_cool_down_ms: u64 = 5_000, check POSITIVE;
         /// How long a stopping service waits for in-flight calls, in
@@ -577,7 +582,10 @@ mod tests {
         let table = Settings::table();
         let streams: Vec<&str> = adapters_bus::nats::STREAMS
             .iter()
-            .chain([&adapters_bus::nats::DLQ_STREAM])
+            .chain([
+                &adapters_bus::nats::DLQ_STREAM,
+                &adapters_bus::nats::REPLAY_STREAM,
+            ])
             .map(|(name, _)| *name)
             .collect();
         let mut files = vec![root.join("README.md"), root.join(".ci/run")];

@@ -19,6 +19,17 @@ use crate::settings::Settings;
 
 pub type Views = ViewService<ViewStore>;
 
+/// The durable of a view database the service built itself.
+pub const DURABLE: &str = "view";
+
+/// The streams the view reads.
+pub const STREAMS: [&str; 4] = [
+    "ROAMING_RESERVATION",
+    "ROAMING_PAYMENT",
+    "ROAMING_RENTAL",
+    "ROAMING_PARKING",
+];
+
 /// Starts the view service.
 pub async fn start(
     settings: &Settings,
@@ -35,17 +46,17 @@ pub async fn start(
         bus,
     )
     .await?;
-    let service = ViewService::new(ViewStore::new(host.db().clone()));
-    host.consume(
-        "view",
-        &[
-            "ROAMING_RESERVATION",
-            "ROAMING_PAYMENT",
-            "ROAMING_RENTAL",
-            "ROAMING_PARKING",
-        ],
-        ViewEvents(service.clone()),
-    );
+    let store = ViewStore::new(host.db().clone());
+    // A rebuilt database goes on with the durable its rebuild created
+    // (`crate::rebuild`); one the service built itself, with `view`.
+    let durable = store
+        .rebuilt_durable()
+        .await
+        .map_err(|e| anyhow::anyhow!("reading the view database's durable: {e}"))?
+        .unwrap_or_else(|| DURABLE.to_owned());
+    tracing::info!(%durable, "the view consumes with this durable");
+    let service = ViewService::new(store);
+    host.consume(&durable, &STREAMS, ViewEvents(service.clone()));
     let router = host.router(auth, &settings.server_options())?.add_service(
         ViewServiceServer::new(ViewRpc::new(service.clone()))
             .max_decoding_message_size(MAX_MESSAGE_BYTES),

@@ -2,7 +2,7 @@
 //! (read-only queries): each database is its service's truth, so agreement
 //! between them is what "no event lost, none applied twice" means.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use sea_orm::{ConnectionTrait as _, Database, DatabaseConnection, QueryResult, Statement};
 
@@ -133,6 +133,11 @@ struct World {
     views: HashMap<String, View>,
     /// Units by (booth, model).
     stock: HashMap<(String, String), i64>,
+    /// Spaces parking registered, reservation's catalog holds, and the view
+    /// knows the lot of.
+    spaces: BTreeSet<String>,
+    catalog_spaces: HashSet<String>,
+    space_lots: HashSet<String>,
 }
 
 impl World {
@@ -232,6 +237,19 @@ impl World {
         .iter()
         .map(|r| ((text(r, "booth"), text(r, "device_model")), int(r, "units")))
         .collect();
+        let ids = |rows: Vec<QueryResult>| -> Vec<String> {
+            rows.iter().map(|r| text(r, "space_id")).collect()
+        };
+        let spaces = ids(rows(db("parking")?, "SELECT space_id FROM spaces").await?)
+            .into_iter()
+            .collect();
+        let catalog_spaces =
+            ids(rows(db("reservation")?, "SELECT space_id FROM catalog_spaces").await?)
+                .into_iter()
+                .collect();
+        let space_lots = ids(rows(db("view")?, "SELECT space_id FROM space_lots").await?)
+            .into_iter()
+            .collect();
         Ok(Self {
             outboxes,
             reservations,
@@ -241,6 +259,9 @@ impl World {
             replica_entries,
             views,
             stock,
+            spaces,
+            catalog_spaces,
+            space_lots,
         })
     }
 
@@ -361,9 +382,18 @@ fn every_change_published(world: &World) -> Vec<String> {
 /// Invariant 4, no event lost: each effect arrived where it must. Payment
 /// voids every rejection and refunds every cancel; the rental follows its
 /// reservation (accepted, canceled); the view equals the reservation's status
-/// and the payment's.
+/// and the payment's; every space parking registered is in reservation's
+/// catalog and the view knows its lot (a dead letter not replayed shows here).
 fn no_event_lost(world: &World) -> Vec<String> {
     let mut found = Vec::new();
+    for space in &world.spaces {
+        if !world.catalog_spaces.contains(space) {
+            found.push(format!("space {space} never reached reservation's catalog"));
+        }
+        if !world.space_lots.contains(space) {
+            found.push(format!("space {space}'s lot never reached the view"));
+        }
+    }
     for (id, r) in world.decided() {
         let status = r.status.as_str();
         let payment = world.payment(id);
@@ -489,14 +519,20 @@ mod tests {
         (
             "reservation",
             "CREATE TABLE reservations (id TEXT, kind TEXT, status TEXT, pickup_booth TEXT, device_model TEXT, start_date TEXT, end_date TEXT, space_id TEXT, window_start BIGINT, window_end BIGINT);
-             CREATE TABLE stock (booth TEXT, device_model TEXT, units BIGINT);",
+             CREATE TABLE stock (booth TEXT, device_model TEXT, units BIGINT);
+             CREATE TABLE catalog_spaces (space_id TEXT);",
         ),
         ("payment", "CREATE TABLE payments (reservation_id TEXT, status TEXT);"),
         ("rental", "CREATE TABLE rentals (reservation_id TEXT, status TEXT, serial TEXT);"),
-        ("parking", "CREATE TABLE sessions (reservation_id TEXT, status TEXT, verification TEXT);"),
+        (
+            "parking",
+            "CREATE TABLE sessions (reservation_id TEXT, status TEXT, verification TEXT);
+             CREATE TABLE spaces (space_id TEXT);",
+        ),
         (
             "view",
-            "CREATE TABLE reservation_views (reservation_id TEXT, status TEXT, payment_status TEXT, history TEXT);",
+            "CREATE TABLE reservation_views (reservation_id TEXT, status TEXT, payment_status TEXT, history TEXT);
+             CREATE TABLE space_lots (space_id TEXT);",
         ),
     ];
 
@@ -514,11 +550,13 @@ mod tests {
             let db = Database::connect(url.as_str()).await.unwrap();
             let base = match service {
                 "reservation" => "INSERT INTO reservations VALUES ('r1', 'ROAMING', 'IN_USE', 'ICN-T1', 'egg-lte', '2026-12-02', '2026-12-03', NULL, NULL, NULL);
-                                  INSERT INTO stock VALUES ('ICN-T1', 'egg-lte', 1);",
+                                  INSERT INTO stock VALUES ('ICN-T1', 'egg-lte', 1);
+                                  INSERT INTO catalog_spaces VALUES ('S1');",
                 "payment" => "INSERT INTO payments VALUES ('r1', 'CAPTURED');",
                 "rental" => "INSERT INTO rentals VALUES ('r1', 'HANDED_OVER', 'E1');",
-                "parking" => "",
-                _ => "INSERT INTO reservation_views VALUES ('r1', 'IN_USE', 'CAPTURED', '[[\"RESERVED\",1],[\"RENTAL_ACCEPTED\",2],[\"IN_USE\",3]]');",
+                "parking" => "INSERT INTO spaces VALUES ('S1');",
+                _ => "INSERT INTO reservation_views VALUES ('r1', 'IN_USE', 'CAPTURED', '[[\"RESERVED\",1],[\"RENTAL_ACCEPTED\",2],[\"IN_USE\",3]]');
+                      INSERT INTO space_lots VALUES ('S1');",
             };
             db.execute_unprepared(&format!(
                 "{schema} CREATE TABLE outbox (sent_at BIGINT); {base}"
@@ -552,7 +590,21 @@ mod tests {
         );
         let _ = std::fs::remove_dir_all(dir);
 
-        let cases: [Case; 8] = [
+        let cases: [Case; 10] = [
+            (
+                "a space registration dead-lettered by the view",
+                &[("view", "DELETE FROM space_lots")],
+                |r| {
+                    r.lost
+                        .iter()
+                        .any(|l| l.contains("lot never reached the view"))
+                },
+            ),
+            (
+                "a space registration dead-lettered by reservation",
+                &[("reservation", "DELETE FROM catalog_spaces")],
+                |r| r.lost.iter().any(|l| l.contains("reservation's catalog")),
+            ),
             (
                 "unpaid but in use",
                 &[("payment", "UPDATE payments SET status = 'DECLINED'")],

@@ -538,31 +538,36 @@ pub async fn seed(c: &mut Clients, prefix: &str, count: usize) -> anyhow::Result
 /// Ten parking spaces `<lot>-B1-001` to `-010` (if missing), as the operator.
 pub async fn seed_spaces(c: &mut Clients, lot: &str) -> anyhow::Result<()> {
     for n in 1..=10 {
-        let r = retry_unavailable(|| {
-            let mut parking = c.parking.clone();
-            let request = c.callers.req(
-                Who::Operator,
-                pk::RegisterSpaceRequest {
-                    space_id: format!("{lot}-B1-{n:03}"),
-                    lot: lot.into(),
-                    floor: "B1".into(),
-                    number: n,
-                    hourly_rate: Some(common::Money {
-                        currency_code: "KRW".into(),
-                        minor_units: 3_000,
-                    }),
-                },
-            );
-            async move { parking.register_space(request).await }
-        })
-        .await;
-        match r {
-            Ok(_) => {}
-            Err(e) if e.code() == Code::AlreadyExists => {}
-            Err(e) => anyhow::bail!("registering space {n}: {e}"),
-        }
+        register_space(c, lot, n).await?;
     }
     Ok(())
+}
+
+/// The parking space `<lot>-B1-<n>` (if missing), as the operator.
+pub async fn register_space(c: &Clients, lot: &str, n: i32) -> anyhow::Result<()> {
+    let r = retry_unavailable(|| {
+        let mut parking = c.parking.clone();
+        let request = c.callers.req(
+            Who::Operator,
+            pk::RegisterSpaceRequest {
+                space_id: format!("{lot}-B1-{n:03}"),
+                lot: lot.into(),
+                floor: "B1".into(),
+                number: n,
+                hourly_rate: Some(common::Money {
+                    currency_code: "KRW".into(),
+                    minor_units: 3_000,
+                }),
+            },
+        );
+        async move { parking.register_space(request).await }
+    })
+    .await;
+    match r {
+        Ok(_) => Ok(()),
+        Err(e) if e.code() == Code::AlreadyExists => Ok(()),
+        Err(e) => anyhow::bail!("registering space {lot}-B1-{n:03}: {e}"),
+    }
 }
 
 /// How the races ended.

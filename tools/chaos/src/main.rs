@@ -19,6 +19,7 @@
 //! ```
 
 mod check;
+mod dead_letters;
 mod latency;
 mod load;
 mod rollout;
@@ -105,6 +106,7 @@ enum Fault {
     CrashBetweenPaymentAndCommit,
     TerminatePostgresConnections,
     KillOneReplica,
+    PoisonForSeveralConsumers,
 }
 
 impl Fault {
@@ -120,6 +122,9 @@ impl Fault {
             }
             Self::TerminatePostgresConnections => "PostgreSQL connections terminated".into(),
             Self::KillOneReplica => "one of two reservation and rental replicas killed".into(),
+            Self::PoisonForSeveralConsumers => {
+                "an event poison for two consumers, replayed with roaming dlq replay".into()
+            }
         }
     }
 }
@@ -170,6 +175,7 @@ async fn inject(
     mesh: &mut Distributed,
     fault: Fault,
     clients: &mut Clients,
+    roaming: &std::path::Path,
 ) -> anyhow::Result<Duration> {
     Ok(match fault {
         Fault::Kill(name) => {
@@ -256,6 +262,9 @@ async fn inject(
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
         }
+        Fault::PoisonForSeveralConsumers => {
+            dead_letters::poison_then_replay(mesh, roaming, clients).await?
+        }
         Fault::KillOneReplica => {
             mesh.kill("reservation-2");
             mesh.kill("rental-2");
@@ -269,6 +278,7 @@ async fn inject(
 
 async fn scenario(
     mesh: &mut Distributed,
+    roaming: &std::path::Path,
     clients: &Clients,
     sources: &Sources,
     serials: &Arc<Mutex<Vec<String>>>,
@@ -284,7 +294,7 @@ async fn scenario(
     ));
     tokio::time::sleep(load_for / 3).await;
     let mut c = clients.clone();
-    let recovery = inject(mesh, fault, &mut c).await?;
+    let recovery = inject(mesh, fault, &mut c, roaming).await?;
     tokio::time::sleep(load_for / 3).await;
     stop.store(true, Ordering::Relaxed);
     let tally = load.await?;
@@ -369,6 +379,7 @@ async fn main() -> anyhow::Result<()> {
         Fault::KillNats,
         Fault::PaymentSlow,
         Fault::CrashBetweenPaymentAndCommit,
+        Fault::PoisonForSeveralConsumers,
     ];
     if !o.short {
         faults.extend([
@@ -390,9 +401,11 @@ async fn main() -> anyhow::Result<()> {
     };
     let mut written = 0;
     for fault in faults {
-        let mut outcome = scenario(&mut mesh, &clients, &sources, &serials, fault, load_for)
-            .await
-            .with_context(|| fault.name())?;
+        let mut outcome = scenario(
+            &mut mesh, &o.roaming, &clients, &sources, &serials, fault, load_for,
+        )
+        .await
+        .with_context(|| fault.name())?;
         // The outboxes hold every scenario's events: count this one's.
         let total_events = outcome.report.events;
         outcome.report.events = total_events.saturating_sub(written);
