@@ -18,6 +18,7 @@
 //! chaos latency [--roaming PATH]
 //! ```
 
+mod abandoned;
 mod check;
 mod latency;
 mod load;
@@ -105,7 +106,12 @@ enum Fault {
     CrashBetweenPaymentAndCommit,
     TerminatePostgresConnections,
     KillOneReplica,
+    AbandonedReserves,
 }
+
+/// `Layout::chaos`'s `ROAMING_PENDING_TTL_MS`: how long a claim may wait for
+/// its payment before the sweeper rejects it.
+const PENDING_TTL: Duration = Duration::from_secs(3);
 
 impl Fault {
     fn name(self) -> String {
@@ -120,6 +126,9 @@ impl Fault {
             }
             Self::TerminatePostgresConnections => "PostgreSQL connections terminated".into(),
             Self::KillOneReplica => "one of two reservation and rental replicas killed".into(),
+            Self::AbandonedReserves => {
+                "reserves abandoned by their callers (deadlines 2-250 ms, payment 400 ms)".into()
+            }
         }
     }
 }
@@ -256,6 +265,7 @@ async fn inject(
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
         }
+        Fault::AbandonedReserves => abandoned::run(mesh, clients, PENDING_TTL).await?,
         Fault::KillOneReplica => {
             mesh.kill("reservation-2");
             mesh.kill("rental-2");
@@ -369,6 +379,7 @@ async fn main() -> anyhow::Result<()> {
         Fault::KillNats,
         Fault::PaymentSlow,
         Fault::CrashBetweenPaymentAndCommit,
+        Fault::AbandonedReserves,
     ];
     if !o.short {
         faults.extend([
