@@ -40,7 +40,7 @@ struct World {
     store: ReservationStore,
     payments: FakePayments,
     ids: SequentialIds,
-    _db: TestDatabase,
+    db: TestDatabase,
 }
 
 /// A reservation service on a fresh database with `units` egg-lte at ICN-T1 and
@@ -101,7 +101,7 @@ async fn world(db: TestDatabase, units: usize) -> World {
         store,
         payments,
         ids,
-        _db: db,
+        db,
     }
 }
 
@@ -475,7 +475,7 @@ async fn claim_limit(db: TestDatabase) {
     const ROUNDS: i64 = 6;
     let w = world(db, 1).await;
     let other = ReservationStore::new(
-        Db::connect::<ReservationMigrator>(w._db.url())
+        Db::connect::<ReservationMigrator>(w.db.url())
             .await
             .expect("a second connection"),
     );

@@ -269,15 +269,15 @@ pub async fn run(
     );
 
     let rows = statuses(&db).await?;
-    let attacker = |c: &str| c.starts_with("mallory-");
-    let walker = |c: &str| c == WALKER;
-    let declined = count(&rows, attacker, "REJECTED");
-    let attackers_claims: i64 = rows.iter().filter(|r| attacker(&r.0)).map(|r| r.2).sum();
+    let is_attacker = |c: &str| c.starts_with("mallory-");
+    let is_walker = |c: &str| c == WALKER;
+    let declined = count(&rows, is_attacker, "REJECTED");
+    let attackers_claims: i64 = rows.iter().filter(|r| is_attacker(&r.0)).map(|r| r.2).sum();
     anyhow::ensure!(
         declined == attackers_claims,
         "a declined card's claim ended otherwise than REJECTED: {rows:?}"
     );
-    let paid = count(&rows, walker, "RESERVED");
+    let paid = count(&rows, is_walker, "RESERVED");
     println!(
         "       abandoned: {} calls ({}), {} claims abandoned with a declined card all REJECTED, {} with a good card RESERVED, \
          every claim ended {} ms after the flood, all {} slots reserved by others {} ms after it ({} SOLD_OUT on the way), pending TTL {} ms",
