@@ -17,6 +17,15 @@ pub const RESERVATION_CANCELED: &str = "RESERVATION_CANCELED";
 pub const SOLD_OUT: &str = "SOLD_OUT";
 pub const REQUEST_ID_REUSED: &str = "REQUEST_ID_REUSED";
 pub const IN_PROGRESS: &str = "IN_PROGRESS";
+/// `RESOURCE_EXHAUSTED`: the customer already has the most reservations
+/// awaiting payment it may have (`ErrorInfo.metadata["limit"]`); nothing was
+/// claimed. One ends within the payment call's deadline.
+pub const PENDING_LIMIT: &str = "PENDING_LIMIT";
+/// `UNAVAILABLE` (or `DEADLINE_EXCEEDED`) from the gateway for a call that
+/// is idempotent by its `request_id` (a reserve): the call may have taken
+/// effect or not. Retrying with the same `request_id` is safe and returns
+/// its outcome; a new `request_id` could reserve (and charge) twice.
+pub const OUTCOME_UNKNOWN: &str = "OUTCOME_UNKNOWN";
 pub const NOT_CANCELABLE: &str = "NOT_CANCELABLE";
 pub const ENTRY_OPEN: &str = "ENTRY_OPEN";
 pub const PAYMENT_DECLINED: &str = "PAYMENT_DECLINED";

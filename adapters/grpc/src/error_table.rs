@@ -88,6 +88,7 @@ fn reservation_errors() {
             ReserveError::Forbidden,
             ReserveError::Invalid(invalid()),
             ReserveError::SoldOut,
+            ReserveError::TooManyPending { limit: 3 },
             ReserveError::PaymentDeclined {
                 reservation_id: id(),
                 reason: Some(DeclineReason::InsufficientFunds),
@@ -104,6 +105,9 @@ fn reservation_errors() {
             ReserveError::Forbidden => FORBIDDEN,
             ReserveError::Invalid(_) => INVALID,
             ReserveError::SoldOut => (Code::FailedPrecondition, reasons::SOLD_OUT),
+            ReserveError::TooManyPending { .. } => {
+                (Code::ResourceExhausted, reasons::PENDING_LIMIT)
+            }
             ReserveError::PaymentDeclined { .. } => {
                 (Code::FailedPrecondition, reasons::PAYMENT_DECLINED)
             }

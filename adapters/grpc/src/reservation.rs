@@ -17,7 +17,9 @@ use domain_reservation::{
 };
 use proto::reservation as pb;
 use proto::reservation::reservation_service_server::ReservationService as Rpc;
+use tokio::sync::Semaphore;
 use tonic::{Code, Request, Response, Status};
+use tracing::Instrument as _;
 
 use crate::fields;
 use crate::identity::principal;
@@ -25,15 +27,85 @@ use crate::status::{
     busy, forbidden, internal, invalid, not_found, reason, retry_later, std_duration,
 };
 
+/// Reserve calls that may run at once in one process by default (see
+/// [`Sagas`]).
+pub const MAX_RESERVES_IN_FLIGHT: usize = 1_024;
+
+/// The reserve calls of this process, each run to its end as a task of its
+/// own, whatever its caller does.
+///
+/// A reserve writes a claim (`PENDING_PAYMENT`, holding capacity) and then
+/// pays. tonic drops a handler's future when its caller cancels or its
+/// deadline passes (`grpc-timeout: 1m` is one millisecond); dropped between
+/// the claim and the payment outcome, the claim held its slot until the
+/// sweeper rejected it a pending TTL later (60 s), even for a declined card.
+/// So the handler spawns the use case and awaits its `JoinHandle`: dropping
+/// the handle does not cancel the task, which pays and confirms, or rejects
+/// and releases, at once; the caller who went away learns the outcome by
+/// retrying with the same `request_id`.
+///
+/// At most `max` run at once, so a flood of abandoned calls cannot pile up
+/// tasks: one over the limit is refused before it claims anything
+/// (`UNAVAILABLE` / `OVERLOADED` + `RetryInfo`). Each ends within the
+/// payment call's deadline. A stopping server waits for them
+/// ([`Sagas::drained`]) after its own drain, so the calls abandoned last
+/// are finished too.
+#[derive(Debug, Clone)]
+pub struct Sagas {
+    permits: Arc<Semaphore>,
+    max: u32,
+}
+
+impl Sagas {
+    /// Room for `max` reserve calls at once (at least one).
+    pub fn new(max: usize) -> Self {
+        let max = u32::try_from(max.clamp(1, Semaphore::MAX_PERMITS))
+            .unwrap_or(u32::MAX)
+            .max(1);
+        Self {
+            permits: Arc::new(Semaphore::new(max as usize)),
+            max,
+        }
+    }
+
+    /// How many reserve calls are running now.
+    pub fn running(&self) -> usize {
+        (self.max as usize).saturating_sub(self.permits.available_permits())
+    }
+
+    /// Resolves once no reserve call is running (and none can start: call it
+    /// when the server no longer takes calls).
+    pub async fn drained(&self) {
+        let _all = self.permits.acquire_many(self.max).await;
+    }
+}
+
+impl Default for Sagas {
+    fn default() -> Self {
+        Self::new(MAX_RESERVES_IN_FLIGHT)
+    }
+}
+
 /// The gRPC face of [`ReservationService`].
 #[derive(Debug)]
 pub struct ReservationRpc<R, C, P, K, I> {
     service: Arc<ReservationService<R, C, P, K, I>>,
+    sagas: Sagas,
 }
 
 impl<R, C, P, K, I> ReservationRpc<R, C, P, K, I> {
     pub fn new(service: Arc<ReservationService<R, C, P, K, I>>) -> Self {
-        Self { service }
+        Self {
+            service,
+            sagas: Sagas::default(),
+        }
+    }
+
+    /// Runs reserve calls within `sagas` (shared with whoever drains them).
+    #[must_use]
+    pub fn with_sagas(mut self, sagas: Sagas) -> Self {
+        self.sagas = sagas;
+        self
     }
 }
 
@@ -133,6 +205,16 @@ pub(crate) fn reserve_error(e: ReserveError) -> Status {
             "nothing left for that period",
             &[],
         ),
+        ReserveError::TooManyPending { limit } => retry_later(
+            Code::ResourceExhausted,
+            reasons::PENDING_LIMIT,
+            format!(
+                "{limit} of your reservations are still awaiting payment; \
+                 nothing was reserved, try again when one has finished"
+            ),
+            std::time::Duration::from_secs(1),
+            &[("limit", limit.to_string())],
+        ),
         ReserveError::PaymentDeclined {
             reservation_id,
             reason: why,
@@ -180,6 +262,17 @@ pub(crate) fn reserve_error(e: ReserveError) -> Status {
     }
 }
 
+/// A reserve refused because [`Sagas`] is full: nothing was claimed.
+fn too_many_reserves() -> Status {
+    retry_later(
+        Code::Unavailable,
+        reasons::OVERLOADED,
+        "too many reserve calls are running; nothing was reserved, try again shortly",
+        std::time::Duration::from_millis(200),
+        &[],
+    )
+}
+
 pub(crate) fn get_error(e: GetError) -> Status {
     match e {
         GetError::NotFound => not_found("reservation"),
@@ -212,14 +305,30 @@ where
         let (Some(request_id), Some(details), Some(card)) = (request_id, details, card) else {
             return Err(invalid(&v));
         };
-        let reservation = self
-            .service
-            .reserve(who, request_id, details, card)
-            .await
-            .map_err(|e| rejected(kind, reserve_error(e)))?;
-        crate::record_reservation(&reservation.id);
-        adapters_telemetry::metrics::reservation("reserved", kind, "");
-        Ok(reservation_to_pb(&reservation))
+        let Ok(permit) = Arc::clone(&self.sagas.permits).try_acquire_owned() else {
+            return Err(rejected(kind, too_many_reserves()));
+        };
+        // From here on the call runs to its end even if this handler is
+        // dropped (see [`Sagas`]); its outcome is counted either way.
+        let service = Arc::clone(&self.service);
+        let who = who.clone();
+        let saga = tokio::spawn(
+            async move {
+                let _permit = permit;
+                let reservation = service
+                    .reserve(&who, request_id, details, card)
+                    .await
+                    .map_err(|e| rejected(kind, reserve_error(e)))?;
+                crate::record_reservation(&reservation.id);
+                adapters_telemetry::metrics::reservation("reserved", kind, "");
+                Ok(reservation_to_pb(&reservation))
+            }
+            .instrument(tracing::Span::current()),
+        );
+        saga.await.unwrap_or_else(|e| {
+            tracing::error!(error = %e, "a reserve call's task failed");
+            Err(Status::internal("internal error"))
+        })
     }
 }
 
@@ -489,5 +598,170 @@ where
                 })
                 .collect(),
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
+
+    use std::time::Duration;
+
+    use domain_kernel::{
+        CardDetails, CustomerId, Money, Principal, ReservationId, SpaceId, SystemClock, UuidV7,
+    };
+    use domain_reservation::fakes::{FakePayments, InMemoryReservations, PaymentBehaviour};
+    use domain_reservation::ports::{PaymentGateway, PaymentOutcome, PaymentUnavailable};
+    use domain_reservation::pricing::SpaceOffer;
+    use domain_reservation::{ReservationService, Status as S};
+    use tonic_types::StatusExt as _;
+
+    use super::*;
+
+    /// Payment that takes `.1` to answer.
+    #[derive(Debug, Clone)]
+    struct Slow(FakePayments, Duration);
+
+    impl PaymentGateway for Slow {
+        async fn pay(
+            &self,
+            reservation_id: ReservationId,
+            amount: Money,
+            card: &CardDetails,
+        ) -> Result<PaymentOutcome, PaymentUnavailable> {
+            tokio::time::sleep(self.1).await;
+            self.0.pay(reservation_id, amount, card).await
+        }
+    }
+
+    type Under =
+        ReservationRpc<InMemoryReservations, InMemoryReservations, Slow, SystemClock, UuidV7>;
+
+    async fn rpc(payments: &FakePayments, sagas: Sagas) -> (Under, InMemoryReservations) {
+        let store = InMemoryReservations::default();
+        for n in 1..=3 {
+            store
+                .put_space(
+                    &SpaceOffer {
+                        space_id: SpaceId::parse(&format!("P1-B1-00{n}")).unwrap(),
+                        hourly_rate: Money::krw(3_000).unwrap(),
+                    },
+                    None,
+                )
+                .await
+                .unwrap();
+        }
+        let service = ReservationService::new(
+            store.clone(),
+            store.clone(),
+            Slow(payments.clone(), Duration::from_millis(300)),
+            SystemClock,
+            UuidV7,
+        );
+        (
+            ReservationRpc::new(Arc::new(service)).with_sagas(sagas),
+            store,
+        )
+    }
+
+    fn request(space: u8) -> Request<pb::ReserveParkingRequest> {
+        let start = time::OffsetDateTime::now_utc() + time::Duration::hours(2);
+        let at = |t: time::OffsetDateTime| prost_types::Timestamp {
+            seconds: t.unix_timestamp(),
+            nanos: 0,
+        };
+        let mut r = Request::new(pb::ReserveParkingRequest {
+            request_id: format!("r{space}"),
+            space_id: format!("P1-B1-00{space}"),
+            vehicle_plate: "12가3456".into(),
+            start_time: Some(at(start)),
+            end_time: Some(at(start + time::Duration::hours(1))),
+            payment: Some(proto::common::PaymentCard {
+                card_number: "4111111111111111".into(),
+                expiry_month: 12,
+                expiry_year: 2099,
+                holder_name: "A".into(),
+                company: "VISA".into(),
+            }),
+        });
+        r.extensions_mut()
+            .insert(Principal::customer(&CustomerId::parse("alice").unwrap()));
+        r
+    }
+
+    /// The reservation of space `n`'s call, once it left `PENDING_PAYMENT`.
+    async fn settled(store: &InMemoryReservations, space: u8) -> domain_reservation::Reservation {
+        let space = SpaceId::parse(&format!("P1-B1-00{space}")).unwrap();
+        tokio::time::timeout(Duration::from_secs(5), async {
+            loop {
+                let found = store.all().into_iter().find(|r| {
+                    matches!(&r.details, Details::Parking(p) if p.space_id == space)
+                        && r.status != S::PendingPayment
+                });
+                if let Some(r) = found {
+                    return r;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await
+        .expect("the abandoned call ended")
+    }
+
+    /// A caller that goes away while payment runs (its handler future is
+    /// dropped, as tonic does on a cancel or a passed deadline) does not
+    /// leave the claim holding its slot: it is paid and confirmed, or
+    /// declined and released, as if the caller had waited.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_call_dropped_after_its_claim_still_ends() {
+        for (behaviour, expected) in [
+            (PaymentBehaviour::Capture, S::Reserved),
+            (PaymentBehaviour::Decline, S::Rejected),
+        ] {
+            let payments = FakePayments::default();
+            payments.set(behaviour);
+            let (rpc, store) = rpc(&payments, Sagas::default()).await;
+            let call = rpc.reserve_parking(request(1));
+            let dropped = tokio::time::timeout(Duration::from_millis(100), call).await;
+            assert!(dropped.is_err(), "the call was still paying when dropped");
+            let claimed = store.all();
+            assert_eq!(claimed.len(), 1, "the claim was written");
+            assert_eq!(claimed[0].status, S::PendingPayment);
+            let r = settled(&store, 1).await;
+            assert_eq!(r.status, expected, "{behaviour:?}");
+            assert_eq!(payments.calls(), 1);
+        }
+    }
+
+    /// No more than the limit run at once: one over it is refused before
+    /// it claims anything, and `drained` waits for those running.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn reserve_calls_in_flight_are_bounded_and_drained() {
+        let payments = FakePayments::default();
+        let sagas = Sagas::new(1);
+        let (rpc, store) = rpc(&payments, sagas.clone()).await;
+        let first =
+            tokio::time::timeout(Duration::from_millis(100), rpc.reserve_parking(request(1)));
+        assert!(first.await.is_err(), "abandoned while paying");
+        assert_eq!(sagas.running(), 1);
+        let refused = rpc.reserve_parking(request(2)).await.unwrap_err();
+        assert_eq!(refused.code(), Code::Unavailable);
+        assert_eq!(
+            refused.get_details_error_info().unwrap().reason,
+            reasons::OVERLOADED
+        );
+        assert!(refused.get_details_retry_info().is_some());
+        assert_eq!(store.all().len(), 1, "the refused call claimed nothing");
+        tokio::time::timeout(Duration::from_secs(5), sagas.drained())
+            .await
+            .expect("drained once the running call ended");
+        assert_eq!(sagas.running(), 0);
+        assert_eq!(settled(&store, 1).await.status, S::Reserved);
+        // Room again.
+        let r = rpc.reserve_parking(request(2)).await.unwrap();
+        assert_eq!(
+            r.into_inner().reservation.unwrap().status,
+            pb::ReservationStatus::Reserved as i32
+        );
     }
 }

@@ -142,7 +142,7 @@ migrator!(
         index(m, Index::create().name("ix_reservations_pending").table(r::Entity).col(r::Column::Status).col(r::Column::CreatedAt).to_owned()).await?;
     },
     then ReservationParkingEnd, OutboxNotify, ReservationRoamingHeld, OutboxUnsent,
-        ReservationRoamingUnindexed
+        ReservationRoamingUnindexed, ReservationCustomerPending
 );
 
 migration!(
@@ -329,6 +329,27 @@ migration!(
     |m| {
         m.get_connection()
             .execute_unprepared("DROP INDEX IF EXISTS ix_reservations_roaming")
+            .await?;
+        Ok(())
+    }
+);
+
+migration!(
+    /// A customer's claims awaiting payment, which every new claim counts (at
+    /// most `pending_claims_per_customer`, DOMAIN.md invariant 8). Partial: an
+    /// entry exists only while a reservation is `PENDING_PAYMENT` (the
+    /// milliseconds of its payment call), so the index stays as small as the
+    /// claims in flight and a customer's history is never read. The same
+    /// statement on both backends; the query states the predicate literally
+    /// (`reservation::PENDING_PREDICATE`) so both planners use it.
+    ReservationCustomerPending,
+    "m0005_reservation_customer_pending",
+    |m| {
+        m.get_connection()
+            .execute_unprepared(
+                "CREATE INDEX IF NOT EXISTS ix_reservations_customer_pending ON reservations \
+                 (customer_id) WHERE status = 'PENDING_PAYMENT'",
+            )
             .await?;
         Ok(())
     }

@@ -348,13 +348,88 @@ async fn admits<C: ConnectionTrait>(
     }
 }
 
+/// The class (first key) of the PostgreSQL advisory locks that serialize one
+/// customer's claims; the second key is `hashtext(customer_id)`. Two-key
+/// advisory locks never conflict with single-key ones (the migration lock).
+const CUSTOMER_LOCK_CLASS: i32 = 0x5253_5643; // "RSVC"
+
+/// The partial index of claims by customer (migration
+/// `m0005_reservation_customer_pending`) is used only when the query states
+/// its predicate literally: a bound parameter would hide it from SQLite's
+/// planner.
+const PENDING_PREDICATE: &str = "status = 'PENDING_PAYMENT'";
+
+/// Takes the customer's turn for a new claim until the transaction ends:
+/// PostgreSQL, a transaction-scoped advisory lock keyed by the customer, so
+/// two replicas inserting claims of one customer at once count one after the
+/// other; SQLite has one writer, so the transaction is already exclusive.
+async fn lock_customer<C: ConnectionTrait>(
+    txn: &C,
+    customer: &CustomerId,
+) -> Result<(), StoreError> {
+    if txn.get_database_backend() != sea_orm::DbBackend::Postgres {
+        return Ok(());
+    }
+    txn.execute_raw(sea_orm::Statement::from_sql_and_values(
+        sea_orm::DbBackend::Postgres,
+        "SELECT pg_advisory_xact_lock($1, hashtext($2))",
+        [CUSTOMER_LOCK_CLASS.into(), customer.as_str().into()],
+    ))
+    .await
+    .map_err(store_err)?;
+    Ok(())
+}
+
+/// How many claims a count query found, read by column name.
+#[derive(Debug, sea_orm::FromQueryResult)]
+struct Counted {
+    n: i64,
+}
+
+/// The customer's claims awaiting payment, counted from the partial index
+/// `ix_reservations_customer_pending`.
+fn customer_pending(customer: &CustomerId) -> sea_orm::Select<row::Entity> {
+    row::Entity::find()
+        .select_only()
+        .column_as(row::Column::Id.count(), "n")
+        .filter(row::Column::CustomerId.eq(customer.as_str()))
+        .filter(Expr::cust(PENDING_PREDICATE))
+}
+
+async fn count_pending<C: ConnectionTrait>(
+    txn: &C,
+    customer: &CustomerId,
+) -> Result<usize, StoreError> {
+    let counted = customer_pending(customer)
+        .into_model::<Counted>()
+        .one(txn)
+        .await
+        .map_err(store_err)?
+        .map_or(0, |c| c.n);
+    usize::try_from(counted).map_err(|e| corrupt(RECORD, "pending count", e))
+}
+
 impl ReservationRepository for ReservationStore {
-    async fn insert_pending(&self, reservation: &Reservation) -> Result<(), InsertError> {
+    async fn insert_pending(
+        &self,
+        reservation: &Reservation,
+        max_pending: u32,
+    ) -> Result<(), InsertError> {
         let reservation = Arc::new(reservation.clone());
         self.db
             .write(move |tx| {
                 let reservation = Arc::clone(&reservation);
                 Box::pin(async move {
+                    // The customer's turn first, then the resource's: the
+                    // one order every claim takes them in.
+                    let customer = &reservation.customer_id;
+                    lock_customer(tx.conn(), customer).await?;
+                    let pending = count_pending(tx.conn(), customer).await?;
+                    if !domain_reservation::capacity::customer_may_claim(pending, max_pending) {
+                        return Ok(Verdict::Keep(Err(InsertError::TooManyPending {
+                            limit: max_pending,
+                        })));
+                    }
                     let details = &reservation.details;
                     let units = lock_units(tx.conn(), details).await?;
                     if !admits(tx.conn(), details, units).await? {
@@ -717,6 +792,8 @@ mod tests {
     #[tokio::test]
     async fn every_index_of_the_reservations_table_has_a_reader() {
         let expected = [
+            // A customer's claims awaiting payment (the claim limit).
+            "ix_reservations_customer_pending",
             // find_parking (a vehicle at the gate).
             "ix_reservations_parking",
             // The parking capacity check.
@@ -761,6 +838,42 @@ mod tests {
         assert!(
             !steps.iter().any(|s| s.contains("TEMP B-TREE")),
             "the groups stream out of the index without a sort: {steps:?}"
+        );
+    }
+
+    /// Every claim counts the customer's claims awaiting payment on the
+    /// writer: it must read the partial index of pending claims, never every
+    /// reservation the customer ever made.
+    #[tokio::test]
+    async fn the_claim_limit_reads_the_customers_pending_claims_only() {
+        let customer = domain_kernel::CustomerId::parse("alice").unwrap();
+        let file = TestDatabase::sqlite();
+        let db = Db::connect::<ReservationMigrator>(file.url())
+            .await
+            .unwrap();
+        let steps = plan(db.writer(), &super::customer_pending(&customer)).await;
+        assert!(
+            steps
+                .iter()
+                .any(|s| s.contains("INDEX ix_reservations_customer_pending")),
+            "{steps:?}"
+        );
+        // PostgreSQL: with planner statistics of an empty table it may scan
+        // anyway; with sequential scans off it must be able to use the index.
+        let file = TestDatabase::postgres().await;
+        let db = Db::connect::<ReservationMigrator>(file.url())
+            .await
+            .unwrap();
+        let txn = sea_orm::TransactionTrait::begin(db.writer()).await.unwrap();
+        sea_orm::ConnectionTrait::execute_unprepared(&txn, "SET LOCAL enable_seqscan = off")
+            .await
+            .unwrap();
+        let steps = plan(&txn, &super::customer_pending(&customer)).await;
+        assert!(
+            steps
+                .iter()
+                .any(|s| s.contains("ix_reservations_customer_pending")),
+            "{steps:?}"
         );
     }
 }

@@ -16,11 +16,11 @@ use domain_kernel::{
     Principal, Recorded, RequestId, Serial, SpaceId, TimeWindow, Timestamp, UuidV7, VehiclePlate,
 };
 use domain_reservation::fakes::{FakePayments, PaymentBehaviour};
-use domain_reservation::ports::{Catalog, ReservationRepository};
-use domain_reservation::pricing::DeviceOffer;
+use domain_reservation::ports::{Catalog, InsertError, ReservationRepository};
+use domain_reservation::pricing::{DeviceOffer, SpaceOffer};
 use domain_reservation::{
-    CancelError, CatalogEvent, Details, HandleOutcome, ParkingDetails, ReservationService,
-    ReserveError, RoamingDetails, Status, Usage, UsageEvent,
+    CancelError, CatalogEvent, Details, HandleOutcome, ParkingDetails, Reservation,
+    ReservationData, ReservationService, ReserveError, RoamingDetails, Status, Usage, UsageEvent,
 };
 use time::Duration;
 use time::macros::{date, datetime};
@@ -40,7 +40,7 @@ struct World {
     store: ReservationStore,
     payments: FakePayments,
     ids: SequentialIds,
-    _db: TestDatabase,
+    db: TestDatabase,
 }
 
 /// A reservation service on a fresh database with `units` egg-lte at ICN-T1 and
@@ -101,7 +101,7 @@ async fn world(db: TestDatabase, units: usize) -> World {
         store,
         payments,
         ids,
-        _db: db,
+        db,
     }
 }
 
@@ -465,8 +465,112 @@ async fn longest_parking(db: TestDatabase) {
         .expect("right after it is free");
 }
 
+/// Invariant 8 under a race: 32 claims of one customer at once, each on a
+/// space of its own (so no resource lock serializes them), half through
+/// another store on its own connections (another replica): exactly
+/// `MAX` are written, the rest refused, whatever the interleaving.
+async fn claim_limit(db: TestDatabase) {
+    const MAX: u32 = 3;
+    const CLAIMS: usize = 32;
+    const ROUNDS: i64 = 6;
+    let w = world(db, 1).await;
+    let other = ReservationStore::new(
+        Db::connect::<ReservationMigrator>(w.db.url())
+            .await
+            .expect("a second connection"),
+    );
+    for i in 0..CLAIMS {
+        w.store
+            .put_space(
+                &SpaceOffer {
+                    space_id: SpaceId::parse(&format!("P9-B1-{i:03}")).unwrap(),
+                    hourly_rate: Money::krw(3_000).unwrap(),
+                },
+                None,
+            )
+            .await
+            .unwrap();
+    }
+    let claim = |customer: &str, i: usize, details: Details| {
+        Reservation::restore(ReservationData {
+            id: UuidV7.reservation_id(),
+            customer_id: CustomerId::parse(customer).unwrap(),
+            request_id: RequestId::parse(&format!("g{i}")).unwrap(),
+            details,
+            price: Money::krw(3_000).unwrap(),
+            status: Status::PendingPayment,
+            rejection: None,
+            cancel_reason: None,
+            created_at: NOW,
+            updated_at: NOW,
+            version: 0,
+        })
+    };
+    let space = |i: usize, round: i64| {
+        let start = NOW + Duration::hours(1 + 2 * round);
+        Details::Parking(ParkingDetails {
+            space_id: SpaceId::parse(&format!("P9-B1-{i:03}")).unwrap(),
+            vehicle_plate: VehiclePlate::parse("12가3456").unwrap(),
+            window: TimeWindow::new(start, start + Duration::hours(1)).unwrap(),
+        })
+    };
+    // Every store's pool warmed up, so the calls start together.
+    for store in [&w.store, &other] {
+        store.pending_before(NOW).await.unwrap();
+    }
+    // A few rounds, one greedy customer each: a check that is not
+    // serialized lets a fourth claim through in some of them.
+    for round in 0..ROUNDS {
+        let customer = format!("greedy{round}");
+        let start = Arc::new(tokio::sync::Barrier::new(CLAIMS));
+        let handles: Vec<_> = (0..CLAIMS)
+            .map(|i| {
+                let store = if i % 2 == 0 {
+                    w.store.clone()
+                } else {
+                    other.clone()
+                };
+                let claim = claim(&customer, i, space(i, round));
+                let start = Arc::clone(&start);
+                tokio::spawn(async move {
+                    start.wait().await;
+                    store.insert_pending(&claim, MAX).await
+                })
+            })
+            .collect();
+        let results = futures::future::join_all(handles).await;
+        let written = results.iter().filter(|r| matches!(r, Ok(Ok(())))).count();
+        let refused = results
+            .iter()
+            .filter(|r| matches!(r, Ok(Err(InsertError::TooManyPending { limit: MAX }))))
+            .count();
+        assert_eq!(
+            (written, refused),
+            (3, CLAIMS - 3),
+            "round {round}: {results:?}"
+        );
+    }
+    let pending = w
+        .store
+        .all()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.status == Status::PendingPayment)
+        .count();
+    assert_eq!(pending, 3 * usize::try_from(ROUNDS).unwrap());
+    // Another customer is not held back by the greedy one.
+    let theirs = claim("patient", 0, parking(600, 660));
+    w.store.insert_pending(&theirs, MAX).await.unwrap();
+}
+
 mod sqlite {
     use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn a_customers_claims_are_limited_under_a_race() {
+        claim_limit(TestDatabase::sqlite()).await;
+    }
 
     #[tokio::test]
     async fn the_capacity_check_sees_the_longest_parking_window() {
@@ -496,6 +600,11 @@ mod sqlite {
 
 mod postgres {
     use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn a_customers_claims_are_limited_under_a_race() {
+        claim_limit(TestDatabase::postgres().await).await;
+    }
 
     #[tokio::test]
     async fn the_capacity_check_sees_the_longest_parking_window() {

@@ -1,6 +1,7 @@
-//! Invariant 2, no overbooking, as a pure rule.
+//! Invariant 2, no overbooking, and invariant 8's bound on a customer's claims,
+//! as pure rules.
 //!
-//! The rule alone is not enough under concurrency: the repository must evaluate it
+//! The rules alone is not enough under concurrency: the repository must evaluate it
 //! and insert the new claim in one atomic step (a row lock on PostgreSQL, an
 //! immediate write transaction on SQLite, a mutex in the fakes). See
 //! [`ReservationRepository::insert_pending`](crate::ports::ReservationRepository::insert_pending).
@@ -8,6 +9,18 @@
 use domain_kernel::DateRange;
 
 use crate::reservation::Details;
+
+/// How many claims (reservations awaiting payment) one customer may have at
+/// once unless configured otherwise.
+pub const DEFAULT_MAX_PENDING_PER_CUSTOMER: u32 = 3;
+
+/// Whether a customer who has `pending` claims awaiting payment may make
+/// another (invariant 8): fewer than `max_pending`. A claim holds capacity
+/// while its payment runs, so without this bound one customer's many
+/// concurrent calls could keep stock from everyone else.
+pub fn customer_may_claim(pending: usize, max_pending: u32) -> bool {
+    u32::try_from(pending).is_ok_and(|n| n < max_pending)
+}
 
 /// Whether `candidate` fits next to the `holdings` (reservations in a holding
 /// status; see [`Status::is_holding`](crate::Status::is_holding)).
@@ -141,5 +154,18 @@ mod tests {
             admits(&park("P1-B1-002", 10, 12), 1, &held),
             "another space"
         );
+    }
+
+    #[test]
+    fn a_customer_may_claim_while_under_the_limit() {
+        assert!(customer_may_claim(0, 3));
+        assert!(customer_may_claim(2, 3));
+        assert!(!customer_may_claim(3, 3));
+        assert!(
+            !customer_may_claim(7, 3),
+            "over the limit (a lowered setting)"
+        );
+        assert!(!customer_may_claim(0, 0), "a limit of 0 admits nothing");
+        assert!(!customer_may_claim(usize::MAX, u32::MAX));
     }
 }

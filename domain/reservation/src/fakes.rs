@@ -78,8 +78,23 @@ impl InMemoryReservations {
 }
 
 impl ReservationRepository for InMemoryReservations {
-    async fn insert_pending(&self, reservation: &Reservation) -> Result<(), InsertError> {
+    async fn insert_pending(
+        &self,
+        reservation: &Reservation,
+        max_pending: u32,
+    ) -> Result<(), InsertError> {
         let mut state = self.lock();
+        let pending = state
+            .reservations
+            .values()
+            .filter(|r| {
+                r.customer_id == reservation.customer_id
+                    && r.status == crate::Status::PendingPayment
+            })
+            .count();
+        if !capacity::customer_may_claim(pending, max_pending) {
+            return Err(InsertError::TooManyPending { limit: max_pending });
+        }
         let duplicate = state.reservations.values().any(|r| {
             r.customer_id == reservation.customer_id
                 && r.request_id == reservation.request_id

@@ -21,6 +21,9 @@ pub enum InsertError {
     /// The customer's request id is already held by another reservation.
     #[error("request id already used")]
     DuplicateRequest,
+    /// The customer already has `limit` claims awaiting payment.
+    #[error("{limit} claims already await payment")]
+    TooManyPending { limit: u32 },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -29,20 +32,33 @@ pub use domain_kernel::SaveError;
 
 /// Reservations and their outbox.
 pub trait ReservationRepository: Send + Sync {
-    /// Inserts a `PENDING_PAYMENT` reservation, atomically with the capacity check:
-    /// within one transaction (serialized against every other insert for the same
-    /// resource) read the units of the resource from the catalog and the holding
-    /// reservations of that resource, apply [`capacity::admits`](crate::capacity::admits),
-    /// and insert only if it admits.
+    /// Inserts a `PENDING_PAYMENT` reservation, atomically with two checks,
+    /// within one transaction:
+    ///
+    /// - the customer's claims: serialized against every other insert for the
+    ///   same customer (on every replica), count the customer's
+    ///   `PENDING_PAYMENT` reservations and insert only if fewer than
+    ///   `max_pending` ([`capacity::customer_may_claim`](crate::capacity::customer_may_claim));
+    /// - capacity: serialized against every other insert for the same
+    ///   resource, read the units of the resource from the catalog and the
+    ///   holding reservations of that resource, apply
+    ///   [`capacity::admits`](crate::capacity::admits), and insert only if it
+    ///   admits.
+    ///
+    /// Whoever serializes both must take the customer's turn before the
+    /// resource's (one order everywhere: no deadlock).
     ///
     /// # Errors
-    /// [`InsertError::SoldOut`] when the rule refuses (also when the resource has no
-    /// units); [`InsertError::DuplicateRequest`] when the `(customer_id,
-    /// request_id)` key is held by another reservation (see
+    /// [`InsertError::TooManyPending`] when the customer already has
+    /// `max_pending` claims; [`InsertError::SoldOut`] when the capacity rule
+    /// refuses (also when the resource has no units);
+    /// [`InsertError::DuplicateRequest`] when the `(customer_id, request_id)`
+    /// key is held by another reservation (see
     /// [`Reservation::holds_request_id`]); [`InsertError::Store`] otherwise.
     fn insert_pending(
         &self,
         reservation: &Reservation,
+        max_pending: u32,
     ) -> impl Future<Output = Result<(), InsertError>> + Send;
 
     /// Saves a changed reservation and appends `events` to the outbox, in one

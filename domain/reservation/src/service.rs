@@ -44,6 +44,11 @@ pub enum ReserveError {
     /// No capacity left for the period.
     #[error("sold out")]
     SoldOut,
+    /// The customer already has `limit` claims awaiting payment (invariant
+    /// 8); one ends within the payment call's deadline, so a retry soon after
+    /// may pass.
+    #[error("{limit} reservations of this customer already await payment")]
+    TooManyPending { limit: u32 },
     /// The card was declined; the reservation is `REJECTED`.
     #[error("payment declined")]
     PaymentDeclined {
@@ -151,6 +156,7 @@ pub struct ReservationService<R, C, P, K, I> {
     clock: K,
     ids: I,
     pending_ttl: Duration,
+    max_pending: u32,
 }
 
 impl<R, C, P, K, I> ReservationService<R, C, P, K, I>
@@ -169,12 +175,21 @@ where
             clock,
             ids,
             pending_ttl: DEFAULT_PENDING_TTL,
+            max_pending: crate::capacity::DEFAULT_MAX_PENDING_PER_CUSTOMER,
         }
     }
 
     #[must_use]
     pub fn with_pending_ttl(mut self, ttl: Duration) -> Self {
         self.pending_ttl = ttl;
+        self
+    }
+
+    /// How many claims awaiting payment one customer may have at once
+    /// (invariant 8).
+    #[must_use]
+    pub fn with_max_pending_per_customer(mut self, max: u32) -> Self {
+        self.max_pending = max;
         self
     }
 
@@ -285,11 +300,17 @@ where
 
     /// Reserves and pays, idempotent by `(customer, request_id)`.
     ///
-    /// Capacity is claimed first (atomically, as `PENDING_PAYMENT`), then payment is
-    /// taken synchronously; the outcome moves the claim to `RESERVED` or `REJECTED`
-    /// together with its events. If this call dies in between, the sweeper
-    /// ([`Self::reject_stale_pending`]) rejects the claim and the rejected event
-    /// voids any capture.
+    /// Capacity is claimed first (atomically, as `PENDING_PAYMENT`, and only
+    /// while the customer has fewer than the configured number of claims),
+    /// then payment is taken synchronously; the outcome moves the claim to
+    /// `RESERVED` or `REJECTED` together with its events.
+    ///
+    /// Once the claim is written this future must be run to its end: an
+    /// adapter must not drop it because its caller went away (the gRPC
+    /// adapter runs it as a task of its own), or the claim would hold
+    /// capacity until the sweeper ([`Self::reject_stale_pending`]) rejects
+    /// it. Only a process that dies in between leaves a claim to the sweeper,
+    /// whose rejected event voids any capture.
     pub async fn reserve(
         &self,
         principal: &Principal,
@@ -317,9 +338,16 @@ where
             quote.price,
             now,
         );
-        match self.repo.insert_pending(&reservation).await {
+        match self
+            .repo
+            .insert_pending(&reservation, self.max_pending)
+            .await
+        {
             Ok(()) => {}
             Err(InsertError::SoldOut) => return Err(ReserveError::SoldOut),
+            Err(InsertError::TooManyPending { limit }) => {
+                return Err(ReserveError::TooManyPending { limit });
+            }
             Err(InsertError::DuplicateRequest) => {
                 // A concurrent call with the same request id won the insert.
                 return match self.repo.find_by_request(&customer, &request_id).await? {

@@ -33,6 +33,8 @@ const REASONS: Record<string, string | ((metadata: Record<string, string>) => st
   SOLD_OUT: 'Sold out: nothing is left for that period. Try other dates, another booth or another space.',
   REQUEST_ID_REUSED: 'This request was already used for a different reservation. Please submit the form again.',
   IN_PROGRESS: 'Your reservation is still being processed.',
+  PENDING_LIMIT: 'You already have reservations waiting for their payment. Nothing was reserved; try again in a moment.',
+  OUTCOME_UNKNOWN: 'We could not learn whether your reservation went through. Try again: you will not be charged twice.',
   NOT_CANCELABLE: 'This reservation can no longer be canceled.',
   ENTRY_OPEN: 'The car is still parked, so this reservation can no longer be canceled.',
   PAYMENT_DECLINED: (md) => {

@@ -41,7 +41,7 @@ pub use body_limit::{BodyLimit, BodyLimitLayer};
 pub use call::{Collected, Incoming, Response};
 pub use concurrency::{Concurrency, ConcurrencyLayer};
 pub use default_deadline::{DefaultDeadline, DefaultDeadlineLayer};
-pub use forward::{Forward, Outgoing};
+pub use forward::{Forward, IDEMPOTENT_BY_REQUEST_ID, Outgoing};
 pub use propagate::{Propagate, PropagateLayer};
 pub use route::{Route, RouteLayer, Routed, streaming_methods};
 

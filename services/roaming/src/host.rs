@@ -195,6 +195,16 @@ impl Host {
         }
     }
 
+    /// Runs `task` until it ends; it is handed the stop signal, and the
+    /// stop waits for it (up to the grace period).
+    pub fn spawn<F, Fut>(&mut self, task: F)
+    where
+        F: FnOnce(adapters_grpc::runtime::StopSignal) -> Fut,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        self.runtime.spawn(task);
+    }
+
     /// Runs `tick` every `period` until the service stops.
     pub fn every<F, Fut>(&mut self, period: Duration, tick: F)
     where

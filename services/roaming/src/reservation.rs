@@ -1,5 +1,6 @@
 //! The reservation service: its store (reservations, catalog, outbox), the
-//! reservation use cases, paying through payment's replicas, the RPC server,
+//! reservation use cases, paying through payment's replicas, the RPC server
+//! (whose reserve calls run to their end even when their callers go away),
 //! the consumer of rental and parking events, the stale-claim sweeper, and the
 //! chaos suite's fault knob (abort between capture and commit).
 
@@ -11,7 +12,7 @@ use adapters_bus::{Delivery, HandleError, Handler};
 use adapters_codec::{ReservationInput, to_reservation_input};
 use adapters_grpc::balance::Upstream;
 use adapters_grpc::clients::GrpcPaymentGateway;
-use adapters_grpc::reservation::ReservationRpc;
+use adapters_grpc::reservation::{ReservationRpc, Sagas};
 use adapters_store::migrations::ReservationMigrator;
 use adapters_store::reservation::ReservationStore;
 use domain_kernel::{CardDetails, Money, ReservationId, SystemClock, UuidV7};
@@ -68,7 +69,8 @@ pub async fn start(
         ReservationService::new(store.clone(), store, payments, SystemClock, UuidV7)
             .with_pending_ttl(time::Duration::milliseconds(
                 i64::try_from(settings.pending_ttl_ms).unwrap_or(i64::MAX),
-            )),
+            ))
+            .with_max_pending_per_customer(settings.pending_claims_per_customer),
     );
     host.consume(
         "reservation",
@@ -85,8 +87,17 @@ pub async fn start(
             }
         }
     });
+    // Reserve calls run to their end whatever their callers do; a stop
+    // waits for those still running (their callers may be gone), so no
+    // claim is left to the sweeper by a graceful stop.
+    let sagas = Sagas::default();
+    let running = sagas.clone();
+    host.spawn(move |stop| async move {
+        stop.await;
+        running.drained().await;
+    });
     let router = host.router(auth, &settings.server_options())?.add_service(
-        ReservationServiceServer::new(ReservationRpc::new(Arc::clone(&service)))
+        ReservationServiceServer::new(ReservationRpc::new(Arc::clone(&service)).with_sagas(sagas))
             .max_decoding_message_size(MAX_MESSAGE_BYTES),
     );
     Ok((

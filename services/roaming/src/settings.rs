@@ -75,6 +75,11 @@ adapters_settings::section! {
         /// sweeper rejects it (and the capture, if any, is voided), in
         /// milliseconds; more than twice `call_deadline_ms`.
         pub pending_ttl_ms: u64 = 60_000;
+        /// Reservations one customer may have awaiting payment at once; a
+        /// reserve beyond is refused with `RESOURCE_EXHAUSTED` /
+        /// `PENDING_LIMIT` before it claims anything (each claim holds stock
+        /// while its payment runs).
+        pub pending_claims_per_customer: u32 = 3, check 1..=1_000;
         /// Fault injection (chaos suite): the reservation process aborts
         /// right after this many captured payments, before committing them.
         /// 0 is off.

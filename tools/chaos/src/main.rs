@@ -18,6 +18,7 @@
 //! chaos latency [--roaming PATH]
 //! ```
 
+mod abandoned;
 mod check;
 mod dead_letters;
 mod latency;
@@ -107,7 +108,12 @@ enum Fault {
     TerminatePostgresConnections,
     KillOneReplica,
     PoisonForSeveralConsumers,
+    AbandonedReserves,
 }
+
+/// `Layout::chaos`'s `ROAMING_PENDING_TTL_MS`: how long a claim may wait for
+/// its payment before the sweeper rejects it.
+const PENDING_TTL: Duration = Duration::from_secs(3);
 
 impl Fault {
     fn name(self) -> String {
@@ -124,6 +130,9 @@ impl Fault {
             Self::KillOneReplica => "one of two reservation and rental replicas killed".into(),
             Self::PoisonForSeveralConsumers => {
                 "an event poison for two consumers, replayed with roaming dlq replay".into()
+            }
+            Self::AbandonedReserves => {
+                "reserves abandoned by their callers (deadlines 2-250 ms, payment 400 ms)".into()
             }
         }
     }
@@ -265,6 +274,7 @@ async fn inject(
         Fault::PoisonForSeveralConsumers => {
             dead_letters::poison_then_replay(mesh, roaming, clients).await?
         }
+        Fault::AbandonedReserves => abandoned::run(mesh, clients, PENDING_TTL).await?,
         Fault::KillOneReplica => {
             mesh.kill("reservation-2");
             mesh.kill("rental-2");
@@ -380,6 +390,7 @@ async fn main() -> anyhow::Result<()> {
         Fault::PaymentSlow,
         Fault::CrashBetweenPaymentAndCommit,
         Fault::PoisonForSeveralConsumers,
+        Fault::AbandonedReserves,
     ];
     if !o.short {
         faults.extend([

@@ -63,7 +63,13 @@ struct Counted {
     waits: u64,
 }
 
-const CUSTOMERS: [&str; 4] = ["alice", "bob", "carol", "dave"];
+/// Two callers per customer: a customer may have at most three reservations
+/// awaiting payment at once (`pending_claims_per_customer`), and every call
+/// here must succeed.
+const CUSTOMERS: [&str; 12] = [
+    "alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi", "ivan", "judy", "kim",
+    "lee",
+];
 
 /// Calls `call` until it answers something but `not_yet` (for at most 20 s);
 /// every answer but the last counts as a wait.

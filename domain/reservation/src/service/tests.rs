@@ -7,6 +7,7 @@ use time::macros::{date, datetime};
 use time::{Date, Duration};
 
 use super::*;
+use crate::capacity::DEFAULT_MAX_PENDING_PER_CUSTOMER;
 use crate::fakes::{FakePayments, InMemoryReservations, PaymentBehaviour};
 use crate::pricing::DeviceOffer;
 use crate::reservation::{CatalogEvent, ReservationEvent, Usage, UsageEvent};
@@ -760,7 +761,7 @@ async fn stale_pending_claims_are_rejected_and_release_capacity() {
         Money::krw(6_000).unwrap(),
         NOW,
     );
-    w.store.insert_pending(&claim).await.unwrap();
+    w.store.insert_pending(&claim, 3).await.unwrap();
     assert!(matches!(
         w.reserve("bob", "b", parking(1, 3)).await,
         Err(ReserveError::SoldOut)
@@ -775,4 +776,84 @@ async fn stale_pending_claims_are_rejected_and_release_capacity() {
     let rejected = w.service.get(&customer("alice"), claim.id).await.unwrap();
     assert_eq!(rejected.rejection, Some(RejectionReason::PaymentTimedOut));
     w.reserve("bob", "b", parking(1, 3)).await.unwrap();
+}
+
+/// Invariant 8: a customer has at most `max_pending` claims awaiting payment;
+/// the next is refused before it claims anything, others are not affected,
+/// and a claim that ends makes room.
+#[tokio::test]
+async fn a_customer_has_a_bounded_number_of_claims_awaiting_payment() {
+    let w = world().await;
+    let claim = |request: &str, from_h: i64| {
+        Reservation::pending(
+            w.ids.reservation_id(),
+            CustomerId::parse("alice").unwrap(),
+            RequestId::parse(request).unwrap(),
+            parking(from_h, from_h + 1),
+            Money::krw(3_000).unwrap(),
+            NOW,
+        )
+    };
+    // Three calls of alice's whose payments are still running.
+    let claims = [claim("slow-1", 1), claim("slow-2", 2), claim("slow-3", 3)];
+    for c in &claims {
+        w.store
+            .insert_pending(c, DEFAULT_MAX_PENDING_PER_CUSTOMER)
+            .await
+            .unwrap();
+    }
+    let held = w.store.all().len();
+    assert!(matches!(
+        w.reserve("alice", "fourth", roaming()).await,
+        Err(ReserveError::TooManyPending { limit: 3 })
+    ));
+    assert_eq!(w.store.all().len(), held, "nothing was claimed");
+    assert_eq!(w.payments.calls(), 0, "nothing was paid");
+    // A retry of one of them learns its state, not the limit.
+    assert!(matches!(
+        w.reserve("alice", "slow-1", parking(1, 2)).await,
+        Err(ReserveError::InProgress)
+    ));
+    // Another customer is not limited by alice's claims.
+    w.reserve("bob", "b", roaming()).await.unwrap();
+    // Her claims end (here by the sweeper): there is room again.
+    w.clock.advance(DEFAULT_PENDING_TTL + Duration::seconds(1));
+    assert_eq!(w.service.reject_stale_pending().await.unwrap(), 3);
+    w.reserve("alice", "fourth", roaming()).await.unwrap();
+}
+
+#[tokio::test]
+async fn the_limit_of_claims_is_a_setting() {
+    let w = world().await;
+    let service = ReservationService::new(
+        w.store.clone(),
+        w.store.clone(),
+        w.payments.clone(),
+        w.clock.clone(),
+        SequentialIds::default(),
+    )
+    .with_max_pending_per_customer(1);
+    let claim = Reservation::pending(
+        w.ids.reservation_id(),
+        CustomerId::parse("alice").unwrap(),
+        RequestId::parse("slow").unwrap(),
+        parking(1, 2),
+        Money::krw(3_000).unwrap(),
+        NOW,
+    );
+    w.store.insert_pending(&claim, 1).await.unwrap();
+    let r = service
+        .reserve(
+            &customer("alice"),
+            RequestId::parse("next").unwrap(),
+            roaming(),
+            card(),
+        )
+        .await;
+    assert!(
+        matches!(r, Err(ReserveError::TooManyPending { limit: 1 })),
+        "{r:?}"
+    );
+    // The default service (3) lets the same call through.
+    w.reserve("alice", "next", roaming()).await.unwrap();
 }

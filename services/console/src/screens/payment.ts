@@ -56,9 +56,10 @@ export function cardFields(form: Form): { el: HTMLElement; read: () => MessageIn
 
 /**
  * The idempotency key of one reserve submission. It is kept while the outcome
- * of a call with it is unknown (no answer, a lost connection, IN_PROGRESS), so
- * submitting again cannot reserve and charge twice: the server answers with
- * the reservation that key already made. Any definite answer ends it.
+ * of a call with it is unknown (no answer, a lost connection, IN_PROGRESS, the
+ * gateway's OUTCOME_UNKNOWN), so submitting again cannot reserve and charge
+ * twice: the server answers with the reservation that key already made. Any
+ * definite answer ends it.
  */
 export class Submission {
   private key: string | undefined;
@@ -76,6 +77,7 @@ export class Submission {
   failed(p: Problem): void {
     const unknown =
       p.reason === 'IN_PROGRESS' ||
+      p.reason === 'OUTCOME_UNKNOWN' ||
       (!p.reason && [Code.Unknown, Code.Unavailable, Code.DeadlineExceeded, Code.Internal].includes(p.code));
     if (!unknown) this.reset();
   }

@@ -4,10 +4,14 @@ use std::collections::HashMap;
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use adapters_grpc::balance::never_reached;
+use adapters_grpc::status::retry_later;
 use futures::future::BoxFuture;
 use http_body_util::Full;
+use proto::reasons;
+use tokio::time::Instant;
 use tonic::{Code, Status};
 use tower::{BoxError, Service, ServiceExt};
 use tracing::{debug, warn};
@@ -18,17 +22,41 @@ use super::route::Route;
 /// What a channel to a service is sent.
 pub type Outgoing = http::Request<tonic::body::Body>;
 
-/// Times a call that never reached a server is sent again.
+/// Times a call that never reached a server (or, for a method in
+/// [`IDEMPOTENT_BY_REQUEST_ID`], whose connection broke under it) is sent
+/// again.
 const MAX_RESENDS: usize = 2;
+
+/// Methods whose effect is keyed by the `request_id` in their message: the
+/// same call sent twice has one effect, and the second answer is the first
+/// one's outcome (DOMAIN.md, "The API"). Only these are sent again after
+/// they may have run.
+pub const IDEMPOTENT_BY_REQUEST_ID: [&str; 2] = [
+    "/roaming.reservation.v1.ReservationService/ReserveRoaming",
+    "/roaming.reservation.v1.ReservationService/ReserveParking",
+];
+
+/// How long a client should wait before it retries a call whose outcome the
+/// gateway could not learn.
+const RETRY_UNKNOWN_AFTER: Duration = Duration::from_millis(500);
 
 /// The innermost service: sends the call on the channel of its [`Route`]'s
 /// service (in the gateway a balanced
 /// [`Upstream`](adapters_grpc::balance::Upstream), which enforces the call's
 /// `grpc-timeout`). A call that never reached a server ([`never_reached`]) is
 /// sent again (to another replica: the balancer took the one that failed out
-/// of rotation), whatever its method, since nothing ran. A deadline that
-/// passed, whichever side saw it, is `DEADLINE_EXCEEDED`; any other failure
-/// to reach the service is `UNAVAILABLE`.
+/// of rotation), whatever its method, since nothing ran. A call of a method
+/// [`IDEMPOTENT_BY_REQUEST_ID`] (a reserve) whose connection broke after it
+/// went out (a replica killed under it) is sent again too, with what is left
+/// of its deadline: it may have run, but its `request_id` makes a second
+/// send answer the first one's outcome (or `IN_PROGRESS` while that one is
+/// still running) instead of reserving twice.
+///
+/// A deadline that passed, whichever side saw it, is `DEADLINE_EXCEEDED`;
+/// any other failure to reach the service is `UNAVAILABLE`. For a method
+/// idempotent by `request_id` that may have run, either carries the
+/// `ErrorInfo` reason `OUTCOME_UNKNOWN` and a `RetryInfo`: the client learns
+/// the outcome by retrying with the same `request_id`.
 pub struct Forward<C> {
     channels: Arc<HashMap<String, C>>,
 }
@@ -90,9 +118,18 @@ where
         }) else {
             return Box::pin(async { Ok(answer(&Status::internal("no route for this call"))) });
         };
+        let by_request_id = IDEMPOTENT_BY_REQUEST_ID.contains(&parts.uri.path());
+        let deadline = parts
+            .headers
+            .get(GRPC_TIMEOUT)
+            .and_then(parse_grpc_timeout)
+            .map(|d| Instant::now() + d);
         Box::pin(async move {
             let service = &*service;
+            let mut parts = parts;
             let mut attempt = 0;
+            // Whether some attempt may have run on a server.
+            let mut may_have_run = false;
             let result = loop {
                 let outgoing = http::Request::from_parts(
                     clone_parts(&parts),
@@ -103,23 +140,46 @@ where
                         attempt += 1;
                         debug!(service, attempt, error = %e, "call never reached a server; sending it again");
                     }
+                    Err(e)
+                        if by_request_id
+                            && !timed_out(e.as_ref())
+                            && !never_reached(e.as_ref()) =>
+                    {
+                        may_have_run = true;
+                        let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+                        if attempt >= MAX_RESENDS || left.is_some_and(|l| l < MIN_RESEND_TIME) {
+                            break Err(e);
+                        }
+                        attempt += 1;
+                        if let Some(value) = left.and_then(grpc_timeout) {
+                            parts.headers.insert(GRPC_TIMEOUT, value);
+                        }
+                        warn!(service, attempt, error = %e, "the connection broke under a call idempotent by request_id; sending it again");
+                    }
                     result => break result,
                 }
             };
             Ok(result.map_or_else(
                 |e: BoxError| {
                     // The channel enforces the call's `grpc-timeout` itself.
-                    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e.as_ref());
-                    while let Some(err) = source {
-                        if err.is::<tonic::TimeoutExpired>() {
-                            return deadline_passed();
-                        }
-                        source = err.source();
+                    if timed_out(e.as_ref()) {
+                        return if by_request_id {
+                            outcome_unknown(Code::DeadlineExceeded, "the call's deadline passed")
+                        } else {
+                            deadline_passed()
+                        };
                     }
                     warn!(service, error = %e, "upstream unreachable");
-                    answer(&Status::unavailable(format!("{service} is unreachable")))
+                    if by_request_id && may_have_run {
+                        outcome_unknown(
+                            Code::Unavailable,
+                            &format!("{service} was lost during the call"),
+                        )
+                    } else {
+                        answer(&Status::unavailable(format!("{service} is unreachable")))
+                    }
                 },
-                deadline_passed_upstream,
+                |response| deadline_passed_upstream(response, by_request_id),
             ))
         })
     }
@@ -131,14 +191,77 @@ where
 /// arrived before the gateway's timer fired (a race of two timers set to
 /// the same instant), the caller saw `CANCELLED` where the same call a
 /// moment later saw `DEADLINE_EXCEEDED`. Such an answer becomes the
-/// gateway's own.
-fn deadline_passed_upstream(response: Response) -> Response {
+/// gateway's own (for a method idempotent by `request_id`, with
+/// `OUTCOME_UNKNOWN`: the service runs such a call to its end anyway).
+fn deadline_passed_upstream(response: Response, by_request_id: bool) -> Response {
     match Status::from_header_map(response.headers()) {
         Some(s) if s.code() == Code::Cancelled && s.message() == TONIC_SERVER_TIMEOUT => {
-            deadline_passed()
+            if by_request_id {
+                outcome_unknown(Code::DeadlineExceeded, "the call's deadline passed")
+            } else {
+                deadline_passed()
+            }
         }
         _ => response,
     }
+}
+
+/// Whether `error` is the channel's enforcement of the call's deadline.
+fn timed_out(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut source = Some(error);
+    while let Some(err) = source {
+        if err.is::<tonic::TimeoutExpired>() {
+            return true;
+        }
+        source = err.source();
+    }
+    false
+}
+
+/// The answer to a call idempotent by `request_id` that may or may not have
+/// taken effect: `code`, reason `OUTCOME_UNKNOWN`, and when to retry.
+fn outcome_unknown(code: Code, what: &str) -> Response {
+    answer(&retry_later(
+        code,
+        reasons::OUTCOME_UNKNOWN,
+        format!(
+            "{what}; the reservation may or may not have been made: retry with the same \
+             request_id to learn its outcome (a new request_id could reserve twice)"
+        ),
+        RETRY_UNKNOWN_AFTER,
+        &[],
+    ))
+}
+
+const GRPC_TIMEOUT: &str = "grpc-timeout";
+
+/// Below this much of its deadline left, a call is not sent again.
+const MIN_RESEND_TIME: Duration = Duration::from_millis(10);
+
+/// A `grpc-timeout` value (`TimeoutValue TimeoutUnit`: at most 8 digits, one
+/// of `HMSmun`); `None` when malformed.
+fn parse_grpc_timeout(value: &http::HeaderValue) -> Option<Duration> {
+    let text = value.to_str().ok()?;
+    let (digits, unit) = text.split_at(text.len().checked_sub(1)?);
+    if digits.is_empty() || digits.len() > 8 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let n: u64 = digits.parse().ok()?;
+    Some(match unit {
+        "H" => Duration::from_secs(n.checked_mul(3_600)?),
+        "M" => Duration::from_secs(n.checked_mul(60)?),
+        "S" => Duration::from_secs(n),
+        "m" => Duration::from_millis(n),
+        "u" => Duration::from_micros(n),
+        "n" => Duration::from_nanos(n),
+        _ => return None,
+    })
+}
+
+/// `left` as a `grpc-timeout` value, in milliseconds (at most 8 digits).
+fn grpc_timeout(left: Duration) -> Option<http::HeaderValue> {
+    let ms = left.as_millis().min(99_999_999);
+    http::HeaderValue::from_str(&format!("{ms}m")).ok()
 }
 
 /// The answer to a call whose own deadline passed, whichever timer saw it.
@@ -160,7 +283,10 @@ mod tests {
     use tower_test::mock::{self, Handle, Mock, SendResponse};
 
     use super::*;
-    use crate::proxy::testing::{SERVICE, STREAMING, UNARY, ok, request, route, routed, status};
+    use crate::proxy::testing::{
+        SERVICE, STREAMING, UNARY, ok, reason_of, request, route, routed, status,
+    };
+    use tonic_types::StatusExt as _;
 
     type Channel = Mock<Outgoing, Response>;
 
@@ -373,5 +499,178 @@ mod tests {
             assert_eq!(s.code(), Code::Internal);
         }
         assert!(handle.poll_request().is_pending(), "nothing was sent");
+    }
+
+    /// A reserve (idempotent by its `request_id`) to [`SERVICE`], with a
+    /// 250 ms deadline.
+    fn reserve() -> Collected {
+        let mut r = unary();
+        *r.uri_mut() = format!("http://gateway{}", IDEMPOTENT_BY_REQUEST_ID[0])
+            .parse()
+            .unwrap();
+        r
+    }
+
+    /// The next attempt of `reserve()`: the call as it came but for its
+    /// deadline, which is returned (what was left of it when sent).
+    async fn reserve_attempt(
+        handle: &mut Handle<Outgoing, Response>,
+    ) -> (Duration, SendResponse<Response>) {
+        let (seen, reply) = tokio::time::timeout(Duration::from_secs(1), handle.next_request())
+            .await
+            .expect("an attempt on the channel")
+            .unwrap();
+        let expected = reserve();
+        assert_eq!(seen.uri(), expected.uri());
+        let mut headers = seen.headers().clone();
+        let left = parse_grpc_timeout(&headers.remove(GRPC_TIMEOUT).unwrap()).unwrap();
+        let mut expected_headers = expected.headers().clone();
+        expected_headers.remove(GRPC_TIMEOUT);
+        assert_eq!(headers, expected_headers);
+        let body = seen.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(body, expected.body());
+        (left, reply)
+    }
+
+    fn reset() -> BoxError {
+        std::io::Error::from(std::io::ErrorKind::ConnectionReset).into()
+    }
+
+    #[test]
+    fn the_methods_idempotent_by_request_id_exist_and_carry_one() {
+        use prost::Message as _;
+        let set = prost_types::FileDescriptorSet::decode(proto::FILE_DESCRIPTOR_SET).unwrap();
+        for path in IDEMPOTENT_BY_REQUEST_ID {
+            let (service, method) = path[1..].rsplit_once('/').unwrap();
+            let found = set.file.iter().find_map(|f| {
+                f.service
+                    .iter()
+                    .filter(|s| format!("{}.{}", f.package(), s.name()) == service)
+                    .flat_map(|s| &s.method)
+                    .find(|m| m.name() == method)
+                    .map(|m| (f, m))
+            });
+            let (file, m) = found.unwrap_or_else(|| panic!("{path} is no method of the contract"));
+            let input = m.input_type().rsplit('.').next().unwrap();
+            let message = file
+                .message_type
+                .iter()
+                .find(|t| t.name() == input)
+                .unwrap();
+            assert!(
+                message.field.iter().any(|f| f.name() == "request_id"),
+                "{path}: its request carries a request_id"
+            );
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_reserve_whose_connection_broke_is_sent_again_with_what_is_left_of_its_deadline() {
+        let (forward, mut handle) = forward();
+        let call = in_background(&forward, reserve());
+        let (left, reply) = reserve_attempt(&mut handle).await;
+        assert_eq!(left, Duration::from_millis(250));
+        tokio::time::advance(Duration::from_millis(100)).await;
+        // The replica died under the call: it may have claimed, even paid.
+        reply.send_error(reset());
+        let (left, reply) = reserve_attempt(&mut handle).await;
+        assert_eq!(left, Duration::from_millis(150), "the rest of the deadline");
+        let mut answer = ok();
+        answer
+            .headers_mut()
+            .insert("x-upstream", "the outcome".parse().unwrap());
+        reply.send_response(answer);
+        let answered = call.await.unwrap();
+        assert_eq!(answered.headers()["x-upstream"], "the outcome");
+        assert!(status(&answered).is_none());
+        assert!(handle.poll_request().is_pending(), "two attempts");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_reserve_lost_on_every_attempt_says_its_outcome_is_unknown() {
+        let (forward, mut handle) = forward();
+        let call = in_background(&forward, reserve());
+        for _ in 0..=MAX_RESENDS {
+            reserve_attempt(&mut handle).await.1.send_error(reset());
+        }
+        let s = status(&call.await.unwrap()).unwrap();
+        assert_eq!(s.code(), Code::Unavailable);
+        assert_eq!(reason_of(&s), reasons::OUTCOME_UNKNOWN);
+        assert!(s.message().contains("same request_id"), "{}", s.message());
+        assert!(s.get_details_retry_info().is_some());
+        assert!(handle.poll_request().is_pending(), "three attempts at most");
+
+        // A reserve that never reached a server: nothing ran, and it says so.
+        let call = in_background(&forward, reserve());
+        for _ in 0..=MAX_RESENDS {
+            reserve_attempt(&mut handle).await.1.send_error(refused());
+        }
+        let s = status(&call.await.unwrap()).unwrap();
+        assert_eq!(s.code(), Code::Unavailable);
+        assert_eq!(s.message(), format!("{SERVICE} is unreachable"));
+        assert_eq!(reason_of(&s), "");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_reserve_is_not_sent_again_without_time_left() {
+        let (forward, mut handle) = forward();
+        let call = in_background(&forward, reserve());
+        let (_, reply) = reserve_attempt(&mut handle).await;
+        tokio::time::advance(Duration::from_millis(245)).await;
+        reply.send_error(reset());
+        let s = status(&call.await.unwrap()).unwrap();
+        assert_eq!(
+            (s.code(), reason_of(&s)),
+            (Code::Unavailable, reasons::OUTCOME_UNKNOWN.to_owned())
+        );
+        assert!(handle.poll_request().is_pending(), "not sent again");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_reserve_whose_deadline_passed_says_its_outcome_is_unknown() {
+        let (forward, mut handle) = forward();
+        // The gateway's timer, then the service's (tonic's CANCELLED).
+        let call = in_background(&forward, reserve());
+        reserve_attempt(&mut handle)
+            .await
+            .1
+            .send_error::<BoxError>(tonic::TimeoutExpired(()).into());
+        let s = status(&call.await.unwrap()).unwrap();
+        assert_eq!(
+            (s.code(), reason_of(&s)),
+            (Code::DeadlineExceeded, reasons::OUTCOME_UNKNOWN.to_owned())
+        );
+        let call = in_background(&forward, reserve());
+        let expired = Status::cancelled(tonic::TimeoutExpired(()).to_string());
+        reserve_attempt(&mut handle)
+            .await
+            .1
+            .send_response(answer(&expired));
+        let s = status(&call.await.unwrap()).unwrap();
+        assert_eq!(
+            (s.code(), reason_of(&s)),
+            (Code::DeadlineExceeded, reasons::OUTCOME_UNKNOWN.to_owned())
+        );
+        assert!(handle.poll_request().is_pending(), "neither was sent again");
+    }
+
+    #[test]
+    fn grpc_timeouts_are_read_and_written() {
+        let v = |s: &str| http::HeaderValue::from_str(s).unwrap();
+        assert_eq!(
+            parse_grpc_timeout(&v("250m")),
+            Some(Duration::from_millis(250))
+        );
+        assert_eq!(parse_grpc_timeout(&v("2S")), Some(Duration::from_secs(2)));
+        assert_eq!(parse_grpc_timeout(&v("1H")), Some(Duration::from_hours(1)));
+        assert_eq!(parse_grpc_timeout(&v("7u")), Some(Duration::from_micros(7)));
+        for bad in ["", "m", "-1S", "123456789m", "10x", "1.5S"] {
+            assert_eq!(parse_grpc_timeout(&v(bad)), None, "{bad:?}");
+        }
+        assert_eq!(grpc_timeout(Duration::from_millis(150)).unwrap(), "150m");
+        assert_eq!(
+            grpc_timeout(Duration::from_hours(100_000)).unwrap(),
+            "99999999m"
+        );
     }
 }
