@@ -134,9 +134,11 @@ impl Target {
                 // The admin listener is on, as in production (it is part of
                 // the footprint).
                 ("ROAMING_ADMIN_LISTEN", "127.0.0.1:0"),
-                // The bench drives the mesh, not the per-principal limit.
+                // The bench drives the mesh, not the per-principal limits
+                // (calls per second, claims awaiting payment per customer).
                 ("ROAMING_GATEWAY_RATE_PER_SECOND", "1000000000"),
                 ("ROAMING_GATEWAY_BURST", "1000000000"),
+                ("ROAMING_PENDING_CLAIMS_PER_CUSTOMER", "1000"),
                 ("RUST_LOG", "warn"),
             ],
         )
@@ -179,6 +181,7 @@ impl Target {
         // and calls get the production defaults, not the chaos suite's.
         .with("ROAMING_GATEWAY_RATE_PER_SECOND", "1000000000")
         .with("ROAMING_GATEWAY_BURST", "1000000000")
+        .with("ROAMING_PENDING_CLAIMS_PER_CUSTOMER", "1000")
         .with("ROAMING_PENDING_TTL_MS", "30000")
         .with("ROAMING_CALL_DEADLINE_MS", "5000")
         .with("RUST_LOG", "error");
