@@ -167,6 +167,22 @@ MISTAKES = [
      "Cluster pg-veiw does not exist"),
     ("backup credentials renamed", lambda o: find(o, "ObjectStore", "pg-view-backup")["spec"]["configuration"]["s3Credentials"]["accessKeyId"].update(key="ACCESS_KEY"),
      "reads Secret roaming-backup-s3 key ACCESS_KEY"),
+    ("headless Service on another port", lambda o: (
+        find(o, "Service", "reservation")["spec"]["ports"][0].update(port=80),
+        config(o).update(ROAMING_RESERVATION_ADDRS="http://reservation:80")),
+     "the client dials Deployment reservation on 80, where it listens on 50051"),
+    ("DNS for the mesh only", lambda o: policy(o, "allow-dns").update(
+        podSelector={"matchLabels": {"app.kubernetes.io/part-of": "roaming"}}),
+     "StatefulSet nats -> kube-system/k8s-app=kube-dns:53/UDP"),
+    ("an ipBlock opening everything", lambda o: o.append({
+        "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+        "metadata": {"name": "wide", "namespace": "roaming"},
+        "spec": {"podSelector": {}, "policyTypes": ["Ingress", "Egress"],
+                 "ingress": [{}], "egress": [{"to": [{"ipBlock": {"cidr": "10.0.0.0/8"}}]}]}}),
+     "Deployment gateway -> Deployment payment:9464/TCP through"),
+    ("the whole cluster may call reservation", lambda o: policy(o, "reservation")["ingress"][0]["from"].append(
+        {"namespaceSelector": {}}),
+     "pods of other namespaces -> Deployment reservation:50051/TCP"),
     ("service links with a roaming-* Service", roaming_service,
      "injects " + "ROAMING_" + "DOCS_* variables"),
 ]
