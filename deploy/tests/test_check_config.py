@@ -20,6 +20,8 @@ import unittest
 
 import yaml
 
+from test_manifests import render
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "check-config"
 MESH = ["gateway", "reservation", "payment", "rental", "parking", "view"]
@@ -64,16 +66,6 @@ def roaming_binary():
             if message.get("executable"):
                 return message["executable"]
     raise AssertionError("cargo build -p services-roaming named no roaming executable")
-
-
-def render(overlay):
-    out = subprocess.run(
-        ["kubectl", "kustomize", str(ROOT / "k8s" / "overlays" / overlay)],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
-    return [d for d in yaml.safe_load_all(out) if d]
 
 
 def run(binary, objs):

@@ -16,6 +16,8 @@ import unittest
 
 import yaml
 
+import test_manifests
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 _loader = importlib.machinery.SourceFileLoader("deploy_verify", str(ROOT / "verify"))
 _spec = importlib.util.spec_from_loader("deploy_verify", _loader)
@@ -24,11 +26,9 @@ _loader.exec_module(verify)
 
 
 def render(overlay):
-    out = subprocess.run(
-        ["kubectl", "kustomize", str(ROOT / "k8s" / "overlays" / overlay)],
-        check=True, capture_output=True, text=True,
-    ).stdout
-    docs = [d for d in yaml.safe_load_all(out) if d]
+    """The overlay's objects, each with its namespace (as deploy/verify loads
+    them)."""
+    docs = test_manifests.render(overlay)
     for d in docs:
         d.setdefault("metadata", {}).setdefault("namespace", "default")
     return docs
