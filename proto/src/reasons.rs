@@ -68,6 +68,14 @@ pub const LOGIN_RATE_LIMITED: &str = "LOGIN_RATE_LIMITED";
 pub const REFRESH_REVOKED: &str = "REFRESH_REVOKED";
 pub const EXTERNAL_IDENTITY_PROVIDER: &str = "EXTERNAL_IDENTITY_PROVIDER";
 
+// The transport (`UNAUTHENTICATED`): TLS and client certificates.
+/// Plaintext on a port that serves TLS (health checks excepted).
+pub const TLS_REQUIRED: &str = "TLS_REQUIRED";
+/// A service port that requires mutual TLS got no client certificate.
+pub const CLIENT_CERTIFICATE_REQUIRED: &str = "CLIENT_CERTIFICATE_REQUIRED";
+/// The client certificate names another caller than the token.
+pub const PEER_MISMATCH: &str = "PEER_MISMATCH";
+
 // Tokens (`UNAUTHENTICATED`).
 pub const TOKEN_MISSING: &str = "TOKEN_MISSING";
 pub const TOKEN_MALFORMED: &str = "TOKEN_MALFORMED";

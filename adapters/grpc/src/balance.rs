@@ -61,6 +61,8 @@ use tracing::{info, warn};
 
 mod discovery;
 
+use crate::tls::TlsConnect;
+
 pub use discovery::Discovery;
 use discovery::{Lookup, Named, Source};
 
@@ -142,19 +144,57 @@ pub fn check_addresses(addresses: &[String]) -> Result<(), String> {
     Ok(())
 }
 
+/// How a channel to `endpoint` dials: `https://` through `tls`.
+fn channel(endpoint: &Endpoint, tls: Option<&TlsConnect>) -> Channel {
+    match tls {
+        Some(tls) if endpoint.uri().scheme_str() == Some("https") => {
+            endpoint.connect_with_connector_lazy(tls.clone())
+        }
+        _ => endpoint.connect_lazy(),
+    }
+}
+
 impl Upstream {
+    /// [`Upstream::with_tls`] without TLS: every address `http://`.
+    ///
+    /// # Errors
+    /// As there (an `https://` address is refused).
+    pub fn new(
+        service: &str,
+        addresses: &[String],
+        discovery: &Discovery,
+    ) -> Result<Self, UpstreamError> {
+        Self::with_tls(service, addresses, discovery, None)
+    }
+
     /// Lazily connecting channels to `addresses`, the replicas of `service`
     /// (its health service name, e.g. `roaming.payment.v1.PaymentService`);
     /// host names among them are resolved as `discovery` says, in the
     /// background (calls wait for the first answer). Nothing is dialled
     /// before the first call or probe, so services start in any order. Must
     /// be called within a tokio runtime (it spawns the watchers, the
-    /// resolution and the balancer).
-    pub fn new(
+    /// resolution and the balancer). An `https://` address is dialled
+    /// through `tls` (mutual TLS, the server proving the name `tls` was made
+    /// for), an `http://` one in plaintext.
+    ///
+    /// # Errors
+    /// An address that is no URI, an `https://` one without `tls`, or no
+    /// DNS resolver.
+    pub fn with_tls(
         service: &str,
         addresses: &[String],
         discovery: &Discovery,
+        tls: Option<TlsConnect>,
     ) -> Result<Self, UpstreamError> {
+        if tls.is_none()
+            && let Some(a) = addresses.iter().find(|a| a.starts_with("https://"))
+        {
+            return Err(UpstreamError::Address {
+                address: a.clone(),
+                reason: "an https:// address needs this process's mesh TLS identity (mesh_tls_dir)"
+                    .to_owned(),
+            });
+        }
         let sources = addresses
             .iter()
             .map(|a| discovery::source(a))
@@ -169,6 +209,7 @@ impl Upstream {
             sources,
             lookup,
             discovery.interval(),
+            tls,
         ))
     }
 
@@ -177,16 +218,18 @@ impl Upstream {
         sources: Vec<Source>,
         lookup: Option<Lookup>,
         interval: Duration,
+        tls: Option<TlsConnect>,
     ) -> Self {
         if let [Source::Fixed { address, endpoint }] = sources.as_slice() {
             return Self(Inner::One {
                 address: address.clone(),
-                channel: endpoint.connect_lazy(),
+                channel: channel(endpoint, tls.as_ref()),
             });
         }
         let (changes, discovered) = mpsc::unbounded_channel();
         let pool = Arc::new(Pool {
             service: service.to_owned(),
+            tls,
             changes,
             state: Mutex::default(),
             tasks: Mutex::default(),
@@ -306,6 +349,8 @@ type Id = u64;
 
 struct Pool {
     service: String,
+    /// How `https://` replicas are dialled.
+    tls: Option<TlsConnect>,
     changes: mpsc::UnboundedSender<Change<Id, Observed>>,
     state: Mutex<State>,
     /// Ejection timers and the resolution.
@@ -391,7 +436,7 @@ impl Pool {
     ) {
         let id = state.next_id;
         state.next_id += 1;
-        let channel = endpoint.connect_lazy();
+        let channel = channel(endpoint, self.tls.as_ref());
         let recheck = Arc::new(Notify::new());
         let watcher = tokio::spawn(watch(
             Arc::downgrade(self),
@@ -730,7 +775,7 @@ mod tests {
     /// which changes nothing about which replicas are known.
     fn upstream(lookup: Lookup, interval: Duration) -> Upstream {
         let source = discovery::source("http://svc.test:9").expect("a URL");
-        Upstream::with_lookup("svc", vec![source], Some(lookup), interval)
+        Upstream::with_lookup("svc", vec![source], Some(lookup), interval, None)
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,8 +1,14 @@
 //! Accepting connections without letting strangers exhaust the process: a cap
 //! on concurrent connections per server and per peer address, and a handshake
-//! deadline (a connection that has not sent its first bytes within it is
-//! closed). Idle TCP connections that never sent a byte used to be held
-//! forever, until the process ran out of file descriptors.
+//! deadline (a connection that has not sent its first bytes within it, or not
+//! finished its TLS handshake, is closed). Idle TCP connections that never
+//! sent a byte used to be held forever, until the process ran out of file
+//! descriptors.
+//!
+//! On a port with TLS ([`ServerTls`]) a connection whose first byte starts a
+//! TLS handshake (`0x16`) is TLS, any other plaintext: one port serves both,
+//! and what plaintext may call is the [`crate::tls::guard`]'s decision. Each
+//! request carries its connection's [`Peer`] in its extensions.
 
 use std::collections::HashMap;
 use std::io;
@@ -13,11 +19,18 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio_rustls::server::TlsStream;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::server::{Connected, TcpConnectInfo};
 use tracing::warn;
+
+use crate::tls::ServerTls;
+use crate::tls::guard::PeerTls;
+
+/// The first byte of a TLS handshake record.
+const TLS_HANDSHAKE: u8 = 0x16;
 
 /// Limits of one listening server.
 #[derive(Debug, Clone, Copy)]
@@ -78,20 +91,50 @@ impl Drop for PeerSlot {
     }
 }
 
+/// What a request knows of the connection it came on (in its extensions).
+#[derive(Debug, Clone)]
+pub struct Peer {
+    pub tcp: TcpConnectInfo,
+    /// How the TLS handshake went; `None` on plaintext.
+    pub tls: Option<Arc<PeerTls>>,
+}
+
+#[derive(Debug)]
+enum Io {
+    Plain(TcpStream),
+    Tls(Box<TlsStream<TcpStream>>),
+}
+
 /// An accepted connection holding its places in the limits until it closes.
 #[derive(Debug)]
 pub struct Limited {
-    stream: TcpStream,
+    io: Io,
+    peer: Peer,
     _permit: OwnedSemaphorePermit,
     _peer: PeerSlot,
 }
 
 impl Connected for Limited {
-    type ConnectInfo = TcpConnectInfo;
+    type ConnectInfo = Peer;
 
-    fn connect_info(&self) -> TcpConnectInfo {
-        self.stream.connect_info()
+    fn connect_info(&self) -> Peer {
+        self.peer.clone()
     }
+}
+
+macro_rules! on_io {
+    ($self:ident, $s:ident => $e:expr) => {
+        match &mut $self.io {
+            Io::Plain($s) => {
+                let $s = Pin::new($s);
+                $e
+            }
+            Io::Tls($s) => {
+                let $s = Pin::new(&mut **$s);
+                $e
+            }
+        }
+    };
 }
 
 impl AsyncRead for Limited {
@@ -100,7 +143,7 @@ impl AsyncRead for Limited {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.stream).poll_read(cx, buf)
+        on_io!(self, s => s.poll_read(cx, buf))
     }
 }
 
@@ -110,15 +153,15 @@ impl AsyncWrite for Limited {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.stream).poll_write(cx, buf)
+        on_io!(self, s => s.poll_write(cx, buf))
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.stream).poll_flush(cx)
+        on_io!(self, s => s.poll_flush(cx))
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.stream).poll_shutdown(cx)
+        on_io!(self, s => s.poll_shutdown(cx))
     }
 
     fn poll_write_vectored(
@@ -126,11 +169,14 @@ impl AsyncWrite for Limited {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
+        on_io!(self, s => s.poll_write_vectored(cx, bufs))
     }
 
     fn is_write_vectored(&self) -> bool {
-        self.stream.is_write_vectored()
+        match &self.io {
+            Io::Plain(s) => s.is_write_vectored(),
+            Io::Tls(s) => s.is_write_vectored(),
+        }
     }
 }
 
@@ -143,7 +189,7 @@ struct Sampled {
 }
 
 impl Sampled {
-    fn refused(&self, why: &'static str, peer: IpAddr) {
+    fn refused(&self, why: &dyn std::fmt::Display, peer: IpAddr) {
         let mut last = self.last.lock().unwrap_or_else(PoisonError::into_inner);
         last.1 += 1;
         if last.0.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
@@ -153,12 +199,14 @@ impl Sampled {
     }
 }
 
-/// The connections of `listener` that passed the limits, for
-/// `serve_with_incoming_shutdown`. Accepting stops when the stream is dropped.
+/// The connections of `listener` that passed the limits (and, with `tls`,
+/// whose TLS handshake succeeded), for `serve_with_incoming_shutdown`.
+/// Accepting stops when the stream is dropped.
 pub fn limited(
     server: &'static str,
     listener: TcpListener,
     limits: ConnectionLimits,
+    tls: Option<ServerTls>,
 ) -> ReceiverStream<io::Result<Limited>> {
     let (tx, rx) = mpsc::channel(64);
     let open = Arc::new(Semaphore::new(limits.max_connections));
@@ -182,39 +230,65 @@ pub fn limited(
                 },
             };
             let Ok(permit) = Arc::clone(&open).try_acquire_owned() else {
-                log.refused("too many connections", peer.ip());
+                log.refused(&"too many connections", peer.ip());
                 continue;
             };
             let Some(slot) = peers.enter(peer.ip(), limits.max_per_peer) else {
-                log.refused("too many connections from this address", peer.ip());
+                log.refused(&"too many connections from this address", peer.ip());
                 continue;
             };
             let _ = stream.set_nodelay(true);
             let tx = tx.clone();
             let log = Arc::clone(&log);
+            let tls = tls.clone();
             tokio::spawn(async move {
-                // The first bytes must come within the handshake deadline.
+                // The first bytes (and a TLS handshake) must come within the
+                // handshake deadline.
+                let deadline = tokio::time::Instant::now() + limits.handshake_timeout;
                 let mut first = [0_u8; 1];
-                match tokio::time::timeout(limits.handshake_timeout, stream.peek(&mut first)).await
-                {
-                    Ok(Ok(n)) if n > 0 => {
-                        let _ = tx
-                            .send(Ok(Limited {
-                                stream,
-                                _permit: permit,
-                                _peer: slot,
-                            }))
-                            .await;
-                    }
-                    Ok(_) => drop((slot, permit, stream)),
+                let io = match tokio::time::timeout_at(deadline, stream.peek(&mut first)).await {
+                    Ok(Ok(n)) if n > 0 => match tls {
+                        Some(tls) if first[0] == TLS_HANDSHAKE => {
+                            match tokio::time::timeout_at(deadline, tls.acceptor().accept(stream))
+                                .await
+                            {
+                                Ok(Ok(tls)) => Io::Tls(Box::new(tls)),
+                                Ok(Err(e)) => {
+                                    drop((slot, permit));
+                                    log.refused(&format_args!("TLS handshake failed: {e}"), peer.ip());
+                                    return;
+                                }
+                                Err(_) => {
+                                    drop((slot, permit));
+                                    log.refused(&"no TLS handshake within the deadline", peer.ip());
+                                    return;
+                                }
+                            }
+                        }
+                        _ => Io::Plain(stream),
+                    },
+                    Ok(_) => return drop((slot, permit, stream)),
                     Err(_) => {
                         // The places first, then the socket: once the peer
                         // sees the close, its place is free again.
                         drop((slot, permit));
                         drop(stream);
-                        log.refused("no handshake within the deadline", peer.ip());
+                        log.refused(&"no handshake within the deadline", peer.ip());
+                        return;
                     }
-                }
+                };
+                let (tcp, tls) = match &io {
+                    Io::Plain(s) => (s.connect_info(), None),
+                    Io::Tls(s) => (s.get_ref().0.connect_info(), Some(PeerTls::of(s.get_ref().1))),
+                };
+                let _ = tx
+                    .send(Ok(Limited {
+                        io,
+                        peer: Peer { tcp, tls },
+                        _permit: permit,
+                        _peer: slot,
+                    }))
+                    .await;
             });
         }
     });

@@ -27,6 +27,7 @@ pub mod reservation;
 pub mod resilience;
 pub mod runtime;
 pub mod status;
+pub mod tls;
 pub mod view;
 
 #[cfg(test)]

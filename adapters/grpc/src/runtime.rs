@@ -8,7 +8,7 @@
 //! rt.follow(Follow { entries, up, down }, || db.ping()); // readiness
 //! rt.every(Duration::from_secs(10), || sweep());       // a periodic task
 //! rt.spawn(|stop| relay.run(stop));                    // a task that ends on stop
-//! let running = rt.serve(listener, limits, |incoming, stop| router.serve_with_incoming_shutdown(incoming, stop));
+//! let running = rt.serve(listener, limits, tls, |incoming, stop| router.serve_with_incoming_shutdown(incoming, stop));
 //! running.stop(grace).await;                           // NOT_SERVING, then drain
 //! ```
 
@@ -27,6 +27,7 @@ use tonic_health::server::{HealthReporter, HealthService};
 use tracing::{info, warn};
 
 use crate::incoming::{ConnectionLimits, Limited, limited};
+use crate::tls::ServerTls;
 
 /// The connections a server accepts (see [`crate::incoming::limited`]).
 pub type Incoming = ReceiverStream<std::io::Result<Limited>>;
@@ -160,7 +161,8 @@ impl Runtime {
         });
     }
 
-    /// Serves on `listener`, accepting only what `limits` allows: `serve` is
+    /// Serves on `listener`, accepting only what `limits` allows (and, with
+    /// `tls`, TLS as well as plaintext, see [`crate::incoming`]): `serve` is
     /// handed the connections and the stop signal and returns the server's
     /// future (typically `router.serve_with_incoming_shutdown`). Liveness
     /// ([`proto::service_names::LIVENESS`]) is `SERVING` from here on.
@@ -168,6 +170,7 @@ impl Runtime {
         mut self,
         listener: TcpListener,
         limits: ConnectionLimits,
+        tls: Option<ServerTls>,
         serve: F,
     ) -> Running
     where
@@ -179,7 +182,7 @@ impl Runtime {
             .local_addr()
             .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)));
         let name = self.name;
-        let served = serve(limited(name, listener, limits), self.stop_signal());
+        let served = serve(limited(name, listener, limits, tls), self.stop_signal());
         self.tasks.spawn(async move {
             if let Err(e) = served.await {
                 warn!(service = name, error = %e, "gRPC server failed");

@@ -22,6 +22,7 @@ use std::time::Duration;
 use adapters_auth::{AuthLayer, Credentials, Issuer};
 use adapters_grpc::balance::{Discovery, Upstream};
 use adapters_grpc::runtime::{Follow, Runtime};
+use adapters_grpc::tls::{ClientTls, GuardLayer, ServerTls};
 use http::{HeaderName, HeaderValue};
 use proto::auth::auth_service_server::AuthServiceServer;
 use proto::service_names;
@@ -32,7 +33,7 @@ use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_client::HealthClient;
 use tonic_web::GrpcWebLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
-use tracing::info;
+use tracing::{info, warn};
 
 pub use settings::{DEMO_PRINCIPALS, GatewaySettings, PrincipalEntry};
 
@@ -103,6 +104,10 @@ pub struct Parts {
     pub limits: adapters_grpc::incoming::ConnectionLimits,
     /// HTTP/2 streams one connection may have open at once.
     pub max_concurrent_streams: u32,
+    /// The public port's TLS (`None`: plaintext).
+    pub tls: Option<ServerTls>,
+    /// The gateway's mesh identity, for `https://` upstreams.
+    pub mesh_tls: Option<ClientTls>,
 }
 
 /// A running gateway: where it listens and how to stop it (health `""` to
@@ -124,8 +129,22 @@ pub async fn start(
         .map_err(|(upstream, e)| StartError(format!("upstream {upstream}: {e}")))?;
     let mut upstreams = HashMap::new();
     let mut admission = HashMap::new();
-    for (_, name, addrs) in parts.upstreams.each() {
-        let channel = Upstream::new(name, addrs, &parts.upstreams.discovery)
+    if parts.tls.is_none() && !addr.ip().is_loopback() {
+        warn!(
+            %addr,
+            "INSECURE: the public port serves plaintext on a non-loopback address: passwords, \
+             tokens and card numbers cross the network in clear. Set gateway.tls_cert and \
+             gateway.tls_key (or terminate TLS in front of it)."
+        );
+    }
+    for (short, name, addrs) in parts.upstreams.each() {
+        let tls = parts
+            .mesh_tls
+            .as_ref()
+            .map(|t| t.connector(short))
+            .transpose()
+            .map_err(|e| StartError(format!("upstream {short}: {e}")))?;
+        let channel = Upstream::with_tls(name, addrs, &parts.upstreams.discovery, tls)
             .map_err(|e| StartError(format!("upstream {name}: {e}")))?;
         upstreams.insert(name.to_owned(), channel);
         admission.insert(
@@ -202,10 +221,14 @@ pub async fn start(
         .health()
         .set_service_status("", ServingStatus::Serving)
         .await;
+    let tls = parts.tls;
+    let tls_on = tls.is_some();
     let gateway = runtime
-        .serve(listener, parts.limits, move |incoming, stop| {
+        .serve(listener, parts.limits, tls, move |incoming, stop| {
             builder
                 .accept_http1(true)
+                // With TLS, plaintext is for probes (health) only.
+                .layer(GuardLayer::public(tls_on))
                 // Another web app's origin, if allowed, may call (preflights
                 // answered here); by default only the console's own origin.
                 .layer(tower::util::option_layer(cors.clone()))
@@ -222,7 +245,7 @@ pub async fn start(
                 .serve_with_incoming_shutdown(incoming, stop)
         })
         .await;
-    info!(%addr, "gateway serving");
+    info!(%addr, tls = tls_on, "gateway serving");
     Ok(gateway)
 }
 

@@ -1,6 +1,7 @@
 //! The gateway's settings (the `[gateway]` table of the mesh's settings).
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 
 use adapters_auth::Credentials;
 use adapters_settings::{POSITIVE, SettingsError, file_only};
@@ -11,9 +12,18 @@ adapters_settings::section! {
     /// Limits at the edge and who may log in.
     #[derive(Debug, Clone)]
     pub struct GatewaySettings {
-        /// The public port. `roaming up` binds it on every interface; the
-        /// services stay on loopback.
-        pub listen: SocketAddr = SocketAddr::from(([0, 0, 0, 0], 50050));
+        /// The public port; loopback by default (plaintext is for one
+        /// machine: a gateway on another address without `tls_cert` says so
+        /// loudly at start). The services stay on loopback in `roaming up`.
+        pub listen: SocketAddr = SocketAddr::from(([127, 0, 0, 1], 50050));
+        /// The public port's certificate chain (PEM, leaf first); with
+        /// `tls_key`, the port serves TLS 1.2/1.3 (ALPN `h2`, `http/1.1` for
+        /// gRPC-web) and plaintext only for health and reflection (probes).
+        /// Read again every `tls_reload_ms`: a renewed certificate needs no
+        /// restart.
+        pub tls_cert: Option<PathBuf> = None;
+        /// The key of `tls_cert` (PEM).
+        pub tls_key: Option<PathBuf> = None;
         /// Calls per second each principal may make (sustained).
         pub rate_per_second: u32 = 200, check POSITIVE;
         /// Calls a principal may make at once before the rate applies.
@@ -125,6 +135,21 @@ impl GatewaySettings {
     /// # Errors
     /// When `admission_wait_ms` exceeds `default_deadline_ms`.
     pub fn check_together(&self) -> Result<(), SettingsError> {
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(_), None) => {
+                return Err(adapters_settings::bad(
+                    "gateway.tls_key",
+                    "not set: gateway.tls_cert needs its key",
+                ));
+            }
+            (None, Some(_)) => {
+                return Err(adapters_settings::bad(
+                    "gateway.tls_cert",
+                    "not set: gateway.tls_key needs its certificate",
+                ));
+            }
+            _ => {}
+        }
         if self.admission_wait_ms > self.default_deadline_ms {
             return Err(adapters_settings::bad(
                 "gateway.admission_wait_ms",

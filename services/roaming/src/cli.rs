@@ -10,10 +10,13 @@ use crate::plan::Plan;
 use adapters_settings::SettingsError;
 use anyhow::{Context, bail};
 
-const USAGE: &str = "usage: roaming up [--config FILE]
+const USAGE: &str = "usage: roaming up [--config FILE] [--tls]
+                                  (--tls: TLS at the gateway, mutual TLS between the services,
+                                   with a local CA made under the data directory on the first start)
        roaming serve <gateway|reservation|payment|rental|parking|view> [--config FILE]
        roaming check-config <up|serve SERVICE> [--config FILE]
                                   (checks what that start checks, connects to nothing, writes nothing)
+       roaming certs [--out DIR] [--host NAME]...   (a local CA and the mesh's certificates, default data/tls)
        roaming keygen FILE        (an Ed25519 signing key, created if FILE is missing; prints its public `x`)
        roaming hash-password      (reads a password on stdin; prints its argon2 hash)
        roaming createdb URL...    (creates each postgres:// database that is missing)
@@ -44,6 +47,7 @@ fn usage() -> ! {
 pub fn main_with(args: Vec<String>) -> anyhow::Result<()> {
     match args.first().map(String::as_str) {
         Some("keygen") => return keygen(args.get(1).context(USAGE)?),
+        Some("certs") => return crate::certs::main(&args[1..]),
         Some("hash-password") => return hash_password(),
         Some("dlq") => return crate::dlq::main(&args[1..]),
         Some("view") => return crate::rebuild::main(&args[1..]),
@@ -72,8 +76,14 @@ pub fn main_with(args: Vec<String>) -> anyhow::Result<()> {
         },
         _ => usage(),
     };
-    let settings =
+    let mut settings =
         Settings::load(config.as_deref(), std::env::vars()).unwrap_or_else(|e| refuse(&e));
+    if service.is_none() && start.iter().any(|a| a == "--tls") {
+        if check {
+            refuse(&"check-config up --tls: the try-out certificates are made at the first start; check without --tls");
+        }
+        crate::certs::try_out(&mut settings).unwrap_or_else(|e| refuse(&e));
+    }
     if check {
         let summary = match &service {
             Some(service) => crate::plan::serve(&settings, service).map(|p| p.summary()),
@@ -136,7 +146,7 @@ async fn shutdown_signal() {
 
 async fn run_up(settings: Settings) -> anyhow::Result<()> {
     let mesh = crate::up::up(&settings).await?;
-    println!("{}", mesh.banner());
+    println!("{}", mesh.banner(&settings));
     shutdown_signal().await;
     println!("stopping...");
     mesh.stop(settings.shutdown_grace()).await;

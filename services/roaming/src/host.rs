@@ -16,6 +16,7 @@ use adapters_grpc::breaker::BreakerConfig;
 use adapters_grpc::incoming::ConnectionLimits;
 use adapters_grpc::resilience::CallPolicy;
 use adapters_grpc::runtime::{Follow, Runtime};
+use adapters_grpc::tls::{GuardLayer, ServerTls};
 use adapters_store::migrations::MigratorTrait;
 use adapters_store::{Db, Relay, RelayConfig};
 use adapters_telemetry::TraceLayer;
@@ -40,7 +41,9 @@ pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
 
 /// A router whose every call passes the token check and the caller's rate
 /// limit first.
-pub type Guarded = Router<Stack<PerPrincipalLayer, Stack<AuthLayer, Stack<TraceLayer, Identity>>>>;
+pub type Guarded = Router<
+    Stack<PerPrincipalLayer, Stack<GuardLayer, Stack<AuthLayer, Stack<TraceLayer, Identity>>>>,
+>;
 
 /// What the process does once, before any service starts: metrics for
 /// `component`, and every event written in a traced call carries that call's
@@ -60,6 +63,27 @@ pub fn call_policy(settings: &Settings) -> CallPolicy {
         },
         ..CallPolicy::default()
     }
+}
+
+/// The replicas of `callee` (its bare name; `service` its health name) that
+/// `caller` dials at `addrs`: `https://` ones with mutual TLS as `caller`.
+///
+/// # Errors
+/// An address refused, or certificate files that cannot be used.
+pub fn upstream(
+    settings: &Settings,
+    caller: &str,
+    callee: &str,
+    service: &str,
+    addrs: &[String],
+) -> anyhow::Result<adapters_grpc::balance::Upstream> {
+    let tls = settings.mesh_client_tls(caller, callee)?;
+    Ok(adapters_grpc::balance::Upstream::with_tls(
+        service,
+        addrs,
+        &settings.discovery(),
+        tls,
+    )?)
 }
 
 /// Tells whoever started this process where `listener` of `service` listens,
@@ -88,6 +112,8 @@ pub struct Host {
     health: HealthServer<HealthService>,
     grpc_service: &'static str,
     listener: TcpListener,
+    /// The port's TLS (`mesh_tls` not `off`).
+    tls: Option<ServerTls>,
     db: Db,
     bus: Bus,
     /// See [`ConsumerSpan::poison`].
@@ -111,6 +137,7 @@ impl Host {
             .await
             .map_err(|e| anyhow::anyhow!("binding {listen}: {e}"))?;
         report_bound(settings, name, &listener)?;
+        let tls = settings.mesh_server_tls(name)?;
         let db = Db::connect_pooled::<M>(&url, settings.database_pool)
             .await
             .map_err(|e| anyhow::anyhow!("database {}: {e}", adapters_settings::redacted(&url)))?;
@@ -162,6 +189,7 @@ impl Host {
             health,
             grpc_service,
             listener,
+            tls,
             db,
             bus: bus.clone(),
             poison_subject,
@@ -240,6 +268,9 @@ impl Host {
         Ok(server
             .layer(TraceLayer::new(self.runtime.name()))
             .layer(auth.layer())
+            // The client certificate must name the token's caller (and, with
+            // `mesh_tls = required`, be there).
+            .layer(GuardLayer::mesh(options.client_certs))
             .layer(auth.rate_layer())
             .http2_keepalive_interval(Some(Duration::from_secs(30)))
             .tcp_nodelay(true)
@@ -251,7 +282,7 @@ impl Host {
     /// Serves `router` on the connections that pass `limits`.
     pub async fn serve(self, router: Guarded, limits: ConnectionLimits) -> Running {
         self.runtime
-            .serve(self.listener, limits, move |incoming, stop| {
+            .serve(self.listener, limits, self.tls, move |incoming, stop| {
                 router.serve_with_incoming_shutdown(incoming, stop)
             })
             .await

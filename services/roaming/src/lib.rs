@@ -13,6 +13,7 @@
 pub mod admin;
 pub mod auth;
 pub mod bus;
+pub mod certs;
 pub mod cli;
 pub mod dlq;
 pub mod host;

@@ -6,7 +6,6 @@ use std::sync::Arc;
 
 use adapters_bus::{Delivery, HandleError, Handler};
 use adapters_codec::{Lifecycle, to_parking_reservation};
-use adapters_grpc::balance::Upstream;
 use adapters_grpc::clients::GrpcReservationVerifier;
 use adapters_grpc::parking::ParkingRpc;
 use adapters_store::migrations::ParkingMigrator;
@@ -45,11 +44,7 @@ pub async fn start(
     .await?;
     let store = ParkingStore::new(host.db().clone());
     let verifier = GrpcReservationVerifier::new(
-        Upstream::new(
-            service_names::RESERVATION,
-            reservation_addrs,
-            &settings.discovery(),
-        )?,
+        crate::host::upstream(settings, "parking", "reservation", service_names::RESERVATION, reservation_addrs)?,
         call_policy(settings),
         auth.service_token("parking")?,
     );

@@ -81,6 +81,50 @@ pub fn check_call(caller: &str, addrs: &[String]) -> Result<(), SettingsError> {
     adapters_grpc::balance::check_addresses(addrs).map_err(|e| bad(&setting, e))
 }
 
+/// The certificate files a start of `servers` (the services whose ports it
+/// opens) that dials with `callers` (identity and the addresses it dials)
+/// reads, read and parsed as the start will: the servers' when `mesh_tls`
+/// is not `off`, a caller's when it dials an `https://` address, the
+/// gateway's public port's when `gateway.tls_cert` is set (`public`).
+///
+/// # Errors
+/// Names `mesh_tls_dir` or `gateway.tls_cert`, and the file.
+pub fn check_tls(
+    settings: &Settings,
+    servers: &[&str],
+    callers: &[(&str, &[String])],
+    public: bool,
+) -> Result<(), SettingsError> {
+    let dir_problem = |e: adapters_grpc::tls::TlsError| bad(&Settings::variable("mesh_tls_dir"), e);
+    let mut identities: Vec<&str> = Vec::new();
+    if settings.client_certs() != adapters_grpc::tls::ClientCerts::Off {
+        identities.extend(servers);
+    }
+    for (caller, addrs) in callers {
+        if addrs.iter().any(|a| a.starts_with("https://")) && !identities.contains(caller) {
+            identities.push(caller);
+        }
+    }
+    for identity in identities {
+        // Validation made sure the directory is set when it is needed.
+        if let Some(files) = settings.mesh_files(identity) {
+            files.check().map_err(dir_problem)?;
+        }
+    }
+    if public
+        && let (Some(cert), Some(key)) = (&settings.gateway.tls_cert, &settings.gateway.tls_key)
+    {
+        adapters_grpc::tls::PemFiles {
+            cert: cert.clone(),
+            key: key.clone(),
+            ca: None,
+        }
+        .check()
+        .map_err(|e| bad(&Settings::variable("gateway.tls_cert"), e))?;
+    }
+    Ok(())
+}
+
 /// The database `service` opens: its URL (or the SQLite file under the data
 /// directory) and which backend, as [`Db::connect_pooled`] parses it.
 ///
@@ -174,6 +218,17 @@ pub fn serve(settings: &Settings, service: &str) -> Result<Plan, SettingsError> 
         check_logins(settings, &[])?;
         let upstreams = gateway_upstreams(settings);
         check_upstreams(&upstreams)?;
+        let dialled: Vec<String> = upstreams
+            .each()
+            .iter()
+            .flat_map(|(_, _, addrs)| addrs.iter().cloned())
+            .collect();
+        check_tls(
+            settings,
+            &[],
+            &[(adapters_grpc::tls::GATEWAY_IDENTITY, &dialled)],
+            true,
+        )?;
         return Ok(Plan {
             service,
             keys,
@@ -214,6 +269,11 @@ pub fn serve(settings: &Settings, service: &str) -> Result<Plan, SettingsError> 
         keys.caller_key(service)?;
         calls.push((call.callee, addrs.clone()));
     }
+    let callers: Vec<(&str, &[String])> = calls
+        .iter()
+        .map(|(_, addrs)| (service, addrs.as_slice()))
+        .collect();
+    check_tls(settings, &[service], &callers, false)?;
     Ok(Plan {
         service,
         keys,
@@ -256,6 +316,29 @@ pub fn up(settings: &Settings, files: KeyFiles) -> Result<UpPlan, SettingsError>
             .map_err(|e| bad(&Settings::variable(&format!("{name}_addrs")), e))?;
     }
     check_logins(settings, &PrincipalEntry::demo())?;
+    // Every service serves here; with `mesh_tls` on, each also dials the
+    // others at `https://` addresses (`up` makes them so).
+    let services = ["reservation", "payment", "rental", "parking", "view"];
+    let mut callers: Vec<(&str, &[String])> = vec![
+        ("reservation", &settings.payment_addrs),
+        ("rental", &settings.reservation_addrs),
+        ("parking", &settings.reservation_addrs),
+    ];
+    let gateway_dials: Vec<String> = settings
+        .addresses()
+        .iter()
+        .flat_map(|(_, addrs)| addrs.iter().cloned())
+        .collect();
+    callers.push((adapters_grpc::tls::GATEWAY_IDENTITY, &gateway_dials));
+    let on = settings.client_certs() != adapters_grpc::tls::ClientCerts::Off;
+    if on {
+        callers.clear();
+    }
+    let mut servers: Vec<&str> = services.to_vec();
+    if on {
+        servers.push(adapters_grpc::tls::GATEWAY_IDENTITY);
+    }
+    check_tls(settings, &servers, &callers, true)?;
     Ok(UpPlan { keys })
 }
 

@@ -6,7 +6,6 @@ use std::sync::Arc;
 
 use adapters_bus::{Delivery, HandleError, Handler};
 use adapters_codec::{Lifecycle, to_roaming_reservation};
-use adapters_grpc::balance::Upstream;
 use adapters_grpc::clients::GrpcReservationAuthority;
 use adapters_grpc::rental::RentalRpc;
 use adapters_store::migrations::RentalMigrator;
@@ -44,11 +43,7 @@ pub async fn start(
     )
     .await?;
     let reservations = GrpcReservationAuthority::new(
-        Upstream::new(
-            service_names::RESERVATION,
-            reservation_addrs,
-            &settings.discovery(),
-        )?,
+        crate::host::upstream(settings, "rental", "reservation", service_names::RESERVATION, reservation_addrs)?,
         call_policy(settings),
         auth.service_token("rental")?,
     );

@@ -10,7 +10,6 @@ use std::time::Duration;
 
 use adapters_bus::{Delivery, HandleError, Handler};
 use adapters_codec::{ReservationInput, to_reservation_input};
-use adapters_grpc::balance::Upstream;
 use adapters_grpc::clients::GrpcPaymentGateway;
 use adapters_grpc::reservation::{ReservationRpc, Sagas};
 use adapters_store::migrations::ReservationMigrator;
@@ -60,7 +59,7 @@ pub async fn start(
     let store = ReservationStore::new(host.db().clone());
     crate::seed::ensure_price_list(&store).await?;
     let payments = GrpcPaymentGateway::new(
-        Upstream::new(service_names::PAYMENT, payment_addrs, &settings.discovery())?,
+        crate::host::upstream(settings, "reservation", "payment", service_names::PAYMENT, payment_addrs)?,
         call_policy(settings),
         auth.service_token("reservation")?,
     );

@@ -14,6 +14,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use adapters_grpc::tls::{ClientCerts, ClientTls, PemFiles, ServerTls, TlsConnect};
 use adapters_settings::{Entry, POSITIVE, bad};
 use gateway::GatewaySettings;
 
@@ -27,7 +28,7 @@ pub use auth::{AuthSettings, TrustedKeySetting};
 pub use payment::PaymentSettings;
 pub use service::ServiceSettings;
 
-use checks::{http_urls, loopback, nats_scheme};
+use checks::{http_urls, loopback, mesh_tls, nats_scheme};
 
 /// The prefix of every setting's environment variable.
 pub const ENV_PREFIX: &str = "ROAMING_";
@@ -129,6 +130,27 @@ adapters_settings::section! {
         pub database_pool: u32 = adapters_store::DEFAULT_POOL;
         /// Log as JSON lines (`1`, `true` or `yes` in the environment).
         pub log_json: bool = false;
+        /// What the service ports ask of their callers: `off` (plaintext
+        /// only), `optional` (TLS or plaintext; a client certificate, when
+        /// presented, must name the caller the token names) or `required`
+        /// (every call but health and reflection needs a client certificate
+        /// of the mesh CA naming its caller: the service of a service token,
+        /// `gateway` for a customer's or staff's token). Plaintext is still
+        /// served for health and reflection, which is how kubelet's gRPC
+        /// probe gets its answer. Not `off` needs `mesh_tls_dir`; `roaming up`
+        /// then dials its services at `https://` addresses.
+        pub mesh_tls: String = "off".to_owned(), check mesh_tls;
+        /// The mesh's certificates: `<dir>/<identity>/tls.crt`, `tls.key` and
+        /// `ca.crt` (a cert-manager Secret's layout) for each service this
+        /// process runs and `gateway` for the gateway's calls. Needed when
+        /// `mesh_tls` is not `off` or an address is `https://` (dialled with
+        /// mutual TLS, the server proving the bare service name).
+        /// `roaming certs` makes a local set.
+        pub mesh_tls_dir: Option<PathBuf> = None;
+        /// How often certificate and key files are read again, in
+        /// milliseconds: changed files serve new connections (open ones keep
+        /// theirs), so a renewal needs no restart.
+        pub tls_reload_ms: u64 = 10_000, check 100..=3_600_000;
         /// The admin HTTP port (`/metrics`, `/healthz`); `off` turns it off.
         /// One per process: give each process of a host its own.
         pub admin_listen: Option<SocketAddr> = Some(loopback(9464));
@@ -158,6 +180,8 @@ pub struct ServerOptions {
     pub max_connection_age: Option<Duration>,
     /// HTTP/2 streams one connection may have open at once.
     pub max_concurrent_streams: u32,
+    /// What the port asks of its callers' certificates.
+    pub client_certs: ClientCerts,
 }
 
 impl Settings {
@@ -203,7 +227,114 @@ impl Settings {
                 "must be more than twice call_deadline_ms (a claim must outlive its payment call)",
             ));
         }
+        if self.mesh_tls_dir.is_none() {
+            if self.mesh_tls != "off" {
+                return Err(bad(
+                    "mesh_tls_dir",
+                    format!(
+                        "not set: mesh_tls is {:?}, the service ports need their certificates",
+                        self.mesh_tls
+                    ),
+                ));
+            }
+            for (key, addrs) in self.addresses() {
+                if let Some(a) = addrs.iter().find(|a| a.starts_with("https://")) {
+                    return Err(bad(
+                        key,
+                        format!("{a:?} is dialled with mutual TLS: set mesh_tls_dir"),
+                    ));
+                }
+            }
+        }
         self.gateway.check_together()
+    }
+
+    /// Every list of replicas, by its key.
+    pub fn addresses(&self) -> [(&'static str, &[String]); 5] {
+        [
+            ("payment_addrs", &self.payment_addrs),
+            ("reservation_addrs", &self.reservation_addrs),
+            ("rental_addrs", &self.rental_addrs),
+            ("parking_addrs", &self.parking_addrs),
+            ("view_addrs", &self.view_addrs),
+        ]
+    }
+
+    /// What the service ports ask of their callers' certificates.
+    pub fn client_certs(&self) -> ClientCerts {
+        ClientCerts::parse(&self.mesh_tls).unwrap_or_default()
+    }
+
+    pub fn tls_reload(&self) -> Duration {
+        Duration::from_millis(self.tls_reload_ms)
+    }
+
+    /// The files of mesh identity `identity`, when `mesh_tls_dir` is set.
+    pub fn mesh_files(&self, identity: &str) -> Option<PemFiles> {
+        self.mesh_tls_dir
+            .as_deref()
+            .map(|dir| PemFiles::identity(dir, identity))
+    }
+
+    /// What the port of service `identity` serves: TLS (its certificate,
+    /// reloaded) unless `mesh_tls` is `off`.
+    ///
+    /// # Errors
+    /// A certificate file that cannot be used, named.
+    pub fn mesh_server_tls(&self, identity: &str) -> anyhow::Result<Option<ServerTls>> {
+        if self.client_certs() == ClientCerts::Off {
+            return Ok(None);
+        }
+        let files = self
+            .mesh_files(identity)
+            .ok_or_else(|| anyhow::anyhow!("mesh_tls needs mesh_tls_dir"))?;
+        ServerTls::mesh(files, self.tls_reload())
+            .map(Some)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", Self::variable("mesh_tls_dir")))
+    }
+
+    /// What `identity` presents and trusts when it dials `https://`
+    /// replicas; none without `mesh_tls_dir`.
+    ///
+    /// # Errors
+    /// A certificate file that cannot be used, named.
+    pub fn mesh_client(&self, identity: &str) -> anyhow::Result<Option<ClientTls>> {
+        let Some(files) = self.mesh_files(identity) else {
+            return Ok(None);
+        };
+        ClientTls::new(files, self.tls_reload())
+            .map(Some)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", Self::variable("mesh_tls_dir")))
+    }
+
+    /// How `identity` dials the `https://` replicas of `server` (the bare
+    /// service name its certificate must prove); none without
+    /// `mesh_tls_dir`.
+    ///
+    /// # Errors
+    /// A certificate file that cannot be used, named.
+    pub fn mesh_client_tls(
+        &self,
+        identity: &str,
+        server: &str,
+    ) -> anyhow::Result<Option<TlsConnect>> {
+        match self.mesh_client(identity)? {
+            Some(client) => Ok(Some(client.connector(server)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// The gateway's public port: TLS when `gateway.tls_cert` is set.
+    ///
+    /// # Errors
+    /// A certificate file that cannot be used, named.
+    pub fn public_tls(&self) -> anyhow::Result<Option<ServerTls>> {
+        let (Some(cert), Some(key)) = (&self.gateway.tls_cert, &self.gateway.tls_key) else {
+            return Ok(None);
+        };
+        ServerTls::public(cert, key, self.tls_reload())
+            .map(Some)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", Self::variable("gateway.tls_cert")))
     }
 
     /// Every setting: its TOML key, its variable, its default and its doc.
@@ -257,6 +388,7 @@ impl Settings {
         ServerOptions {
             max_connection_age: self.max_connection_age(),
             max_concurrent_streams: self.service_max_concurrent_streams,
+            client_certs: self.client_certs(),
         }
     }
 

@@ -38,8 +38,13 @@ pub struct Mesh {
     pub views: Views,
 }
 
-fn url(addr: std::net::SocketAddr) -> String {
-    format!("http://{addr}")
+/// Where a local service is dialled: `https://` when its port serves TLS.
+fn url(settings: &Settings, addr: std::net::SocketAddr) -> String {
+    if settings.mesh_tls == "off" {
+        format!("http://{addr}")
+    } else {
+        format!("https://{addr}")
+    }
 }
 
 /// Starts every service. Seeds the demo catalog when the data directory is new.
@@ -70,14 +75,14 @@ async fn start_all(settings: &Settings) -> anyhow::Result<Mesh> {
 
     let (payment, payments) = crate::payment::start(settings, &auth, &bus).await?;
     let payment_addrs = if settings.payment_addrs.is_empty() {
-        vec![url(payment.addr)]
+        vec![url(settings, payment.addr)]
     } else {
         settings.payment_addrs.clone()
     };
     let (reservation, reservations) =
         crate::reservation::start(settings, &auth, &bus, &payment_addrs).await?;
     let reservation_addrs = if settings.reservation_addrs.is_empty() {
-        vec![url(reservation.addr)]
+        vec![url(settings, reservation.addr)]
     } else {
         settings.reservation_addrs.clone()
     };
@@ -87,7 +92,7 @@ async fn start_all(settings: &Settings) -> anyhow::Result<Mesh> {
     let (view, views) = crate::view::start(settings, &auth, &bus).await?;
     let or_local = |configured: &Vec<String>, local: &Running| {
         if configured.is_empty() {
-            vec![url(local.addr)]
+            vec![url(settings, local.addr)]
         } else {
             configured.clone()
         }
@@ -139,22 +144,42 @@ impl Mesh {
 
     /// What to print at start: the one public address, how to get a token,
     /// and the loopback-only addresses of the services behind it.
-    pub fn banner(&self) -> String {
+    pub fn banner(&self, settings: &Settings) -> String {
         let listen = self.gateway.addr;
         // Where a client on this machine reaches it.
-        let gw = if listen.ip().is_unspecified() {
-            std::net::SocketAddr::from(([127, 0, 0, 1], listen.port()))
+        let gw = if listen.ip().is_unspecified() || listen.ip().is_loopback() {
+            format!("localhost:{}", listen.port())
         } else {
-            listen
+            listen.to_string()
+        };
+        // How grpcurl reaches it: plaintext, or TLS trusting the CA of the
+        // try-out certificates (`roaming up --tls`) or the operator's.
+        let (scheme, grpcurl) = match &settings.gateway.tls_cert {
+            None => ("http", "-plaintext".to_owned()),
+            Some(_) => {
+                let ca = settings
+                    .mesh_tls_dir
+                    .as_ref()
+                    .map(|d| d.join("ca.crt"))
+                    .filter(|ca| ca.exists())
+                    .map_or_else(|| "YOUR-CA.crt".to_owned(), |ca| ca.display().to_string());
+                ("https", format!("-cacert {ca}"))
+            }
         };
         let mut out = format!(
-            "roaming mesh is up: gateway on {listen}\n\
-             console: open http://{gw}/ in a browser (demo principals below, password `demo`)\n\
+            "roaming mesh is up: gateway on {listen}{tls}\n\
+             console: open {scheme}://{gw}/ in a browser (demo principals below, password `demo`)\n\
              get a token (demo principals, password `demo`):\n  \
-             grpcurl -plaintext -d '{{\"username\":\"alice\",\"password\":\"demo\"}}' {gw} roaming.auth.v1.AuthService/IssueToken\n\
+             grpcurl {grpcurl} -d '{{\"username\":\"alice\",\"password\":\"demo\"}}' {gw} roaming.auth.v1.AuthService/IssueToken\n\
              then call with -H \"authorization: Bearer $TOKEN\", e.g.\n  \
-             grpcurl -plaintext -H \"authorization: Bearer $TOKEN\" -d '{{}}' {gw} roaming.view.v1.ViewService/ListMyReservations\n\
-             services (loopback, token required):\n"
+             grpcurl {grpcurl} -H \"authorization: Bearer $TOKEN\" -d '{{}}' {gw} roaming.view.v1.ViewService/ListMyReservations\n\
+             services (loopback, token required{mtls}):\n",
+            tls = if scheme == "https" { " (TLS)" } else { "" },
+            mtls = if settings.mesh_tls == "off" {
+                String::new()
+            } else {
+                format!(", mutual TLS {}", settings.mesh_tls)
+            },
         );
         for r in [
             &self.reservation,
@@ -208,6 +233,8 @@ pub async fn start_gateway(
         max_connection_age: settings.max_connection_age(),
         limits: settings.connection_limits(),
         max_concurrent_streams: settings.max_concurrent_streams,
+        tls: settings.public_tls()?,
+        mesh_tls: settings.mesh_client(adapters_grpc::tls::GATEWAY_IDENTITY)?,
     };
     Ok(gateway::start(listener, &settings.gateway, parts).await?)
 }

@@ -42,6 +42,12 @@ pub fn http_urls(addrs: &Vec<String>) -> Result<(), String> {
     }
 }
 
+/// `off`, `optional` or `required`.
+#[allow(clippy::ptr_arg)] // a check takes the setting's own type
+pub fn mesh_tls(value: &String) -> Result<(), String> {
+    adapters_grpc::tls::ClientCerts::parse(value).map(drop)
+}
+
 /// `nats://`, when set.
 #[allow(clippy::ref_option)] // a check takes the setting's own type
 pub fn nats_scheme(url: &Option<String>) -> Result<(), String> {
