@@ -275,6 +275,7 @@ class Verify(unittest.TestCase):
         plain = {k: config(good)[k].replace("https://", "http://") for k in config(good) if k.endswith("_ADDRS")}
         steps = {
             "off, plaintext, no certificates": ("off", False, True),
+            "off, plaintext, certificates mounted": ("off", False, False),
             "optional, plaintext": ("optional", False, False),
             "optional, https": ("optional", True, False),
             "required, https": ("required", True, False),
