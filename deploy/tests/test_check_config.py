@@ -5,6 +5,7 @@ line that names what broke.
 Run: python3 -m unittest discover -s deploy/tests   (needs kubectl with
 kustomize, PyYAML and the roaming binary: CHECK_CONFIG_BIN names it, else
 `cargo build -p services-roaming` builds it and says where; .ci/run sets it).
+CertificateSecrets and Placeholders need no binary (a stand-in plays it).
 """
 
 import copy
