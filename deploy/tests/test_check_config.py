@@ -5,6 +5,7 @@ line that names what broke.
 Run: python3 -m unittest discover -s deploy/tests   (needs kubectl with
 kustomize, PyYAML and the roaming binary: CHECK_CONFIG_BIN names it, else
 `cargo build -p services-roaming` builds it and says where; .ci/run sets it).
+CertificateSecrets and Placeholders need no binary (a stand-in plays it).
 """
 
 import copy
@@ -198,6 +199,124 @@ class CheckConfig(unittest.TestCase):
                 self.assertEqual(status, 1, "\n".join(lines))
                 self.assertIn(expected, lines)
                 self.assertFalse(any(": ok: " in line for line in lines), "\n".join(lines))
+
+
+# A stand-in for the binary: `certs` writes a CA and one directory per
+# identity whose files say what they are, `keygen` a key, and `check-config
+# serve S` reads what the real one reads of TLS (the identity's files under
+# the mesh TLS directory, the gateway's public certificate and key) and fails
+# unless each file is the one `certs` wrote for it. Every `certs` call is
+# logged to $STAND_IN_LOG.
+STAND_IN = """#!{python}
+import os, pathlib, sys
+IDENTITIES = {identities!r}
+FILES = ["tls.crt", "tls.key", "ca.crt"]
+args = sys.argv[1:]
+if args[0] == "certs":
+    out = pathlib.Path(args[args.index("--out") + 1])
+    hosts = [args[i + 1] for i, a in enumerate(args) if a == "--host"]
+    with open(os.environ["STAND_IN_LOG"], "a") as log:
+        log.write(" ".join(hosts) + "\\n")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "ca.crt").write_text("ca tls.crt")
+    (out / "ca.key").write_text("ca tls.key")
+    for d in IDENTITIES + ["public"]:
+        (out / d).mkdir(exist_ok=True)
+        for f in FILES:
+            (out / d / f).write_text("ca tls.crt" if f == "ca.crt" else f"{{d}} {{f}}")
+elif args[0] == "keygen":
+    pathlib.Path(args[1]).write_text("key")
+    print("x" + pathlib.Path(args[1]).stem)
+elif args[0] == "check-config":
+    service = args[2]
+    want = {{}}
+    for f in FILES:
+        want[os.path.join(os.environ["{prefix}MESH_TLS_DIR"], service, f)] = "ca tls.crt" if f == "ca.crt" else f"{{service}} {{f}}"
+    if service == "gateway":
+        want[os.environ["{prefix}GATEWAY_TLS_CERT"]] = "public tls.crt"
+        want[os.environ["{prefix}GATEWAY_TLS_KEY"]] = "public tls.key"
+    wrong = [p for p, text in want.items() if not os.path.isfile(p) or open(p).read() != text]
+    if wrong:
+        sys.exit(" ".join(f"{{p}}: not the file certs wrote for it" for p in wrong))
+    print(f"ok: serve {{service}}: stand-in")
+else:
+    sys.exit(f"unknown command {{args[0]}}")
+"""
+
+
+class CertificateSecrets(unittest.TestCase):
+    """The Secrets cert-manager writes, laid out from `roaming certs` (a
+    stand-in binary here: the check needs no build)."""
+
+    def stand_in(self, tmp):
+        path = pathlib.Path(tmp) / "roaming"
+        path.write_text(STAND_IN.format(python=sys.executable, identities=MESH, prefix=PREFIX))
+        path.chmod(0o755)
+        return str(path)
+
+    def test_each_certificate_secret_holds_the_files_certs_wrote_for_it(self):
+        hosts = {
+            # dev: the namespace CA issues the public certificate for the
+            # gateway's Service names (localhost is in every public one).
+            "dev": "gateway gateway.roaming gateway.roaming.svc gateway.roaming.svc.cluster.local",
+            # prod: your public host name.
+            "prod": "roaming.example.com",
+        }
+        for overlay in ["dev", "prod"]:
+            with self.subTest(overlay=overlay), tempfile.TemporaryDirectory() as tmp:
+                binary, log = self.stand_in(tmp), pathlib.Path(tmp) / "certs.log"
+                path = pathlib.Path(tmp) / "rendered.yaml"
+                path.write_text(yaml.safe_dump_all(render(overlay)))
+                out = subprocess.run(
+                    [sys.executable, str(SCRIPT), "--bin", binary, str(path)],
+                    capture_output=True, text=True, check=False,
+                    env={**os.environ, "STAND_IN_LOG": str(log)},
+                )
+                self.assertEqual(out.returncode, 0, out.stdout + out.stderr)
+                for name in MESH:
+                    self.assertIn(f"{name}/{name}: ok: serve {name}: stand-in", out.stdout.splitlines())
+                self.assertEqual(log.read_text().splitlines(), [hosts[overlay]], "certs runs once per overlay")
+
+    def test_a_mesh_identity_mounted_from_another_certificate_is_refused(self):
+        objs = render("dev")
+        next(v for v in pod(objs, "rental")["volumes"] if v["name"] == "mesh-tls")["secret"]["secretName"] = "mesh-view-tls"
+        with tempfile.TemporaryDirectory() as tmp:
+            binary = self.stand_in(tmp)
+            path = pathlib.Path(tmp) / "rendered.yaml"
+            path.write_text(yaml.safe_dump_all(objs))
+            out = subprocess.run(
+                [sys.executable, str(SCRIPT), "--bin", binary, str(path)],
+                capture_output=True, text=True, check=False,
+                env={**os.environ, "STAND_IN_LOG": str(pathlib.Path(tmp) / "log")},
+            )
+        self.assertEqual(out.returncode, 1, out.stdout + out.stderr)
+        self.assertIn("rental/rental: /etc/roaming/tls/rental/tls.crt: not the file certs wrote for it", out.stdout)
+
+    def test_a_binary_without_certs_is_unusable_input(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            binary = pathlib.Path(tmp) / "roaming"
+            # A binary from before `certs`: keygen works, certs is unknown.
+            binary.write_text(
+                f"#!{sys.executable}\nimport pathlib, sys\n"
+                "if sys.argv[1] != 'keygen':\n    sys.exit('usage: roaming up')\n"
+                "pathlib.Path(sys.argv[2]).write_text('key')\nprint('x')\n"
+            )
+            binary.chmod(0o755)
+            path = pathlib.Path(tmp) / "rendered.yaml"
+            path.write_text(yaml.safe_dump_all(render("dev")))
+            out = subprocess.run([sys.executable, str(SCRIPT), "--bin", str(binary), str(path)],
+                                 capture_output=True, text=True, check=False)
+        self.assertEqual(out.returncode, 2, out.stdout + out.stderr)
+        self.assertIn("certs: usage: roaming up", out.stderr)
+
+    def test_which_directory_stands_for_each_certificate(self):
+        module = script_module()
+        for overlay in ["dev", "prod"]:
+            with self.subTest(overlay=overlay):
+                found = {o["metadata"]["name"]: module.certs_identity(o) for o in render(overlay) if o["kind"] == "Certificate"}
+                expected = {f"mesh-{name}": name for name in MESH}
+                expected.update({"roaming-ca": None, "gateway-public": "public"})
+                self.assertEqual(found, expected)
 
 
 class Placeholders(unittest.TestCase):

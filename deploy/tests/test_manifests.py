@@ -82,6 +82,66 @@ def size_bytes(text):
     return int(match.group(1)) * UNITS[match.group(2).lower()]
 
 
+GO_DURATION = re.compile(r"(\d+(?:\.\d+)?)(h|m|s)")
+
+
+def hours(text):
+    """A Go duration as cert-manager takes it (2160h, 1h30m) in hours."""
+    parts = GO_DURATION.findall(str(text))
+    if not parts or "".join(n + u for n, u in parts) != str(text):
+        return None
+    return sum(float(n) * {"h": 1, "m": 1 / 60, "s": 1 / 3600}[u] for n, u in parts)
+
+
+def tls_problems(objs, overlay):
+    """Mesh TLS (deploy/k8s/base/certificates.yaml): required, over https://,
+    ECDSA keys, leaves with a new key at each renewal, a CA that keeps its key
+    and renews before any leaf it signed could outlive its certificate."""
+    found = []
+    config = roaming_config(objs)["data"]
+    if config.get("ROAMING_MESH_TLS") != "required":
+        found.append(f"{overlay}: ROAMING_MESH_TLS is {config.get('ROAMING_MESH_TLS', 'off')!r}, not required")
+    for k, v in config.items():
+        if k.endswith("_ADDRS") and not all(u.strip().startswith("https://") for u in v.split(",")):
+            found.append(f"{overlay}: {k}={v} is not https://")
+    certs = of_kind(objs, "Certificate")
+    issuers = {o["metadata"]["name"]: o for o in of_kind(objs, "Issuer")}
+    by_secret = {c["spec"]["secretName"]: c for c in certs}
+    for c in certs:
+        name, spec = c["metadata"]["name"], c["spec"]
+        key = spec.get("privateKey", {})
+        if key.get("algorithm") != "ECDSA":
+            found.append(f"Certificate {name}: key algorithm {key.get('algorithm', 'RSA')}, not ECDSA")
+        duration, renew = hours(spec.get("duration", "")), hours(spec.get("renewBefore", ""))
+        if duration is None or renew is None or not 0 < renew < duration:
+            found.append(f"Certificate {name}: duration {spec.get('duration')} and renewBefore {spec.get('renewBefore')} "
+                         "are not a renewal inside the validity")
+        if spec.get("isCA"):
+            # A renewed CA keeps its key: the ca.crt pods hold from before
+            # verifies what it signs after, and the other way round.
+            if key.get("rotationPolicy") != "Never":
+                found.append(f"Certificate {name}: a CA whose renewal changes its key (rotationPolicy "
+                             f"{key.get('rotationPolicy', 'Always')}): pods holding the old ca.crt stop trusting the others")
+        elif key.get("rotationPolicy") != "Always":
+            found.append(f"Certificate {name}: renewal keeps the key (rotationPolicy {key.get('rotationPolicy')})")
+        ref = spec.get("issuerRef", {})
+        issuer = issuers.get(ref.get("name")) if ref.get("kind", "Issuer") == "Issuer" else None
+        ca = by_secret.get(((issuer or {}).get("spec", {}).get("ca") or {}).get("secretName"))
+        if ca is not None and duration is not None:
+            # Every leaf is re-issued (with the renewed CA in its ca.crt)
+            # before the CA certificate it was signed under ends.
+            ca_renew = hours(ca["spec"].get("renewBefore", ""))
+            if ca_renew is None or ca_renew < duration:
+                found.append(f"Certificate {name}: lives {spec.get('duration')}, longer than its CA "
+                             f"{ca['metadata']['name']} is renewed before its end ({ca['spec'].get('renewBefore')})")
+    public = next((c for c in certs if c["metadata"]["name"] == "gateway-public"), None)
+    if public is None:
+        found.append(f"{overlay}: no Certificate gateway-public for the gateway's public port")
+    elif overlay == "prod" and public["spec"].get("issuerRef", {}).get("kind", "Issuer") == "Issuer":
+        found.append("prod: the public certificate comes from an Issuer of the namespace, which clients do not trust")
+    return found
+
+
 def selects(selector, labels):
     return all(labels.get(k) == v for k, v in selector.get("matchLabels", {}).items())
 
@@ -292,6 +352,7 @@ def problems(objs, overlay):
         if f"pg-{name}-app" not in secrets:
             found.append(f"Deployment {name} does not read its database secret pg-{name}-app")
     found += nats_problems(objs, overlay)
+    found += tls_problems(objs, overlay)
     if overlay == "prod":
         for name, cluster in clusters.items():
             sync = cluster["spec"].get("postgresql", {}).get("synchronous", {})
@@ -336,6 +397,12 @@ def problems(objs, overlay):
 
 
 class Nats(unittest.TestCase):
+    def test_go_durations(self):
+        self.assertEqual(hours("2160h"), 2160)
+        self.assertEqual(hours("1h30m"), 1.5)
+        self.assertIsNone(hours("90d"))
+        self.assertIsNone(hours(""))
+
     def test_size_units(self):
         self.assertEqual(size_bytes("18GiB"), 18 * 1024**3)
         self.assertEqual(size_bytes("20Gi"), 20 * 1024**3)
@@ -419,6 +486,9 @@ class Overlays(unittest.TestCase):
         def container(objs, name="reservation"):
             return deployment(objs, name)["spec"]["template"]["spec"]["containers"][0]
 
+        def certificate(objs, name):
+            return next(x for x in objs if x["kind"] == "Certificate" and x["metadata"]["name"] == name)["spec"]
+
         cases = {
             "no readiness": lambda o: container(o).pop("readinessProbe"),
             "wrong readiness name": lambda o: container(o)["readinessProbe"]["grpc"].update(service="x"),
@@ -447,6 +517,15 @@ class Overlays(unittest.TestCase):
             "gateway hides clients": lambda o: next(x for x in o if x["kind"] == "Service" and x["metadata"]["name"] == "gateway")["spec"].pop("externalTrafficPolicy"),
             "low hpa floor": lambda o: next(x for x in o if x["kind"] == "HorizontalPodAutoscaler")["spec"].update(minReplicas=1),
             "open ingress": lambda o: next(x for x in o if x["kind"] == "NetworkPolicy" and x["metadata"]["name"] == "payment")["spec"]["ingress"][0].pop("from"),
+            "mesh TLS optional": lambda o: roaming_config(o)["data"].update(ROAMING_MESH_TLS="optional"),
+            "plaintext upstream": lambda o: roaming_config(o)["data"].update(ROAMING_VIEW_ADDRS="http://view:50055"),
+            "rsa key": lambda o: certificate(o, "mesh-view")["privateKey"].update(algorithm="RSA", size=2048),
+            "leaf keeps its key": lambda o: certificate(o, "mesh-rental")["privateKey"].update(rotationPolicy="Never"),
+            "ca changes its key": lambda o: certificate(o, "roaming-ca")["privateKey"].update(rotationPolicy="Always"),
+            "ca renewed too late": lambda o: certificate(o, "roaming-ca").update(renewBefore="720h"),
+            "renewal after the end": lambda o: certificate(o, "mesh-payment").update(renewBefore="3000h"),
+            "public from the namespace ca": lambda o: certificate(o, "gateway-public").update(
+                issuerRef={"name": "roaming-ca", "kind": "Issuer", "group": "cert-manager.io"}),
         }
         for what, change in cases.items():
             with self.subTest(what):

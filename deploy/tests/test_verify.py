@@ -98,6 +98,35 @@ def allow_mesh_to_mesh(objs):
     })
 
 
+def certificate(objs, name):
+    return find(objs, "Certificate", name)["spec"]
+
+
+def volume(objs, deployment, name):
+    return next(v for v in pod(objs, deployment)["volumes"] if v["name"] == name)
+
+
+def mount(objs, deployment, name):
+    return next(m for m in container(objs, deployment)["volumeMounts"] if m["name"] == name)
+
+
+def mount_files_with_subpath(objs, deployment, name):
+    """The identity's three files mounted one by one with subPath (what one
+    does to put them next to other files): each path still resolves."""
+    mounts = container(objs, deployment)["volumeMounts"]
+    whole = mount(objs, deployment, name)
+    mounts.remove(whole)
+    for file in ("tls.crt", "tls.key", "ca.crt"):
+        mounts.append({"name": name, "mountPath": f"{whole['mountPath']}/{file}", "subPath": file, "readOnly": True})
+
+
+def drop_env(objs, deployment, name):
+    items = container(objs, deployment)["env"]
+    before = len(items)
+    items[:] = [e for e in items if e["name"] != name]
+    assert len(items) < before, name
+
+
 def roaming_service(objs):
     objs.append({
         "apiVersion": "v1", "kind": "Service",
@@ -185,6 +214,40 @@ MISTAKES = [
      "pods of other namespaces -> Deployment reservation:50051/TCP"),
     ("service links with a roaming-* Service", roaming_service,
      "injects " + "ROAMING_" + "DOCS_* variables"),
+    # Mesh TLS (cert-manager).
+    ("identity files mounted with subPath", lambda o: mount_files_with_subpath(o, "reservation", "mesh-tls"),
+     "with subPath tls.crt: a subPath mount never sees a renewal"),
+    ("identity certificate without the service's name", lambda o: certificate(o, "mesh-reservation")["dnsNames"].remove("reservation"),
+     "Certificate mesh-reservation does not name reservation"),
+    ("gateway's identity without client auth", lambda o: certificate(o, "mesh-gateway").update(usages=["digital signature"]),
+     "Certificate mesh-gateway lacks usage 'client auth'"),
+    ("service identity without server auth", lambda o: certificate(o, "mesh-payment")["usages"].remove("server auth"),
+     "Certificate mesh-payment lacks usage 'server auth'"),
+    ("plaintext address to a service that requires TLS", lambda o: config(o).update(ROAMING_PAYMENT_ADDRS="http://payment:50052"),
+     "'http://payment:50052' is plaintext, but payment requires TLS"),
+    ("TLS address to a service serving plaintext only", lambda o: container(o, "view")["env"].append(
+        {"name": "ROAMING_MESH_TLS", "value": "off"}),
+     "'https://view:50055' speaks TLS to view, which serves plaintext only"),
+    ("the CA Issuer missing", lambda o: o.remove(find(o, "Issuer", "roaming-ca")),
+     "Certificate mesh-view: issuerRef names Issuer roaming-ca, which is not in the manifests"),
+    ("a CA Issuer whose secret is no CA", lambda o: certificate(o, "roaming-ca").pop("isCA"),
+     "Issuer roaming-ca: its CA Secret roaming-ca comes from Certificate roaming-ca, which is not isCA"),
+    ("an identity from another CA", lambda o: certificate(o, "mesh-payment")["issuerRef"].update(name="roaming-selfsigned"),
+     "Certificate mesh-reservation chains to the CA in Secret roaming-ca and mesh-payment to itself"),
+    ("the public certificate outside any mount", lambda o: env(o, "gateway", "ROAMING_GATEWAY_TLS_CERT", "/etc/roaming/tls/public/tls.crt"),
+     "ROAMING_GATEWAY_TLS_CERT /etc/roaming/tls/public/tls.crt is in no mounted volume"),
+    ("the public key from the mesh identity", lambda o: env(o, "gateway", "ROAMING_GATEWAY_TLS_KEY", "/etc/roaming/tls/gateway/tls.key"),
+     "come from different Certificates (gateway-public, mesh-gateway)"),
+    ("a public certificate without its key", lambda o: drop_env(o, "gateway", "ROAMING_GATEWAY_TLS_KEY"),
+     "only ROAMING_GATEWAY_TLS_CERT is set"),
+    ("identity mounted under another identity's name", lambda o: mount(o, "rental", "mesh-tls").update(mountPath="/etc/roaming/tls/reservation"),
+     "identity file /etc/roaming/tls/rental/tls.crt is in no mounted volume"),
+    ("identity files from a Secret no Certificate writes", lambda o: volume(o, "parking", "mesh-tls")["secret"].update(secretName="parking-tls"),
+     "comes from Secret parking-tls, which no Certificate writes"),
+    ("no directory of identities", lambda o: config(o).pop("ROAMING_MESH_TLS_DIR"),
+     "ROAMING_MESH_TLS_DIR is not set, and ROAMING_MESH_TLS=required needs the identity files <dir>/view/"),
+    ("a misspelt TLS mode", lambda o: config(o).update(ROAMING_MESH_TLS="require"),
+     "ROAMING_MESH_TLS='require' is none of off, optional, required"),
 ]
 
 
@@ -205,6 +268,38 @@ class Verify(unittest.TestCase):
                 self.assertTrue(any(expect in p for p in problems),
                                 f"{what}: no line contains {expect!r}; got {problems}")
 
+    def test_each_step_from_plaintext_to_required_tls_holds(self):
+        # deploy/README.md, "TLS": off, optional, https:// addresses, required.
+        # Plaintext with nothing mounted holds too (the mesh before TLS).
+        good = render("prod")
+        plain = {k: config(good)[k].replace("https://", "http://") for k in config(good) if k.endswith("_ADDRS")}
+        steps = {
+            "off, plaintext, no certificates": ("off", False, True),
+            "off, plaintext, certificates mounted": ("off", False, False),
+            "optional, plaintext": ("optional", False, False),
+            "optional, https": ("optional", True, False),
+            "required, https": ("required", True, False),
+        }
+        for step, (mode, https, bare) in steps.items():
+            with self.subTest(step):
+                objs = copy.deepcopy(good)
+                config(objs)["ROAMING_MESH_TLS"] = mode
+                if not https:
+                    config(objs).update(plain)
+                if bare:
+                    for o in objs:
+                        if o["kind"] == "Deployment":
+                            spec = o["spec"]["template"]["spec"]
+                            spec["volumes"] = [v for v in spec["volumes"] if not v["name"].endswith("-tls")]
+                            c = spec["containers"][0]
+                            c["volumeMounts"] = [m for m in c["volumeMounts"] if not m["name"].endswith("-tls")]
+                            c["env"] = [e for e in c["env"] if e["name"] not in ("ROAMING_GATEWAY_TLS_CERT", "ROAMING_GATEWAY_TLS_KEY")]
+                self.assertEqual(verify.verify(objs), [])
+        objs = copy.deepcopy(good)
+        config(objs)["ROAMING_MESH_TLS"] = "off"
+        self.assertTrue(any("serves plaintext only" in p for p in verify.verify(objs)),
+                        "https:// addresses before the services take TLS")
+
     def test_the_command_prints_one_line_per_problem_and_fails(self):
         broken = render("dev")
         config(broken)["ROAMING_PAYMENT_LISTEN"] = "0.0.0.0:1"
@@ -220,6 +315,18 @@ class Verify(unittest.TestCase):
             missing = subprocess.run([sys.executable, str(ROOT / "verify"), str(pathlib.Path(tmp, "none.yaml"))],
                                      capture_output=True, text=True)
             self.assertEqual(missing.returncode, 2)
+
+    def test_an_issuer_outside_the_manifests_is_said_to_be_assumed(self):
+        # prod's public certificate comes from the operator's ClusterIssuer.
+        with tempfile.TemporaryDirectory() as tmp:
+            path = pathlib.Path(tmp, "prod.yaml")
+            path.write_text(yaml.safe_dump_all(render("prod")))
+            out = subprocess.run([sys.executable, str(ROOT / "verify"), str(path)], capture_output=True, text=True)
+        self.assertEqual(out.returncode, 0, out.stdout + out.stderr)
+        self.assertIn("note: Certificate gateway-public: ClusterIssuer roaming-public is assumed to exist", out.stdout)
+        notes = []
+        self.assertEqual(verify.verify(render("dev"), notes), [])
+        self.assertEqual(notes, [], "dev issues everything from the namespace CA")
 
 
 if __name__ == "__main__":
