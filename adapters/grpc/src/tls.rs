@@ -140,21 +140,24 @@ impl PemFiles {
                 )
             })?;
         let roots = match &self.ca {
-            Some(ca) => {
-                let mut roots = RootCertStore::empty();
-                for cert in CertificateDer::pem_slice_iter(&bytes[2]) {
-                    let cert = cert.map_err(|e| TlsError::file(ca, e))?;
-                    roots.add(cert).map_err(|e| TlsError::file(ca, e))?;
-                }
-                if roots.is_empty() {
-                    return Err(TlsError::file(ca, "no certificate in it"));
-                }
-                Some(Arc::new(roots))
-            }
+            Some(ca) => Some(roots(ca, &bytes[2])?),
             None => None,
         };
         Ok(Material { chain, key, roots })
     }
+}
+
+/// The CA certificates of a bundle (`path` only names it in errors).
+fn roots(path: &Path, bytes: &[u8]) -> Result<Arc<RootCertStore>, TlsError> {
+    let mut roots = RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(bytes) {
+        let cert = cert.map_err(|e| TlsError::file(path, e))?;
+        roots.add(cert).map_err(|e| TlsError::file(path, e))?;
+    }
+    if roots.is_empty() {
+        return Err(TlsError::file(path, "no certificate in it"));
+    }
+    Ok(Arc::new(roots))
 }
 
 /// One identity's certificate chain, key and trusted CAs, parsed.
@@ -326,6 +329,25 @@ impl ClientTls {
             Ok(config)
         })?;
         Ok(Self { config })
+    }
+
+    /// A client with no certificate of its own that trusts the CAs of `ca`
+    /// (PEM), read once: what an operator's command uses to reach the
+    /// gateway's public port (`roaming seed-demo https://... --cacert`).
+    ///
+    /// # Errors
+    /// The file cannot be read or holds no certificate.
+    pub fn trusting(ca: &Path) -> Result<Self, TlsError> {
+        let bytes = std::fs::read(ca).map_err(|e| TlsError::file(ca, e))?;
+        let mut config = ClientConfig::builder_with_provider(provider())
+            .with_protocol_versions(versions())
+            .map_err(|e| TlsError(e.to_string()))?
+            .with_root_certificates(roots(ca, &bytes)?)
+            .with_no_client_auth();
+        config.alpn_protocols = vec![ALPN_H2.to_vec()];
+        Ok(Self {
+            config: Arc::new(RwLock::new(Arc::new(config))),
+        })
     }
 
     /// What dials a replica of the service whose certificate must name

@@ -21,7 +21,8 @@ const USAGE: &str = "usage: roaming up [--config FILE] [--tls]
        roaming hash-password      (reads a password on stdin; prints its argon2 hash)
        roaming createdb URL...    (creates each postgres:// database that is missing)
        roaming wait-serving ADDR... [--within SECS]   (until each answers health SERVING)
-       roaming seed-demo GATEWAY [--password P]      (the demo catalog, through the API as `ops`)
+       roaming seed-demo GATEWAY [--password P] [--cacert FILE]
+                                  (the demo catalog, through the API as `ops`; an https:// GATEWAY is trusted by FILE's CA)
        roaming dlq list [--consumer DURABLE] [--nats URL]   (dead letters, one line each)
        roaming dlq replay (--consumer DURABLE | --event ID | --all) [--dry-run] [--nats URL]
                                   (each to the one consumer it failed for, then removed)
@@ -200,12 +201,14 @@ fn operator_command(command: &str, args: &[String]) -> anyhow::Result<()> {
         }
         _ => {
             let (password, rest) = take_flag(args, "--password")?;
+            let (cacert, rest) = take_flag(&rest, "--cacert")?;
             let [gateway] = rest.as_slice() else {
                 bail!("{USAGE}");
             };
             runtime.block_on(crate::ops::seed_demo(
                 gateway,
                 password.as_deref().unwrap_or("demo"),
+                cacert.as_deref(),
             ))
         }
     }

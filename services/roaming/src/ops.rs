@@ -94,14 +94,30 @@ fn already_there(status: &tonic::Status) -> bool {
     status.code() == tonic::Code::AlreadyExists
 }
 
-/// `roaming seed-demo GATEWAY [--password P]`: logs in as `ops` and creates
+/// A channel to the gateway at `address`: plaintext, or for `https://`
+/// TLS trusting `cacert` (the server proving the URL's host name).
+async fn gateway_channel(address: &str, cacert: Option<&str>) -> anyhow::Result<Channel> {
+    let endpoint = endpoint(address)?;
+    if endpoint.uri().scheme_str() != Some("https") {
+        if cacert.is_some() {
+            bail!("--cacert is for an https:// gateway address");
+        }
+        return Ok(endpoint.connect().await?);
+    }
+    let ca = cacert.context("an https:// gateway needs --cacert FILE (the CA of its certificate)")?;
+    let host = endpoint.uri().host().context("no host in the gateway address")?;
+    let host = host.trim_start_matches('[').trim_end_matches(']').to_owned();
+    let tls = adapters_grpc::tls::ClientTls::trusting(std::path::Path::new(ca))?;
+    Ok(endpoint.connect_with_connector(tls.connector(&host)?).await?)
+}
+
+/// `roaming seed-demo GATEWAY [--password P] [--cacert FILE]`: logs in as `ops` and creates
 /// the demo catalog of DOMAIN.md (the devices of three booths, ten
 /// parking spaces) through the gateway, as an operator would; waits until the
 /// reservation service has learnt it (from the events). A second run changes
 /// nothing.
-pub async fn seed_demo(gateway: &str, password: &str) -> anyhow::Result<()> {
-    let channel: Channel = endpoint(gateway)?
-        .connect()
+pub async fn seed_demo(gateway: &str, password: &str, cacert: Option<&str>) -> anyhow::Result<()> {
+    let channel: Channel = gateway_channel(gateway, cacert)
         .await
         .with_context(|| format!("gateway at {gateway}"))?;
     let token = AuthServiceClient::new(channel.clone())

@@ -416,6 +416,7 @@ mod deploy_mesh {
             return json!({
                 "listen": var("gateway.listen"),
                 "public": true,
+                "identity": adapters_grpc::tls::GATEWAY_IDENTITY,
                 "health": ["", service_names::LIVENESS],
                 "readiness": "",
                 "calls": upstreams.each().iter().map(|(name, _, _)| *name).collect::<Vec<_>>(),
@@ -433,6 +434,8 @@ mod deploy_mesh {
         json!({
             "listen": var(&format!("{service}.listen")),
             "public": false,
+            // Host::open serves with the service's own name's certificate.
+            "identity": service,
             "health": ["", service_names::LIVENESS, service_names::BUS, own],
             "readiness": own,
             "calls": CALLS.iter().filter(|c| c.caller == service).map(|c| c.callee).collect::<Vec<_>>(),
@@ -467,5 +470,22 @@ mod deploy_mesh {
         assert_eq!(file["broker_url"], var("nats_url"));
         assert_eq!(file["shutdown_delay_ms"], var("shutdown_delay_ms"));
         assert_eq!(file["shutdown_grace_ms"], var("shutdown_grace_ms"));
+        assert_eq!(file["mesh_tls"], var("mesh_tls"));
+        assert_eq!(file["mesh_tls_dir"], var("mesh_tls_dir"));
+        assert_eq!(file["public_tls_cert"], var("gateway.tls_cert"));
+        assert_eq!(file["public_tls_key"], var("gateway.tls_key"));
+        // The files of an identity, as the code names them.
+        let files = adapters_grpc::tls::PemFiles::identity(std::path::Path::new(""), "x");
+        let name = |p: &std::path::Path| {
+            Value::String(p.file_name().unwrap().to_string_lossy().into_owned())
+        };
+        assert_eq!(
+            file["mesh_tls_files"],
+            Value::Array(vec![
+                name(&files.cert),
+                name(&files.key),
+                name(files.ca.as_deref().unwrap())
+            ])
+        );
     }
 }
