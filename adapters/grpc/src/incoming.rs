@@ -19,9 +19,9 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio_rustls::server::TlsStream;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio_rustls::server::TlsStream;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::server::{Connected, TcpConnectInfo};
 use tracing::warn;
@@ -255,7 +255,10 @@ pub fn limited(
                                 Ok(Ok(tls)) => Io::Tls(Box::new(tls)),
                                 Ok(Err(e)) => {
                                     drop((slot, permit));
-                                    log.refused(&format_args!("TLS handshake failed: {e}"), peer.ip());
+                                    log.refused(
+                                        &format_args!("TLS handshake failed: {e}"),
+                                        peer.ip(),
+                                    );
                                     return;
                                 }
                                 Err(_) => {
@@ -279,7 +282,10 @@ pub fn limited(
                 };
                 let (tcp, tls) = match &io {
                     Io::Plain(s) => (s.connect_info(), None),
-                    Io::Tls(s) => (s.get_ref().0.connect_info(), Some(PeerTls::of(s.get_ref().1))),
+                    Io::Tls(s) => (
+                        s.get_ref().0.connect_info(),
+                        Some(PeerTls::of(s.get_ref().1)),
+                    ),
                 };
                 let _ = tx
                     .send(Ok(Limited {

@@ -125,8 +125,8 @@ impl PemFiles {
         if chain.is_empty() {
             return Err(TlsError::file(&self.cert, "no certificate in it"));
         }
-        let key = PrivateKeyDer::from_pem_slice(&bytes[1])
-            .map_err(|e| TlsError::file(&self.key, e))?;
+        let key =
+            PrivateKeyDer::from_pem_slice(&bytes[1]).map_err(|e| TlsError::file(&self.key, e))?;
         let signing = provider()
             .key_provider
             .load_private_key(key.clone_key())
@@ -207,7 +207,9 @@ fn reloading<T: Send + Sync + 'static>(
                     *shared.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(value);
                     info!(what, cert = %files.cert.display(), "TLS certificate reloaded");
                 }
-                Err(e) => warn!(%e, what, "TLS files changed but cannot be used; the current certificate stays"),
+                Err(e) => {
+                    warn!(%e, what, "TLS files changed but cannot be used; the current certificate stays")
+                }
             }
             last = bytes;
         }

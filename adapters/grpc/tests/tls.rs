@@ -38,7 +38,8 @@ fn temp_dir(name: &str) -> PathBuf {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_nanos();
-    let dir = std::env::temp_dir().join(format!("roaming-tls-{name}-{}-{nanos}", std::process::id()));
+    let dir =
+        std::env::temp_dir().join(format!("roaming-tls-{name}-{}-{nanos}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
@@ -141,10 +142,19 @@ fn assert_refused(result: Result<i32, tonic::Status>, what: &str, says: &str) {
 async fn a_server_of_an_unknown_ca_is_refused_by_the_client() {
     let (dir, _ca) = good_pair("unknown-server-ca");
     let stranger = LocalCa::new("another CA").unwrap();
-    write_identity(&dir, "server", &stranger.issue(&["server"]).unwrap(), &[&stranger]);
+    write_identity(
+        &dir,
+        "server",
+        &stranger.issue(&["server"]).unwrap(),
+        &[&stranger],
+    );
     let running = server(&dir).await;
     let mut client = client(&dir, running.addr);
-    assert_refused(check(&mut client).await, "a server of another CA", "UnknownIssuer");
+    assert_refused(
+        check(&mut client).await,
+        "a server of another CA",
+        "UnknownIssuer",
+    );
     running.stop(Duration::from_secs(1)).await;
 }
 
@@ -158,7 +168,11 @@ async fn a_client_of_an_unknown_ca_fails_the_handshake() {
     std::fs::write(dir.join("client").join("ca.crt"), server_ca).unwrap();
     let running = server(&dir).await;
     let mut client = client(&dir, running.addr);
-    assert_refused(check(&mut client).await, "a client of another CA", "UnknownCA");
+    assert_refused(
+        check(&mut client).await,
+        "a client of another CA",
+        "UnknownCA",
+    );
     running.stop(Duration::from_secs(1)).await;
 }
 
@@ -171,7 +185,11 @@ async fn an_expired_certificate_fails_the_handshake_at_either_end() {
     write_identity(&dir, "server", &expired, &[&ca]);
     let running = server(&dir).await;
     let mut c = client(&dir, running.addr);
-    assert_refused(check(&mut c).await, "an expired server certificate", "Expired");
+    assert_refused(
+        check(&mut c).await,
+        "an expired server certificate",
+        "Expired",
+    );
     running.stop(Duration::from_secs(1)).await;
 
     // The client's has expired: the server refuses the handshake.
@@ -180,7 +198,11 @@ async fn an_expired_certificate_fails_the_handshake_at_either_end() {
     write_identity(&dir, "client", &expired, &[&ca]);
     let running = server(&dir).await;
     let mut c = client(&dir, running.addr);
-    assert_refused(check(&mut c).await, "an expired client certificate", "CertificateExpired");
+    assert_refused(
+        check(&mut c).await,
+        "an expired client certificate",
+        "CertificateExpired",
+    );
     running.stop(Duration::from_secs(1)).await;
 }
 
@@ -219,8 +241,8 @@ async fn served_certificate(dir: &Path, addr: SocketAddr) -> Option<CertificateD
         .unwrap()
         .collect::<Result<Vec<_>, _>>()
         .unwrap();
-    let key =
-        rustls::pki_types::PrivateKeyDer::from_pem_file(dir.join("client").join("tls.key")).unwrap();
+    let key = rustls::pki_types::PrivateKeyDer::from_pem_file(dir.join("client").join("tls.key"))
+        .unwrap();
     let config = rustls::ClientConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),
     ))
@@ -243,7 +265,12 @@ async fn certificates_and_the_trusted_ca_rotate_under_load_without_a_failed_call
     let dir = temp_dir("rotation");
     let ca1 = LocalCa::new("CA 1").unwrap();
     let ca2 = LocalCa::new("CA 2").unwrap();
-    write_identity(&dir, "server", &ca1.issue(&["server"]).unwrap(), &[&ca1, &ca2]);
+    write_identity(
+        &dir,
+        "server",
+        &ca1.issue(&["server"]).unwrap(),
+        &[&ca1, &ca2],
+    );
     write_identity(&dir, "client", &ca2.issue(&["client"]).unwrap(), &[&ca1]);
     let running = server(&dir).await;
     let addr = running.addr;
@@ -302,7 +329,10 @@ async fn certificates_and_the_trusted_ca_rotate_under_load_without_a_failed_call
         errors.extend(task.await.unwrap());
     }
     let served = ok.load(Ordering::Relaxed);
-    assert!(errors.is_empty(), "failed calls during the rotation: {errors:?}");
+    assert!(
+        errors.is_empty(),
+        "failed calls during the rotation: {errors:?}"
+    );
     assert_eq!(failed.load(Ordering::Relaxed), 0);
     assert!(
         served > after_ca_drop,
@@ -312,13 +342,21 @@ async fn certificates_and_the_trusted_ca_rotate_under_load_without_a_failed_call
     // A new handshake gets the newest server certificate.
     let newest = std::fs::read(dir.join("server").join("tls.crt")).unwrap();
     let newest = CertificateDer::from_pem_slice(&newest).unwrap();
-    assert_ne!(newest.as_ref(), CertificateDer::from_pem_slice(last_server.as_bytes()).unwrap().as_ref());
+    assert_ne!(
+        newest.as_ref(),
+        CertificateDer::from_pem_slice(last_server.as_bytes())
+            .unwrap()
+            .as_ref()
+    );
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         if served_certificate(&dir, addr).await.as_ref() == Some(&newest) {
             break;
         }
-        assert!(Instant::now() < deadline, "the renewed certificate is not served");
+        assert!(
+            Instant::now() < deadline,
+            "the renewed certificate is not served"
+        );
         tokio::time::sleep(RELOAD).await;
     }
     running.stop(Duration::from_secs(1)).await;

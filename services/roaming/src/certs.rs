@@ -46,7 +46,9 @@ pub fn main(args: &[String]) -> anyhow::Result<()> {
         match arg.as_str() {
             "--out" => out = PathBuf::from(args.next().context("--out needs a directory")?),
             "--host" => hosts.push(args.next().context("--host needs a name")?.clone()),
-            other => bail!("unknown argument {other:?}: roaming certs [--out DIR] [--host NAME]..."),
+            other => {
+                bail!("unknown argument {other:?}: roaming certs [--out DIR] [--host NAME]...")
+            }
         }
     }
     write(&out, &hosts)?;

@@ -81,7 +81,9 @@ pub fn main_with(args: Vec<String>) -> anyhow::Result<()> {
         Settings::load(config.as_deref(), std::env::vars()).unwrap_or_else(|e| refuse(&e));
     if service.is_none() && start.iter().any(|a| a == "--tls") {
         if check {
-            refuse(&"check-config up --tls: the try-out certificates are made at the first start; check without --tls");
+            refuse(
+                &"check-config up --tls: the try-out certificates are made at the first start; check without --tls",
+            );
         }
         crate::certs::try_out(&mut settings).unwrap_or_else(|e| refuse(&e));
     }

@@ -104,11 +104,20 @@ async fn gateway_channel(address: &str, cacert: Option<&str>) -> anyhow::Result<
         }
         return Ok(endpoint.connect().await?);
     }
-    let ca = cacert.context("an https:// gateway needs --cacert FILE (the CA of its certificate)")?;
-    let host = endpoint.uri().host().context("no host in the gateway address")?;
-    let host = host.trim_start_matches('[').trim_end_matches(']').to_owned();
+    let ca =
+        cacert.context("an https:// gateway needs --cacert FILE (the CA of its certificate)")?;
+    let host = endpoint
+        .uri()
+        .host()
+        .context("no host in the gateway address")?;
+    let host = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_owned();
     let tls = adapters_grpc::tls::ClientTls::trusting(std::path::Path::new(ca))?;
-    Ok(endpoint.connect_with_connector(tls.connector(&host)?).await?)
+    Ok(endpoint
+        .connect_with_connector(tls.connector(&host)?)
+        .await?)
 }
 
 /// `roaming seed-demo GATEWAY [--password P] [--cacert FILE]`: logs in as `ops` and creates

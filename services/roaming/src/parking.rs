@@ -44,7 +44,13 @@ pub async fn start(
     .await?;
     let store = ParkingStore::new(host.db().clone());
     let verifier = GrpcReservationVerifier::new(
-        crate::host::upstream(settings, "parking", "reservation", service_names::RESERVATION, reservation_addrs)?,
+        crate::host::upstream(
+            settings,
+            "parking",
+            "reservation",
+            service_names::RESERVATION,
+            reservation_addrs,
+        )?,
         call_policy(settings),
         auth.service_token("parking")?,
     );

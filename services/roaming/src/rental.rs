@@ -43,7 +43,13 @@ pub async fn start(
     )
     .await?;
     let reservations = GrpcReservationAuthority::new(
-        crate::host::upstream(settings, "rental", "reservation", service_names::RESERVATION, reservation_addrs)?,
+        crate::host::upstream(
+            settings,
+            "rental",
+            "reservation",
+            service_names::RESERVATION,
+            reservation_addrs,
+        )?,
         call_policy(settings),
         auth.service_token("rental")?,
     );

@@ -59,7 +59,13 @@ pub async fn start(
     let store = ReservationStore::new(host.db().clone());
     crate::seed::ensure_price_list(&store).await?;
     let payments = GrpcPaymentGateway::new(
-        crate::host::upstream(settings, "reservation", "payment", service_names::PAYMENT, payment_addrs)?,
+        crate::host::upstream(
+            settings,
+            "reservation",
+            "payment",
+            service_names::PAYMENT,
+            payment_addrs,
+        )?,
         call_policy(settings),
         auth.service_token("reservation")?,
     );

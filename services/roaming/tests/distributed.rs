@@ -63,6 +63,7 @@ fn cluster(d: &Distributed) -> Cluster {
         rental: d.gateway,
         parking: d.gateway,
         view: d.gateway,
+        tls: None,
     }
 }
 

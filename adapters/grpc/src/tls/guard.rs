@@ -55,9 +55,7 @@ impl ClientCerts {
             "off" => Ok(Self::Off),
             "optional" => Ok(Self::Optional),
             "required" => Ok(Self::Required),
-            other => Err(format!(
-                "{other:?} is not one of off, optional, required"
-            )),
+            other => Err(format!("{other:?} is not one of off, optional, required")),
         }
     }
 }
@@ -94,7 +92,10 @@ impl<S> Layer<S> for GuardLayer {
     type Service = Guard<S>;
 
     fn layer(&self, inner: S) -> Guard<S> {
-        Guard { inner, layer: *self }
+        Guard {
+            inner,
+            layer: *self,
+        }
     }
 }
 

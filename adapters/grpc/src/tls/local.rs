@@ -166,7 +166,9 @@ fn write_file(path: &Path, text: &str, secret: bool) -> Result<(), TlsError> {
     }
     #[cfg(not(unix))]
     let _ = secret;
-    let mut file = options.open(&aside).map_err(|e| TlsError::file(&aside, e))?;
+    let mut file = options
+        .open(&aside)
+        .map_err(|e| TlsError::file(&aside, e))?;
     std::io::Write::write_all(&mut file, text.as_bytes()).map_err(|e| TlsError::file(&aside, e))?;
     drop(file);
     std::fs::rename(&aside, path).map_err(|e| TlsError::file(path, e))

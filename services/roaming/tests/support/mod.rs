@@ -100,35 +100,44 @@ pub struct Cluster {
     pub rental: SocketAddr,
     pub parking: SocketAddr,
     pub view: SocketAddr,
+    /// Dial with TLS, as this says (a gateway with TLS); plaintext if none.
+    pub tls: Option<&'static adapters_grpc::tls::TlsConnect>,
 }
 
-async fn channel(addr: SocketAddr) -> Channel {
-    Channel::from_shared(format!("http://{addr}"))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap()
+async fn channel(addr: SocketAddr, tls: Option<&adapters_grpc::tls::TlsConnect>) -> Channel {
+    match tls {
+        None => Channel::from_shared(format!("http://{addr}"))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap(),
+        Some(tls) => Channel::from_shared(format!("https://{addr}"))
+            .unwrap()
+            .connect_with_connector(tls.clone())
+            .await
+            .unwrap(),
+    }
 }
 
 impl Cluster {
     pub async fn reservation(&self) -> ReservationServiceClient<Channel> {
-        ReservationServiceClient::new(channel(self.reservation).await)
+        ReservationServiceClient::new(channel(self.reservation, self.tls).await)
     }
 
     pub async fn payment(&self) -> PaymentServiceClient<Channel> {
-        PaymentServiceClient::new(channel(self.payment).await)
+        PaymentServiceClient::new(channel(self.payment, self.tls).await)
     }
 
     pub async fn rental(&self) -> RentalServiceClient<Channel> {
-        RentalServiceClient::new(channel(self.rental).await)
+        RentalServiceClient::new(channel(self.rental, self.tls).await)
     }
 
     pub async fn parking(&self) -> ParkingServiceClient<Channel> {
-        ParkingServiceClient::new(channel(self.parking).await)
+        ParkingServiceClient::new(channel(self.parking, self.tls).await)
     }
 
     pub async fn view(&self) -> ViewServiceClient<Channel> {
-        ViewServiceClient::new(channel(self.view).await)
+        ViewServiceClient::new(channel(self.view, self.tls).await)
     }
 }
 
@@ -196,6 +205,7 @@ impl TestMesh {
             rental: g,
             parking: g,
             view: g,
+            tls: None,
         }
     }
 
@@ -208,6 +218,7 @@ impl TestMesh {
             rental: m.rental.addr,
             parking: m.parking.addr,
             view: m.view.addr,
+            tls: None,
         }
     }
 
