@@ -208,7 +208,7 @@ fn reloading<T: Send + Sync + 'static>(
                     info!(what, cert = %files.cert.display(), "TLS certificate reloaded");
                 }
                 Err(e) => {
-                    warn!(%e, what, "TLS files changed but cannot be used; the current certificate stays")
+                    warn!(%e, what, "TLS files changed but cannot be used; the current certificate stays");
                 }
             }
             last = bytes;

@@ -290,7 +290,7 @@ async fn certificates_and_the_trusted_ca_rotate_under_load_without_a_failed_call
                 // A new connection every ten calls: handshakes go on all
                 // through the rotation, with the identity of the moment.
                 n += 1;
-                if n % 10 == 0 {
+                if n.is_multiple_of(10) {
                     client = client_of(&tls, addr);
                 }
                 match check(&mut client).await {

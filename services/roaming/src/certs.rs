@@ -61,7 +61,11 @@ pub fn main(args: &[String]) -> anyhow::Result<()> {
          to use them:\n  \
          ROAMING_GATEWAY_TLS_CERT={dir}/{PUBLIC}/tls.crt ROAMING_GATEWAY_TLS_KEY={dir}/{PUBLIC}/tls.key \\\n  \
          ROAMING_MESH_TLS=required ROAMING_MESH_TLS_DIR={dir} roaming up",
-        hosts.iter().map(|h| format!(", {h}")).collect::<String>()
+        hosts.iter().fold(String::new(), |mut all, h| {
+            all.push_str(", ");
+            all.push_str(h);
+            all
+        })
     );
     Ok(())
 }

@@ -65,7 +65,7 @@ pub fn call_policy(settings: &Settings) -> CallPolicy {
     }
 }
 
-/// The replicas of `callee` (its bare name; `service` its health name) that
+/// The replicas of `server` (its bare name; `service` its health name) that
 /// `caller` dials at `addrs`: `https://` ones with mutual TLS as `caller`.
 ///
 /// # Errors
@@ -73,11 +73,11 @@ pub fn call_policy(settings: &Settings) -> CallPolicy {
 pub fn upstream(
     settings: &Settings,
     caller: &str,
-    callee: &str,
+    server: &str,
     service: &str,
     addrs: &[String],
 ) -> anyhow::Result<adapters_grpc::balance::Upstream> {
-    let tls = settings.mesh_client_tls(caller, callee)?;
+    let tls = settings.mesh_client_tls(caller, server)?;
     Ok(adapters_grpc::balance::Upstream::with_tls(
         service,
         addrs,

@@ -635,7 +635,9 @@ mod tests {
         assert_eq!(row("admin_listen"), Some("127.0.0.1:9464"));
         assert_eq!(row("reservation.listen"), Some("127.0.0.1:50051"));
         assert_eq!(row("payment.fault_failure_rate"), Some("0.0"));
-        assert_eq!(row("gateway.listen"), Some("0.0.0.0:50050"));
+        assert_eq!(row("gateway.listen"), Some("127.0.0.1:50050"));
+        assert_eq!(row("mesh_tls"), Some("off"));
+        assert_eq!(row("gateway.tls_cert"), Some("unset"));
         assert_eq!(row("auth.token_ttl_secs"), Some("900"));
         assert_eq!(row("log_json"), Some("false"));
     }

@@ -154,17 +154,16 @@ impl Mesh {
         };
         // How grpcurl reaches it: plaintext, or TLS trusting the CA of the
         // try-out certificates (`roaming up --tls`) or the operator's.
-        let (scheme, grpcurl) = match &settings.gateway.tls_cert {
-            None => ("http", "-plaintext".to_owned()),
-            Some(_) => {
-                let ca = settings
-                    .mesh_tls_dir
-                    .as_ref()
-                    .map(|d| d.join("ca.crt"))
-                    .filter(|ca| ca.exists())
-                    .map_or_else(|| "YOUR-CA.crt".to_owned(), |ca| ca.display().to_string());
-                ("https", format!("-cacert {ca}"))
-            }
+        let (scheme, grpcurl) = if settings.gateway.tls_cert.is_some() {
+            let ca = settings
+                .mesh_tls_dir
+                .as_ref()
+                .map(|d| d.join("ca.crt"))
+                .filter(|ca| ca.exists())
+                .map_or_else(|| "YOUR-CA.crt".to_owned(), |ca| ca.display().to_string());
+            ("https", format!("-cacert {ca}"))
+        } else {
+            ("http", "-plaintext".to_owned())
         };
         let mut out = format!(
             "roaming mesh is up: gateway on {listen}{tls}\n\

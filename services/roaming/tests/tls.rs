@@ -110,7 +110,7 @@ async fn gateway_channel(addr: SocketAddr, tls: &TlsConnect) -> Channel {
 async fn as_identity(certs: &Certs, identity: &str, server: &str, addr: SocketAddr) -> Channel {
     let tls = ClientTls::new(
         PemFiles::identity(&certs.dir, identity),
-        Duration::from_secs(60),
+        Duration::from_mins(1),
     )
     .unwrap();
     Channel::from_shared(format!("https://{addr}"))
@@ -264,11 +264,7 @@ async fn a_service_port_takes_a_call_only_from_the_certificate_of_the_tokens_cal
         .unwrap();
     // It trusts the mesh CA (to get as far as presenting its certificate).
     std::fs::copy(certs.ca_file(), other.join("rental").join("ca.crt")).unwrap();
-    let tls = ClientTls::new(
-        PemFiles::identity(&other, "rental"),
-        Duration::from_secs(60),
-    )
-    .unwrap();
+    let tls = ClientTls::new(PemFiles::identity(&other, "rental"), Duration::from_mins(1)).unwrap();
     let channel = Channel::from_shared(format!("https://{reservation}"))
         .unwrap()
         .connect_with_connector_lazy(tls.connector("reservation").unwrap());
@@ -484,7 +480,7 @@ async fn the_gateways_and_a_services_certificates_rotate_under_load_without_a_fa
                 let mut views = ViewServiceClient::new(channel);
                 for _ in 0..10 {
                     n += 1;
-                    let result = if n % 2 == 0 {
+                    let result = if n.is_multiple_of(2) {
                         reservations
                             .get_reservation(req(
                                 ALICE,

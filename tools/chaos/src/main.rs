@@ -2,7 +2,7 @@
 //!
 //! Starts the distributed mesh as processes (its own nats-server with
 //! JetStream, fresh PostgreSQL databases, two replicas of reservation and
-//! rental), drives a steady mixed load through the gateway and injects one
+//! rental, mutual TLS between them with a CA made for the run), drives a steady mixed load through the gateway and injects one
 //! fault at a time. After each scenario the load stops, the mesh drains, and
 //! the checker reads every database and verifies DOMAIN.md's invariants. Then the
 //! cancel/hand-over and cancel/enter races, in the distributed mode and
@@ -318,6 +318,40 @@ async fn scenario(
     })
 }
 
+/// Proof that the services took only mutual TLS: a call to a reservation
+/// replica in plaintext, with a valid token, is refused for want of a client
+/// certificate (the gateway's calls, which go on, are TLS).
+async fn mutual_tls_is_on(mesh: &Distributed, callers: &Callers) -> anyhow::Result<String> {
+    let addr = mesh.addr("reservation-1").context("no reservation-1")?;
+    let mut plain =
+        proto::reservation::reservation_service_client::ReservationServiceClient::connect(format!(
+            "http://{addr}"
+        ))
+        .await?;
+    let refused = plain
+        .get_reservation(callers.req(
+            load::Who::Customer("alice"),
+            proto::reservation::GetReservationRequest {
+                reservation_id: uuid::Uuid::now_v7().to_string(),
+            },
+        ))
+        .await
+        .err()
+        .context("a plaintext call to a service was served: mutual TLS is off")?;
+    let details = tonic_types::StatusExt::get_error_details(&refused);
+    let reason = details
+        .error_info()
+        .map(|i| i.reason.clone())
+        .unwrap_or_default();
+    anyhow::ensure!(
+        reason == proto::reasons::CLIENT_CERTIFICATE_REQUIRED,
+        "a plaintext call to a service: {refused:?}"
+    );
+    Ok(format!(
+        "mutual TLS between the processes: a plaintext call to {addr} is refused ({reason})"
+    ))
+}
+
 fn race_line(mode: &str, what: &str, r: &Races) -> String {
     format!(
         "{} races {what} ({mode}): {} tries, cancel won {}, use won {}, neither {}, both {}",
@@ -376,8 +410,13 @@ async fn main() -> anyhow::Result<()> {
     let mut totals = Totals::default();
 
     // --- the distributed mesh ------------------------------------------------
-    let mut mesh = Distributed::start(&o.roaming, &admin, &run[..12], &Layout::chaos()).await?;
+    // Every hop between the processes over mutual TLS (issue 31): the faults
+    // below (kills, restarts, a broker and database outage) hit a mesh whose
+    // connections are TLS handshakes with certificates checked both ways.
+    let layout = Layout::chaos().with_mutual_tls();
+    let mut mesh = Distributed::start(&o.roaming, &admin, &run[..12], &layout).await?;
     let callers = Callers::new(&mesh.keys.issuer);
+    println!("{}", mutual_tls_is_on(&mesh, &callers).await?);
     let mut clients = Clients::new(mesh.gateway, callers.clone())?;
     let serials = load::seed(&mut clients, "CHAOS", 60).await?;
     let serials = Arc::new(Mutex::new(serials));

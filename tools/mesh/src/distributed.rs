@@ -190,6 +190,11 @@ pub struct Layout {
     pub env: Vec<(String, String)>,
     /// The gateway's signing key and its issuer (default: a new key).
     pub gateway_key: Option<(PathBuf, Issuer)>,
+    /// Mutual TLS between the processes: a CA and every identity's
+    /// certificate made for the run (`adapters_grpc::tls::local`),
+    /// `ROAMING_MESH_TLS=required` and `https://` addresses. The gateway's
+    /// public port stays plaintext on loopback (the harness's clients).
+    pub mutual_tls: bool,
 }
 
 impl Layout {
@@ -203,6 +208,7 @@ impl Layout {
             gateways: 1,
             env: Vec::new(),
             gateway_key: None,
+            mutual_tls: false,
         }
         .with("ROAMING_CALL_DEADLINE_MS", "1000")
         .with("ROAMING_BREAKER_COOL_DOWN_MS", "1000")
@@ -223,7 +229,15 @@ impl Layout {
             gateways: 1,
             env: Vec::new(),
             gateway_key: None,
+            mutual_tls: false,
         }
+    }
+
+    /// The same with mutual TLS between the processes.
+    #[must_use]
+    pub fn with_mutual_tls(mut self) -> Self {
+        self.mutual_tls = true;
+        self
     }
 
     /// `key=value` on top of the settings so far.
@@ -258,6 +272,8 @@ pub struct Distributed {
     pub gateways: Vec<SocketAddr>,
     addrs: BTreeMap<&'static str, Vec<SocketAddr>>,
     env: Vec<(String, String)>,
+    /// `https` with mutual TLS, else `http`.
+    scheme: &'static str,
     /// Each process's database pool (`ROAMING_DATABASE_POOL`, unless the
     /// layout sets one), so the whole mesh stays under the server's
     /// `max_connections`.
@@ -283,6 +299,17 @@ impl Distributed {
         let nats = NatsServer::start_in(dir.join("nats"))?;
         let dbs = Databases::create(admin, run).await?;
         let keys = Keys::create(&dir.join("keys"), layout.gateway_key.as_ref())?;
+        let mut env = layout.env.clone();
+        if layout.mutual_tls {
+            let tls = dir.join("tls");
+            adapters_grpc::tls::local::LocalCa::new("mesh harness CA")?.write_mesh(&tls, &[])?;
+            // First, so a layout's own setting still wins.
+            env.insert(0, ("ROAMING_MESH_TLS".to_owned(), "required".to_owned()));
+            env.insert(
+                1,
+                ("ROAMING_MESH_TLS_DIR".to_owned(), tls.display().to_string()),
+            );
+        }
         // With 16 each (the default), the seven processes of a mesh with
         // replicas could ask for 112 connections of a server allowing 100:
         // once consumers handled events concurrently, they did, and timed out
@@ -300,7 +327,8 @@ impl Distributed {
             gateway: SocketAddr::from(([127, 0, 0, 1], 0)),
             gateways: Vec::new(),
             addrs: BTreeMap::new(),
-            env: layout.env.clone(),
+            env,
+            scheme: if layout.mutual_tls { "https" } else { "http" },
         };
         for stage in STAGES {
             let mut started = Vec::new();
@@ -406,7 +434,7 @@ impl Distributed {
         for (service, addrs) in &self.addrs {
             let list = addrs
                 .iter()
-                .map(|a| format!("http://{a}"))
+                .map(|a| format!("{}://{a}", self.scheme))
                 .collect::<Vec<_>>()
                 .join(",");
             command.env(format!("ROAMING_{}_ADDRS", service.to_uppercase()), list);
