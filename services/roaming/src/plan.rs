@@ -87,6 +87,9 @@ pub fn check_call(caller: &str, addrs: &[String]) -> Result<(), SettingsError> {
 /// is not `off`, a caller's when it dials an `https://` address, the
 /// gateway's public port's when `gateway.tls_cert` is set (`public`).
 ///
+/// What was checked, for the summary (`mesh identity rental`, `public
+/// certificate`).
+///
 /// # Errors
 /// Names `mesh_tls_dir` or `gateway.tls_cert`, and the file.
 pub fn check_tls(
@@ -94,7 +97,8 @@ pub fn check_tls(
     servers: &[&str],
     callers: &[(&str, &[String])],
     public: bool,
-) -> Result<(), SettingsError> {
+) -> Result<Vec<String>, SettingsError> {
+    let mut checked = Vec::new();
     let dir_problem = |e: adapters_grpc::tls::TlsError| bad(&Settings::variable("mesh_tls_dir"), e);
     let mut identities: Vec<&str> = Vec::new();
     if settings.client_certs() != adapters_grpc::tls::ClientCerts::Off {
@@ -109,6 +113,7 @@ pub fn check_tls(
         // Validation made sure the directory is set when it is needed.
         if let Some(files) = settings.mesh_files(identity) {
             files.check().map_err(dir_problem)?;
+            checked.push(format!("mesh identity {identity}"));
         }
     }
     if public
@@ -121,8 +126,9 @@ pub fn check_tls(
         }
         .check()
         .map_err(|e| bad(&Settings::variable("gateway.tls_cert"), e))?;
+        checked.push("public certificate".to_owned());
     }
-    Ok(())
+    Ok(checked)
 }
 
 /// The database `service` opens: its URL (or the SQLite file under the data
@@ -192,6 +198,8 @@ pub struct Plan {
     pub nats_url: Option<String>,
     /// The replicas it calls: each callee and its addresses.
     pub calls: Vec<(&'static str, Vec<String>)>,
+    /// The certificates it reads, checked ([`check_tls`]).
+    pub tls: Vec<String>,
 }
 
 /// Checks everything `roaming serve service` needs before it binds or
@@ -223,13 +231,14 @@ pub fn serve(settings: &Settings, service: &str) -> Result<Plan, SettingsError> 
             .iter()
             .flat_map(|(_, _, addrs)| addrs.iter().cloned())
             .collect();
-        check_tls(
+        let tls = check_tls(
             settings,
             &[],
             &[(adapters_grpc::tls::GATEWAY_IDENTITY, &dialled)],
             true,
         )?;
         return Ok(Plan {
+            tls,
             service,
             keys,
             listen: settings.gateway.listen,
@@ -273,8 +282,9 @@ pub fn serve(settings: &Settings, service: &str) -> Result<Plan, SettingsError> 
         .iter()
         .map(|(_, addrs)| (service, addrs.as_slice()))
         .collect();
-    check_tls(settings, &[service], &callers, false)?;
+    let tls = check_tls(settings, &[service], &callers, false)?;
     Ok(Plan {
+        tls,
         service,
         keys,
         listen,
@@ -288,6 +298,8 @@ pub fn serve(settings: &Settings, service: &str) -> Result<Plan, SettingsError> 
 #[derive(Debug)]
 pub struct UpPlan {
     pub keys: Keys,
+    /// The certificates it reads, checked ([`check_tls`]).
+    pub tls: Vec<String>,
 }
 
 /// Checks everything `roaming up` needs before it binds or connects: the
@@ -316,30 +328,26 @@ pub fn up(settings: &Settings, files: KeyFiles) -> Result<UpPlan, SettingsError>
             .map_err(|e| bad(&Settings::variable(&format!("{name}_addrs")), e))?;
     }
     check_logins(settings, &PrincipalEntry::demo())?;
-    // Every service serves here; with `mesh_tls` on, each also dials the
-    // others at `https://` addresses (`up` makes them so).
-    let services = ["reservation", "payment", "rental", "parking", "view"];
-    let mut callers: Vec<(&str, &[String])> = vec![
-        ("reservation", &settings.payment_addrs),
-        ("rental", &settings.reservation_addrs),
-        ("parking", &settings.reservation_addrs),
-    ];
-    let gateway_dials: Vec<String> = settings
-        .addresses()
-        .iter()
-        .flat_map(|(_, addrs)| addrs.iter().cloned())
-        .collect();
-    callers.push((adapters_grpc::tls::GATEWAY_IDENTITY, &gateway_dials));
-    let on = settings.client_certs() != adapters_grpc::tls::ClientCerts::Off;
-    if on {
-        callers.clear();
-    }
-    let mut servers: Vec<&str> = services.to_vec();
-    if on {
-        servers.push(adapters_grpc::tls::GATEWAY_IDENTITY);
-    }
-    check_tls(settings, &servers, &callers, true)?;
-    Ok(UpPlan { keys })
+    // With `mesh_tls` on every port here serves TLS and `up` dials them all
+    // at `https://` addresses: every identity is read. Off, an identity is
+    // read only for a configured `https://` address it dials.
+    let tls = if settings.client_certs() == adapters_grpc::tls::ClientCerts::Off {
+        let gateway_dials: Vec<String> = settings
+            .addresses()
+            .iter()
+            .flat_map(|(_, addrs)| addrs.iter().cloned())
+            .collect();
+        let callers: [(&str, &[String]); 4] = [
+            ("reservation", &settings.payment_addrs),
+            ("rental", &settings.reservation_addrs),
+            ("parking", &settings.reservation_addrs),
+            (adapters_grpc::tls::GATEWAY_IDENTITY, &gateway_dials),
+        ];
+        check_tls(settings, &[], &callers, true)?
+    } else {
+        check_tls(settings, &adapters_grpc::tls::local::IDENTITIES, &[], true)?
+    };
+    Ok(UpPlan { keys, tls })
 }
 
 impl Plan {
@@ -367,6 +375,9 @@ impl Plan {
             },
             self.keys.trusted()
         );
+        if !self.tls.is_empty() {
+            let _ = write!(out, ", TLS: {}", self.tls.join(", "));
+        }
         out
     }
 }
@@ -378,8 +389,13 @@ impl UpPlan {
             Some(path) => path.clone(),
             None => settings.data_dir.join("keys").join("issuer.pem"),
         };
+        let tls = if self.tls.is_empty() {
+            String::new()
+        } else {
+            format!(", TLS: {}", self.tls.join(", "))
+        };
         format!(
-            "ok: up: gateway on {}, data in {}, events on {}, signing key {} ({}), {} trusted keys",
+            "ok: up: gateway on {}, data in {}, events on {}, signing key {} ({}), {} trusted keys{tls}",
             settings.gateway.listen,
             settings.data_dir.display(),
             settings.nats_url.as_deref().unwrap_or("the embedded bus"),

@@ -230,7 +230,7 @@ impl Settings {
         if self.mesh_tls_dir.is_none() {
             if self.mesh_tls != "off" {
                 return Err(bad(
-                    "mesh_tls_dir",
+                    &Self::variable("mesh_tls_dir"),
                     format!(
                         "not set: mesh_tls is {:?}, the service ports need their certificates",
                         self.mesh_tls
@@ -240,13 +240,19 @@ impl Settings {
             for (key, addrs) in self.addresses() {
                 if let Some(a) = addrs.iter().find(|a| a.starts_with("https://")) {
                     return Err(bad(
-                        key,
-                        format!("{a:?} is dialled with mutual TLS: set mesh_tls_dir"),
+                        &Self::variable(key),
+                        format!(
+                            "{a:?} is dialled with mutual TLS: set {}",
+                            Self::variable("mesh_tls_dir")
+                        ),
                     ));
                 }
             }
         }
-        self.gateway.check_together()
+        // Named by the variable, as a start names what it refuses.
+        self.gateway
+            .check_together()
+            .map_err(|e| bad(&Self::variable(&e.name), e.problem))
     }
 
     /// Every list of replicas, by its key.

@@ -158,7 +158,7 @@ fn a_valid_configuration_is_ok_for_every_service_and_creates_nothing() {
         &env,
     ));
     assert!(
-        line.starts_with("ok: serve gateway: listens on 0.0.0.0:50050"),
+        line.starts_with("ok: serve gateway: listens on 127.0.0.1:50050"),
         "{line}"
     );
     for service in ["reservation", "payment", "rental", "parking", "view"] {
@@ -375,4 +375,116 @@ fn a_start_stops_with_the_same_line_before_it_binds_or_connects() {
     assert_eq!(start, check);
     assert!(check.contains("ROAMING_AUTH_SIGNING_KEY_FILE"), "{check}");
     assert_eq!(tree(&dir), before, "a start never creates a service's key");
+}
+
+/// `roaming certs --out DIR`: a local CA and every identity's files.
+fn certs(dir: &Path) -> PathBuf {
+    let out = dir.join("tls");
+    let made = Command::new(BIN)
+        .args(["certs", "--out", out.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{made:?}");
+    for identity in [
+        "gateway",
+        "reservation",
+        "payment",
+        "rental",
+        "parking",
+        "view",
+        "public",
+    ] {
+        for file in ["tls.crt", "tls.key", "ca.crt"] {
+            assert!(out.join(identity).join(file).exists(), "{identity}/{file}");
+        }
+    }
+    // A second run keeps the CA it made.
+    let again = Command::new(BIN)
+        .args(["certs", "--out", out.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!again.status.success(), "a CA is never replaced");
+    out
+}
+
+#[test]
+fn the_certificates_a_start_reads_are_checked_and_named() {
+    let dir = scratch("tls");
+    let tls = certs(&dir);
+    let env = with(
+        &with(&service_env(&dir), "ROAMING_MESH_TLS", "required"),
+        "ROAMING_MESH_TLS_DIR",
+        tls.display().to_string(),
+    );
+    let env = with(&env, "ROAMING_PAYMENT_ADDRS", "https://payment:50052");
+    let ok = accepted(&run(&dir, &["check-config", "serve", "reservation"], &env));
+    assert!(ok.contains("TLS: mesh identity reservation"), "{ok}");
+    assert!(ok.contains("payment at https://payment:50052"), "{ok}");
+
+    // Required, but no certificates.
+    let line = refused(&run(
+        &dir,
+        &["check-config", "serve", "reservation"],
+        &without(&env, "ROAMING_MESH_TLS_DIR"),
+    ));
+    assert!(line.contains("ROAMING_MESH_TLS_DIR"), "{line}");
+    // An https:// address with TLS off and no certificates.
+    let plain = without(
+        &with(&env, "ROAMING_MESH_TLS", "off"),
+        "ROAMING_MESH_TLS_DIR",
+    );
+    let line = refused(&run(
+        &dir,
+        &["check-config", "serve", "reservation"],
+        &plain,
+    ));
+    assert!(line.contains("ROAMING_PAYMENT_ADDRS"), "{line}");
+    // A mode that is none.
+    let line = refused(&run(
+        &dir,
+        &["check-config", "serve", "reservation"],
+        &with(&env, "ROAMING_MESH_TLS", "sometimes"),
+    ));
+    // Named by its key, as every declared check is (`a_bad_value_is_named`).
+    assert!(
+        line.contains("mesh_tls") && line.contains("off, optional, required"),
+        "{line}"
+    );
+    // The gateway's certificate without its key, and one that does not exist.
+    let gateway = with(
+        &env,
+        "ROAMING_GATEWAY_TLS_CERT",
+        tls.join("public").join("tls.crt").display().to_string(),
+    );
+    let line = refused(&run(&dir, &["check-config", "serve", "gateway"], &gateway));
+    assert!(line.contains("ROAMING_GATEWAY_TLS_KEY"), "{line}");
+    let gateway = with(
+        &with(
+            &gateway,
+            "ROAMING_GATEWAY_TLS_KEY",
+            tls.join("public").join("tls.key").display().to_string(),
+        ),
+        "ROAMING_GATEWAY_TLS_CERT",
+        tls.join("public").join("missing.crt").display().to_string(),
+    );
+    let line = refused(&run(&dir, &["check-config", "serve", "gateway"], &gateway));
+    assert!(
+        line.contains("ROAMING_GATEWAY_TLS_CERT") && line.contains("missing.crt"),
+        "{line}"
+    );
+
+    // A key that is not the certificate's (a renewal caught half-way): the
+    // start refuses it with the same line as the check, before it binds.
+    std::fs::copy(
+        tls.join("payment").join("tls.key"),
+        tls.join("reservation").join("tls.key"),
+    )
+    .unwrap();
+    let check = refused(&run(&dir, &["check-config", "serve", "reservation"], &env));
+    assert!(
+        check.contains("ROAMING_MESH_TLS_DIR") && check.contains("not the key of"),
+        "{check}"
+    );
+    let start = refused(&run(&dir, &["serve", "reservation"], &env));
+    assert_eq!(start, check);
 }
