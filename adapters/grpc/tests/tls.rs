@@ -361,3 +361,67 @@ async fn certificates_and_the_trusted_ca_rotate_under_load_without_a_failed_call
     }
     running.stop(Duration::from_secs(1)).await;
 }
+
+/// A handshake with the public port's TLS offering only `version` and
+/// `alpn`: the version and protocol agreed.
+async fn public_handshake(
+    tls: &ServerTls,
+    ca: &LocalCa,
+    version: &'static rustls::SupportedProtocolVersion,
+    alpn: &[u8],
+) -> (rustls::ProtocolVersion, Option<Vec<u8>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let acceptor = tls.acceptor();
+    let server = tokio::spawn(async move {
+        let (tcp, _) = listener.accept().await.unwrap();
+        acceptor.accept(tcp).await.map(drop)
+    });
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(CertificateDer::from_pem_slice(ca.cert().as_bytes()).unwrap())
+        .unwrap();
+    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_protocol_versions(&[version])
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    config.alpn_protocols = vec![alpn.to_vec()];
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let client = tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .await
+        .expect("handshake");
+    server.await.unwrap().expect("server handshake");
+    let (_, connection) = client.get_ref();
+    (
+        connection.protocol_version().unwrap(),
+        connection.alpn_protocol().map(<[u8]>::to_vec),
+    )
+}
+
+#[tokio::test]
+async fn the_public_port_speaks_tls_1_2_and_1_3_with_h2_and_http_1_1() {
+    let dir = temp_dir("public");
+    let ca = LocalCa::new("public CA").unwrap();
+    ca.write(&dir.join("public"), &ca.issue(&["localhost"]).unwrap())
+        .unwrap();
+    let tls = ServerTls::public(
+        &dir.join("public").join("tls.crt"),
+        &dir.join("public").join("tls.key"),
+        RELOAD,
+    )
+    .unwrap();
+    for (version, expected) in [
+        (&rustls::version::TLS13, rustls::ProtocolVersion::TLSv1_3),
+        (&rustls::version::TLS12, rustls::ProtocolVersion::TLSv1_2),
+    ] {
+        for alpn in [&b"h2"[..], &b"http/1.1"[..]] {
+            let (agreed, protocol) = public_handshake(&tls, &ca, version, alpn).await;
+            assert_eq!(agreed, expected);
+            assert_eq!(protocol.as_deref(), Some(alpn));
+        }
+    }
+}

@@ -549,3 +549,103 @@ async fn the_gateways_and_a_services_certificates_rotate_under_load_without_a_fa
     .await;
     m.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn optional_mutual_tls_takes_plaintext_and_still_checks_a_certificate_presented() {
+    // The migration's middle step: services accept both, the gateway (in
+    // plaintext on loopback here) already dials them with mutual TLS.
+    let certs = Certs::new();
+    let dir = certs.dir.clone();
+    let m = TestMesh::start_with(|s| {
+        "optional".clone_into(&mut s.mesh_tls);
+        s.mesh_tls_dir = Some(dir);
+    })
+    .await;
+    let view = m.mesh().view.addr;
+    let list = |channel: Channel| async move {
+        ViewServiceClient::new(channel)
+            .list_my_reservations(req(ALICE, pv::ListMyReservationsRequest::default()))
+            .await
+    };
+    // Through the gateway (which dials https://).
+    list(
+        Channel::from_shared(format!("http://{}", m.mesh().gateway.addr))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap(),
+    )
+    .await
+    .expect("through the gateway");
+    // Plaintext, straight to the service: still served in this step.
+    let plain = Channel::from_shared(format!("http://{view}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    list(plain).await.expect("plaintext while optional");
+    // A certificate presented must still name the caller.
+    let status = list(as_identity(&certs, "payment", "view", view).await)
+        .await
+        .unwrap_err();
+    assert_eq!(support::reason(&status), proto::reasons::PEER_MISMATCH);
+    list(as_identity(&certs, "gateway", "view", view).await)
+        .await
+        .expect("the gateway's certificate with a customer's token");
+    m.stop().await;
+}
+
+/// The log lines of `roaming up ARGS` (gateway on every interface, port 0)
+/// until the gateway serves.
+fn up_until_the_gateway_serves(args: &[&str]) -> String {
+    use std::io::BufRead as _;
+    let dir = std::env::temp_dir().join(format!("roaming-tls-up-{}", uuid::Uuid::now_v7()));
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_roaming"))
+        .arg("up")
+        .args(args)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("ROAMING_DATA_DIR", &dir)
+        .env("ROAMING_ADMIN_LISTEN", "off")
+        .env("ROAMING_GATEWAY_LISTEN", "0.0.0.0:0")
+        .env("ROAMING_RESERVATION_LISTEN", "127.0.0.1:0")
+        .env("ROAMING_PAYMENT_LISTEN", "127.0.0.1:0")
+        .env("ROAMING_RENTAL_LISTEN", "127.0.0.1:0")
+        .env("ROAMING_PARKING_LISTEN", "127.0.0.1:0")
+        .env("ROAMING_VIEW_LISTEN", "127.0.0.1:0")
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut seen = String::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        let Some(Ok(line)) = lines.next() else { break };
+        seen.push_str(&line);
+        seen.push('\n');
+        if line.contains("gateway serving") {
+            break;
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(
+        seen.contains("gateway serving"),
+        "the gateway never served:\n{seen}"
+    );
+    seen
+}
+
+#[test]
+fn a_gateway_on_every_interface_without_tls_says_so_loudly() {
+    let plaintext = up_until_the_gateway_serves(&[]);
+    assert!(
+        plaintext.contains("INSECURE: the public port serves plaintext on a non-loopback address"),
+        "{plaintext}"
+    );
+    let tls = up_until_the_gateway_serves(&["--tls"]);
+    assert!(!tls.contains("INSECURE"), "{tls}");
+    assert!(tls.contains("tls=true"), "{tls}");
+}
