@@ -619,7 +619,7 @@ fn up_until_the_gateway_serves(args: &[&str]) -> String {
         .unwrap();
     let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
     let mut seen = String::new();
-    let deadline = Instant::now() + Duration::from_secs(60);
+    let deadline = Instant::now() + Duration::from_mins(1);
     while Instant::now() < deadline {
         let Some(Ok(line)) = lines.next() else { break };
         seen.push_str(&line);
