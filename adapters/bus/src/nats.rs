@@ -400,7 +400,7 @@ pub async fn run_consumer(
         loop {
             let next = tokio::select! {
                 () = &mut shutdown => {
-                    hand_back(&js, &spec, &mut messages).await;
+                    hand_back(&js, &spec, messages).await;
                     return;
                 }
                 next = messages.next() => next,
@@ -478,22 +478,27 @@ async fn handle_window(
 /// (`Nak` without delay), so another replica gets it at once rather than after
 /// the ack wait, and makes sure those naks left the process.
 ///
-/// Bounded: the stream keeps pulling while it is read, and a nak'd event may
-/// be redelivered to this very stream, so "until nothing arrives" lasted for
-/// seconds on a busy stream (into the 10 s grace period of a SIGTERM). At most two batches
-/// (what outstanding pull requests can bring) within 250 ms; anything after
-/// that waits for its ack wait.
-async fn hand_back(js: &Context, spec: &ConsumerSpec, messages: &mut pull::Stream) {
+/// The pull is ended first: what has arrived is taken without waiting, then
+/// the stream (its inbox subscription, and with it the interest the server
+/// delivers pull requests to) is dropped, and only then are the events
+/// nak'd. Nak'ing while still subscribed sent them straight back into this
+/// consumer's own open pull requests, round after round, until the events
+/// waited out the ack wait (5 s) instead of moving to another replica.
+async fn hand_back(js: &Context, spec: &ConsumerSpec, mut messages: pull::Stream) {
+    let mut held = Vec::new();
+    while let Some(Some(next)) = messages.next().now_or_never() {
+        match next {
+            Ok(message) => held.push(message),
+            Err(_) => break,
+        }
+    }
+    drop(messages);
+    // The unsubscribe reaches the server before the naks.
+    if let Err(e) = js.client().flush().await {
+        warn!(durable = %spec.durable, error = %e, "flushing the unsubscribe failed");
+    }
     let mut handed_back = 0usize;
-    let limit = spec.batch.saturating_mul(2);
-    let until = tokio::time::Instant::now() + Duration::from_millis(250);
-    while handed_back < limit {
-        let wait = until
-            .saturating_duration_since(tokio::time::Instant::now())
-            .min(Duration::from_millis(50));
-        let Ok(Some(Ok(message))) = tokio::time::timeout(wait, messages.next()).await else {
-            break;
-        };
+    for message in held {
         if message.ack_with(AckKind::Nak(None)).await.is_ok() {
             handed_back += 1;
         }

@@ -732,3 +732,84 @@ async fn a_dead_letter_of_an_older_release_is_listed_with_its_event_id_and_repla
     );
     stop.send(true).unwrap();
 }
+
+/// A handler that takes `delay` per event before `inner` applies it.
+struct Slow {
+    inner: Arc<dyn adapters_bus::Handler>,
+    delay: Duration,
+}
+
+impl adapters_bus::Handler for Slow {
+    fn handle<'a>(
+        &'a self,
+        d: adapters_bus::Delivery<'a>,
+    ) -> futures::future::BoxFuture<'a, Result<(), adapters_bus::HandleError>> {
+        Box::pin(async move {
+            tokio::time::sleep(self.delay).await;
+            self.inner.handle(d).await
+        })
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_stopping_consumers_events_reach_another_replica_within_a_second() {
+    let server = NatsServer::start().expect("nats-server");
+    let js = nats::connect(&server.url()).await.unwrap();
+    nats::ensure_streams(&js, "", 1).await.unwrap();
+    let producer = Producer::new().await;
+    let consumer = Consumer::new().await;
+    let (stop, shutdown) = stopper();
+    producer.commit(2_000, 100, SUBJECT).await;
+    tokio::spawn(relay(&producer, &js).run(shutdown()));
+    all_published(&producer).await;
+    // An ack wait far longer than a hand-over may take: an event left with
+    // the stopping replica shows as a 30 s stall.
+    let mut spec = spec("view");
+    spec.ack_wait = Duration::from_secs(30);
+
+    // `a` is slow, so its pulled batches wait in it; `b` is fast and soon
+    // has done everything else.
+    let (stop_a, a_shutdown) = stopper();
+    let a = tokio::spawn(nats::run_consumer(
+        js.clone(),
+        spec.clone(),
+        Arc::new(Slow {
+            inner: consumer.handler("a"),
+            delay: Duration::from_millis(20),
+        }),
+        a_shutdown(),
+    ));
+    consumer.wait_for(3, WAIT).await;
+    tokio::spawn(nats::run_consumer(
+        js.clone(),
+        spec.clone(),
+        consumer.handler("b"),
+        shutdown(),
+    ));
+    // Until only what `a` holds is left.
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let (_, distinct) = consumer.counts().await;
+        let a_has = consumer.applied_by("a").await;
+        if distinct + 3 * spec.batch >= 2_000 || std::time::Instant::now() > deadline {
+            eprintln!("a applied {a_has}, all {distinct} before the stop");
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let stopped = std::time::Instant::now();
+    stop_a.send(true).unwrap();
+    a.await.unwrap();
+    consumer.wait_for(2_000, Duration::from_secs(20)).await;
+    let took = stopped.elapsed();
+    eprintln!(
+        "every event applied {} ms after a replica's stop",
+        took.as_millis()
+    );
+    assert!(
+        took < Duration::from_secs(5),
+        "events waited for the ack wait after the stop ({took:?})"
+    );
+    assert_eq!(consumer.counts().await, (2_000, 2_000), "each applied once");
+    stop.send(true).unwrap();
+}
