@@ -144,10 +144,22 @@ pub fn check_addresses(addresses: &[String]) -> Result<(), String> {
     Ok(())
 }
 
+/// Whether `address` is an `https://` URL (any case: URI schemes are).
+pub fn is_https(address: &str) -> bool {
+    address
+        .get(..8)
+        .is_some_and(|scheme| scheme.eq_ignore_ascii_case("https://"))
+}
+
 /// How a channel to `endpoint` dials: `https://` through `tls`.
 fn channel(endpoint: &Endpoint, tls: Option<&TlsConnect>) -> Channel {
     match tls {
-        Some(tls) if endpoint.uri().scheme_str() == Some("https") => {
+        Some(tls)
+            if endpoint
+                .uri()
+                .scheme_str()
+                .is_some_and(|s| s.eq_ignore_ascii_case("https")) =>
+        {
             endpoint.connect_with_connector_lazy(tls.clone())
         }
         _ => endpoint.connect_lazy(),
@@ -187,7 +199,7 @@ impl Upstream {
         tls: Option<TlsConnect>,
     ) -> Result<Self, UpstreamError> {
         if tls.is_none()
-            && let Some(a) = addresses.iter().find(|a| a.starts_with("https://"))
+            && let Some(a) = addresses.iter().find(|a| is_https(a))
         {
             return Err(UpstreamError::Address {
                 address: a.clone(),
@@ -316,9 +328,11 @@ impl Service<Request> for Upstream {
 
 /// Whether `error` (from a call on an [`Upstream`] or a channel) says the
 /// request never reached a server, so sending it again cannot run it twice:
-/// the connection was refused or the host unreachable, or the server refused
-/// the stream
-/// before processing it (HTTP/2 `REFUSED_STREAM`, e.g. after its GOAWAY).
+/// the connection was refused or the host unreachable, the server refused
+/// the stream before processing it (HTTP/2 `REFUSED_STREAM`, or a GOAWAY
+/// whose last stream id is below it: a server closing an aged connection),
+/// or the connection closed before the request was written to it (hyper's
+/// "canceled").
 pub fn never_reached(error: &(dyn std::error::Error + 'static)) -> bool {
     let mut source = Some(error);
     while let Some(e) = source {
@@ -334,7 +348,16 @@ pub fn never_reached(error: &(dyn std::error::Error + 'static)) -> bool {
             return true;
         }
         if let Some(h2) = e.downcast_ref::<h2::Error>()
-            && h2.reason() == Some(h2::Reason::REFUSED_STREAM)
+            && (h2.reason() == Some(h2::Reason::REFUSED_STREAM)
+                // A GOAWAY fails only the streams above its last stream id:
+                // ones the server never processed (RFC 9113, 6.8).
+                || (h2.is_go_away() && h2.is_remote()))
+        {
+            return true;
+        }
+        // The connection closed before the request was written to it.
+        if let Some(hyper) = e.downcast_ref::<hyper::Error>()
+            && hyper.is_canceled()
         {
             return true;
         }

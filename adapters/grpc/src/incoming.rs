@@ -23,11 +23,11 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio_rustls::server::TlsStream;
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::transport::server::{Connected, TcpConnectInfo};
+use tonic::transport::server::Connected;
 use tracing::warn;
 
+use crate::peer::{Peer, PeerTls};
 use crate::tls::ServerTls;
-use crate::tls::guard::PeerTls;
 
 /// The first byte of a TLS handshake record.
 const TLS_HANDSHAKE: u8 = 0x16;
@@ -89,14 +89,6 @@ impl Drop for PeerSlot {
             }
         }
     }
-}
-
-/// What a request knows of the connection it came on (in its extensions).
-#[derive(Debug, Clone)]
-pub struct Peer {
-    pub tcp: TcpConnectInfo,
-    /// How the TLS handshake went; `None` on plaintext.
-    pub tls: Option<Arc<PeerTls>>,
 }
 
 #[derive(Debug)]

@@ -22,6 +22,7 @@ pub mod identity;
 pub mod incoming;
 pub mod parking;
 pub mod payment;
+pub mod peer;
 pub mod rental;
 pub mod reservation;
 pub mod resilience;

@@ -410,11 +410,3 @@ impl tower::Service<Uri> for TlsConnect {
         })
     }
 }
-
-/// The DNS names a verified client certificate holds (its identities).
-pub fn dns_names(cert: &CertificateDer<'_>) -> Vec<String> {
-    webpki::EndEntityCert::try_from(cert).map_or_else(
-        |_| Vec::new(),
-        |c| c.valid_dns_names().map(str::to_owned).collect(),
-    )
-}

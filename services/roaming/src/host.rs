@@ -77,7 +77,13 @@ pub fn upstream(
     service: &str,
     addrs: &[String],
 ) -> anyhow::Result<adapters_grpc::balance::Upstream> {
-    let tls = settings.mesh_client_tls(caller, server)?;
+    // Certificates are read only for an https:// address, as check-config
+    // (plan::check_tls) checks them.
+    let tls = if addrs.iter().any(|a| adapters_grpc::balance::is_https(a)) {
+        settings.mesh_client_tls(caller, server)?
+    } else {
+        None
+    };
     Ok(adapters_grpc::balance::Upstream::with_tls(
         service,
         addrs,

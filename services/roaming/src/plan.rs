@@ -105,7 +105,8 @@ pub fn check_tls(
         identities.extend(servers);
     }
     for (caller, addrs) in callers {
-        if addrs.iter().any(|a| a.starts_with("https://")) && !identities.contains(caller) {
+        if addrs.iter().any(|a| adapters_grpc::balance::is_https(a)) && !identities.contains(caller)
+        {
             identities.push(caller);
         }
     }

@@ -238,7 +238,7 @@ impl Settings {
                 ));
             }
             for (key, addrs) in self.addresses() {
-                if let Some(a) = addrs.iter().find(|a| a.starts_with("https://")) {
+                if let Some(a) = addrs.iter().find(|a| adapters_grpc::balance::is_https(a)) {
                     return Err(bad(
                         &Self::variable(key),
                         format!(

@@ -222,6 +222,16 @@ pub async fn start_gateway(
         .gateway
         .credentials(fallback)
         .map_err(|e| anyhow::anyhow!(e))?;
+    // Read only when an upstream is https://, as check-config checks.
+    let dials_https = upstreams
+        .each()
+        .iter()
+        .any(|(_, _, addrs)| addrs.iter().any(|a| adapters_grpc::balance::is_https(a)));
+    let mesh_tls = if dials_https {
+        settings.mesh_client(adapters_grpc::tls::GATEWAY_IDENTITY)?
+    } else {
+        None
+    };
     let parts = Parts {
         auth: auth
             .layer()
@@ -233,7 +243,7 @@ pub async fn start_gateway(
         limits: settings.connection_limits(),
         max_concurrent_streams: settings.max_concurrent_streams,
         tls: settings.public_tls()?,
-        mesh_tls: settings.mesh_client(adapters_grpc::tls::GATEWAY_IDENTITY)?,
+        mesh_tls,
     };
     Ok(gateway::start(listener, &settings.gateway, parts).await?)
 }

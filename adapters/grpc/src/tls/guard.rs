@@ -5,7 +5,6 @@
 //! and reflection are open on every connection: kubelet's gRPC probe speaks
 //! plaintext and brings no client certificate, and it probes the same port.
 
-use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use domain_kernel::{Principal, Role};
@@ -17,7 +16,7 @@ use tower::{Layer, Service};
 use tracing::debug;
 
 use super::GATEWAY_IDENTITY;
-use crate::incoming::Peer;
+use crate::peer::Peer;
 
 /// Paths served on any connection: health (probes) and reflection (the
 /// schema is public), as the token check lets them through.
@@ -134,8 +133,14 @@ pub fn check(
     }
     match tls.filter(|t| t.client_certificate) {
         Some(peer) => {
+            // Fail closed: a certificate names a caller only together with
+            // a token (this guard sits inside the token check; a path that
+            // skipped it has no caller to compare).
             let Some(principal) = principal else {
-                return Ok(());
+                return Err(refused(
+                    proto::reasons::PEER_MISMATCH,
+                    "no token's caller to compare the client certificate with".to_owned(),
+                ));
             };
             // A service calls with its own token; everyone else's token
             // reaches a service only through the gateway.
@@ -221,24 +226,4 @@ fn to_https<B>(request: &http::Request<B>) -> Option<http::Response<tonic::body:
         .header(http::header::LOCATION, location)
         .body(tonic::body::Body::empty())
         .ok()
-}
-
-/// The facts of a connection a server accepted over TLS.
-#[derive(Debug, Clone, Default)]
-pub struct PeerTls {
-    /// The client presented a certificate the CA verified.
-    pub client_certificate: bool,
-    /// Its DNS names (the identities it proves).
-    pub names: Vec<String>,
-}
-
-impl PeerTls {
-    /// From a finished server handshake.
-    pub fn of(connection: &rustls::ServerConnection) -> Arc<Self> {
-        let leaf = connection.peer_certificates().and_then(<[_]>::first);
-        Arc::new(Self {
-            client_certificate: leaf.is_some(),
-            names: leaf.map(super::dns_names).unwrap_or_default(),
-        })
-    }
 }

@@ -35,6 +35,17 @@ fn err(e: impl std::fmt::Display) -> TlsError {
     TlsError(e.to_string())
 }
 
+/// What a certificate may be used for (its extended key usage).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Usage {
+    /// A server's (the gateway's public port).
+    Server,
+    /// A client's (the gateway's calls into the mesh).
+    Client,
+    /// Both (a service: it serves, and it calls others).
+    Both,
+}
+
 /// A certificate and its key, PEM.
 #[derive(Debug, Clone)]
 pub struct Issued {
@@ -88,6 +99,20 @@ impl LocalCa {
         names: &[&str],
         not_after: OffsetDateTime,
     ) -> Result<Issued, TlsError> {
+        self.issue_for(names, Usage::Both, not_after)
+    }
+
+    /// A certificate for `names` used as `usage` says, valid from an hour
+    /// ago until `not_after`.
+    ///
+    /// # Errors
+    /// A name that is neither a DNS name nor an IP address, or signing failed.
+    pub fn issue_for(
+        &self,
+        names: &[&str],
+        usage: Usage,
+        not_after: OffsetDateTime,
+    ) -> Result<Issued, TlsError> {
         let mut params =
             CertificateParams::new(names.iter().map(|&n| n.to_owned()).collect::<Vec<_>>())
                 .map_err(err)?;
@@ -95,10 +120,14 @@ impl LocalCa {
             params.distinguished_name.push(DnType::CommonName, *first);
         }
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-        params.extended_key_usages = vec![
-            ExtendedKeyUsagePurpose::ServerAuth,
-            ExtendedKeyUsagePurpose::ClientAuth,
-        ];
+        params.extended_key_usages = match usage {
+            Usage::Server => vec![ExtendedKeyUsagePurpose::ServerAuth],
+            Usage::Client => vec![ExtendedKeyUsagePurpose::ClientAuth],
+            Usage::Both => vec![
+                ExtendedKeyUsagePurpose::ServerAuth,
+                ExtendedKeyUsagePurpose::ClientAuth,
+            ],
+        };
         params.not_before = (OffsetDateTime::now_utc() - Duration::hours(1)).min(not_after);
         params.not_after = not_after;
         let key = KeyPair::generate().map_err(err)?;
@@ -131,23 +160,36 @@ impl LocalCa {
     }
 
     /// The CA (`ca.crt`, `ca.key`), a certificate per identity of the mesh
-    /// (its DNS name, plus `localhost` and the loopback addresses, so a
-    /// try-out on one machine can dial `127.0.0.1`), and the public port's
-    /// for `localhost`, the loopback addresses and `hosts`, under `dir`.
+    /// naming only it (a service's for serving and calling, the gateway's
+    /// for calling only), and the public port's (serving only) for
+    /// `localhost`, the loopback addresses and `hosts`, under `dir`, each
+    /// valid for a year.
     ///
     /// # Errors
-    /// Signing failed or a file cannot be written.
+    /// A host that is an identity's name (whoever held the public port's key
+    /// could then pass for it), signing failed or a file cannot be written.
     pub fn write_mesh(&self, dir: &Path, hosts: &[String]) -> Result<(), TlsError> {
+        if let Some(host) = hosts.iter().find(|h| IDENTITIES.contains(&h.as_str())) {
+            return Err(TlsError(format!(
+                "{host:?} is the name of a mesh identity, not a public host name"
+            )));
+        }
         std::fs::create_dir_all(dir).map_err(|e| TlsError::file(dir, e))?;
         write_file(&dir.join("ca.crt"), &self.cert(), false)?;
         write_file(&dir.join("ca.key"), &self.key, true)?;
+        let year = OffsetDateTime::now_utc() + Duration::days(365);
         for identity in IDENTITIES {
-            let issued = self.issue(&[identity, "localhost", "127.0.0.1", "::1"])?;
+            let usage = if identity == super::GATEWAY_IDENTITY {
+                Usage::Client
+            } else {
+                Usage::Both
+            };
+            let issued = self.issue_for(&[identity], usage, year)?;
             self.write(&dir.join(identity), &issued)?;
         }
         let mut public = vec!["localhost", "127.0.0.1", "::1"];
         public.extend(hosts.iter().map(String::as_str));
-        let issued = self.issue(&public)?;
+        let issued = self.issue_for(&public, Usage::Server, year)?;
         self.write(&dir.join(PUBLIC), &issued)
     }
 }

@@ -169,7 +169,7 @@ where
                             deadline_passed()
                         };
                     }
-                    warn!(service, error = %e, "upstream unreachable");
+                    warn!(service, error = ?e, "upstream unreachable");
                     if by_request_id && may_have_run {
                         outcome_unknown(
                             Code::Unavailable,
