@@ -23,7 +23,11 @@
 //!   connection the calls use: `NOT_SERVING` (a replica draining after
 //!   SIGTERM) or a broken stream (a replica killed) takes it out at once; a
 //!   replica that cannot be reached is probed again every 100 ms to 1 s and
-//!   comes back with its first `SERVING`;
+//!   comes back with its first `SERVING`. A replica that hangs with its
+//!   connection open (SIGSTOP) stops answering the connection's pings
+//!   ([`KEEP_ALIVE_INTERVAL`], [`KEEP_ALIVE_TIMEOUT`]): the connection is
+//!   closed, the watch breaks, and it is out within 1.5 s, whatever the
+//!   deadlines of the calls waiting on it;
 //! - the calls themselves (outlier ejection): a transport error takes the
 //!   replica out and makes its watcher probe again; [`EJECT_AFTER`] answers
 //!   `UNAVAILABLE` in a row eject it for one second, doubling on each repeat
@@ -76,6 +80,11 @@ const MAX_EJECTION: Duration = Duration::from_secs(30);
 const MIN_PROBE: Duration = Duration::from_millis(100);
 const MAX_PROBE: Duration = Duration::from_secs(1);
 
+/// How often each replica's connection is pinged, and how long an answer
+/// may take before the connection is given up.
+pub const KEEP_ALIVE_INTERVAL: Duration = Duration::from_millis(500);
+pub const KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(1);
+
 /// Calls queued for the balancer at most (beyond: back-pressure).
 const QUEUE: usize = 1024;
 
@@ -120,10 +129,15 @@ fn endpoint(address: &str) -> Result<Endpoint, tonic::transport::Error> {
     Endpoint::from_shared(address.to_owned()).map(|e| {
         e.connect_timeout(Duration::from_secs(1))
             .tcp_nodelay(true)
-            // A replica that hangs without closing its connection is found
-            // by its keep-alive pings.
-            .http2_keep_alive_interval(Duration::from_secs(10))
-            .keep_alive_timeout(Duration::from_secs(5))
+            // A replica that hangs without closing its connection (a
+            // process under SIGSTOP, a partitioned node) is found by its
+            // keep-alive pings: an unanswered ping closes the connection,
+            // which takes the replica out of rotation (its health watch
+            // breaks) within 1.5 s, whatever the deadlines of the calls on
+            // it (the gateway's default is 10 s). Two pings a second per
+            // connection is nothing next to the calls it carries.
+            .http2_keep_alive_interval(KEEP_ALIVE_INTERVAL)
+            .keep_alive_timeout(KEEP_ALIVE_TIMEOUT)
             .keep_alive_while_idle(true)
     })
 }

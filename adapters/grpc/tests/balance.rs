@@ -644,3 +644,124 @@ async fn a_name_that_resolves_to_one_address_picks_up_a_second() {
     })
     .await;
 }
+
+/// Copies `from` to `to`, holding the bytes while `frozen` (neither read
+/// nor written: the connection stays open, as with a process under SIGSTOP).
+async fn pump(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    frozen: Arc<AtomicBool>,
+) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut buf = vec![0_u8; 16 * 1024];
+    loop {
+        while frozen.load(Ordering::Relaxed) {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let n = match from.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        while frozen.load(Ordering::Relaxed) {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        if to.write_all(&buf[..n]).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// A TCP proxy to `target` that passes nothing while `frozen`.
+async fn freezable(target: SocketAddr, frozen: Arc<AtomicBool>) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            let frozen = Arc::clone(&frozen);
+            tokio::spawn(async move {
+                let Ok(server) = TcpStream::connect(target).await else {
+                    return;
+                };
+                let (client_read, client_write) = client.into_split();
+                let (server_read, server_write) = server.into_split();
+                tokio::spawn(pump(client_read, server_write, Arc::clone(&frozen)));
+                pump(server_read, client_write, frozen).await;
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_frozen_replica_leaves_rotation_within_two_seconds() {
+    let a = replica("127.0.0.1:0".parse().expect("addr")).await;
+    let b = replica("127.0.0.1:0".parse().expect("addr")).await;
+    let frozen = Arc::new(AtomicBool::new(false));
+    let a_addr = format!("http://{}", freezable(a.addr, Arc::clone(&frozen)).await);
+    let upstream = Upstream::new(
+        SERVICE,
+        &[a_addr.clone(), format!("http://{}", b.addr)],
+        &Discovery::default(),
+    )
+    .expect("upstream");
+    let (failed, _) = until(&upstream, Duration::from_secs(10), || {
+        a.calls.load(Ordering::Relaxed) > 5 && b.calls.load(Ordering::Relaxed) > 5
+    })
+    .await;
+    assert_eq!(failed, 0);
+
+    // A stops answering, its connection open (SIGSTOP). Calls keep coming,
+    // with the gateway's default deadline (10 s): no call's deadline takes
+    // the replica out, only the connection's own checks can.
+    frozen.store(true, Ordering::Relaxed);
+    let frozen_at = Instant::now();
+    let load = {
+        let upstream = upstream.clone();
+        tokio::spawn(async move {
+            let mut slow = 0;
+            let until = Instant::now() + Duration::from_secs(3);
+            while Instant::now() < until {
+                let started = Instant::now();
+                let mut request = tonic::Request::new(HealthCheckRequest {
+                    service: SERVICE.to_owned(),
+                });
+                request.set_timeout(Duration::from_secs(10));
+                let _ = HealthClient::new(upstream.clone()).check(request).await;
+                if started.elapsed() > Duration::from_millis(2_500) {
+                    slow += 1;
+                }
+            }
+            slow
+        })
+    };
+    let out = loop {
+        if !upstream.in_rotation().contains(&a_addr) {
+            break frozen_at.elapsed();
+        }
+        assert!(
+            frozen_at.elapsed() < Duration::from_secs(8),
+            "the frozen replica is still in rotation after 8 s"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let slow = load.await.expect("load");
+    eprintln!(
+        "a frozen replica left rotation {} ms after it froze; {slow} calls took more than 2.5 s",
+        out.as_millis()
+    );
+    // 8 s would pass for the old keep-alive (10 s + 5 s); this bound is a
+    // stall detector, the figure above is the measurement.
+    assert!(out < Duration::from_secs(4), "left rotation after {out:?}");
+    assert_eq!(
+        slow, 0,
+        "no call waits on the frozen replica past its ping timeout"
+    );
+
+    // Thawed, it is probed back in.
+    frozen.store(false, Ordering::Relaxed);
+    let (_, back) = until(&upstream, Duration::from_secs(10), || {
+        upstream.in_rotation().contains(&a_addr)
+    })
+    .await;
+    eprintln!("back in rotation {} ms after it thawed", back.as_millis());
+}
