@@ -109,6 +109,8 @@ enum Fault {
     KillOneReplica,
     PoisonForSeveralConsumers,
     AbandonedReserves,
+    TerminateReplicas,
+    FreezeReplicas,
 }
 
 /// `Layout::chaos`'s `ROAMING_PENDING_TTL_MS`: how long a claim may wait for
@@ -133,6 +135,14 @@ impl Fault {
             }
             Self::AbandonedReserves => {
                 "reserves abandoned by their callers (deadlines 2-250 ms, payment 400 ms)".into()
+            }
+            Self::TerminateReplicas => {
+                "SIGTERM of a reservation and a rental replica (their consumers hand back), start again"
+                    .into()
+            }
+            Self::FreezeReplicas => {
+                "SIGSTOP of a reservation and a rental replica for 4 s (connections open, nothing answered)"
+                    .into()
             }
         }
     }
@@ -275,6 +285,34 @@ async fn inject(
             dead_letters::poison_then_replay(mesh, roaming, clients).await?
         }
         Fault::AbandonedReserves => abandoned::run(mesh, clients, PENDING_TTL).await?,
+        Fault::TerminateReplicas => {
+            // Both drain (NOT_SERVING, in-flight calls end, consumers hand
+            // their pulled events back), one after the other, as a rollout.
+            let a = mesh.terminate("reservation-2").await?;
+            let b = mesh.terminate("rental-2").await?;
+            println!(
+                "       terminated: reservation-2 exited {} ms after SIGTERM, rental-2 {} ms",
+                a.as_millis(),
+                b.as_millis()
+            );
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let a = mesh.start_again("reservation-2").await?;
+            let b = mesh.start_again("rental-2").await?;
+            a.max(b)
+        }
+        Fault::FreezeReplicas => {
+            mesh.freeze("reservation-2")?;
+            mesh.freeze("rental-2")?;
+            tokio::time::sleep(Duration::from_secs(4)).await;
+            let started = Instant::now();
+            mesh.thaw("reservation-2")?;
+            mesh.thaw("rental-2")?;
+            for name in ["reservation-2", "rental-2"] {
+                let addr = mesh.addr(name).context("no address")?;
+                mesh::wait_serving(addr, Duration::from_secs(30)).await?;
+            }
+            started.elapsed()
+        }
         Fault::KillOneReplica => {
             mesh.kill("reservation-2");
             mesh.kill("rental-2");
@@ -430,6 +468,8 @@ async fn main() -> anyhow::Result<()> {
         Fault::CrashBetweenPaymentAndCommit,
         Fault::PoisonForSeveralConsumers,
         Fault::AbandonedReserves,
+        Fault::TerminateReplicas,
+        Fault::FreezeReplicas,
     ];
     if !o.short {
         faults.extend([

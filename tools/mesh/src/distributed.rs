@@ -484,6 +484,31 @@ impl Distributed {
         Ok(started.elapsed())
     }
 
+    /// SIGSTOP: the process halts where it is, its connections open and
+    /// unanswered (a hung process, a paused VM). [`Distributed::thaw`] ends it.
+    pub fn freeze(&self, name: &str) -> anyhow::Result<()> {
+        self.signal(name, "-STOP")
+    }
+
+    /// SIGCONT: a frozen process goes on.
+    pub fn thaw(&self, name: &str) -> anyhow::Result<()> {
+        self.signal(name, "-CONT")
+    }
+
+    fn signal(&self, name: &str, signal: &str) -> anyhow::Result<()> {
+        let child = self
+            .procs
+            .get(name)
+            .and_then(|p| p.child.as_ref())
+            .with_context(|| format!("{name} is not running"))?;
+        let status = Command::new("kill")
+            .args([signal, &child.id().to_string()])
+            .status()
+            .with_context(|| format!("kill {signal}"))?;
+        anyhow::ensure!(status.success(), "kill {signal} {name} failed");
+        Ok(())
+    }
+
     /// Starts `name` (stopped before) with the usual settings on the port it
     /// had and waits for `SERVING`; how long that took.
     pub async fn start_again(&mut self, name: &str) -> anyhow::Result<Duration> {
