@@ -26,6 +26,10 @@ pub const PENDING_LIMIT: &str = "PENDING_LIMIT";
 /// effect or not. Retrying with the same `request_id` is safe and returns
 /// its outcome; a new `request_id` could reserve (and charge) twice.
 pub const OUTCOME_UNKNOWN: &str = "OUTCOME_UNKNOWN";
+/// `UNAVAILABLE` with a `RetryInfo`: a service's database could not be
+/// reached or answer in time (down, failing over, overloaded). A read, or a
+/// write refused before it changed anything: retrying is safe.
+pub const STORE_UNAVAILABLE: &str = "STORE_UNAVAILABLE";
 pub const NOT_CANCELABLE: &str = "NOT_CANCELABLE";
 pub const ENTRY_OPEN: &str = "ENTRY_OPEN";
 pub const PAYMENT_DECLINED: &str = "PAYMENT_DECLINED";

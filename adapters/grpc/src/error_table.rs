@@ -349,3 +349,86 @@ fn view_errors() {
         crate::view::refused,
     );
 }
+
+fn unavailable() -> StoreError {
+    StoreError::unavailable(std::io::Error::from(std::io::ErrorKind::ConnectionReset))
+}
+
+/// A database that is down, failing over or too slow answers `UNAVAILABLE`
+/// with a `RetryInfo`, never `INTERNAL`: reads with `STORE_UNAVAILABLE`
+/// (retry), changes with `OUTCOME_UNKNOWN` (retry with the same
+/// `request_id`, or on the same reservation, to learn the outcome).
+#[test]
+fn an_unavailable_store_is_unavailable_with_a_retry_hint() {
+    let read = (Code::Unavailable, reasons::STORE_UNAVAILABLE);
+    let write = (Code::Unavailable, reasons::OUTCOME_UNKNOWN);
+    let answers: Vec<(&str, Status, (Code, &str))> = vec![
+        (
+            "quote",
+            crate::reservation::quote_error(QuoteError::Store(unavailable())),
+            read,
+        ),
+        (
+            "reserve",
+            crate::reservation::reserve_error(ReserveError::Store(unavailable())),
+            write,
+        ),
+        (
+            "get",
+            crate::reservation::get_error(GetError::Store(unavailable())),
+            read,
+        ),
+        (
+            "cancel",
+            crate::reservation::cancel_error(CancelError::Store(unavailable())),
+            write,
+        ),
+        (
+            "verify",
+            crate::reservation::verify_error(VerifyError::Store(unavailable())),
+            read,
+        ),
+        (
+            "begin use",
+            crate::reservation::begin_use_error(BeginUseError::Store(unavailable())),
+            write,
+        ),
+        (
+            "pay",
+            crate::payment::payment_pay_error(PayError::Store(unavailable())),
+            write,
+        ),
+        (
+            "get payment",
+            crate::payment::payment_get_error(PaymentGetError::Store(unavailable())),
+            read,
+        ),
+        (
+            "refund",
+            crate::payment::payment_refund_error(RefundError::Store(unavailable())),
+            write,
+        ),
+        (
+            "hand over",
+            crate::rental::rental_error(RentalError::Store(unavailable())),
+            write,
+        ),
+        (
+            "park",
+            crate::parking::parking_error(ParkingError::Store(unavailable())),
+            write,
+        ),
+        (
+            "view",
+            crate::view::refused(ViewError::Store(unavailable())),
+            read,
+        ),
+    ];
+    for (what, status, expected) in answers {
+        assert_eq!(said(&status), (expected.0, expected.1.to_owned()), "{what}");
+        assert!(
+            status.get_error_details().retry_info().is_some(),
+            "{what}: a RetryInfo"
+        );
+    }
+}

@@ -15,7 +15,7 @@ use tonic::{Code, Request, Response, Status};
 
 use crate::fields;
 use crate::identity::principal;
-use crate::status::{busy, forbidden, internal, invalid, not_found, reason};
+use crate::status::{busy, forbidden, invalid, not_found, reason, store, store_write};
 
 /// The gRPC face of [`ParkingService`].
 #[derive(Debug)]
@@ -67,6 +67,15 @@ fn session_to_pb(s: &Session) -> pb::Session {
     }
 }
 
+/// [`parking_error`] for a call that changes nothing: an unavailable store is
+/// safe to retry (`STORE_UNAVAILABLE`), not of unknown outcome.
+fn parking_read_error(e: ParkingError) -> Status {
+    match e {
+        ParkingError::Store(e) => store(&e),
+        other => parking_error(other),
+    }
+}
+
 pub(crate) fn parking_error(e: ParkingError) -> Status {
     match e {
         ParkingError::Forbidden => forbidden(),
@@ -107,7 +116,7 @@ pub(crate) fn parking_error(e: ParkingError) -> Status {
             }
         }
         ParkingError::Busy => busy("try again"),
-        ParkingError::Store(e) => internal(&e),
+        ParkingError::Store(e) => store_write(&e),
     }
 }
 
@@ -157,7 +166,11 @@ where
             "lot",
             fields::optional(request.get_ref().lot.trim(), LotCode::parse),
         )?;
-        let spaces = self.service.list_spaces(lot).await.map_err(parking_error)?;
+        let spaces = self
+            .service
+            .list_spaces(lot)
+            .await
+            .map_err(parking_read_error)?;
         Ok(Response::new(pb::ListSpacesResponse {
             spaces: spaces.iter().map(space_to_pb).collect(),
         }))
@@ -214,7 +227,7 @@ where
             .service
             .get_session(&who, id)
             .await
-            .map_err(parking_error)?;
+            .map_err(parking_read_error)?;
         Ok(Response::new(pb::GetSessionResponse {
             session: Some(session_to_pb(&session)),
         }))

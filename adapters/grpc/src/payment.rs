@@ -15,7 +15,7 @@ use tonic::{Code, Request, Response, Status};
 
 use crate::fields;
 use crate::identity::principal;
-use crate::status::{busy, forbidden, internal, not_found, reason, retry_later};
+use crate::status::{busy, forbidden, not_found, reason, retry_later, store, store_write};
 
 /// The gRPC face of [`PaymentService`].
 #[derive(Debug)]
@@ -74,7 +74,7 @@ pub(crate) fn payment_pay_error(e: PayError) -> Status {
             std::time::Duration::from_secs(1),
             &[],
         ),
-        PayError::Store(e) => internal(&e),
+        PayError::Store(e) => store_write(&e),
     }
 }
 
@@ -83,7 +83,7 @@ pub(crate) fn payment_get_error(e: GetError) -> Status {
     match e {
         GetError::Forbidden => forbidden(),
         GetError::NotFound => not_found("payment"),
-        GetError::Store(e) => internal(&e),
+        GetError::Store(e) => store(&e),
     }
 }
 
@@ -105,7 +105,7 @@ pub(crate) fn payment_refund_error(e: RefundError) -> Status {
             &[],
         ),
         RefundError::Busy => busy("try again"),
-        RefundError::Store(e) => internal(&e),
+        RefundError::Store(e) => store_write(&e),
     }
 }
 

@@ -15,7 +15,7 @@ use tonic::{Code, Request, Response, Status};
 
 use crate::fields::{self, optional};
 use crate::identity::principal;
-use crate::status::{busy, forbidden, internal, invalid, not_found, reason, retry_later};
+use crate::status::{busy, forbidden, invalid, not_found, reason, retry_later, store, store_write};
 
 /// The reservation a rental is for. (Unlike the other services, rental does
 /// not name it on the RPC span.)
@@ -85,6 +85,15 @@ fn rental_to_pb(r: &Rental) -> pb::Rental {
     }
 }
 
+/// [`rental_error`] for a call that changes nothing: an unavailable store is
+/// safe to retry (`STORE_UNAVAILABLE`), not of unknown outcome.
+fn rental_read_error(e: RentalError) -> Status {
+    match e {
+        RentalError::Store(e) => store(&e),
+        other => rental_error(other),
+    }
+}
+
 pub(crate) fn rental_error(e: RentalError) -> Status {
     match e {
         RentalError::Forbidden => forbidden(),
@@ -134,7 +143,7 @@ pub(crate) fn rental_error(e: RentalError) -> Status {
             retry_after,
             &[],
         ),
-        RentalError::Store(e) => internal(&e),
+        RentalError::Store(e) => store_write(&e),
     }
 }
 
@@ -186,7 +195,7 @@ where
             .service
             .list_devices(&who, booth, model)
             .await
-            .map_err(rental_error)?;
+            .map_err(rental_read_error)?;
         Ok(Response::new(pb::ListDevicesResponse {
             devices: devices.iter().map(device_to_pb).collect(),
         }))
@@ -207,7 +216,7 @@ where
             .service
             .list_booth_rentals(&who, booth, date)
             .await
-            .map_err(rental_error)?;
+            .map_err(rental_read_error)?;
         Ok(Response::new(pb::ListBoothRentalsResponse {
             rentals: rentals.iter().map(rental_to_pb).collect(),
         }))
@@ -223,7 +232,7 @@ where
             .service
             .get_rental(&who, id)
             .await
-            .map_err(rental_error)?;
+            .map_err(rental_read_error)?;
         Ok(Response::new(pb::GetRentalResponse {
             rental: Some(rental_to_pb(&rental)),
         }))

@@ -24,7 +24,7 @@ use tracing::Instrument as _;
 use crate::fields;
 use crate::identity::principal;
 use crate::status::{
-    busy, forbidden, internal, invalid, not_found, reason, retry_later, std_duration,
+    busy, forbidden, invalid, not_found, reason, retry_later, std_duration, store, store_write,
 };
 
 /// Reserve calls that may run at once in one process by default (see
@@ -185,7 +185,7 @@ pub(crate) fn quote_error(e: QuoteError) -> Status {
     match e {
         QuoteError::Forbidden => forbidden(),
         QuoteError::Invalid(v) => invalid(&v),
-        QuoteError::Store(e) => internal(&e),
+        QuoteError::Store(e) => store(&e),
     }
 }
 
@@ -258,7 +258,7 @@ pub(crate) fn reserve_error(e: ReserveError) -> Status {
             std::time::Duration::from_millis(500),
             &[],
         ),
-        ReserveError::Store(e) => internal(&e),
+        ReserveError::Store(e) => store_write(&e),
     }
 }
 
@@ -276,7 +276,7 @@ fn too_many_reserves() -> Status {
 pub(crate) fn get_error(e: GetError) -> Status {
     match e {
         GetError::NotFound => not_found("reservation"),
-        GetError::Store(e) => internal(&e),
+        GetError::Store(e) => store(&e),
     }
 }
 
@@ -349,7 +349,7 @@ pub(crate) fn cancel_error(e: CancelError) -> Status {
             &[],
         ),
         CancelError::Busy => busy("the reservation is changing; try again"),
-        CancelError::Store(e) => internal(&e),
+        CancelError::Store(e) => store_write(&e),
     }
 }
 
@@ -357,7 +357,7 @@ pub(crate) fn cancel_error(e: CancelError) -> Status {
 pub(crate) fn verify_error(e: VerifyError) -> Status {
     match e {
         VerifyError::Forbidden => forbidden(),
-        VerifyError::Store(e) => internal(&e),
+        VerifyError::Store(e) => store(&e),
     }
 }
 
@@ -379,7 +379,7 @@ pub(crate) fn begin_use_error(e: BeginUseError) -> Status {
             &[("status", status.to_string())],
         ),
         BeginUseError::Busy => busy("the reservation is changing; try again"),
-        BeginUseError::Store(e) => internal(&e),
+        BeginUseError::Store(e) => store_write(&e),
     }
 }
 
@@ -587,7 +587,7 @@ where
             .service
             .device_offers(model.as_ref())
             .await
-            .map_err(|e| internal(&e))?;
+            .map_err(|e| store(&e))?;
         Ok(Response::new(pb::ListDeviceOffersResponse {
             offers: offers
                 .iter()

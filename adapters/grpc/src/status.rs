@@ -7,7 +7,7 @@ use std::time::Duration;
 use domain_kernel::{StoreError, Violations};
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, FieldViolation, StatusExt};
-use tracing::error;
+use tracing::{error, warn};
 
 use crate::ERROR_DOMAIN;
 
@@ -88,10 +88,55 @@ pub fn forbidden() -> Status {
     )
 }
 
-/// Unexpected failures: logged with their cause, answered opaquely.
-pub fn internal(e: &StoreError) -> Status {
-    error!(error = ?e, "request failed unexpectedly");
-    Status::internal("internal error")
+/// How long a client should wait before retrying a call its service's
+/// database could not serve (a failover takes about this long).
+pub const STORE_RETRY_AFTER: Duration = Duration::from_secs(1);
+
+/// A store failure of a call that changes nothing (a read): an unavailable
+/// store is `UNAVAILABLE` / `STORE_UNAVAILABLE` with a `RetryInfo` (safe to
+/// retry), contention `ABORTED` / `BUSY`, anything else `INTERNAL`, logged
+/// with its cause and answered opaquely.
+pub fn store(e: &StoreError) -> Status {
+    match e {
+        StoreError::Unavailable(_) => {
+            warn!(error = %e, "the database is unavailable");
+            retry_later(
+                Code::Unavailable,
+                reasons::STORE_UNAVAILABLE,
+                "the service's database is unavailable; retry shortly",
+                STORE_RETRY_AFTER,
+                &[],
+            )
+        }
+        StoreError::Contention(_) => busy("the record is changing; try again"),
+        StoreError::Failed(_) => {
+            error!(error = ?e, "request failed unexpectedly");
+            Status::internal("internal error")
+        }
+    }
+}
+
+/// A store failure of a call that changes something (each idempotent by
+/// its `request_id` or its reservation): an unavailable store may have
+/// failed before or after the commit, so the answer is `UNAVAILABLE` /
+/// `OUTCOME_UNKNOWN` with a `RetryInfo`: retry with the same `request_id`
+/// (or on the same reservation) to learn the outcome. Otherwise as
+/// [`store`].
+pub fn store_write(e: &StoreError) -> Status {
+    match e {
+        StoreError::Unavailable(_) => {
+            warn!(error = %e, "the database is unavailable during a change");
+            retry_later(
+                Code::Unavailable,
+                reasons::OUTCOME_UNKNOWN,
+                "the service's database is unavailable; the change may or may not have been made: \
+                 retry with the same request_id to learn its outcome",
+                STORE_RETRY_AFTER,
+                &[],
+            )
+        }
+        _ => store(e),
+    }
 }
 
 /// Converts a time span of the domain to std.

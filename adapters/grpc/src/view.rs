@@ -22,7 +22,7 @@ use crate::parking::session_status_to_pb;
 use crate::payment::payment_status_to_pb;
 use crate::rental::rental_status_to_pb;
 use crate::reservation::kind_to_pb;
-use crate::status::{forbidden, internal, invalid, not_found, retry_later};
+use crate::status::{forbidden, invalid, not_found, retry_later, store};
 
 /// Watch streams open at once in one process, and per principal.
 pub const MAX_WATCHES: usize = 10_000;
@@ -174,7 +174,7 @@ pub(crate) fn refused(e: ViewError) -> Status {
     match e {
         ViewError::Forbidden => forbidden(),
         ViewError::NotFound => not_found("reservation"),
-        ViewError::Store(e) => internal(&e),
+        ViewError::Store(e) => store(&e),
     }
 }
 
@@ -273,7 +273,7 @@ impl<R: ViewRepository> Rpc for ViewRpc<R> {
                         Ok(Some(v)) if v.version > last => v,
                         Ok(_) => continue,
                         Err(e) => {
-                            let _ = tx.send(Err(internal(&e))).await;
+                            let _ = tx.send(Err(store(&e))).await;
                             return;
                         }
                     },

@@ -3,10 +3,62 @@
 use domain_kernel::StoreError;
 use sea_orm::{DbErr, SqlErr};
 
-/// Wraps a database error for a port. Unique violations are handled before this
+/// Wraps a database error for a port: [`StoreError::Unavailable`] when the
+/// database could not be reached or answered in time ([`is_transient`]),
+/// else [`StoreError::Failed`]. Unique violations are handled before this
 /// where the domain has a meaning for them.
 pub fn store_err(e: DbErr) -> StoreError {
-    StoreError::new(e)
+    if is_transient(&e) {
+        StoreError::unavailable(e)
+    } else {
+        StoreError::new(e)
+    }
+}
+
+/// PostgreSQL error classes and codes that say the server, not the
+/// statement, is the problem (SQLSTATE, Appendix A of its manual): a
+/// connection exception (`08`), too many connections (`53300`), an
+/// operator or crash shutdown and a server still starting (`57P01`-`57P03`),
+/// a statement cancelled by `statement_timeout` (`57014`), a write on a
+/// server that is (again) a standby during a switchover (`25006`), and the
+/// conflicts a retry resolves (`40001` serialization, `40P01` deadlock).
+fn transient_sqlstate(code: &str) -> bool {
+    code.starts_with("08")
+        || matches!(
+            code,
+            "53300" | "57P01" | "57P02" | "57P03" | "57014" | "25006" | "40001" | "40P01"
+        )
+}
+
+/// Whether `e` says the database was unreachable, overloaded, failing over
+/// or too slow, rather than the statement being wrong.
+pub fn is_transient(e: &DbErr) -> bool {
+    use sea_orm::RuntimeErr;
+    use sea_orm::sqlx::Error as Sqlx;
+    let runtime = match e {
+        DbErr::ConnectionAcquire(_) => return true,
+        DbErr::Conn(r) | DbErr::Exec(r) | DbErr::Query(r) => r,
+        _ => return false,
+    };
+    match runtime {
+        RuntimeErr::SqlxError(sqlx) => match sqlx.as_ref() {
+            Sqlx::Io(_)
+            | Sqlx::Tls(_)
+            | Sqlx::PoolTimedOut
+            | Sqlx::PoolClosed
+            | Sqlx::WorkerCrashed
+            | Sqlx::Protocol(_) => true,
+            Sqlx::Database(db) => db.code().is_some_and(|c| transient_sqlstate(&c)),
+            _ => false,
+        },
+        // The direct SQLite connections (`sqlite.rs`) carry their errors as
+        // text: a busy or locked database is worth a retry.
+        RuntimeErr::Internal(message) => {
+            message.contains("database is locked") || message.contains("database is busy")
+        }
+        #[allow(unreachable_patterns)]
+        _ => false,
+    }
 }
 
 /// A stored value that no longer parses into its domain type: the `field` of a
@@ -21,4 +73,47 @@ pub(crate) fn corrupt(record: &str, field: &str, e: impl std::fmt::Display) -> S
 pub(crate) fn is_unique_violation(e: &DbErr) -> bool {
     matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_)))
         || crate::sqlite::is_unique_violation(e)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sea_orm::RuntimeErr;
+    use std::sync::Arc;
+
+    fn sqlx(e: sea_orm::sqlx::Error) -> DbErr {
+        DbErr::Exec(RuntimeErr::SqlxError(Arc::new(e)))
+    }
+
+    #[test]
+    fn unreachable_and_timed_out_are_unavailable_and_the_rest_failed() {
+        let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        for e in [
+            sqlx(sea_orm::sqlx::Error::Io(refused)),
+            sqlx(sea_orm::sqlx::Error::PoolTimedOut),
+            sqlx(sea_orm::sqlx::Error::PoolClosed),
+            DbErr::Exec(RuntimeErr::Internal("database is locked".to_owned())),
+        ] {
+            assert!(store_err(e).is_unavailable());
+        }
+        for e in [
+            sqlx(sea_orm::sqlx::Error::RowNotFound),
+            DbErr::Custom("a bug".to_owned()),
+            DbErr::Exec(RuntimeErr::Internal("no such column: x".to_owned())),
+        ] {
+            assert!(!store_err(e).is_unavailable());
+        }
+    }
+
+    #[test]
+    fn server_side_codes_of_an_outage_or_a_switchover_are_transient() {
+        for code in [
+            "08006", "08001", "57P01", "57014", "25006", "40001", "53300",
+        ] {
+            assert!(transient_sqlstate(code), "{code}");
+        }
+        for code in ["23505", "42P01", "22001"] {
+            assert!(!transient_sqlstate(code), "{code}");
+        }
+    }
 }

@@ -1,13 +1,19 @@
 use std::fmt;
 
-/// Storage or messaging failed for a reason the domain cannot act on (connection
-/// lost, disk full, ...), or a record stayed contended through every retry.
-/// Adapters wrap the cause; inbound adapters log it and answer with an opaque
-/// `INTERNAL` / `UNAVAILABLE`.
+/// Storage or messaging failed for a reason the domain cannot act on, or a
+/// record stayed contended through every retry. Adapters wrap the cause;
+/// inbound adapters log it and answer `UNAVAILABLE` (retry) or `INTERNAL`.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    /// The store cannot be reached or answered in time: connection refused
+    /// or lost, a pool or statement timeout, a failover under way (a
+    /// read-only or shutting-down server). Transient: the same request may
+    /// succeed a moment later (a write's outcome may be unknown).
     #[error("store unavailable: {0}")]
     Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// Anything else: a bug, or stored data that no longer parses.
+    #[error("store failed: {0}")]
+    Failed(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// Too many concurrent changes to one record (`what`): every optimistic
     /// retry met a newer version. Not a failure of the store.
     #[error("too many concurrent changes to {0}")]
@@ -15,13 +21,24 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    /// A failure of unknown kind (not known to be transient).
     pub fn new(source: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        Self::Failed(source.into())
+    }
+
+    /// A transient unavailability of the store (see [`StoreError::Unavailable`]).
+    pub fn unavailable(source: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
         Self::Unavailable(source.into())
     }
 
     /// A failure described only by a message.
     pub fn msg(message: impl fmt::Display) -> Self {
         Self::new(message.to_string())
+    }
+
+    /// Whether retrying soon may succeed.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, Self::Unavailable(_))
     }
 
     /// A change made without a causing event met the inbox: the store is at
