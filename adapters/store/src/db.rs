@@ -43,6 +43,11 @@ pub struct Db {
 /// PostgreSQL connections per process unless configured.
 pub const DEFAULT_POOL: u32 = 16;
 
+/// PostgreSQL's bound on one statement (the server cancels it).
+pub const STATEMENT_TIMEOUT: &str = "10s";
+/// PostgreSQL's bound on a transaction left open without a statement.
+pub const IDLE_IN_TRANSACTION_TIMEOUT: &str = "30s";
+
 impl Db {
     /// Connects to `url` (`sqlite://path/to/file.db`, `sqlite::memory:`, or
     /// `postgres://...`) and runs the migrations of `M`.
@@ -72,7 +77,22 @@ impl Db {
                 .min_connections(1)
                 .connect_timeout(Duration::from_secs(5))
                 .acquire_timeout(Duration::from_secs(5))
-                .sqlx_logging(false);
+                .sqlx_logging(false)
+                // No statement and no open transaction holds a pooled
+                // connection for long: a server that stops answering (a
+                // commit waiting for a standby that is gone, a lock held by
+                // a stuck session) fails the statement (SQLSTATE 57014 or
+                // 25P03, answered UNAVAILABLE) instead of taking the pool
+                // with it.
+                .map_sqlx_postgres_opts(|o| {
+                    o.options([
+                        ("statement_timeout", STATEMENT_TIMEOUT),
+                        (
+                            "idle_in_transaction_session_timeout",
+                            IDLE_IN_TRANSACTION_TIMEOUT,
+                        ),
+                    ])
+                });
             let pool = Database::connect(opts).await.map_err(store_err)?;
             Self {
                 writer: pool.clone(),

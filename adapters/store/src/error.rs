@@ -21,12 +21,14 @@ pub fn store_err(e: DbErr) -> StoreError {
 /// operator or crash shutdown and a server still starting (`57P01`-`57P03`),
 /// a statement cancelled by `statement_timeout` (`57014`), a write on a
 /// server that is (again) a standby during a switchover (`25006`), and the
-/// conflicts a retry resolves (`40001` serialization, `40P01` deadlock).
+/// conflicts a retry resolves (`40001` serialization, `40P01` deadlock),
+/// and a transaction ended by `idle_in_transaction_session_timeout`
+/// (`25P03`).
 fn transient_sqlstate(code: &str) -> bool {
     code.starts_with("08")
         || matches!(
             code,
-            "53300" | "57P01" | "57P02" | "57P03" | "57014" | "25006" | "40001" | "40P01"
+            "53300" | "57P01" | "57P02" | "57P03" | "57014" | "25006" | "25P03" | "40001" | "40P01"
         )
 }
 

@@ -15,7 +15,10 @@
 //!   the publisher confirmed them, is woken on commit, and holds a lease so only
 //!   one relay per database publishes.
 //! - Database errors never cross a port: a unique violation becomes the domain's
-//!   duplicate error, anything else an opaque [`StoreError`](domain_kernel::StoreError).
+//!   duplicate error, anything else an opaque [`StoreError`](domain_kernel::StoreError):
+//!   `Unavailable` when the database could not be reached or answer in time
+//!   (a retry may succeed), `Failed` otherwise. PostgreSQL statements and idle
+//!   transactions are bounded ([`STATEMENT_TIMEOUT`], [`IDLE_IN_TRANSACTION_TIMEOUT`]).
 
 mod change;
 mod db;
@@ -37,7 +40,10 @@ pub mod view;
 #[cfg(feature = "test-util")]
 pub mod testing;
 
-pub use db::{Backend, DEFAULT_POOL, Db, create_database_if_missing};
+pub use db::{
+    Backend, DEFAULT_POOL, Db, IDLE_IN_TRANSACTION_TIMEOUT, STATEMENT_TIMEOUT,
+    create_database_if_missing,
+};
 pub use error::store_err;
 pub use relay::{Relay, RelayConfig, RelayError};
 pub use writer::{JobFuture, Verdict, WriteTx, WriterStats};

@@ -434,3 +434,58 @@ async fn sqlite_files_are_owner_only() {
         assert_eq!(mode, 0o600, "{file}");
     }
 }
+
+/// Every pooled PostgreSQL connection bounds a statement and an idle open
+/// transaction, so a server that stops answering fails calls (answered
+/// `UNAVAILABLE`) instead of holding the pool.
+#[tokio::test]
+async fn postgres_connections_bound_statements_and_idle_transactions() {
+    use sea_orm::{ConnectionTrait, Statement};
+    let file = TestDatabase::postgres().await;
+    let db = Db::connect_pooled::<PaymentMigrator>(file.url(), 2)
+        .await
+        .unwrap();
+    for (setting, expected) in [
+        ("statement_timeout", adapters_store::STATEMENT_TIMEOUT),
+        (
+            "idle_in_transaction_session_timeout",
+            adapters_store::IDLE_IN_TRANSACTION_TIMEOUT,
+        ),
+    ] {
+        let row = db
+            .writer()
+            .query_one_raw(Statement::from_string(
+                db.db_backend(),
+                format!("SHOW {setting}"),
+            ))
+            .await
+            .unwrap()
+            .unwrap();
+        let value: String = row.try_get_by_index(0).unwrap();
+        assert_eq!(value, expected, "{setting}");
+    }
+    // A statement past the bound is cancelled and classified as the store
+    // being unavailable (retry), not a bug (the bound lowered for this one
+    // transaction only).
+    use sea_orm::TransactionTrait;
+    let txn = db.writer().begin().await.unwrap();
+    txn.execute_raw(Statement::from_string(
+        db.db_backend(),
+        "SET LOCAL statement_timeout = '50ms'".to_owned(),
+    ))
+    .await
+    .unwrap();
+    let slow = txn
+        .execute_raw(Statement::from_string(
+            db.db_backend(),
+            "SELECT pg_sleep(1)".to_owned(),
+        ))
+        .await
+        .unwrap_err();
+    let _ = txn.rollback().await;
+    let shown = format!("{slow:?}");
+    assert!(
+        adapters_store::store_err(slow).is_unavailable(),
+        "a cancelled statement is a transient failure: {shown}"
+    );
+}
