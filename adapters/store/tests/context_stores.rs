@@ -440,7 +440,7 @@ async fn sqlite_files_are_owner_only() {
 /// `UNAVAILABLE`) instead of holding the pool.
 #[tokio::test]
 async fn postgres_connections_bound_statements_and_idle_transactions() {
-    use sea_orm::{ConnectionTrait, Statement};
+    use sea_orm::{ConnectionTrait, Statement, TransactionTrait};
     let file = TestDatabase::postgres().await;
     let db = Db::connect_pooled::<PaymentMigrator>(file.url(), 2)
         .await
@@ -467,7 +467,6 @@ async fn postgres_connections_bound_statements_and_idle_transactions() {
     // A statement past the bound is cancelled and classified as the store
     // being unavailable (retry), not a bug (the bound lowered for this one
     // transaction only).
-    use sea_orm::TransactionTrait;
     let txn = db.writer().begin().await.unwrap();
     txn.execute_raw(Statement::from_string(
         db.db_backend(),
