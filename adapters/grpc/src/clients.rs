@@ -251,10 +251,17 @@ impl GrpcReservationAuthority {
     pub fn new(channel: Upstream, policy: CallPolicy, token: CallerToken) -> Self {
         let client =
             ReservationServiceClient::with_interceptor(channel.clone(), adapters_telemetry::inject);
+        // A hand-over has no fallback (the gate has its replica): an attempt
+        // stalled past its deadline on one reservation replica (a busy
+        // machine, a drain under way) is tried on another, within the
+        // retries and their budget. BeginUse is idempotent per reservation.
         let (call, breaker) = idempotent_call(
             "reservation.BeginUse",
             "/roaming.reservation.v1.ReservationService/BeginUse",
-            policy,
+            CallPolicy {
+                retry_timeouts: true,
+                ..policy
+            },
             token.clone(),
             move |request| {
                 let mut client = client.clone();
@@ -311,7 +318,7 @@ impl ReservationAuthority for GrpcReservationAuthority {
                 _ => {}
             }
         }
-        warn!(%reservation_id, error = %e, "begin-use call failed; the hand-over waits");
+        warn!(%reservation_id, error = ?e, "begin-use call failed; the hand-over waits");
         Err(UseRefused::Unavailable {
             retry_after: retry_after(&e),
         })

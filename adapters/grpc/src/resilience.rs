@@ -3,8 +3,9 @@
 //! 1. circuit breaker: while the callee is failing, refuse at once;
 //! 2. load shedding: refuse at once instead of queueing when all permits are taken;
 //! 3. concurrency limit: at most `max_in_flight` calls at a time;
-//! 4. retry: only for idempotent calls, only on `UNAVAILABLE` or a broken
-//!    connection, within a budget;
+//! 4. retry: only for idempotent calls, only on `UNAVAILABLE`, a broken
+//!    connection or (where the call allows it) an attempt past its
+//!    deadline, within a budget;
 //! 5. deadline: every attempt is bounded.
 
 use std::sync::Arc;
@@ -24,6 +25,10 @@ pub struct CallPolicy {
     pub max_in_flight: usize,
     pub idempotent: bool,
     pub max_retries: usize,
+    /// Whether an idempotent call's attempt past its deadline is tried again.
+    /// Not for a call whose total time something else bounds (`Pay`: a
+    /// claim must outlive its payment call, see `pending_ttl_ms`).
+    pub retry_timeouts: bool,
     pub breaker: BreakerConfig,
 }
 
@@ -34,6 +39,7 @@ impl Default for CallPolicy {
             max_in_flight: 256,
             idempotent: false,
             max_retries: 2,
+            retry_timeouts: false,
             breaker: BreakerConfig::default(),
         }
     }
@@ -45,6 +51,7 @@ impl Default for CallPolicy {
 #[derive(Clone)]
 pub struct RetryUnavailable {
     remaining: usize,
+    timeouts: bool,
     budget: Arc<TpsBudget>,
 }
 
@@ -70,7 +77,13 @@ impl<Req: Clone, Res> Policy<Req, Res, BoxError> for RetryUnavailable {
                 None
             }
             Err(e) => {
-                let retryable = e.downcast_ref::<tonic::Status>().is_some_and(retryable);
+                // An attempt past its deadline is tried again as well when
+                // the call asks for it (on whichever replica the balancer
+                // picks): a replica stalled by a busy machine or a drain
+                // under way must not fail a call another replica answers at
+                // once. Idempotent calls only, which are the only ones retried.
+                let retryable = (self.timeouts && e.is::<tower::timeout::error::Elapsed>())
+                    || e.downcast_ref::<tonic::Status>().is_some_and(retryable);
                 if retryable && self.remaining > 0 && self.budget.withdraw() {
                     self.remaining -= 1;
                     Some(tokio::time::sleep(Duration::from_millis(20)))
@@ -125,6 +138,7 @@ where
         } else {
             0
         },
+        timeouts: policy.retry_timeouts,
         budget: Arc::new(TpsBudget::new(Duration::from_secs(10), 5, 0.2)),
     };
     let stack = ServiceBuilder::new()
@@ -141,6 +155,37 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An idempotent call whose first attempt stalls past the deadline is
+    /// answered by its second.
+    #[tokio::test(start_paused = true)]
+    async fn an_attempt_past_its_deadline_is_tried_again() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let attempts = Arc::new(AtomicUsize::new(0));
+        let seen = Arc::clone(&attempts);
+        let call = tower::service_fn(move |(): ()| {
+            let n = seen.fetch_add(1, Ordering::SeqCst);
+            async move {
+                if n == 0 {
+                    tokio::time::sleep(Duration::from_secs(60)).await;
+                }
+                Ok::<_, tonic::Status>("answered")
+            }
+        });
+        let policy = CallPolicy {
+            deadline: Duration::from_secs(1),
+            idempotent: true,
+            retry_timeouts: true,
+            ..CallPolicy::default()
+        };
+        let (call, _) = resilient("test", policy, call);
+        use tower::ServiceExt as _;
+        assert_eq!(
+            call.oneshot(()).await.expect("the retry answers"),
+            "answered"
+        );
+        assert_eq!(attempts.load(Ordering::SeqCst), 2);
+    }
 
     #[test]
     fn unavailable_and_broken_connections_are_retried_but_not_a_handlers_unknown() {
