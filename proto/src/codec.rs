@@ -2,12 +2,16 @@
 //! one difference. tonic's `ProstCodec` answers a message it cannot decode with
 //! `INTERNAL`, which blames the server (and counts as a server error in the
 //! metrics) for the caller's malformed body. Here it is `INVALID_ARGUMENT`,
-//! with prost's description of what was wrong.
+//! with prost's description of what was wrong and the `ErrorInfo` reason
+//! [`MALFORMED_MESSAGE`](crate::reasons::MALFORMED_MESSAGE).
 
 use prost::Message;
 use tonic::codec::{BufferSettings, Codec, DecodeBuf, Decoder};
 use tonic::{Code, Status};
 use tonic_prost::{ProstCodec, ProstDecoder, ProstEncoder};
+use tonic_types::{ErrorDetails, StatusExt as _};
+
+use crate::reasons;
 
 /// `ProstCodec` whose decode errors are `INVALID_ARGUMENT`.
 #[derive(Debug, Clone)]
@@ -49,10 +53,18 @@ impl<U: Message + Default> Decoder for ContractDecoder<U> {
     fn decode(&mut self, buf: &mut DecodeBuf<'_>) -> Result<Option<U>, Status> {
         self.0.decode(buf).map_err(|status| {
             if status.code() == Code::Internal {
-                Status::invalid_argument(format!(
-                    "the request message is not a valid protobuf message: {}",
-                    status.message()
-                ))
+                Status::with_error_details(
+                    Code::InvalidArgument,
+                    format!(
+                        "the request message is not a valid protobuf message: {}",
+                        status.message()
+                    ),
+                    ErrorDetails::with_error_info(
+                        reasons::MALFORMED_MESSAGE,
+                        reasons::DOMAIN,
+                        std::collections::HashMap::new(),
+                    ),
+                )
             } else {
                 status
             }

@@ -66,6 +66,25 @@ pub const WATCH_LIMIT: &str = "WATCH_LIMIT";
 pub const RATE_LIMITED: &str = "RATE_LIMITED";
 pub const OVERLOADED: &str = "OVERLOADED";
 pub const MESSAGE_TOO_LARGE: &str = "MESSAGE_TOO_LARGE";
+/// `RESOURCE_EXHAUSTED` from the gateway: the caller already has as many
+/// unary calls in flight as one principal may (`ErrorInfo.metadata["limit"]`,
+/// `gateway.max_calls_per_principal`), so one caller cannot take everyone's
+/// places; with a `RetryInfo`.
+pub const IN_FLIGHT_LIMIT: &str = "IN_FLIGHT_LIMIT";
+/// `CANCELLED`: the request message did not arrive within
+/// `request_body_timeout_ms` of the call's headers
+/// (`ErrorInfo.metadata["limit_ms"]`); the call was never handled.
+pub const REQUEST_BODY_TIMEOUT: &str = "REQUEST_BODY_TIMEOUT";
+/// `INVALID_ARGUMENT`: the request body is not gRPC framing of one message
+/// (empty, a truncated frame, the compressed flag without `grpc-encoding`,
+/// a second message in a call that takes one).
+pub const MALFORMED_FRAME: &str = "MALFORMED_FRAME";
+/// `INVALID_ARGUMENT`: the request message is not the method's protobuf
+/// message (it cannot be decoded).
+pub const MALFORMED_MESSAGE: &str = "MALFORMED_MESSAGE";
+/// `INVALID_ARGUMENT` from the gateway: the `grpc-timeout` header is not 1
+/// to 8 digits and a unit (`H`, `M`, `S`, `m`, `u`, `n`).
+pub const INVALID_TIMEOUT: &str = "INVALID_TIMEOUT";
 pub const BAD_CREDENTIALS: &str = "BAD_CREDENTIALS";
 pub const LOGIN_BUSY: &str = "LOGIN_BUSY";
 pub const LOGIN_RATE_LIMITED: &str = "LOGIN_RATE_LIMITED";

@@ -5,13 +5,15 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
+use adapters_telemetry::layer::known_method;
+use adapters_telemetry::sampled::Sampled;
 use domain_kernel::Principal;
 use futures::future::{Either, Ready, ready};
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 use tower::{Layer, Service};
-use tracing::debug;
+use tracing::{debug, warn};
 
 use crate::{AuthError, Issuer, Refusal, Verifier};
 
@@ -133,7 +135,13 @@ where
                 Either::Left(self.inner.call(request))
             }
             Err(status) => {
-                debug!(path = request.uri().path(), reason = %status.message(), "call refused");
+                static REFUSED: Sampled = Sampled::new();
+                let method = known_method(request.uri().path());
+                if let Some(refused) = REFUSED.hit() {
+                    warn!(method, reason = %status.message(), refused, "call refused: unauthenticated");
+                } else {
+                    debug!(method, reason = %status.message(), "call refused");
+                }
                 Either::Right(ready(Ok(status.into_http())))
             }
         }

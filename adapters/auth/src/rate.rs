@@ -6,12 +6,13 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
+use adapters_telemetry::sampled::Sampled;
 use domain_kernel::{Principal, Role};
 use futures::future::{Either, Ready, ready};
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 use tower::{Layer, Service};
-use tracing::debug;
+use tracing::{debug, warn};
 
 /// Above this many tracked keys, full buckets (idle callers) are forgotten.
 const MAX_TRACKED: usize = 10_000;
@@ -154,7 +155,17 @@ where
             && !(self.layer.exempt_services && principal.has(Role::Service))
             && let Err(wait) = self.layer.limiter.check(principal.subject())
         {
-            debug!(subject = principal.subject(), ?wait, "rate limited");
+            static REFUSED: Sampled = Sampled::new();
+            if let Some(refused) = REFUSED.hit() {
+                warn!(
+                    subject = principal.subject(),
+                    ?wait,
+                    refused,
+                    "call refused: rate limited"
+                );
+            } else {
+                debug!(subject = principal.subject(), ?wait, "rate limited");
+            }
             return Either::Right(ready(Ok(rate_limited(wait).into_http())));
         }
         Either::Left(self.inner.call(request))

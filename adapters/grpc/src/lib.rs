@@ -6,6 +6,9 @@
 //! violations), calls the domain use case with the caller's principal, and maps
 //! domain errors to codes with a stable `ErrorInfo` reason ([`status`]).
 //!
+//! Every request body is read in time and checked for gRPC framing before
+//! a handler sees it ([`request_body`]), on every port.
+//!
 //! Identity: [`identity`] reads the principal the token check (`adapters-auth`)
 //! put on the request; calls between services carry a service token.
 //!
@@ -24,6 +27,7 @@ pub mod parking;
 pub mod payment;
 pub mod peer;
 pub mod rental;
+pub mod request_body;
 pub mod reservation;
 pub mod resilience;
 pub mod runtime;

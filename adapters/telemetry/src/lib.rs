@@ -8,10 +8,14 @@
 //!   metadata and event headers.
 //! - [`TraceLayer`]: the tower layer that opens one span per RPC on a server,
 //!   as the child of the caller's span.
+//! - [`sampled`]: refusals logged at most once a second per class, with the
+//!   count; [`protocol`] does the same to the refusals `h2` logs itself.
 
 pub mod layer;
 pub mod metrics;
 pub mod propagation;
+pub mod protocol;
+pub mod sampled;
 
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::trace::SdkTracerProvider;
@@ -51,7 +55,11 @@ pub fn init(default_service_name: &str, json: bool) -> Telemetry {
             .with_tracer(p.tracer("roaming"))
             .with_error_records_to_exceptions(true)
     });
-    let registry = tracing_subscriber::registry().with(filter).with(otel);
+    let registry = tracing_subscriber::registry()
+        .with(filter)
+        // h2's own WARN lines (one per connection it refuses) are sampled.
+        .with(protocol::ProtocolRefusals::new())
+        .with(otel);
     // Colour only for a person at a terminal: a file or a log collector gets
     // plain text (and `NO_COLOR` is honoured).
     let colour = std::io::IsTerminal::is_terminal(&std::io::stdout())

@@ -2,8 +2,9 @@
 //!
 //! - every call under a service's path is forwarded to a replica of that
 //!   service ([`proxy`]), after the gateway checked the bearer token, the
-//!   caller's rate ([`limit`]), the message size and the concurrency limit, and
-//!   gave unary calls without a deadline the default one. The services verify
+//!   caller's rate ([`limit`]) and share of the calls in flight, read the
+//!   message in time (size, gRPC framing), checked the concurrency limits,
+//!   and checked, capped or gave the call's deadline. The services verify
 //!   the token again themselves: the gateway is not the only line of defence.
 //! - `roaming.auth.v1.AuthService/IssueToken` exchanges a configured username
 //!   and password for a token ([`tokens`]).
@@ -21,6 +22,7 @@ use std::time::Duration;
 
 use adapters_auth::{AuthLayer, Credentials, Issuer};
 use adapters_grpc::balance::{Discovery, Upstream};
+use adapters_grpc::request_body::{BodyLimits, RequestBodyLayer};
 use adapters_grpc::runtime::{Follow, Runtime};
 use adapters_grpc::tls::{ClientTls, GuardLayer, ServerTls};
 use http::{HeaderName, HeaderValue};
@@ -104,6 +106,9 @@ pub struct Parts {
     pub limits: adapters_grpc::incoming::ConnectionLimits,
     /// HTTP/2 streams one connection may have open at once.
     pub max_concurrent_streams: u32,
+    /// How long after its headers a request's body may take (the services'
+    /// `request_body_timeout_ms`).
+    pub request_body_timeout: Duration,
     /// The public port's TLS (`None`: plaintext).
     pub tls: Option<ServerTls>,
     /// The gateway's mesh identity, for `https://` upstreams.
@@ -175,10 +180,27 @@ pub async fn start(
         rate_per_second: f64::from(settings.rate_per_second),
         burst: settings.burst,
         max_concurrent_calls: settings.max_concurrent_calls,
+        max_calls_per_principal: settings.max_calls_per_principal,
         admission: admission.clone(),
         max_message_bytes: max,
+        request_body_timeout: parts.request_body_timeout,
         default_deadline: Duration::from_millis(settings.default_deadline_ms),
+        max_deadline: Duration::from_millis(settings.max_deadline_ms),
     });
+    // The bodies of the gateway's own calls (logins, health, reflection),
+    // which need no token; the proxy reads the others after their token.
+    let own_bodies = RequestBodyLayer::new(
+        "gateway",
+        BodyLimits {
+            max_message_bytes: max,
+            within: parts.request_body_timeout,
+        },
+    )
+    .only_under(&[
+        "/roaming.auth.v1.AuthService/",
+        "/grpc.health.v1.Health/",
+        "/grpc.reflection.",
+    ]);
     let router = Routes::new(health_service)
         .add_service(v1)
         .add_service(v1alpha)
@@ -238,6 +260,8 @@ pub async fn start(
                 // so everything below sees one protocol.
                 .layer(GrpcWebLayer::new())
                 .layer(adapters_telemetry::TraceLayer::new("gateway"))
+                // The gateway's own calls' bodies: in time, one gRPC frame.
+                .layer(own_bodies.clone())
                 .http2_keepalive_interval(Some(Duration::from_secs(30)))
                 .http2_max_header_list_size(Some(32 * 1024))
                 .tcp_nodelay(true)

@@ -18,6 +18,7 @@ mod body_limit;
 mod call;
 mod concurrency;
 mod default_deadline;
+mod fair_share;
 mod forward;
 mod propagate;
 mod route;
@@ -41,6 +42,7 @@ pub use body_limit::{BodyLimit, BodyLimitLayer};
 pub use call::{Collected, Incoming, Response};
 pub use concurrency::{Concurrency, ConcurrencyLayer};
 pub use default_deadline::{DefaultDeadline, DefaultDeadlineLayer};
+pub use fair_share::{FairShare, FairShareLayer};
 pub use forward::{Forward, IDEMPOTENT_BY_REQUEST_ID, Outgoing};
 pub use propagate::{Propagate, PropagateLayer};
 pub use route::{Route, RouteLayer, Routed, streaming_methods};
@@ -60,11 +62,17 @@ pub struct StackConfig<C = Upstream> {
     pub burst: u32,
     /// Unary calls in flight at once.
     pub max_concurrent_calls: usize,
+    /// Unary calls one principal may have in flight at once.
+    pub max_calls_per_principal: usize,
     /// Unary calls inside each service (`package.Service`) at once, and how
     /// long a call over it may wait its turn.
     pub admission: AdmissionLayer,
     pub max_message_bytes: usize,
+    /// How long after its headers a request's body may take.
+    pub request_body_timeout: Duration,
     pub default_deadline: Duration,
+    /// The longest deadline a unary call may have.
+    pub max_deadline: Duration,
 }
 
 /// The gateway's fallback route (every path that is not the gateway's own),
@@ -87,19 +95,27 @@ where
             config.rate_per_second,
             config.burst,
         )))
-        // Unary calls in flight; over the limit a call is refused at once.
-        .layer(ConcurrencyLayer::new(config.max_concurrent_calls))
-        // One message of at most `max_message_bytes`, arriving in time.
+        // The caller's unary calls in flight, from here to the answer: one
+        // principal cannot take everyone's places below.
+        .layer(FairShareLayer::new(config.max_calls_per_principal))
+        // One message of at most `max_message_bytes`, well framed, arriving
+        // within `request_body_timeout` of the headers. Before the places
+        // below: a client trickling its request holds only its own share.
         .layer(BodyLimitLayer::new(
             config.max_message_bytes,
-            config.default_deadline,
+            config.request_body_timeout,
         ))
+        // Unary calls in flight; over the limit a call is refused at once.
+        .layer(ConcurrencyLayer::new(config.max_concurrent_calls))
         // Unary calls inside each service; over it a call waits its turn
-        // for a bounded time, then is refused. After the body is read, so a
-        // client trickling its request holds no service's slot.
+        // for a bounded time, then is refused.
         .layer(config.admission)
-        // Unary calls without a deadline get the default one.
-        .layer(DefaultDeadlineLayer::new(config.default_deadline))
+        // A malformed grpc-timeout is refused, a unary call's capped at
+        // `max_deadline`, and unary calls without one get the default.
+        .layer(DefaultDeadlineLayer::new(
+            config.default_deadline,
+            config.max_deadline,
+        ))
         // The upstream's span is a child of the gateway's.
         .layer(PropagateLayer)
         // To a replica; sent again when it never reached one.

@@ -35,8 +35,21 @@ adapters_settings::section! {
         /// Deadline given to unary calls that arrive without one, in
         /// milliseconds.
         pub default_deadline_ms: u64 = 10_000, check POSITIVE;
+        /// The longest deadline a unary call may have, in milliseconds: a
+        /// longer `grpc-timeout` is cut to this (watch streams keep theirs:
+        /// they live as long as a page is open, bounded by the view's watch
+        /// limits). At least `default_deadline_ms`.
+        pub max_deadline_ms: u64 = 60_000, check POSITIVE;
         /// Unary calls in flight at once; more are shed with `UNAVAILABLE`.
         pub max_concurrent_calls: usize = 1_024, check POSITIVE;
+        /// Unary calls one principal may have in flight at once at the
+        /// gateway (from its token check to its answer, its body's arrival
+        /// included); more are refused with `RESOURCE_EXHAUSTED` /
+        /// `IN_FLIGHT_LIMIT` and a `RetryInfo`. A sixteenth of
+        /// `max_concurrent_calls`: filling the gateway takes sixteen busy
+        /// principals, while a principal calling at its whole rate (200/s)
+        /// with calls of 250 ms (the reserve target) has 50 in flight.
+        pub max_calls_per_principal: usize = 64, check POSITIVE;
         /// Unary calls inside one replica of a service at once (the gateway
         /// admits this many times the replicas its balancer knows: the
         /// addresses, or what their names resolve to, followed each second); a call
@@ -133,7 +146,8 @@ impl GatewaySettings {
     /// declaration).
     ///
     /// # Errors
-    /// When `admission_wait_ms` exceeds `default_deadline_ms`.
+    /// When `admission_wait_ms` exceeds `default_deadline_ms`, or that
+    /// exceeds `max_deadline_ms`.
     pub fn check_together(&self) -> Result<(), SettingsError> {
         match (&self.tls_cert, &self.tls_key) {
             (Some(_), None) => {
@@ -149,6 +163,12 @@ impl GatewaySettings {
                 ));
             }
             _ => {}
+        }
+        if self.default_deadline_ms > self.max_deadline_ms {
+            return Err(adapters_settings::bad(
+                "gateway.default_deadline_ms",
+                "must not exceed max_deadline_ms",
+            ));
         }
         if self.admission_wait_ms > self.default_deadline_ms {
             return Err(adapters_settings::bad(
@@ -363,6 +383,23 @@ mod tests {
             };
             assert_eq!(s.validate().unwrap_err().to_string(), problem);
         }
+    }
+
+    #[test]
+    fn the_default_deadline_is_within_the_cap() {
+        let s = GatewaySettings {
+            default_deadline_ms: 60_001,
+            ..GatewaySettings::default()
+        };
+        assert_eq!(
+            s.validate().unwrap_err().to_string(),
+            "invalid setting gateway.default_deadline_ms: must not exceed max_deadline_ms"
+        );
+        let s = GatewaySettings {
+            default_deadline_ms: 60_000,
+            ..GatewaySettings::default()
+        };
+        s.validate().unwrap();
     }
 
     #[test]

@@ -14,6 +14,7 @@ use adapters_auth::rate::PerPrincipalLayer;
 use adapters_bus::{Delivery, HandleError, Handler};
 use adapters_grpc::breaker::BreakerConfig;
 use adapters_grpc::incoming::ConnectionLimits;
+use adapters_grpc::request_body::{BodyLimits, RequestBodyLayer};
 use adapters_grpc::resilience::CallPolicy;
 use adapters_grpc::runtime::{Follow, Runtime};
 use adapters_grpc::tls::{GuardLayer, ServerTls};
@@ -40,9 +41,12 @@ use crate::settings::{ServerOptions, Settings};
 pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
 
 /// A router whose every call passes the token check and the caller's rate
-/// limit first.
+/// limit first, and whose request body is read in time and checked.
 pub type Guarded = Router<
-    Stack<PerPrincipalLayer, Stack<GuardLayer, Stack<AuthLayer, Stack<TraceLayer, Identity>>>>,
+    Stack<
+        RequestBodyLayer,
+        Stack<PerPrincipalLayer, Stack<GuardLayer, Stack<AuthLayer, Stack<TraceLayer, Identity>>>>,
+    >,
 >;
 
 /// What the process does once, before any service starts: metrics for
@@ -249,8 +253,8 @@ impl Host {
     }
 
     /// The router with health and reflection already on, behind a span per
-    /// call, the token check and the caller's rate (health and reflection
-    /// need no token). Reflection
+    /// call, the token check, the caller's rate (health and reflection
+    /// need no token) and the request body's checks. Reflection
     /// lists the service, health and reflection itself.
     ///
     /// `max_connection_age` (when set) closes each client connection gracefully
@@ -278,6 +282,17 @@ impl Host {
             // `mesh_tls = required`, be there).
             .layer(GuardLayer::mesh(options.client_certs))
             .layer(auth.rate_layer())
+            // The body arrives within `request_body_timeout` of the headers,
+            // as one gRPC frame of at most MAX_MESSAGE_BYTES, before any
+            // handler runs. After the token check: without a valid token only
+            // a health or reflection call's body is ever read.
+            .layer(RequestBodyLayer::new(
+                self.runtime.name(),
+                BodyLimits {
+                    max_message_bytes: MAX_MESSAGE_BYTES,
+                    within: options.request_body_timeout,
+                },
+            ))
             .http2_keepalive_interval(Some(Duration::from_secs(30)))
             .tcp_nodelay(true)
             .add_service(self.health.clone())

@@ -117,6 +117,15 @@ adapters_settings::section! {
         /// How long a new connection may take to send its first bytes before
         /// it is closed, in milliseconds.
         pub handshake_timeout_ms: u64 = 10_000, check POSITIVE;
+        /// How long a call's request body may take to arrive after its
+        /// headers, in milliseconds, on every service port and at the
+        /// gateway: later, the call is refused with `CANCELLED` /
+        /// `REQUEST_BODY_TIMEOUT` before anything handles it, and whatever
+        /// places it held are free (a stream's first message is held to the
+        /// same time). Clients send the body with the headers: a 64 KiB
+        /// message takes under a second even over a slow mobile link, so the
+        /// default leaves room for a few retransmissions.
+        pub request_body_timeout_ms: u64 = 5_000, check 100..=60_000;
         /// HTTP/2 streams (calls) one client connection to the gateway may
         /// have open at once.
         pub max_concurrent_streams: u32 = 256, check POSITIVE;
@@ -182,6 +191,8 @@ pub struct ServerOptions {
     pub max_concurrent_streams: u32,
     /// What the port asks of its callers' certificates.
     pub client_certs: ClientCerts,
+    /// How long after its headers a request's body may take.
+    pub request_body_timeout: Duration,
 }
 
 impl Settings {
@@ -377,6 +388,10 @@ impl Settings {
         Duration::from_millis(self.call_deadline_ms)
     }
 
+    pub fn request_body_timeout(&self) -> Duration {
+        Duration::from_millis(self.request_body_timeout_ms)
+    }
+
     pub fn breaker_cool_down(&self) -> Duration {
         Duration::from_millis(self.breaker_cool_down_ms)
     }
@@ -395,6 +410,7 @@ impl Settings {
             max_connection_age: self.max_connection_age(),
             max_concurrent_streams: self.service_max_concurrent_streams,
             client_certs: self.client_certs(),
+            request_body_timeout: self.request_body_timeout(),
         }
     }
 

@@ -242,6 +242,7 @@ pub async fn start_gateway(
         max_connection_age: settings.max_connection_age(),
         limits: settings.connection_limits(),
         max_concurrent_streams: settings.max_concurrent_streams,
+        request_body_timeout: settings.request_body_timeout(),
         tls: settings.public_tls()?,
         mesh_tls,
     };

@@ -135,9 +135,11 @@ impl Target {
                 // the footprint).
                 ("ROAMING_ADMIN_LISTEN", "127.0.0.1:0"),
                 // The bench drives the mesh, not the per-principal limits
-                // (calls per second, claims awaiting payment per customer).
+                // (calls per second and in flight, claims awaiting payment
+                // per customer).
                 ("ROAMING_GATEWAY_RATE_PER_SECOND", "1000000000"),
                 ("ROAMING_GATEWAY_BURST", "1000000000"),
+                ("ROAMING_GATEWAY_MAX_CALLS_PER_PRINCIPAL", "1000000"),
                 ("ROAMING_PENDING_CLAIMS_PER_CUSTOMER", "1000"),
                 ("RUST_LOG", "warn"),
             ],
@@ -181,6 +183,7 @@ impl Target {
         // and calls get the production defaults, not the chaos suite's.
         .with("ROAMING_GATEWAY_RATE_PER_SECOND", "1000000000")
         .with("ROAMING_GATEWAY_BURST", "1000000000")
+        .with("ROAMING_GATEWAY_MAX_CALLS_PER_PRINCIPAL", "1000000")
         .with("ROAMING_PENDING_CLAIMS_PER_CUSTOMER", "1000")
         .with("ROAMING_PENDING_TTL_MS", "30000")
         .with("ROAMING_CALL_DEADLINE_MS", "5000")
@@ -220,6 +223,7 @@ impl Target {
         settings.admin_listen = None;
         settings.gateway.rate_per_second = u32::MAX;
         settings.gateway.burst = u32::MAX;
+        settings.gateway.max_calls_per_principal = usize::MAX;
         let key = dir.join("issuer.pem");
         issuer_key(&key)?;
         settings.auth.signing_key_file = Some(key);

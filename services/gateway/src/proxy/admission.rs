@@ -5,9 +5,11 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use adapters_telemetry::sampled::Sampled;
 use futures::future::BoxFuture;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tower::{Layer, Service};
+use tracing::warn;
 
 use super::call::{Response, overloaded, take_ready};
 use super::route::Route;
@@ -130,23 +132,30 @@ where
             .extensions()
             .get::<Route>()
             .filter(|r| !r.streaming)
-            .and_then(|r| self.layer.slots.get(&r.service))
-            .cloned();
+            .and_then(|r| Some((Arc::clone(&r.service), self.layer.slots.get(&r.service)?)))
+            .map(|(service, slots)| (service, Arc::clone(slots)));
         let max_wait = self.layer.max_wait;
         let mut inner = take_ready(&mut self.inner);
         Box::pin(async move {
             let slot = match slots {
                 None => None,
-                Some(slots) => match admit(slots, max_wait).await {
-                    Some(slot) => Some(slot),
-                    // The service is at the concurrency it sustains.
-                    None => {
+                Some((service, slots)) => {
+                    let Some(slot) = admit(slots, max_wait).await else {
+                        // The service is at the concurrency it sustains.
+                        static SHED: Sampled = Sampled::new();
+                        if let Some(refused) = SHED.hit() {
+                            warn!(
+                                service = &*service,
+                                refused, "call shed: the service is at its admission limit"
+                            );
+                        }
                         return Ok(overloaded(
                             "the service is at capacity; retry shortly",
                             max_wait.max(Duration::from_millis(50)),
                         ));
-                    }
-                },
+                    };
+                    Some(slot)
+                }
             };
             let response = inner.call(request).await;
             drop(slot);

@@ -1,33 +1,35 @@
-//! Reading the request's one message, bounded in size and time.
+//! Reading the request's one message, bounded in size and time, and framed
+//! as one gRPC message.
 
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use adapters_grpc::status::reason;
+use adapters_grpc::request_body::{BodyLimits, read_one_message};
 use bytes::Bytes;
 use futures::future::BoxFuture;
-use http_body_util::{BodyExt, Limited};
-use proto::reasons;
-use tonic::{Code, Status};
 use tower::{Layer, Service};
 
 use super::call::{Collected, Response, answer, take_ready};
 
-/// Reads the request's one message (no method of the API streams requests):
-/// at most `max_message_bytes` (`RESOURCE_EXHAUSTED`, `MESSAGE_TOO_LARGE`),
-/// within `within` (`DEADLINE_EXCEEDED`: a client that trickles its request
-/// is cut off like a slow upstream).
+/// Reads the request's one message (no method of the API streams requests)
+/// with [`read_one_message`], the same reader every service port uses: at
+/// most `max_message_bytes` (`RESOURCE_EXHAUSTED`, `MESSAGE_TOO_LARGE`),
+/// within `within` of the headers (`CANCELLED`, `REQUEST_BODY_TIMEOUT`: a
+/// client that trickles its request is cut off, and holds its places no
+/// longer), one whole gRPC frame (`INVALID_ARGUMENT`, `MALFORMED_FRAME`,
+/// before any upstream sees it).
 #[derive(Debug, Clone, Copy)]
 pub struct BodyLimitLayer {
-    max_message_bytes: usize,
-    within: Duration,
+    limits: BodyLimits,
 }
 
 impl BodyLimitLayer {
     pub fn new(max_message_bytes: usize, within: Duration) -> Self {
         Self {
-            max_message_bytes,
-            within,
+            limits: BodyLimits {
+                max_message_bytes,
+                within,
+            },
         }
     }
 }
@@ -68,39 +70,12 @@ where
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
         let mut inner = take_ready(&mut self.inner);
-        let BodyLimitLayer {
-            max_message_bytes,
-            within,
-        } = self.layer;
+        let limits = self.layer.limits;
         Box::pin(async move {
             let (parts, body) = request.into_parts();
-            // A 5-byte frame header and at most `max_message_bytes` of message.
-            let limit = max_message_bytes + 5;
-            let Ok(collected) =
-                tokio::time::timeout(within, Limited::new(body, limit).collect()).await
-            else {
-                return Ok(answer(&Status::deadline_exceeded(
-                    "the request body did not arrive in time",
-                )));
-            };
-            match collected {
-                Ok(body) => {
-                    inner
-                        .call(http::Request::from_parts(parts, body.to_bytes()))
-                        .await
-                }
-                Err(e)
-                    if e.downcast_ref::<http_body_util::LengthLimitError>()
-                        .is_some() =>
-                {
-                    Ok(answer(&reason(
-                        Code::ResourceExhausted,
-                        reasons::MESSAGE_TOO_LARGE,
-                        format!("request message larger than {max_message_bytes} bytes"),
-                        &[("limit", max_message_bytes.to_string())],
-                    )))
-                }
-                Err(_) => Ok(answer(&Status::cancelled("request body interrupted"))),
+            match read_one_message(&parts.headers, body, limits).await {
+                Ok(bytes) => inner.call(http::Request::from_parts(parts, bytes)).await,
+                Err(refusal) => Ok(answer(&refusal.refuse("gateway", parts.uri.path()))),
             }
         })
     }
@@ -111,6 +86,7 @@ mod tests {
     #![allow(clippy::unwrap_used, reason = "tests")]
 
     use tokio::time::Instant;
+    use tonic::Code;
     use tower::ServiceExt as _;
 
     use super::*;
@@ -119,7 +95,8 @@ mod tests {
     #[tokio::test]
     async fn the_body_limit_passes_one_message_and_refuses_a_larger_one() {
         let (svc, mut handle) = over(BodyLimitLayer::new(8, Duration::from_secs(5)));
-        let small = vec![0u8; 5 + 8];
+        // One frame: not compressed, 8 bytes of message.
+        let small = [&[0u8, 0, 0, 0, 8][..], &[7u8; 8]].concat();
         let call = tokio::spawn({
             let svc = svc.clone();
             let body = axum::body::Body::from(small.clone());
@@ -152,7 +129,9 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(started.elapsed(), Duration::from_secs(5));
-        assert_eq!(status(&refused).unwrap().code(), Code::DeadlineExceeded);
+        let s = status(&refused).unwrap();
+        assert_eq!(s.code(), Code::Cancelled);
+        assert_eq!(reason_of(&s), proto::reasons::REQUEST_BODY_TIMEOUT);
         assert!(
             handle.poll_request().is_pending(),
             "refused before the inner service"
@@ -167,6 +146,31 @@ mod tests {
         )]));
         let refused = svc.clone().oneshot(body_request(broken)).await.unwrap();
         assert_eq!(status(&refused).unwrap().code(), Code::Cancelled);
+        assert!(
+            handle.poll_request().is_pending(),
+            "refused before the inner service"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_body_that_is_not_one_grpc_frame_is_invalid_before_any_upstream() {
+        let (svc, mut handle) = over(BodyLimitLayer::new(8, Duration::from_secs(5)));
+        for (body, what) in [
+            (vec![], "empty body"),
+            (vec![1, 0, 0, 0, 1, 9], "no grpc-encoding"),
+            (vec![0, 0, 0, 0, 4, 9], "4 bytes, 1 arrived"),
+            (vec![0, 0], "2 of the 5"),
+        ] {
+            let refused = svc
+                .clone()
+                .oneshot(body_request(axum::body::Body::from(body)))
+                .await
+                .unwrap();
+            let s = status(&refused).unwrap();
+            assert_eq!(s.code(), Code::InvalidArgument, "{what}");
+            assert_eq!(reason_of(&s), proto::reasons::MALFORMED_FRAME);
+            assert!(s.message().contains(what), "{s:?}");
+        }
         assert!(
             handle.poll_request().is_pending(),
             "refused before the inner service"

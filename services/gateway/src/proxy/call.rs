@@ -42,3 +42,30 @@ pub(super) fn take_ready<S: Clone>(inner: &mut S) -> S {
     let clone = inner.clone();
     std::mem::replace(inner, clone)
 }
+
+/// A `grpc-timeout` value (`TimeoutValue TimeoutUnit`: 1 to 8 digits, one
+/// of `HMSmun`); `None` when malformed (negative, not a number, no unit,
+/// more than 8 digits, anything but visible ASCII).
+pub(super) fn parse_grpc_timeout(value: &http::HeaderValue) -> Option<Duration> {
+    let text = value.to_str().ok()?;
+    let (digits, unit) = text.split_at(text.len().checked_sub(1)?);
+    if digits.is_empty() || digits.len() > 8 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let n: u64 = digits.parse().ok()?;
+    Some(match unit {
+        "H" => Duration::from_secs(n.checked_mul(3_600)?),
+        "M" => Duration::from_secs(n.checked_mul(60)?),
+        "S" => Duration::from_secs(n),
+        "m" => Duration::from_millis(n),
+        "u" => Duration::from_micros(n),
+        "n" => Duration::from_nanos(n),
+        _ => return None,
+    })
+}
+
+/// `left` as a `grpc-timeout` value, in milliseconds (at most 8 digits).
+pub(super) fn grpc_timeout(left: Duration) -> Option<http::HeaderValue> {
+    let ms = left.as_millis().min(99_999_999);
+    http::HeaderValue::from_str(&format!("{ms}m")).ok()
+}

@@ -4,16 +4,21 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use adapters_telemetry::sampled::Sampled;
 use futures::future::BoxFuture;
 use tokio::sync::Semaphore;
 use tower::{Layer, Service};
+use tracing::warn;
 
 use super::call::{Response, overloaded, take_ready};
 use super::route::Route;
 
 /// At most `max` unary calls in flight; one more is refused at once with
 /// `UNAVAILABLE` (`OVERLOADED`) and a `RetryInfo`, instead of waiting.
-/// Streaming calls are not counted.
+/// Streaming calls are not counted. In the stack it comes after the request
+/// body was read, and after each principal's share
+/// ([`FairShareLayer`](super::FairShareLayer)), so neither a slow client nor
+/// one busy caller can take all of its places.
 #[derive(Debug, Clone)]
 pub struct ConcurrencyLayer {
     permits: Arc<Semaphore>,
@@ -69,6 +74,13 @@ where
             None
         } else {
             let Ok(permit) = Arc::clone(&self.permits).try_acquire_owned() else {
+                static SHED: Sampled = Sampled::new();
+                if let Some(refused) = SHED.hit() {
+                    warn!(
+                        refused,
+                        "call shed: the gateway is at its concurrency limit"
+                    );
+                }
                 let refused = overloaded(
                     "the gateway is at its concurrency limit; retry shortly",
                     Duration::from_millis(50),

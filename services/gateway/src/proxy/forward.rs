@@ -16,7 +16,7 @@ use tonic::{Code, Status};
 use tower::{BoxError, Service, ServiceExt};
 use tracing::{debug, warn};
 
-use super::call::{Collected, Response, answer};
+use super::call::{Collected, Response, answer, grpc_timeout, parse_grpc_timeout};
 use super::route::Route;
 
 /// What a channel to a service is sent.
@@ -237,32 +237,6 @@ const GRPC_TIMEOUT: &str = "grpc-timeout";
 
 /// Below this much of its deadline left, a call is not sent again.
 const MIN_RESEND_TIME: Duration = Duration::from_millis(10);
-
-/// A `grpc-timeout` value (`TimeoutValue TimeoutUnit`: at most 8 digits, one
-/// of `HMSmun`); `None` when malformed.
-fn parse_grpc_timeout(value: &http::HeaderValue) -> Option<Duration> {
-    let text = value.to_str().ok()?;
-    let (digits, unit) = text.split_at(text.len().checked_sub(1)?);
-    if digits.is_empty() || digits.len() > 8 || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    let n: u64 = digits.parse().ok()?;
-    Some(match unit {
-        "H" => Duration::from_secs(n.checked_mul(3_600)?),
-        "M" => Duration::from_secs(n.checked_mul(60)?),
-        "S" => Duration::from_secs(n),
-        "m" => Duration::from_millis(n),
-        "u" => Duration::from_micros(n),
-        "n" => Duration::from_nanos(n),
-        _ => return None,
-    })
-}
-
-/// `left` as a `grpc-timeout` value, in milliseconds (at most 8 digits).
-fn grpc_timeout(left: Duration) -> Option<http::HeaderValue> {
-    let ms = left.as_millis().min(99_999_999);
-    http::HeaderValue::from_str(&format!("{ms}m")).ok()
-}
 
 /// The answer to a call whose own deadline passed, whichever timer saw it.
 fn deadline_passed() -> Response {

@@ -30,8 +30,9 @@ use super::testing::{
     Req, SERVICE, UNARY, body_request, ok, over, reason_of, request, status, trickling,
 };
 use super::{
-    AdmissionLayer, BodyLimitLayer, Collected, ConcurrencyLayer, DefaultDeadlineLayer, Incoming,
-    Outgoing, PropagateLayer, Response, RouteLayer, StackConfig, stack, streaming_methods,
+    AdmissionLayer, BodyLimitLayer, Collected, ConcurrencyLayer, DefaultDeadlineLayer,
+    FairShareLayer, Incoming, Outgoing, PropagateLayer, Response, RouteLayer, StackConfig, stack,
+    streaming_methods,
 };
 
 // --- the stack -----------------------------------------------------------------
@@ -53,17 +54,28 @@ fn gateway() -> (
         rate_per_second: 1000.0,
         burst: 1000,
         max_concurrent_calls: 16,
+        max_calls_per_principal: 4,
         admission: AdmissionLayer::new([(SERVICE.to_owned(), 1)], Duration::from_millis(100)),
         max_message_bytes: 64,
+        request_body_timeout: BODY_TIMEOUT,
         default_deadline: Duration::from_millis(1500),
+        max_deadline: Duration::from_mins(1),
     });
     let issuer = Issuer::new(key, Audience::default(), Duration::from_mins(5));
     (stack, handle, issuer)
 }
 
-/// A call to [`UNARY`] with `body`, carrying a token of `issuer`'s.
+/// How long the stack waits for a request body.
+const BODY_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// A call to [`UNARY`] with `body`, carrying a token of `issuer`'s for alice.
 fn signed(issuer: &Issuer, body: axum::body::Body) -> Incoming {
-    let id = domain_kernel::CustomerId::parse("alice").unwrap();
+    signed_as(issuer, "alice", body)
+}
+
+/// A call to [`UNARY`] with `body`, carrying a token of `issuer`'s for `who`.
+fn signed_as(issuer: &Issuer, who: &str, body: axum::body::Body) -> Incoming {
+    let id = domain_kernel::CustomerId::parse(who).unwrap();
     let token = issuer.issue(&Principal::customer(&id)).unwrap();
     let mut r = body_request(body);
     r.headers_mut()
@@ -71,8 +83,11 @@ fn signed(issuer: &Issuer, body: axum::body::Body) -> Incoming {
     r
 }
 
+/// One gRPC frame: uncompressed, 8 bytes of message.
+const MESSAGE: [u8; 13] = [0, 0, 0, 0, 8, 1, 2, 3, 4, 5, 6, 7, 8];
+
 fn message() -> axum::body::Body {
-    axum::body::Body::from(vec![0u8; 5 + 8])
+    axum::body::Body::from(MESSAGE.to_vec())
 }
 
 #[tokio::test]
@@ -87,7 +102,7 @@ async fn a_call_crosses_every_layer_to_its_services_channel() {
     assert_eq!(seen.headers()["authorization"], authorization);
     assert_eq!(seen.headers()["grpc-timeout"], "1500m");
     let body = seen.into_body().collect().await.unwrap().to_bytes();
-    assert_eq!(body.as_ref(), [0u8; 5 + 8].as_slice());
+    assert_eq!(body.as_ref(), MESSAGE.as_slice());
     reply.send_response(ok());
     assert!(status(&call.await.unwrap().unwrap()).is_none());
 }
@@ -154,13 +169,88 @@ async fn a_trickling_body_holds_no_admission_slot() {
     assert_eq!(started.elapsed(), Duration::ZERO);
     reply.send_response(ok());
     assert!(status(&call.await.unwrap().unwrap()).is_none());
-    // The trickling call is cut off when its time is up.
+    // The trickling call is cut off when the body's time is up, well before
+    // the deadline.
     let cut = trickled.await.unwrap().unwrap();
-    assert_eq!(status(&cut).unwrap().code(), Code::DeadlineExceeded);
-    assert_eq!(started.elapsed(), Duration::from_millis(1500));
+    let s = status(&cut).unwrap();
+    assert_eq!(s.code(), Code::Cancelled);
+    assert_eq!(reason_of(&s), proto::reasons::REQUEST_BODY_TIMEOUT);
+    assert_eq!(started.elapsed(), BODY_TIMEOUT);
     assert!(
         handle.poll_request().is_pending(),
         "it never reached the service"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn one_principal_trickling_bodies_cannot_take_anothers_places() {
+    // Alice holds her whole share (4) with bodies that never complete, and
+    // tries more: refused at once with her limit. The gateway's 16 places
+    // stay free: Bob's call goes through while hers hang.
+    let (gateway, mut handle, issuer) = gateway();
+    let hanging: Vec<_> = (0..4)
+        .map(|_| tokio::spawn(gateway.clone().oneshot(signed(&issuer, trickling()))))
+        .collect();
+    for _ in 0..16 {
+        tokio::task::yield_now().await;
+    }
+    let refused = gateway
+        .clone()
+        .oneshot(signed(&issuer, message()))
+        .await
+        .unwrap();
+    let s = status(&refused).unwrap();
+    assert_eq!(s.code(), Code::ResourceExhausted);
+    assert_eq!(reason_of(&s), proto::reasons::IN_FLIGHT_LIMIT);
+    assert!(s.get_error_details().retry_info().is_some());
+
+    let bob = tokio::spawn(
+        gateway
+            .clone()
+            .oneshot(signed_as(&issuer, "bob", message())),
+    );
+    let (_, reply) = handle.next_request().await.unwrap();
+    reply.send_response(ok());
+    assert!(status(&bob.await.unwrap().unwrap()).is_none());
+
+    // Her bodies are cut at the body timeout, and her share is hers again.
+    for h in hanging {
+        assert_eq!(
+            status(&h.await.unwrap().unwrap()).unwrap().code(),
+            Code::Cancelled
+        );
+    }
+    let again = tokio::spawn(gateway.clone().oneshot(signed(&issuer, message())));
+    handle.next_request().await.unwrap().1.send_response(ok());
+    assert!(status(&again.await.unwrap().unwrap()).is_none());
+}
+
+#[tokio::test]
+async fn a_malformed_frame_or_timeout_is_invalid_argument_before_the_service() {
+    let (gateway, mut handle, issuer) = gateway();
+    // The compressed flag without grpc-encoding.
+    let flagged = gateway
+        .clone()
+        .oneshot(signed(
+            &issuer,
+            axum::body::Body::from(vec![1, 0, 0, 0, 1, 7]),
+        ))
+        .await
+        .unwrap();
+    let s = status(&flagged).unwrap();
+    assert_eq!(s.code(), Code::InvalidArgument);
+    assert_eq!(reason_of(&s), proto::reasons::MALFORMED_FRAME);
+    // A negative grpc-timeout.
+    let mut negative = signed(&issuer, message());
+    negative
+        .headers_mut()
+        .insert("grpc-timeout", "-1S".parse().unwrap());
+    let s = status(&gateway.clone().oneshot(negative).await.unwrap()).unwrap();
+    assert_eq!(s.code(), Code::InvalidArgument);
+    assert_eq!(reason_of(&s), proto::reasons::INVALID_TIMEOUT);
+    assert!(
+        handle.poll_request().is_pending(),
+        "nothing reached the service"
     );
 }
 
@@ -259,12 +349,16 @@ where
 async fn a_layer_is_ready_exactly_when_its_inner_service_is() {
     let routes = RouteLayer::new(HashSet::from([SERVICE.to_owned()]), HashSet::new());
     ready_exactly_when_inner::<_, Req, Req>(routes);
+    ready_exactly_when_inner::<_, Req, Req>(FairShareLayer::new(1));
     ready_exactly_when_inner::<_, Req, Req>(ConcurrencyLayer::new(1));
     ready_exactly_when_inner::<_, Collected, Incoming>(BodyLimitLayer::new(
         8,
         Duration::from_secs(5),
     ));
     ready_exactly_when_inner::<_, Req, Req>(AdmissionLayer::new([], Duration::from_millis(100)));
-    ready_exactly_when_inner::<_, Req, Req>(DefaultDeadlineLayer::new(Duration::from_secs(1)));
+    ready_exactly_when_inner::<_, Req, Req>(DefaultDeadlineLayer::new(
+        Duration::from_secs(1),
+        Duration::from_mins(1),
+    ));
     ready_exactly_when_inner::<_, Req, Req>(PropagateLayer);
 }

@@ -29,6 +29,7 @@ use roaming::up::Mesh;
 use tonic::transport::Channel;
 use tonic::{Request, Status};
 
+pub mod raw;
 pub mod stories;
 
 /// Who calls: subject, role, and the place the role is bound to (the booth of
