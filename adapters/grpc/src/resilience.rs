@@ -161,13 +161,14 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn an_attempt_past_its_deadline_is_tried_again() {
         use std::sync::atomic::{AtomicUsize, Ordering};
+        use tower::ServiceExt as _;
         let attempts = Arc::new(AtomicUsize::new(0));
         let seen = Arc::clone(&attempts);
         let call = tower::service_fn(move |(): ()| {
             let n = seen.fetch_add(1, Ordering::SeqCst);
             async move {
                 if n == 0 {
-                    tokio::time::sleep(Duration::from_secs(60)).await;
+                    tokio::time::sleep(Duration::from_mins(1)).await;
                 }
                 Ok::<_, tonic::Status>("answered")
             }
@@ -179,7 +180,6 @@ mod tests {
             ..CallPolicy::default()
         };
         let (call, _) = resilient("test", policy, call);
-        use tower::ServiceExt as _;
         assert_eq!(
             call.oneshot(()).await.expect("the retry answers"),
             "answered"
