@@ -89,6 +89,9 @@ pub const BAD_CREDENTIALS: &str = "BAD_CREDENTIALS";
 pub const LOGIN_BUSY: &str = "LOGIN_BUSY";
 pub const LOGIN_RATE_LIMITED: &str = "LOGIN_RATE_LIMITED";
 pub const REFRESH_REVOKED: &str = "REFRESH_REVOKED";
+/// A refresh token presented a second time: the login is revoked (one of the
+/// two holders is not its owner).
+pub const REFRESH_REUSED: &str = "REFRESH_REUSED";
 pub const EXTERNAL_IDENTITY_PROVIDER: &str = "EXTERNAL_IDENTITY_PROVIDER";
 
 // The transport (`UNAUTHENTICATED`): TLS and client certificates.

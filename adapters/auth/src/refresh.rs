@@ -2,16 +2,25 @@
 //!
 //! Access tokens are short-lived (15 minutes by default) and verified by every
 //! service on its own, with no shared state. A login also returns a refresh
-//! token (24 hours at most), which only the gateway accepts
-//! (`AuthService/RefreshToken`): a different audience, so no service ever
-//! takes it for an access token. It names the login's credentials by a
-//! fingerprint (a digest of the password hash and the roles, never the hash
-//! itself), and the gateway hands out a new access token only while the
-//! configured principal still has that fingerprint. Removing a principal or
-//! changing its password or roles therefore revokes its refresh tokens at
-//! once, and its access tokens within their lifetime. Stateless: gateway
-//! replicas need nothing but the same key and principals.
+//! token, which only the gateway accepts (`AuthService/RefreshToken`): a
+//! different audience, so no service ever takes it for an access token. It
+//! names the login's credentials by a fingerprint (a digest of the password
+//! hash and the roles, never the hash itself), and the gateway hands out a new
+//! access token only while the configured principal still has that
+//! fingerprint. Removing a principal or changing its password or roles
+//! therefore revokes its refresh tokens at once, and its access tokens within
+//! their lifetime.
+//!
+//! As the OAuth 2.0 Security BCP asks (RFC 9700, 4.14.2): a login lives at
+//! most its `ttl` from the password check whatever is refreshed (`auth`); each
+//! refresh token is single-use, a refresh answering with its successor (same
+//! login, `fam`, next generation, `gen`); and a token used a second time
+//! revokes its whole login ([`RefreshFamilies`]), because one of the two users
+//! of it is a thief. What a gateway remembers of logins is its own: see
+//! [`RefreshFamilies`] for what that means with several gateways.
 
+use std::collections::HashMap;
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use jsonwebtoken::{Header, Validation};
@@ -36,6 +45,14 @@ struct RefreshClaims {
     iat: u64,
     /// [`fingerprint`] of the credentials the login used.
     cred: String,
+    /// The login (token family): random, shared by its rotated tokens.
+    fam: String,
+    /// This token's generation in its family: 0 at the password check.
+    #[serde(rename = "gen")]
+    generation: u32,
+    /// When the password was checked (seconds since the epoch): the login
+    /// ends `ttl` after it.
+    auth: u64,
 }
 
 /// A digest of a principal's configured credentials: changes when its
@@ -45,12 +62,7 @@ pub fn fingerprint(phc_hash: &str, principal: &domain_kernel::Principal) -> Stri
     h.update(phc_hash.as_bytes());
     h.update([0]);
     h.update(format!("{principal:?}").as_bytes());
-    let digest = h.finalize();
-    digest.iter().take(16).fold(String::new(), |mut s, b| {
-        use std::fmt::Write as _;
-        let _ = write!(s, "{b:02x}");
-        s
-    })
+    hex(&h.finalize()[..16])
 }
 
 /// Signs and checks refresh tokens with the gateway's key.
@@ -70,10 +82,17 @@ pub struct Refresh {
     pub fingerprint: String,
     /// Seconds the refresh token has left.
     pub expires_in: u64,
+    /// The login it belongs to and its generation there.
+    pub family: String,
+    pub generation: u32,
+    /// When the login ends (seconds since the epoch).
+    pub expires_at: u64,
+    auth: u64,
 }
 
 impl RefreshTokens {
-    /// `ttl` is capped at 24 hours (the longest any token here lives).
+    /// `ttl` is a login's whole life, capped at 24 hours (the longest any
+    /// token here lives).
     pub fn new(key: SigningKey, issuer: &str, ttl: Duration) -> Self {
         let mut validation = Validation::new(ALGORITHM);
         validation.set_issuer(&[issuer]);
@@ -93,9 +112,12 @@ impl RefreshTokens {
         self.ttl
     }
 
+    /// The first refresh token of a new login (a password was just checked).
     pub fn issue(&self, username: &str, fingerprint: &str) -> Result<String, AuthError> {
+        let mut family = [0_u8; 16];
+        getrandom::fill(&mut family).map_err(|e| AuthError::Key(e.to_string()))?;
         let now = now();
-        let claims = RefreshClaims {
+        self.sign(RefreshClaims {
             iss: self.issuer.clone(),
             aud: REFRESH_AUDIENCE.to_owned(),
             sub: username.to_owned(),
@@ -103,7 +125,31 @@ impl RefreshTokens {
             nbf: now,
             iat: now,
             cred: fingerprint.to_owned(),
-        };
+            fam: hex(&family),
+            generation: 0,
+            auth: now,
+        })
+    }
+
+    /// The successor of a checked refresh token: same login, next
+    /// generation, and the login's end unchanged.
+    pub fn rotate(&self, used: &Refresh) -> Result<String, AuthError> {
+        let now = now();
+        self.sign(RefreshClaims {
+            iss: self.issuer.clone(),
+            aud: REFRESH_AUDIENCE.to_owned(),
+            sub: used.username.clone(),
+            exp: used.expires_at,
+            nbf: now.min(used.expires_at),
+            iat: now,
+            cred: used.fingerprint.clone(),
+            fam: used.family.clone(),
+            generation: used.generation.saturating_add(1),
+            auth: used.auth,
+        })
+    }
+
+    fn sign(&self, claims: RefreshClaims) -> Result<String, AuthError> {
         let mut header = Header::new(ALGORITHM);
         header.kid = Some(self.key.kid().to_owned());
         jsonwebtoken::encode(&header, &claims, self.key.encoding())
@@ -124,11 +170,109 @@ impl RefreshTokens {
             jsonwebtoken::decode::<RefreshClaims>(token, &self.trusted.decoding, &self.validation)
                 .map_err(|e| refused(refusal_of(&e)))?;
         let c = data.claims;
+        // A login ends `ttl` after its password check, whatever a token says
+        // (a token signed with a longer ttl by an earlier configuration).
+        let expires_at = c.exp.min(c.auth.saturating_add(self.ttl.as_secs()));
+        if c.fam.is_empty() {
+            return Err(refused(Refusal::MissingClaim));
+        }
+        if expires_at <= now() {
+            return Err(refused(Refusal::Expired));
+        }
         Ok(Refresh {
-            expires_in: c.exp.saturating_sub(now()),
+            expires_in: expires_at.saturating_sub(now()),
             username: c.sub,
             fingerprint: c.cred,
+            family: c.fam,
+            generation: c.generation,
+            expires_at,
+            auth: c.auth,
         })
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().fold(String::new(), |mut s, b| {
+        use std::fmt::Write as _;
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}
+
+/// A refresh token used twice: its login is revoked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reused;
+
+/// What a gateway remembers of the logins refreshed through it: per login,
+/// the next generation it may accept, and whether it was revoked for a reuse.
+///
+/// In memory, per gateway. With one gateway (`roaming up`) a replayed token is
+/// always caught. With several, a login is followed by each gateway its
+/// refreshes reach: a token replayed at a gateway that saw a later generation
+/// is caught there (and the login revoked there, where the thief's or the
+/// owner's next refresh then fails), one replayed at a gateway that never saw
+/// the login is taken once; a restart forgets. Bounded: at most `capacity`
+/// logins, the ones ending soonest forgotten first when full.
+#[derive(Debug)]
+pub struct RefreshFamilies {
+    logins: Mutex<HashMap<String, Login>>,
+    capacity: usize,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Login {
+    /// The lowest generation still unused; `u32::MAX` once revoked.
+    next: u32,
+    expires_at: u64,
+}
+
+const REVOKED: u32 = u32::MAX;
+
+impl RefreshFamilies {
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            logins: Mutex::new(HashMap::new()),
+            capacity: capacity.max(1),
+        }
+    }
+
+    /// Spends `token`: `Ok` the first time its generation is used (the
+    /// caller then hands out its successor), `Err(Reused)` when it, or an
+    /// older token of its login, was used before; the login is then revoked
+    /// for good (until it ends).
+    pub fn spend(&self, token: &Refresh) -> Result<(), Reused> {
+        let mut logins = self.logins.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(login) = logins.get_mut(&token.family) {
+            if login.next == REVOKED || token.generation < login.next {
+                login.next = REVOKED;
+                return Err(Reused);
+            }
+            login.next = token.generation.saturating_add(1);
+            return Ok(());
+        }
+        if logins.len() >= self.capacity {
+            let now = now();
+            logins.retain(|_, l| l.expires_at > now);
+            if logins.len() >= self.capacity {
+                // Forget the login ending soonest (never a revoked one while
+                // another is left: a revocation is what this memory is for).
+                let victim = logins
+                    .iter()
+                    .min_by_key(|(_, l)| (l.next == REVOKED, l.expires_at))
+                    .map(|(k, _)| k.clone());
+                if let Some(victim) = victim {
+                    logins.remove(&victim);
+                }
+            }
+        }
+        logins.insert(
+            token.family.clone(),
+            Login {
+                next: token.generation.saturating_add(1),
+                expires_at: token.expires_at,
+            },
+        );
+        Ok(())
     }
 }
 
@@ -176,5 +320,67 @@ mod tests {
             Duration::from_hours(1),
         );
         assert!(tokens.check(&other.issue("alice", &fp).unwrap()).is_err());
+    }
+
+    #[test]
+    fn a_refresh_rotates_within_the_logins_life_and_a_reuse_revokes_the_login() {
+        let tokens = RefreshTokens::new(
+            SigningKey::generate().unwrap(),
+            "roaming-gateway",
+            Duration::from_hours(1),
+        );
+        let families = RefreshFamilies::new(16);
+        let first = tokens.check(&tokens.issue("alice", "fp").unwrap()).unwrap();
+        assert_eq!(first.generation, 0);
+        families.spend(&first).unwrap();
+        let second = tokens.check(&tokens.rotate(&first).unwrap()).unwrap();
+        assert_eq!(
+            (second.family.as_str(), second.generation, second.expires_at),
+            (first.family.as_str(), 1, first.expires_at),
+            "same login, next generation, same end"
+        );
+        families.spend(&second).unwrap();
+        // The first token again: a thief or the owner holds a copy.
+        assert_eq!(families.spend(&first), Err(Reused));
+        // ... and from now on the login is dead, its newest token included.
+        let third = tokens.check(&tokens.rotate(&second).unwrap()).unwrap();
+        assert_eq!(families.spend(&third), Err(Reused));
+        // Another login of the same user is untouched.
+        let other = tokens.check(&tokens.issue("alice", "fp").unwrap()).unwrap();
+        assert_ne!(other.family, first.family);
+        families.spend(&other).unwrap();
+    }
+
+    #[test]
+    fn a_login_ends_its_ttl_after_the_password_check_whatever_its_token_says() {
+        let key = SigningKey::generate().unwrap();
+        let long = RefreshTokens::new(key.clone(), "roaming-gateway", Duration::from_hours(24));
+        let token = long.issue("alice", "fp").unwrap();
+        // The gateway now keeps logins 1 h: the 24 h token ends in 1 h.
+        let short = RefreshTokens::new(key, "roaming-gateway", Duration::from_hours(1));
+        let checked = short.check(&token).unwrap();
+        assert!(checked.expires_in <= 3_600, "{}", checked.expires_in);
+        let rotated = short.check(&short.rotate(&checked).unwrap()).unwrap();
+        assert_eq!(rotated.expires_at, checked.expires_at);
+    }
+
+    #[test]
+    fn a_full_memory_forgets_the_login_ending_soonest_and_keeps_revocations() {
+        let tokens = RefreshTokens::new(
+            SigningKey::generate().unwrap(),
+            "roaming-gateway",
+            Duration::from_hours(1),
+        );
+        let families = RefreshFamilies::new(2);
+        let a = tokens.check(&tokens.issue("a", "fp").unwrap()).unwrap();
+        families.spend(&a).unwrap();
+        assert_eq!(families.spend(&a), Err(Reused)); // a revoked
+        let mut b = tokens.check(&tokens.issue("b", "fp").unwrap()).unwrap();
+        b.expires_at -= 10; // b ends first
+        families.spend(&b).unwrap();
+        let c = tokens.check(&tokens.issue("c", "fp").unwrap()).unwrap();
+        families.spend(&c).unwrap(); // full: b forgotten, not the revoked a
+        assert_eq!(families.spend(&a), Err(Reused));
+        assert_eq!(families.spend(&c), Err(Reused));
     }
 }

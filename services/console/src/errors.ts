@@ -70,6 +70,7 @@ const REASONS: Record<string, string | ((metadata: Record<string, string>) => st
   LOGIN_BUSY: 'Signing in is busy right now.',
   LOGIN_RATE_LIMITED: 'Too many sign-in attempts for this user. Wait a minute before trying again.',
   REFRESH_REVOKED: 'Your session was ended because your account changed. Please sign in again.',
+  REFRESH_REUSED: 'Your session was ended for safety: it was used from somewhere else. Please sign in again.',
   EXTERNAL_IDENTITY_PROVIDER: 'This mesh signs people in through another identity provider, not this console.',
   TOKEN_EXPIRED: 'Your session has expired. Please sign in again.',
   TOKEN_BOOTH: 'Your account works for another booth.',

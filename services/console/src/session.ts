@@ -98,7 +98,13 @@ export function refresh(): Promise<void> {
       if (!current) throw new ConnectError('signed out', Code.Unauthenticated);
       const res = await authClient.refreshToken({ refreshToken: current.refresh });
       if (tokens !== current) return; // signed out (or in again) meanwhile
-      tokens = { ...current, access: res.accessToken, claims: decodeClaims(res.accessToken) };
+      // Refresh tokens are single-use: the answer carries the next one (a
+      // used one presented again ends the login, REFRESH_REUSED).
+      tokens = {
+        access: res.accessToken,
+        refresh: res.refreshToken || current.refresh,
+        claims: decodeClaims(res.accessToken),
+      };
       schedule(Number(res.expiresIn));
     } catch (e) {
       const err = ConnectError.from(e);

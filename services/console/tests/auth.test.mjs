@@ -1,6 +1,7 @@
-// Signing in: a wrong password; the access token renewed before it expires;
-// an access token that did expire (the tab slept through its renewal)
-// renewed on the UNAUTHENTICATED answer without the user noticing.
+// Signing in: a wrong password; the access token renewed before it expires,
+// and again with the rotated (single-use) refresh token; an access token that
+// did expire (the tab slept through its renewal) renewed on the
+// UNAUTHENTICATED answer without the user noticing.
 // The mesh runs with 60-second access tokens (the shortest it allows).
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
@@ -55,8 +56,15 @@ test('the access token is renewed before it expires', async () => {
   await page.clock.runFor((TTL_SECS - 30 + 1) * 1000);
   await renewed;
   assert.equal(refreshes.n, 1);
+  // Refresh tokens are single-use: the second renewal must present the one
+  // the first answered with (the first again would end the login).
+  const again = page.waitForResponse((r) => r.url().endsWith('/RefreshToken'));
+  await page.clock.runFor((TTL_SECS - 30 + 1) * 1000);
+  await again;
+  assert.equal(refreshes.n, 2);
   await page.getByRole('button', { name: 'Refresh' }).click();
   await page.getByRole('heading', { name: 'My reservations', level: 1 }).waitFor();
+  assert.equal(await page.getByRole('heading', { name: 'Sign in' }).count(), 0, 'still signed in');
   assert.equal(await page.getByRole('alert').filter({ hasText: /\S/ }).count(), 0);
   await shot(page, 'auth-02-renewed');
   assertClean(page);

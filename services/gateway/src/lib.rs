@@ -170,7 +170,10 @@ pub async fn start(
     let tokens = AuthServiceServer::new(TokenService::new(
         parts.issuer,
         parts.credentials,
-        settings.logins_per_minute,
+        tokens::LoginLimits {
+            per_minute: settings.logins_per_minute,
+            ttl: Duration::from_secs(settings.login_ttl_secs),
+        },
     ))
     .max_decoding_message_size(max);
     let fallback = proxy::stack(StackConfig {

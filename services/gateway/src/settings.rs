@@ -28,8 +28,14 @@ adapters_settings::section! {
         pub rate_per_second: u32 = 200, check POSITIVE;
         /// Calls a principal may make at once before the rate applies.
         pub burst: u32 = 400, check POSITIVE;
-        /// Login attempts per minute per username.
+        /// Login attempts per minute per username and source (an IPv4
+        /// address or an IPv6 /64); a source may try twice this over all
+        /// usernames.
         pub logins_per_minute: u32 = 30, check POSITIVE;
+        /// A login's whole life, in seconds (60 to 86,400): its refresh
+        /// tokens are single-use and rotated, and none outlives this much
+        /// time after the password check.
+        pub login_ttl_secs: u64 = 86_400, check 60..=86_400;
         /// Largest request message, in bytes (1 KiB to 16 MiB).
         pub max_message_bytes: usize = 64 * 1024, check 1_024..=16 * 1024 * 1024;
         /// Deadline given to unary calls that arrive without one, in

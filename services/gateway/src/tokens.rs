@@ -1,10 +1,11 @@
 //! `roaming.auth.v1.AuthService`: credentials in, a signed token out.
 
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex, PoisonError, mpsc};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use adapters_auth::{AuthError, Credentials, Issuer, RefreshTokens};
+use adapters_auth::{AuthError, Credentials, Issuer, RefreshFamilies, RefreshTokens, Reused};
 use adapters_grpc::status::{invalid, reason, retry_later};
 use domain_kernel::Principal;
 use domain_kernel::Violations;
@@ -23,63 +24,217 @@ use crate::limit::RateLimiter;
 /// pool, not the blocking pool: each thread keeps its allocator arena, so the
 /// memory a flood can pin is this many buffers, not one per blocking thread.
 const CHECK_THREADS: usize = 2;
-/// Checks that may wait for a thread; more are refused at once.
-const QUEUED_CHECKS: usize = 8;
+/// Checks that may wait for a thread, over all usernames; more are refused at
+/// once. A waiting check holds its password only (at most 1 KiB), not a
+/// buffer.
+const QUEUED_CHECKS: usize = 32;
+/// Checks one username may have waiting: a flood aimed at one account takes
+/// two places, not the queue.
+const QUEUED_PER_USERNAME: usize = 2;
+/// Checks waiting in the lane of known places (see [`Lane`]).
+const QUEUED_KNOWN: usize = 16;
 /// How long a queued check may wait before it is refused.
 const CHECK_DEADLINE: Duration = Duration::from_secs(3);
+/// Known places remembered (username and source): the oldest are forgotten.
+const KNOWN_PLACES: usize = 100_000;
 
-type Job = (
-    String,
-    String,
-    Instant,
-    oneshot::Sender<Option<Option<Principal>>>,
-);
+/// Which queue a login waits in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Lane {
+    /// The username signed in successfully from this source (address, or
+    /// IPv6 /64) before, on this gateway: served first. An attacker cannot
+    /// take this lane for a username without sending from its owner's network.
+    Known,
+    /// Everyone else, round-robin by username.
+    Fair,
+}
 
-/// A fixed pool of password-checking threads behind a bounded queue.
-#[derive(Debug)]
+struct Job {
+    user: String,
+    password: String,
+    queued: Instant,
+    answer: oneshot::Sender<Checked>,
+}
+
+/// What became of a queued check.
+enum Checked {
+    /// It waited past `CHECK_DEADLINE` and was not run.
+    Late,
+    /// The principal, if the password was right.
+    Done(Option<Principal>),
+}
+
+/// The waiting checks: the known lane, then one turn per username in order.
+#[derive(Default)]
+struct Queues {
+    known: VecDeque<Job>,
+    by_user: HashMap<String, VecDeque<Job>>,
+    turns: VecDeque<String>,
+    fair_waiting: usize,
+    closed: bool,
+}
+
+impl Queues {
+    fn next(&mut self) -> Option<Job> {
+        if let Some(job) = self.known.pop_front() {
+            return Some(job);
+        }
+        let user = self.turns.pop_front()?;
+        let queue = self.by_user.get_mut(&user)?;
+        let job = queue.pop_front();
+        if queue.is_empty() {
+            self.by_user.remove(&user);
+        } else {
+            self.turns.push_back(user);
+        }
+        self.fair_waiting -= usize::from(job.is_some());
+        job
+    }
+}
+
+/// A fixed pool of password-checking threads behind bounded, fair queues:
+/// during a flood from many addresses, a username's own checks wait behind
+/// one check of each other username (not behind the flood's whole queue), and
+/// a login from a place its owner signed in from before goes first.
 struct Checker {
-    jobs: mpsc::SyncSender<Job>,
+    queues: Arc<(Mutex<Queues>, Condvar)>,
+}
+
+impl std::fmt::Debug for Checker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Checker").finish_non_exhaustive()
+    }
 }
 
 impl Checker {
     fn new(credentials: Arc<Credentials>) -> Self {
-        let (jobs, queue) = mpsc::sync_channel::<Job>(QUEUED_CHECKS);
-        let queue = Arc::new(Mutex::new(queue));
+        let queues = Arc::new((Mutex::new(Queues::default()), Condvar::new()));
         for n in 0..CHECK_THREADS {
-            let queue = Arc::clone(&queue);
+            let queues = Arc::clone(&queues);
             let credentials = Arc::clone(&credentials);
             let spawned = std::thread::Builder::new()
                 .name(format!("password-check-{n}"))
                 .spawn(move || {
                     loop {
-                        let job = queue.lock().unwrap_or_else(PoisonError::into_inner).recv();
-                        let Ok((user, password, queued, answer)) = job else {
-                            return;
+                        let (lock, ready) = &*queues;
+                        let job = {
+                            let mut q = lock.lock().unwrap_or_else(PoisonError::into_inner);
+                            loop {
+                                if q.closed {
+                                    return;
+                                }
+                                if let Some(job) = q.next() {
+                                    break job;
+                                }
+                                q = ready.wait(q).unwrap_or_else(PoisonError::into_inner);
+                            }
                         };
                         // Waited too long: the caller has been told already.
-                        if queued.elapsed() > CHECK_DEADLINE {
-                            let _ = answer.send(None);
+                        if job.queued.elapsed() > CHECK_DEADLINE {
+                            let _ = job.answer.send(Checked::Late);
                             continue;
                         }
-                        let _ = answer.send(Some(credentials.check(&user, &password)));
+                        let _ = job
+                            .answer
+                            .send(Checked::Done(credentials.check(&job.user, &job.password)));
                     }
                 });
             if let Err(e) = spawned {
                 warn!(error = %e, "could not start a password-check thread");
             }
         }
-        Self { jobs }
+        Self { queues }
     }
 
-    /// `Err(())` when the queue is full or the check did not start in time.
-    async fn check(&self, user: String, password: String) -> Result<Option<Principal>, ()> {
+    /// `Err(())` when its queue is full or the check did not start in time.
+    async fn check(
+        &self,
+        user: String,
+        password: String,
+        lane: Lane,
+    ) -> Result<Option<Principal>, ()> {
         let (answer, answered) = oneshot::channel();
-        self.jobs
-            .try_send((user, password, Instant::now(), answer))
-            .map_err(|_| ())?;
+        {
+            let (lock, ready) = &*self.queues;
+            let mut q = lock.lock().unwrap_or_else(PoisonError::into_inner);
+            let job = Job {
+                user,
+                password,
+                queued: Instant::now(),
+                answer,
+            };
+            match lane {
+                Lane::Known if q.known.len() < QUEUED_KNOWN => q.known.push_back(job),
+                Lane::Fair if q.fair_waiting < QUEUED_CHECKS => {
+                    let user = job.user.clone();
+                    let queue = q.by_user.entry(user.clone()).or_default();
+                    if queue.len() >= QUEUED_PER_USERNAME {
+                        return Err(());
+                    }
+                    queue.push_back(job);
+                    if queue.len() == 1 {
+                        q.turns.push_back(user);
+                    }
+                    q.fair_waiting += 1;
+                }
+                Lane::Known | Lane::Fair => return Err(()),
+            }
+            ready.notify_one();
+        }
         match tokio::time::timeout(CHECK_DEADLINE + Duration::from_secs(1), answered).await {
-            Ok(Ok(Some(outcome))) => Ok(outcome),
+            Ok(Ok(Checked::Done(outcome))) => Ok(outcome),
             _ => Err(()),
+        }
+    }
+}
+
+impl Drop for Checker {
+    fn drop(&mut self) {
+        let (lock, ready) = &*self.queues;
+        lock.lock().unwrap_or_else(PoisonError::into_inner).closed = true;
+        ready.notify_all();
+    }
+}
+
+/// Where a login comes from, for its limits: an IPv4 address, or the /64 of
+/// an IPv6 one (a customer line is given a /64 or more, so counting /128s
+/// would give one attacker 2^64 sources). IPv4-mapped addresses count as IPv4.
+fn source_of(peer: Option<IpAddr>) -> String {
+    match peer.map(|ip| ip.to_canonical()) {
+        None => String::new(),
+        Some(IpAddr::V4(v4)) => v4.to_string(),
+        Some(IpAddr::V6(v6)) => {
+            let s = v6.segments();
+            format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+        }
+    }
+}
+
+/// (username, source) pairs that signed in successfully: bounded, the oldest
+/// forgotten first.
+#[derive(Debug, Default)]
+struct KnownPlaces(Mutex<(HashSet<String>, VecDeque<String>)>);
+
+impl KnownPlaces {
+    fn key(username: &str, source: &str) -> String {
+        format!("{username}\u{0}{source}")
+    }
+
+    fn contains(&self, username: &str, source: &str) -> bool {
+        let places = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        places.0.contains(&Self::key(username, source))
+    }
+
+    fn add(&self, username: &str, source: &str) {
+        let key = Self::key(username, source);
+        let mut places = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if places.0.insert(key.clone()) {
+            places.1.push_back(key);
+            while places.1.len() > KNOWN_PLACES {
+                if let Some(old) = places.1.pop_front() {
+                    places.0.remove(&old);
+                }
+            }
         }
     }
 }
@@ -105,8 +260,19 @@ impl RefusalLog {
     }
 }
 
-/// How long a login lasts before the password is asked again.
-const REFRESH_TTL: Duration = Duration::from_hours(24);
+/// Logins remembered for refresh-token reuse detection (see
+/// [`RefreshFamilies`]): the ones ending soonest are forgotten first.
+const REMEMBERED_LOGINS: usize = 200_000;
+
+/// How logins are limited.
+#[derive(Debug, Clone, Copy)]
+pub struct LoginLimits {
+    /// Password attempts per minute per username and source.
+    pub per_minute: u32,
+    /// A login's whole life: refreshing never extends it past this after the
+    /// password check.
+    pub ttl: Duration,
+}
 
 #[derive(Debug)]
 pub struct TokenService {
@@ -115,10 +281,14 @@ pub struct TokenService {
     signing: Option<(Issuer, RefreshTokens)>,
     credentials: Arc<Credentials>,
     checker: Checker,
-    /// Attempts per (username, source address): a stranger elsewhere cannot
-    /// lock a user out.
+    /// Places each username signed in from: their logins go first.
+    known: KnownPlaces,
+    /// Refresh tokens spent, per login.
+    families: RefreshFamilies,
+    /// Attempts per (username, source): a stranger elsewhere cannot lock a
+    /// user out.
     per_user: RateLimiter,
-    /// Attempts per source address, over all usernames (password spraying).
+    /// Attempts per source, over all usernames (password spraying).
     per_source: RateLimiter,
     refusals: RefusalLog,
 }
@@ -126,16 +296,18 @@ pub struct TokenService {
 impl TokenService {
     /// Without an `issuer` (tokens come from an external provider) every
     /// request is answered `FAILED_PRECONDITION`.
-    pub fn new(issuer: Option<Issuer>, credentials: Credentials, logins_per_minute: u32) -> Self {
+    pub fn new(issuer: Option<Issuer>, credentials: Credentials, limits: LoginLimits) -> Self {
+        let logins_per_minute = limits.per_minute;
         let per_minute = f64::from(logins_per_minute);
         let credentials = Arc::new(credentials);
         Self {
             signing: issuer.map(|i| {
-                let refresh =
-                    RefreshTokens::new(i.key().clone(), &i.audience().issuer, REFRESH_TTL);
+                let refresh = RefreshTokens::new(i.key().clone(), &i.audience().issuer, limits.ttl);
                 (i, refresh)
             }),
             checker: Checker::new(Arc::clone(&credentials)),
+            known: KnownPlaces::default(),
+            families: RefreshFamilies::new(REMEMBERED_LOGINS),
             credentials,
             per_user: RateLimiter::new(per_minute / 60.0, logins_per_minute.clamp(1, 10)),
             per_source: RateLimiter::new(
@@ -168,7 +340,7 @@ impl AuthService for TokenService {
         let Some((issuer, refresh)) = &self.signing else {
             return Err(external_provider());
         };
-        let source = peer.map_or_else(String::new, |p| p.to_string());
+        let source = source_of(peer);
         let limited = self
             .per_source
             .check(&source)
@@ -177,7 +349,12 @@ impl AuthService for TokenService {
             self.refusals.refused("rate limited", &username, peer);
             return Err(login_rate_limited(wait));
         }
-        let Ok(principal) = self.checker.check(username.clone(), password).await else {
+        let lane = if self.known.contains(&username, &source) {
+            Lane::Known
+        } else {
+            Lane::Fair
+        };
+        let Ok(principal) = self.checker.check(username.clone(), password, lane).await else {
             self.refusals
                 .refused("password checks busy", &username, peer);
             return Err(retry_later(
@@ -197,6 +374,7 @@ impl AuthService for TokenService {
                 &[],
             ));
         };
+        self.known.add(&username, &source);
         let token = issuer.issue(&principal).map_err(signing_failed)?;
         // The credentials that just checked out; gone only if the principal
         // list changed in between (it does not change while running).
@@ -234,8 +412,7 @@ impl AuthService for TokenService {
         let Some((issuer, refresh)) = &self.signing else {
             return Err(external_provider());
         };
-        let source = peer.map_or_else(String::new, |p| p.to_string());
-        if let Err(wait) = self.per_source.check(&source) {
+        if let Err(wait) = self.per_source.check(&source_of(peer)) {
             self.refusals.refused("rate limited", "", peer);
             return Err(login_rate_limited(wait));
         }
@@ -258,11 +435,26 @@ impl AuthService for TokenService {
                 ));
             }
         };
+        // Single use: a second use of this token (or of an older one of its
+        // login) means a copy is in other hands, so the login ends for both.
+        if self.families.spend(&claims) == Err(Reused) {
+            self.refusals
+                .refused("refresh token reused", &claims.username, peer);
+            return Err(reason(
+                Code::Unauthenticated,
+                proto::reasons::REFRESH_REUSED,
+                "this refresh token was used before, so the login was ended; sign in again",
+                &[],
+            ));
+        }
         let token = issuer.issue(&principal).map_err(signing_failed)?;
+        let next = refresh.rotate(&claims).map_err(signing_failed)?;
         Ok(Response::new(RefreshTokenResponse {
             access_token: token,
             token_type: "Bearer".to_owned(),
             expires_in: seconds(issuer.ttl()),
+            refresh_token: next,
+            refresh_expires_in: i64::try_from(claims.expires_in).unwrap_or(i64::MAX),
         }))
     }
 }
@@ -317,7 +509,14 @@ mod tests {
                 .unwrap();
         }
         let issuer = Issuer::new(key.clone(), Audience::default(), Duration::from_mins(15));
-        TokenService::new(Some(issuer), credentials, 30)
+        TokenService::new(
+            Some(issuer),
+            credentials,
+            LoginLimits {
+                per_minute: 30,
+                ttl: Duration::from_hours(24),
+            },
+        )
     }
 
     async fn login(g: &TokenService, user: &str, password: &str) -> IssueTokenResponse {
@@ -404,5 +603,83 @@ mod tests {
                 Code::Unauthenticated
             );
         }
+    }
+
+    /// OAuth 2.0 Security BCP: each refresh token is single-use; using one
+    /// again (the owner's copy and a thief's) ends the login for both.
+    #[tokio::test]
+    async fn a_refresh_token_is_rotated_and_a_reused_one_ends_the_login() {
+        let key = SigningKey::generate().unwrap();
+        let g = gateway(&key, &[("alice", "pw", Role::Customer)]);
+        let first = login(&g, "alice", "pw").await;
+        let second = refresh(&g, &first.refresh_token).await.unwrap();
+        assert_ne!(second.refresh_token, first.refresh_token);
+        assert!(second.refresh_expires_in <= first.refresh_expires_in);
+        let third = refresh(&g, &second.refresh_token).await.unwrap();
+        // The first token, replayed.
+        let reused = refresh(&g, &first.refresh_token).await.unwrap_err();
+        assert_eq!(
+            (reused.code(), why(&reused)),
+            (
+                Code::Unauthenticated,
+                proto::reasons::REFRESH_REUSED.to_owned()
+            )
+        );
+        // The login is over: the newest token is refused too.
+        let after = refresh(&g, &third.refresh_token).await.unwrap_err();
+        assert_eq!(why(&after), proto::reasons::REFRESH_REUSED);
+        // A new password check starts a new login.
+        let again = login(&g, "alice", "pw").await;
+        assert!(refresh(&g, &again.refresh_token).await.is_ok());
+    }
+
+    #[test]
+    fn an_ipv6_source_is_its_64_and_a_mapped_ipv4_its_address() {
+        let ip = |s: &str| Some(s.parse::<IpAddr>().unwrap());
+        assert_eq!(
+            source_of(ip("2001:db8:1:2:aaaa::1")),
+            source_of(ip("2001:db8:1:2:ffff:1:2:3"))
+        );
+        assert_ne!(
+            source_of(ip("2001:db8:1:2::1")),
+            source_of(ip("2001:db8:1:3::1"))
+        );
+        assert_eq!(source_of(ip("::ffff:192.0.2.7")), "192.0.2.7");
+        assert_ne!(source_of(ip("192.0.2.7")), source_of(ip("192.0.2.8")));
+    }
+
+    fn job(user: &str) -> (Job, oneshot::Receiver<Checked>) {
+        let (answer, answered) = oneshot::channel();
+        let job = Job {
+            user: user.to_owned(),
+            password: String::new(),
+            queued: Instant::now(),
+            answer,
+        };
+        (job, answered)
+    }
+
+    /// A flood of one username's checks waits behind one turn of every other
+    /// username; the known lane goes first.
+    #[test]
+    fn the_queue_serves_known_places_first_then_usernames_in_turn() {
+        let mut q = Queues::default();
+        let mut receivers = Vec::new();
+        for user in ["flood", "flood", "alice", "bob"] {
+            let (j, r) = job(user);
+            receivers.push(r);
+            q.by_user.entry(user.to_owned()).or_default().push_back(j);
+            if q.by_user[user].len() == 1 {
+                q.turns.push_back(user.to_owned());
+            }
+            q.fair_waiting += 1;
+        }
+        let (known, r) = job("carol");
+        receivers.push(r);
+        q.known.push_back(known);
+        let order: Vec<String> = std::iter::from_fn(|| q.next().map(|j| j.user)).collect();
+        assert_eq!(order, ["carol", "flood", "alice", "bob", "flood"]);
+        assert_eq!(q.fair_waiting, 0);
+        assert!(q.by_user.is_empty() && q.turns.is_empty());
     }
 }

@@ -10,7 +10,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file roaming/auth/v1/auth.proto.
  */
 export const file_roaming_auth_v1_auth: GenFile = /*@__PURE__*/
-  fileDesc("Chpyb2FtaW5nL2F1dGgvdjEvYXV0aC5wcm90bxIPcm9hbWluZy5hdXRoLnYxIjcKEUlzc3VlVG9rZW5SZXF1ZXN0EhAKCHVzZXJuYW1lGAEgASgJEhAKCHBhc3N3b3JkGAIgASgJIoUBChJJc3N1ZVRva2VuUmVzcG9uc2USFAoMYWNjZXNzX3Rva2VuGAEgASgJEhIKCnRva2VuX3R5cGUYAiABKAkSEgoKZXhwaXJlc19pbhgDIAEoAxIVCg1yZWZyZXNoX3Rva2VuGAQgASgJEhoKEnJlZnJlc2hfZXhwaXJlc19pbhgFIAEoAyIsChNSZWZyZXNoVG9rZW5SZXF1ZXN0EhUKDXJlZnJlc2hfdG9rZW4YASABKAkiVAoUUmVmcmVzaFRva2VuUmVzcG9uc2USFAoMYWNjZXNzX3Rva2VuGAEgASgJEhIKCnRva2VuX3R5cGUYAiABKAkSEgoKZXhwaXJlc19pbhgDIAEoAzLBAQoLQXV0aFNlcnZpY2USVQoKSXNzdWVUb2tlbhIiLnJvYW1pbmcuYXV0aC52MS5Jc3N1ZVRva2VuUmVxdWVzdBojLnJvYW1pbmcuYXV0aC52MS5Jc3N1ZVRva2VuUmVzcG9uc2USWwoMUmVmcmVzaFRva2VuEiQucm9hbWluZy5hdXRoLnYxLlJlZnJlc2hUb2tlblJlcXVlc3QaJS5yb2FtaW5nLmF1dGgudjEuUmVmcmVzaFRva2VuUmVzcG9uc2ViBnByb3RvMw");
+  fileDesc("Chpyb2FtaW5nL2F1dGgvdjEvYXV0aC5wcm90bxIPcm9hbWluZy5hdXRoLnYxIjcKEUlzc3VlVG9rZW5SZXF1ZXN0EhAKCHVzZXJuYW1lGAEgASgJEhAKCHBhc3N3b3JkGAIgASgJIoUBChJJc3N1ZVRva2VuUmVzcG9uc2USFAoMYWNjZXNzX3Rva2VuGAEgASgJEhIKCnRva2VuX3R5cGUYAiABKAkSEgoKZXhwaXJlc19pbhgDIAEoAxIVCg1yZWZyZXNoX3Rva2VuGAQgASgJEhoKEnJlZnJlc2hfZXhwaXJlc19pbhgFIAEoAyIsChNSZWZyZXNoVG9rZW5SZXF1ZXN0EhUKDXJlZnJlc2hfdG9rZW4YASABKAkihwEKFFJlZnJlc2hUb2tlblJlc3BvbnNlEhQKDGFjY2Vzc190b2tlbhgBIAEoCRISCgp0b2tlbl90eXBlGAIgASgJEhIKCmV4cGlyZXNfaW4YAyABKAMSFQoNcmVmcmVzaF90b2tlbhgEIAEoCRIaChJyZWZyZXNoX2V4cGlyZXNfaW4YBSABKAMywQEKC0F1dGhTZXJ2aWNlElUKCklzc3VlVG9rZW4SIi5yb2FtaW5nLmF1dGgudjEuSXNzdWVUb2tlblJlcXVlc3QaIy5yb2FtaW5nLmF1dGgudjEuSXNzdWVUb2tlblJlc3BvbnNlElsKDFJlZnJlc2hUb2tlbhIkLnJvYW1pbmcuYXV0aC52MS5SZWZyZXNoVG9rZW5SZXF1ZXN0GiUucm9hbWluZy5hdXRoLnYxLlJlZnJlc2hUb2tlblJlc3BvbnNlYgZwcm90bzM");
 
 /**
  * @generated from message roaming.auth.v1.IssueTokenRequest
@@ -120,6 +120,22 @@ export type RefreshTokenResponse = Message<"roaming.auth.v1.RefreshTokenResponse
    * @generated from field: int64 expires_in = 3;
    */
   expiresIn: bigint;
+
+  /**
+   * The login's next refresh token: each is single-use. Use this one next
+   * time; presenting a used one again ends the login (REFRESH_REUSED).
+   *
+   * @generated from field: string refresh_token = 4;
+   */
+  refreshToken: string;
+
+  /**
+   * Seconds until the login ends (the same end as at IssueToken: a refresh
+   * never extends a login).
+   *
+   * @generated from field: int64 refresh_expires_in = 5;
+   */
+  refreshExpiresIn: bigint;
 };
 
 /**
