@@ -48,24 +48,28 @@ impl Bus {
             Some(url) => {
                 // Printed without its user part (credentials or a token).
                 let shown = adapters_settings::redacted(url);
-                // The client retries forever; say so while it does.
-                let connecting = nats::connect(url);
-                tokio::pin!(connecting);
+                // The client retries forever (the connection, then the
+                // streams' creation over it); say so while it does.
+                let setup = async {
+                    let js = nats::connect(url).await?;
+                    nats::ensure_streams(&js, prefix, stream_replicas)
+                        .await
+                        .map_err(|e| {
+                            anyhow::anyhow!(
+                                "creating streams on {shown}: {e} (JetStream must be enabled: nats-server -js)"
+                            )
+                        })?;
+                    Ok::<_, anyhow::Error>(js)
+                };
+                tokio::pin!(setup);
                 let js = loop {
                     tokio::select! {
-                        js = &mut connecting => break js?,
+                        js = &mut setup => break js?,
                         () = tokio::time::sleep(std::time::Duration::from_secs(5)) => {
                             tracing::warn!(url = %shown, "still connecting to NATS; the service serves once it is reached");
                         }
                     }
                 };
-                nats::ensure_streams(&js, prefix, stream_replicas)
-                    .await
-                    .map_err(|e| {
-                        anyhow::anyhow!(
-                            "creating streams on {shown}: {e} (JetStream must be enabled: nats-server -js)"
-                        )
-                    })?;
                 Ok(Self::Nats {
                     js,
                     prefix: prefix.to_owned(),

@@ -224,3 +224,95 @@ async fn connections_are_closed_after_the_maximum_age_so_clients_rebalance() {
         .unwrap();
     m.stop().await;
 }
+
+/// Runs `roaming serve <service>` with `env` for at most `limit`, killing it
+/// then; its whole output (stdout and stderr) and whether it exited itself.
+fn serve_output(
+    dir: &std::path::Path,
+    service: &str,
+    env: &[(&str, &str)],
+    limit: Duration,
+) -> (String, bool) {
+    let out = dir.join("out.log");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_roaming"))
+        .args(["serve", service])
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("ROAMING_DATA_DIR", dir.join("data"))
+        .env("ROAMING_ADMIN_LISTEN", "off")
+        .env("ROAMING_VIEW_LISTEN", "127.0.0.1:0")
+        .env("RUST_LOG", "debug")
+        .env("ROAMING_AUTH_SIGNING_KEY_FILE", &test_key().0)
+        .envs(env.iter().copied())
+        .stdout(std::fs::File::create(&out).unwrap())
+        .stderr(std::fs::File::create(dir.join("err.log")).unwrap())
+        .spawn()
+        .expect("the roaming binary");
+    let deadline = std::time::Instant::now() + limit;
+    let exited = loop {
+        if child.try_wait().unwrap().is_some() {
+            break true;
+        }
+        if std::time::Instant::now() > deadline {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            break false;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let mut all = std::fs::read_to_string(&out).unwrap();
+    all.push_str(&std::fs::read_to_string(dir.join("err.log")).unwrap());
+    (all, exited)
+}
+
+/// Issue 32, finding 4: a start that cannot reach its database or its
+/// broker prints where it tried (the host) but never the password, whether
+/// the URL came from a setting or a `_FILE`, at debug level, in any line.
+#[test]
+fn a_failing_start_prints_no_password_of_its_urls() {
+    const DB_SECRET: &str = "pg-S3cret-pw";
+    const NATS_SECRET: &str = "nats-S3cret-pw";
+    let nats = NatsServer::start().expect("nats-server");
+    let dir = std::env::temp_dir().join(format!("roaming-secrets-{}", uuid::Uuid::now_v7()));
+    std::fs::create_dir_all(&dir).unwrap();
+    // Nothing listens on port 1.
+    let db_url = format!("postgres://app:{DB_SECRET}@127.0.0.1:1/view");
+    let url_file = dir.join("db-url");
+    std::fs::write(&url_file, &db_url).unwrap();
+    let nats_ok = nats.url();
+    for env in [
+        vec![
+            ("ROAMING_NATS_URL", nats_ok.as_str()),
+            ("ROAMING_VIEW_DATABASE_URL", db_url.as_str()),
+        ],
+        vec![
+            ("ROAMING_NATS_URL", nats_ok.as_str()),
+            ("ROAMING_VIEW_DATABASE_URL_FILE", url_file.to_str().unwrap()),
+        ],
+    ] {
+        let (all, exited) = serve_output(&dir, "view", &env, Duration::from_secs(60));
+        assert!(exited, "the start did not fail: {all}");
+        assert!(
+            all.contains("127.0.0.1:1"),
+            "where it tried is not said: {all}"
+        );
+        assert!(!all.contains(DB_SECRET), "the password was printed: {all}");
+    }
+    // A broker that is not there: the start keeps trying (and says so).
+    let nats_url = format!("nats://roamer:{NATS_SECRET}@127.0.0.1:1");
+    let (all, _) = serve_output(
+        &dir,
+        "view",
+        &[("ROAMING_NATS_URL", nats_url.as_str())],
+        Duration::from_secs(12),
+    );
+    assert!(
+        all.contains("still connecting to NATS"),
+        "no line about the broker: {all}"
+    );
+    assert!(
+        !all.contains(NATS_SECRET),
+        "the password was printed: {all}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
