@@ -146,8 +146,11 @@ pub fn domain_violations(metadata: &Value) -> Result<Vec<String>> {
 ///   types, shared by the gRPC servers and clients, the store's outbox and the
 ///   consumers; two copies would drift;
 /// - `adapters-telemetry`: metrics and trace-context propagation, which every
-///   adapter emits; it adapts no port of any domain.
-pub const SHARED_ADAPTERS: &[&str] = &["adapters-codec", "adapters-telemetry"];
+///   adapter emits; it adapts no port of any domain;
+/// - `adapters-files`: owner-only directories, which the store (SQLite),
+///   auth (signing keys) and gRPC (TLS keys) adapters create; it adapts no
+///   port either.
+pub const SHARED_ADAPTERS: &[&str] = &["adapters-codec", "adapters-telemetry", "adapters-files"];
 
 /// Every direct dependency of an adapter crate on another adapter crate that
 /// is not one of the [`SHARED_ADAPTERS`], as `adapters-x -> adapters-y` lines.

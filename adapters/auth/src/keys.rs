@@ -88,14 +88,15 @@ impl SigningKey {
         Self::from_pem(&pem)
     }
 
-    /// Writes the private key as PKCS#8 PEM, readable only by the owner.
+    /// Writes the private key as PKCS#8 PEM, readable only by the owner (0600),
+    /// creating its directory owner-only (0700) when missing.
     pub fn write_pem(&self, path: &Path) -> Result<(), AuthError> {
         let der = self.encoding.as_bytes();
         let key = ed25519_dalek::SigningKey::from_pkcs8_der(der).map_err(key_error)?;
         let pem = key.to_pkcs8_pem(LineEnding::LF).map_err(key_error)?;
         let io = |e: std::io::Error| key_error(format!("{}: {e}", path.display()));
         if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(io)?;
+            adapters_files::create_private_dir(dir).map_err(io)?;
         }
         let mut options = std::fs::OpenOptions::new();
         options.write(true).create_new(true);

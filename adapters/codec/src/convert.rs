@@ -20,6 +20,15 @@ pub fn money_from_pb(m: Option<&pbc::Money>) -> Result<Money, InvalidMoney> {
     Money::parse(&m.currency_code, m.minor_units)
 }
 
+/// A request's money field, a violation naming the part at fault:
+/// `hourly_rate` when it is missing, `hourly_rate.minor_units` when the
+/// amount is negative or over [`Money::MAX_MINOR_UNITS`].
+pub fn money_field(field: &str, m: Option<&pbc::Money>) -> Result<Money, Violations> {
+    let m = m.ok_or_else(|| Violations::one(field, "is required"))?;
+    Money::parse(&m.currency_code, m.minor_units)
+        .map_err(|e| Violations::one(format!("{field}.{}", e.field()), e))
+}
+
 pub fn instant_to_pb(t: Timestamp) -> prost_types::Timestamp {
     prost_types::Timestamp {
         seconds: t.unix_timestamp(),

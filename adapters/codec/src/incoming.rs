@@ -205,7 +205,11 @@ pub fn to_reservation_input(m: Inbound<'_>) -> Result<Option<ReservationInput>, 
                 at,
                 CatalogEvent::SpaceRegistered {
                     space_id: m.parse("space_id", SpaceId::parse(&e.space_id))?,
-                    hourly_rate: m.parse("hourly_rate", money_from_pb(e.hourly_rate.as_ref()))?,
+                    hourly_rate: m.parse(
+                        "hourly_rate",
+                        money_from_pb(e.hourly_rate.as_ref())
+                            .and_then(domain_kernel::Money::as_rate),
+                    )?,
                 },
             ))
         }

@@ -18,7 +18,7 @@ mod incoming;
 mod outgoing;
 
 pub use convert::{
-    details_from_pb, instant_from_pb, instant_to_pb, money_from_pb, money_to_pb,
+    details_from_pb, instant_from_pb, instant_to_pb, money_field, money_from_pb, money_to_pb,
     parking_details_to_pb, roaming_details_to_pb, status_from_pb, status_to_pb,
 };
 pub use incoming::{

@@ -3,8 +3,8 @@
 use proto::reasons;
 use std::sync::Arc;
 
-use adapters_codec::{instant_to_pb, money_from_pb, money_to_pb};
-use domain_kernel::{Clock, IdGenerator, LotCode, SessionId, SpaceId, VehiclePlate, Violations};
+use adapters_codec::{instant_to_pb, money_field, money_to_pb};
+use domain_kernel::{Clock, IdGenerator, LotCode, SessionId, SpaceId, VehiclePlate};
 use domain_parking::ports::{ParkingRepository, ReservationReplica, ReservationVerifier};
 use domain_parking::{
     DenialReason, ParkingError, ParkingService, Session, SessionStatus, Space, Verification,
@@ -143,8 +143,7 @@ where
     ) -> Result<Response<pb::RegisterSpaceResponse>, Status> {
         let who = principal(&request)?;
         let r = request.into_inner();
-        let rate =
-            money_from_pb(r.hourly_rate.as_ref()).map_err(|e| Violations::one("hourly_rate", e));
+        let rate = money_field("hourly_rate", r.hourly_rate.as_ref());
         let space =
             Space::parse(&r.space_id, &r.lot, &r.floor, r.number, rate).map_err(|v| invalid(&v))?;
         let space = self
@@ -231,5 +230,102 @@ where
         Ok(Response::new(pb::GetSessionResponse {
             session: Some(session_to_pb(&session)),
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests")]
+
+    use domain_kernel::{Money, Principal, SystemClock, UuidV7};
+    use domain_parking::fakes::{FakeVerifier, InMemoryParking};
+    use tonic_types::StatusExt as _;
+
+    use super::*;
+
+    type Under = ParkingRpc<InMemoryParking, FakeVerifier, InMemoryParking, SystemClock, UuidV7>;
+
+    fn rpc() -> (Under, InMemoryParking) {
+        let store = InMemoryParking::default();
+        let service = ParkingService::new(
+            store.clone(),
+            FakeVerifier::default(),
+            store.clone(),
+            SystemClock,
+            UuidV7,
+        );
+        (ParkingRpc::new(Arc::new(service)), store)
+    }
+
+    fn register(minor_units: i64) -> Request<pb::RegisterSpaceRequest> {
+        let mut r = Request::new(pb::RegisterSpaceRequest {
+            space_id: "P1-B1-001".into(),
+            lot: "P1".into(),
+            floor: "B1".into(),
+            number: 1,
+            hourly_rate: Some(proto::common::Money {
+                currency_code: "KRW".into(),
+                minor_units,
+            }),
+        });
+        r.extensions_mut().insert(Principal::operator("ops"));
+        r
+    }
+
+    /// The field violations of an `INVALID_ARGUMENT`, as `(field, description)`.
+    fn violations(status: &Status) -> Vec<(String, String)> {
+        assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+        status
+            .get_details_bad_request()
+            .unwrap()
+            .field_violations
+            .into_iter()
+            .map(|v| (v.field, v.description))
+            .collect()
+    }
+
+    /// Issue: `RegisterSpace` took an hourly rate of `i64::MAX`, which a
+    /// quote then multiplied by hours.
+    #[tokio::test]
+    async fn an_hourly_rate_over_the_ceiling_is_an_invalid_argument() {
+        let (rpc, store) = rpc();
+        let huge = rpc.register_space(register(i64::MAX)).await.unwrap_err();
+        assert_eq!(
+            violations(&huge),
+            [(
+                "hourly_rate.minor_units".to_owned(),
+                "must be at most 1000000000000".to_owned()
+            )]
+        );
+        let over = rpc
+            .register_space(register(Money::MAX_RATE_MINOR_UNITS + 1))
+            .await
+            .unwrap_err();
+        assert_eq!(
+            violations(&over),
+            [(
+                "hourly_rate.minor_units".to_owned(),
+                "a rate must be at most 100000000 per hour or day".to_owned()
+            )]
+        );
+        let missing = {
+            let mut r = register(1);
+            r.get_mut().hourly_rate = None;
+            rpc.register_space(r).await.unwrap_err()
+        };
+        assert_eq!(
+            violations(&missing),
+            [("hourly_rate".to_owned(), "is required".to_owned())]
+        );
+        assert!(store.outbox().is_empty(), "nothing was registered");
+
+        let at_ceiling = rpc
+            .register_space(register(Money::MAX_RATE_MINOR_UNITS))
+            .await
+            .unwrap()
+            .into_inner();
+        let rate = at_ceiling.space.unwrap().hourly_rate.unwrap();
+        assert_eq!(rate.minor_units, 100_000_000);
+        assert_eq!(store.outbox().len(), 1);
     }
 }

@@ -3,7 +3,7 @@
 use proto::reasons;
 use std::sync::Arc;
 
-use adapters_codec::{instant_to_pb, money_from_pb, money_to_pb};
+use adapters_codec::{instant_to_pb, money_field, money_to_pb};
 use domain_kernel::{Clock, IdGenerator, ReservationId};
 use domain_payment::ports::{Acquirer, PaymentRepository};
 use domain_payment::{
@@ -128,7 +128,9 @@ where
             if let Some(id) = &id {
                 crate::record_reservation(id);
             }
-            let amount = v.check("amount", money_from_pb(r.amount.as_ref()));
+            let amount = money_field("amount", r.amount.as_ref())
+                .map_err(|e| v.extend(e))
+                .ok();
             let card = fields::card("card", r.card.as_ref(), v);
             Some((id?, amount?, card?))
         })?;

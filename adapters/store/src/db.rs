@@ -336,7 +336,8 @@ fn sqlite_path(url: &str) -> &std::path::Path {
 /// The database file of a `sqlite:` URL, readable and writable by its owner
 /// only (0600): it holds customers' reservations and payments. Created empty
 /// with that mode when missing (SQLite then initialises it and gives its WAL
-/// and shared-memory files the same mode); an existing file is narrowed.
+/// and shared-memory files the same mode), in a directory created
+/// owner-only (0700) when missing; an existing file is narrowed.
 fn owner_only(url: &str) -> Result<(), StoreError> {
     let path = sqlite_path(url);
     if path.as_os_str().is_empty() {
@@ -347,7 +348,7 @@ fn owner_only(url: &str) -> Result<(), StoreError> {
         use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
         if !path.exists() {
             if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                std::fs::create_dir_all(dir)
+                adapters_files::create_private_dir(dir)
                     .map_err(|e| StoreError::msg(format!("{}: {e}", dir.display())))?;
             }
             std::fs::OpenOptions::new()

@@ -39,8 +39,14 @@ impl Space {
                 .filter(|n| *n > 0)
                 .ok_or("must be positive"),
         );
-        let hourly_rate = match hourly_rate {
-            Ok(rate) => Some(rate),
+        // The ceiling keeps rate x started hours far from any overflow
+        // (DOMAIN.md, invariant 10).
+        let hourly_rate = match hourly_rate.map(Money::as_rate) {
+            Ok(Ok(rate)) => Some(rate),
+            Ok(Err(e)) => {
+                v.add(format!("hourly_rate.{}", e.field()), e);
+                None
+            }
             Err(e) => {
                 v.extend(e);
                 None
@@ -288,6 +294,32 @@ mod tests {
                 "number",
                 "hourly_rate.currency_code"
             ]
+        );
+    }
+
+    #[test]
+    fn an_hourly_rate_is_at_most_a_hundred_million_minor_units() {
+        let space = |minor_units: i64| {
+            Space::parse(
+                "P1-B1-001",
+                "P1",
+                "B1",
+                1,
+                Money::krw(minor_units).map_err(|e| Violations::one("hourly_rate", e)),
+            )
+        };
+        let at_ceiling = space(Money::MAX_RATE_MINOR_UNITS).unwrap();
+        assert_eq!(at_ceiling.hourly_rate.minor_units(), 100_000_000);
+        let over = space(Money::MAX_RATE_MINOR_UNITS + 1).unwrap_err();
+        assert_eq!(
+            over.to_string(),
+            "hourly_rate.minor_units: a rate must be at most 100000000 per hour or day"
+        );
+        // Not even a Money: refused before it is a rate.
+        let huge = space(i64::MAX).unwrap_err();
+        assert_eq!(
+            huge.to_string(),
+            "hourly_rate: must be at most 1000000000000"
         );
     }
 

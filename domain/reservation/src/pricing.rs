@@ -232,6 +232,33 @@ mod tests {
         assert_eq!((q.units, q.price), (3, Money::krw(9_000).unwrap()));
     }
 
+    /// DOMAIN.md, invariant 10: the largest rate over the longest period
+    /// quotes, and stays under the ceiling of an amount.
+    #[test]
+    fn the_largest_rate_over_the_longest_period_quotes() {
+        let top = Money::krw(Money::MAX_RATE_MINOR_UNITS).unwrap();
+        let device = DeviceOffer {
+            daily_rate: top,
+            ..offer()
+        };
+        let today = date!(2026 - 12 - 01);
+        let thirty_days = roaming("JP", today, date!(2026 - 12 - 30));
+        assert!(check_roaming_dates(&thirty_days.dates, today).is_ok());
+        let q = quote_roaming(&device, &thirty_days).unwrap();
+        assert_eq!((q.units, q.price.minor_units()), (30, 3_000_000_000));
+
+        let space = SpaceOffer {
+            space_id: SpaceId::parse("P1-B1-001").unwrap(),
+            hourly_rate: top,
+        };
+        let now = datetime!(2026-12-01 10:00 UTC);
+        let day = TimeWindow::new(now, now + MAX_PARKING_WINDOW).unwrap();
+        assert!(check_parking_window(&day, now).is_ok());
+        let q = quote_parking(&space, &day).unwrap();
+        assert_eq!((q.units, q.price.minor_units()), (24, 2_400_000_000));
+        assert!(q.price.minor_units() < Money::MAX_MINOR_UNITS);
+    }
+
     #[test]
     fn roaming_dates_may_start_today_but_not_yesterday() {
         let today = date!(2026 - 11 - 22);

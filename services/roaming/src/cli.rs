@@ -273,7 +273,7 @@ async fn run_one_service(settings: Settings, plan: Plan) -> anyhow::Result<()> {
         settings.nats_stream_replicas,
     )
     .await?;
-    std::fs::create_dir_all(&settings.data_dir).ok();
+    adapters_files::create_private_dir(&settings.data_dir).ok();
     let running = match service {
         "reservation" => {
             crate::reservation::start(&settings, &auth, &bus, &calls("payment"))

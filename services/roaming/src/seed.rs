@@ -31,7 +31,9 @@ pub async fn ensure_price_list(store: &ReservationStore) -> anyhow::Result<()> {
         }
         let offer = DeviceOffer {
             device_model,
-            daily_rate: Money::krw(rate).map_err(|e| parse(&e))?,
+            daily_rate: Money::krw(rate)
+                .and_then(Money::as_rate)
+                .map_err(|e| parse(&e))?,
             countries: countries
                 .iter()
                 .map(|c| CountryCode::parse(c).map_err(|e| parse(&e)))

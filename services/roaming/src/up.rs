@@ -56,7 +56,8 @@ pub async fn up(settings: &Settings) -> anyhow::Result<Mesh> {
 async fn start_all(settings: &Settings) -> anyhow::Result<Mesh> {
     let fresh = !settings.data_dir.exists()
         || std::fs::read_dir(&settings.data_dir).map_or(true, |mut d| d.next().is_none());
-    std::fs::create_dir_all(&settings.data_dir)
+    // Owner-only: it holds the signing key and every service's database.
+    adapters_files::create_private_dir(&settings.data_dir)
         .map_err(|e| anyhow::anyhow!("creating data dir {}: {e}", settings.data_dir.display()))?;
     crate::host::process_init("roaming");
     // The key is created under the data directory now, after `fresh`.

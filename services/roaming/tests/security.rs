@@ -981,3 +981,121 @@ async fn a_failing_start_prints_no_password_of_its_urls() {
     }
     drop(nats);
 }
+
+/// Issue "Directories 0700 whatever the umask": `create_dir_all` follows the
+/// umask, so under `umask 000` the data directory, its `keys/` and the TLS
+/// directories were 0777, open to anyone on the machine. Here a real
+/// `roaming up --tls` runs under `umask 000` (in a shell of its own: the
+/// umask is the process's) in a data directory it creates under a parent
+/// left 0777: every directory it makes is 0700, every private key and
+/// database 0600, and no file is writable by others.
+#[cfg(unix)]
+#[test]
+fn under_umask_000_up_keeps_its_directories_owner_only() {
+    use std::io::BufRead as _;
+    use std::os::unix::fs::PermissionsExt as _;
+    use std::path::Path;
+    use std::time::Instant;
+
+    fn mode(path: &Path) -> u32 {
+        std::fs::symlink_metadata(path)
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o7777
+    }
+
+    let parent = std::env::temp_dir().join(format!("roaming-umask-{}", uuid::Uuid::now_v7()));
+    std::fs::create_dir(&parent).unwrap();
+    std::fs::set_permissions(&parent, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let data = parent.join("data");
+    let mut child = std::process::Command::new("sh")
+        .args(["-c", "umask 000 && exec \"$0\" up --tls"])
+        .arg(env!("CARGO_BIN_EXE_roaming"))
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("ROAMING_DATA_DIR", &data)
+        .env("ROAMING_ADMIN_LISTEN", "off")
+        .env("ROAMING_GATEWAY_LISTEN", "127.0.0.1:0")
+        .env("ROAMING_RESERVATION_LISTEN", "127.0.0.1:0")
+        .env("ROAMING_PAYMENT_LISTEN", "127.0.0.1:0")
+        .env("ROAMING_RENTAL_LISTEN", "127.0.0.1:0")
+        .env("ROAMING_PARKING_LISTEN", "127.0.0.1:0")
+        .env("ROAMING_VIEW_LISTEN", "127.0.0.1:0")
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut seen = String::new();
+    let deadline = Instant::now() + Duration::from_mins(1);
+    while Instant::now() < deadline {
+        let Some(Ok(line)) = lines.next() else { break };
+        seen.push_str(&line);
+        seen.push('\n');
+        if line.contains("gateway serving") {
+            break;
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        seen.contains("gateway serving"),
+        "the mesh never served:\n{seen}"
+    );
+
+    let mut dirs = vec![];
+    let mut files = vec![];
+    let mut todo = vec![data.clone()];
+    while let Some(dir) = todo.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                todo.push(path.clone());
+                dirs.push(path);
+            } else {
+                files.push(path);
+            }
+        }
+    }
+    let shown = |path: &Path| {
+        let name = path.strip_prefix(&parent).unwrap().display();
+        format!("{:o} {name}", mode(path))
+    };
+    let mut wrong: Vec<String> = dirs
+        .iter()
+        .chain([&data])
+        .filter(|d| mode(d) != 0o700)
+        .map(|d| shown(d))
+        .collect();
+    for file in &files {
+        let name = file.file_name().unwrap().to_string_lossy();
+        let private = name.ends_with(".key") || name.ends_with(".pem") || name.contains(".db");
+        let m = mode(file);
+        if (private && m != 0o600) || m & 0o022 != 0 {
+            wrong.push(shown(file));
+        }
+    }
+    let expected = [
+        data.join("keys"),
+        data.join("keys").join("issuer.pem"),
+        data.join("tls").join("ca.key"),
+        data.join("tls").join("public").join("tls.key"),
+        data.join("tls").join("reservation").join("tls.key"),
+        data.join("reservation.db"),
+    ];
+    for path in &expected {
+        assert!(path.exists(), "{} was written", path.display());
+    }
+    let all: Vec<String> = files.iter().chain(&dirs).map(|p| shown(p)).collect();
+    assert!(
+        wrong.is_empty(),
+        "not owner-only: {wrong:#?}\nall: {all:#?}"
+    );
+    assert_eq!(
+        mode(&parent),
+        0o777,
+        "the parent is not the mesh's to narrow"
+    );
+    let _ = std::fs::remove_dir_all(&parent);
+}

@@ -148,12 +148,12 @@ impl LocalCa {
 
     /// Writes `issued` as `<dir>/tls.crt`, `tls.key` (owner-only) and this
     /// CA as `ca.crt`, each file replaced whole (written aside, renamed), as
-    /// a renewal does.
+    /// a renewal does. A `dir` it creates is owner-only (0700).
     ///
     /// # Errors
     /// A file that cannot be written.
     pub fn write(&self, dir: &Path, issued: &Issued) -> Result<(), TlsError> {
-        std::fs::create_dir_all(dir).map_err(|e| TlsError::file(dir, e))?;
+        adapters_files::create_private_dir(dir).map_err(|e| TlsError::file(dir, e))?;
         write_file(&dir.join("tls.crt"), &issued.cert, false)?;
         write_file(&dir.join("tls.key"), &issued.key, true)?;
         write_file(&dir.join("ca.crt"), &self.cert(), false)
@@ -174,7 +174,7 @@ impl LocalCa {
                 "{host:?} is the name of a mesh identity, not a public host name"
             )));
         }
-        std::fs::create_dir_all(dir).map_err(|e| TlsError::file(dir, e))?;
+        adapters_files::create_private_dir(dir).map_err(|e| TlsError::file(dir, e))?;
         write_file(&dir.join("ca.crt"), &self.cert(), false)?;
         write_file(&dir.join("ca.key"), &self.key, true)?;
         let year = OffsetDateTime::now_utc() + Duration::days(365);
@@ -196,15 +196,16 @@ impl LocalCa {
 
 /// Writes `text` to `path` through a file beside it and a rename, so a
 /// reader sees the old file or the new one, never half of one; `secret`
-/// files are readable by their owner only.
+/// files are readable by their owner only (0600), certificates by anyone
+/// and writable by their owner only (0644, not 0666 under `umask 000`).
 fn write_file(path: &Path, text: &str, secret: bool) -> Result<(), TlsError> {
     let aside = path.with_extension("new");
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create(true).truncate(true);
     #[cfg(unix)]
-    if secret {
+    {
         use std::os::unix::fs::OpenOptionsExt as _;
-        options.mode(0o600);
+        options.mode(if secret { 0o600 } else { 0o644 });
     }
     #[cfg(not(unix))]
     let _ = secret;
