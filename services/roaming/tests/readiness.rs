@@ -290,7 +290,7 @@ fn a_failing_start_prints_no_password_of_its_urls() {
             ("ROAMING_VIEW_DATABASE_URL_FILE", url_file.to_str().unwrap()),
         ],
     ] {
-        let (all, exited) = serve_output(&dir, "view", &env, Duration::from_secs(60));
+        let (all, exited) = serve_output(&dir, "view", &env, Duration::from_mins(1));
         assert!(exited, "the start did not fail: {all}");
         assert!(
             all.contains("127.0.0.1:1"),
