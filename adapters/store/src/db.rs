@@ -92,7 +92,20 @@ impl Db {
                             IDLE_IN_TRANSACTION_TIMEOUT,
                         ),
                     ])
+                })
+                // After a switchover or an abandoned commit, connections
+                // opened before it are closed, not reused.
+                .map_sqlx_postgres_pool_opts(|o| {
+                    o.before_acquire(|_, meta| {
+                        let fresh = !crate::stale::is_stale(meta.age);
+                        Box::pin(async move { Ok(fresh) })
+                    })
+                    .after_release(|_, meta| {
+                        let fresh = !crate::stale::is_stale(meta.age);
+                        Box::pin(async move { Ok(fresh) })
+                    })
                 });
+            crate::stale::start();
             let pool = Database::connect(opts).await.map_err(store_err)?;
             Self {
                 writer: pool.clone(),

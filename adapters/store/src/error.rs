@@ -4,16 +4,82 @@ use domain_kernel::StoreError;
 use sea_orm::{DbErr, SqlErr};
 
 /// Wraps a database error for a port: [`StoreError::Unavailable`] when the
-/// database could not be reached or answered in time ([`is_transient`]),
+/// database could not be reached or answered in time (`is_transient`),
 /// else [`StoreError::Failed`]. Unique violations are handled before this
 /// where the domain has a meaning for them.
 pub fn store_err(e: DbErr) -> StoreError {
+    if sqlstate(&e).as_deref() == Some(READ_ONLY) {
+        crate::stale::mark("a write was refused as read-only (a switchover)");
+    }
     if is_transient(&e) {
         StoreError::unavailable(e)
     } else {
         StoreError::new(e)
     }
 }
+
+/// The longest a write waits for its `COMMIT` to be answered. The server's
+/// timeouts do not end a commit waiting for a synchronous standby (one that
+/// is gone after a failover, say): past this the write answers
+/// `StoreError::Unavailable` with its outcome unknown (the commit may yet
+/// land; a retry with the same request id finds out), and the connection is
+/// closed rather than pooled (`stale`).
+pub const COMMIT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// `read_only_sql_transaction`: a write reached a server that is a standby.
+const READ_ONLY: &str = "25006";
+
+fn sqlstate(e: &DbErr) -> Option<String> {
+    use sea_orm::RuntimeErr;
+    match e {
+        DbErr::Conn(RuntimeErr::SqlxError(sqlx))
+        | DbErr::Exec(RuntimeErr::SqlxError(sqlx))
+        | DbErr::Query(RuntimeErr::SqlxError(sqlx)) => match sqlx.as_ref() {
+            sea_orm::sqlx::Error::Database(db) => db.code().map(std::borrow::Cow::into_owned),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// `txn`'s commit, answered within [`COMMIT_TIMEOUT`]: past it, the
+/// outcome is unknown, the store is reported unavailable, and the connection
+/// (still waiting for the answer) is closed instead of pooled.
+pub(crate) async fn commit_within(txn: sea_orm::DatabaseTransaction) -> Result<(), StoreError> {
+    commit_bounded(txn.commit(), COMMIT_TIMEOUT).await
+}
+
+async fn commit_bounded(
+    commit: impl std::future::Future<Output = Result<(), DbErr>>,
+    limit: std::time::Duration,
+) -> Result<(), StoreError> {
+    tokio::pin!(commit);
+    tokio::select! {
+        done = &mut commit => done.map_err(store_err),
+        () = tokio::time::sleep(limit) => {
+            // Marked before the commit (and its connection) is dropped, so
+            // the connection is closed when it reaches the pool.
+            crate::stale::mark("a commit was not answered in time");
+            Err(StoreError::unavailable(CommitTimedOut(limit)))
+        }
+    }
+}
+
+/// A commit not answered within its bound: it may or may not have landed.
+#[derive(Debug)]
+pub struct CommitTimedOut(std::time::Duration);
+
+impl std::fmt::Display for CommitTimedOut {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "the database did not answer a commit within {:?}; its outcome is unknown",
+            self.0
+        )
+    }
+}
+
+impl std::error::Error for CommitTimedOut {}
 
 /// PostgreSQL error classes and codes that say the server, not the
 /// statement, is the problem (SQLSTATE, Appendix A of its manual): a
@@ -82,6 +148,21 @@ mod tests {
     use super::*;
     use sea_orm::RuntimeErr;
     use std::sync::Arc;
+
+    #[tokio::test]
+    async fn a_commit_not_answered_in_time_is_unavailable_with_its_outcome_unknown() {
+        let hung = commit_bounded(std::future::pending(), std::time::Duration::from_secs(5))
+            .await
+            .unwrap_err();
+        assert!(hung.is_unavailable());
+        assert!(hung.to_string().contains("outcome is unknown"), "{hung}");
+        let answered = commit_bounded(
+            std::future::ready(Ok(())),
+            std::time::Duration::from_secs(5),
+        )
+        .await;
+        assert!(answered.is_ok());
+    }
 
     fn sqlx(e: sea_orm::sqlx::Error) -> DbErr {
         DbErr::Exec(RuntimeErr::SqlxError(Arc::new(e)))

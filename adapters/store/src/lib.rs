@@ -18,7 +18,10 @@
 //!   duplicate error, anything else an opaque [`StoreError`](domain_kernel::StoreError):
 //!   `Unavailable` when the database could not be reached or answer in time
 //!   (a retry may succeed), `Failed` otherwise. PostgreSQL statements and idle
-//!   transactions are bounded ([`STATEMENT_TIMEOUT`], [`IDLE_IN_TRANSACTION_TIMEOUT`]).
+//!   transactions are bounded ([`STATEMENT_TIMEOUT`], [`IDLE_IN_TRANSACTION_TIMEOUT`]),
+//!   and so is the wait for a commit's answer ([`COMMIT_TIMEOUT`]); after a
+//!   switchover or an abandoned commit the pool's older connections are closed
+//!   (`stale`).
 
 mod change;
 mod db;
@@ -28,6 +31,7 @@ pub mod migrations;
 pub mod outbox;
 mod relay;
 mod sqlite;
+mod stale;
 mod time_codec;
 pub mod writer;
 
@@ -44,6 +48,6 @@ pub use db::{
     Backend, DEFAULT_POOL, Db, IDLE_IN_TRANSACTION_TIMEOUT, STATEMENT_TIMEOUT,
     create_database_if_missing,
 };
-pub use error::store_err;
+pub use error::{COMMIT_TIMEOUT, CommitTimedOut, store_err};
 pub use relay::{Relay, RelayConfig, RelayError};
 pub use writer::{JobFuture, Verdict, WriteTx, WriterStats};

@@ -223,7 +223,7 @@ pub async fn unsent(conn: &DatabaseConnection, limit: u64) -> Result<Vec<Pending
             .await
             .map_err(store_err)?;
         let rows = query.all(&txn).await.map_err(store_err)?;
-        txn.commit().await.map_err(store_err)?;
+        crate::error::commit_within(txn).await?;
         rows
     } else {
         query.all(conn).await.map_err(store_err)?

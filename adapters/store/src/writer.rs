@@ -239,7 +239,7 @@ impl Writer {
                 let appended = tx.appended.load(Ordering::Relaxed);
                 match verdict {
                     Verdict::Keep(t) => {
-                        tx.txn.commit().await.map_err(store_err)?;
+                        crate::error::commit_within(tx.txn).await?;
                         if appended {
                             committed();
                         }
