@@ -5,6 +5,8 @@
 //! rolling restart of every replica under load, then SIGKILLs.
 //! `cargo xtask latency [--release]`: `chaos latency`, what replicas add to
 //! reserve -> `RENTAL_ACCEPTED`.
+//! `cargo xtask failover [--release]`: `chaos failover`, PostgreSQL failed
+//! over to its synchronous standby under load.
 
 use std::process::Command;
 
@@ -13,7 +15,8 @@ use anyhow::{Context as _, Result, bail};
 const USAGE: &str = "usage: cargo xtask tidy
        cargo xtask chaos [--release] [--short] [--races N]
        cargo xtask rollout [--release]
-       cargo xtask latency [--release]";
+       cargo xtask latency [--release]
+       cargo xtask failover [--release]";
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -26,7 +29,7 @@ fn main() -> Result<()> {
             Ok(())
         }
         Some("chaos") => chaos(&args[1..]),
-        Some(sub @ ("rollout" | "latency")) => {
+        Some(sub @ ("rollout" | "latency" | "failover")) => {
             let mut rest = vec![sub.to_owned()];
             rest.extend(args[1..].iter().cloned());
             chaos(&rest)

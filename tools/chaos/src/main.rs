@@ -10,17 +10,21 @@
 //! exit on any violation, lost or doubled effect.
 //!
 //! `chaos rollout` is the rolling-restart proof instead ([`rollout`]);
-//! `chaos latency` measures what replicas add to an event's way ([`latency`]).
+//! `chaos latency` measures what replicas add to an event's way ([`latency`]);
+//! `chaos failover` fails PostgreSQL over to its standby under load
+//! ([`failover`]).
 //!
 //! ```text
 //! chaos [--short] [--races N] [--roaming PATH]
 //! chaos rollout [--roaming PATH]
 //! chaos latency [--roaming PATH]
+//! chaos failover [--roaming PATH]
 //! ```
 
 mod abandoned;
 mod check;
 mod dead_letters;
+mod failover;
 mod latency;
 mod load;
 mod rollout;
@@ -39,6 +43,8 @@ use mesh::{Distributed, Embedded, Layout};
 const USAGE: &str = "usage: chaos [--short] [--races N] [--roaming PATH]
        chaos rollout [--roaming PATH]   (rolling restart under load, then SIGKILLs)
        chaos latency [--roaming PATH]   (reserve -> RENTAL_ACCEPTED, with and without replicas)
+       chaos failover [--roaming PATH]  (PostgreSQL primary killed, synchronous standby promoted, under load;
+                                         needs PostgreSQL's server programs: pg_config --bindir)
   --short      the CI profile: fewer scenarios, shorter load
   --races N    tries per race (default 200, 50 with --short)
   --roaming    the roaming binary (default: next to this one)
@@ -49,6 +55,7 @@ postgres://postgres@127.0.0.1:5432/postgres)";
 struct Options {
     rollout: bool,
     latency: bool,
+    failover: bool,
     short: bool,
     races: usize,
     roaming: PathBuf,
@@ -59,6 +66,7 @@ fn options() -> anyhow::Result<Options> {
     let mut short = false;
     let mut rollout = false;
     let mut latency = false;
+    let mut failover = false;
     let mut races = None;
     let mut roaming = None;
     while let Some(a) = args.next() {
@@ -66,6 +74,7 @@ fn options() -> anyhow::Result<Options> {
             "--short" => short = true,
             "rollout" => rollout = true,
             "latency" => latency = true,
+            "failover" => failover = true,
             "--races" => races = Some(args.next().context("--races N")?.parse()?),
             "--roaming" => roaming = Some(PathBuf::from(args.next().context("--roaming PATH")?)),
             "-h" | "--help" => {
@@ -90,6 +99,7 @@ fn options() -> anyhow::Result<Options> {
     Ok(Options {
         rollout,
         latency,
+        failover,
         short,
         races: races.unwrap_or(if short { 50 } else { 200 }),
         roaming,
@@ -443,6 +453,12 @@ async fn main() -> anyhow::Result<()> {
     }
     if o.latency {
         return latency::run(&o.roaming, &admin, &run[..12]).await;
+    }
+    if o.failover {
+        if !failover::run(&o.roaming, &run[..12]).await? {
+            std::process::exit(1);
+        }
+        return Ok(());
     }
     let started = Instant::now();
     let mut totals = Totals::default();

@@ -326,7 +326,7 @@ async fn under_load(
     })
 }
 
-fn findings(report: &Report) {
+pub(crate) fn findings(report: &Report) {
     for finding in report.findings().take(10) {
         println!("       {finding}");
     }
