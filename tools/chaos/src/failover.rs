@@ -1,6 +1,6 @@
 //! `chaos failover` (issue 36): a database failover under load.
 //!
-//! PostgreSQL as CloudNativePG runs it: a primary with a synchronous
+//! PostgreSQL as `CloudNativePG` runs it: a primary with a synchronous
 //! streaming standby (`synchronous_standby_names = '*'`, so a commit a client
 //! was told about is on both), both on loopback in a directory of this run,
 //! behind a TCP proxy standing for the `-rw` Service. All five services'
@@ -8,7 +8,7 @@
 //! (`pg_ctl stop -m immediate`), the standby promoted, and the proxy
 //! repointed to it (its open connections cut, as a Service's endpoints change).
 //! The promoted server keeps `synchronous_standby_names` with no standby
-//! left, so its commits wait for ever until the operator's (CloudNativePG's)
+//! left, so its commits wait for ever until the operator's (`CloudNativePG`'s)
 //! next step clears it, `HOLD` later: the mesh must answer that time with
 //! `UNAVAILABLE` (commits bounded by `COMMIT_TIMEOUT`), never `INTERNAL` and
 //! never a hang, and recover once it is cleared. Then the load stops, the mesh
@@ -90,7 +90,7 @@ fn postgres_tool(program: &str, args: &[&str]) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `pg_config --bindir`: where initdb, pg_ctl and pg_basebackup are.
+/// `pg_config --bindir`: where `initdb`, `pg_ctl` and `pg_basebackup` are.
 fn bindir() -> anyhow::Result<PathBuf> {
     let out = Command::new("pg_config")
         .arg("--bindir")
@@ -130,10 +130,18 @@ impl Pair {
             dir: base.join("standby"),
             port: free_port()?,
         };
-        let pdir = primary.dir.to_str().context("UTF-8")?;
+        let primary_dir = primary.dir.to_str().context("UTF-8")?;
         postgres_tool(
             "initdb",
-            &["-D", pdir, "-A", "trust", "-U", "postgres", "--no-sync"],
+            &[
+                "-D",
+                primary_dir,
+                "-A",
+                "trust",
+                "-U",
+                "postgres",
+                "--no-sync",
+            ],
         )?;
         let socket_dir = base.to_str().context("UTF-8")?;
         let conf = format!(
@@ -344,7 +352,7 @@ async fn scenario(roaming: &Path, run: &str, pair: &Pair) -> anyhow::Result<bool
             break cleared.elapsed();
         }
         anyhow::ensure!(
-            cleared.elapsed() < Duration::from_secs(60),
+            cleared.elapsed() < Duration::from_mins(1),
             "no write succeeded within 60 s of the failover's end"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;

@@ -51,11 +51,19 @@ const USAGE: &str = "usage: chaos [--short] [--races N] [--roaming PATH]
 needs nats-server on PATH and PostgreSQL (ROAMING_TEST_POSTGRES or
 postgres://postgres@127.0.0.1:5432/postgres)";
 
+/// What `chaos` runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Sub {
+    /// The fault scenarios and the races.
+    Suite,
+    Rollout,
+    Latency,
+    Failover,
+}
+
 #[derive(Debug)]
 struct Options {
-    rollout: bool,
-    latency: bool,
-    failover: bool,
+    command: Sub,
     short: bool,
     races: usize,
     roaming: PathBuf,
@@ -64,17 +72,15 @@ struct Options {
 fn options() -> anyhow::Result<Options> {
     let mut args = std::env::args().skip(1);
     let mut short = false;
-    let mut rollout = false;
-    let mut latency = false;
-    let mut failover = false;
+    let mut command = Sub::Suite;
     let mut races = None;
     let mut roaming = None;
     while let Some(a) = args.next() {
         match a.as_str() {
             "--short" => short = true,
-            "rollout" => rollout = true,
-            "latency" => latency = true,
-            "failover" => failover = true,
+            "rollout" => command = Sub::Rollout,
+            "latency" => command = Sub::Latency,
+            "failover" => command = Sub::Failover,
             "--races" => races = Some(args.next().context("--races N")?.parse()?),
             "--roaming" => roaming = Some(PathBuf::from(args.next().context("--roaming PATH")?)),
             "-h" | "--help" => {
@@ -97,9 +103,7 @@ fn options() -> anyhow::Result<Options> {
         roaming.display()
     );
     Ok(Options {
-        rollout,
-        latency,
-        failover,
+        command,
         short,
         races: races.unwrap_or(if short { 50 } else { 200 }),
         roaming,
@@ -445,16 +449,16 @@ async fn main() -> anyhow::Result<()> {
     let admin = std::env::var("ROAMING_TEST_POSTGRES")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
     let run = uuid::Uuid::now_v7().simple().to_string();
-    if o.rollout {
+    if o.command == Sub::Rollout {
         if !rollout::run(&o.roaming, &admin, &run[..12]).await? {
             std::process::exit(1);
         }
         return Ok(());
     }
-    if o.latency {
+    if o.command == Sub::Latency {
         return latency::run(&o.roaming, &admin, &run[..12]).await;
     }
-    if o.failover {
+    if o.command == Sub::Failover {
         if !failover::run(&o.roaming, &run[..12]).await? {
             std::process::exit(1);
         }
