@@ -166,10 +166,17 @@ impl LocalCa {
     /// valid for a year.
     ///
     /// # Errors
-    /// A host that is an identity's name (whoever held the public port's key
-    /// could then pass for it), signing failed or a file cannot be written.
+    /// A host that is a service's name (whoever held the public port's key
+    /// could then serve as that service), signing failed or a file cannot be
+    /// written. The gateway's own name is a host of the public port (its
+    /// Service in a cluster): the gateway's mesh certificate is for calling
+    /// only, and the public one for serving only, so neither passes for the
+    /// other.
     pub fn write_mesh(&self, dir: &Path, hosts: &[String]) -> Result<(), TlsError> {
-        if let Some(host) = hosts.iter().find(|h| IDENTITIES.contains(&h.as_str())) {
+        if let Some(host) = hosts
+            .iter()
+            .find(|h| IDENTITIES.contains(&h.as_str()) && *h != super::GATEWAY_IDENTITY)
+        {
             return Err(TlsError(format!(
                 "{host:?} is the name of a mesh identity, not a public host name"
             )));
@@ -215,4 +222,27 @@ fn write_file(path: &Path, text: &str, secret: bool) -> Result<(), TlsError> {
     std::io::Write::write_all(&mut file, text.as_bytes()).map_err(|e| TlsError::file(&aside, e))?;
     drop(file);
     std::fs::rename(&aside, path).map_err(|e| TlsError::file(path, e))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests")]
+
+    use super::*;
+
+    /// The public certificate may name the gateway's Service (`gateway`,
+    /// deploy/'s dnsNames), never another service.
+    #[test]
+    fn the_public_certificate_may_name_the_gateway_but_no_service() {
+        let dir = std::env::temp_dir().join(format!("roaming-local-ca-{}", std::process::id()));
+        let ca = LocalCa::new("test CA").unwrap();
+        let refused = ca
+            .write_mesh(&dir.join("a"), &["reservation".to_owned()])
+            .unwrap_err();
+        assert!(refused.to_string().contains("reservation"), "{refused}");
+        ca.write_mesh(&dir.join("b"), &["gateway".to_owned()])
+            .unwrap();
+        assert!(dir.join("b/public/tls.crt").exists());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }
