@@ -243,3 +243,65 @@ async fn grouped_jobs_behave_as_if_serial_on_sqlite() {
 async fn concurrent_jobs_behave_as_if_serial_on_postgres() {
     serial_semantics(TestDatabase::postgres().await).await;
 }
+
+/// Issue 36: a switchover as the pool sees it. Its connections reach a server
+/// that no longer takes writes (here: reopened read-only, as connections to
+/// a standby are); a write is refused as read-only (SQLSTATE 25006), which is
+/// `Unavailable`, and the pool drops the connections opened before, so once
+/// the address takes writes again (the promoted primary) the next write
+/// passes instead of failing on each old connection in turn.
+#[tokio::test]
+async fn after_a_write_refused_as_read_only_the_pool_opens_new_connections() {
+    use sea_orm::ConnectionTrait as _;
+
+    let t = TestDatabase::postgres().await;
+    let name = t.url().rsplit_once('/').unwrap().1.to_owned();
+    let db = Db::connect_pooled::<ReservationMigrator>(t.url(), 4)
+        .await
+        .unwrap();
+    let ids = UuidV7;
+    job(&db, EventId::from_uuid(ids.new_uuid()), Plan::Keep)
+        .await
+        .unwrap();
+
+    let admin = sea_orm::Database::connect(adapters_store::testing::postgres_admin_url())
+        .await
+        .unwrap();
+    admin
+        .execute_unprepared(&format!(
+            "ALTER DATABASE {name} SET default_transaction_read_only = on"
+        ))
+        .await
+        .unwrap();
+    admin
+        .execute_unprepared(&format!(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"
+        ))
+        .await
+        .unwrap();
+    // The pool reconnects (to a read-only server): a write is refused.
+    let mut refused = None;
+    for _ in 0..10 {
+        match job(&db, EventId::from_uuid(ids.new_uuid()), Plan::Keep).await {
+            Err(e) if e.to_string().contains("read-only") => {
+                refused = Some(e);
+                break;
+            }
+            Err(e) => assert!(e.is_unavailable(), "{e}"),
+            Ok(_) => panic!("a write passed on a read-only server"),
+        }
+    }
+    let refused = refused.expect("no write was refused as read-only");
+    assert!(refused.is_unavailable(), "{refused}");
+
+    // The address takes writes again: the very next write passes.
+    admin
+        .execute_unprepared(&format!(
+            "ALTER DATABASE {name} RESET default_transaction_read_only"
+        ))
+        .await
+        .unwrap();
+    job(&db, EventId::from_uuid(ids.new_uuid()), Plan::Keep)
+        .await
+        .expect("the write after the switchover");
+}
