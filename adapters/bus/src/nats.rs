@@ -91,12 +91,20 @@ pub fn is_connected(js: &Context) -> bool {
 
 /// Connects with reconnects forever (the client buffers while disconnected).
 ///
-/// Credentials in the URL (`nats://user:password@host`, `nats://token@host`)
-/// are taken out of it and given to the client as options, so the address
-/// it logs (async-nats prints each connection attempt's address at DEBUG)
-/// carries no secret.
+/// `url` is one server or a cluster's servers, comma-separated
+/// (`nats://a:4222,nats://b:4222,nats://c:4222`; a name may also resolve to
+/// several, and the client learns the rest of a cluster from the server it
+/// reaches), each checked by [`servers`]. Credentials in the URL
+/// (`nats://user:password@host`, `nats://token@host`) are taken out of it and
+/// given to the client as options, so the address it logs (async-nats prints
+/// each connection attempt's address at DEBUG) carries no secret.
+///
+/// # Errors
+/// A server list [`servers`] refuses (as `InvalidArgument`).
 pub async fn connect(url: &str) -> Result<Context, async_nats::ConnectError> {
-    let (url, credentials) = split_credentials(url);
+    let (addrs, credentials) = servers(url).map_err(|e| {
+        async_nats::ConnectError::with_source(async_nats::ConnectErrorKind::ServerParse, e)
+    })?;
     let options = match credentials {
         Some(Credentials::UserPassword(user, password)) => {
             async_nats::ConnectOptions::with_user_and_password(user, password)
@@ -114,13 +122,60 @@ pub async fn connect(url: &str) -> Result<Context, async_nats::ConnectError> {
                 other => debug!(event = %other, "nats event"),
             }
         })
-        .connect(url.as_str())
+        .connect(addrs)
         .await?;
     Ok(jetstream::new(client))
 }
 
+/// The servers of a NATS URL setting, without their user part, and that
+/// user part (one for all: entries that name one must name the same).
+/// Each entry is a `nats://host[:port]` address (port 4222 when left out).
+/// Errors name an entry by its position and never repeat a user part.
+///
+/// # Errors
+/// An empty entry, another scheme, an address the client cannot parse, or
+/// entries with different credentials.
+pub fn servers(url: &str) -> Result<(Vec<async_nats::ServerAddr>, Option<Credentials>), String> {
+    let entries: Vec<&str> = url.split(',').map(str::trim).collect();
+    let mut addrs = Vec::with_capacity(entries.len());
+    let mut credentials: Option<Credentials> = None;
+    for (i, entry) in entries.iter().enumerate() {
+        let which = if entries.len() == 1 {
+            String::new()
+        } else {
+            format!("server {} of {}: ", i + 1, entries.len())
+        };
+        if entry.is_empty() {
+            return Err(format!("{which}empty (a comma too many?)"));
+        }
+        if !entry.starts_with("nats://") {
+            return Err(format!("{which}must start with nats://"));
+        }
+        let (bare, given) = split_credentials(entry);
+        let addr = bare
+            .parse::<async_nats::ServerAddr>()
+            .map_err(|e| format!("{which}{bare}: {e}"))?;
+        if addr.host().is_empty() {
+            return Err(format!("{which}{bare}: no host"));
+        }
+        match (&credentials, given) {
+            (_, None) => {}
+            (None, Some(c)) => credentials = Some(c),
+            (Some(known), Some(c)) if *known == c => {}
+            (Some(_), Some(_)) => {
+                return Err(format!(
+                    "{which}names other credentials than an earlier server (one user for the whole cluster)"
+                ));
+            }
+        }
+        addrs.push(addr);
+    }
+    Ok((addrs, credentials))
+}
+
+/// The user part of a NATS URL, given to the client as options.
 #[derive(Debug, PartialEq, Eq)]
-enum Credentials {
+pub enum Credentials {
     UserPassword(String, String),
     Token(String),
 }
@@ -820,7 +875,51 @@ impl StreamReader {
 
 #[cfg(test)]
 mod credentials {
-    use super::{Credentials, split_credentials};
+    use super::{Credentials, servers, split_credentials};
+
+    /// Issue 35: a cluster's servers, comma-separated, one user for all;
+    /// each entry checked, errors without the secret.
+    #[test]
+    fn a_server_list_is_split_and_each_entry_checked() {
+        let (addrs, credentials) =
+            servers("nats://u:pw@a:4222, nats://u:pw@b:4223,nats://c").unwrap();
+        let hosts: Vec<(String, u16)> = addrs
+            .iter()
+            .map(|a| (a.host().to_owned(), a.port()))
+            .collect();
+        assert_eq!(
+            hosts,
+            [
+                ("a".to_owned(), 4222),
+                ("b".to_owned(), 4223),
+                ("c".to_owned(), 4222)
+            ]
+        );
+        assert_eq!(
+            credentials,
+            Some(Credentials::UserPassword("u".into(), "pw".into()))
+        );
+        for (bad, says) in [
+            ("nats://a:4222,", "server 2 of 2: empty"),
+            (
+                "nats://a:4222,http://b:4222",
+                "server 2 of 2: must start with nats://",
+            ),
+            (
+                "nats://a:4222,nats://b:notaport",
+                "server 2 of 2: nats://b:notaport",
+            ),
+            (
+                "nats://u:pw@a,nats://v:s3cret@b",
+                "server 2 of 2: names other credentials",
+            ),
+            ("", "empty"),
+        ] {
+            let e = servers(bad).unwrap_err();
+            assert!(e.starts_with(says), "{bad}: {e}");
+            assert!(!e.contains("s3cret") && !e.contains("pw"), "{e}");
+        }
+    }
 
     #[test]
     fn credentials_leave_the_url_for_the_options() {

@@ -813,3 +813,28 @@ async fn a_stopping_consumers_events_reach_another_replica_within_a_second() {
     assert_eq!(consumer.counts().await, (2_000, 2_000), "each applied once");
     stop.send(true).unwrap();
 }
+
+/// Issue 35, finding 1: a list of servers (a cluster's) is accepted, and a
+/// first server that is down does not stop the client from using another.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_list_of_servers_connects_through_the_one_that_is_up() {
+    let server = NatsServer::start().expect("nats-server");
+    // Nothing listens on port 1.
+    let list = format!("nats://127.0.0.1:1, {}", server.url());
+    let js = tokio::time::timeout(Duration::from_secs(30), nats::connect(&list))
+        .await
+        .expect("connected within 30 s")
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(30), nats::ensure_streams(&js, "", 1))
+        .await
+        .expect("streams within 30 s")
+        .unwrap();
+    assert!(nats::is_connected(&js));
+    let ack = js
+        .publish("roaming.rental.listed", "x".into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    assert_eq!(ack.stream, "ROAMING_RENTAL");
+}

@@ -558,8 +558,12 @@ mod tests {
 /// `***` (`postgres://app:***@db:5432/app`), and so is a lone user part, which
 /// some schemes use as a token (`nats://***@nats:4222`). Works on any
 /// `scheme://[user[:password]@]host...` form without parsing the rest, so a
-/// malformed URL is never printed with its secret either.
+/// malformed URL is never printed with its secret either. A comma-separated
+/// list (a NATS cluster's servers) is redacted entry by entry.
 pub fn redacted(url: &str) -> String {
+    if url.contains(',') {
+        return url.split(',').map(redacted).collect::<Vec<_>>().join(",");
+    }
     let Some(start) = url.find("://").map(|i| i + 3) else {
         return url.to_owned();
     };
@@ -594,6 +598,10 @@ mod redaction {
             ("nats://tok3n@nats:4222", "nats://***@nats:4222"),
             ("nats://u:a@b@nats:4222", "nats://u:***@nats:4222"),
             ("nats://nats:4222", "nats://nats:4222"),
+            (
+                "nats://u:pw1@a:4222,nats://u:pw2@b:4222",
+                "nats://u:***@a:4222,nats://u:***@b:4222",
+            ),
             ("sqlite://data/x.db?mode=rwc", "sqlite://data/x.db?mode=rwc"),
             ("http://host/path@x", "http://host/path@x"),
             ("not a url", "not a url"),

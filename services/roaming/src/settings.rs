@@ -39,7 +39,8 @@ adapters_settings::section! {
     pub struct Settings {
         /// Where SQLite files live when a service has no database URL.
         pub data_dir: PathBuf = PathBuf::from("data");
-        /// NATS JetStream (e.g. `nats://127.0.0.1:4222`); the embedded bus
+        /// NATS JetStream (e.g. `nats://127.0.0.1:4222`; a cluster: its
+        /// servers comma-separated, one user part for all); the embedded bus
         /// when unset.
         pub nats_url: Option<String> = None, check nats_scheme;
         /// Prefix of every stream, durable and subject (several meshes on one

@@ -48,12 +48,13 @@ pub fn mesh_tls(value: &String) -> Result<(), String> {
     adapters_grpc::tls::ClientCerts::parse(value).map(drop)
 }
 
-/// `nats://`, when set.
+/// One `nats://` server or several, comma-separated, each one the client
+/// can parse (`adapters_bus::nats::servers`), when set.
 #[allow(clippy::ref_option)] // a check takes the setting's own type
 pub fn nats_scheme(url: &Option<String>) -> Result<(), String> {
     match url {
-        Some(url) if !url.starts_with("nats://") => Err("must start with nats://".to_owned()),
-        _ => Ok(()),
+        Some(url) => adapters_bus::nats::servers(url).map(drop),
+        None => Ok(()),
     }
 }
 
