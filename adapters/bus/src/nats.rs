@@ -251,11 +251,16 @@ pub async fn ensure_streams(
         };
         let mut attempt = 1;
         loop {
-            let Err(error) = js.get_or_create_stream(config.clone()).await else {
-                break;
+            let error = match js.get_or_create_stream(config.clone()).await {
+                Ok(stream) => {
+                    reconcile(js, &stream.cached_info().config, &config).await?;
+                    break;
+                }
+                Err(error) => error,
             };
-            if js.get_stream(&config.name).await.is_ok() {
+            if let Ok(stream) = js.get_stream(&config.name).await {
                 debug!(stream = %config.name, %error, "another process created the stream first");
+                reconcile(js, &stream.cached_info().config, &config).await?;
                 break;
             }
             if attempt == ATTEMPTS {
@@ -266,6 +271,51 @@ pub async fn ensure_streams(
             attempt += 1;
         }
     }
+    Ok(())
+}
+
+/// Brings an existing stream (`have`) to what the settings ask (`wanted`):
+/// its replica count and duplicate window are updated, each change logged;
+/// a stream stored otherwise (memory) or bound to other subjects is refused,
+/// since changing either strands or loses events (recreate it, or fix
+/// `nats_prefix`). Several processes starting at once may each update: the
+/// same change, harmless.
+async fn reconcile(
+    js: &Context,
+    have: &stream::Config,
+    wanted: &stream::Config,
+) -> Result<(), async_nats::Error> {
+    if have.storage != wanted.storage || have.subjects != wanted.subjects {
+        return Err(format!(
+            "stream {} is {:?}-stored for subjects {:?}; the mesh needs {:?} for {:?}, and changing either would lose or strand events: recreate the stream (or set nats_prefix)",
+            have.name, have.storage, have.subjects, wanted.storage, wanted.subjects
+        )
+        .into());
+    }
+    let mut changes = Vec::new();
+    if have.num_replicas != wanted.num_replicas {
+        changes.push(format!(
+            "replicas {} -> {}",
+            have.num_replicas, wanted.num_replicas
+        ));
+    }
+    if have.duplicate_window != wanted.duplicate_window {
+        changes.push(format!(
+            "duplicate window {:?} -> {:?}",
+            have.duplicate_window, wanted.duplicate_window
+        ));
+    }
+    if changes.is_empty() {
+        return Ok(());
+    }
+    let mut updated = have.clone();
+    updated.num_replicas = wanted.num_replicas;
+    updated.duplicate_window = wanted.duplicate_window;
+    let changes = changes.join(", ");
+    js.update_stream(updated)
+        .await
+        .map_err(|e| format!("stream {}: {changes} refused by the server: {e}", have.name))?;
+    warn!(stream = %have.name, "stream brought to the settings: {changes}");
     Ok(())
 }
 

@@ -143,3 +143,98 @@ fn spawn(port: u16, dir: &Path) -> io::Result<(Child, u16)> {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// A JetStream cluster of `nats-server`s on loopback, each with its own
+/// store, routes to all the others; killed and removed on drop.
+#[derive(Debug)]
+pub struct NatsCluster {
+    children: Vec<Child>,
+    ports: Vec<u16>,
+    dir: PathBuf,
+}
+
+impl NatsCluster {
+    /// `size` servers (`n1`, `n2`, ...) of the cluster `roaming`, once each
+    /// accepts connections (JetStream's meta leader may take a few seconds
+    /// more: clients retry).
+    ///
+    /// # Errors
+    /// `nats-server` is not on `PATH`, no free port, or a server did not
+    /// start within 10 s.
+    pub fn start(size: usize) -> io::Result<Self> {
+        let dir = std::env::temp_dir().join(format!(
+            "roaming-test-nats-cluster-{}-{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos())
+        ));
+        // Ports probed and released: another process may take one in
+        // between (a start then fails; tests are rerun), but a cluster's
+        // routes must be known before its servers start.
+        let free = || -> io::Result<u16> {
+            Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+                .local_addr()?
+                .port())
+        };
+        let ports = (0..size).map(|_| free()).collect::<io::Result<Vec<_>>>()?;
+        let routes = (0..size).map(|_| free()).collect::<io::Result<Vec<_>>>()?;
+        let all_routes = routes
+            .iter()
+            .map(|p| format!("nats://127.0.0.1:{p}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut cluster = Self {
+            children: Vec::new(),
+            ports: ports.clone(),
+            dir,
+        };
+        for (i, (port, route)) in ports.iter().zip(&routes).enumerate() {
+            let store = cluster.dir.join(format!("n{}", i + 1));
+            std::fs::create_dir_all(&store)?;
+            let child = Command::new("nats-server")
+                .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string()])
+                .args(["--server_name", &format!("n{}", i + 1)])
+                .args(["--cluster_name", "roaming"])
+                .args(["--cluster", &format!("nats://127.0.0.1:{route}")])
+                .args(["--routes", &all_routes])
+                .arg("-sd")
+                .arg(&store)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()?;
+            cluster.children.push(child);
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        for port in &ports {
+            while std::net::TcpStream::connect(("127.0.0.1", *port)).is_err() {
+                if Instant::now() > deadline {
+                    return Err(io::Error::other(
+                        "a cluster server did not start within 10 s",
+                    ));
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        Ok(cluster)
+    }
+
+    /// Every server, comma-separated (`ROAMING_NATS_URL` for a cluster).
+    pub fn url(&self) -> String {
+        self.ports
+            .iter()
+            .map(|p| format!("nats://127.0.0.1:{p}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+}
+
+impl Drop for NatsCluster {
+    fn drop(&mut self) {
+        for child in &mut self.children {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}

@@ -838,3 +838,66 @@ async fn a_list_of_servers_connects_through_the_one_that_is_up() {
         .unwrap();
     assert_eq!(ack.stream, "ROAMING_RENTAL");
 }
+
+/// The replicas of each stream, by name.
+async fn replicas(js: &nats::Context) -> Vec<(String, usize)> {
+    let mut out = Vec::new();
+    for (name, _) in nats::STREAMS {
+        let mut stream = js.get_stream(name).await.unwrap();
+        out.push((
+            name.to_owned(),
+            stream.info().await.unwrap().config.num_replicas,
+        ));
+    }
+    out
+}
+
+/// Issue 35, finding 3: streams first made with one copy get the replicas
+/// the settings ask for at the next start, on a three-server cluster.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_start_brings_the_streams_replicas_to_the_settings() {
+    let cluster = adapters_bus::testing::NatsCluster::start(3).expect("nats-server cluster");
+    let js = nats::connect(&cluster.url()).await.unwrap();
+    // The cluster elects its JetStream leader first: retried until then.
+    let mut made = Err(async_nats::Error::from("not tried"));
+    for _ in 0..30 {
+        made = nats::ensure_streams(&js, "", 1).await;
+        if made.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    made.unwrap();
+    assert!(replicas(&js).await.iter().all(|(_, n)| *n == 1));
+    nats::ensure_streams(&js, "", 3).await.unwrap();
+    let now = replicas(&js).await;
+    assert!(now.iter().all(|(_, n)| *n == 3), "{now:?}");
+}
+
+/// A stream the mesh cannot take as it is (memory storage) is refused at
+/// start with its name and why, not changed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_stored_otherwise_is_refused_not_changed() {
+    let server = NatsServer::start().expect("nats-server");
+    let js = nats::connect(&server.url()).await.unwrap();
+    js.create_stream(async_nats::jetstream::stream::Config {
+        name: "ROAMING_PAYMENT".into(),
+        subjects: vec!["roaming.payment.>".into()],
+        storage: async_nats::jetstream::stream::StorageType::Memory,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let refused = nats::ensure_streams(&js, "", 1).await.unwrap_err();
+    assert!(
+        refused
+            .to_string()
+            .contains("ROAMING_PAYMENT is Memory-stored"),
+        "{refused}"
+    );
+    let mut stream = js.get_stream("ROAMING_PAYMENT").await.unwrap();
+    assert_eq!(
+        stream.info().await.unwrap().config.storage,
+        async_nats::jetstream::stream::StorageType::Memory
+    );
+}
