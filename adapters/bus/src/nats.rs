@@ -264,7 +264,7 @@ pub async fn ensure_streams(
                 break;
             }
             if attempt == ATTEMPTS {
-                return Err(error.into());
+                return Err(format!("{error} ({})", cause_of(&error.to_string(), replicas)).into());
             }
             warn!(stream = %config.name, %error, attempt, "creating the stream failed; retrying");
             tokio::time::sleep(Duration::from_millis(100) * 2u32.pow(attempt)).await;
@@ -272,6 +272,28 @@ pub async fn ensure_streams(
         }
     }
     Ok(())
+}
+
+/// What a failure to create the streams most likely means, for the
+/// operator: the server's words are terse (`timed out`, `no suitable
+/// peers`).
+fn cause_of(error: &str, replicas: usize) -> String {
+    let error = error.to_ascii_lowercase();
+    if error.contains("non-clustered") {
+        format!(
+            "a stream with {replicas} replicas needs a cluster of at least {replicas} JetStream servers; this server is not in one (nats_stream_replicas = 1 for a single server)"
+        )
+    } else if error.contains("no suitable peers") || error.contains("insufficient resources") {
+        format!(
+            "placement impossible: a stream with {replicas} replicas needs {replicas} JetStream servers up with room; fewer are"
+        )
+    } else if error.contains("not enabled") {
+        "JetStream is not enabled on the server (nats-server -js)".to_owned()
+    } else if error.contains("timed out") || error.contains("timeout") {
+        "JetStream did not answer: a cluster without a quorum (a majority of its servers up) answers nothing, nor does a server without JetStream (nats-server -js)".to_owned()
+    } else {
+        "see the server's log".to_owned()
+    }
 }
 
 /// Brings an existing stream (`have`) to what the settings ask (`wanted`):
@@ -925,7 +947,14 @@ impl StreamReader {
 
 #[cfg(test)]
 mod credentials {
-    use super::{Credentials, servers, split_credentials};
+    use super::{Credentials, cause_of, servers, split_credentials};
+
+    #[test]
+    fn a_failed_start_names_the_likely_cause() {
+        assert!(cause_of("no suitable peers for placement", 3).starts_with("placement impossible"));
+        assert!(cause_of("jetstream not enabled for account", 1).contains("nats-server -js"));
+        assert!(cause_of("jetstream request timed out", 1).contains("quorum"));
+    }
 
     /// Issue 35: a cluster's servers, comma-separated, one user for all;
     /// each entry checked, errors without the secret.

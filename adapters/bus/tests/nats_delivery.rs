@@ -901,3 +901,18 @@ async fn a_stream_stored_otherwise_is_refused_not_changed() {
         async_nats::jetstream::stream::StorageType::Memory
     );
 }
+
+/// Issue 35, finding 2: a start that cannot make its streams says why (here:
+/// three replicas asked of a single server), not only the server's words.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_start_that_cannot_place_its_streams_says_why() {
+    let server = NatsServer::start().expect("nats-server");
+    let js = nats::connect(&server.url()).await.unwrap();
+    let refused = nats::ensure_streams(&js, "", 3).await.unwrap_err();
+    assert!(
+        refused
+            .to_string()
+            .contains("needs a cluster of at least 3 JetStream servers"),
+        "{refused}"
+    );
+}

@@ -54,11 +54,7 @@ impl Bus {
                     let js = nats::connect(url).await?;
                     nats::ensure_streams(&js, prefix, stream_replicas)
                         .await
-                        .map_err(|e| {
-                            anyhow::anyhow!(
-                                "creating streams on {shown}: {e} (JetStream must be enabled: nats-server -js)"
-                            )
-                        })?;
+                        .map_err(|e| anyhow::anyhow!("creating streams on {shown}: {e}"))?;
                     Ok::<_, anyhow::Error>(js)
                 };
                 tokio::pin!(setup);
