@@ -24,7 +24,9 @@ pub use credentials::{Credentials, hash_password};
 pub use jwks::{JwksConfig, JwksSource};
 pub use keys::{SigningKey, TrustedKey};
 pub use layer::{AuthLayer, Authenticate, ServiceToken, bearer};
-pub use refresh::{REFRESH_AUDIENCE, Refresh, RefreshFamilies, RefreshTokens, Reused};
+pub use refresh::{
+    REFRESH_AUDIENCE, REPEAT_GRACE_SECS, Refresh, RefreshFamilies, RefreshTokens, Reused, Spent,
+};
 pub use token::{Audience, Claims, FetchedKeys, Issuer, Verifier};
 
 /// Why a token was not accepted. The text is safe to return to the caller.

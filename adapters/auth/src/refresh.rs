@@ -199,9 +199,28 @@ fn hex(bytes: &[u8]) -> String {
     })
 }
 
-/// A refresh token used twice: its login is revoked.
+/// A refresh token used twice, past the grace for a lost answer: its login
+/// is revoked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Reused;
+
+/// How a refresh token was spent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Spent {
+    /// Its first use: hand out its successor.
+    First,
+    /// The newest spent token again within [`REPEAT_GRACE_SECS`]: its
+    /// answer was probably lost (a dropped connection, a timeout), so its
+    /// successor is handed out again (signed anew, same generation), not
+    /// counted as a theft. A thief replaying it in that time gets a
+    /// successor too; whichever of the two successors is used second then
+    /// ends the login.
+    Repeat,
+}
+
+/// How long after a refresh its token may come again as a lost answer's
+/// retry (RFC 9700, 4.14.2, allows such a grace).
+pub const REPEAT_GRACE_SECS: u64 = 30;
 
 /// What a gateway remembers of the logins refreshed through it: per login,
 /// the next generation it may accept, and whether it was revoked for a reuse.
@@ -224,6 +243,8 @@ struct Login {
     /// The lowest generation still unused; `u32::MAX` once revoked.
     next: u32,
     expires_at: u64,
+    /// When generation `next - 1` was spent (seconds since the epoch).
+    spent_at: u64,
 }
 
 const REVOKED: u32 = u32::MAX;
@@ -236,22 +257,30 @@ impl RefreshFamilies {
         }
     }
 
-    /// Spends `token`: `Ok` the first time its generation is used (the
-    /// caller then hands out its successor), `Err(Reused)` when it, or an
-    /// older token of its login, was used before; the login is then revoked
-    /// for good (until it ends).
-    pub fn spend(&self, token: &Refresh) -> Result<(), Reused> {
+    /// Spends `token`: [`Spent::First`] the first time its generation is
+    /// used, [`Spent::Repeat`] for the newest spent one again within
+    /// [`REPEAT_GRACE_SECS`] (the caller hands out its successor either way),
+    /// `Err(Reused)` when it, or an older token of its login, was used before;
+    /// the login is then revoked for good (until it ends).
+    pub fn spend(&self, token: &Refresh) -> Result<Spent, Reused> {
+        let now = now();
         let mut logins = self.logins.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(login) = logins.get_mut(&token.family) {
+            if login.next != REVOKED
+                && token.generation.saturating_add(1) == login.next
+                && now.saturating_sub(login.spent_at) <= REPEAT_GRACE_SECS
+            {
+                return Ok(Spent::Repeat);
+            }
             if login.next == REVOKED || token.generation < login.next {
                 login.next = REVOKED;
                 return Err(Reused);
             }
             login.next = token.generation.saturating_add(1);
-            return Ok(());
+            login.spent_at = now;
+            return Ok(Spent::First);
         }
         if logins.len() >= self.capacity {
-            let now = now();
             logins.retain(|_, l| l.expires_at > now);
             if logins.len() >= self.capacity {
                 // Forget the login ending soonest (never a revoked one while
@@ -270,9 +299,10 @@ impl RefreshFamilies {
             Login {
                 next: token.generation.saturating_add(1),
                 expires_at: token.expires_at,
+                spent_at: now,
             },
         );
-        Ok(())
+        Ok(Spent::First)
     }
 }
 
@@ -332,15 +362,18 @@ mod tests {
         let families = RefreshFamilies::new(16);
         let first = tokens.check(&tokens.issue("alice", "fp").unwrap()).unwrap();
         assert_eq!(first.generation, 0);
-        families.spend(&first).unwrap();
+        assert_eq!(families.spend(&first), Ok(Spent::First));
+        // Its answer lost, the same token again at once: handed out again.
+        assert_eq!(families.spend(&first), Ok(Spent::Repeat));
         let second = tokens.check(&tokens.rotate(&first).unwrap()).unwrap();
         assert_eq!(
             (second.family.as_str(), second.generation, second.expires_at),
             (first.family.as_str(), 1, first.expires_at),
             "same login, next generation, same end"
         );
-        families.spend(&second).unwrap();
-        // The first token again: a thief or the owner holds a copy.
+        assert_eq!(families.spend(&second), Ok(Spent::First));
+        // The first token again, a generation back: a thief or the owner
+        // holds a copy.
         assert_eq!(families.spend(&first), Err(Reused));
         // ... and from now on the login is dead, its newest token included.
         let third = tokens.check(&tokens.rotate(&second).unwrap()).unwrap();
@@ -374,13 +407,17 @@ mod tests {
         let families = RefreshFamilies::new(2);
         let a = tokens.check(&tokens.issue("a", "fp").unwrap()).unwrap();
         families.spend(&a).unwrap();
+        let a2 = tokens.check(&tokens.rotate(&a).unwrap()).unwrap();
+        families.spend(&a2).unwrap();
         assert_eq!(families.spend(&a), Err(Reused)); // a revoked
         let mut b = tokens.check(&tokens.issue("b", "fp").unwrap()).unwrap();
         b.expires_at -= 10; // b ends first
         families.spend(&b).unwrap();
         let c = tokens.check(&tokens.issue("c", "fp").unwrap()).unwrap();
         families.spend(&c).unwrap(); // full: b forgotten, not the revoked a
-        assert_eq!(families.spend(&a), Err(Reused));
+        assert_eq!(families.spend(&a2), Err(Reused));
+        let c2 = tokens.check(&tokens.rotate(&c).unwrap()).unwrap();
+        families.spend(&c2).unwrap();
         assert_eq!(families.spend(&c), Err(Reused));
     }
 }

@@ -136,14 +136,27 @@ pub async fn connect(url: &str) -> Result<Context, async_nats::ConnectError> {
 /// An empty entry, another scheme, an address the client cannot parse, or
 /// entries with different credentials.
 pub fn servers(url: &str) -> Result<(Vec<async_nats::ServerAddr>, Option<Credentials>), String> {
-    let entries: Vec<&str> = url.split(',').map(str::trim).collect();
+    // An entry starts with `nats://`: a comma elsewhere (in a password)
+    // belongs to the entry it is in.
+    let mut entries: Vec<String> = Vec::new();
+    for piece in url.split(',') {
+        match entries.last_mut() {
+            Some(last) if !piece.trim_start().contains("://") => {
+                last.push(',');
+                last.push_str(piece);
+            }
+            _ => entries.push(piece.to_owned()),
+        }
+    }
     let mut addrs = Vec::with_capacity(entries.len());
     let mut credentials: Option<Credentials> = None;
-    for (i, entry) in entries.iter().enumerate() {
-        let which = if entries.len() == 1 {
+    let count = entries.len();
+    for (i, entry) in entries.iter().map(|e| e.trim()).enumerate() {
+        // Never the entry itself: it may hold a password.
+        let which = if count == 1 {
             String::new()
         } else {
-            format!("server {} of {}: ", i + 1, entries.len())
+            format!("server {} of {count}: ", i + 1)
         };
         if entry.is_empty() {
             return Err(format!("{which}empty (a comma too many?)"));
@@ -152,11 +165,11 @@ pub fn servers(url: &str) -> Result<(Vec<async_nats::ServerAddr>, Option<Credent
             return Err(format!("{which}must start with nats://"));
         }
         let (bare, given) = split_credentials(entry);
-        let addr = bare
-            .parse::<async_nats::ServerAddr>()
-            .map_err(|e| format!("{which}{bare}: {e}"))?;
+        let addr = bare.parse::<async_nats::ServerAddr>().map_err(|_| {
+            format!("{which}not a NATS address (nats://[user[:password]@]host[:port])")
+        })?;
         if addr.host().is_empty() {
-            return Err(format!("{which}{bare}: no host"));
+            return Err(format!("{which}no host"));
         }
         match (&credentials, given) {
             (_, None) => {}
@@ -186,8 +199,8 @@ fn split_credentials(url: &str) -> (String, Option<Credentials>) {
         return (url.to_owned(), None);
     };
     let rest = &url[start..];
-    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let Some(at) = rest[..end].rfind('@') else {
+    // The last `@`: a password may hold `/`, `?` or `#` unencoded.
+    let Some(at) = rest.rfind('@') else {
         return (url.to_owned(), None);
     };
     let bare = format!("{}{}", &url[..start], &rest[at + 1..]);
@@ -961,7 +974,7 @@ mod credentials {
     #[test]
     fn a_server_list_is_split_and_each_entry_checked() {
         let (addrs, credentials) =
-            servers("nats://u:pw@a:4222, nats://u:pw@b:4223,nats://c").unwrap();
+            servers("nats://u:p,w@a:4222, nats://u:p,w@b:4223,nats://c").unwrap();
         let hosts: Vec<(String, u16)> = addrs
             .iter()
             .map(|a| (a.host().to_owned(), a.port()))
@@ -976,18 +989,19 @@ mod credentials {
         );
         assert_eq!(
             credentials,
-            Some(Credentials::UserPassword("u".into(), "pw".into()))
+            Some(Credentials::UserPassword("u".into(), "p,w".into()))
         );
         for (bad, says) in [
-            ("nats://a:4222,", "server 2 of 2: empty"),
+            ("nats://a:4222,", "not a NATS address"),
             (
                 "nats://a:4222,http://b:4222",
                 "server 2 of 2: must start with nats://",
             ),
             (
                 "nats://a:4222,nats://b:notaport",
-                "server 2 of 2: nats://b:notaport",
+                "server 2 of 2: not a NATS address",
             ),
+            ("nats://u:p/w,x@a:port", "not a NATS address"),
             (
                 "nats://u:pw@a,nats://v:s3cret@b",
                 "server 2 of 2: names other credentials",
@@ -996,7 +1010,10 @@ mod credentials {
         ] {
             let e = servers(bad).unwrap_err();
             assert!(e.starts_with(says), "{bad}: {e}");
-            assert!(!e.contains("s3cret") && !e.contains("pw"), "{e}");
+            assert!(
+                !e.contains("s3cret") && !e.contains("pw") && !e.contains("p/w"),
+                "{e}"
+            );
         }
     }
 

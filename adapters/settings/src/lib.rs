@@ -558,18 +558,51 @@ mod tests {
 /// `***` (`postgres://app:***@db:5432/app`), and so is a lone user part, which
 /// some schemes use as a token (`nats://***@nats:4222`). Works on any
 /// `scheme://[user[:password]@]host...` form without parsing the rest, so a
-/// malformed URL is never printed with its secret either. A comma-separated
-/// list (a NATS cluster's servers) is redacted entry by entry.
+/// malformed URL is never printed with its secret either: everything up to
+/// the last `@` is taken for the user part (a password may hold `/`, `?`,
+/// `#` or `,` unencoded; an `@` later in a query hides more than needed,
+/// never less). A comma-separated list (a NATS cluster's servers) is
+/// redacted entry by entry, an entry being what starts with `scheme://`.
 pub fn redacted(url: &str) -> String {
-    if url.contains(',') {
-        return url.split(',').map(redacted).collect::<Vec<_>>().join(",");
+    url_entries(url)
+        .iter()
+        .map(|entry| redacted_one(entry))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// The entries of a comma-separated list of URLs: a piece that does not
+/// start with `scheme://` belongs to the entry before it (a comma in a
+/// password).
+fn url_entries(list: &str) -> Vec<String> {
+    let mut entries: Vec<String> = Vec::new();
+    for piece in list.split(',') {
+        match entries.last_mut() {
+            Some(last) if !starts_with_scheme(piece.trim_start()) => {
+                last.push(',');
+                last.push_str(piece);
+            }
+            _ => entries.push(piece.to_owned()),
+        }
     }
+    entries
+}
+
+fn starts_with_scheme(s: &str) -> bool {
+    s.find("://").is_some_and(|i| {
+        i > 0
+            && s[..i]
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
+    })
+}
+
+fn redacted_one(url: &str) -> String {
     let Some(start) = url.find("://").map(|i| i + 3) else {
         return url.to_owned();
     };
     let rest = &url[start..];
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let Some(at) = rest[..authority_end].rfind('@') else {
+    let Some(at) = rest.rfind('@') else {
         return url.to_owned();
     };
     let user = &rest[..at];
@@ -602,8 +635,19 @@ mod redaction {
                 "nats://u:pw1@a:4222,nats://u:pw2@b:4222",
                 "nats://u:***@a:4222,nats://u:***@b:4222",
             ),
+            // A password with an unencoded comma, slash, question mark.
+            ("postgres://app:pa,ss@db/app", "postgres://app:***@db/app"),
+            (
+                "postgres://app:p/a?ss@db:5432/app",
+                "postgres://app:***@db:5432/app",
+            ),
+            (
+                "nats://u:p,w@a:4222,nats://u:p,w@b:4222",
+                "nats://u:***@a:4222,nats://u:***@b:4222",
+            ),
             ("sqlite://data/x.db?mode=rwc", "sqlite://data/x.db?mode=rwc"),
-            ("http://host/path@x", "http://host/path@x"),
+            // An `@` past the host: more hidden than needed, never less.
+            ("http://host/path@x", "http://***@x"),
             ("not a url", "not a url"),
         ] {
             assert_eq!(redacted(url), shown, "{url}");

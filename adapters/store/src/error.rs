@@ -46,35 +46,53 @@ fn sqlstate(e: &DbErr) -> Option<String> {
 /// outcome is unknown, the store is reported unavailable, and the connection
 /// (still waiting for the answer) is closed instead of pooled.
 pub(crate) async fn commit_within(txn: sea_orm::DatabaseTransaction) -> Result<(), StoreError> {
-    commit_bounded(txn.commit(), COMMIT_TIMEOUT).await
+    within(txn.commit(), COMMIT_TIMEOUT, "a commit").await
 }
 
-async fn commit_bounded(
-    commit: impl std::future::Future<Output = Result<(), DbErr>>,
+/// The longest a write outside a transaction (its own implicit commit) waits:
+/// the server's `statement_timeout` (10 s) for the statement, then
+/// [`COMMIT_TIMEOUT`] for its commit.
+pub const AUTOCOMMIT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// A write outside a transaction (the relay's lease and purge), bounded by
+/// [`AUTOCOMMIT_TIMEOUT`] as [`commit_within`] bounds a commit.
+pub(crate) async fn autocommit<T>(
+    write: impl std::future::Future<Output = Result<T, DbErr>>,
+) -> Result<T, StoreError> {
+    within(write, AUTOCOMMIT_TIMEOUT, "a write").await
+}
+
+async fn within<T>(
+    work: impl std::future::Future<Output = Result<T, DbErr>>,
     limit: std::time::Duration,
-) -> Result<(), StoreError> {
-    tokio::pin!(commit);
+    what: &'static str,
+) -> Result<T, StoreError> {
+    tokio::pin!(work);
     tokio::select! {
-        done = &mut commit => done.map_err(store_err),
+        done = &mut work => done.map_err(store_err),
         () = tokio::time::sleep(limit) => {
-            // Marked before the commit (and its connection) is dropped, so
+            // Marked before the work (and its connection) is dropped, so
             // the connection is closed when it reaches the pool.
-            crate::stale::mark("a commit was not answered in time");
-            Err(StoreError::unavailable(CommitTimedOut(limit)))
+            crate::stale::mark("the database did not answer in time");
+            Err(StoreError::unavailable(CommitTimedOut { what, limit }))
         }
     }
 }
 
-/// A commit not answered within its bound: it may or may not have landed.
+/// A commit (or a write's implicit one) not answered within its bound: it
+/// may or may not have landed.
 #[derive(Debug)]
-pub struct CommitTimedOut(std::time::Duration);
+pub struct CommitTimedOut {
+    what: &'static str,
+    limit: std::time::Duration,
+}
 
 impl std::fmt::Display for CommitTimedOut {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "the database did not answer a commit within {:?}; its outcome is unknown",
-            self.0
+            "the database did not answer {} within {:?}; its outcome is unknown",
+            self.what, self.limit
         )
     }
 }
@@ -151,14 +169,19 @@ mod tests {
 
     #[tokio::test]
     async fn a_commit_not_answered_in_time_is_unavailable_with_its_outcome_unknown() {
-        let hung = commit_bounded(std::future::pending(), std::time::Duration::from_secs(5))
-            .await
-            .unwrap_err();
+        let hung = within(
+            std::future::pending::<Result<(), DbErr>>(),
+            std::time::Duration::from_millis(50),
+            "a commit",
+        )
+        .await
+        .unwrap_err();
         assert!(hung.is_unavailable());
         assert!(hung.to_string().contains("outcome is unknown"), "{hung}");
-        let answered = commit_bounded(
+        let answered = within(
             std::future::ready(Ok(())),
             std::time::Duration::from_secs(5),
+            "a commit",
         )
         .await;
         assert!(answered.is_ok());

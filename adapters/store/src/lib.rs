@@ -48,6 +48,6 @@ pub use db::{
     Backend, DEFAULT_POOL, Db, IDLE_IN_TRANSACTION_TIMEOUT, STATEMENT_TIMEOUT,
     create_database_if_missing,
 };
-pub use error::{COMMIT_TIMEOUT, CommitTimedOut, store_err};
+pub use error::{AUTOCOMMIT_TIMEOUT, COMMIT_TIMEOUT, CommitTimedOut, store_err};
 pub use relay::{Relay, RelayConfig, RelayError};
 pub use writer::{JobFuture, Verdict, WriteTx, WriterStats};

@@ -267,11 +267,12 @@ pub async fn purge_sent<C: ConnectionTrait>(
     older_than_micros: i64,
 ) -> Result<u64, StoreError> {
     let cutoff = now_micros() - older_than_micros;
-    let r = message::Entity::delete_many()
-        .filter(message::Column::SentAt.lt(cutoff))
-        .exec(conn)
-        .await
-        .map_err(store_err)?;
+    let r = crate::error::autocommit(
+        message::Entity::delete_many()
+            .filter(message::Column::SentAt.lt(cutoff))
+            .exec(conn),
+    )
+    .await?;
     Ok(r.rows_affected)
 }
 
@@ -297,18 +298,19 @@ pub async fn acquire_lease<C: ConnectionTrait>(
     ttl_micros: i64,
 ) -> Result<bool, StoreError> {
     let now = now_micros();
-    let renewed = lease::Entity::update_many()
-        .col_expr(lease::Column::Holder, Expr::value(holder))
-        .col_expr(lease::Column::ExpiresAt, Expr::value(now + ttl_micros))
-        .filter(lease::Column::Name.eq(name))
-        .filter(
-            sea_orm::Condition::any()
-                .add(lease::Column::Holder.eq(holder))
-                .add(lease::Column::ExpiresAt.lt(now)),
-        )
-        .exec(conn)
-        .await
-        .map_err(store_err)?;
+    let renewed = crate::error::autocommit(
+        lease::Entity::update_many()
+            .col_expr(lease::Column::Holder, Expr::value(holder))
+            .col_expr(lease::Column::ExpiresAt, Expr::value(now + ttl_micros))
+            .filter(lease::Column::Name.eq(name))
+            .filter(
+                sea_orm::Condition::any()
+                    .add(lease::Column::Holder.eq(holder))
+                    .add(lease::Column::ExpiresAt.lt(now)),
+            )
+            .exec(conn),
+    )
+    .await?;
     if renewed.rows_affected == 1 {
         return Ok(true);
     }
@@ -317,15 +319,16 @@ pub async fn acquire_lease<C: ConnectionTrait>(
         holder: Set(holder.to_owned()),
         expires_at: Set(now + ttl_micros),
     };
-    let inserted = lease::Entity::insert(row)
-        .on_conflict(
-            OnConflict::column(lease::Column::Name)
-                .do_nothing()
-                .to_owned(),
-        )
-        .exec_without_returning(conn)
-        .await
-        .map_err(store_err)?;
+    let inserted = crate::error::autocommit(
+        lease::Entity::insert(row)
+            .on_conflict(
+                OnConflict::column(lease::Column::Name)
+                    .do_nothing()
+                    .to_owned(),
+            )
+            .exec_without_returning(conn),
+    )
+    .await?;
     Ok(inserted == 1)
 }
 
@@ -335,12 +338,13 @@ pub async fn release_lease<C: ConnectionTrait>(
     name: &str,
     holder: &str,
 ) -> Result<(), StoreError> {
-    lease::Entity::delete_many()
-        .filter(lease::Column::Name.eq(name))
-        .filter(lease::Column::Holder.eq(holder))
-        .exec(conn)
-        .await
-        .map_err(store_err)?;
+    crate::error::autocommit(
+        lease::Entity::delete_many()
+            .filter(lease::Column::Name.eq(name))
+            .filter(lease::Column::Holder.eq(holder))
+            .exec(conn),
+    )
+    .await?;
     Ok(())
 }
 

@@ -31,12 +31,24 @@ pub(crate) fn start() {
     let _ = base();
 }
 
-/// Every connection opened until now is stale.
+/// When the last mark was logged ([`now_ms`] + 1; 0: never).
+static LOGGED: AtomicU64 = AtomicU64::new(0);
+
+/// Every connection opened until now is stale. Logged at most once a
+/// second (a database that stays read-only marks on every write).
 pub(crate) fn mark(why: &str) {
-    STALE_BEFORE.fetch_max(now_ms() + 1, Ordering::Relaxed);
-    tracing::warn!(
-        "{why}: the database connections opened before now are closed as they come back to the pool"
-    );
+    let now = now_ms() + 1;
+    STALE_BEFORE.fetch_max(now, Ordering::Relaxed);
+    let last = LOGGED.load(Ordering::Relaxed);
+    if (last == 0 || now.saturating_sub(last) >= 1_000)
+        && LOGGED
+            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+    {
+        tracing::warn!(
+            "{why}: the database connections opened before now are closed as they come back to the pool"
+        );
+    }
 }
 
 /// Whether a connection `age` old was opened before the last mark.

@@ -64,21 +64,35 @@ enum Checked {
     Done(Option<Principal>),
 }
 
-/// The waiting checks: the known lane, then one turn per username in order.
+/// Checks waiting in one lane: one turn per username in order, at most
+/// `QUEUED_PER_USERNAME` of a username's.
 #[derive(Default)]
-struct Queues {
-    known: VecDeque<Job>,
+struct FairQueue {
     by_user: HashMap<String, VecDeque<Job>>,
     turns: VecDeque<String>,
-    fair_waiting: usize,
-    closed: bool,
+    waiting: usize,
 }
 
-impl Queues {
-    fn next(&mut self) -> Option<Job> {
-        if let Some(job) = self.known.pop_front() {
-            return Some(job);
+impl FairQueue {
+    /// Queues `job` unless the lane holds `capacity` or its username's share.
+    fn push(&mut self, job: Job, capacity: usize) -> bool {
+        if self.waiting >= capacity {
+            return false;
         }
+        let user = job.user.clone();
+        let queue = self.by_user.entry(user.clone()).or_default();
+        if queue.len() >= QUEUED_PER_USERNAME {
+            return false;
+        }
+        queue.push_back(job);
+        if queue.len() == 1 {
+            self.turns.push_back(user);
+        }
+        self.waiting += 1;
+        true
+    }
+
+    fn pop(&mut self) -> Option<Job> {
         let user = self.turns.pop_front()?;
         let queue = self.by_user.get_mut(&user)?;
         let job = queue.pop_front();
@@ -87,8 +101,36 @@ impl Queues {
         } else {
             self.turns.push_back(user);
         }
-        self.fair_waiting -= usize::from(job.is_some());
+        self.waiting -= usize::from(job.is_some());
         job
+    }
+}
+
+/// Of four checks while both lanes wait, the known lane's share.
+const KNOWN_SHARE: u32 = 3;
+
+/// The waiting checks: the known lane first (three turns in four while the
+/// other lane waits too, so it can never starve it), each lane one turn per
+/// username.
+#[derive(Default)]
+struct Queues {
+    known: FairQueue,
+    fair: FairQueue,
+    known_streak: u32,
+    closed: bool,
+}
+
+impl Queues {
+    fn next(&mut self) -> Option<Job> {
+        let known_turn =
+            self.known.waiting > 0 && (self.fair.waiting == 0 || self.known_streak < KNOWN_SHARE);
+        if known_turn {
+            self.known_streak += 1;
+            self.known.pop()
+        } else {
+            self.known_streak = 0;
+            self.fair.pop()
+        }
     }
 }
 
@@ -129,6 +171,10 @@ impl Checker {
                                 q = ready.wait(q).unwrap_or_else(PoisonError::into_inner);
                             }
                         };
+                        // The caller is gone (its call cancelled): no check.
+                        if job.answer.is_closed() {
+                            continue;
+                        }
                         // Waited too long: the caller has been told already.
                         if job.queued.elapsed() > CHECK_DEADLINE {
                             let _ = job.answer.send(Checked::Late);
@@ -163,21 +209,12 @@ impl Checker {
                 queued: Instant::now(),
                 answer,
             };
-            match lane {
-                Lane::Known if q.known.len() < QUEUED_KNOWN => q.known.push_back(job),
-                Lane::Fair if q.fair_waiting < QUEUED_CHECKS => {
-                    let user = job.user.clone();
-                    let queue = q.by_user.entry(user.clone()).or_default();
-                    if queue.len() >= QUEUED_PER_USERNAME {
-                        return Err(());
-                    }
-                    queue.push_back(job);
-                    if queue.len() == 1 {
-                        q.turns.push_back(user);
-                    }
-                    q.fair_waiting += 1;
-                }
-                Lane::Known | Lane::Fair => return Err(()),
+            let queued = match lane {
+                Lane::Known => q.known.push(job, QUEUED_KNOWN),
+                Lane::Fair => q.fair.push(job, QUEUED_CHECKS),
+            };
+            if !queued {
+                return Err(());
             }
             ready.notify_one();
         }
@@ -435,8 +472,12 @@ impl AuthService for TokenService {
                 ));
             }
         };
+        // Signed before it is spent: a failure here spends nothing.
+        let token = issuer.issue(&principal).map_err(signing_failed)?;
+        let next = refresh.rotate(&claims).map_err(signing_failed)?;
         // Single use: a second use of this token (or of an older one of its
-        // login) means a copy is in other hands, so the login ends for both.
+        // login) means a copy is in other hands, so the login ends for both;
+        // the newest one again within a short grace is a lost answer's retry.
         if self.families.spend(&claims) == Err(Reused) {
             self.refusals
                 .refused("refresh token reused", &claims.username, peer);
@@ -447,8 +488,6 @@ impl AuthService for TokenService {
                 &[],
             ));
         }
-        let token = issuer.issue(&principal).map_err(signing_failed)?;
-        let next = refresh.rotate(&claims).map_err(signing_failed)?;
         Ok(Response::new(RefreshTokenResponse {
             access_token: token,
             token_type: "Bearer".to_owned(),
@@ -606,7 +645,8 @@ mod tests {
     }
 
     /// OAuth 2.0 Security BCP: each refresh token is single-use; using one
-    /// again (the owner's copy and a thief's) ends the login for both.
+    /// again (the owner's copy and a thief's) ends the login for both, past
+    /// the short grace for a lost answer's retry.
     #[tokio::test]
     async fn a_refresh_token_is_rotated_and_a_reused_one_ends_the_login() {
         let key = SigningKey::generate().unwrap();
@@ -615,6 +655,9 @@ mod tests {
         let second = refresh(&g, &first.refresh_token).await.unwrap();
         assert_ne!(second.refresh_token, first.refresh_token);
         assert!(second.refresh_expires_in <= first.refresh_expires_in);
+        // The answer was lost and the client asks again at once: served.
+        let retried = refresh(&g, &first.refresh_token).await.unwrap();
+        assert!(!retried.refresh_token.is_empty());
         let third = refresh(&g, &second.refresh_token).await.unwrap();
         // The first token, replayed.
         let reused = refresh(&g, &first.refresh_token).await.unwrap_err();
@@ -660,26 +703,30 @@ mod tests {
     }
 
     /// A flood of one username's checks waits behind one turn of every other
-    /// username; the known lane goes first.
+    /// username; the known lane goes first, three turns in four.
     #[test]
     fn the_queue_serves_known_places_first_then_usernames_in_turn() {
         let mut q = Queues::default();
         let mut receivers = Vec::new();
-        for user in ["flood", "flood", "alice", "bob"] {
+        for user in ["flood", "flood", "flood", "alice", "bob"] {
             let (j, r) = job(user);
             receivers.push(r);
-            q.by_user.entry(user.to_owned()).or_default().push_back(j);
-            if q.by_user[user].len() == 1 {
-                q.turns.push_back(user.to_owned());
-            }
-            q.fair_waiting += 1;
+            let queued = q.fair.push(j, QUEUED_CHECKS);
+            assert_eq!(queued, receivers.len() != 3, "{user}: two per username");
         }
-        let (known, r) = job("carol");
-        receivers.push(r);
-        q.known.push_back(known);
+        for user in ["k1", "k2", "k3", "k4", "k1", "k1"] {
+            let (j, r) = job(user);
+            receivers.push(r);
+            q.known.push(j, QUEUED_KNOWN);
+        }
         let order: Vec<String> = std::iter::from_fn(|| q.next().map(|j| j.user)).collect();
-        assert_eq!(order, ["carol", "flood", "alice", "bob", "flood"]);
-        assert_eq!(q.fair_waiting, 0);
-        assert!(q.by_user.is_empty() && q.turns.is_empty());
+        assert_eq!(
+            order,
+            [
+                "k1", "k2", "k3", "flood", "k4", "k1", "alice", "bob", "flood"
+            ]
+        );
+        assert_eq!((q.known.waiting, q.fair.waiting), (0, 0));
+        assert!(q.fair.by_user.is_empty() && q.known.turns.is_empty());
     }
 }
