@@ -310,9 +310,10 @@ fn cause_of(error: &str, replicas: usize) -> String {
 }
 
 /// Brings an existing stream (`have`) to what the settings ask (`wanted`):
-/// its replica count and duplicate window are updated, each change logged;
-/// a stream stored otherwise (memory) or bound to other subjects is refused,
-/// since changing either strands or loses events (recreate it, or fix
+/// more replicas and the duplicate window are updated, each change logged;
+/// fewer replicas are refused (durability is not lowered by a start), and so
+/// is a stream stored otherwise (memory) or bound to other subjects, since
+/// changing either strands or loses events (recreate it, or fix
 /// `nats_prefix`). Several processes starting at once may each update: the
 /// same change, harmless.
 async fn reconcile(
@@ -324,6 +325,13 @@ async fn reconcile(
         return Err(format!(
             "stream {} is {:?}-stored for subjects {:?}; the mesh needs {:?} for {:?}, and changing either would lose or strand events: recreate the stream (or set nats_prefix)",
             have.name, have.storage, have.subjects, wanted.storage, wanted.subjects
+        )
+        .into());
+    }
+    if wanted.num_replicas < have.num_replicas {
+        return Err(format!(
+            "stream {} keeps {} copies and the settings ask {}: fewer copies are not made at start (a start with an old setting during a rollout would flip them); lower it with `nats stream edit`, or set nats_stream_replicas",
+            have.name, have.num_replicas, wanted.num_replicas
         )
         .into());
     }

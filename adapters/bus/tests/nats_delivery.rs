@@ -872,6 +872,11 @@ async fn a_start_brings_the_streams_replicas_to_the_settings() {
     nats::ensure_streams(&js, "", 3).await.unwrap();
     let now = replicas(&js).await;
     assert!(now.iter().all(|(_, n)| *n == 3), "{now:?}");
+    // A start with the old setting does not lower them.
+    let refused = nats::ensure_streams(&js, "", 1).await.unwrap_err();
+    assert!(refused.to_string().contains("keeps 3 copies"), "{refused}");
+    let still = replicas(&js).await;
+    assert!(still.iter().all(|(_, n)| *n == 3), "{still:?}");
 }
 
 /// A stream the mesh cannot take as it is (memory storage) is refused at

@@ -575,17 +575,17 @@ pub fn redacted(url: &str) -> String {
 /// start with `scheme://` belongs to the entry before it (a comma in a
 /// password).
 fn url_entries(list: &str) -> Vec<String> {
-    let mut entries: Vec<String> = Vec::new();
+    let mut found: Vec<String> = Vec::new();
     for piece in list.split(',') {
-        match entries.last_mut() {
-            Some(last) if !starts_with_scheme(piece.trim_start()) => {
-                last.push(',');
-                last.push_str(piece);
+        match found.last_mut() {
+            Some(previous) if !starts_with_scheme(piece.trim_start()) => {
+                previous.push(',');
+                previous.push_str(piece);
             }
-            _ => entries.push(piece.to_owned()),
+            _ => found.push(piece.to_owned()),
         }
     }
-    entries
+    found
 }
 
 fn starts_with_scheme(s: &str) -> bool {
