@@ -49,5 +49,5 @@ pub use db::{
     create_database_if_missing,
 };
 pub use error::{AUTOCOMMIT_TIMEOUT, COMMIT_TIMEOUT, CommitTimedOut, store_err};
-pub use relay::{Relay, RelayConfig, RelayError};
+pub use relay::{OldestUnsent, Relay, RelayConfig, RelayError};
 pub use writer::{JobFuture, Verdict, WriteTx, WriterStats};

@@ -43,6 +43,36 @@ impl Default for RelayConfig {
     }
 }
 
+/// When the oldest unsent event of an outbox was written, as the relay last
+/// read it: its age keeps growing between reads, so a relay stuck in a
+/// publish still shows as stalled.
+#[derive(Debug, Clone, Default)]
+pub struct OldestUnsent(Arc<std::sync::atomic::AtomicI64>);
+
+impl OldestUnsent {
+    fn set(&self, created_micros: Option<i64>) {
+        self.0.store(
+            created_micros.unwrap_or(0),
+            std::sync::atomic::Ordering::Relaxed,
+        );
+    }
+
+    /// How long the oldest unsent event has waited; `None` when nothing
+    /// waits (or nothing was read yet).
+    pub fn age(&self) -> Option<Duration> {
+        let created = self.0.load(std::sync::atomic::Ordering::Relaxed);
+        if created == 0 {
+            return None;
+        }
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX));
+        Some(Duration::from_micros(
+            u64::try_from(now - created).unwrap_or(0),
+        ))
+    }
+}
+
 /// Why one relay step failed; the relay retries with backoff.
 #[derive(Debug, thiserror::Error)]
 pub enum RelayError {
@@ -67,6 +97,8 @@ pub struct Relay<P> {
     /// relay held it: commits wake every replica's relay, and only the
     /// holder should touch the database for each of them.
     standby_until: std::sync::Mutex<Option<tokio::time::Instant>>,
+    /// The oldest event waiting in the outbox, for the broker's health.
+    oldest_unsent: OldestUnsent,
 }
 
 /// How long a relay that found the lease held waits before trying again
@@ -86,7 +118,14 @@ impl<P: EventPublisher> Relay<P> {
             holder: uuid::Uuid::now_v7().to_string(),
             held_until: std::sync::Mutex::new(None),
             standby_until: std::sync::Mutex::new(None),
+            oldest_unsent: OldestUnsent::default(),
         }
+    }
+
+    /// How long the oldest event of the outbox has waited, as last read (each
+    /// second while [`Self::run`] runs): a handle that outlives `run`.
+    pub fn oldest_unsent(&self) -> OldestUnsent {
+        self.oldest_unsent.clone()
     }
 
     /// One batch: take the lease, read the oldest unsent rows, publish them and
@@ -203,6 +242,7 @@ impl<P: EventPublisher> Relay<P> {
                 let age = oldest.map_or(Duration::ZERO, |created| {
                     Duration::from_micros(u64::try_from(now - created).unwrap_or(0))
                 });
+                self.oldest_unsent.set(oldest);
                 adapters_telemetry::metrics::outbox(&self.config.lease, count, age);
             }
             Err(e) => debug!(error = %e, "reading the outbox backlog failed"),
@@ -278,5 +318,75 @@ impl<P: EventPublisher> Relay<P> {
             warn!(error = %e, "releasing the relay lease failed");
         }
         info!("outbox relay stopped");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests")]
+
+    use domain_kernel::{EventId, OutgoingEvent, PublishError};
+
+    use super::*;
+    use crate::migrations::ReservationMigrator;
+    use crate::testing::TestDatabase;
+
+    /// A broker that takes (`up`) or refuses every publish.
+    struct Broker {
+        up: bool,
+    }
+
+    impl EventPublisher for Broker {
+        async fn publish(&self, _events: &[OutgoingEvent]) -> Result<(), PublishError> {
+            if self.up {
+                Ok(())
+            } else {
+                Err(PublishError("down".to_owned()))
+            }
+        }
+    }
+
+    async fn run_for(relay: Relay<Broker>, d: Duration) {
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let running = tokio::spawn(relay.run(async move {
+            let _ = stopped.await;
+        }));
+        tokio::time::sleep(d).await;
+        let _ = stop.send(());
+        running.await.unwrap();
+    }
+
+    /// Issue 35, finding 5: the relay tells how long its oldest event has
+    /// waited, so a broker that is connected but takes nothing shows.
+    #[tokio::test]
+    async fn the_oldest_unsent_events_age_grows_while_nothing_is_published() {
+        let t = TestDatabase::sqlite();
+        let db = Db::connect::<ReservationMigrator>(t.url()).await.unwrap();
+        let event = OutgoingEvent {
+            event_id: EventId::from_uuid(uuid::Uuid::now_v7()),
+            subject: "roaming.reservation.test".to_owned(),
+            payload: vec![1],
+            headers: Vec::new(),
+        };
+        db.write(move |tx| {
+            let event = event.clone();
+            Box::pin(async move {
+                outbox::append_in(tx, &[event]).await?;
+                Ok(Verdict::Keep(()))
+            })
+        })
+        .await
+        .unwrap();
+        let down = Relay::new(db.clone(), Broker { up: false }, RelayConfig::default());
+        let oldest = down.oldest_unsent();
+        assert_eq!(oldest.age(), None, "nothing read yet");
+        run_for(down, Duration::from_millis(1_300)).await;
+        let waited = oldest.age().expect("an event waits");
+        assert!(waited >= Duration::from_secs(1), "{waited:?}");
+
+        let up = Relay::new(db, Broker { up: true }, RelayConfig::default());
+        let oldest = up.oldest_unsent();
+        run_for(up, Duration::from_millis(1_300)).await;
+        assert_eq!(oldest.age(), None, "published: nothing waits");
     }
 }

@@ -130,6 +130,19 @@ pub struct Host {
     poison_subject: Option<Arc<str>>,
 }
 
+/// How long the oldest event may wait in the outbox before the broker's
+/// health (`roaming.bus`) says it is stalled: the no-fault lag is well under
+/// a second, a stream leader's election a few seconds.
+const BUS_STALL: Duration = Duration::from_secs(10);
+
+/// `roaming.bus` is `SERVING` while the broker is connected and events leave
+/// the outbox: a broker that is reachable but takes nothing (no stream
+/// leader, no quorum) shows too. Readiness (`""`) does not follow it: calls
+/// are served while events wait.
+fn bus_healthy(connected: bool, oldest_unsent: Option<Duration>) -> bool {
+    connected && oldest_unsent.is_none_or(|waited| waited < BUS_STALL)
+}
+
 impl Host {
     /// Binds `listen`, opens and migrates the database (`url`, or the data
     /// directory's file for `name`), relays the outbox to `bus`, and keeps
@@ -160,6 +173,7 @@ impl Host {
                 ..RelayConfig::default()
             },
         );
+        let oldest_unsent = relay.oldest_unsent();
         runtime.spawn(|stop| relay.run(stop));
         let ready = db.clone();
         runtime.follow(
@@ -177,10 +191,12 @@ impl Host {
         runtime.follow(
             Follow {
                 entries: vec![BUS.to_owned()],
-                up: Some("broker connected"),
-                down: Some("broker unreachable: events wait in the outbox, calls are still served"),
+                up: Some("broker connected, events leaving the outbox"),
+                down: Some(
+                    "events are not reaching the broker (unreachable, or the oldest has waited over 10 s): they wait in the outbox, calls are still served",
+                ),
             },
-            move || std::future::ready(broker.is_connected()),
+            move || std::future::ready(bus_healthy(broker.is_connected(), oldest_unsent.age())),
         );
         let poison_subject = settings
             .consumer_fault_poison_subject
@@ -362,5 +378,18 @@ pub fn inbound<'a>(d: &Delivery<'a>) -> adapters_codec::Inbound<'a> {
     adapters_codec::Inbound {
         subject: d.subject,
         payload: d.payload,
+    }
+}
+
+#[cfg(test)]
+mod bus_health {
+    use super::*;
+
+    #[test]
+    fn the_bus_is_healthy_while_connected_and_events_leave() {
+        assert!(bus_healthy(true, None));
+        assert!(bus_healthy(true, Some(Duration::from_millis(300))));
+        assert!(!bus_healthy(true, Some(Duration::from_secs(11))), "stalled");
+        assert!(!bus_healthy(false, None), "unreachable");
     }
 }

@@ -91,6 +91,44 @@ async fn a_broker_outage_leaves_every_service_ready_and_loses_no_event() {
     m.stop().await;
 }
 
+/// Issue 35, finding 5: a broker that is connected but takes nothing (here
+/// its reservation stream is gone, as when a cluster has no stream leader)
+/// shows as `roaming.bus` `NOT_SERVING` once the oldest unsent event has
+/// waited 10 s; readiness stays, and the bus is `SERVING` again once events
+/// leave.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_broker_that_takes_nothing_shows_as_a_stalled_bus() {
+    let nats = NatsServer::start().expect("nats-server");
+    let m = TestMesh::start_with(|s| s.nats_url = Some(nats.url())).await;
+    let reservation = m.direct().reservation;
+    eventually(Duration::from_secs(5), "bus SERVING", || async move {
+        (health(reservation, service_names::BUS).await == SERVING).then_some(())
+    })
+    .await;
+    let js = adapters_bus::nats::connect(&nats.url()).await.unwrap();
+    js.delete_stream("ROAMING_RESERVATION").await.unwrap();
+    m.reservation()
+        .await
+        .reserve_roaming(req(ALICE, roaming_request("stalled", 3, 4)))
+        .await
+        .expect("reserve while the broker takes nothing");
+    eventually(Duration::from_secs(20), "bus NOT_SERVING", || async move {
+        (health(reservation, service_names::BUS).await == NOT_SERVING).then_some(())
+    })
+    .await;
+    assert_eq!(health(reservation, "").await, SERVING, "still ready");
+    adapters_bus::nats::ensure_streams(&js, "", 1)
+        .await
+        .unwrap();
+    eventually(
+        Duration::from_secs(15),
+        "bus SERVING again",
+        || async move { (health(reservation, service_names::BUS).await == SERVING).then_some(()) },
+    )
+    .await;
+    m.stop().await;
+}
+
 /// SIGTERM: readiness to `NOT_SERVING` at once, still answering for the
 /// shutdown delay (while load balancers catch up), then the process exits.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
