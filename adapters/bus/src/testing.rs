@@ -26,13 +26,7 @@ impl NatsServer {
     pub fn start() -> io::Result<Self> {
         static NEXT: AtomicU64 = AtomicU64::new(0);
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let dir = std::env::temp_dir().join(format!(
-            "roaming-test-nats-{}-{n}-{}",
-            std::process::id(),
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_nanos())
-        ));
+        let dir = fresh_dir(&format!("nats-{n}"));
         let mut server = Self::start_in(dir)?;
         server.owns_dir = true;
         Ok(server)
@@ -91,6 +85,17 @@ impl Drop for NatsServer {
             let _ = std::fs::remove_dir_all(&self.dir);
         }
     }
+}
+
+/// A directory name of this process's own under the temp directory.
+fn fresh_dir(kind: &str) -> PathBuf {
+    std::env::temp_dir().join(format!(
+        "roaming-test-{kind}-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos())
+    ))
 }
 
 /// Starts `nats-server` with JetStream on `port` and the store in `dir`;
@@ -162,13 +167,7 @@ impl NatsCluster {
     /// `nats-server` is not on `PATH`, no free port, or a server did not
     /// start within 10 s.
     pub fn start(size: usize) -> io::Result<Self> {
-        let dir = std::env::temp_dir().join(format!(
-            "roaming-test-nats-cluster-{}-{}",
-            std::process::id(),
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_nanos())
-        ));
+        let dir = fresh_dir("nats-cluster");
         // Ports probed and released: another process may take one in
         // between (a start then fails; tests are rerun), but a cluster's
         // routes must be known before its servers start.

@@ -83,7 +83,7 @@ pub mod lease {
     impl ActiveModelBehavior for ActiveModel {}
 }
 
-fn now_micros() -> i64 {
+pub(crate) fn now_micros() -> i64 {
     crate::time_codec::micros(time::OffsetDateTime::now_utc())
 }
 

@@ -64,11 +64,8 @@ impl OldestUnsent {
         if created == 0 {
             return None;
         }
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX));
         Some(Duration::from_micros(
-            u64::try_from(now - created).unwrap_or(0),
+            u64::try_from(outbox::now_micros() - created).unwrap_or(0),
         ))
     }
 }
@@ -236,13 +233,8 @@ impl<P: EventPublisher> Relay<P> {
     async fn record_backlog(&self) {
         match outbox::backlog(self.db.reader()).await {
             Ok((count, oldest)) => {
-                let now = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX));
-                let age = oldest.map_or(Duration::ZERO, |created| {
-                    Duration::from_micros(u64::try_from(now - created).unwrap_or(0))
-                });
                 self.oldest_unsent.set(oldest);
+                let age = self.oldest_unsent.age().unwrap_or_default();
                 adapters_telemetry::metrics::outbox(&self.config.lease, count, age);
             }
             Err(e) => debug!(error = %e, "reading the outbox backlog failed"),

@@ -992,10 +992,8 @@ async fn a_failing_start_prints_no_password_of_its_urls() {
 #[cfg(unix)]
 #[test]
 fn under_umask_000_up_keeps_its_directories_owner_only() {
-    use std::io::BufRead as _;
     use std::os::unix::fs::PermissionsExt as _;
     use std::path::Path;
-    use std::time::Instant;
 
     fn mode(path: &Path) -> u32 {
         std::fs::symlink_metadata(path)
@@ -1009,40 +1007,10 @@ fn under_umask_000_up_keeps_its_directories_owner_only() {
     std::fs::create_dir(&parent).unwrap();
     std::fs::set_permissions(&parent, std::fs::Permissions::from_mode(0o777)).unwrap();
     let data = parent.join("data");
-    let mut child = std::process::Command::new("sh")
-        .args(["-c", "umask 000 && exec \"$0\" up --tls"])
-        .arg(env!("CARGO_BIN_EXE_roaming"))
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("ROAMING_DATA_DIR", &data)
-        .env("ROAMING_ADMIN_LISTEN", "off")
-        .env("ROAMING_GATEWAY_LISTEN", "127.0.0.1:0")
-        .env("ROAMING_RESERVATION_LISTEN", "127.0.0.1:0")
-        .env("ROAMING_PAYMENT_LISTEN", "127.0.0.1:0")
-        .env("ROAMING_RENTAL_LISTEN", "127.0.0.1:0")
-        .env("ROAMING_PARKING_LISTEN", "127.0.0.1:0")
-        .env("ROAMING_VIEW_LISTEN", "127.0.0.1:0")
-        .env("RUST_LOG", "info")
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut seen = String::new();
-    let deadline = Instant::now() + Duration::from_mins(1);
-    while Instant::now() < deadline {
-        let Some(Ok(line)) = lines.next() else { break };
-        seen.push_str(&line);
-        seen.push('\n');
-        if line.contains("gateway serving") {
-            break;
-        }
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-    assert!(
-        seen.contains("gateway serving"),
-        "the mesh never served:\n{seen}"
-    );
+    let mut up = std::process::Command::new("sh");
+    up.args(["-c", "umask 000 && exec \"$0\" up --tls"])
+        .arg(env!("CARGO_BIN_EXE_roaming"));
+    support::up_until_the_gateway_serves(up, &data, "127.0.0.1:0");
 
     let mut dirs = vec![];
     let mut files = vec![];

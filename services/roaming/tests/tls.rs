@@ -614,43 +614,11 @@ async fn optional_mutual_tls_takes_plaintext_and_still_checks_a_certificate_pres
 /// The log lines of `roaming up ARGS` (gateway on every interface, port 0)
 /// until the gateway serves.
 fn up_until_the_gateway_serves(args: &[&str]) -> String {
-    use std::io::BufRead as _;
     let dir = std::env::temp_dir().join(format!("roaming-tls-up-{}", uuid::Uuid::now_v7()));
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_roaming"))
-        .arg("up")
-        .args(args)
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("ROAMING_DATA_DIR", &dir)
-        .env("ROAMING_ADMIN_LISTEN", "off")
-        .env("ROAMING_GATEWAY_LISTEN", "0.0.0.0:0")
-        .env("ROAMING_RESERVATION_LISTEN", "127.0.0.1:0")
-        .env("ROAMING_PAYMENT_LISTEN", "127.0.0.1:0")
-        .env("ROAMING_RENTAL_LISTEN", "127.0.0.1:0")
-        .env("ROAMING_PARKING_LISTEN", "127.0.0.1:0")
-        .env("ROAMING_VIEW_LISTEN", "127.0.0.1:0")
-        .env("RUST_LOG", "info")
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut seen = String::new();
-    let deadline = Instant::now() + Duration::from_mins(1);
-    while Instant::now() < deadline {
-        let Some(Ok(line)) = lines.next() else { break };
-        seen.push_str(&line);
-        seen.push('\n');
-        if line.contains("gateway serving") {
-            break;
-        }
-    }
-    let _ = child.kill();
-    let _ = child.wait();
+    let mut up = std::process::Command::new(env!("CARGO_BIN_EXE_roaming"));
+    up.arg("up").args(args);
+    let seen = support::up_until_the_gateway_serves(up, &dir, "0.0.0.0:0");
     let _ = std::fs::remove_dir_all(&dir);
-    assert!(
-        seen.contains("gateway serving"),
-        "the gateway never served:\n{seen}"
-    );
     seen
 }
 

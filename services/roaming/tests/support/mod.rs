@@ -365,3 +365,49 @@ impl HasCluster for Cluster {
         *self
     }
 }
+
+/// Runs `command` (a `roaming up`, perhaps behind a shell) with its data in
+/// `data`, every service on a loopback port 0 and the gateway on
+/// `gateway_listen`, until the gateway serves; its log lines so far. Panics
+/// if it never serves within a minute.
+#[allow(dead_code)] // not every test binary starts `roaming up` as a process
+pub fn up_until_the_gateway_serves(
+    mut command: std::process::Command,
+    data: &std::path::Path,
+    gateway_listen: &str,
+) -> String {
+    use std::io::BufRead as _;
+    let mut child = command
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("ROAMING_DATA_DIR", data)
+        .env("ROAMING_ADMIN_LISTEN", "off")
+        .env("ROAMING_GATEWAY_LISTEN", gateway_listen)
+        .env("ROAMING_RESERVATION_LISTEN", "127.0.0.1:0")
+        .env("ROAMING_PAYMENT_LISTEN", "127.0.0.1:0")
+        .env("ROAMING_RENTAL_LISTEN", "127.0.0.1:0")
+        .env("ROAMING_PARKING_LISTEN", "127.0.0.1:0")
+        .env("ROAMING_VIEW_LISTEN", "127.0.0.1:0")
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("the roaming binary");
+    let mut lines = std::io::BufReader::new(child.stdout.take().expect("piped")).lines();
+    let mut seen = String::new();
+    let deadline = std::time::Instant::now() + Duration::from_mins(1);
+    while std::time::Instant::now() < deadline {
+        let Some(Ok(line)) = lines.next() else { break };
+        seen.push_str(&line);
+        seen.push('\n');
+        if line.contains("gateway serving") {
+            break;
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        seen.contains("gateway serving"),
+        "the gateway never served:\n{seen}"
+    );
+    seen
+}
