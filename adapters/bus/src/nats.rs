@@ -399,6 +399,20 @@ fn publish_error(e: impl std::fmt::Display) -> PublishError {
     PublishError(e.to_string())
 }
 
+/// How long a publish waits for its stream's ack (and a consumer for the
+/// confirmation of its ack) before it is sent again. JetStream answers in
+/// milliseconds; no answer within this means the server holding the request
+/// died or the stream is electing a leader, and waiting the client's 5 s
+/// default stalled events that long after a node was lost. Sending again is
+/// safe: the stream drops a repeated `Nats-Msg-Id` within its duplicate
+/// window, and an ack is idempotent.
+pub const ACK_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Confirmed acks tried this many times ([`ACK_TIMEOUT`] each) before the
+/// event is left to be redelivered: the second try reaches the consumer's
+/// new leader after a failover.
+const ACK_TRIES: u32 = 3;
+
 impl EventPublisher for JetStreamPublisher {
     async fn publish(&self, events: &[OutgoingEvent]) -> Result<(), PublishError> {
         let mut in_flight = FuturesOrdered::new();
@@ -417,17 +431,54 @@ impl EventPublisher for JetStreamPublisher {
                 .send_publish(subject, message)
                 .await
                 .map_err(publish_error)?;
-            in_flight.push_back(ack.into_future());
+            in_flight.push_back(tokio::time::timeout(ACK_TIMEOUT, ack.into_future()));
             if in_flight.len() >= self.window
                 && let Some(ack) = in_flight.next().await
             {
-                ack.map_err(publish_error)?;
+                acked(ack)?;
             }
         }
         while let Some(ack) = in_flight.next().await {
-            ack.map_err(publish_error)?;
+            acked(ack)?;
         }
         Ok(())
+    }
+}
+
+fn acked(
+    ack: Result<
+        Result<jetstream::publish::PublishAck, jetstream::context::PublishError>,
+        tokio::time::error::Elapsed,
+    >,
+) -> Result<(), PublishError> {
+    match ack {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(publish_error(e)),
+        Err(_) => Err(PublishError(format!(
+            "no ack within {} ms (a server lost, or the stream electing a leader); sent again",
+            ACK_TIMEOUT.as_millis()
+        ))),
+    }
+}
+
+/// Acknowledges `message` and waits for the server's confirmation,
+/// [`ACK_TRIES`] times at most: a confirmation lost with a server (or while
+/// the consumer moves to a new leader) is asked for again instead of waiting
+/// out the client's 5 s default.
+async fn confirmed_ack(message: &jetstream::Message) -> Result<(), async_nats::Error> {
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        let error: async_nats::Error =
+            match tokio::time::timeout(ACK_TIMEOUT, message.double_ack()).await {
+                Ok(Ok(())) => return Ok(()),
+                Ok(Err(e)) => e,
+                Err(_) => format!("no confirmation within {} ms", ACK_TIMEOUT.as_millis()).into(),
+            };
+        if tries >= ACK_TRIES {
+            return Err(error);
+        }
+        debug!(error = %error, tries, "ack not confirmed; asking again");
     }
 }
 
@@ -453,6 +504,105 @@ pub struct ConsumerSpec {
     /// consumer is not one database round trip per event behind its stream.
     /// `None` (the default): one at a time, in stream order.
     pub order_key: Option<OrderKey>,
+    /// Where this consumer reports how far behind its stream it is.
+    pub lag: Option<ConsumeLag>,
+}
+
+/// How far behind their streams a process's consumers are, for the broker's
+/// health: per durable, while events wait for it, the longer of the time
+/// since its ack floor last moved (a stalled pull, a handler failing over
+/// and over, a consumer without a leader) and the age of the last event it
+/// acknowledged (a consumer that moves, but far behind).
+#[derive(Debug, Clone, Default)]
+pub struct ConsumeLag(Arc<std::sync::Mutex<HashMap<String, Behind>>>);
+
+#[derive(Debug, Clone, Copy, Default)]
+struct Behind {
+    /// Events wait, and the ack floor has not moved since then.
+    waiting_since: Option<tokio::time::Instant>,
+    /// The age of the last event acknowledged, when it was.
+    last_acked_age: Duration,
+}
+
+impl ConsumeLag {
+    /// The consumer furthest behind and by how much; `None` while every one
+    /// is caught up.
+    pub fn worst(&self) -> Option<(String, Duration)> {
+        let now = tokio::time::Instant::now();
+        self.lock()
+            .iter()
+            .filter_map(|(durable, b)| {
+                let since = b.waiting_since?;
+                Some((
+                    durable.clone(),
+                    now.duration_since(since).max(b.last_acked_age),
+                ))
+            })
+            .max_by_key(|(_, behind)| *behind)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Behind>> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn acked(&self, durable: &str, age: Duration) {
+        self.lock()
+            .entry(durable.to_owned())
+            .or_default()
+            .last_acked_age = age;
+    }
+
+    /// What the consumer's leader said (`None`: it did not answer).
+    fn observed(&self, durable: &str, waiting: Option<bool>, floor_moved: bool) {
+        let mut all = self.lock();
+        let b = all.entry(durable.to_owned()).or_default();
+        match waiting {
+            Some(false) => *b = Behind::default(),
+            Some(true) if floor_moved => b.waiting_since = Some(tokio::time::Instant::now()),
+            Some(true) | None => {
+                b.waiting_since
+                    .get_or_insert_with(tokio::time::Instant::now);
+            }
+        }
+    }
+
+    fn stopped(&self, durable: &str) {
+        self.lock().remove(durable);
+    }
+}
+
+/// How often a consumer's position is read for [`ConsumeLag`].
+const LAG_LOOK: Duration = Duration::from_secs(1);
+
+/// Reads `spec`'s consumer info every [`LAG_LOOK`] into `lag`; never ends.
+async fn watch_lag(js: &Context, spec: &ConsumerSpec, lag: &ConsumeLag) {
+    let mut floor = None;
+    loop {
+        tokio::time::sleep(LAG_LOOK).await;
+        let info = async {
+            js.get_stream_no_info(&spec.stream)
+                .await
+                .map_err(async_nats::Error::from)?
+                .consumer_info(&spec.durable)
+                .await
+                .map_err(async_nats::Error::from)
+        };
+        match tokio::time::timeout(ACK_TIMEOUT * 2, info).await {
+            Ok(Ok(info)) => {
+                let waiting = info.num_pending > 0 || info.num_ack_pending > 0;
+                let moved = floor != Some(info.ack_floor.stream_sequence);
+                floor = Some(info.ack_floor.stream_sequence);
+                lag.observed(&spec.durable, Some(waiting), moved);
+            }
+            Ok(Err(e)) => {
+                debug!(durable = %spec.durable, error = %e, "reading the consumer's position failed");
+                lag.observed(&spec.durable, None, false);
+            }
+            Err(_) => lag.observed(&spec.durable, None, false),
+        }
+    }
 }
 
 /// `<prefix>roaming.replay.<durable>`: under it, the original subject.
@@ -489,6 +639,7 @@ impl ConsumerSpec {
             batch: 32,
             subject_prefix: prefix.to_owned(),
             order_key: None,
+            lag: None,
         }
     }
 
@@ -509,6 +660,13 @@ impl ConsumerSpec {
         self.order_key = Some(key);
         self
     }
+
+    /// Reports how far behind the consumer is to `lag` (see [`ConsumeLag`]).
+    #[must_use]
+    pub fn watched_by(mut self, lag: ConsumeLag) -> Self {
+        self.lag = Some(lag);
+        self
+    }
 }
 
 /// Runs a durable pull consumer until `shutdown` resolves, applying each event
@@ -523,9 +681,43 @@ pub async fn run_consumer(
     handler: Arc<dyn Handler>,
     shutdown: impl Future<Output = ()>,
 ) {
+    let Some(lag) = spec.lag.clone() else {
+        return consume(js, spec, handler, shutdown).await;
+    };
+    tokio::select! {
+        () = consume(js.clone(), spec.clone(), handler, shutdown) => {}
+        () = watch_lag(&js, &spec, &lag) => {}
+    }
+    lag.stopped(&spec.durable);
+}
+
+async fn consume(
+    js: Context,
+    spec: ConsumerSpec,
+    handler: Arc<dyn Handler>,
+    shutdown: impl Future<Output = ()>,
+) {
     tokio::pin!(shutdown);
     let mut backoff = Duration::from_millis(100);
+    // A new leader of the durable (its old one died, or stepped down) is
+    // told here, so the pull is reopened on it at once instead of after
+    // missed heartbeats. Without the subscription the heartbeats still do it.
+    let mut leader_changes = match js
+        .client()
+        .subscribe(leader_elected_subject(&spec.stream, &spec.durable))
+        .await
+    {
+        Ok(s) => Some(s),
+        Err(e) => {
+            warn!(durable = %spec.durable, error = %e, "not following the consumer's leader changes; missed heartbeats reopen it");
+            None
+        }
+    };
     loop {
+        // Changes before this open are covered by it.
+        if let Some(changes) = leader_changes.as_mut() {
+            while let Some(Some(_)) = changes.next().now_or_never() {}
+        }
         let consumer = tokio::select! {
             () = &mut shutdown => return,
             c = open_consumer(&js, &spec) => c,
@@ -545,13 +737,28 @@ pub async fn run_consumer(
                 continue;
             }
         };
+        let mut new_leader = false;
         loop {
-            let next = tokio::select! {
-                () = &mut shutdown => {
-                    hand_back(&js, &spec, messages).await;
-                    return;
+            let next = if new_leader {
+                // What the old leader delivered is handled (its acks reach
+                // the new one), then the pull is reopened.
+                let Some(next) = messages.next().now_or_never() else {
+                    info!(durable = %spec.durable, "the consumer has a new leader; pulling from it");
+                    break;
+                };
+                next
+            } else {
+                tokio::select! {
+                    () = &mut shutdown => {
+                        hand_back(&js, &spec, messages).await;
+                        return;
+                    }
+                    next = messages.next() => next,
+                    Some(_) = next_change(leader_changes.as_mut()) => {
+                        new_leader = true;
+                        continue;
+                    }
                 }
-                next = messages.next() => next,
             };
             let first = match next {
                 Some(Ok(message)) => message,
@@ -585,6 +792,14 @@ pub async fn run_consumer(
                 break;
             }
         }
+    }
+}
+
+/// The next leader change, or never without a subscription.
+async fn next_change(changes: Option<&mut async_nats::Subscriber>) -> Option<async_nats::Message> {
+    match changes {
+        Some(changes) => changes.next().await,
+        None => std::future::pending().await,
     }
 }
 
@@ -703,6 +918,15 @@ pub async fn create_durable_at(
     Ok(())
 }
 
+/// The idle heartbeat of a pull: two missed ones reopen the consumer.
+const PULL_HEARTBEAT: Duration = Duration::from_secs(1);
+
+/// The advisory JetStream publishes when `durable` on `stream` has a new
+/// leader: the pull requests the old one held are gone with it.
+fn leader_elected_subject(stream: &str, durable: &str) -> String {
+    format!("$JS.EVENT.ADVISORY.CONSUMER.LEADER_ELECTED.{stream}.{durable}")
+}
+
 async fn open_consumer(
     js: &Context,
     spec: &ConsumerSpec,
@@ -731,7 +955,10 @@ async fn open_consumer(
     Ok(consumer
         .stream()
         .max_messages_per_batch(spec.batch)
-        .heartbeat(Duration::from_secs(5))
+        // A pull request lost with its server (the consumer's leader died
+        // and the client stayed connected to another node) shows as two
+        // missed heartbeats: 2 s, not 10.
+        .heartbeat(PULL_HEARTBEAT)
         .expires(Duration::from_secs(30))
         .messages()
         .await?)
@@ -779,8 +1006,12 @@ async fn handle_one(
         Ok(()) => {
             // Confirmed ack: if it is lost the event comes again and the inbox
             // makes the repeat harmless.
-            if let Err(e) = message.double_ack().await {
+            if let Err(e) = confirmed_ack(&message).await {
                 warn!(durable = %spec.durable, error = %e, "ack not confirmed; the event will be redelivered");
+            }
+            if let (Some(lag), Ok(info)) = (&spec.lag, message.info()) {
+                let age = time::OffsetDateTime::now_utc() - info.published;
+                lag.acked(&spec.durable, age.try_into().unwrap_or(Duration::ZERO));
             }
         }
         Err(e) if i64::try_from(attempt).unwrap_or(i64::MAX) >= spec.max_deliver => {

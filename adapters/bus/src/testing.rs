@@ -150,18 +150,21 @@ fn spawn(port: u16, dir: &Path) -> io::Result<(Child, u16)> {
 }
 
 /// A JetStream cluster of `nats-server`s on loopback, each with its own
-/// store, routes to all the others; killed and removed on drop.
+/// store, routes to all the others and a monitoring port; killed and
+/// removed on drop. Servers are named `n1`, `n2`, ... (index 0 is `n1`).
 #[derive(Debug)]
 pub struct NatsCluster {
-    children: Vec<Child>,
+    children: Vec<Option<Child>>,
     ports: Vec<u16>,
+    routes: Vec<u16>,
+    monitors: Vec<u16>,
     dir: PathBuf,
 }
 
 impl NatsCluster {
-    /// `size` servers (`n1`, `n2`, ...) of the cluster `roaming`, once each
-    /// accepts connections (JetStream's meta leader may take a few seconds
-    /// more: clients retry).
+    /// `size` servers of the cluster `roaming`, once each accepts
+    /// connections (JetStream's meta leader may take a few seconds more:
+    /// clients retry).
     ///
     /// # Errors
     /// `nats-server` is not on `PATH`, no free port, or a server did not
@@ -176,46 +179,47 @@ impl NatsCluster {
                 .local_addr()?
                 .port())
         };
-        let ports = (0..size).map(|_| free()).collect::<io::Result<Vec<_>>>()?;
-        let routes = (0..size).map(|_| free()).collect::<io::Result<Vec<_>>>()?;
-        let all_routes = routes
-            .iter()
-            .map(|p| format!("nats://127.0.0.1:{p}"))
-            .collect::<Vec<_>>()
-            .join(",");
+        let ports = || (0..size).map(|_| free()).collect::<io::Result<Vec<_>>>();
         let mut cluster = Self {
-            children: Vec::new(),
-            ports: ports.clone(),
+            children: (0..size).map(|_| None).collect(),
+            ports: ports()?,
+            routes: ports()?,
+            monitors: ports()?,
             dir,
         };
-        for (i, (port, route)) in ports.iter().zip(&routes).enumerate() {
-            let store = cluster.dir.join(format!("n{}", i + 1));
-            std::fs::create_dir_all(&store)?;
-            let child = Command::new("nats-server")
-                .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string()])
-                .args(["--server_name", &format!("n{}", i + 1)])
-                .args(["--cluster_name", "roaming"])
-                .args(["--cluster", &format!("nats://127.0.0.1:{route}")])
-                .args(["--routes", &all_routes])
-                .arg("-sd")
-                .arg(&store)
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()?;
-            cluster.children.push(child);
+        for i in 0..size {
+            std::fs::create_dir_all(cluster.dir.join(cluster.name(i)))?;
+            cluster.spawn(i)?;
         }
-        let deadline = Instant::now() + Duration::from_secs(10);
-        for port in &ports {
-            while std::net::TcpStream::connect(("127.0.0.1", *port)).is_err() {
-                if Instant::now() > deadline {
-                    return Err(io::Error::other(
-                        "a cluster server did not start within 10 s",
-                    ));
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
+        for i in 0..size {
+            cluster.wait_listening(i)?;
         }
         Ok(cluster)
+    }
+
+    /// The server name of index `i` (`n1` for 0).
+    pub fn name(&self, i: usize) -> String {
+        format!("n{}", i + 1)
+    }
+
+    /// How many servers the cluster has (running or not).
+    pub fn size(&self) -> usize {
+        self.ports.len()
+    }
+
+    /// The index of the server named `name`.
+    pub fn index_of(&self, name: &str) -> Option<usize> {
+        (0..self.size()).find(|i| self.name(*i) == name)
+    }
+
+    /// The client port of server `i`.
+    pub fn port(&self, i: usize) -> u16 {
+        self.ports[i]
+    }
+
+    /// The monitoring port of server `i` (`/varz`, `/connz`, `/jsz`).
+    pub fn monitor_port(&self, i: usize) -> u16 {
+        self.monitors[i]
     }
 
     /// Every server, comma-separated (`ROAMING_NATS_URL` for a cluster).
@@ -226,13 +230,90 @@ impl NatsCluster {
             .collect::<Vec<_>>()
             .join(",")
     }
+
+    /// SIGKILL of server `i`: no goodbye, no flush; its store stays for
+    /// [`Self::restart`].
+    pub fn kill(&mut self, i: usize) {
+        if let Some(mut child) = self.children[i].take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Server `i` started again on its ports and store, once it accepts
+    /// connections.
+    ///
+    /// # Errors
+    /// It did not start within 10 s (a port taken while it was down).
+    pub fn restart(&mut self, i: usize) -> io::Result<()> {
+        self.kill(i);
+        self.spawn(i)?;
+        self.wait_listening(i)
+    }
+
+    /// The body of `GET path` on server `i`'s monitoring port (e.g.
+    /// `/jsz`, `/connz`): JSON.
+    ///
+    /// # Errors
+    /// The server does not answer.
+    pub fn monitor(&self, i: usize, path: &str) -> io::Result<String> {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", self.monitors[i]))?;
+        stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+        write!(
+            stream,
+            "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+        )?;
+        let mut response = String::new();
+        stream.read_to_string(&mut response)?;
+        response
+            .split_once("\r\n\r\n")
+            .map(|(_, body)| body.to_owned())
+            .ok_or_else(|| io::Error::other(format!("no body from {path}")))
+    }
+
+    fn spawn(&mut self, i: usize) -> io::Result<()> {
+        let all_routes = self
+            .routes
+            .iter()
+            .map(|p| format!("nats://127.0.0.1:{p}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        let child = Command::new("nats-server")
+            .args(["-js", "-a", "127.0.0.1", "-p", &self.ports[i].to_string()])
+            .args(["-m", &self.monitors[i].to_string()])
+            .args(["--server_name", &self.name(i)])
+            .args(["--cluster_name", "roaming"])
+            .args(["--cluster", &format!("nats://127.0.0.1:{}", self.routes[i])])
+            .args(["--routes", &all_routes])
+            .arg("-sd")
+            .arg(self.dir.join(self.name(i)))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()?;
+        self.children[i] = Some(child);
+        Ok(())
+    }
+
+    fn wait_listening(&self, i: usize) -> io::Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", self.ports[i])).is_err() {
+            if Instant::now() > deadline {
+                return Err(io::Error::other(format!(
+                    "cluster server {} did not start within 10 s",
+                    self.name(i)
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(())
+    }
 }
 
 impl Drop for NatsCluster {
     fn drop(&mut self) {
-        for child in &mut self.children {
-            let _ = child.kill();
-            let _ = child.wait();
+        for i in 0..self.size() {
+            self.kill(i);
         }
         let _ = std::fs::remove_dir_all(&self.dir);
     }

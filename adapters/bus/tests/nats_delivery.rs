@@ -921,3 +921,124 @@ async fn a_start_that_cannot_place_its_streams_says_why() {
         "{refused}"
     );
 }
+
+/// Issue 35, finding 5 (the consume side): a consumer whose events wait
+/// while it makes no progress (here its handler fails as if its database
+/// were down) shows in [`nats::ConsumeLag`], by a figure that grows, and
+/// leaves it once it caught up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consumer_that_makes_no_progress_shows_as_behind_until_it_caught_up() {
+    let server = NatsServer::start().expect("nats-server");
+    let js = nats::connect(&server.url()).await.unwrap();
+    nats::ensure_streams(&js, "", 1).await.unwrap();
+    let producer = Producer::new().await;
+    let consumer = Consumer::new().await;
+    let (stop, shutdown) = stopper();
+    let lag = nats::ConsumeLag::default();
+    tokio::spawn(nats::run_consumer(
+        js.clone(),
+        spec("view").watched_by(lag.clone()),
+        consumer.handler("a"),
+        shutdown(),
+    ));
+    tokio::spawn(relay(&producer, &js).run(shutdown()));
+    producer.commit(1, 1, SUBJECT).await;
+    consumer.wait_for(1, WAIT).await;
+    settled(&js, "view").await;
+    // Caught up: nothing waits (the watcher has looked at least once).
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(lag.worst(), None);
+
+    // 14 failing calls: the handler's own retries wait 0.1 + 0.2 + ... +
+    // 1.4 s, about 10 s without the ack floor moving.
+    consumer
+        .outage
+        .store(14, std::sync::atomic::Ordering::Relaxed);
+    producer.commit(1, 1, SUBJECT).await;
+    let deadline = std::time::Instant::now() + WAIT;
+    let behind = loop {
+        if let Some((durable, behind)) = lag.worst()
+            && behind >= Duration::from_secs(3)
+        {
+            assert_eq!(durable, "view");
+            break behind;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the stalled consumer never showed as behind"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(behind < WAIT, "{behind:?}");
+
+    consumer.wait_for(2, WAIT).await;
+    settled(&js, "view").await;
+    let deadline = std::time::Instant::now() + WAIT;
+    while lag.worst().is_some() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still behind after catching up: {:?}",
+            lag.worst()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(consumer.counts().await, (2, 2));
+    stop.send(true).unwrap();
+}
+
+/// Issue 35, finding 4: on a three-server cluster with replicated streams,
+/// killing the server that leads the consumer (and the stream, when it is
+/// the same) loses no event and stops none: the relay publishes on, the
+/// consumer pulls from the new leader, every event is applied once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consumer_goes_on_after_its_leader_is_killed() {
+    let mut cluster = adapters_bus::testing::NatsCluster::start(3).expect("nats-server cluster");
+    let js = nats::connect(&cluster.url()).await.unwrap();
+    let mut made = Err(async_nats::Error::from("not tried"));
+    for _ in 0..30 {
+        made = nats::ensure_streams(&js, "", 3).await;
+        if made.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    made.unwrap();
+    let producer = Producer::new().await;
+    let consumer = Consumer::new().await;
+    let (stop, shutdown) = stopper();
+    tokio::spawn(nats::run_consumer(
+        js.clone(),
+        spec("view"),
+        consumer.handler("a"),
+        shutdown(),
+    ));
+    tokio::spawn(relay(&producer, &js).run(shutdown()));
+    producer.commit(20, 1, SUBJECT).await;
+    consumer.wait_for(20, WAIT).await;
+
+    let stream = js.get_stream("ROAMING_RENTAL").await.unwrap();
+    let leader = stream
+        .consumer_info("view")
+        .await
+        .unwrap()
+        .cluster
+        .and_then(|c| c.leader)
+        .expect("the consumer has a leader");
+    let i = cluster.index_of(&leader).expect("a server of the cluster");
+    cluster.kill(i);
+    producer.commit(20, 1, SUBJECT).await;
+    consumer.wait_for(40, WAIT).await;
+    cluster.restart(i).unwrap();
+    producer.commit(20, 1, SUBJECT).await;
+    consumer.wait_for(60, WAIT).await;
+    settled(&js, "view").await;
+    assert_eq!(consumer.counts().await, (60, 60), "each applied once");
+    let now = stream
+        .consumer_info("view")
+        .await
+        .unwrap()
+        .cluster
+        .and_then(|c| c.leader);
+    assert!(now.is_some(), "the consumer has a leader again");
+    stop.send(true).unwrap();
+}

@@ -22,7 +22,9 @@ pub struct RelayConfig {
     /// take over, or a commit notification lost while reconnecting).
     pub poll: Duration,
     pub lease_ttl: Duration,
-    /// Upper bound of the retry backoff while the broker is down.
+    /// Upper bound of the retry backoff while the broker fails. Low: a
+    /// stream electing a new leader (a few seconds after a node is lost)
+    /// takes events again the moment it has one, and a retry is one publish.
     pub max_backoff: Duration,
     /// Sent rows are deleted after this long.
     pub keep_sent: Duration,
@@ -37,7 +39,7 @@ impl Default for RelayConfig {
             // A relay killed without releasing its lease delays the outbox by this
             // much at most (renewed every half of it).
             lease_ttl: Duration::from_secs(3),
-            max_backoff: Duration::from_secs(5),
+            max_backoff: Duration::from_millis(500),
             keep_sent: Duration::from_hours(1),
         }
     }
@@ -261,6 +263,10 @@ impl<P: EventPublisher> Relay<P> {
         // Other replicas' commits wake this relay too (PostgreSQL).
         let listener = self.db.listen_for_commits();
         let mut backoff = Duration::from_millis(50);
+        // Failures in a row, and when one was last logged as a warning (the
+        // retries are frequent; the log says so every few seconds).
+        let mut failures = 0u64;
+        let mut last_warning: Option<tokio::time::Instant> = None;
         let mut last_purge = tokio::time::Instant::now();
         let mut last_gauge: Option<tokio::time::Instant> = None;
         loop {
@@ -273,8 +279,15 @@ impl<P: EventPublisher> Relay<P> {
                 step = self.step() => step,
             };
             match step {
-                Ok(0) => {
+                Ok(sent) => {
+                    if failures > 0 {
+                        info!(failures, "outbox relay working again");
+                        failures = 0;
+                    }
                     backoff = Duration::from_millis(50);
+                    if sent > 0 {
+                        continue;
+                    }
                     if last_purge.elapsed() > Duration::from_mins(1) {
                         last_purge = tokio::time::Instant::now();
                         if let Err(e) =
@@ -290,9 +303,14 @@ impl<P: EventPublisher> Relay<P> {
                         () = tokio::time::sleep_until(self.next_look()) => {}
                     }
                 }
-                Ok(_) => backoff = Duration::from_millis(50),
                 Err(e) => {
-                    warn!(error = %e, retry_in_ms = backoff.as_millis(), "outbox relay step failed");
+                    failures += 1;
+                    if last_warning.is_none_or(|t| t.elapsed() >= Duration::from_secs(5)) {
+                        last_warning = Some(tokio::time::Instant::now());
+                        warn!(error = %e, failures, retry_in_ms = backoff.as_millis(), "outbox relay step failed");
+                    } else {
+                        debug!(error = %e, failures, retry_in_ms = backoff.as_millis(), "outbox relay step failed");
+                    }
                     tokio::select! {
                         () = &mut shutdown => break,
                         () = tokio::time::sleep(backoff) => {}

@@ -13,7 +13,12 @@ use domain_kernel::{EventPublisher, OutgoingEvent, PublishError};
 #[allow(clippy::large_enum_variant, reason = "one per process, cloned rarely")]
 pub enum Bus {
     Embedded(EmbeddedBus),
-    Nats { js: nats::Context, prefix: String },
+    Nats {
+        js: nats::Context,
+        prefix: String,
+        /// How far behind this process's consumers are (`roaming.bus` health).
+        lag: nats::ConsumeLag,
+    },
 }
 
 /// A publisher for the outbox relay.
@@ -69,6 +74,7 @@ impl Bus {
                 Ok(Self::Nats {
                     js,
                     prefix: prefix.to_owned(),
+                    lag: nats::ConsumeLag::default(),
                 })
             }
         }
@@ -77,7 +83,7 @@ impl Bus {
     pub fn publisher(&self) -> Publisher {
         match self {
             Self::Embedded(b) => Publisher::Embedded(b.clone()),
-            Self::Nats { js, prefix } => {
+            Self::Nats { js, prefix, .. } => {
                 Publisher::Nats(JetStreamPublisher::new(js.clone()).with_subject_prefix(prefix))
             }
         }
@@ -105,11 +111,12 @@ impl Bus {
                 b.subscribe(durable, &prefix, handler);
                 None
             }
-            Self::Nats { js, prefix } => {
+            Self::Nats { js, prefix, lag } => {
                 // As on the embedded bus: one reservation's events in order,
                 // different reservations' concurrently.
                 let spec = ConsumerSpec::new(prefix, stream, durable)
-                    .ordered_by(adapters_codec::reservation_of);
+                    .ordered_by(adapters_codec::reservation_of)
+                    .watched_by(lag.clone());
                 Some(nats::run_consumer(js.clone(), spec, handler, shutdown))
             }
         }
@@ -126,12 +133,21 @@ impl Bus {
     ) -> Option<impl Future<Output = ()> + Send + 'static> {
         match self {
             Self::Embedded(_) => None,
-            Self::Nats { js, prefix } => Some(nats::run_consumer(
+            Self::Nats { js, prefix, lag } => Some(nats::run_consumer(
                 js.clone(),
-                ConsumerSpec::replay(prefix, durable),
+                ConsumerSpec::replay(prefix, durable).watched_by(lag.clone()),
                 handler,
                 shutdown,
             )),
+        }
+    }
+
+    /// The consumer of this process furthest behind its stream, and by how
+    /// much (never, for the embedded bus: its relay calls the handlers).
+    pub fn consume_behind(&self) -> Option<(String, std::time::Duration)> {
+        match self {
+            Self::Embedded(_) => None,
+            Self::Nats { lag, .. } => lag.worst(),
         }
     }
 

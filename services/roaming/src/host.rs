@@ -135,12 +135,19 @@ pub struct Host {
 /// a second, a stream leader's election a few seconds.
 const BUS_STALL: Duration = Duration::from_secs(10);
 
-/// `roaming.bus` is `SERVING` while the broker is connected and events leave
-/// the outbox: a broker that is reachable but takes nothing (no stream
-/// leader, no quorum) shows too. Readiness (`""`) does not follow it: calls
-/// are served while events wait.
-fn bus_healthy(connected: bool, oldest_unsent: Option<Duration>) -> bool {
-    connected && oldest_unsent.is_none_or(|waited| waited < BUS_STALL)
+/// `roaming.bus` is `SERVING` while the broker is connected, events leave
+/// the outbox and the process's consumers keep up with their streams: a
+/// broker that is reachable but takes nothing (no stream leader, no quorum)
+/// or delivers nothing (a consumer without a leader, a lost pull) shows too.
+/// Readiness (`""`) does not follow it: calls are served while events wait.
+fn bus_healthy(
+    connected: bool,
+    oldest_unsent: Option<Duration>,
+    consume_behind: Option<Duration>,
+) -> bool {
+    connected
+        && oldest_unsent.is_none_or(|waited| waited < BUS_STALL)
+        && consume_behind.is_none_or(|behind| behind < BUS_STALL)
 }
 
 impl Host {
@@ -193,10 +200,16 @@ impl Host {
                 entries: vec![BUS.to_owned()],
                 up: Some("broker connected, events leaving the outbox"),
                 down: Some(
-                    "events are not reaching the broker (unreachable, or the oldest has waited over 10 s): they wait in the outbox, calls are still served",
+                    "events are stuck (the broker unreachable, the outbox's oldest event or a consumer over 10 s behind): they wait, calls are still served",
                 ),
             },
-            move || std::future::ready(bus_healthy(broker.is_connected(), oldest_unsent.age())),
+            move || {
+                std::future::ready(bus_healthy(
+                    broker.is_connected(),
+                    oldest_unsent.age(),
+                    broker.consume_behind().map(|(_, behind)| behind),
+                ))
+            },
         );
         let poison_subject = settings
             .consumer_fault_poison_subject
@@ -387,9 +400,20 @@ mod bus_health {
 
     #[test]
     fn the_bus_is_healthy_while_connected_and_events_leave() {
-        assert!(bus_healthy(true, None));
-        assert!(bus_healthy(true, Some(Duration::from_millis(300))));
-        assert!(!bus_healthy(true, Some(Duration::from_secs(11))), "stalled");
-        assert!(!bus_healthy(false, None), "unreachable");
+        assert!(bus_healthy(true, None, None));
+        assert!(bus_healthy(
+            true,
+            Some(Duration::from_millis(300)),
+            Some(Duration::from_millis(300))
+        ));
+        assert!(
+            !bus_healthy(true, Some(Duration::from_secs(11)), None),
+            "publish stalled"
+        );
+        assert!(
+            !bus_healthy(true, None, Some(Duration::from_secs(11))),
+            "consume stalled"
+        );
+        assert!(!bus_healthy(false, None, None), "unreachable");
     }
 }

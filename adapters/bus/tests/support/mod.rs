@@ -189,6 +189,18 @@ impl Handler for Instance {
             {
                 return Err(HandleError::poison("poison"));
             }
+            // A dependency outage: the call fails as a database that does not
+            // answer would, for as many calls as are left of it.
+            if self
+                .consumer
+                .outage
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |left| {
+                    left.checked_sub(1)
+                })
+                .is_ok()
+            {
+                return Err(HandleError::transient("the database does not answer"));
+            }
             let id = EventId::parse(text).map_err(HandleError::poison)?;
             let db = &self.consumer.db;
             let txn = db.writer().begin().await.map_err(HandleError::transient)?;
