@@ -7,6 +7,8 @@
 //! reserve -> `RENTAL_ACCEPTED`.
 //! `cargo xtask failover [--release]`: `chaos failover`, PostgreSQL failed
 //! over to its synchronous standby under load.
+//! `cargo xtask cluster [--release]`: `chaos cluster`, NATS cluster servers
+//! killed under load.
 
 use std::process::Command;
 
@@ -16,7 +18,8 @@ const USAGE: &str = "usage: cargo xtask tidy
        cargo xtask chaos [--release] [--short] [--races N]
        cargo xtask rollout [--release]
        cargo xtask latency [--release]
-       cargo xtask failover [--release]";
+       cargo xtask failover [--release]
+       cargo xtask cluster [--release]";
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -29,7 +32,7 @@ fn main() -> Result<()> {
             Ok(())
         }
         Some("chaos") => chaos(&args[1..]),
-        Some(sub @ ("rollout" | "latency" | "failover")) => {
+        Some(sub @ ("rollout" | "latency" | "failover" | "cluster")) => {
             let mut rest = vec![sub.to_owned()];
             rest.extend(args[1..].iter().cloned());
             chaos(&rest)

@@ -399,19 +399,13 @@ fn publish_error(e: impl std::fmt::Display) -> PublishError {
     PublishError(e.to_string())
 }
 
-/// How long a publish waits for its stream's ack (and a consumer for the
-/// confirmation of its ack) before it is sent again. JetStream answers in
-/// milliseconds; no answer within this means the server holding the request
-/// died or the stream is electing a leader, and waiting the client's 5 s
-/// default stalled events that long after a node was lost. Sending again is
-/// safe: the stream drops a repeated `Nats-Msg-Id` within its duplicate
-/// window, and an ack is idempotent.
+/// How long a publish waits for its stream's ack before it is sent again.
+/// JetStream answers in milliseconds; no answer within this means the server
+/// holding the request died or the stream is electing a leader, and waiting
+/// the client's 5 s default stalled events that long after a node was lost.
+/// Sending again is safe: the stream drops a repeated `Nats-Msg-Id` within
+/// its duplicate window.
 pub const ACK_TIMEOUT: Duration = Duration::from_secs(1);
-
-/// Confirmed acks tried this many times ([`ACK_TIMEOUT`] each) before the
-/// event is left to be redelivered: the second try reaches the consumer's
-/// new leader after a failover.
-const ACK_TRIES: u32 = 3;
 
 impl EventPublisher for JetStreamPublisher {
     async fn publish(&self, events: &[OutgoingEvent]) -> Result<(), PublishError> {
@@ -458,27 +452,6 @@ fn acked(
             "no ack within {} ms (a server lost, or the stream electing a leader); sent again",
             ACK_TIMEOUT.as_millis()
         ))),
-    }
-}
-
-/// Acknowledges `message` and waits for the server's confirmation,
-/// [`ACK_TRIES`] times at most: a confirmation lost with a server (or while
-/// the consumer moves to a new leader) is asked for again instead of waiting
-/// out the client's 5 s default.
-async fn confirmed_ack(message: &jetstream::Message) -> Result<(), async_nats::Error> {
-    let mut tries = 0;
-    loop {
-        tries += 1;
-        let error: async_nats::Error =
-            match tokio::time::timeout(ACK_TIMEOUT, message.double_ack()).await {
-                Ok(Ok(())) => return Ok(()),
-                Ok(Err(e)) => e,
-                Err(_) => format!("no confirmation within {} ms", ACK_TIMEOUT.as_millis()).into(),
-            };
-        if tries >= ACK_TRIES {
-            return Err(error);
-        }
-        debug!(error = %error, tries, "ack not confirmed; asking again");
     }
 }
 
@@ -699,6 +672,7 @@ async fn consume(
 ) {
     tokio::pin!(shutdown);
     let mut backoff = Duration::from_millis(100);
+    let mut failed_opens = 0u32;
     // A new leader of the durable (its old one died, or stepped down) is
     // told here, so the pull is reopened on it at once instead of after
     // missed heartbeats. Without the subscription the heartbeats still do it.
@@ -720,20 +694,27 @@ async fn consume(
         }
         let consumer = tokio::select! {
             () = &mut shutdown => return,
-            c = open_consumer(&js, &spec) => c,
+            c = tokio::time::timeout(OPEN_TIMEOUT, open_consumer(&js, &spec)) => {
+                c.unwrap_or_else(|_| Err(format!("no answer within {} ms", OPEN_TIMEOUT.as_millis()).into()))
+            }
         };
         let mut messages = match consumer {
             Ok(m) => {
+                if failed_opens > 0 {
+                    info!(durable = %spec.durable, failed_opens, "consumer open again");
+                    failed_opens = 0;
+                }
                 backoff = Duration::from_millis(100);
                 m
             }
             Err(e) => {
+                failed_opens += 1;
                 warn!(durable = %spec.durable, error = %e, "opening consumer failed; retrying");
                 tokio::select! {
                     () = &mut shutdown => return,
                     () = tokio::time::sleep(backoff) => {}
                 }
-                backoff = (backoff * 2).min(Duration::from_secs(5));
+                backoff = (backoff * 2).min(Duration::from_secs(1));
                 continue;
             }
         };
@@ -918,6 +899,13 @@ pub async fn create_durable_at(
     Ok(())
 }
 
+/// How long opening a consumer (looking its stream and durable up, sending
+/// the first pull) may take before it is tried again: a request that reached
+/// a server as it died, or a group electing its leader, is never answered,
+/// and waiting the client's default kept a consumer idle 10 s after a node
+/// was lost.
+const OPEN_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// The idle heartbeat of a pull: two missed ones reopen the consumer.
 const PULL_HEARTBEAT: Duration = Duration::from_secs(1);
 
@@ -1004,10 +992,18 @@ async fn handle_one(
     }
     match result {
         Ok(()) => {
-            // Confirmed ack: if it is lost the event comes again and the inbox
-            // makes the repeat harmless.
-            if let Err(e) = confirmed_ack(&message).await {
-                warn!(durable = %spec.durable, error = %e, "ack not confirmed; the event will be redelivered");
+            // Not waited for: the effect is committed with the event's id in
+            // the inbox, so an ack lost on the way (a server dying, the
+            // consumer between leaders) only brings the event again, and
+            // the inbox makes the repeat harmless. Waiting for each ack's
+            // confirmation held every later event of the lane (and the
+            // window) one round trip per event, and while the consumer had
+            // no leader, a timeout per event: 7-10 s of lag after a server
+            // of a cluster was killed. A stuck consumer still shows: its
+            // ack floor stops ([`ConsumeLag`]). Acks queued at shutdown are
+            // flushed with the hand-back.
+            if let Err(e) = message.ack().await {
+                warn!(durable = %spec.durable, error = %e, "ack not sent; the event will be redelivered");
             }
             if let (Some(lag), Ok(info)) = (&spec.lag, message.info()) {
                 let age = time::OffsetDateTime::now_utc() - info.published;

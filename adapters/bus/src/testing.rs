@@ -240,6 +240,26 @@ impl NatsCluster {
         }
     }
 
+    /// Puts server `i` in lame duck mode (SIGUSR2): it hands its JetStream
+    /// leaderships to the others at once and closes its clients over the
+    /// next 30 s (nats-server's minimum), as before an orderly shutdown.
+    ///
+    /// # Errors
+    /// It is not running, or `kill` could not signal it.
+    pub fn lame_duck(&mut self, i: usize) -> io::Result<()> {
+        let pid = self.children[i]
+            .as_ref()
+            .ok_or_else(|| io::Error::other(format!("{} is not running", self.name(i))))?
+            .id();
+        let status = Command::new("kill")
+            .args(["-USR2", &pid.to_string()])
+            .status()?;
+        if !status.success() {
+            return Err(io::Error::other(format!("kill -USR2 {pid}: {status}")));
+        }
+        Ok(())
+    }
+
     /// Server `i` started again on its ports and store, once it accepts
     /// connections.
     ///

@@ -12,17 +12,20 @@
 //! `chaos rollout` is the rolling-restart proof instead ([`rollout`]);
 //! `chaos latency` measures what replicas add to an event's way ([`latency`]);
 //! `chaos failover` fails PostgreSQL over to its standby under load
-//! ([`failover`]).
+//! ([`failover`]); `chaos cluster` kills NATS cluster servers under load
+//! ([`cluster`]).
 //!
 //! ```text
 //! chaos [--short] [--races N] [--roaming PATH]
 //! chaos rollout [--roaming PATH]
 //! chaos latency [--roaming PATH]
 //! chaos failover [--roaming PATH]
+//! chaos cluster [--roaming PATH]
 //! ```
 
 mod abandoned;
 mod check;
+mod cluster;
 mod dead_letters;
 mod failover;
 mod latency;
@@ -45,6 +48,7 @@ const USAGE: &str = "usage: chaos [--short] [--races N] [--roaming PATH]
        chaos latency [--roaming PATH]   (reserve -> RENTAL_ACCEPTED, with and without replicas)
        chaos failover [--roaming PATH]  (PostgreSQL primary killed, synchronous standby promoted, under load;
                                          needs PostgreSQL's server programs: pg_config --bindir)
+       chaos cluster [--roaming PATH]   (NATS cluster servers killed under load: 0 lost, event lag < 2 s)
   --short      the CI profile: fewer scenarios, shorter load
   --races N    tries per race (default 200, 50 with --short)
   --roaming    the roaming binary (default: next to this one)
@@ -59,6 +63,7 @@ enum Sub {
     Rollout,
     Latency,
     Failover,
+    Cluster,
 }
 
 #[derive(Debug)]
@@ -81,6 +86,7 @@ fn options() -> anyhow::Result<Options> {
             "rollout" => command = Sub::Rollout,
             "latency" => command = Sub::Latency,
             "failover" => command = Sub::Failover,
+            "cluster" => command = Sub::Cluster,
             "--races" => races = Some(args.next().context("--races N")?.parse()?),
             "--roaming" => roaming = Some(PathBuf::from(args.next().context("--roaming PATH")?)),
             "-h" | "--help" => {
@@ -217,10 +223,10 @@ async fn inject(
             mesh.restart(name, &[]).await?
         }
         Fault::KillNats => {
-            mesh.nats.kill();
+            mesh.nats.server()?.kill();
             tokio::time::sleep(Duration::from_secs(3)).await;
             let started = Instant::now();
-            mesh.nats.restart()?;
+            mesh.nats.server()?.restart()?;
             started.elapsed()
         }
         Fault::PaymentSlow => {
@@ -460,6 +466,12 @@ async fn main() -> anyhow::Result<()> {
     }
     if o.command == Sub::Failover {
         if !failover::run(&o.roaming, &run[..12]).await? {
+            std::process::exit(1);
+        }
+        return Ok(());
+    }
+    if o.command == Sub::Cluster {
+        if !cluster::run(&o.roaming, &admin, &run[..12]).await? {
             std::process::exit(1);
         }
         return Ok(());

@@ -11,7 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use adapters_auth::{Audience, Issuer, SigningKey};
-use adapters_bus::testing::NatsServer;
+use adapters_bus::testing::{NatsCluster, NatsServer};
 use anyhow::{Context as _, bail};
 use sea_orm::{ConnectionTrait as _, Database};
 
@@ -195,6 +195,56 @@ pub struct Layout {
     /// `ROAMING_MESH_TLS=required` and `https://` addresses. The gateway's
     /// public port stays plaintext on loopback (the harness's clients).
     pub mutual_tls: bool,
+    /// A JetStream cluster of this many servers instead of one server (0 or
+    /// 1: one), every process given all of them and
+    /// `ROAMING_NATS_STREAM_REPLICAS` the cluster's size.
+    pub nats_cluster: usize,
+}
+
+/// The mesh's broker: one `nats-server`, or a cluster of them.
+#[derive(Debug)]
+pub enum Broker {
+    Server(NatsServer),
+    Cluster(NatsCluster),
+}
+
+impl Broker {
+    /// `ROAMING_NATS_URL`: the server, or every server of the cluster.
+    pub fn url(&self) -> String {
+        match self {
+            Self::Server(s) => s.url(),
+            Self::Cluster(c) => c.url(),
+        }
+    }
+
+    /// The single server (the faults that kill and restart it).
+    ///
+    /// # Errors
+    /// The mesh runs a cluster.
+    pub fn server(&mut self) -> anyhow::Result<&mut NatsServer> {
+        match self {
+            Self::Server(s) => Ok(s),
+            Self::Cluster(_) => anyhow::bail!("the mesh runs a NATS cluster, not one server"),
+        }
+    }
+
+    /// The cluster (the faults that kill one of its servers).
+    ///
+    /// # Errors
+    /// The mesh runs one server.
+    pub fn cluster(&mut self) -> anyhow::Result<&mut NatsCluster> {
+        match self {
+            Self::Cluster(c) => Ok(c),
+            Self::Server(_) => anyhow::bail!("the mesh runs one NATS server, not a cluster"),
+        }
+    }
+
+    fn kill(&mut self) {
+        match self {
+            Self::Server(s) => s.kill(),
+            Self::Cluster(c) => (0..c.size()).for_each(|i| c.kill(i)),
+        }
+    }
 }
 
 impl Layout {
@@ -209,6 +259,7 @@ impl Layout {
             env: Vec::new(),
             gateway_key: None,
             mutual_tls: false,
+            nats_cluster: 0,
         }
         .with("ROAMING_CALL_DEADLINE_MS", "1000")
         .with("ROAMING_BREAKER_COOL_DOWN_MS", "1000")
@@ -230,7 +281,16 @@ impl Layout {
             env: Vec::new(),
             gateway_key: None,
             mutual_tls: false,
+            nats_cluster: 0,
         }
+    }
+
+    /// The same on a JetStream cluster of `servers` (streams replicated on
+    /// all of them).
+    #[must_use]
+    pub fn on_nats_cluster(mut self, servers: usize) -> Self {
+        self.nats_cluster = servers;
+        self
     }
 
     /// The same with mutual TLS between the processes.
@@ -262,7 +322,7 @@ impl Layout {
 #[derive(Debug)]
 pub struct Distributed {
     roaming: PathBuf,
-    pub nats: NatsServer,
+    pub nats: Broker,
     pub dbs: Databases,
     pub keys: Keys,
     dir: PathBuf,
@@ -296,10 +356,24 @@ impl Distributed {
     ) -> anyhow::Result<Self> {
         let dir = std::env::temp_dir().join(format!("roaming-mesh-{run}"));
         std::fs::create_dir_all(dir.join("keys"))?;
-        let nats = NatsServer::start_in(dir.join("nats"))?;
+        let nats = if layout.nats_cluster > 1 {
+            Broker::Cluster(NatsCluster::start(layout.nats_cluster)?)
+        } else {
+            Broker::Server(NatsServer::start_in(dir.join("nats"))?)
+        };
         let dbs = Databases::create(admin, run).await?;
         let keys = Keys::create(&dir.join("keys"), layout.gateway_key.as_ref())?;
         let mut env = layout.env.clone();
+        if layout.nats_cluster > 1 {
+            // First, so a layout's own setting still wins.
+            env.insert(
+                0,
+                (
+                    "ROAMING_NATS_STREAM_REPLICAS".to_owned(),
+                    layout.nats_cluster.to_string(),
+                ),
+            );
+        }
         if layout.mutual_tls {
             let tls = dir.join("tls");
             adapters_grpc::tls::local::LocalCa::new("mesh harness CA")?.write_mesh(&tls, &[])?;

@@ -19,7 +19,8 @@ pub mod fixtures;
 pub mod listening;
 pub mod wait;
 
-pub use distributed::{Databases, Distributed, Keys, Layout, SERVICES};
+pub use adapters_bus::testing::NatsCluster;
+pub use distributed::{Broker, Databases, Distributed, Keys, Layout, SERVICES};
 pub use embedded::Embedded;
 pub use fixtures::Callers;
 pub use wait::{eventually, wait_serving};
