@@ -29,12 +29,15 @@ use crate::resilience::{Call, CallPolicy, resilient};
 
 /// The span of one attempt of an outgoing call; its context travels in the
 /// request's metadata (see `adapters_telemetry::inject`).
-fn client_span(method: &'static str) -> tracing::Span {
+fn client_span(path: &'static str) -> tracing::Span {
+    let (service, method) = adapters_telemetry::layer::rpc_parts(path);
     tracing::info_span!(
         "rpc.client",
-        otel.name = method,
+        otel.name = %format_args!("{service}/{method}"),
         otel.kind = "client",
-        rpc.method = method
+        rpc.system = "grpc",
+        rpc.service = service,
+        rpc.method = method,
     )
 }
 

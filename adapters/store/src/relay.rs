@@ -28,6 +28,8 @@ pub struct RelayConfig {
     pub max_backoff: Duration,
     /// Sent rows are deleted after this long.
     pub keep_sent: Duration,
+    /// `messaging.system` of the publish spans (`nats`).
+    pub messaging_system: &'static str,
 }
 
 impl Default for RelayConfig {
@@ -41,6 +43,7 @@ impl Default for RelayConfig {
             lease_ttl: Duration::from_secs(3),
             max_backoff: Duration::from_millis(500),
             keep_sent: Duration::from_hours(1),
+            messaging_system: "nats",
         }
     }
 }
@@ -154,7 +157,9 @@ impl<P: EventPublisher> Relay<P> {
                     "event.publish",
                     otel.name = %e.subject,
                     otel.kind = "producer",
-                    messaging.destination = %e.subject,
+                    messaging.system = self.config.messaging_system,
+                    messaging.destination.name = %e.subject,
+                    messaging.operation.type = "send",
                     event_id = %e.event_id,
                 );
                 adapters_telemetry::set_parent_from_pairs(&span, &e.headers);

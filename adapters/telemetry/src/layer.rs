@@ -56,7 +56,10 @@ struct Finish {
 
 impl Finish {
     fn record(self, code: &str) {
-        self.span.record("rpc.grpc.status_code", code);
+        // An integer, as OpenTelemetry's RPC conventions have it.
+        if let Ok(n) = code.parse::<i64>() {
+            self.span.record("rpc.grpc.status_code", n);
+        }
         crate::metrics::rpc(self.component, &self.method, code, self.started.elapsed());
     }
 }
@@ -154,12 +157,15 @@ where
         let span = if anonymous {
             tracing::Span::none()
         } else {
+            let (service, method) = rpc_parts(&path);
             let span = tracing::info_span!(
                 "rpc.server",
-                otel.name = %path,
+                otel.name = %format_args!("{service}/{method}"),
                 otel.kind = "server",
                 component = self.component,
-                rpc.method = %path,
+                rpc.system = "grpc",
+                rpc.service = service,
+                rpc.method = method,
                 rpc.grpc.status_code = tracing::field::Empty,
                 reservation_id = tracing::field::Empty,
             );
@@ -194,6 +200,16 @@ where
     }
 }
 
+/// `rpc.service` and `rpc.method` of a gRPC path
+/// (`/roaming.payment.v1.PaymentService/Pay` -> `roaming.payment.v1.PaymentService`,
+/// `Pay`); [`UNKNOWN_METHOD`] for both when it is not one.
+pub fn rpc_parts(path: &str) -> (&str, &str) {
+    path.strip_prefix('/')
+        .and_then(|p| p.split_once('/'))
+        .filter(|(service, method)| !service.is_empty() && !method.is_empty())
+        .unwrap_or((UNKNOWN_METHOD, UNKNOWN_METHOD))
+}
+
 /// The label of an unknown path.
 pub const UNKNOWN_METHOD: &str = "unknown";
 
@@ -221,5 +237,21 @@ pub fn known_method(path: &str) -> &str {
         path
     } else {
         UNKNOWN_METHOD
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_path_splits_into_service_and_method() {
+        assert_eq!(
+            rpc_parts("/roaming.payment.v1.PaymentService/Pay"),
+            ("roaming.payment.v1.PaymentService", "Pay")
+        );
+        assert_eq!(rpc_parts(UNKNOWN_METHOD), (UNKNOWN_METHOD, UNKNOWN_METHOD));
+        assert_eq!(rpc_parts("/x/"), (UNKNOWN_METHOD, UNKNOWN_METHOD));
+        assert_eq!(rpc_parts("//Pay"), (UNKNOWN_METHOD, UNKNOWN_METHOD));
     }
 }

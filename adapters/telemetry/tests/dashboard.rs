@@ -14,7 +14,7 @@ fn deploy_file(name: &str) -> String {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../../deploy/observability")
         .join(name);
-    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    std::fs::read_to_string(&path).expect("a file of deploy/observability")
 }
 
 /// Every series name `/metrics` shows once each instrument has a value.
@@ -61,7 +61,7 @@ fn names(text: &str) -> BTreeSet<String> {
     out
 }
 
-/// The PromQL of the dashboard: every `"expr"` and `"query"` string.
+/// The queries of the dashboard: every `"expr"` and `"query"` string.
 fn dashboard_queries(json: &str) -> Vec<String> {
     let mut out = Vec::new();
     for key in ["\"expr\": \"", "\"query\": \""] {

@@ -151,6 +151,14 @@ impl Bus {
         }
     }
 
+    /// `messaging.system` of the spans of events on this bus.
+    pub fn messaging_system(&self) -> &'static str {
+        match self {
+            Self::Embedded(_) => "roaming.embedded",
+            Self::Nats { .. } => "nats",
+        }
+    }
+
     /// Whether the broker connection is up (always, for the embedded bus).
     pub fn is_connected(&self) -> bool {
         match self {

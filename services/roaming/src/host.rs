@@ -177,6 +177,7 @@ impl Host {
             bus.publisher(),
             RelayConfig {
                 lease: name.to_owned(),
+                messaging_system: bus.messaging_system(),
                 ..RelayConfig::default()
             },
         );
@@ -246,6 +247,7 @@ impl Host {
     pub fn consume(&mut self, durable: &str, streams: &[&str], handler: impl Handler + 'static) {
         let handler: Arc<dyn Handler> = Arc::new(ConsumerSpan {
             consumer: Arc::from(durable),
+            messaging_system: self.bus.messaging_system(),
             poison: self.poison_subject.clone(),
             inner: handler,
         });
@@ -343,6 +345,8 @@ impl Host {
 /// published the event (its trace context travels in the event's headers).
 struct ConsumerSpan<H> {
     consumer: Arc<str>,
+    /// `messaging.system`: `nats`, or the embedded bus.
+    messaging_system: &'static str,
     /// The fault knob `consumer_fault_poison_subject`: events whose subject
     /// ends with it are poison.
     poison: Option<Arc<str>>,
@@ -364,7 +368,9 @@ impl<H: Handler> Handler for ConsumerSpan<H> {
             otel.name = %d.subject,
             otel.kind = "consumer",
             consumer = &*self.consumer,
-            messaging.destination = %d.subject,
+            messaging.system = self.messaging_system,
+            messaging.destination.name = %d.subject,
+            messaging.operation.type = "process",
             attempt = d.attempt,
             reservation_id = tracing::field::Empty,
         );

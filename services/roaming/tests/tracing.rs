@@ -43,7 +43,14 @@ async fn one_reservation_is_one_trace_across_grpc_and_the_bus() {
         .init();
 
     let m = TestMesh::start().await;
-    one_trace(&m, &provider, &exporter, "traced-embedded").await;
+    one_trace(
+        &m,
+        &provider,
+        &exporter,
+        "traced-embedded",
+        "roaming.embedded",
+    )
+    .await;
     m.stop().await;
 
     let nats = NatsServer::start().expect("nats-server");
@@ -51,7 +58,7 @@ async fn one_reservation_is_one_trace_across_grpc_and_the_bus() {
         s.nats_url = Some(nats.url());
     })
     .await;
-    one_trace(&m, &provider, &exporter, "traced-nats").await;
+    one_trace(&m, &provider, &exporter, "traced-nats", "nats").await;
     m.stop().await;
 }
 
@@ -60,6 +67,7 @@ async fn one_trace(
     provider: &SdkTracerProvider,
     exporter: &InMemorySpanExporter,
     request_id: &str,
+    messaging_system: &str,
 ) {
     let reservation = m
         .reservation()
@@ -130,6 +138,25 @@ async fn one_trace(
             && s.name.ends_with("/ReserveRoaming")
     });
     assert_eq!(reserve.parent_span_id, root.span_context.span_id());
+    // OpenTelemetry's RPC conventions; the status code an integer.
+    assert_eq!(attr(reserve, "rpc.system").as_deref(), Some("grpc"));
+    assert_eq!(
+        attr(reserve, "rpc.service").as_deref(),
+        Some("roaming.reservation.v1.ReservationService")
+    );
+    assert_eq!(
+        attr(reserve, "rpc.method").as_deref(),
+        Some("ReserveRoaming")
+    );
+    assert!(
+        reserve
+            .attributes
+            .iter()
+            .any(|kv| kv.key.as_str() == "rpc.grpc.status_code"
+                && kv.value == opentelemetry::Value::I64(0)),
+        "rpc.grpc.status_code 0 as an integer: {:?}",
+        reserve.attributes
+    );
     assert_eq!(
         attr(reserve, "reservation_id").as_deref(),
         Some(id.as_str())
@@ -140,6 +167,12 @@ async fn one_trace(
             && s.span_kind == opentelemetry::trace::SpanKind::Client
     });
     assert_eq!(client.parent_span_id, reserve.span_context.span_id());
+    assert_eq!(attr(client, "rpc.system").as_deref(), Some("grpc"));
+    assert_eq!(attr(client, "rpc.method").as_deref(), Some("Pay"));
+    assert_eq!(
+        attr(client, "rpc.service").as_deref(),
+        Some("roaming.payment.v1.PaymentService")
+    );
     let pay = find("payment's server span", &|s| {
         attr(s, "component").as_deref() == Some("payment") && s.name.ends_with("/Pay")
     });
@@ -154,6 +187,19 @@ async fn one_trace(
         reserve.span_context.span_id(),
         "the outbox kept the writing call's context"
     );
+    // OpenTelemetry's messaging conventions.
+    assert_eq!(
+        attr(published, "messaging.system").as_deref(),
+        Some(messaging_system)
+    );
+    assert_eq!(
+        attr(published, "messaging.destination.name").as_deref(),
+        Some("roaming.reservation.reserved")
+    );
+    assert_eq!(
+        attr(published, "messaging.operation.type").as_deref(),
+        Some("send")
+    );
     for consumer in ["rental", "view"] {
         let handled = find(&format!("{consumer} handling reservation.reserved"), &|s| {
             s.name == "roaming.reservation.reserved"
@@ -167,6 +213,14 @@ async fn one_trace(
         assert_eq!(
             attr(handled, "reservation_id").as_deref(),
             Some(id.as_str())
+        );
+        assert_eq!(
+            attr(handled, "messaging.operation.type").as_deref(),
+            Some("process")
+        );
+        assert_eq!(
+            attr(handled, "messaging.system").as_deref(),
+            Some(messaging_system)
         );
     }
     // Rental's acceptance continues the same trace, and the view applies it.
