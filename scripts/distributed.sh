@@ -13,7 +13,8 @@
 #   MESH_PG    PostgreSQL server URL         (postgres://postgres@127.0.0.1:5432)
 #   MESH_NATS  a NATS URL (or a comma-separated list of a cluster's servers)
 #              to use instead of starting nats-server on port 4322
-#   MESH_NATS_CLUSTER  N >= 3: start a JetStream cluster of N servers
+#   MESH_NATS_CLUSTER  N > 1: start a JetStream cluster of N servers (3 or
+#              more to keep a quorum when one is lost)
 #              (client ports 4322.., routes 6322..) instead of one; streams
 #              get N replicas
 #   MESH_NATS_REPLICAS stream replicas (default: 1, or the cluster's size)
@@ -69,7 +70,9 @@ start() {
       NATS_URL="${NATS_URL:+$NATS_URL,}nats://127.0.0.1:$((4322 + i))"
     done
     for i in $(seq 0 $((n - 1))); do
-      for _ in $(seq 100); do (echo >/dev/tcp/127.0.0.1/$((4322 + i))) 2>/dev/null && break; sleep 0.1; done
+      up=
+      for _ in $(seq 100); do (echo >/dev/tcp/127.0.0.1/$((4322 + i))) 2>/dev/null && { up=1; break; }; sleep 0.1; done
+      [ -n "$up" ] || { echo "nats-server n$((i + 1)) is not listening on $((4322 + i)); see $DIR/logs/nats-$((i + 1)).log" >&2; exit 1; }
     done
     echo "   a cluster of $n: $NATS_URL (streams with $REPLICAS replicas)"
   else

@@ -487,7 +487,7 @@ pub struct ConsumerSpec {
 /// and over, a consumer without a leader) and the age of the last event it
 /// acknowledged (a consumer that moves, but far behind).
 #[derive(Debug, Clone, Default)]
-pub struct ConsumeLag(Arc<std::sync::Mutex<HashMap<String, Behind>>>);
+pub struct ConsumeLag(Arc<std::sync::Mutex<HashMap<String, Behind>>>); // keyed by `lag_key`
 
 #[derive(Debug, Clone, Copy, Default)]
 struct Behind {
@@ -498,8 +498,8 @@ struct Behind {
 }
 
 impl ConsumeLag {
-    /// The consumer furthest behind and by how much; `None` while every one
-    /// is caught up.
+    /// The consumer furthest behind (`durable on STREAM`) and by how much;
+    /// `None` while every one is caught up.
     pub fn worst(&self) -> Option<(String, Duration)> {
         let now = tokio::time::Instant::now();
         self.lock()
@@ -520,17 +520,17 @@ impl ConsumeLag {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    fn acked(&self, durable: &str, age: Duration) {
+    fn acked(&self, key: &str, age: Duration) {
         self.lock()
-            .entry(durable.to_owned())
+            .entry(key.to_owned())
             .or_default()
             .last_acked_age = age;
     }
 
     /// What the consumer's leader said (`None`: it did not answer).
-    fn observed(&self, durable: &str, waiting: Option<bool>, floor_moved: bool) {
+    fn observed(&self, key: &str, waiting: Option<bool>, floor_moved: bool) {
         let mut all = self.lock();
-        let b = all.entry(durable.to_owned()).or_default();
+        let b = all.entry(key.to_owned()).or_default();
         match waiting {
             Some(false) => *b = Behind::default(),
             Some(true) if floor_moved => b.waiting_since = Some(tokio::time::Instant::now()),
@@ -541,9 +541,16 @@ impl ConsumeLag {
         }
     }
 
-    fn stopped(&self, durable: &str) {
-        self.lock().remove(durable);
+    fn stopped(&self, key: &str) {
+        self.lock().remove(key);
     }
+}
+
+/// A consumer's entry in [`ConsumeLag`]: `durable on STREAM`. A service's
+/// durable reads several streams (and its replays) under one name; keyed by
+/// the name alone, a caught-up stream's look reset a stalled one's.
+fn lag_key(spec: &ConsumerSpec) -> String {
+    format!("{} on {}", spec.durable, spec.stream)
 }
 
 /// How often a consumer's position is read for [`ConsumeLag`].
@@ -567,13 +574,13 @@ async fn watch_lag(js: &Context, spec: &ConsumerSpec, lag: &ConsumeLag) {
                 let waiting = info.num_pending > 0 || info.num_ack_pending > 0;
                 let moved = floor != Some(info.ack_floor.stream_sequence);
                 floor = Some(info.ack_floor.stream_sequence);
-                lag.observed(&spec.durable, Some(waiting), moved);
+                lag.observed(&lag_key(spec), Some(waiting), moved);
             }
             Ok(Err(e)) => {
                 debug!(durable = %spec.durable, error = %e, "reading the consumer's position failed");
-                lag.observed(&spec.durable, None, false);
+                lag.observed(&lag_key(spec), None, false);
             }
-            Err(_) => lag.observed(&spec.durable, None, false),
+            Err(_) => lag.observed(&lag_key(spec), None, false),
         }
     }
 }
@@ -661,7 +668,7 @@ pub async fn run_consumer(
         () = consume(js.clone(), spec.clone(), handler, shutdown) => {}
         () = watch_lag(&js, &spec, &lag) => {}
     }
-    lag.stopped(&spec.durable);
+    lag.stopped(&lag_key(&spec));
 }
 
 async fn consume(
@@ -1000,14 +1007,14 @@ async fn handle_one(
             // window) one round trip per event, and while the consumer had
             // no leader, a timeout per event: 7-10 s of lag after a server
             // of a cluster was killed. A stuck consumer still shows: its
-            // ack floor stops ([`ConsumeLag`]). Acks queued at shutdown are
-            // flushed with the hand-back.
+            // ack floor stops ([`ConsumeLag`]). Acks still queued when the
+            // process stops may be lost with it: those events come again.
             if let Err(e) = message.ack().await {
                 warn!(durable = %spec.durable, error = %e, "ack not sent; the event will be redelivered");
             }
             if let (Some(lag), Ok(info)) = (&spec.lag, message.info()) {
                 let age = time::OffsetDateTime::now_utc() - info.published;
-                lag.acked(&spec.durable, age.try_into().unwrap_or(Duration::ZERO));
+                lag.acked(&lag_key(spec), age.try_into().unwrap_or(Duration::ZERO));
             }
         }
         Err(e) if i64::try_from(attempt).unwrap_or(i64::MAX) >= spec.max_deliver => {

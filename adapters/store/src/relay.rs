@@ -288,6 +288,7 @@ impl<P: EventPublisher> Relay<P> {
                     if failures > 0 {
                         info!(failures, "outbox relay working again");
                         failures = 0;
+                        last_warning = None;
                     }
                     backoff = Duration::from_millis(50);
                     if sent > 0 {
