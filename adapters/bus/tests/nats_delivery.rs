@@ -852,22 +852,30 @@ async fn replicas(js: &nats::Context) -> Vec<(String, usize)> {
     out
 }
 
-/// Issue 35, finding 3: streams first made with one copy get the replicas
-/// the settings ask for at the next start, on a three-server cluster.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_start_brings_the_streams_replicas_to_the_settings() {
+/// A three-server cluster and a client of it, the streams made with
+/// `replicas` copies (retried while the cluster elects its JetStream leader).
+async fn cluster_with_streams(
+    replicas: usize,
+) -> (adapters_bus::testing::NatsCluster, nats::Context) {
     let cluster = adapters_bus::testing::NatsCluster::start(3).expect("nats-server cluster");
     let js = nats::connect(&cluster.url()).await.unwrap();
-    // The cluster elects its JetStream leader first: retried until then.
     let mut made = Err(async_nats::Error::from("not tried"));
     for _ in 0..30 {
-        made = nats::ensure_streams(&js, "", 1).await;
+        made = nats::ensure_streams(&js, "", replicas).await;
         if made.is_ok() {
             break;
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
     made.unwrap();
+    (cluster, js)
+}
+
+/// Issue 35, finding 3: streams first made with one copy get the replicas
+/// the settings ask for at the next start, on a three-server cluster.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_start_brings_the_streams_replicas_to_the_settings() {
+    let (_cluster, js) = cluster_with_streams(1).await;
     assert!(replicas(&js).await.iter().all(|(_, n)| *n == 1));
     nats::ensure_streams(&js, "", 3).await.unwrap();
     let now = replicas(&js).await;
@@ -1004,17 +1012,7 @@ async fn a_consumer_that_makes_no_progress_shows_as_behind_until_it_caught_up() 
 /// test's (the wait here is a generous minute).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_consumer_goes_on_after_its_leader_is_killed() {
-    let mut cluster = adapters_bus::testing::NatsCluster::start(3).expect("nats-server cluster");
-    let js = nats::connect(&cluster.url()).await.unwrap();
-    let mut made = Err(async_nats::Error::from("not tried"));
-    for _ in 0..30 {
-        made = nats::ensure_streams(&js, "", 3).await;
-        if made.is_ok() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    }
-    made.unwrap();
+    let (mut cluster, js) = cluster_with_streams(3).await;
     let producer = Producer::new().await;
     let consumer = Consumer::new().await;
     let (stop, shutdown) = stopper();

@@ -70,16 +70,7 @@ async fn paced(clients: Clients, stop: Arc<AtomicBool>, next: Arc<AtomicU64>) ->
             // Spread over customers: one holds only so many reservations
             // awaiting payment (PENDING_LIMIT).
             let customer = CUSTOMERS[usize::try_from(n).unwrap_or(0) % CUSTOMERS.len()];
-            let request = proto::reservation::ReserveRoamingRequest {
-                request_id: format!("cluster-{n}"),
-                device_model: "egg-lte".into(),
-                country: "JP".into(),
-                pickup_booth: "ICN-T1".into(),
-                return_booth: "ICN-T1".into(),
-                start_date: load::date_in(day),
-                end_date: load::date_in(day),
-                payment: Some(load::card()),
-            };
+            let request = load::one_day_reserve(format!("cluster-{n}"), day);
             let request = c.callers.req(Who::Customer(customer), request);
             match c.reservation.clone().reserve_roaming(request).await {
                 Ok(_) => tonic::Code::Ok,

@@ -58,16 +58,7 @@ fn ms(d: Duration) -> f64 {
 /// One reservation on day `day` (a day of its own, so stock never runs out):
 /// how long after the reserve answered it became `RENTAL_ACCEPTED`.
 async fn one(c: &Clients, tag: &str, day: i64) -> anyhow::Result<Duration> {
-    let request = pb::ReserveRoamingRequest {
-        request_id: format!("{tag}-{day}"),
-        device_model: "egg-lte".into(),
-        country: "JP".into(),
-        pickup_booth: "ICN-T1".into(),
-        return_booth: "ICN-T1".into(),
-        start_date: load::date_in(day),
-        end_date: load::date_in(day),
-        payment: Some(load::card()),
-    };
+    let request = load::one_day_reserve(format!("{tag}-{day}"), day);
     // The seeded stock reaches the reservation service by events: until it
     // has, the booth is unknown (INVALID_ARGUMENT) or SOLD_OUT.
     let started = Instant::now();

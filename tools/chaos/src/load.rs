@@ -505,6 +505,21 @@ fn reserve_parking_now(
     }
 }
 
+/// A reserve of one egg-lte unit at ICN-T1 (picked up and returned there)
+/// for the single day `day` days ahead, paid with the test card.
+pub fn one_day_reserve(request_id: String, day: i64) -> pb::ReserveRoamingRequest {
+    pb::ReserveRoamingRequest {
+        request_id,
+        device_model: "egg-lte".into(),
+        country: "JP".into(),
+        pickup_booth: "ICN-T1".into(),
+        return_booth: "ICN-T1".into(),
+        start_date: date_in(day),
+        end_date: date_in(day),
+        payment: Some(card()),
+    }
+}
+
 /// Registers `count` egg-lte units at ICN-T1 named `<prefix>-<n>` and ten
 /// parking spaces (if missing), as the operator; returns the serials.
 pub async fn seed(c: &mut Clients, prefix: &str, count: usize) -> anyhow::Result<Vec<String>> {
