@@ -20,6 +20,9 @@ const GATE_WORDS: Record<string, string> = {
 
 type Cell = 'Free' | 'Reserved' | 'Occupied';
 
+/** How many seconds the grid is looked at again after the gate acted. */
+const SETTLE_TRIES = 15;
+
 const HOLDING = [
   ReservationStatus.PENDING_PAYMENT,
   ReservationStatus.RESERVED,
@@ -66,7 +69,7 @@ export function gateScreen(m: Mount): void {
           const res = await parking.exit(req, { signal: m.signal });
           form.done(h('p', { class: 'success' }, `Open the gate: ${req.vehiclePlate} leaves ${req.spaceId} (parked since ${when(res.session?.enteredAt)}).`));
         }
-        await showGrid();
+        await settle(req.spaceId, enter ? 'Occupied' : 'Free');
       },
       { overrides: GATE_WORDS },
     );
@@ -101,7 +104,23 @@ export function gateScreen(m: Mount): void {
     return res.flatMap((r) => r.reservations);
   }
 
-  async function showGrid(): Promise<void> {
+  /**
+   * After letting a car in or out: the grid comes from the view, which learns
+   * of the change from events, a moment later. Look again (every second, for
+   * up to SETTLE_TRIES seconds) until the space shows what the gate just did,
+   * and say so if the view is still behind.
+   */
+  async function settle(spaceId: string, expected: Cell): Promise<void> {
+    for (let i = 0; i < SETTLE_TRIES; i += 1) {
+      const cells = await showGrid();
+      if (!cells || cells.find((x) => x.s.spaceId === spaceId)?.c.state === expected) return;
+      await new Promise((r) => setTimeout(r, 1_000));
+      if (m.signal.aborted) return;
+    }
+    gridNote.textContent += ` ${spaceId} is not shown as ${expected} yet: the grid lags behind the gate; press Now to look again.`;
+  }
+
+  async function showGrid(): Promise<{ s: Space; c: ReturnType<typeof cellAt> }[] | undefined> {
     const t = at.value ? new Date(at.value) : new Date();
     try {
       // Two at a time: the browser's few connections stay free for the gate itself.
@@ -126,8 +145,10 @@ export function gateScreen(m: Mount): void {
       const counts = (state: Cell) => cells.filter((x) => x.c.state === state).length;
       gridNote.textContent = `At ${whenDate(t)}: ${counts('Free')} free, ${counts('Reserved')} reserved, ${counts('Occupied')} occupied.`;
       page.clear();
+      return cells;
     } catch (e) {
       page.show(e);
+      return undefined;
     }
   }
 
