@@ -27,18 +27,19 @@ use crate::balance::Upstream;
 use crate::breaker::{Breaker, BreakerOpen};
 use crate::resilience::{Call, CallPolicy, resilient};
 
-/// The span of one attempt of an outgoing call; its context travels in the
-/// request's metadata (see `adapters_telemetry::inject`).
-fn client_span(path: &'static str) -> tracing::Span {
-    let (service, method) = adapters_telemetry::layer::rpc_parts(path);
-    tracing::info_span!(
-        "rpc.client",
-        otel.name = %format_args!("{service}/{method}"),
-        otel.kind = "client",
-        rpc.system = "grpc",
-        rpc.service = service,
-        rpc.method = method,
-    )
+/// The span of one attempt of an outgoing call by `caller` (the component
+/// it runs in); its context travels in the request's metadata (see
+/// `adapters_telemetry::inject`).
+fn client_span(
+    caller: &'static str,
+    path: &'static str,
+    reservation: Option<&str>,
+) -> tracing::Span {
+    let span = adapters_telemetry::layer::client_span(caller, path);
+    if let Some(id) = reservation {
+        span.record("reservation_id", id);
+    }
+    span
 }
 
 fn retry_after(e: &BoxError) -> Duration {
@@ -59,9 +60,18 @@ pub type CallerToken = std::sync::Arc<
 /// One attempt of a service-to-service call (`send`), with the deadline, the
 /// caller's service token and an `rpc.client` span, wrapped in [`resilient`]
 /// as an idempotent call (every call here is idempotent per reservation).
+///
+/// `caller` names the component making the call (its spans' `component`),
+/// `reservation` the reservation a request names, if any.
+#[allow(
+    clippy::too_many_arguments,
+    reason = "one call's whole description, named at each site"
+)]
 fn idempotent_call<Req, Res, F, Fut>(
+    caller: &'static str,
     name: &str,
     method: &'static str,
+    reservation: fn(&Req) -> Option<&str>,
     policy: CallPolicy,
     token: CallerToken,
     send: F,
@@ -76,13 +86,21 @@ where
     let one_attempt = tower::service_fn(move |req: Req| {
         let send = send.clone();
         let token = token.clone();
+        let span = client_span(caller, method, reservation(&req));
+        let recorded = span.clone();
         async move {
             let mut request = tonic::Request::new(req);
             request.set_timeout(deadline);
             request.metadata_mut().insert("authorization", token()?);
-            send(request).await.map(tonic::Response::into_inner)
+            let result = send(request).await.map(tonic::Response::into_inner);
+            let code = result
+                .as_ref()
+                .err()
+                .map_or(tonic::Code::Ok, tonic::Status::code);
+            adapters_telemetry::layer::record_client_status(&recorded, code as i32);
+            result
         }
-        .instrument(client_span(method))
+        .instrument(span)
     });
     resilient(
         name,
@@ -106,8 +124,10 @@ impl GrpcPaymentGateway {
     pub fn new(channel: Upstream, policy: CallPolicy, token: CallerToken) -> Self {
         let client = PaymentServiceClient::with_interceptor(channel, adapters_telemetry::inject);
         let (call, breaker) = idempotent_call(
+            "reservation",
             "payment.Pay",
             "/roaming.payment.v1.PaymentService/Pay",
+            |r: &PayRequest| Some(&r.reservation_id),
             policy,
             token,
             move |request| {
@@ -188,8 +208,10 @@ impl GrpcReservationVerifier {
         let client =
             ReservationServiceClient::with_interceptor(channel, adapters_telemetry::inject);
         let (call, breaker) = idempotent_call(
+            "parking",
             "reservation.VerifyParkingEntry",
             "/roaming.reservation.v1.ReservationService/VerifyParkingEntry",
+            |_| None,
             policy,
             token,
             move |request| {
@@ -259,8 +281,10 @@ impl GrpcReservationAuthority {
         // machine, a drain under way) is tried on another, within the
         // retries and their budget. BeginUse is idempotent per reservation.
         let (call, breaker) = idempotent_call(
+            "rental",
             "reservation.BeginUse",
             "/roaming.reservation.v1.ReservationService/BeginUse",
+            |r: &BeginUseRequest| Some(&r.reservation_id),
             CallPolicy {
                 retry_timeouts: true,
                 ..policy
@@ -276,8 +300,10 @@ impl GrpcReservationAuthority {
         // A read: retried freely, with a breaker of its own so that a slow
         // price list never opens the hand-over's breaker.
         let (offers, _) = idempotent_call(
+            "rental",
             "reservation.ListDeviceOffers",
             "/roaming.reservation.v1.ReservationService/ListDeviceOffers",
+            |_| None,
             policy,
             token,
             move |request| {

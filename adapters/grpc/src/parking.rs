@@ -189,6 +189,7 @@ where
             .enter(&who, space, plate)
             .await
             .map_err(parking_error)?;
+        crate::record_reservation(&session.reservation_id);
         Ok(Response::new(pb::EnterResponse {
             session: Some(session_to_pb(&session)),
         }))
@@ -208,6 +209,7 @@ where
             .exit(&who, space, plate)
             .await
             .map_err(parking_error)?;
+        crate::record_reservation(&session.reservation_id);
         Ok(Response::new(pb::ExitResponse {
             session: Some(session_to_pb(&session)),
         }))

@@ -249,6 +249,7 @@ where
             let serial = v.check("serial", Serial::parse(&r.serial));
             Some((id?, serial?))
         })?;
+        crate::record_reservation(&id);
         let rental = self
             .service
             .hand_over(&who, id, serial)
@@ -270,6 +271,7 @@ where
             let booth = v.check("booth", BoothCode::parse(&r.booth));
             Some((id?, booth?))
         })?;
+        crate::record_reservation(&id);
         let rental = self
             .service
             .return_device(&who, id, booth)

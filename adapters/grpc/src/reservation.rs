@@ -318,7 +318,15 @@ where
                 let reservation = service
                     .reserve(&who, request_id, details, card)
                     .await
-                    .map_err(|e| rejected(kind, reserve_error(e)))?;
+                    .map_err(|e| {
+                        // A reservation made but not paid is still one.
+                        if let ReserveError::PaymentDeclined { reservation_id, .. }
+                        | ReserveError::PaymentUnavailable { reservation_id, .. } = &e
+                        {
+                            crate::record_reservation(reservation_id);
+                        }
+                        rejected(kind, reserve_error(e))
+                    })?;
                 crate::record_reservation(&reservation.id);
                 adapters_telemetry::metrics::reservation("reserved", kind, "");
                 Ok(reservation_to_pb(&reservation))
@@ -547,6 +555,9 @@ where
             .verify_parking_entry(&who, &space, &plate, at)
             .await
             .map_err(verify_error)?;
+        if let Some(e) = &entry {
+            crate::record_reservation(&e.reservation_id);
+        }
         Ok(Response::new(match entry {
             Some(e) => pb::VerifyParkingEntryResponse {
                 allowed: true,

@@ -28,6 +28,7 @@ mod db;
 mod details;
 mod error;
 pub mod migrations;
+pub mod origin;
 pub mod outbox;
 mod relay;
 mod sqlite;

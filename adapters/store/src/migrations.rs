@@ -8,7 +8,7 @@ pub use sea_orm_migration::MigratorTrait;
 use sea_orm_migration::prelude::*;
 
 use crate::outbox::OUTBOX_CHANNEL;
-use crate::{outbox, parking, payment, rental, reservation, view};
+use crate::{origin, outbox, parking, payment, rental, reservation, view};
 
 async fn create<E: EntityTrait>(m: &SchemaManager<'_>, entity: E) -> Result<(), DbErr> {
     let schema = Schema::new(m.get_database_backend());
@@ -142,7 +142,7 @@ migrator!(
         index(m, Index::create().name("ix_reservations_pending").table(r::Entity).col(r::Column::Status).col(r::Column::CreatedAt).to_owned()).await?;
     },
     then ReservationParkingEnd, OutboxNotify, ReservationRoamingHeld, OutboxUnsent,
-        ReservationRoamingUnindexed, ReservationCustomerPending
+        ReservationRoamingUnindexed, ReservationCustomerPending, TraceOrigin
 );
 
 migration!(
@@ -175,7 +175,7 @@ migrator!(
     |m| {
         create(m, payment::entities::payment::Entity).await?;
     },
-    then OutboxNotify, OutboxUnsent
+    then OutboxNotify, OutboxUnsent, TraceOrigin
 );
 
 migrator!(
@@ -189,7 +189,7 @@ migrator!(
         create(m, r::Entity).await?;
         index(m, Index::create().name("ix_devices_booth").table(device::Entity).col(device::Column::Booth).col(device::Column::DeviceModel).to_owned()).await?;
     },
-    then OutboxNotify, OutboxUnsent
+    then OutboxNotify, OutboxUnsent, TraceOrigin
 );
 
 migrator!(
@@ -204,7 +204,7 @@ migrator!(
         create(m, replica::Entity).await?;
         index(m, Index::create().name("ix_replica_lookup").table(replica::Entity).col(replica::Column::SpaceId).col(replica::Column::VehiclePlate).to_owned()).await?;
     },
-    then OutboxNotify, OutboxUnsent
+    then OutboxNotify, OutboxUnsent, TraceOrigin
 );
 
 migrator!(
@@ -217,7 +217,7 @@ migrator!(
         create(m, v::Entity).await?;
         index(m, Index::create().name("ix_views_customer").table(v::Entity).col(v::Column::CustomerId).col(v::Column::CreatedAt).to_owned()).await?;
     },
-    then ViewSpaceLots, OutboxNotify, OutboxUnsent, ViewRebuilds
+    then ViewSpaceLots, OutboxNotify, OutboxUnsent, ViewRebuilds, TraceOrigin
 );
 
 migration!(
@@ -353,4 +353,12 @@ migration!(
             .await?;
         Ok(())
     }
+);
+
+migration!(
+    /// Where each reservation's trace began in this database
+    /// (`crate::origin`): later steps link their spans to it.
+    TraceOrigin,
+    "m0102_trace_origin",
+    |m| { create(m, origin::entity::Entity).await }
 );

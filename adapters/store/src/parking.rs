@@ -261,6 +261,7 @@ impl ParkingRepository for ParkingStore {
         s: &Session,
         events: &[Recorded<ParkingEvent>],
     ) -> Result<(), InsertError> {
+        crate::origin::link(self.db.reader(), &s.reservation_id).await;
         self.insert(session_row(s), events).await
     }
 
@@ -269,6 +270,7 @@ impl ParkingRepository for ParkingStore {
         s: &mut Session,
         events: &[Recorded<ParkingEvent>],
     ) -> Result<(), SaveError> {
+        crate::origin::link(self.db.reader(), &s.reservation_id).await;
         let mut next = s.clone();
         next.bump_version();
         let mut values = session_row(&next);
@@ -351,6 +353,7 @@ impl ReservationReplica for ParkingStore {
                         .map_err(store_err)?
                         .map(replica_from_row)
                         .transpose()?;
+                    crate::origin::remember(tx.conn(), &incoming.reservation_id).await?;
                     if let Some(merged) = ReplicaEntry::merge(stored.as_ref(), incoming) {
                         let row = replica::ActiveModel {
                             reservation_id: Set(merged.reservation_id.to_string()),

@@ -30,6 +30,9 @@ pub struct RelayConfig {
     pub keep_sent: Duration,
     /// `messaging.system` of the publish spans (`nats`).
     pub messaging_system: &'static str,
+    /// The component owning the outbox: the publish spans' `component`
+    /// (their `service.name`, see `adapters_telemetry::export`).
+    pub component: &'static str,
 }
 
 impl Default for RelayConfig {
@@ -44,6 +47,7 @@ impl Default for RelayConfig {
             max_backoff: Duration::from_millis(500),
             keep_sent: Duration::from_hours(1),
             messaging_system: "nats",
+            component: "outbox",
         }
     }
 }
@@ -157,17 +161,29 @@ impl<P: EventPublisher> Relay<P> {
                     "event.publish",
                     otel.name = %e.subject,
                     otel.kind = "producer",
+                    otel.status_code = tracing::field::Empty,
+                    component = self.config.component,
                     messaging.system = self.config.messaging_system,
                     messaging.destination.name = %e.subject,
                     messaging.operation.type = "send",
                     event_id = %e.event_id,
+                    reservation_id = tracing::field::Empty,
                 );
+                if let Some(id) = adapters_codec::reservation_of(&e.subject, &e.payload) {
+                    span.record("reservation_id", id.as_str());
+                }
                 adapters_telemetry::set_parent_from_pairs(&span, &e.headers);
                 adapters_telemetry::propagation::inject_pairs(&span, &mut e.headers);
                 span
             })
             .collect();
-        self.publisher.publish(&events).await?;
+        if let Err(e) = self.publisher.publish(&events).await {
+            // Sent again by the next round; this attempt failed.
+            for span in &spans {
+                span.record("otel.status_code", "ERROR");
+            }
+            return Err(e.into());
+        }
         drop(spans);
         let seqs: Arc<[i64]> = pending.iter().map(|p| p.seq).collect();
         // Through the writer: commits with the request path's changes.

@@ -278,10 +278,15 @@ impl RentalRepository for RentalStore {
         events: &[Recorded<RentalEvent>],
         caused_by: Option<EventId>,
     ) -> Result<(), InsertError> {
-        self.insert(rental_row(r), events, caused_by).await
+        self.insert(rental_row(r), events, caused_by).await?;
+        crate::origin::remember_apart(&self.db, &r.reservation_id).await?;
+        Ok(())
     }
 
     async fn save(&self, changes: Changes<'_>) -> Result<(), SaveError> {
+        if let Some(r) = changes.rental.as_deref() {
+            crate::origin::link(self.db.reader(), &r.reservation_id).await;
+        }
         let next_rental = changes.rental.as_deref().map(|r| {
             let mut next = r.clone();
             next.bump_version();

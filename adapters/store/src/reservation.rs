@@ -436,6 +436,7 @@ impl ReservationRepository for ReservationStore {
                         return Ok(Verdict::Keep(Err(InsertError::SoldOut)));
                     }
                     if insert_unique(tx.conn(), to_row(&reservation)).await? {
+                        crate::origin::remember(tx.conn(), &reservation.id).await?;
                         Ok(Verdict::Keep(Ok(())))
                     } else {
                         Ok(Verdict::Undo(Err(InsertError::DuplicateRequest)))
@@ -451,6 +452,7 @@ impl ReservationRepository for ReservationStore {
         events: &[Recorded<ReservationEvent>],
         caused_by: Option<EventId>,
     ) -> Result<(), SaveError> {
+        crate::origin::link(self.db.reader(), &reservation.id).await;
         let mut next = reservation.clone();
         next.bump_version();
         let key = (row::Column::Id, next.id.to_string());

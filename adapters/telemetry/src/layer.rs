@@ -56,24 +56,90 @@ struct Finish {
 
 impl Finish {
     fn record(self, code: &str) {
-        // An integer, as OpenTelemetry's RPC conventions have it.
-        if let Ok(n) = code.parse::<i64>() {
-            self.span.record("rpc.grpc.status_code", n);
+        if let Ok(n) = code.parse::<i32>() {
+            record_server_status(&self.span, n);
         }
         crate::metrics::rpc(self.component, &self.method, code, self.started.elapsed());
     }
 }
 
+/// The gRPC codes OpenTelemetry's RPC conventions count as a server's own
+/// error (`UNKNOWN`, `DEADLINE_EXCEEDED`, `UNIMPLEMENTED`, `INTERNAL`,
+/// `UNAVAILABLE`, `DATA_LOSS`): a refusal of the caller's request
+/// (`INVALID_ARGUMENT`, `NOT_FOUND`, `FAILED_PRECONDITION`, ...) is the server
+/// working, and leaves the status unset.
+fn server_error(code: i32) -> bool {
+    matches!(code, 2 | 4 | 12 | 13 | 14 | 15)
+}
+
+/// `rpc.grpc.status_code` (an integer, as the conventions have it) on a
+/// server span, and status ERROR for the codes the conventions count as
+/// the server's own error (see `server_error`).
+pub fn record_server_status(span: &tracing::Span, code: i32) {
+    span.record("rpc.grpc.status_code", i64::from(code));
+    if server_error(code) {
+        span.record("otel.status_code", "ERROR");
+    }
+}
+
+/// `rpc.grpc.status_code` on a client span, and status ERROR for every code
+/// but OK (the conventions: to the caller, any refusal is a failed call).
+pub fn record_client_status(span: &tracing::Span, code: i32) {
+    span.record("rpc.grpc.status_code", i64::from(code));
+    if code != 0 {
+        span.record("otel.status_code", "ERROR");
+    }
+}
+
+/// The `rpc.client` span of one attempt of a call to `path` made by
+/// `component`; `rpc.grpc.status_code` and `reservation_id` are recorded
+/// on it later ([`record_client_status`]).
+pub fn client_span(component: &'static str, path: &str) -> tracing::Span {
+    let (service, method) = rpc_parts(known_method(path));
+    tracing::info_span!(
+        "rpc.client",
+        otel.name = %format_args!("{service}/{method}"),
+        otel.kind = "client",
+        otel.status_code = tracing::field::Empty,
+        component,
+        rpc.system = "grpc",
+        rpc.service = service,
+        rpc.method = method,
+        rpc.grpc.status_code = tracing::field::Empty,
+        reservation_id = tracing::field::Empty,
+    )
+}
+
+/// What a [`RecordedBody`] calls once with the call's gRPC status code (as
+/// the text of `grpc-status`).
+pub type OnEnd = Box<dyn FnOnce(&str) + Send + Sync>;
+
+/// `response` with `on_end` called once its status is known: from its
+/// trailers (or its end), or from the headers of a trailers-only answer;
+/// `CANCELLED` when the body is dropped before (the caller went away).
+pub fn recorded<B>(response: http::Response<B>, on_end: OnEnd) -> http::Response<RecordedBody<B>> {
+    let header_code = response
+        .headers()
+        .get("grpc-status")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    response.map(|inner| RecordedBody {
+        inner,
+        header_code,
+        finish: Some(on_end),
+    })
+}
+
 pin_project_lite::pin_project! {
-    /// A response body that records the call when its trailers (or its end)
-    /// pass, or when dropped: with the status of a trailers-only answer, else
-    /// as `CANCELLED` (the client went away first).
+    /// A response body that reports the call's status when its trailers (or
+    /// its end) pass, or when dropped: with the status of a trailers-only
+    /// answer, else as `CANCELLED` (the client went away first).
     pub struct RecordedBody<B> {
         #[pin]
         inner: B,
         // The status a trailers-only response carried in its headers.
         header_code: Option<String>,
-        finish: Option<Finish>,
+        finish: Option<OnEnd>,
     }
 
     impl<B> PinnedDrop for RecordedBody<B> {
@@ -83,7 +149,7 @@ pin_project_lite::pin_project! {
                 // A trailers-only answer is never polled (its body is empty
                 // from the start): its status is in the headers. Otherwise the
                 // stream was dropped before its trailers: the client left.
-                finish.record(this.header_code.as_deref().unwrap_or("1"));
+                finish(this.header_code.as_deref().unwrap_or("1"));
             }
         }
     }
@@ -108,17 +174,17 @@ impl<B: Body> Body for RecordedBody<B> {
                         .get("grpc-status")
                         .and_then(|v| v.to_str().ok())
                         .unwrap_or("0");
-                    finish.record(code);
+                    finish(code);
                 }
             }
             Some(Err(_)) => {
                 if let Some(finish) = this.finish.take() {
-                    finish.record("2");
+                    finish("2");
                 }
             }
             None => {
                 if let Some(finish) = this.finish.take() {
-                    finish.record(this.header_code.as_deref().unwrap_or("0"));
+                    finish(this.header_code.as_deref().unwrap_or("0"));
                 }
             }
         }
@@ -162,6 +228,7 @@ where
                 "rpc.server",
                 otel.name = %format_args!("{service}/{method}"),
                 otel.kind = "server",
+                otel.status_code = tracing::field::Empty,
                 component = self.component,
                 rpc.system = "grpc",
                 rpc.service = service,
@@ -184,16 +251,14 @@ where
         });
         async move {
             let response = future.await?;
-            let header_code = response
-                .headers()
-                .get("grpc-status")
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned);
-            Ok(response.map(|inner| RecordedBody {
-                inner,
-                header_code,
-                finish,
-            }))
+            Ok(recorded(
+                response,
+                Box::new(move |code| {
+                    if let Some(finish) = finish {
+                        finish.record(code);
+                    }
+                }),
+            ))
         }
         .instrument(span)
         .boxed()
@@ -240,9 +305,127 @@ pub fn known_method(path: &str) -> &str {
     }
 }
 
+/// The `reservation_id` a request to `path` names: the top-level string
+/// field of that name in the method's input message, read straight from the
+/// encoded `message` (the gateway forwards bytes; it never decodes them).
+/// `None` when the method's request has no such field, or it is absent,
+/// empty, not UTF-8 or not a reservation id's shape.
+pub fn reservation_in(path: &str, message: &[u8]) -> Option<String> {
+    let field = reservation_fields().get(path).copied()?;
+    let raw = string_field(message, field)?;
+    // Only an id's shape goes on a span, never arbitrary caller input.
+    let ok = raw.len() == 36 && raw.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-');
+    ok.then(|| raw.to_owned())
+}
+
+/// Method path -> the number of its request's top-level `reservation_id`.
+fn reservation_fields() -> &'static std::collections::HashMap<String, u32> {
+    static FIELDS: std::sync::OnceLock<std::collections::HashMap<String, u32>> =
+        std::sync::OnceLock::new();
+    FIELDS.get_or_init(|| {
+        use prost::Message as _;
+        let set =
+            prost_types::FileDescriptorSet::decode(proto::FILE_DESCRIPTOR_SET).unwrap_or_default();
+        let mut numbers = std::collections::HashMap::new();
+        for f in &set.file {
+            for m in &f.message_type {
+                if let Some(field) = m.field.iter().find(|x| {
+                    x.name() == "reservation_id"
+                        && x.r#type() == prost_types::field_descriptor_proto::Type::String
+                }) {
+                    numbers.insert(format!(".{}.{}", f.package(), m.name()), field.number());
+                }
+            }
+        }
+        let mut out = std::collections::HashMap::new();
+        for f in &set.file {
+            for s in &f.service {
+                for m in &s.method {
+                    if let Some(n) = numbers.get(m.input_type())
+                        && let Ok(n) = u32::try_from(*n)
+                    {
+                        out.insert(format!("/{}.{}/{}", f.package(), s.name(), m.name()), n);
+                    }
+                }
+            }
+        }
+        out
+    })
+}
+
+/// The last value of top-level length-delimited field `number` in the
+/// protobuf encoding `buf`, as UTF-8; `None` on any malformed input.
+fn string_field(mut buf: &[u8], number: u32) -> Option<&str> {
+    fn varint(buf: &mut &[u8]) -> Option<u64> {
+        let mut value = 0u64;
+        for shift in (0..64).step_by(7) {
+            let (&b, rest) = buf.split_first()?;
+            *buf = rest;
+            value |= u64::from(b & 0x7f) << shift;
+            if b & 0x80 == 0 {
+                return Some(value);
+            }
+        }
+        None
+    }
+    let mut found = None;
+    while !buf.is_empty() {
+        let key = varint(&mut buf)?;
+        let (tag, wire) = (key >> 3, key & 7);
+        match wire {
+            0 => {
+                varint(&mut buf)?;
+            }
+            1 => buf = buf.get(8..)?,
+            5 => buf = buf.get(4..)?,
+            2 => {
+                let len = usize::try_from(varint(&mut buf)?).ok()?;
+                let value = buf.get(..len)?;
+                buf = buf.get(len..)?;
+                if tag == u64::from(number) {
+                    found = Some(value);
+                }
+            }
+            _ => return None,
+        }
+    }
+    std::str::from_utf8(found?).ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_reservation_a_request_names_is_read_from_its_bytes() {
+        use prost::Message as _;
+        let id = "0190f5e2-7c1a-7cc0-8d3e-1f2a3b4c5d6e";
+        let hand_over = proto::rental::HandOverDeviceRequest {
+            reservation_id: id.to_owned(),
+            serial: "SN-1".to_owned(),
+        }
+        .encode_to_vec();
+        let path = "/roaming.rental.v1.RentalService/HandOverDevice";
+        assert_eq!(reservation_in(path, &hand_over).as_deref(), Some(id));
+        // A method whose request names none; an unknown path; bad bytes.
+        assert_eq!(
+            reservation_in(
+                "/roaming.reservation.v1.ReservationService/ReserveRoaming",
+                &hand_over
+            ),
+            None
+        );
+        assert_eq!(reservation_in("/x/y", &hand_over), None);
+        assert_eq!(reservation_in(path, &[0x0a, 0x40, b'a']), None);
+        assert_eq!(reservation_in(path, &[0xff; 12]), None);
+        // Caller input that is not an id's shape stays off the span.
+        let odd = proto::rental::HandOverDeviceRequest {
+            reservation_id: "<script>alert(1)</script>-----------".to_owned(),
+            serial: String::new(),
+        }
+        .encode_to_vec();
+        assert_eq!(reservation_in(path, &odd), None);
+    }
 
     #[test]
     fn a_path_splits_into_service_and_method() {

@@ -3,7 +3,8 @@
 //! - [`init`]: the process's subscriber: logs (plain or JSON, filtered by
 //!   `RUST_LOG`) and, when `OTEL_EXPORTER_OTLP_ENDPOINT` is set, spans exported
 //!   over OTLP/gRPC (`OTEL_SERVICE_NAME` names the service). Nothing is
-//!   exported, and nothing fails, when it is not set.
+//!   exported, and nothing fails, when it is not set. Each span goes out
+//!   under its component's own `service.name` ([`export`]).
 //! - [`propagation`]: W3C `traceparent`/`tracestate` into and out of gRPC
 //!   metadata and event headers.
 //! - [`TraceLayer`]: the tower layer that opens one span per RPC on a server,
@@ -11,6 +12,7 @@
 //! - [`sampled`]: refusals logged at most once a second per class, with the
 //!   count; [`protocol`] does the same to the refusals `h2` logs itself.
 
+pub mod export;
 pub mod layer;
 pub mod metrics;
 pub mod propagation;
@@ -45,11 +47,12 @@ pub const DEFAULT_FILTER: &str = "info,sqlx=warn,sea_orm=warn,h2=warn,tower=warn
 
 /// Installs the global subscriber: logs to stdout (JSON lines when `json`),
 /// and OTLP span export when the standard `OTEL_EXPORTER_OTLP_ENDPOINT` is set.
-pub fn init(default_service_name: &str, json: bool) -> Telemetry {
+/// `version` is the binary's (`service.version`).
+pub fn init(default_service_name: &str, version: &str, json: bool) -> Telemetry {
     propagation::install();
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER));
-    let provider = otlp_provider(default_service_name);
+    let provider = otlp_provider(default_service_name, version);
     let otel = provider.as_ref().map(|p| {
         tracing_opentelemetry::layer()
             .with_tracer(p.tracer("roaming"))
@@ -78,15 +81,17 @@ pub fn init(default_service_name: &str, json: bool) -> Telemetry {
     Telemetry { provider }
 }
 
-fn otlp_provider(default_service_name: &str) -> Option<SdkTracerProvider> {
+fn otlp_provider(default_service_name: &str, version: &str) -> Option<SdkTracerProvider> {
     let endpoint = std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT")
         .or_else(|_| std::env::var("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"))
         .ok()
         .filter(|e| !e.is_empty())?;
-    let exporter = match opentelemetry_otlp::SpanExporter::builder()
-        .with_tonic()
-        .build()
-    {
+    // One OTLP exporter per component (each sends under its own resource).
+    let exporter = match export::ByComponent::new(|| {
+        opentelemetry_otlp::SpanExporter::builder()
+            .with_tonic()
+            .build()
+    }) {
         Ok(e) => e,
         Err(e) => {
             eprintln!("OTLP export to {endpoint} disabled: {e}");
@@ -101,6 +106,16 @@ fn otlp_provider(default_service_name: &str) -> Option<SdkTracerProvider> {
             .with_resource(
                 opentelemetry_sdk::Resource::builder()
                     .with_service_name(name)
+                    .with_attributes([
+                        opentelemetry::KeyValue::new("service.namespace", "roaming"),
+                        opentelemetry::KeyValue::new("service.version", version.to_owned()),
+                        // One per process: the components of `roaming up`
+                        // share it, as they share the process.
+                        opentelemetry::KeyValue::new(
+                            "service.instance.id",
+                            uuid::Uuid::now_v7().to_string(),
+                        ),
+                    ])
                     .build(),
             )
             .build(),

@@ -111,3 +111,79 @@ pub fn inject(mut request: tonic::Request<()>) -> Result<tonic::Request<()>, ton
     *request.metadata_mut() = tonic::metadata::MetadataMap::from_headers(headers);
     Ok(request)
 }
+
+/// The W3C `traceparent` of the current span, when it is sampled (spans
+/// are being recorded).
+pub fn current_traceparent() -> Option<String> {
+    use opentelemetry::trace::TraceContextExt as _;
+    let cx = tracing::Span::current().context();
+    let span = cx.span().span_context().clone();
+    (span.is_valid() && span.is_sampled()).then(|| {
+        format!(
+            "00-{}-{}-{:02x}",
+            span.trace_id(),
+            span.span_id(),
+            span.trace_flags().to_u8()
+        )
+    })
+}
+
+/// Adds a span link from the current span to the span `traceparent` names,
+/// when that is in another trace (a trace's own later spans need none).
+pub fn link_current(traceparent: &str) {
+    use opentelemetry::trace::TraceContextExt as _;
+    let here = tracing::Span::current();
+    let in_trace = here.context().span().span_context().trace_id();
+    if let Some(origin) = parse_traceparent(traceparent)
+        && origin.trace_id() != in_trace
+    {
+        here.add_link(origin);
+    }
+}
+
+/// A version-00 `traceparent` (`00-<trace>-<span>-<flags>`).
+fn parse_traceparent(traceparent: &str) -> Option<opentelemetry::trace::SpanContext> {
+    use opentelemetry::trace::{SpanContext, SpanId, TraceFlags, TraceId, TraceState};
+    let mut parts = traceparent.split('-');
+    let (Some("00"), Some(trace), Some(span), Some(flags), None) = (
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+    ) else {
+        return None;
+    };
+    if trace.len() != 32 || span.len() != 16 || flags.len() != 2 {
+        return None;
+    }
+    let context = SpanContext::new(
+        TraceId::from_hex(trace).ok()?,
+        SpanId::from_hex(span).ok()?,
+        TraceFlags::new(u8::from_str_radix(flags, 16).ok()?),
+        true,
+        TraceState::default(),
+    );
+    context.is_valid().then_some(context)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_written_traceparent_reads_back_and_anything_else_is_none() {
+        let context = parse_traceparent("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01");
+        assert!(context.is_some_and(|c| c.is_sampled() && c.is_remote()));
+        for bad in [
+            "",
+            "01-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+            "00-00000000000000000000000000000000-b7ad6b7169203331-01",
+            "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331",
+            "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01-x",
+            "00-zz-b7ad6b7169203331-01",
+        ] {
+            assert!(parse_traceparent(bad).is_none(), "{bad}");
+        }
+    }
+}

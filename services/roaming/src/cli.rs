@@ -108,7 +108,7 @@ pub fn main_with(args: Vec<String>) -> anyhow::Result<()> {
     // The OTLP exporters open their gRPC channels on this runtime.
     let _telemetry = {
         let _entered = runtime.enter();
-        adapters_telemetry::init(&component, settings.log_json)
+        adapters_telemetry::init(&component, env!("CARGO_PKG_VERSION"), settings.log_json)
     };
     let result = match plan {
         None => runtime.block_on(run_up(settings)),

@@ -128,6 +128,8 @@ pub struct Host {
     bus: Bus,
     /// See [`ConsumerSpan::poison`].
     poison_subject: Option<Arc<str>>,
+    /// The component this host runs (`reservation`, ...).
+    component: &'static str,
 }
 
 /// How long the oldest event may wait in the outbox before the broker's
@@ -178,6 +180,7 @@ impl Host {
             RelayConfig {
                 lease: name.to_owned(),
                 messaging_system: bus.messaging_system(),
+                component: name,
                 ..RelayConfig::default()
             },
         );
@@ -233,6 +236,7 @@ impl Host {
             db,
             bus: bus.clone(),
             poison_subject,
+            component: name,
         })
     }
 
@@ -246,6 +250,7 @@ impl Host {
     /// `adapters_bus::dlq`).
     pub fn consume(&mut self, durable: &str, streams: &[&str], handler: impl Handler + 'static) {
         let handler: Arc<dyn Handler> = Arc::new(ConsumerSpan {
+            component: self.component,
             consumer: Arc::from(durable),
             messaging_system: self.bus.messaging_system(),
             poison: self.poison_subject.clone(),
@@ -344,6 +349,8 @@ impl Host {
 /// Runs `H` inside an `event.handle` span, the child of the span that
 /// published the event (its trace context travels in the event's headers).
 struct ConsumerSpan<H> {
+    /// The component consuming (`service.name` of its spans).
+    component: &'static str,
     consumer: Arc<str>,
     /// `messaging.system`: `nats`, or the embedded bus.
     messaging_system: &'static str,
@@ -367,6 +374,8 @@ impl<H: Handler> Handler for ConsumerSpan<H> {
             "event.handle",
             otel.name = %d.subject,
             otel.kind = "consumer",
+            otel.status_code = tracing::field::Empty,
+            component = self.component,
             consumer = &*self.consumer,
             messaging.system = self.messaging_system,
             messaging.destination.name = %d.subject,
@@ -388,7 +397,18 @@ impl<H: Handler> Handler for ConsumerSpan<H> {
                 "fault injection: {poison} is poison (consumer_fault_poison_subject)"
             )))));
         }
-        Box::pin(self.inner.handle(d).instrument(span))
+        let recorded = span.clone();
+        Box::pin(
+            async move {
+                let result = self.inner.handle(d).await;
+                if result.is_err() {
+                    // Delivered again (or dead-lettered): this attempt failed.
+                    recorded.record("otel.status_code", "ERROR");
+                }
+                result
+            }
+            .instrument(span),
+        )
     }
 }
 

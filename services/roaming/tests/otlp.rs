@@ -1,6 +1,13 @@
-//! With `OTEL_EXPORTER_OTLP_ENDPOINT` set, `roaming up` exports its spans over
-//! OTLP/gRPC: a fake collector in this test receives them, with the service
-//! name of `OTEL_SERVICE_NAME`.
+//! With `OTEL_EXPORTER_OTLP_ENDPOINT` set, the mesh exports its spans over
+//! OTLP/gRPC to a receiver this test runs (the `opentelemetry-proto` service
+//! definitions over tonic, nothing of the mesh's own). A reservation, a
+//! declined card and a hand-over are driven through the gateway of
+//! `roaming up` and of the distributed mode (five `roaming serve` processes on
+//! PostgreSQL and NATS, and a gateway process), and the tree is checked: each
+//! component under its own `service.name`, parents and kinds across every
+//! hop, OpenTelemetry's RPC and messaging attributes, `reservation_id`, span
+//! status ERROR where the conventions put it, the hand-over's link back to
+//! the reservation's trace, no orphan span, and no secret in any span.
 
 #![allow(
     clippy::expect_used,
@@ -11,10 +18,15 @@
 
 mod support;
 
+use std::collections::{BTreeSet, HashMap};
+use std::net::SocketAddr;
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use adapters_store::testing::postgres_admin_url;
+use mesh::{Distributed, Layout};
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
     TraceService, TraceServiceServer,
 };
@@ -22,13 +34,19 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
 use opentelemetry_proto::tonic::common::v1::any_value::Value;
+use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue};
+use opentelemetry_proto::tonic::trace::v1::Span;
+use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
+use opentelemetry_proto::tonic::trace::v1::status::StatusCode;
+use proto::reservation::ReservationStatus as S;
+use proto::{rental as pr, reservation as pb};
 use support::*;
 
 #[derive(Clone, Default)]
-struct Collector(Arc<Mutex<Vec<ExportTraceServiceRequest>>>);
+struct Receiver(Arc<Mutex<Vec<ExportTraceServiceRequest>>>);
 
 #[tonic::async_trait]
-impl TraceService for Collector {
+impl TraceService for Receiver {
     async fn export(
         &self,
         request: tonic::Request<ExportTraceServiceRequest>,
@@ -38,25 +56,96 @@ impl TraceService for Collector {
     }
 }
 
-impl Collector {
-    /// (service.name, span name) of every span received.
-    fn spans(&self) -> Vec<(String, String)> {
+/// One received span with the resource it came under.
+#[derive(Debug, Clone)]
+struct Got {
+    service: String,
+    resource: Vec<KeyValue>,
+    span: Span,
+}
+
+fn text(v: Option<&AnyValue>) -> Option<String> {
+    match v?.value.as_ref()? {
+        Value::StringValue(s) => Some(s.clone()),
+        Value::IntValue(i) => Some(i.to_string()),
+        Value::BoolValue(b) => Some(b.to_string()),
+        Value::DoubleValue(d) => Some(d.to_string()),
+        other => Some(format!("{other:?}")),
+    }
+}
+
+fn find<'a>(kvs: &'a [KeyValue], key: &str) -> Option<&'a AnyValue> {
+    kvs.iter()
+        .find(|kv| kv.key == key)
+        .and_then(|kv| kv.value.as_ref())
+}
+
+impl Got {
+    fn attr(&self, key: &str) -> Option<String> {
+        text(find(&self.span.attributes, key))
+    }
+
+    fn kind(&self) -> SpanKind {
+        SpanKind::try_from(self.span.kind).unwrap_or(SpanKind::Unspecified)
+    }
+
+    fn status(&self) -> StatusCode {
+        self.span
+            .status
+            .as_ref()
+            .and_then(|s| StatusCode::try_from(s.code).ok())
+            .unwrap_or(StatusCode::Unset)
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "{} {} {:?} parent={} id={}",
+            self.service,
+            self.span.name,
+            self.kind(),
+            hex(&self.span.parent_span_id),
+            hex(&self.span.span_id)
+        )
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write as _;
+    bytes.iter().fold(String::new(), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}
+
+impl Receiver {
+    async fn start() -> (Self, SocketAddr) {
+        let receiver = Self::default();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tonic::transport::Server::builder()
+            .add_service(TraceServiceServer::new(receiver.clone()))
+            .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener));
+        tokio::spawn(server);
+        (receiver, addr)
+    }
+
+    fn spans(&self) -> Vec<Got> {
         let mut out = Vec::new();
         for request in self.0.lock().unwrap().iter() {
             for rs in &request.resource_spans {
-                let service = rs
+                let resource = rs
                     .resource
-                    .as_ref()
-                    .and_then(|r| r.attributes.iter().find(|kv| kv.key == "service.name"))
-                    .and_then(|kv| kv.value.as_ref())
-                    .and_then(|v| match &v.value {
-                        Some(Value::StringValue(s)) => Some(s.clone()),
-                        _ => None,
-                    })
+                    .clone()
+                    .map(|r| r.attributes)
                     .unwrap_or_default();
+                let service = text(find(&resource, "service.name")).unwrap_or_default();
                 for ss in &rs.scope_spans {
                     for span in &ss.spans {
-                        out.push((service.clone(), span.name.clone()));
+                        out.push(Got {
+                            service: service.clone(),
+                            resource: resource.clone(),
+                            span: span.clone(),
+                        });
                     }
                 }
             }
@@ -65,16 +154,348 @@ impl Collector {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn spans_reach_an_otlp_collector_when_the_endpoint_is_set() {
-    let collector = Collector::default();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let otlp = listener.local_addr().unwrap();
-    let server = tonic::transport::Server::builder()
-        .add_service(TraceServiceServer::new(collector.clone()))
-        .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener));
-    tokio::spawn(server);
+/// The settings both modes export with (a short batch delay: the test
+/// waits for the spans).
+const OTEL_ENV: [(&str, &str); 2] = [("OTEL_BSP_SCHEDULE_DELAY", "100"), ("RUST_LOG", "info")];
 
+/// What the test did, to find in the spans.
+struct Driven {
+    reserved: String,
+    declined: String,
+    secrets: Vec<String>,
+}
+
+/// A reservation paid, one declined, and the first handed over at ICN-T1;
+/// every call through the gateway at `gateway`.
+async fn drive(gateway: SocketAddr) -> Driven {
+    let c = Cluster {
+        reservation: gateway,
+        payment: gateway,
+        rental: gateway,
+        parking: gateway,
+        view: gateway,
+        tls: None,
+    };
+    let serial = "OTLP-EGG-1";
+    let mut rental = c.rental().await;
+    // One at the pickup booth, one where it is returned (a booth exists for
+    // the catalog once a device is registered there).
+    for (serial, booth) in [(serial, "ICN-T1"), ("OTLP-EGG-2", "GMP")] {
+        rental
+            .register_device(req(
+                OPS,
+                pr::RegisterDeviceRequest {
+                    serial: serial.into(),
+                    device_model: "egg-lte".into(),
+                    booth: booth.into(),
+                },
+            ))
+            .await
+            .unwrap();
+    }
+    // The catalog learns of the device from an event: try until it has.
+    let reservations = c.reservation().await;
+    let mut attempt = 0;
+    let reserved = eventually(Duration::from_secs(30), "a reservation", || {
+        attempt += 1;
+        let mut r = reservations.clone();
+        let request_id = format!("otlp-{attempt}");
+        async move {
+            r.reserve_roaming(req(ALICE, roaming_request(&request_id, 0, 1)))
+                .await
+                .ok()
+        }
+    })
+    .await
+    .into_inner()
+    .reservation
+    .unwrap()
+    .reservation_id;
+    let declined = reservations
+        .clone()
+        .reserve_roaming(req(
+            ALICE,
+            pb::ReserveRoamingRequest {
+                payment: Some(card_number("4000000000000002")),
+                ..roaming_request("otlp-declined", 5, 6)
+            },
+        ))
+        .await
+        .expect_err("the test card declines");
+    assert_eq!(reason(&declined), proto::reasons::PAYMENT_DECLINED);
+    let declined = {
+        use tonic_types::StatusExt as _;
+        declined.get_details_error_info().unwrap().metadata["reservation_id"].clone()
+    };
+
+    view_reaches(&c, ALICE, &reserved, S::RentalAccepted).await;
+    rental
+        .hand_over_device(req(
+            STAFF_T1,
+            pr::HandOverDeviceRequest {
+                reservation_id: reserved.clone(),
+                serial: serial.into(),
+            },
+        ))
+        .await
+        .unwrap();
+    view_reaches(&c, ALICE, &reserved, S::InUse).await;
+    Driven {
+        reserved,
+        declined,
+        secrets: vec![
+            card().card_number,
+            "4000000000000002".to_owned(),
+            token(ALICE),
+            token(STAFF_T1),
+            token(OPS),
+        ],
+    }
+}
+
+/// Waits until the spans of everything [`drive`] did have arrived.
+async fn received(receiver: &Receiver, driven: &Driven) -> Vec<Got> {
+    eventually(Duration::from_secs(30), "the hand-over's spans", || {
+        let spans = receiver.spans();
+        // Each process exports on its own schedule: wait for the last span
+        // of every hop of the hand-over.
+        let of = |service: &str, kind: SpanKind, name: &str| {
+            spans.iter().any(|g| {
+                g.service == service
+                    && g.kind() == kind
+                    && g.span.name.ends_with(name)
+                    && g.attr("reservation_id").as_deref() == Some(driven.reserved.as_str())
+            })
+        };
+        let done = of("view", SpanKind::Consumer, "roaming.rental.handed_over")
+            && of("gateway", SpanKind::Server, "/HandOverDevice")
+            && of("rental", SpanKind::Server, "/HandOverDevice")
+            && of("reservation", SpanKind::Server, "/BeginUse");
+        async move { done.then_some(spans) }
+    })
+    .await
+}
+
+/// Everything the module docs promise, on `spans`.
+fn assert_tree(spans: &[Got], driven: &Driven) {
+    let id = driven.reserved.as_str();
+    let by_id: HashMap<Vec<u8>, &Got> = spans.iter().map(|g| (g.span.span_id.clone(), g)).collect();
+    let pick = |what: &str, pred: &dyn Fn(&Got) -> bool| -> &Got {
+        spans.iter().find(|g| pred(g)).unwrap_or_else(|| {
+            let all: Vec<String> = spans.iter().map(Got::describe).collect();
+            panic!("no {what} among {all:#?}")
+        })
+    };
+    let parent_of = |g: &Got| -> &Got {
+        by_id
+            .get(&g.span.parent_span_id)
+            .copied()
+            .unwrap_or_else(|| panic!("the parent of {} did not arrive", g.describe()))
+    };
+    let server = |service: &'static str, method: &'static str| {
+        move |g: &Got| {
+            g.service == service
+                && g.kind() == SpanKind::Server
+                && g.span.name.ends_with(&format!("/{method}"))
+                && g.attr("reservation_id").as_deref() == Some(id)
+        }
+    };
+
+    // Each component under its own name, with the resource's identity.
+    let services: BTreeSet<&str> = spans.iter().map(|g| g.service.as_str()).collect();
+    for s in ["gateway", "reservation", "payment", "rental", "view"] {
+        assert!(services.contains(s), "{s} among {services:?}");
+    }
+    for g in spans {
+        for key in [
+            "service.version",
+            "service.instance.id",
+            "service.namespace",
+        ] {
+            assert!(
+                find(&g.resource, key).is_some(),
+                "{key} on the resource of {}",
+                g.describe()
+            );
+        }
+    }
+
+    // The reservation: gateway server -> gateway client -> reservation
+    // server -> its client Pay -> payment server; the relay's publish and
+    // every consumer.
+    let reserve_at_gateway = pick("the gateway's ReserveRoaming", &|g| {
+        g.service == "gateway"
+            && g.kind() == SpanKind::Server
+            && g.span.name == "roaming.reservation.v1.ReservationService/ReserveRoaming"
+            && g.attr("rpc.grpc.status_code").as_deref() == Some("0")
+    });
+    assert!(
+        reserve_at_gateway.span.parent_span_id.is_empty(),
+        "the gateway starts the reservation's trace"
+    );
+    let trace = reserve_at_gateway.span.trace_id.clone();
+    let forward = pick("the gateway's client span", &|g| {
+        g.service == "gateway"
+            && g.kind() == SpanKind::Client
+            && g.span.parent_span_id == reserve_at_gateway.span.span_id
+    });
+    assert_eq!(forward.attr("rpc.system").as_deref(), Some("grpc"));
+    assert_eq!(
+        forward.attr("rpc.method").as_deref(),
+        Some("ReserveRoaming")
+    );
+    assert_eq!(
+        forward.attr("rpc.service").as_deref(),
+        Some("roaming.reservation.v1.ReservationService")
+    );
+    let reserve = pick(
+        "reservation's ReserveRoaming",
+        &server("reservation", "ReserveRoaming"),
+    );
+    assert_eq!(reserve.span.parent_span_id, forward.span.span_id);
+    assert!(
+        matches!(
+            find(&reserve.span.attributes, "rpc.grpc.status_code").and_then(|v| v.value.as_ref()),
+            Some(Value::IntValue(0))
+        ),
+        "rpc.grpc.status_code is an integer"
+    );
+    let pay_call = pick("reservation's call to Pay", &|g| {
+        g.service == "reservation"
+            && g.kind() == SpanKind::Client
+            && g.span.name.ends_with("/Pay")
+            && g.attr("reservation_id").as_deref() == Some(id)
+    });
+    assert_eq!(pay_call.span.parent_span_id, reserve.span.span_id);
+    let pay = pick("payment's Pay", &server("payment", "Pay"));
+    assert_eq!(pay.span.parent_span_id, pay_call.span.span_id);
+    let published = pick("the publish of reservation.reserved", &|g| {
+        g.service == "reservation"
+            && g.kind() == SpanKind::Producer
+            && g.span.name == "roaming.reservation.reserved"
+            && g.attr("reservation_id").as_deref() == Some(id)
+    });
+    assert_eq!(published.span.trace_id, trace);
+    assert_eq!(
+        published.attr("messaging.destination.name").as_deref(),
+        Some("roaming.reservation.reserved")
+    );
+    assert_eq!(
+        published.attr("messaging.operation.type").as_deref(),
+        Some("send")
+    );
+    assert!(published.attr("messaging.system").is_some());
+    for consumer in ["rental", "view"] {
+        let handled = pick(&format!("{consumer} handling reservation.reserved"), &|g| {
+            g.service == consumer
+                && g.kind() == SpanKind::Consumer
+                && g.span.name == "roaming.reservation.reserved"
+                && g.attr("reservation_id").as_deref() == Some(id)
+        });
+        assert_eq!(handled.span.parent_span_id, published.span.span_id);
+        assert_eq!(
+            handled.attr("messaging.operation.type").as_deref(),
+            Some("process")
+        );
+    }
+
+    // The declined card: its reservation named on reservation's span, status
+    // left unset there (a refusal of the caller's request), ERROR on the
+    // client spans (to a caller, any refusal is a failed call).
+    let declined = driven.declined.as_str();
+    let refused = pick("reservation's span of the declined card", &|g| {
+        g.service == "reservation"
+            && g.kind() == SpanKind::Server
+            && g.attr("reservation_id").as_deref() == Some(declined)
+    });
+    assert_eq!(refused.attr("rpc.grpc.status_code").as_deref(), Some("9"));
+    assert_eq!(refused.status(), StatusCode::Unset);
+    let refused_call = pick("the gateway's call of the declined card", &|g| {
+        g.service == "gateway"
+            && g.kind() == SpanKind::Client
+            && g.span.span_id == refused.span.parent_span_id
+    });
+    assert_eq!(refused_call.status(), StatusCode::Error);
+    assert_eq!(
+        refused_call.attr("rpc.grpc.status_code").as_deref(),
+        Some("9")
+    );
+
+    // The hand-over: its own trace, the reservation named from the gateway
+    // on, linked back to the reservation's trace.
+    let hand_over_at_gateway = pick(
+        "the gateway's HandOverDevice",
+        &server("gateway", "HandOverDevice"),
+    );
+    assert!(hand_over_at_gateway.span.parent_span_id.is_empty());
+    assert_ne!(
+        hand_over_at_gateway.span.trace_id, trace,
+        "a trace of its own"
+    );
+    let hand_over = pick(
+        "rental's HandOverDevice",
+        &server("rental", "HandOverDevice"),
+    );
+    let via = parent_of(hand_over);
+    assert_eq!(
+        (via.service.as_str(), via.kind()),
+        ("gateway", SpanKind::Client)
+    );
+    assert_eq!(via.attr("reservation_id").as_deref(), Some(id));
+    assert_eq!(via.span.parent_span_id, hand_over_at_gateway.span.span_id);
+    assert!(
+        hand_over.span.links.iter().any(|l| l.trace_id == trace),
+        "the hand-over links to the reservation's trace: {:?}",
+        hand_over.span.links
+    );
+    let begin_use = pick("reservation's BeginUse", &server("reservation", "BeginUse"));
+    assert_eq!(begin_use.span.trace_id, hand_over.span.trace_id);
+    assert_eq!(parent_of(begin_use).service, "rental");
+    assert!(begin_use.span.links.iter().any(|l| l.trace_id == trace));
+
+    // No orphans in either trace: every parent arrived.
+    for g in spans
+        .iter()
+        .filter(|g| g.span.trace_id == trace || g.span.trace_id == hand_over.span.trace_id)
+    {
+        if !g.span.parent_span_id.is_empty() {
+            parent_of(g);
+        }
+    }
+
+    // No secret anywhere: card numbers, bearer tokens, passwords.
+    for g in spans {
+        let mut values: Vec<String> = g
+            .span
+            .attributes
+            .iter()
+            .filter_map(|kv| text(kv.value.as_ref()))
+            .collect();
+        values.push(g.span.name.clone());
+        for e in &g.span.events {
+            values.push(e.name.clone());
+            values.extend(e.attributes.iter().filter_map(|kv| text(kv.value.as_ref())));
+        }
+        for v in &values {
+            for secret in &driven.secrets {
+                assert!(
+                    !v.contains(secret.as_str()),
+                    "a secret in {}: {v}",
+                    g.describe()
+                );
+            }
+            assert!(
+                !v.to_lowercase().contains("password"),
+                "{}: {v}",
+                g.describe()
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn roaming_up_sends_one_tree_per_reservation_with_a_service_per_component() {
+    let (receiver, otlp) = Receiver::start().await;
     let dir = std::env::temp_dir().join(format!("roaming-otlp-{}", uuid::Uuid::now_v7()));
     std::fs::create_dir_all(&dir).unwrap();
     // Every listener on port 0; the child reports the ports it got.
@@ -90,9 +511,7 @@ async fn spans_reach_an_otlp_collector_when_the_endpoint_is_set() {
         .env("ROAMING_ADMIN_LISTEN", "off")
         .env("ROAMING_AUTH_SIGNING_KEY_FILE", &test_key().0)
         .env("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://{otlp}"))
-        .env("OTEL_SERVICE_NAME", "roaming-under-test")
-        .env("OTEL_BSP_SCHEDULE_DELAY", "100")
-        .env("RUST_LOG", "info")
+        .envs(OTEL_ENV)
         .envs(
             ["RESERVATION", "PAYMENT", "RENTAL", "PARKING", "VIEW"]
                 .map(|s| (format!("ROAMING_{s}_LISTEN"), mesh::listening::ANY_PORT)),
@@ -104,44 +523,48 @@ async fn spans_reach_an_otlp_collector_when_the_endpoint_is_set() {
         .addrs(&["gateway"], &mut child, Duration::from_secs(30))
         .await
         .expect("the gateway reports its port")[0];
+    let _up = Stopped(child, dir);
 
-    let reservations = eventually(Duration::from_secs(30), "the gateway", || async {
-        let channel = tonic::transport::Channel::from_shared(format!("http://{gateway}"))
-            .ok()?
-            .connect()
-            .await
-            .ok()?;
-        Some(proto::reservation::reservation_service_client::ReservationServiceClient::new(channel))
-    })
-    .await;
-    // The demo catalog is seeded a moment after the port opens.
-    eventually(Duration::from_secs(30), "a reservation", || {
-        let mut r = reservations.clone();
-        async move {
-            r.reserve_roaming(req(ALICE, roaming_request("otlp-1", 3, 4)))
-                .await
-                .ok()
-        }
-    })
-    .await;
+    let driven = drive(gateway).await;
+    let spans = received(&receiver, &driven).await;
+    assert_tree(&spans, &driven);
+}
 
-    let found = eventually(Duration::from_secs(20), "spans at the collector", || {
-        let collector = collector.clone();
-        async move {
-            let spans = collector.spans();
-            spans
-                .iter()
-                .any(|(service, name)| {
-                    service == "roaming-under-test" && name.ends_with("/ReserveRoaming")
-                })
-                .then_some(spans.len())
-        }
-    })
-    .await;
-    assert!(found > 1);
-    let _ = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status();
-    let _ = child.wait();
-    let _ = std::fs::remove_dir_all(dir);
+/// `roaming up`, stopped (and its directory removed) when the test ends,
+/// also when it fails.
+struct Stopped(std::process::Child, std::path::PathBuf);
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .status();
+        let _ = self.0.wait();
+        let _ = std::fs::remove_dir_all(&self.1);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_distributed_mode_sends_the_same_tree() {
+    let (receiver, otlp) = Receiver::start().await;
+    let mut layout = Layout {
+        gateway_key: Some(test_key().clone()),
+        ..Layout::one_each()
+    }
+    .with("OTEL_EXPORTER_OTLP_ENDPOINT", &format!("http://{otlp}"));
+    for (k, v) in OTEL_ENV {
+        layout = layout.with(k, v);
+    }
+    let d = Distributed::start(
+        Path::new(env!("CARGO_BIN_EXE_roaming")),
+        &postgres_admin_url(),
+        &uuid::Uuid::now_v7().simple().to_string(),
+        &layout,
+    )
+    .await
+    .expect("the distributed mesh starts");
+    let driven = drive(d.gateway).await;
+    let spans = received(&receiver, &driven).await;
+    assert_tree(&spans, &driven);
+    d.shutdown().await;
 }

@@ -100,6 +100,7 @@ async fn one_trace(
         .iter()
         .find(|s| {
             attr(s, "component").as_deref() == Some("gateway")
+                && s.span_kind == opentelemetry::trace::SpanKind::Server
                 && s.name.ends_with("/ReserveRoaming")
         })
         .expect("the gateway's span of ReserveRoaming");
@@ -137,7 +138,13 @@ async fn one_trace(
         attr(s, "component").as_deref() == Some("reservation")
             && s.name.ends_with("/ReserveRoaming")
     });
-    assert_eq!(reserve.parent_span_id, root.span_context.span_id());
+    // The gateway's forwarding hop: a client span between the two servers.
+    let forward = find("the gateway's client span", &|s| {
+        attr(s, "component").as_deref() == Some("gateway")
+            && s.span_kind == opentelemetry::trace::SpanKind::Client
+            && s.parent_span_id == root.span_context.span_id()
+    });
+    assert_eq!(reserve.parent_span_id, forward.span_context.span_id());
     // OpenTelemetry's RPC conventions; the status code an integer.
     assert_eq!(attr(reserve, "rpc.system").as_deref(), Some("grpc"));
     assert_eq!(

@@ -1,14 +1,20 @@
-//! Trace context for the upstream.
+//! The gateway's client span of each forwarded call, and its trace context
+//! for the upstream.
 
 use std::task::{Context, Poll};
 
 use futures::future::BoxFuture;
 use tower::{Layer, Service};
+use tracing::Instrument as _;
 
-use super::call::{Response, take_ready};
+use super::call::{Collected, Response, take_ready};
 
-/// Puts the current span's trace context on the outgoing headers, so the
-/// upstream's span is a child of the gateway's.
+/// Opens the `rpc.client` span of the forwarded call (a child of the
+/// gateway's server span, open until the upstream's answer ended, with its
+/// status) and puts its trace context on the outgoing headers, so the
+/// upstream's server span is the client span's child: a span on both sides
+/// of the hop. The reservation the request names (read from its bytes) goes
+/// on both the gateway's spans.
 #[derive(Debug, Clone, Copy)]
 pub struct PropagateLayer;
 
@@ -26,12 +32,11 @@ pub struct Propagate<S> {
     inner: S,
 }
 
-impl<S, B> Service<http::Request<B>> for Propagate<S>
+impl<S> Service<Collected> for Propagate<S>
 where
-    S: Service<http::Request<B>, Response = Response> + Clone + Send + 'static,
+    S: Service<Collected, Response = Response> + Clone + Send + 'static,
     S::Future: Send,
     S::Error: Send + 'static,
-    B: Send + 'static,
 {
     type Response = Response;
     type Error = S::Error;
@@ -41,16 +46,32 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+    fn call(&mut self, request: Collected) -> Self::Future {
         let mut inner = take_ready(&mut self.inner);
         // Inside the future: the server polls it within the call's span.
         Box::pin(async move {
             let mut request = request;
-            adapters_telemetry::propagation::inject_headers(
-                &tracing::Span::current(),
-                request.headers_mut(),
-            );
-            inner.call(request).await
+            let path = request.uri().path().to_owned();
+            let client = adapters_telemetry::layer::client_span("gateway", &path);
+            // The one message, after its 5-byte gRPC frame header.
+            if let Some(id) = request
+                .body()
+                .get(5..)
+                .and_then(|m| adapters_telemetry::layer::reservation_in(&path, m))
+            {
+                tracing::Span::current().record("reservation_id", id.as_str());
+                client.record("reservation_id", id.as_str());
+            }
+            adapters_telemetry::propagation::inject_headers(&client, request.headers_mut());
+            let response = inner.call(request).instrument(client.clone()).await?;
+            Ok(adapters_telemetry::layer::recorded(
+                response,
+                Box::new(move |code| {
+                    let code = code.parse().unwrap_or(2);
+                    adapters_telemetry::layer::record_client_status(&client, code);
+                }),
+            )
+            .map(tonic::body::Body::new))
         })
     }
 }
