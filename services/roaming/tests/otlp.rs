@@ -527,7 +527,50 @@ async fn roaming_up_sends_one_tree_per_reservation_with_a_service_per_component(
 
     let driven = drive(gateway).await;
     let spans = received(&receiver, &driven).await;
+    if std::env::var_os("TRACE_TREE").is_some() {
+        print_tree(&spans, &driven.reserved);
+    }
     assert_tree(&spans, &driven);
+}
+
+/// Prints the children of `parent` in `trace`, and theirs.
+fn walk(spans: &[Got], parent: &[u8], trace: &[u8], depth: usize) {
+    let mut children: Vec<&Got> = spans
+        .iter()
+        .filter(|g| g.span.trace_id == trace && g.span.parent_span_id == parent)
+        .collect();
+    children.sort_by_key(|g| g.span.start_time_unix_nano);
+    for g in children {
+        let kind = format!("{:?}", g.kind()).to_lowercase();
+        let links = if g.span.links.is_empty() {
+            ""
+        } else {
+            "  (link -> reservation's trace)"
+        };
+        println!(
+            "{:indent$}{:<12} {:<9} {}{links}",
+            "",
+            g.service,
+            kind,
+            g.span.name,
+            indent = depth * 2
+        );
+        walk(spans, &g.span.span_id, trace, depth + 1);
+    }
+}
+
+/// The traces naming `id`, as an indented tree (`TRACE_TREE=1`, with
+/// `--nocapture`: the README's picture of a trace comes from it).
+fn print_tree(spans: &[Got], id: &str) {
+    let traces: BTreeSet<Vec<u8>> = spans
+        .iter()
+        .filter(|g| g.attr("reservation_id").as_deref() == Some(id))
+        .map(|g| g.span.trace_id.clone())
+        .collect();
+    for trace in traces {
+        println!("trace {}", hex(&trace));
+        walk(spans, &[], &trace, 1);
+    }
 }
 
 /// `roaming up`, stopped (and its directory removed) when the test ends,
