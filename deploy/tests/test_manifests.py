@@ -19,7 +19,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 OVERLAYS = ["dev", "prod"]
 IMAGE = "ghcr.io/roaming-mesh/roaming"
 # Third-party images the overlays may run besides the project's own.
-OTHER_IMAGES = {"otel/opentelemetry-collector-contrib", "nats"}
+OTHER_IMAGES = {"otel/opentelemetry-collector-contrib", "nats", "jaegertracing/all-in-one"}
 MESH = {
     # name: (gRPC port, readiness service name)
     "gateway": (50050, ""),

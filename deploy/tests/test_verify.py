@@ -127,6 +127,17 @@ def drop_env(objs, deployment, name):
     assert len(items) < before, name
 
 
+def collector_env(objs, name, value):
+    env(objs, "otel-collector", name, value)
+
+
+def collector_config(objs, old, new):
+    """Edit the collector's otel-collector.yaml (its generated ConfigMap)."""
+    data = find(objs, "ConfigMap", prefix="otel-collector-config")["data"]
+    assert old in data["otel-collector.yaml"], old
+    data["otel-collector.yaml"] = data["otel-collector.yaml"].replace(old, new)
+
+
 def roaming_service(objs):
     objs.append({
         "apiVersion": "v1", "kind": "Service",
@@ -248,6 +259,45 @@ MISTAKES = [
      "ROAMING_MESH_TLS_DIR is not set, and ROAMING_MESH_TLS=required needs the identity files <dir>/view/"),
     ("a misspelt TLS mode", lambda o: config(o).update(ROAMING_MESH_TLS="require"),
      "ROAMING_MESH_TLS='require' is none of off, optional, required"),
+    # The collector's traces (prod: a backend outside the manifests).
+    ("the collector not let out to its backend's port", lambda o: policy(o, "otel-collector")["egress"][0]["ports"][0].update(port=4318),
+     "block Deployment otel-collector -> monitoring/a pod outside these manifests:4317/TCP"),
+    ("the backend's endpoint unset", lambda o: drop_env(o, "otel-collector", "TRACES_BACKEND_ENDPOINT"),
+     "exporter otlp/traces sends traces to '${env:TRACES_BACKEND_ENDPOINT}', but TRACES_BACKEND_ENDPOINT is not set"),
+    ("a traces pipeline naming an undefined exporter", lambda o: collector_config(o, "exporters: [otlp/traces]", "exporters: [otlp/tempo]"),
+     "pipeline traces exports to otlp/tempo, which `exporters` does not define"),
+    ("traces to the debug exporter only", lambda o: collector_config(o, "exporters: [otlp/traces]", "exporters: [debug]"),
+     "no traces pipeline exports to an OTLP backend"),
+]
+
+# The dev overlay's tracing backend, Jaeger in the namespace
+# (deploy/observability/jaeger): the collector -> jaeger:4317 edge.
+DEV_MISTAKES = [
+    ("Jaeger's ingress from the collector dropped", lambda o: policy(o, "jaeger").pop("ingress"),
+     "block Deployment otel-collector -> Deployment jaeger:4317/TCP"),
+    ("Jaeger's ingress on another port", lambda o: policy(o, "jaeger")["ingress"][0]["ports"][0].update(port=4318),
+     "block Deployment otel-collector -> Deployment jaeger:4317/TCP"),
+    ("the collector's egress to another workload", lambda o: policy(o, "otel-collector")["egress"][0]["to"][0]["podSelector"].update(
+        matchLabels={"app.kubernetes.io/name": "nats"}),
+     "block Deployment otel-collector -> Deployment jaeger:4317/TCP"),
+    ("Jaeger's Service without the OTLP port", lambda o: find(o, "Service", "jaeger")["spec"]["ports"][0].update(port=14250),
+     "'jaeger:4317': Service jaeger has no port 4317"),
+    ("Jaeger's Service on the UI's port", lambda o: find(o, "Service", "jaeger")["spec"]["ports"][0].update(targetPort="ui"),
+     "Service jaeger port 4317 reaches Deployment jaeger on 16686, where it listens on 4317"),
+    ("Jaeger's Service selecting the collector", lambda o: find(o, "Service", "jaeger")["spec"].update(
+        selector={"app.kubernetes.io/name": "otel-collector"}),
+     "Service jaeger selects Deployment otel-collector, not Deployment jaeger"),
+    ("the backend's name misspelt", lambda o: collector_env(o, "TRACES_BACKEND_ENDPOINT", "jager:4317"),
+     "exporter otlp/traces 'jager:4317': no Service jager in namespace roaming"),
+    ("the backend's port wrong", lambda o: collector_env(o, "TRACES_BACKEND_ENDPOINT", "jaeger:16686"),
+     "Service jaeger port 16686 reaches Deployment jaeger on 16686, where it listens on 4317"),
+    ("Jaeger's OTLP port unnamed", lambda o: pod(o, "jaeger")["containers"][0]["ports"][0].pop("name"),
+     "no workload of namespace roaming other than the collector declares a containerPort named otlp-grpc"),
+    ("Jaeger's UI open to the cluster", lambda o: policy(o, "jaeger")["ingress"].append(
+        {"from": [{"namespaceSelector": {}}], "ports": [{"port": 16686, "protocol": "TCP"}]}),
+     "pods of other namespaces -> Deployment jaeger:16686/TCP through"),
+    ("the collector sent to Tempo outside again", lambda o: collector_env(o, "TRACES_BACKEND_ENDPOINT", "tempo.monitoring:4317"),
+     "block Deployment otel-collector -> monitoring/a pod outside these manifests:4317/TCP"),
 ]
 
 
@@ -261,6 +311,17 @@ class Verify(unittest.TestCase):
         good = render("prod")
         self.assertEqual(verify.verify(copy.deepcopy(good)), [])
         for what, change, expect in MISTAKES:
+            with self.subTest(what):
+                objs = copy.deepcopy(good)
+                change(objs)
+                problems = verify.verify(objs)
+                self.assertTrue(any(expect in p for p in problems),
+                                f"{what}: no line contains {expect!r}; got {problems}")
+
+    def test_each_trace_backend_mistake_is_refused_by_name(self):
+        good = render("dev")
+        self.assertEqual(verify.verify(copy.deepcopy(good)), [])
+        for what, change, expect in DEV_MISTAKES:
             with self.subTest(what):
                 objs = copy.deepcopy(good)
                 change(objs)
@@ -324,9 +385,12 @@ class Verify(unittest.TestCase):
             out = subprocess.run([sys.executable, str(ROOT / "verify"), str(path)], capture_output=True, text=True)
         self.assertEqual(out.returncode, 0, out.stdout + out.stderr)
         self.assertIn("note: Certificate gateway-public: ClusterIssuer roaming-public is assumed to exist", out.stdout)
+        # prod's collector sends traces to a backend of the monitoring namespace.
+        self.assertIn("exporter otlp/traces sends traces to tempo.monitoring:4317, Service tempo of namespace "
+                      "monitoring, which is not in these manifests: assumed to exist", out.stdout)
         notes = []
         self.assertEqual(verify.verify(render("dev"), notes), [])
-        self.assertEqual(notes, [], "dev issues everything from the namespace CA")
+        self.assertEqual(notes, [], "dev issues everything from the namespace CA and keeps its traces in Jaeger")
 
 
 if __name__ == "__main__":
