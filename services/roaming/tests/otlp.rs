@@ -1,13 +1,13 @@
 //! With `OTEL_EXPORTER_OTLP_ENDPOINT` set, the mesh exports its spans over
 //! OTLP/gRPC to a receiver this test runs (the `opentelemetry-proto` service
 //! definitions over tonic, nothing of the mesh's own). A reservation, a
-//! declined card and a hand-over are driven through the gateway of
+//! declined card, a hand-over and the return are driven through the gateway of
 //! `roaming up` and of the distributed mode (five `roaming serve` processes on
 //! PostgreSQL and NATS, and a gateway process), and the tree is checked: each
 //! component under its own `service.name`, parents and kinds across every
 //! hop, OpenTelemetry's RPC and messaging attributes, `reservation_id`, span
 //! status ERROR where the conventions put it, the hand-over's link back to
-//! the reservation's trace, no orphan span, and no secret in any span.
+//! the reservation's trace (and the return's), no orphan span, and no secret in any span.
 
 #![allow(
     clippy::expect_used,
@@ -240,6 +240,16 @@ async fn drive(gateway: SocketAddr) -> Driven {
         .await
         .unwrap();
     view_reaches(&c, ALICE, &reserved, S::InUse).await;
+    rental
+        .return_device(req(
+            STAFF_GMP,
+            pr::ReturnDeviceRequest {
+                reservation_id: reserved.clone(),
+                booth: "GMP".into(),
+            },
+        ))
+        .await
+        .unwrap();
     Driven {
         reserved,
         declined,
@@ -270,7 +280,8 @@ async fn received(receiver: &Receiver, driven: &Driven) -> Vec<Got> {
         let done = of("view", SpanKind::Consumer, "roaming.rental.handed_over")
             && of("gateway", SpanKind::Server, "/HandOverDevice")
             && of("rental", SpanKind::Server, "/HandOverDevice")
-            && of("reservation", SpanKind::Server, "/BeginUse");
+            && of("reservation", SpanKind::Server, "/BeginUse")
+            && of("rental", SpanKind::Server, "/ReturnDevice");
         async move { done.then_some(spans) }
     })
     .await
@@ -452,6 +463,11 @@ fn assert_tree(spans: &[Got], driven: &Driven) {
     assert_eq!(begin_use.span.trace_id, hand_over.span.trace_id);
     assert_eq!(parent_of(begin_use).service, "rental");
     assert!(begin_use.span.links.iter().any(|l| l.trace_id == trace));
+
+    // The return, days later in life: a trace of its own, linked too.
+    let returned = pick("rental's ReturnDevice", &server("rental", "ReturnDevice"));
+    assert_ne!(returned.span.trace_id, trace);
+    assert!(returned.span.links.iter().any(|l| l.trace_id == trace));
 
     // No orphans in either trace: every parent arrived.
     for g in spans
