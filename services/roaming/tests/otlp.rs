@@ -563,8 +563,14 @@ fn walk(spans: &[Got], parent: &[u8], trace: &[u8], depth: usize) {
         } else {
             "  (link -> reservation's trace)"
         };
+        #[allow(clippy::cast_precision_loss, reason = "a span's nanoseconds")]
+        let ms = g
+            .span
+            .end_time_unix_nano
+            .saturating_sub(g.span.start_time_unix_nano) as f64
+            / 1e6;
         println!(
-            "{:indent$}{:<12} {:<9} {}{links}",
+            "{:indent$}{:<12} {:<9} {}{links}  [{ms:.2} ms]",
             "",
             g.service,
             kind,
@@ -575,8 +581,9 @@ fn walk(spans: &[Got], parent: &[u8], trace: &[u8], depth: usize) {
     }
 }
 
-/// The traces naming `id`, as an indented tree (`TRACE_TREE=1`, with
-/// `--nocapture`: the README's picture of a trace comes from it).
+/// The traces naming `id`, as an indented tree with each span's duration
+/// (`TRACE_TREE=1`, with `--no-capture`: the README's picture of a trace
+/// comes from it).
 fn print_tree(spans: &[Got], id: &str) {
     let traces: BTreeSet<Vec<u8>> = spans
         .iter()
@@ -624,6 +631,9 @@ async fn the_distributed_mode_sends_the_same_tree() {
     .expect("the distributed mesh starts");
     let driven = drive(d.gateway).await;
     let spans = received(&receiver, &driven).await;
+    if std::env::var_os("TRACE_TREE").is_some() {
+        print_tree(&spans, &driven.reserved);
+    }
     assert_tree(&spans, &driven);
     d.shutdown().await;
 }

@@ -77,6 +77,11 @@ impl Stats {
         ok / self.measured.as_secs_f64()
     }
 
+    /// The median latency in milliseconds.
+    pub fn p50_ms(&self) -> f64 {
+        self.ms(0.5)
+    }
+
     fn ms(&self, q: f64) -> f64 {
         #[allow(
             clippy::cast_precision_loss,

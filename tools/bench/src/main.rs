@@ -7,6 +7,7 @@
 
 mod driver;
 mod echo;
+mod pg;
 mod target;
 
 use std::time::Duration;
@@ -140,6 +141,19 @@ async fn run(o: Options) -> anyhow::Result<()> {
     let echo_c = echo::run(o.concurrency, o.warmup, o.duration).await?;
     let echo_1 = echo::run(1, o.warmup, o.duration).await?;
 
+    // The distributed mode's own limit: PostgreSQL's commit path through the
+    // services' driver and pool (`pg.rs`), on the server the mesh will use.
+    let distributed = matches!(o.target, TargetKind::Distributed | TargetKind::Replicas);
+    let postgres = if distributed {
+        let admin = target::postgres_admin();
+        Some((
+            pg::run(&admin, o.concurrency, o.warmup, o.duration).await?,
+            pg::run(&admin, 1, o.warmup, o.duration).await?,
+        ))
+    } else {
+        None
+    };
+
     let target = match o.target {
         TargetKind::Spawn => Target::spawn().await?,
         TargetKind::InProcess => Target::in_process().await?,
@@ -200,6 +214,20 @@ async fn run(o: Options) -> anyhow::Result<()> {
     ] {
         println!("{}", s.row(name, &c.to_string(), base));
     }
+    if let Some((pg_c, pg_1)) = &postgres {
+        println!(
+            "{}",
+            pg_c.row(
+                "postgres (baseline: INSERT + UPDATE, commit)",
+                &o.concurrency.to_string(),
+                &echo_c
+            )
+        );
+        println!(
+            "{}",
+            pg_1.row("postgres (baseline: INSERT + UPDATE, commit)", "1", &echo_1)
+        );
+    }
     let rate = format!("{}/s offered", o.reserve_rate);
     println!(
         "{}",
@@ -214,6 +242,27 @@ async fn run(o: Options) -> anyhow::Result<()> {
         "{}",
         after_overload.row("reserve roaming, right after the overload", "1", &echo_1)
     );
+    if let Some((pg_c, pg_1)) = &postgres {
+        println!();
+        println!("against the PostgreSQL baseline (issue 33's targets):");
+        let ratio = |s: &driver::Stats, base: &driver::Stats| {
+            s.throughput() / base.throughput().max(f64::MIN_POSITIVE)
+        };
+        println!(
+            "  reserve roaming c={}: {:.3} of its transactions/s (target >= 0.25)",
+            o.concurrency,
+            ratio(&roaming_c, pg_c)
+        );
+        println!(
+            "  reserve parking c={}: {:.3} of its transactions/s (target >= 0.35)",
+            o.concurrency,
+            ratio(&parking_c, pg_c)
+        );
+        println!(
+            "  reserve roaming c=1, p50: {:.1}x its p50 (target <= 3x)",
+            roaming_1.p50_ms() / pg_1.p50_ms().max(f64::MIN_POSITIVE)
+        );
+    }
     println!();
     println!("{}", events.summary(o.event_rate));
     println!();

@@ -55,6 +55,13 @@ pub struct Target {
 static CALLERS: OnceLock<Callers> = OnceLock::new();
 
 /// Remembers `issuer` for [`as_`].
+/// The PostgreSQL server of the distributed targets: `ROAMING_TEST_POSTGRES`,
+/// default the local server.
+pub fn postgres_admin() -> String {
+    std::env::var("ROAMING_TEST_POSTGRES")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
 fn sign_with(issuer: &Issuer) {
     let _ = CALLERS.set(Callers::new(issuer));
 }
@@ -172,8 +179,7 @@ impl Target {
             "{} not found: build it (cargo build --release --workspace)",
             exe.display()
         );
-        let admin = std::env::var("ROAMING_TEST_POSTGRES")
-            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+        let admin = postgres_admin();
         let run = format!("bench{}", std::process::id());
         let layout = Layout {
             replicas: vec![("reservation", replicas), ("rental", replicas)],
