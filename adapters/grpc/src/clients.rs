@@ -87,17 +87,25 @@ where
         let send = send.clone();
         let token = token.clone();
         let span = client_span(caller, method, reservation(&req));
-        let recorded = span.clone();
+        // An attempt the resilience layer's timeout drops before it is
+        // answered ends its span as DEADLINE_EXCEEDED.
+        let status = adapters_telemetry::layer::ClientStatus::new(
+            span.clone(),
+            tonic::Code::DeadlineExceeded as i32,
+        );
         async move {
-            let mut request = tonic::Request::new(req);
-            request.set_timeout(deadline);
-            request.metadata_mut().insert("authorization", token()?);
-            let result = send(request).await.map(tonic::Response::into_inner);
+            let result = async {
+                let mut request = tonic::Request::new(req);
+                request.set_timeout(deadline);
+                request.metadata_mut().insert("authorization", token()?);
+                send(request).await.map(tonic::Response::into_inner)
+            }
+            .await;
             let code = result
                 .as_ref()
                 .err()
                 .map_or(tonic::Code::Ok, tonic::Status::code);
-            adapters_telemetry::layer::record_client_status(&recorded, code as i32);
+            status.answered(code as i32);
             result
         }
         .instrument(span)

@@ -279,7 +279,11 @@ impl RentalRepository for RentalStore {
         caused_by: Option<EventId>,
     ) -> Result<(), InsertError> {
         self.insert(rental_row(r), events, caused_by).await?;
-        crate::origin::remember_apart(&self.db, &r.reservation_id).await?;
+        // Telemetry after the committed insert: its failure only costs the
+        // later steps' links, never the rental.
+        if let Err(e) = crate::origin::remember_apart(&self.db, &r.reservation_id).await {
+            tracing::debug!(error = %e, "recording the trace origin failed; no links");
+        }
         Ok(())
     }
 

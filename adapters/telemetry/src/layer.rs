@@ -91,6 +91,39 @@ pub fn record_client_status(span: &tracing::Span, code: i32) {
     }
 }
 
+/// Records a client span's status once: [`Self::answered`] with the call's
+/// code, or, when dropped unanswered (the attempt was cancelled or timed
+/// out around it), the code given at creation.
+#[derive(Debug)]
+pub struct ClientStatus {
+    span: Option<tracing::Span>,
+    unanswered: i32,
+}
+
+impl ClientStatus {
+    pub fn new(span: tracing::Span, unanswered: i32) -> Self {
+        Self {
+            span: Some(span),
+            unanswered,
+        }
+    }
+
+    /// The call ended with `code`.
+    pub fn answered(mut self, code: i32) {
+        if let Some(span) = self.span.take() {
+            record_client_status(&span, code);
+        }
+    }
+}
+
+impl Drop for ClientStatus {
+    fn drop(&mut self) {
+        if let Some(span) = self.span.take() {
+            record_client_status(&span, self.unanswered);
+        }
+    }
+}
+
 /// The `rpc.client` span of one attempt of a call to `path` made by
 /// `component`; `rpc.grpc.status_code` and `reservation_id` are recorded
 /// on it later ([`record_client_status`]).
@@ -395,6 +428,59 @@ fn string_field(mut buf: &[u8], number: u32) -> Option<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_client_span_ends_with_its_answer_or_the_code_of_an_unanswered_call() {
+        use opentelemetry::trace::{Status, TracerProvider as _};
+        use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider};
+        use tracing_subscriber::layer::SubscriberExt as _;
+
+        let exporter = InMemorySpanExporter::default();
+        let provider = SdkTracerProvider::builder()
+            .with_simple_exporter(exporter.clone())
+            .build();
+        let subscriber = tracing_subscriber::registry()
+            .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("test")));
+        let pay = "/roaming.payment.v1.PaymentService/Pay";
+        tracing::subscriber::with_default(subscriber, || {
+            // Timed out around it: dropped unanswered.
+            let span = client_span("reservation", pay);
+            drop(ClientStatus::new(span.clone(), 4));
+            drop(span);
+            let span = client_span("reservation", pay);
+            ClientStatus::new(span.clone(), 4).answered(0);
+            drop(span);
+            let span = client_span("reservation", pay);
+            ClientStatus::new(span.clone(), 4).answered(9);
+            drop(span);
+        });
+        let spans = exporter.get_finished_spans().unwrap();
+        let seen: Vec<(Option<i64>, bool)> = spans
+            .iter()
+            .map(|s| {
+                let code = s
+                    .attributes
+                    .iter()
+                    .find(|kv| kv.key.as_str() == "rpc.grpc.status_code")
+                    .and_then(|kv| match kv.value {
+                        opentelemetry::Value::I64(n) => Some(n),
+                        _ => None,
+                    });
+                (code, matches!(s.status, Status::Error { .. }))
+            })
+            .collect();
+        assert_eq!(seen, [(Some(4), true), (Some(0), false), (Some(9), true)]);
+    }
+
+    #[test]
+    fn the_servers_own_errors_are_errors_and_refusals_are_not() {
+        for code in [2, 4, 12, 13, 14, 15] {
+            assert!(server_error(code), "{code}");
+        }
+        for code in [0, 1, 3, 5, 6, 7, 8, 9, 10, 11, 16] {
+            assert!(!server_error(code), "{code}");
+        }
+    }
 
     #[test]
     fn the_reservation_a_request_names_is_read_from_its_bytes() {

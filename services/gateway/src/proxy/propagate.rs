@@ -53,23 +53,28 @@ where
             let mut request = request;
             let path = request.uri().path().to_owned();
             let client = adapters_telemetry::layer::client_span("gateway", &path);
-            // The one message, after its 5-byte gRPC frame header.
+            // The one message, after its 5-byte gRPC frame header, unless
+            // it is compressed (flag 1): then it is not read at all.
             if let Some(id) = request
                 .body()
-                .get(5..)
+                .split_first()
+                .filter(|(flag, _)| **flag == 0)
+                .and_then(|(_, rest)| rest.get(4..))
                 .and_then(|m| adapters_telemetry::layer::reservation_in(&path, m))
             {
                 tracing::Span::current().record("reservation_id", id.as_str());
                 client.record("reservation_id", id.as_str());
             }
             adapters_telemetry::propagation::inject_headers(&client, request.headers_mut());
-            let response = inner.call(request).instrument(client.clone()).await?;
+            // Dropped before an answer (the caller went away): CANCELLED.
+            let status = adapters_telemetry::layer::ClientStatus::new(
+                client.clone(),
+                tonic::Code::Cancelled as i32,
+            );
+            let response = inner.call(request).instrument(client).await?;
             Ok(adapters_telemetry::layer::recorded(
                 response,
-                Box::new(move |code| {
-                    let code = code.parse().unwrap_or(2);
-                    adapters_telemetry::layer::record_client_status(&client, code);
-                }),
+                Box::new(move |code| status.answered(code.parse().unwrap_or(2))),
             )
             .map(tonic::body::Body::new))
         })
