@@ -281,10 +281,36 @@ async fn received(receiver: &Receiver, driven: &Driven) -> Vec<Got> {
             && of("gateway", SpanKind::Server, "/HandOverDevice")
             && of("rental", SpanKind::Server, "/HandOverDevice")
             && of("reservation", SpanKind::Server, "/BeginUse")
-            && of("rental", SpanKind::Server, "/ReturnDevice");
+            && of("rental", SpanKind::Server, "/ReturnDevice")
+            && of("gateway", SpanKind::Server, "/ReturnDevice")
+            && settled(&spans, driven);
         async move { done.then_some(spans) }
     })
     .await
+}
+
+/// Whether every span of every trace that names one of the driven
+/// reservations has its parent among `spans` (a parent ends after its
+/// children, and another process may export it a moment later). A parent
+/// that never comes keeps this false: [`received`] then times out, and the
+/// orphan is reported by [`assert_tree`] on the last look.
+fn settled(spans: &[Got], driven: &Driven) -> bool {
+    let ids = [driven.reserved.as_str(), driven.declined.as_str()];
+    let traces: BTreeSet<&[u8]> = spans
+        .iter()
+        .filter(|g| {
+            g.attr("reservation_id")
+                .is_some_and(|r| ids.contains(&r.as_str()))
+        })
+        .map(|g| g.span.trace_id.as_slice())
+        .collect();
+    let known: BTreeSet<&[u8]> = spans.iter().map(|g| g.span.span_id.as_slice()).collect();
+    spans
+        .iter()
+        .filter(|g| traces.contains(g.span.trace_id.as_slice()))
+        .all(|g| {
+            g.span.parent_span_id.is_empty() || known.contains(g.span.parent_span_id.as_slice())
+        })
 }
 
 /// Everything the module docs promise, on `spans`.
@@ -469,10 +495,20 @@ fn assert_tree(spans: &[Got], driven: &Driven) {
     assert_ne!(returned.span.trace_id, trace);
     assert!(returned.span.links.iter().any(|l| l.trace_id == trace));
 
-    // No orphans in either trace: every parent arrived.
+    // No orphans in any trace of the reservation's steps (the reservation,
+    // the hand-over, the return): every parent arrived. The declined card's
+    // trace ends at the refusal; its spans are checked the same way.
+    let steps: BTreeSet<&[u8]> = [
+        trace.as_slice(),
+        &hand_over.span.trace_id,
+        &returned.span.trace_id,
+        &refused.span.trace_id,
+    ]
+    .into_iter()
+    .collect();
     for g in spans
         .iter()
-        .filter(|g| g.span.trace_id == trace || g.span.trace_id == hand_over.span.trace_id)
+        .filter(|g| steps.contains(g.span.trace_id.as_slice()))
     {
         if !g.span.parent_span_id.is_empty() {
             parent_of(g);
