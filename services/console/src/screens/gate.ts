@@ -23,6 +23,9 @@ type Cell = 'Free' | 'Reserved' | 'Occupied';
 /** How many seconds the grid is looked at again after the gate acted. */
 const SETTLE_TRIES = 15;
 
+/** How often the grid is looked at again while the screen is visible (as the booth's lists). */
+const REFRESH_MS = 5_000;
+
 const HOLDING = [
   ReservationStatus.PENDING_PAYMENT,
   ReservationStatus.RESERVED,
@@ -185,6 +188,12 @@ export function gateScreen(m: Mount): void {
       h('p', { class: 'legend' }, 'Free: no reservation at that time. Reserved: paid for, car not in. Occupied: a car is in.'),
     ),
   );
+
+  // Cars come and go through other gates of the lot too.
+  const timer = window.setInterval(() => {
+    if (document.visibilityState === 'visible' && spaces.length > 0) void showGrid();
+  }, REFRESH_MS);
+  m.signal.addEventListener('abort', () => window.clearInterval(timer));
 
   void parking
     .listSpaces({ lot }, { signal: m.signal })
