@@ -307,10 +307,11 @@ class Verify(unittest.TestCase):
             with self.subTest(overlay=overlay):
                 self.assertEqual(verify.verify(render(overlay)), [])
 
-    def test_each_mistake_is_refused_by_name(self):
-        good = render("prod")
+    def assert_each_refused_by_name(self, overlay, mistakes):
+        """Each broken copy of the `overlay` render gets a line naming it."""
+        good = render(overlay)
         self.assertEqual(verify.verify(copy.deepcopy(good)), [])
-        for what, change, expect in MISTAKES:
+        for what, change, expect in mistakes:
             with self.subTest(what):
                 objs = copy.deepcopy(good)
                 change(objs)
@@ -318,16 +319,11 @@ class Verify(unittest.TestCase):
                 self.assertTrue(any(expect in p for p in problems),
                                 f"{what}: no line contains {expect!r}; got {problems}")
 
+    def test_each_mistake_is_refused_by_name(self):
+        self.assert_each_refused_by_name("prod", MISTAKES)
+
     def test_each_trace_backend_mistake_is_refused_by_name(self):
-        good = render("dev")
-        self.assertEqual(verify.verify(copy.deepcopy(good)), [])
-        for what, change, expect in DEV_MISTAKES:
-            with self.subTest(what):
-                objs = copy.deepcopy(good)
-                change(objs)
-                problems = verify.verify(objs)
-                self.assertTrue(any(expect in p for p in problems),
-                                f"{what}: no line contains {expect!r}; got {problems}")
+        self.assert_each_refused_by_name("dev", DEV_MISTAKES)
 
     def test_each_step_from_plaintext_to_required_tls_holds(self):
         # deploy/README.md, "TLS": off, optional, https:// addresses, required.

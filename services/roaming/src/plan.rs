@@ -16,15 +16,9 @@ use gateway::{PrincipalEntry, Upstreams};
 use crate::Settings;
 use crate::auth::{KeyFiles, Keys};
 
-/// What `roaming serve` runs.
-pub const SERVICES: [&str; 6] = [
-    "gateway",
-    "reservation",
-    "payment",
-    "rental",
-    "parking",
-    "view",
-];
+/// What `roaming serve` runs: the mesh's components, each also its own
+/// `service.name` in traces.
+pub const SERVICES: [&str; 6] = adapters_telemetry::export::COMPONENTS;
 
 /// A service that calls another one's replicas.
 #[derive(Debug, Clone, Copy)]
