@@ -107,12 +107,18 @@ impl Db {
                 });
             crate::stale::start();
             let pool = Database::connect(opts).await.map_err(store_err)?;
+            let committed: Arc<Notify> = Arc::default();
+            let wake = Arc::clone(&committed);
+            // Write jobs are committed together here too (`crate::writer`):
+            // one transaction, one WAL flush and no lock waits between the
+            // jobs of a batch, instead of one of each per job.
+            let jobs = Writer::batched(pool.clone(), None, move || wake.notify_one())?;
             Self {
                 writer: pool.clone(),
-                reader: pool.clone(),
+                reader: pool,
                 backend: Backend::Postgres,
-                committed: Arc::default(),
-                jobs: Writer::Direct(pool),
+                committed,
+                jobs,
                 postgres_url: Some(url.into()),
             }
         };
@@ -225,8 +231,8 @@ impl Db {
     }
 
     /// Runs `job` in a write transaction; answers once it committed (or was
-    /// rolled back, for [`Verdict::Undo`](crate::Verdict::Undo)). On SQLite
-    /// concurrent jobs are committed together ([`crate::writer`]).
+    /// rolled back, for [`Verdict::Undo`](crate::Verdict::Undo)). Concurrent
+    /// jobs are committed together ([`crate::writer`]).
     ///
     /// # Errors
     ///
@@ -236,10 +242,10 @@ impl Db {
         T: Send + 'static,
         F: Job<T>,
     {
-        self.jobs.write(job, || self.notify_committed()).await
+        self.jobs.write(job).await
     }
 
-    /// How the writer grouped jobs into commits so far (SQLite only).
+    /// How the writer grouped jobs into commits so far.
     pub fn writer_stats(&self) -> WriterStats {
         self.jobs.stats()
     }

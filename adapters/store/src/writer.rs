@@ -23,8 +23,16 @@
 //! it ran is dropped (as a transaction dropped before its commit); once running,
 //! a job runs to its end.
 //!
-//! On PostgreSQL there is no writer task: each job runs in its own transaction
-//! on the pool (the server does its own group commit).
+//! PostgreSQL gets the same writer task, on a pooled connection: a batch is
+//! one transaction, so one `BEGIN`/`COMMIT` pair and one WAL flush for all its
+//! jobs, and jobs that lock the same rows (every claim locks its resource's
+//! units) wait for each other inside the batch instead of for each other's
+//! commits. PostgreSQL aborts a transaction at its first failed statement: a
+//! job that meets one (a unique key taken) answers [`Verdict::Undo`] or an
+//! error, which sends its batch to run alone as above. A commit is bounded by
+//! [`COMMIT_TIMEOUT`](crate::COMMIT_TIMEOUT) as everywhere, and a failure to
+//! begin or commit reaches each job of the batch as what it was (the store
+//! unavailable, or failed).
 
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
@@ -34,7 +42,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use domain_kernel::StoreError;
 use futures::FutureExt;
-use sea_orm::{DatabaseConnection, DatabaseTransaction, TransactionTrait};
+use sea_orm::{DatabaseConnection, DatabaseTransaction, DbBackend, TransactionTrait};
 use tokio::sync::{mpsc, oneshot};
 use tracing::Instrument;
 
@@ -89,7 +97,7 @@ pub(crate) trait Queued: Send {
     /// Runs the job; `true` when its writes may be kept.
     fn run<'t>(&'t mut self, tx: &'t WriteTx) -> Pin<Box<dyn Future<Output = bool> + Send + 't>>;
     /// Answers the caller: the job's own result if `committed` is `Ok`.
-    fn answer(self: Box<Self>, committed: Result<(), String>);
+    fn answer(self: Box<Self>, committed: Result<(), TxFailure>);
     /// Whether the caller stopped waiting (its call was cancelled or timed
     /// out) before the job ran: then it does not run at all, exactly as a
     /// transaction dropped before its commit.
@@ -118,12 +126,14 @@ impl<T: Send + 'static, F: Job<T>> Queued for Entry<T, F> {
         })
     }
 
-    fn answer(self: Box<Self>, committed: Result<(), String>) {
+    fn answer(self: Box<Self>, committed: Result<(), TxFailure>) {
         let answer = match (committed, self.result) {
-            (_, None) => Err(StoreError::msg("write job did not run")),
+            // Its transaction could not begin.
+            (Err(e), None) => Err(e.into_store_error("")),
+            (Ok(()), None) => Err(StoreError::msg("write job did not run")),
             (Ok(()), Some(Ok(Verdict::Keep(t) | Verdict::Undo(t)))) => Ok(t),
             (_, Some(Err(e))) => Err(e),
-            (Err(e), Some(Ok(_))) => Err(StoreError::msg(format!("commit failed: {e}"))),
+            (Err(e), Some(Ok(_))) => Err(e.into_store_error("commit failed: ")),
         };
         let _ = self.reply.send(answer);
     }
@@ -133,12 +143,44 @@ impl<T: Send + 'static, F: Job<T>> Queued for Entry<T, F> {
     }
 }
 
-/// Where write jobs go: the writer task of a SQLite database, or the pool of a
-/// PostgreSQL one.
+/// Why a transaction could not begin or commit, for every job of it: the
+/// store unavailable (transient) or failed.
 #[derive(Debug, Clone)]
-pub(crate) enum Writer {
-    Batched(mpsc::Sender<Box<dyn Queued>>, Arc<Counters>),
-    Direct(DatabaseConnection),
+pub(crate) struct TxFailure {
+    message: String,
+    unavailable: bool,
+}
+
+impl TxFailure {
+    fn from_store(e: &StoreError) -> Self {
+        Self {
+            message: e.to_string(),
+            unavailable: matches!(e, StoreError::Unavailable(_)),
+        }
+    }
+
+    fn failed(message: String) -> Self {
+        Self {
+            message,
+            unavailable: false,
+        }
+    }
+
+    fn into_store_error(self, context: &str) -> StoreError {
+        let message = format!("{context}{}", self.message);
+        if self.unavailable {
+            StoreError::unavailable(message)
+        } else {
+            StoreError::msg(message)
+        }
+    }
+}
+
+/// Where write jobs go: the writer task of a database.
+#[derive(Debug, Clone)]
+pub(crate) struct Writer {
+    queue: mpsc::Sender<Box<dyn Queued>>,
+    counters: Arc<Counters>,
 }
 
 /// How the writer task has grouped its jobs so far.
@@ -192,66 +234,42 @@ impl Writer {
         } else {
             tokio::spawn(task);
         }
-        Ok(Self::Batched(tx, counters))
+        Ok(Self {
+            queue: tx,
+            counters,
+        })
     }
 
-    /// What the writer task did so far (zero on PostgreSQL).
+    /// What the writer task did so far.
     pub(crate) fn stats(&self) -> WriterStats {
-        match self {
-            Self::Batched(queue, c) => WriterStats {
-                jobs: c.jobs.load(Ordering::Relaxed),
-                transactions: c.transactions.load(Ordering::Relaxed),
-                queued: u64::try_from(queue.max_capacity() - queue.capacity()).unwrap_or(u64::MAX),
-            },
-            Self::Direct(_) => WriterStats::default(),
+        let (c, queue) = (&self.counters, &self.queue);
+        WriterStats {
+            jobs: c.jobs.load(Ordering::Relaxed),
+            transactions: c.transactions.load(Ordering::Relaxed),
+            queued: u64::try_from(queue.max_capacity() - queue.capacity()).unwrap_or(u64::MAX),
         }
     }
 
     /// Runs `job` in a write transaction and answers its result once committed.
-    pub(crate) async fn write<T, F>(&self, job: F, committed: impl Fn()) -> Result<T, StoreError>
+    pub(crate) async fn write<T, F>(&self, job: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: Job<T>,
     {
-        match self {
-            Self::Batched(queue, _) => {
-                let (reply, answer) = oneshot::channel();
-                let entry = Entry {
-                    job,
-                    span: tracing::Span::current(),
-                    result: None,
-                    reply,
-                };
-                queue
-                    .send(Box::new(entry))
-                    .await
-                    .map_err(|_| StoreError::msg("the database writer has stopped"))?;
-                answer
-                    .await
-                    .map_err(|_| StoreError::msg("the database writer has stopped"))?
-            }
-            Self::Direct(pool) => {
-                let tx = begin(pool).await?;
-                let verdict = AssertUnwindSafe(job(&tx))
-                    .catch_unwind()
-                    .await
-                    .unwrap_or_else(|_| Err(StoreError::msg("a write job panicked")))?;
-                let appended = tx.appended.load(Ordering::Relaxed);
-                match verdict {
-                    Verdict::Keep(t) => {
-                        crate::error::commit_within(tx.txn).await?;
-                        if appended {
-                            committed();
-                        }
-                        Ok(t)
-                    }
-                    Verdict::Undo(t) => {
-                        tx.txn.rollback().await.map_err(store_err)?;
-                        Ok(t)
-                    }
-                }
-            }
-        }
+        let (reply, answer) = oneshot::channel();
+        let entry = Entry {
+            job,
+            span: tracing::Span::current(),
+            result: None,
+            reply,
+        };
+        self.queue
+            .send(Box::new(entry))
+            .await
+            .map_err(|_| StoreError::msg("the database writer has stopped"))?;
+        answer
+            .await
+            .map_err(|_| StoreError::msg("the database writer has stopped"))?
     }
 }
 
@@ -270,26 +288,40 @@ struct WriterConn {
 }
 
 impl WriterConn {
-    fn failure(&self) -> Result<(), String> {
+    fn failure(&self) -> Result<(), TxFailure> {
         match self.direct.as_ref().and_then(|d| d.take_failure()) {
-            Some(failure) => Err(failure),
+            Some(failure) => Err(TxFailure::failed(failure)),
             None => Ok(()),
         }
     }
 
-    async fn begin(&self) -> Result<WriteTx, String> {
-        let tx = begin(&self.conn).await.map_err(|e| e.to_string())?;
+    async fn begin(&self) -> Result<WriteTx, TxFailure> {
+        let tx = begin(&self.conn)
+            .await
+            .map_err(|e| TxFailure::from_store(&e))?;
         self.failure()?;
         Ok(tx)
     }
 
-    async fn commit(&self, tx: WriteTx) -> Result<(), String> {
-        tx.txn.commit().await.map_err(|e| e.to_string())?;
+    async fn commit(&self, tx: WriteTx) -> Result<(), TxFailure> {
+        if self.direct.is_none() && self.conn.get_database_backend() == DbBackend::Postgres {
+            crate::error::commit_within(tx.txn)
+                .await
+                .map_err(|e| TxFailure::from_store(&e))?;
+        } else {
+            tx.txn
+                .commit()
+                .await
+                .map_err(|e| TxFailure::from_store(&store_err(e)))?;
+        }
         self.failure()
     }
 
-    async fn rollback(&self, tx: WriteTx) -> Result<(), String> {
-        tx.txn.rollback().await.map_err(|e| e.to_string())?;
+    async fn rollback(&self, tx: WriteTx) -> Result<(), TxFailure> {
+        tx.txn
+            .rollback()
+            .await
+            .map_err(|e| TxFailure::from_store(&store_err(e)))?;
         self.failure()
     }
 }
