@@ -122,6 +122,8 @@ pub mod entities {
 
 use entities::{rebuild, space_lot, view as row};
 
+mod together;
+
 /// Where a rebuild left one stream (see [`entities::rebuild`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RebuiltStream {
@@ -330,6 +332,9 @@ pub struct ViewStore {
     watchers: Watchers,
     /// Whether the task that re-reads watched views ([`refresh_watched`]) runs.
     refreshing: Arc<std::sync::atomic::AtomicBool>,
+    /// On PostgreSQL, where events wait to be folded together
+    /// ([`together`]); started by the first event.
+    together: Arc<std::sync::OnceLock<together::Queue>>,
 }
 
 /// Most watched views re-read in one statement.
@@ -436,6 +441,7 @@ impl ViewStore {
             db,
             watchers: Arc::default(),
             refreshing: Arc::default(),
+            together: Arc::default(),
         }
     }
 
@@ -470,6 +476,18 @@ impl ViewStore {
 
     pub fn db(&self) -> &Db {
         &self.db
+    }
+
+    /// Hands a committed change to the reservation's watchers, if any.
+    fn offer(&self, next: &ReservationView) {
+        if let Some(tx) = self
+            .watchers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&next.reservation_id)
+        {
+            offer_newer(tx, next);
+        }
     }
 
     /// The durable consumer this database is fed by: the one a rebuild
@@ -591,6 +609,21 @@ impl ViewRepository for ViewStore {
     /// same transaction.
     async fn apply(&self, event: &Recorded<ViewEvent>) -> Result<Applied, StoreError> {
         let event = Arc::new(event.clone());
+        if self.db.backend() == crate::Backend::Postgres {
+            let queue = self
+                .together
+                .get_or_init(|| together::start(self.db.clone()));
+            match together::fold(queue, Arc::clone(&event)).await {
+                Some(Attempt::Duplicate) => return Ok(Applied::Duplicate),
+                Some(Attempt::Unchanged) => return Ok(Applied::Unchanged),
+                Some(Attempt::Written(next)) => {
+                    self.offer(&next);
+                    return Ok(Applied::Changed(next));
+                }
+                // On its own below.
+                Some(Attempt::Conflict) | None => {}
+            }
+        }
         for _ in 0..CONFLICT_RETRIES {
             let event = Arc::clone(&event);
             let attempt = self
@@ -602,14 +635,7 @@ impl ViewRepository for ViewStore {
                 Attempt::Unchanged => return Ok(Applied::Unchanged),
                 Attempt::Conflict => {}
                 Attempt::Written(next) => {
-                    if let Some(tx) = self
-                        .watchers
-                        .lock()
-                        .unwrap_or_else(PoisonError::into_inner)
-                        .get(&next.reservation_id)
-                    {
-                        offer_newer(tx, &next);
-                    }
+                    self.offer(&next);
                     return Ok(Applied::Changed(next));
                 }
             }

@@ -389,6 +389,107 @@ async fn a_change_committed_by_another_view_replica_reaches_this_ones_watchers()
     drop(others);
 }
 
+/// Events of many reservations applied as a consumer does (each
+/// reservation's in order, reservations concurrently) and every event a
+/// second time at once (a redelivery): every view ends exactly where folding
+/// its events one after another ends, each event counts once. On PostgreSQL
+/// the events that meet in the queue are folded together, in fewer write
+/// jobs than events.
+async fn many_events_at_once(db: TestDatabase) {
+    let postgres = db.url().starts_with("postgres");
+    let store = ViewStore::new(Db::connect::<ViewMigrator>(db.url()).await.unwrap());
+    let alice = CustomerId::parse("alice").unwrap();
+    let details = Details::Roaming(RoamingDetails {
+        device_model: DeviceModel::parse("egg-lte").unwrap(),
+        country: CountryCode::parse("JP").unwrap(),
+        pickup_booth: booth("ICN-T1"),
+        return_booth: booth("GMP"),
+        dates: DateRange::new(date!(2026 - 12 - 01), date!(2026 - 12 - 03)).unwrap(),
+    });
+    let lanes: Vec<Vec<Recorded<ViewEvent>>> = (0..48)
+        .map(|n| {
+            let id = UuidV7.reservation_id();
+            let facts = [
+                Fact::Rental {
+                    status: RentalStatus::Accepted,
+                    serial: None,
+                },
+                Fact::Described {
+                    customer_id: alice.clone(),
+                    price: Money::krw(15_000).unwrap(),
+                    details: details.clone(),
+                    status: Status::Reserved,
+                },
+                Fact::Payment(PaymentStatus::Captured),
+                // Unchanged: the view is further already.
+                Fact::StatusChanged {
+                    customer_id: alice.clone(),
+                    to: Status::Reserved,
+                },
+                Fact::StatusChanged {
+                    customer_id: alice.clone(),
+                    to: Status::RentalAccepted,
+                },
+            ];
+            facts
+                .into_iter()
+                .enumerate()
+                // Some reservations see only some of their events.
+                .filter(|(i, _)| n % 3 != 0 || *i != 2)
+                .map(|(i, fact)| {
+                    Recorded::new(
+                        UuidV7.event_id(),
+                        NOW + Duration::seconds(i64::try_from(i).unwrap()),
+                        ViewEvent {
+                            reservation_id: id,
+                            fact,
+                        },
+                    )
+                })
+                .collect()
+        })
+        .collect();
+    let events: usize = lanes.iter().map(Vec::len).sum();
+    let jobs_before = store.db().writer_stats().jobs;
+    let applied = futures::future::join_all(lanes.iter().flat_map(|lane| {
+        // The lane in order, and the same events again, concurrently.
+        [lane.clone(), lane.clone()].map(|lane| {
+            let store = &store;
+            async move {
+                let mut outcomes = Vec::new();
+                for e in &lane {
+                    outcomes.push(store.apply(e).await.unwrap());
+                }
+                outcomes
+            }
+        })
+    }))
+    .await;
+    let not_duplicate = applied
+        .iter()
+        .flatten()
+        .filter(|a| **a != Applied::Duplicate)
+        .count();
+    assert_eq!(not_duplicate, events, "each event counts once");
+    for lane in &lanes {
+        let mut expected = None;
+        for e in lane {
+            if let Some(next) = domain_view::apply(expected.as_ref(), e) {
+                expected = Some(next);
+            }
+        }
+        let id = lane[0].event.reservation_id;
+        assert_eq!(store.get(id).await.unwrap(), expected, "{id}");
+    }
+    if postgres {
+        let jobs = store.db().writer_stats().jobs - jobs_before;
+        assert!(
+            jobs < u64::try_from(events).unwrap(),
+            "{jobs} write jobs for {events} events: none folded together"
+        );
+    }
+}
+
 macro_rules! both_backends {
     ($($name:ident),*) => {
         mod sqlite {
@@ -412,7 +513,7 @@ macro_rules! both_backends {
     };
 }
 
-both_backends!(payment, rental, parking, view);
+both_backends!(payment, rental, parking, view, many_events_at_once);
 
 /// Issue 17, finding 7: the SQLite files (database, WAL, shared memory) are
 /// readable by their owner only.
