@@ -45,8 +45,9 @@ pub async fn run(
     server
         .execute_unprepared(&format!("CREATE DATABASE {name}"))
         .await?;
-    let base = admin.rsplit_once('/').map_or(admin, |(b, _)| b);
-    let result = measure(&format!("{base}/{name}"), concurrency, warmup, duration).await;
+    // Reached as the mesh's databases are (`database_url`).
+    let url = mesh::distributed::database_url(admin, &name);
+    let result = measure(&url, concurrency, warmup, duration).await;
     server
         .execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
         .await?;

@@ -438,61 +438,10 @@ impl Target {
         let sent = Arc::new(std::sync::atomic::AtomicU64::new(0));
         while Instant::now() < end {
             tick.tick().await;
-            let (mut reservations, views, tx) = (reservations.clone(), views.clone(), tx.clone());
+            let (reservations, views, tx) = (reservations.clone(), views.clone(), tx.clone());
             sent.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             tokio::spawn(async move {
-                let j = next_roaming();
-                let who = format!("e{}", j % 97);
-                let reply = match reservations
-                    .reserve_roaming(as_(&who, Role::Customer, roaming_request(j)))
-                    .await
-                {
-                    Ok(reply) => reply,
-                    Err(e) => {
-                        let _ = tx.send(Err(format!("{:?}", e.code())));
-                        return;
-                    }
-                };
-                let replied = Instant::now();
-                let id = reply
-                    .into_inner()
-                    .reservation
-                    .map(|r| r.reservation_id)
-                    .unwrap_or_default();
-                let seen = tokio::time::timeout(crate::driver::EVENTS_LOST_AFTER, async {
-                    let mut retry = Duration::from_millis(5);
-                    loop {
-                        let mut views = views.clone();
-                        let watch = views
-                            .watch_reservation(as_(
-                                &who,
-                                Role::Customer,
-                                pv::WatchReservationRequest {
-                                    reservation_id: id.clone(),
-                                },
-                            ))
-                            .await;
-                        let Ok(stream) = watch else {
-                            // The view has not heard of it yet: ask again shortly,
-                            // backing off (5 ms doubling up to 250 ms, as a client
-                            // would) so that thousands of waiting watchers do not
-                            // flood a view that lags (they did, at 40 ms).
-                            tokio::time::sleep(retry).await;
-                            retry = (retry * 2).min(Duration::from_millis(250));
-                            continue;
-                        };
-                        let mut stream = stream.into_inner();
-                        while let Some(Ok(msg)) = stream.next().await {
-                            let status = msg.reservation.map_or(0, |v| v.status);
-                            if status >= pb::ReservationStatus::RentalAccepted as i32 {
-                                return replied.elapsed();
-                            }
-                        }
-                    }
-                })
-                .await
-                .ok();
-                let _ = tx.send(Ok(seen));
+                let _ = tx.send(probe(reservations, views).await);
             });
         }
         drop(tx);
@@ -504,6 +453,29 @@ impl Target {
             }
         }
         out
+    }
+
+    /// Waits until the event pipeline has caught up with the load before:
+    /// until a reservation made now is on the view's stream within 250 ms,
+    /// three times in a row (two minutes at most). Answers how long it took.
+    pub async fn settle(&self) -> Duration {
+        let started = Instant::now();
+        let (Ok(rc), Ok(vc)) = (channel(self.reservation).await, channel(self.view).await) else {
+            return started.elapsed();
+        };
+        let reservations = ReservationServiceClient::new(rc);
+        let views = ViewServiceClient::new(vc);
+        let mut in_a_row = 0;
+        while in_a_row < 3 && started.elapsed() < Duration::from_mins(2) {
+            match probe(reservations.clone(), views.clone()).await {
+                Ok(Some(took)) if took <= Duration::from_millis(250) => in_a_row += 1,
+                _ => {
+                    in_a_row = 0;
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+            }
+        }
+        started.elapsed()
     }
 
     /// Stops the mesh gracefully. Its data directory goes here, or for the
@@ -571,6 +543,61 @@ impl std::fmt::Display for Resident {
             mib(self.file_backed)
         )
     }
+}
+
+/// One reservation, and how long after its reply the view's stream showed it
+/// accepted by rental (`None`: not within [`crate::driver::EVENTS_LOST_AFTER`];
+/// `Err`: the reserve call's status code).
+async fn probe(
+    mut reservations: ReservationServiceClient<Channel>,
+    views: ViewServiceClient<Channel>,
+) -> Result<Option<Duration>, String> {
+    let j = next_roaming();
+    let who = format!("e{}", j % 97);
+    let reply = reservations
+        .reserve_roaming(as_(&who, Role::Customer, roaming_request(j)))
+        .await
+        .map_err(|e| format!("{:?}", e.code()))?;
+    let replied = Instant::now();
+    let id = reply
+        .into_inner()
+        .reservation
+        .map(|r| r.reservation_id)
+        .unwrap_or_default();
+    let seen = tokio::time::timeout(crate::driver::EVENTS_LOST_AFTER, async {
+        let mut retry = Duration::from_millis(5);
+        loop {
+            let mut views = views.clone();
+            let watch = views
+                .watch_reservation(as_(
+                    &who,
+                    Role::Customer,
+                    pv::WatchReservationRequest {
+                        reservation_id: id.clone(),
+                    },
+                ))
+                .await;
+            let Ok(stream) = watch else {
+                // The view has not heard of it yet: ask again shortly,
+                // backing off (5 ms doubling up to 250 ms, as a client
+                // would) so that thousands of waiting watchers do not
+                // flood a view that lags (they did, at 40 ms).
+                tokio::time::sleep(retry).await;
+                retry = (retry * 2).min(Duration::from_millis(250));
+                continue;
+            };
+            let mut stream = stream.into_inner();
+            while let Some(Ok(msg)) = stream.next().await {
+                let status = msg.reservation.map_or(0, |v| v.status);
+                if status >= pb::ReservationStatus::RentalAccepted as i32 {
+                    return replied.elapsed();
+                }
+            }
+        }
+    })
+    .await
+    .ok();
+    Ok(seen)
 }
 
 #[cfg(test)]

@@ -35,6 +35,40 @@ const STAGES: [&[&str]; 4] = [
 /// `SERVING`.
 const START_WITHIN: Duration = Duration::from_mins(1);
 
+/// The URL of the database `name` on the server `admin` connects to, with
+/// `admin`'s parameters. A server on a loopback address is reached without
+/// TLS unless `admin` says otherwise (`sslmode`): its bytes never leave the
+/// kernel, and the handshakes and record encryption of the default
+/// (`prefer`) were about 4 % of a distributed benchmark's CPU
+/// (BENCHMARKS-LOG.md, run 16).
+pub fn database_url(admin: &str, name: &str) -> String {
+    let (path, query) = admin.split_once('?').unwrap_or((admin, ""));
+    let base = path.rsplit_once('/').map_or(path, |(b, _)| b);
+    let authority = base.split_once("://").map_or(base, |(_, a)| a);
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let host = if host_port.starts_with('[') {
+        host_port
+            .split_once(']')
+            .map_or(host_port, |(h, _)| h)
+            .trim_start_matches('[')
+    } else {
+        host_port.split_once(':').map_or(host_port, |(h, _)| h)
+    };
+    let loopback = host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    let mut params: Vec<&str> = query.split('&').filter(|p| !p.is_empty()).collect();
+    if loopback && !params.iter().any(|p| p.starts_with("sslmode=")) {
+        params.push("sslmode=disable");
+    }
+    if params.is_empty() {
+        format!("{base}/{name}")
+    } else {
+        format!("{base}/{name}?{}", params.join("&"))
+    }
+}
+
 /// One fresh PostgreSQL database per service, dropped by
 /// [`Databases::drop_all`] or, at the latest, when this is dropped.
 #[derive(Debug)]
@@ -55,12 +89,11 @@ impl Databases {
             urls: BTreeMap::new(),
             dropped: false,
         };
-        let base = admin.rsplit_once('/').map_or(admin, |(b, _)| b);
         for service in SERVICES {
             let name = format!("mesh_{run}_{service}");
             conn.execute_unprepared(&format!("CREATE DATABASE {name}"))
                 .await?;
-            dbs.urls.insert(service, format!("{base}/{name}"));
+            dbs.urls.insert(service, database_url(admin, &name));
         }
         Ok(dbs)
     }
@@ -658,4 +691,29 @@ pub(crate) async fn terminate(child: &mut Child, name: &str) -> anyhow::Result<(
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::database_url;
+
+    #[test]
+    fn a_loopback_server_is_reached_without_tls_unless_asked() {
+        assert_eq!(
+            database_url("postgres://postgres@127.0.0.1:5432/postgres", "a"),
+            "postgres://postgres@127.0.0.1:5432/a?sslmode=disable"
+        );
+        assert_eq!(
+            database_url("postgres://u:p@localhost/postgres?sslmode=require", "a"),
+            "postgres://u:p@localhost/a?sslmode=require"
+        );
+        assert_eq!(
+            database_url("postgres://u@[::1]:5433/postgres?application_name=x", "a"),
+            "postgres://u@[::1]:5433/a?application_name=x&sslmode=disable"
+        );
+        assert_eq!(
+            database_url("postgres://u@db.example:5432/postgres", "a"),
+            "postgres://u@db.example:5432/a"
+        );
+    }
 }
