@@ -20,6 +20,56 @@ fn readers() -> usize {
     std::thread::available_parallelism().map_or(4, std::num::NonZero::get)
 }
 
+/// How every PostgreSQL pool of a service connects: at most `max`
+/// connections, with `session` settings on top of the timeouts.
+fn postgres_options(
+    url: &str,
+    max: u32,
+    session: &[(&'static str, &'static str)],
+) -> ConnectOptions {
+    let mut settings = vec![
+        ("statement_timeout", STATEMENT_TIMEOUT),
+        (
+            "idle_in_transaction_session_timeout",
+            IDLE_IN_TRANSACTION_TIMEOUT,
+        ),
+    ];
+    settings.extend_from_slice(session);
+    let mut opts = ConnectOptions::new(url);
+    opts.max_connections(max)
+        .min_connections(1)
+        .connect_timeout(Duration::from_secs(5))
+        .acquire_timeout(Duration::from_secs(5))
+        .sqlx_logging(false)
+        // No statement and no open transaction holds a pooled
+        // connection for long: a server that stops answering (a
+        // commit waiting for a standby that is gone, a lock held by
+        // a stuck session) fails the statement (SQLSTATE 57014 or
+        // 25P03, answered UNAVAILABLE) instead of taking the pool
+        // with it.
+        .map_sqlx_postgres_opts(move |o| o.options(settings.iter().copied()))
+        // A connection is pinged before use only when it sat idle
+        // for a while (the server, or something between, may have
+        // dropped it); sqlx's default pinged on every checkout, a
+        // round trip before every transaction and every lone read.
+        // A connection that died in use fails its statement, which
+        // answers UNAVAILABLE, as any failure of the server does.
+        .test_before_acquire_if_idle_for(PING_IF_IDLE_FOR)
+        // After a switchover or an abandoned commit, connections
+        // opened before it are closed, not reused.
+        .map_sqlx_postgres_before_acquire(|_, meta| {
+            let fresh = !crate::stale::is_stale(meta.age);
+            Box::pin(async move { Ok(fresh) })
+        })
+        .map_sqlx_postgres_pool_opts(|o| {
+            o.after_release(|_, meta| {
+                let fresh = !crate::stale::is_stale(meta.age);
+                Box::pin(async move { Ok(fresh) })
+            })
+        });
+    opts
+}
+
 /// Which database a URL points at.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -33,6 +83,8 @@ pub enum Backend {
 pub struct Db {
     writer: DatabaseConnection,
     reader: DatabaseConnection,
+    /// PostgreSQL: the relay's reads of the outbox ([`Self::outbox_reader`]).
+    outbox_reader: Option<DatabaseConnection>,
     backend: Backend,
     committed: Arc<Notify>,
     jobs: Writer,
@@ -42,6 +94,10 @@ pub struct Db {
 
 /// PostgreSQL connections per process unless configured.
 pub const DEFAULT_POOL: u32 = 16;
+
+/// How long a pooled PostgreSQL connection may sit idle and still be handed
+/// out without a ping first.
+pub const PING_IF_IDLE_FOR: Duration = Duration::from_secs(1);
 
 /// PostgreSQL's bound on one statement (the server cancels it).
 pub const STATEMENT_TIMEOUT: &str = "10s";
@@ -72,41 +128,19 @@ impl Db {
         let db = if Self::check_url(url).map_err(StoreError::msg)? == Backend::Sqlite {
             Self::sqlite(url).await?
         } else {
-            let mut opts = ConnectOptions::new(url);
-            opts.max_connections(pool.max(2))
-                .min_connections(1)
-                .connect_timeout(Duration::from_secs(5))
-                .acquire_timeout(Duration::from_secs(5))
-                .sqlx_logging(false)
-                // No statement and no open transaction holds a pooled
-                // connection for long: a server that stops answering (a
-                // commit waiting for a standby that is gone, a lock held by
-                // a stuck session) fails the statement (SQLSTATE 57014 or
-                // 25P03, answered UNAVAILABLE) instead of taking the pool
-                // with it.
-                .map_sqlx_postgres_opts(|o| {
-                    o.options([
-                        ("statement_timeout", STATEMENT_TIMEOUT),
-                        (
-                            "idle_in_transaction_session_timeout",
-                            IDLE_IN_TRANSACTION_TIMEOUT,
-                        ),
-                    ])
-                })
-                // After a switchover or an abandoned commit, connections
-                // opened before it are closed, not reused.
-                .map_sqlx_postgres_pool_opts(|o| {
-                    o.before_acquire(|_, meta| {
-                        let fresh = !crate::stale::is_stale(meta.age);
-                        Box::pin(async move { Ok(fresh) })
-                    })
-                    .after_release(|_, meta| {
-                        let fresh = !crate::stale::is_stale(meta.age);
-                        Box::pin(async move { Ok(fresh) })
-                    })
-                });
             crate::stale::start();
-            let pool = Database::connect(opts).await.map_err(store_err)?;
+            let pool = Database::connect(postgres_options(url, pool.max(2), &[]))
+                .await
+                .map_err(store_err)?;
+            // The relay's reads walk the index of unsent rows in order; a
+            // bitmap scan would visit every dead entry of it each time
+            // (`outbox::unsent`). A connection of its own has them off for
+            // its whole session, so a read is one round trip, not a
+            // transaction of four.
+            let outbox_reader =
+                Database::connect(postgres_options(url, 1, &[("enable_bitmapscan", "off")]))
+                    .await
+                    .map_err(store_err)?;
             let committed: Arc<Notify> = Arc::default();
             let wake = Arc::clone(&committed);
             // Write jobs are committed together here too (`crate::writer`):
@@ -116,6 +150,7 @@ impl Db {
             Self {
                 writer: pool.clone(),
                 reader: pool,
+                outbox_reader: Some(outbox_reader),
                 backend: Backend::Postgres,
                 committed,
                 jobs,
@@ -224,6 +259,7 @@ impl Db {
             jobs,
             writer,
             reader,
+            outbox_reader: None,
             backend: Backend::Sqlite,
             committed,
             postgres_url: None,
@@ -258,6 +294,13 @@ impl Db {
     /// Where plain queries go.
     pub fn reader(&self) -> &DatabaseConnection {
         &self.reader
+    }
+
+    /// Where the relay reads the outbox: on PostgreSQL a connection whose
+    /// session has bitmap scans off (`outbox::unsent_for_relay`), else
+    /// [`Self::reader`].
+    pub fn outbox_reader(&self) -> &DatabaseConnection {
+        self.outbox_reader.as_ref().unwrap_or(&self.reader)
     }
 
     pub fn backend(&self) -> Backend {
@@ -337,10 +380,13 @@ impl Db {
         Ok(())
     }
 
-    /// Closes both pools.
+    /// Closes the pools.
     pub async fn close(self) {
         let _ = self.reader.close().await;
         let _ = self.writer.close().await;
+        if let Some(outbox_reader) = self.outbox_reader {
+            let _ = outbox_reader.close().await;
+        }
     }
 }
 

@@ -143,11 +143,10 @@ impl<P: EventPublisher> Relay<P> {
         if self.standing_by() {
             return Ok(0);
         }
-        let reader = self.db.reader();
         // Read before taking the lease: an idle relay then writes nothing. (A
         // relay whose lease lapsed may still be publishing these rows; a
         // re-publish is dropped by the broker's de-duplication and the inboxes.)
-        let pending = outbox::unsent(reader, self.config.batch).await?;
+        let pending = outbox::unsent_for_relay(&self.db, self.config.batch).await?;
         if pending.is_empty() || !self.hold_lease().await? {
             return Ok(0);
         }

@@ -27,12 +27,21 @@
 //! one transaction, so one `BEGIN`/`COMMIT` pair and one WAL flush for all its
 //! jobs, and jobs that lock the same rows (every claim locks its resource's
 //! units) wait for each other inside the batch instead of for each other's
-//! commits. PostgreSQL aborts a transaction at its first failed statement: a
-//! job that meets one (a unique key taken) answers [`Verdict::Undo`] or an
-//! error, which sends its batch to run alone as above. A commit is bounded by
-//! [`COMMIT_TIMEOUT`](crate::COMMIT_TIMEOUT) as everywhere, and a failure to
-//! begin or commit reaches each job of the batch as what it was (the store
-//! unavailable, or failed).
+//! commits. There:
+//! - PostgreSQL aborts a transaction at its first failed statement, and
+//!   answers a later `COMMIT` with a silent rollback: a job that meets a
+//!   failed statement (a unique key taken) must answer [`Verdict::Undo`] or
+//!   an error, never [`Verdict::Keep`], which sends its batch to run alone.
+//! - A batch takes all its jobs' locks in their arrival order, so two
+//!   processes' batches (replicas on one database) can wait for each other:
+//!   a batch waits at most `BATCH_LOCK_TIMEOUT` for a lock, then its jobs
+//!   run alone, each taking its locks in the one order its store defines.
+//! - The jobs of a transaction are bounded by `JOBS_WITHIN`, its commit by
+//!   [`COMMIT_TIMEOUT`](crate::COMMIT_TIMEOUT); past either, the connection
+//!   is closed, not pooled again.
+//! - A transaction that cannot begin answers every job waiting with that
+//!   failure, as what it was (the store unavailable, or failed), instead of
+//!   trying each in turn.
 
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
@@ -42,7 +51,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use domain_kernel::StoreError;
 use futures::FutureExt;
-use sea_orm::{DatabaseConnection, DatabaseTransaction, DbBackend, TransactionTrait};
+use sea_orm::{
+    ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, TransactionTrait,
+};
 use tokio::sync::{mpsc, oneshot};
 use tracing::Instrument;
 
@@ -215,8 +226,13 @@ impl Writer {
         // `writer-reservation` in `top -H` and profiles (Linux keeps the
         // first 15 bytes).
         let thread = direct.as_ref().map(|d| format!("writer-{}", d.name()));
+        let postgres = direct.is_none() && conn.get_database_backend() == DbBackend::Postgres;
         let task = run_writer(
-            WriterConn { conn, direct },
+            WriterConn {
+                conn,
+                direct,
+                postgres,
+            },
             rx,
             committed,
             Arc::clone(&counters),
@@ -285,6 +301,8 @@ async fn begin(conn: &DatabaseConnection) -> Result<WriteTx, StoreError> {
 struct WriterConn {
     conn: DatabaseConnection,
     direct: Option<Arc<Direct>>,
+    /// A PostgreSQL server: commits and jobs are bounded in time.
+    postgres: bool,
 }
 
 impl WriterConn {
@@ -303,8 +321,33 @@ impl WriterConn {
         Ok(tx)
     }
 
+    /// `work`, or `None` when it took longer than [`JOBS_WITHIN`] on
+    /// PostgreSQL (no bound on SQLite, whose statements never wait on a
+    /// network).
+    async fn bounded<T>(&self, work: impl Future<Output = T>) -> Option<T> {
+        if self.postgres {
+            tokio::time::timeout(JOBS_WITHIN, work).await.ok()
+        } else {
+            Some(work.await)
+        }
+    }
+
+    /// Gives up on `tx` after [`Self::bounded`] ran out: its connection is
+    /// closed rather than pooled again, and nothing of it was committed.
+    fn gave_up(tx: WriteTx) -> TxFailure {
+        crate::stale::mark("a write transaction got no answer in time");
+        drop(tx);
+        TxFailure {
+            message: format!(
+                "the database did not answer within {} s; nothing was committed",
+                JOBS_WITHIN.as_secs()
+            ),
+            unavailable: true,
+        }
+    }
+
     async fn commit(&self, tx: WriteTx) -> Result<(), TxFailure> {
-        if self.direct.is_none() && self.conn.get_database_backend() == DbBackend::Postgres {
+        if self.postgres {
             crate::error::commit_within(tx.txn)
                 .await
                 .map_err(|e| TxFailure::from_store(&e))?;
@@ -351,30 +394,81 @@ async fn run_writer(
         if batch.len() > 1 && run_together(&conn, &mut batch, &committed).await {
             counters.transactions.fetch_add(1, Ordering::Relaxed);
         } else {
-            for job in batch.drain(..) {
-                run_alone(&conn, job, &committed).await;
+            let mut jobs = batch.drain(..);
+            while let Some(job) = jobs.next() {
+                // Its caller may have given up while the batch ran.
+                if job.abandoned() {
+                    continue;
+                }
                 counters.transactions.fetch_add(1, Ordering::Relaxed);
+                if let Err(failure) = run_alone(&conn, job, &committed).await {
+                    // No transaction begins (the database is down or
+                    // unreachable): the rest would each wait for the same.
+                    for job in jobs.by_ref() {
+                        job.answer(Err(failure.clone()));
+                    }
+                }
             }
         }
         batch.clear();
     }
 }
 
-/// Runs `batch` in one transaction. `false`: a job refused or the transaction
-/// could not start; nothing was committed or answered, run them alone.
+/// How long a PostgreSQL lock held by another process may hold up a batch
+/// (`SET LOCAL lock_timeout`) before its jobs run alone instead. A batch
+/// takes the locks of all its jobs in their arrival order, so two processes'
+/// batches (replicas on one database) can wait for each other, which
+/// PostgreSQL would resolve only after its `deadlock_timeout` (1 s); alone,
+/// a job takes its locks in the one order every claim takes them.
+const BATCH_LOCK_TIMEOUT: &str = "SET LOCAL lock_timeout = '250ms'";
+
+/// The longest the jobs of a PostgreSQL transaction may take before the
+/// writer gives up on the connection (the server's `statement_timeout`
+/// ends a slow statement at 10 s; a server gone without closing the
+/// connection never answers, and the writer serves every write of the
+/// process).
+const JOBS_WITHIN: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// Runs `batch` in one transaction. `false`: a job refused or failed; nothing
+/// was committed or answered, run them alone.
 async fn run_together(
     conn: &WriterConn,
     batch: &mut Vec<Box<dyn Queued>>,
     committed: &(impl Fn() + Sync),
 ) -> bool {
-    let Ok(tx) = conn.begin().await else {
-        return false;
-    };
-    for job in batch.iter_mut() {
-        if !job.run(&tx).await {
-            let _ = conn.rollback(tx).await;
-            return false;
+    let tx = match conn.begin().await {
+        Ok(tx) => tx,
+        Err(failure) => {
+            for job in batch.drain(..) {
+                job.answer(Err(failure.clone()));
+            }
+            return true;
         }
+    };
+    if conn.postgres && tx.txn.execute_unprepared(BATCH_LOCK_TIMEOUT).await.is_err() {
+        let _ = conn.rollback(tx).await;
+        return false;
+    }
+    let ran = conn
+        .bounded(async {
+            for job in batch.iter_mut() {
+                if !job.run(&tx).await {
+                    return false;
+                }
+            }
+            true
+        })
+        .await;
+    let Some(ran) = ran else {
+        let failure = WriterConn::gave_up(tx);
+        for job in batch.drain(..) {
+            job.answer(Err(failure.clone()));
+        }
+        return true;
+    };
+    if !ran {
+        let _ = conn.rollback(tx).await;
+        return false;
     }
     let appended = tx.appended.load(Ordering::Relaxed);
     let outcome = conn.commit(tx).await;
@@ -387,12 +481,25 @@ async fn run_together(
     true
 }
 
-async fn run_alone(conn: &WriterConn, mut job: Box<dyn Queued>, committed: &(impl Fn() + Sync)) {
+/// Runs `job` in a transaction of its own. `Err`: the transaction did not
+/// begin (the job is answered with that).
+async fn run_alone(
+    conn: &WriterConn,
+    mut job: Box<dyn Queued>,
+    committed: &(impl Fn() + Sync),
+) -> Result<(), TxFailure> {
     let tx = match conn.begin().await {
         Ok(tx) => tx,
-        Err(e) => return job.answer(Err(e)),
+        Err(e) => {
+            job.answer(Err(e.clone()));
+            return Err(e);
+        }
     };
-    if job.run(&tx).await {
+    let Some(keep) = conn.bounded(job.run(&tx)).await else {
+        job.answer(Err(WriterConn::gave_up(tx)));
+        return Ok(());
+    };
+    if keep {
         let appended = tx.appended.load(Ordering::Relaxed);
         let outcome = conn.commit(tx).await;
         if outcome.is_ok() && appended {
@@ -403,4 +510,5 @@ async fn run_alone(conn: &WriterConn, mut job: Box<dyn Queued>, committed: &(imp
         let outcome = conn.rollback(tx).await;
         job.answer(outcome);
     }
+    Ok(())
 }

@@ -1,7 +1,8 @@
 //! The group-committing writer ([`Db::write`]): jobs that queue up together
 //! commit in one transaction, each sees the writes of the jobs before it, and a
-//! job that undoes, fails or panics changes nobody else's outcome. Also on
-//! PostgreSQL, where each job has its own transaction.
+//! job that undoes, fails or panics changes nobody else's outcome. The same on
+//! SQLite and on PostgreSQL, where two processes' writers (replicas on one
+//! database) must also get past each other's locks.
 
 #![allow(
     clippy::expect_used,
@@ -75,12 +76,8 @@ async fn hold_writer(db: &Db) -> (oneshot::Sender<()>, tokio::task::JoinHandle<(
     (release, holder)
 }
 
-/// Waits until `n` jobs wait in the writer's queue (SQLite; PostgreSQL has
-/// no writer queue: its jobs run side by side on the pool).
+/// Waits until `n` jobs wait in the writer's queue.
 async fn queued(db: &Db, n: u64) {
-    if db.backend() != adapters_store::Backend::Sqlite {
-        return;
-    }
     tokio::time::timeout(std::time::Duration::from_secs(10), async {
         while db.writer_stats().queued < n {
             tokio::task::yield_now().await;
@@ -147,10 +144,8 @@ async fn batch_outcomes(db: TestDatabase) {
             }
         }
     }
-    if db.backend() == adapters_store::Backend::Sqlite {
-        let after = db.writer_stats();
-        assert_eq!(after.jobs - before.jobs, 1 + plans.len() as u64);
-    }
+    let after = db.writer_stats();
+    assert_eq!(after.jobs - before.jobs, 1 + plans.len() as u64);
     // The writer still works after a panic.
     let id = UuidV7.event_id();
     assert!(job(&db, id, Plan::Keep).await.unwrap());
@@ -184,18 +179,16 @@ async fn serial_semantics(db: TestDatabase) {
         fresh, 1,
         "exactly one job inserted the id; the others saw it"
     );
-    if db.backend() == adapters_store::Backend::Sqlite {
-        let after = db.writer_stats();
-        let (jobs, transactions) = (
-            after.jobs - before.jobs,
-            after.transactions - before.transactions,
-        );
-        assert_eq!(jobs, 201);
-        assert!(
-            transactions <= 5,
-            "queued jobs commit together: {jobs} jobs in {transactions} transactions"
-        );
-    }
+    let after = db.writer_stats();
+    let (jobs, transactions) = (
+        after.jobs - before.jobs,
+        after.transactions - before.transactions,
+    );
+    assert_eq!(jobs, 201);
+    assert!(
+        transactions <= 5,
+        "queued jobs commit together: {jobs} jobs in {transactions} transactions"
+    );
 }
 
 /// A job whose caller gave up (a cancelled call, a passed deadline) before the
@@ -242,6 +235,101 @@ async fn grouped_jobs_behave_as_if_serial_on_sqlite() {
 #[tokio::test]
 async fn concurrent_jobs_behave_as_if_serial_on_postgres() {
     serial_semantics(TestDatabase::postgres().await).await;
+}
+
+/// Locks the inbox row `row`, says so in `mine`, waits (2 s at most: a job
+/// run again alone must not wait for the other side) until `theirs` says the
+/// other side holds its first lock, then records `fresh`.
+async fn lock_then_record(
+    db: &Db,
+    row: EventId,
+    fresh: EventId,
+    mine: Arc<tokio::sync::watch::Sender<bool>>,
+    theirs: tokio::sync::watch::Receiver<bool>,
+) -> Result<bool, StoreError> {
+    use sea_orm::{ConnectionTrait as _, DbBackend, Statement};
+    db.write(move |tx| {
+        let (mine, mut theirs) = (Arc::clone(&mine), theirs.clone());
+        Box::pin(async move {
+            tx.conn()
+                .query_one_raw(Statement::from_sql_and_values(
+                    DbBackend::Postgres,
+                    "SELECT event_id FROM inbox WHERE event_id = $1 FOR UPDATE",
+                    [row.to_string().into()],
+                ))
+                .await
+                .map_err(adapters_store::store_err)?;
+            mine.send_replace(true);
+            let _ = tokio::time::timeout(
+                std::time::Duration::from_secs(2),
+                theirs.wait_for(|held| *held),
+            )
+            .await;
+            Ok(Verdict::Keep(outbox::record_inbox(tx.conn(), fresh).await?))
+        })
+    })
+    .await
+}
+
+/// Two writers on one PostgreSQL database (two replicas' processes), each
+/// with a batch that locks the same two rows in the opposite order: the
+/// batches wait for each other. Every job still commits, exactly once (a
+/// batch held up by another process's lock gives up on it and runs its jobs
+/// alone, where they take their locks one job at a time).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_writers_crossing_locks_commit_every_job_on_postgres() {
+    let t = TestDatabase::postgres().await;
+    let one = Db::connect::<ReservationMigrator>(t.url()).await.unwrap();
+    let two = Db::connect::<ReservationMigrator>(t.url()).await.unwrap();
+    let (p, q) = (UuidV7.event_id(), UuidV7.event_id());
+    assert!(job(&one, p, Plan::Keep).await.unwrap());
+    assert!(job(&one, q, Plan::Keep).await.unwrap());
+    let (held_one, seen_by_two) = tokio::sync::watch::channel(false);
+    let (held_two, seen_by_one) = tokio::sync::watch::channel(false);
+    let (held_one, held_two) = (Arc::new(held_one), Arc::new(held_two));
+    let fresh: Vec<EventId> = (0..4).map(|_| UuidV7.event_id()).collect();
+    let (release_one, holder_one) = hold_writer(&one).await;
+    let (release_two, holder_two) = hold_writer(&two).await;
+    let side = |db: &Db,
+                first,
+                second,
+                ids: [EventId; 2],
+                mine: &Arc<_>,
+                theirs: &tokio::sync::watch::Receiver<bool>| {
+        let (db, mine, theirs) = (db.clone(), Arc::clone(mine), theirs.clone());
+        [
+            tokio::spawn({
+                let (db, mine, theirs) = (db.clone(), Arc::clone(&mine), theirs.clone());
+                async move { lock_then_record(&db, first, ids[0], mine, theirs).await }
+            }),
+            tokio::spawn(async move {
+                // Queued after the first job: the same batch.
+                tokio::task::yield_now().await;
+                lock_then_record(&db, second, ids[1], mine, theirs).await
+            }),
+        ]
+    };
+    let calls_one = side(&one, p, q, [fresh[0], fresh[1]], &held_one, &seen_by_one);
+    queued(&one, 1).await;
+    let calls_two = side(&two, q, p, [fresh[2], fresh[3]], &held_two, &seen_by_two);
+    queued(&one, 2).await;
+    queued(&two, 2).await;
+    release_one.send(()).unwrap();
+    release_two.send(()).unwrap();
+    holder_one.await.unwrap();
+    holder_two.await.unwrap();
+    let answers = tokio::time::timeout(
+        std::time::Duration::from_mins(1),
+        join_all(calls_one.into_iter().chain(calls_two)),
+    )
+    .await
+    .expect("the two writers get past each other's locks");
+    for answer in answers {
+        assert!(answer.unwrap().unwrap(), "each job recorded its own row");
+    }
+    for id in fresh {
+        assert!(handled(&one, id).await, "committed");
+    }
 }
 
 /// Issue 36: a switchover as the pool sees it. Its connections reach a server

@@ -119,7 +119,12 @@ async fn fold_all(
         .iter()
         .map(|e| seen.insert(e.event_id.to_string()))
         .collect();
-    let fresh = record_all(tx, seen.into_iter().collect()).await?;
+    // Rows are written (and locked) in one order, the key's, whatever the
+    // arrival order: two replicas' batches then never wait for each other
+    // in a circle.
+    let mut ids: Vec<String> = seen.into_iter().collect();
+    ids.sort_unstable();
+    let fresh = record_all(tx, ids).await?;
     let ids: Vec<String> = events
         .iter()
         .filter(|e| fresh.contains(&e.event_id.to_string()))
@@ -178,7 +183,9 @@ async fn fold_all(
         }
     }
     let (mut new, mut changed) = (Vec::new(), Vec::new());
-    for folding in rows.into_values().filter(|f| f.changed) {
+    let mut rows: Vec<(String, Folding)> = rows.into_iter().filter(|(_, f)| f.changed).collect();
+    rows.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    for (_, folding) in rows {
         if let (Some(view), Some(created_at)) = (&folding.current, folding.created_at) {
             let values = to_row(view, created_at);
             if folding.stored {
