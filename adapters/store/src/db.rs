@@ -297,7 +297,7 @@ impl Db {
     }
 
     /// Where the relay reads the outbox: on PostgreSQL a connection whose
-    /// session has bitmap scans off (`outbox::unsent_for_relay`), else
+    /// session has bitmap scans off (`outbox::unsent_on`), else
     /// [`Self::reader`].
     pub fn outbox_reader(&self) -> &DatabaseConnection {
         self.outbox_reader.as_ref().unwrap_or(&self.reader)

@@ -251,18 +251,13 @@ fn decode_pending(rows: Vec<message::Model>) -> Result<Vec<Pending>, StoreError>
         .collect()
 }
 
-/// [`unsent`] as the relay reads: on PostgreSQL from the database's
-/// [`outbox_reader`](crate::Db::outbox_reader), whose session has bitmap
-/// scans off already, in one statement instead of a transaction of four.
-pub async fn unsent_for_relay(db: &crate::Db, limit: u64) -> Result<Vec<Pending>, StoreError> {
-    if db.backend() == crate::Backend::Postgres {
-        let rows = unsent_query(limit)
-            .all(db.outbox_reader())
-            .await
-            .map_err(store_err)?;
-        return decode_pending(rows);
-    }
-    unsent(db.reader(), limit).await
+/// [`unsent`] in one statement on `conn`, a PostgreSQL connection whose
+/// session has bitmap scans off already (the relay's,
+/// [`Db::outbox_reader`](crate::Db::outbox_reader)): no transaction of four
+/// statements around it.
+pub async fn unsent_on(conn: &DatabaseConnection, limit: u64) -> Result<Vec<Pending>, StoreError> {
+    let rows = unsent_query(limit).all(conn).await.map_err(store_err)?;
+    decode_pending(rows)
 }
 
 /// Marks rows sent (the publisher confirmed them).
@@ -380,7 +375,7 @@ mod tests {
     use crate::testing::{TestDatabase, plan};
     use crate::writer::Verdict;
 
-    /// The plan of the relay's read, as `unsent_for_relay` runs it (on the
+    /// The plan of the relay's read, as `unsent_on` runs it (on the
     /// outbox reader, whose session settings must hold for it).
     async fn unsent_plan(db: &Db) -> String {
         plan(db.outbox_reader(), &super::unsent_query(256))

@@ -146,7 +146,11 @@ impl<P: EventPublisher> Relay<P> {
         // Read before taking the lease: an idle relay then writes nothing. (A
         // relay whose lease lapsed may still be publishing these rows; a
         // re-publish is dropped by the broker's de-duplication and the inboxes.)
-        let pending = outbox::unsent_for_relay(&self.db, self.config.batch).await?;
+        let pending = if self.db.backend() == crate::Backend::Postgres {
+            outbox::unsent_on(self.db.outbox_reader(), self.config.batch).await?
+        } else {
+            outbox::unsent(self.db.reader(), self.config.batch).await?
+        };
         if pending.is_empty() || !self.hold_lease().await? {
             return Ok(0);
         }
