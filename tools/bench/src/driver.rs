@@ -82,6 +82,11 @@ impl Stats {
         self.ms(0.5)
     }
 
+    /// The 99th percentile in milliseconds.
+    pub fn p99_ms(&self) -> f64 {
+        self.ms(0.99)
+    }
+
     fn ms(&self, q: f64) -> f64 {
         #[allow(
             clippy::cast_precision_loss,

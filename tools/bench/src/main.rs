@@ -8,6 +8,7 @@
 mod driver;
 mod echo;
 mod pg;
+mod picture;
 mod target;
 
 use std::time::Duration;
@@ -37,15 +38,21 @@ struct Options {
     warmup: Duration,
     event_rate: u32,
     reserve_rate: u32,
+    /// Where the sweep and its picture go; `None`: no sweep.
+    picture_dir: Option<std::path::PathBuf>,
 }
 
 const USAGE: &str = "usage: bench [--concurrency N] [--duration-secs N] [--warmup-secs N]
              [--event-rate N] [--reserve-rate N]
              [--target spawn|in-process|distributed|replicas] [--smoke]
+             [--picture-dir DIR | --no-sweep]
 Runs the echo baseline, then reserve calls through the gateway of a fresh
 `roaming up` (next to this binary; `distributed`: five `roaming serve`
 processes on PostgreSQL and a nats-server of their own, `replicas`: with two
-of reservation and rental), and prints the table (BENCHMARKS.md).";
+of reservation and rental), and prints the table (BENCHMARKS.md). Then a
+sweep of open-loop rates (a quarter to one and a half times the closed
+loop's), drawn with the sweeps of other runs in the same directory into
+DIR/latency-vs-load.svg (default target/bench).";
 
 fn options() -> anyhow::Result<Options> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -57,6 +64,7 @@ fn options() -> anyhow::Result<Options> {
         warmup: Duration::from_secs(2),
         event_rate: 500,
         reserve_rate: 1000,
+        picture_dir: Some("target/bench".into()),
     };
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -70,6 +78,7 @@ fn options() -> anyhow::Result<Options> {
                 o.concurrency = 8;
                 o.event_rate = 20;
                 o.reserve_rate = 20;
+                o.picture_dir = None;
             }
             "--target" => {
                 o.target = match value()?.as_str() {
@@ -85,6 +94,8 @@ fn options() -> anyhow::Result<Options> {
             "--warmup-secs" => o.warmup = Duration::from_secs(value()?.parse()?),
             "--event-rate" => o.event_rate = value()?.parse()?,
             "--reserve-rate" => o.reserve_rate = value()?.parse()?,
+            "--picture-dir" => o.picture_dir = Some(value()?.into()),
+            "--no-sweep" => o.picture_dir = None,
             "--help" | "-h" => {
                 println!("{USAGE}");
                 std::process::exit(0);
@@ -128,6 +139,11 @@ async fn interrupted() -> &'static str {
         () = caught(SignalKind::terminate()) => "SIGTERM",
     }
 }
+
+/// The sweep's rates, as fractions of the roaming closed loop's throughput.
+const SWEEP: [f64; 6] = [0.25, 0.5, 0.75, 1.0, 1.25, 1.5];
+const SWEEP_WARMUP: Duration = Duration::from_secs(1);
+const SWEEP_MEASURED: Duration = Duration::from_secs(4);
 
 async fn run(o: Options) -> anyhow::Result<()> {
     println!(
@@ -228,6 +244,23 @@ async fn run(o: Options) -> anyhow::Result<()> {
         .reserve_roaming(Load::Concurrency(1), Duration::ZERO, Duration::from_secs(2))
         .await;
     let events_after = target.event_latency(20, Duration::from_secs(2)).await;
+    // Latency against offered load (issue 33's picture), last: the rates
+    // past what the mesh sustains leave a backlog behind.
+    let mut sweep = Vec::new();
+    if o.picture_dir.is_some() {
+        for fraction in SWEEP {
+            #[allow(
+                clippy::cast_possible_truncation,
+                clippy::cast_sign_loss,
+                reason = "a positive rate far below u32::MAX"
+            )]
+            let rate = ((roaming_c.throughput() * fraction).round() as u32).max(1);
+            let s = target
+                .reserve_roaming(Load::Rate(rate), SWEEP_WARMUP, SWEEP_MEASURED)
+                .await;
+            sweep.push((rate, s));
+        }
+    }
 
     println!();
     println!(
@@ -294,6 +327,35 @@ async fn run(o: Options) -> anyhow::Result<()> {
     }
     println!();
     println!("{}", events.summary(event_rate));
+    if let Some(dir) = &o.picture_dir {
+        println!();
+        println!("sweep (open loop, {SWEEP_MEASURED:?} a rate): offered/s -> accepted/s, p50, p99");
+        let points: Vec<picture::Point> = sweep
+            .iter()
+            .map(|(rate, s)| picture::Point {
+                offered: f64::from(*rate),
+                accepted: s.throughput(),
+                p50_ms: s.p50_ms(),
+                p99_ms: s.p99_ms(),
+            })
+            .collect();
+        for p in &points {
+            println!(
+                "  {:.0} -> {:.0}, p50 {:.2} ms, p99 {:.2} ms",
+                p.offered, p.accepted, p.p50_ms, p.p99_ms
+            );
+        }
+        let mode = match o.target {
+            TargetKind::Spawn => "embedded",
+            TargetKind::InProcess => "in-process",
+            TargetKind::Distributed => "distributed",
+            TargetKind::Replicas => "replicas",
+        };
+        match picture::record(dir, mode, &points) {
+            Ok(path) => println!("  drawn with the other sweeps there: {}", path.display()),
+            Err(e) => println!("  the picture could not be written: {e:#}"),
+        }
+    }
     println!();
     println!("overload: {}", overload.refusals());
     println!("after the overload, {}", events_after.summary(20));
@@ -342,6 +404,11 @@ async fn run(o: Options) -> anyhow::Result<()> {
     ] {
         for (code, n) in driver::unexpected(errors, open_loop) {
             unexpected.push(format!("{name}: {n} x {code}"));
+        }
+    }
+    for (rate, s) in &sweep {
+        for (code, n) in driver::unexpected(&s.errors, true) {
+            unexpected.push(format!("sweep at {rate}/s: {n} x {code}"));
         }
     }
     // Every reservation's events must reach the view: one seen after 10 s
