@@ -46,6 +46,7 @@ const USAGE: &str = "usage: bench [--concurrency N] [--duration-secs N] [--warmu
              [--event-rate N] [--reserve-rate N]
              [--target spawn|in-process|distributed|replicas] [--smoke]
              [--picture-dir DIR | --no-sweep]
+       bench --draw DIR   (only redraw DIR/latency-vs-load.svg from its sweeps)
 Runs the echo baseline, then reserve calls through the gateway of a fresh
 `roaming up` (next to this binary; `distributed`: five `roaming serve`
 processes on PostgreSQL and a nats-server of their own, `replicas`: with two
@@ -96,6 +97,13 @@ fn options() -> anyhow::Result<Options> {
             "--reserve-rate" => o.reserve_rate = value()?.parse()?,
             "--picture-dir" => o.picture_dir = Some(value()?.into()),
             "--no-sweep" => o.picture_dir = None,
+            "--draw" => {
+                let dir = std::path::PathBuf::from(value()?);
+                let picture = dir.join("latency-vs-load.svg");
+                std::fs::write(&picture, picture::svg(&picture::load(&dir)?))?;
+                println!("{}", picture.display());
+                std::process::exit(0);
+            }
             "--help" | "-h" => {
                 println!("{USAGE}");
                 std::process::exit(0);

@@ -4,8 +4,8 @@
 //! Each run writes its sweep as `sweep-<mode>.tsv` into the picture
 //! directory, then draws `latency-vs-load.svg` from every sweep there, so a
 //! default run and a distributed one, one after the other, end in one
-//! picture of both modes. Plain SVG, no dependency: a linear rate axis and a
-//! logarithmic latency axis.
+//! picture of both modes. Plain SVG, no dependency: both axes logarithmic
+//! (the two modes' rates are an order of magnitude apart).
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -92,14 +92,19 @@ const COLOURS: [&str; 4] = ["#1b6ac9", "#d1495b", "#2e933c", "#8a4fff"];
 
 /// The picture of `sweeps`.
 pub fn svg(sweeps: &[(String, Vec<Point>)]) -> String {
-    let max_rate = sweeps
-        .iter()
-        .flat_map(|(_, ps)| ps.iter().map(|p| p.offered))
-        .fold(1.0_f64, f64::max);
-    let x_max = nice_ceiling(max_rate);
+    let rates = || {
+        sweeps
+            .iter()
+            .flat_map(|(_, ps)| ps.iter().map(|p| p.offered))
+    };
+    let x_max = nice_ceiling(rates().fold(1.0_f64, f64::max));
+    let x_min = nice_floor(rates().fold(x_max, f64::min)).min(x_max / 10.0);
     let plot_w = WIDTH - LEFT - RIGHT;
     let plot_h = HEIGHT - TOP - BOTTOM;
-    let x = |rate: f64| LEFT + rate / x_max * plot_w;
+    let x = |rate: f64| {
+        let rate = rate.clamp(x_min, x_max);
+        LEFT + (rate.log10() - x_min.log10()) / (x_max.log10() - x_min.log10()) * plot_w
+    };
     let y = |ms: f64| {
         let ms = ms.clamp(MS_LOW, MS_HIGH);
         TOP + (MS_HIGH.log10() - ms.log10()) / (MS_HIGH.log10() - MS_LOW.log10()) * plot_h
@@ -133,9 +138,19 @@ pub fn svg(sweeps: &[(String, Vec<Point>)]) -> String {
         );
         ms *= 10.0;
     }
-    // Rate ticks: five steps.
-    for i in 0..=5 {
-        let rate = x_max * f64::from(i) / 5.0;
+    // Rate ticks: 1, 2 and 5 of every decade in range.
+    let mut decade = 10_f64.powf(x_min.log10().floor());
+    let mut ticks = Vec::new();
+    while decade <= x_max {
+        for m in [1.0, 2.0, 5.0] {
+            let rate = m * decade;
+            if rate >= x_min * 0.999 && rate <= x_max * 1.001 {
+                ticks.push(rate);
+            }
+        }
+        decade *= 10.0;
+    }
+    for rate in ticks {
         let xx = x(rate);
         let _ = writeln!(
             s,
@@ -190,6 +205,16 @@ pub fn svg(sweeps: &[(String, Vec<Point>)]) -> String {
     }
     s.push_str("</svg>\n");
     s
+}
+
+/// 1, 2 or 5 times a power of ten, at most `v`.
+fn nice_floor(v: f64) -> f64 {
+    let decade = 10_f64.powf(v.log10().floor());
+    [5.0, 2.0, 1.0]
+        .into_iter()
+        .map(|m| m * decade)
+        .find(|c| *c <= v)
+        .unwrap_or(decade)
 }
 
 /// 1, 2 or 5 times a power of ten, at least `v`.
@@ -248,6 +273,8 @@ mod tests {
         // The axis ends at a round rate at or past the highest offered.
         assert!((nice_ceiling(1_600.0) - 2_000.0).abs() < 1e-9);
         assert!((nice_ceiling(400.0) - 500.0).abs() < 1e-9);
+        assert!((nice_floor(97.0) - 50.0).abs() < 1e-9);
+        assert!((nice_floor(250.0) - 200.0).abs() < 1e-9);
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
