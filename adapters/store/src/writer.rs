@@ -113,6 +113,10 @@ pub(crate) trait Queued: Send {
     /// out) before the job ran: then it does not run at all, exactly as a
     /// transaction dropped before its commit.
     fn abandoned(&self) -> bool;
+    /// Forgets what the job answered in a batch that was rolled back: it is
+    /// answered by its run alone, or by the failure that kept that from
+    /// happening, never by the batch's outcome.
+    fn forget(&mut self);
 }
 
 struct Entry<T, F> {
@@ -151,6 +155,10 @@ impl<T: Send + 'static, F: Job<T>> Queued for Entry<T, F> {
 
     fn abandoned(&self) -> bool {
         self.reply.is_closed()
+    }
+
+    fn forget(&mut self) {
+        self.result = None;
     }
 }
 
@@ -314,9 +322,14 @@ impl WriterConn {
     }
 
     async fn begin(&self) -> Result<WriteTx, TxFailure> {
-        let tx = begin(&self.conn)
-            .await
-            .map_err(|e| TxFailure::from_store(&e))?;
+        let Some(tx) = self.bounded(begin(&self.conn)).await else {
+            crate::stale::mark("a BEGIN got no answer in time");
+            return Err(TxFailure {
+                message: "the database did not answer a BEGIN in time".to_owned(),
+                unavailable: true,
+            });
+        };
+        let tx = tx.map_err(|e| TxFailure::from_store(&e))?;
         self.failure()?;
         Ok(tx)
     }
@@ -361,10 +374,16 @@ impl WriterConn {
     }
 
     async fn rollback(&self, tx: WriteTx) -> Result<(), TxFailure> {
-        tx.txn
-            .rollback()
-            .await
-            .map_err(|e| TxFailure::from_store(&store_err(e)))?;
+        // Bounded as the jobs are: past it the connection is closed, which
+        // ends the transaction on the server too.
+        let Some(done) = self.bounded(tx.txn.rollback()).await else {
+            crate::stale::mark("a rollback got no answer in time");
+            return Err(TxFailure {
+                message: "the database did not answer a rollback in time".to_owned(),
+                unavailable: true,
+            });
+        };
+        done.map_err(|e| TxFailure::from_store(&store_err(e)))?;
         self.failure()
     }
 }
@@ -445,12 +464,11 @@ async fn run_together(
             return true;
         }
     };
-    if conn.postgres && tx.txn.execute_unprepared(BATCH_LOCK_TIMEOUT).await.is_err() {
-        let _ = conn.rollback(tx).await;
-        return false;
-    }
     let ran = conn
         .bounded(async {
+            if conn.postgres && tx.txn.execute_unprepared(BATCH_LOCK_TIMEOUT).await.is_err() {
+                return false;
+            }
             for job in batch.iter_mut() {
                 if !job.run(&tx).await {
                     return false;
@@ -468,6 +486,9 @@ async fn run_together(
     };
     if !ran {
         let _ = conn.rollback(tx).await;
+        for job in batch.iter_mut() {
+            job.forget();
+        }
         return false;
     }
     let appended = tx.appended.load(Ordering::Relaxed);

@@ -66,6 +66,16 @@ pub fn load(dir: &Path) -> anyhow::Result<Vec<(String, Vec<Point>)>> {
             let [offered, accepted, p50_ms, p99_ms] = f[..] else {
                 anyhow::bail!("{}: {line:?}: four columns expected", path.display());
             };
+            let positive_rate = offered.is_finite() && offered > 0.0;
+            let figures = [accepted, p50_ms, p99_ms]
+                .iter()
+                .all(|v| v.is_finite() && *v >= 0.0);
+            if !(positive_rate && figures) {
+                anyhow::bail!(
+                    "{}: {line:?}: a positive rate and finite, non-negative figures expected",
+                    path.display()
+                );
+            }
             points.push(Point {
                 offered,
                 accepted,
@@ -167,6 +177,9 @@ pub fn svg(sweeps: &[(String, Vec<Point>)]) -> String {
     );
     for (n, (mode, points)) in sweeps.iter().enumerate() {
         let colour = COLOURS[n % COLOURS.len()];
+        let mode = escape(mode);
+        // A rate that completed no call has no latency to draw.
+        let points: Vec<&Point> = points.iter().filter(|p| p.accepted > 0.0).collect();
         for (quantile, dash, pick) in [
             ("p99", "", (|p: &Point| p.p99_ms) as fn(&Point) -> f64),
             ("p50", r#" stroke-dasharray="5,4""#, |p: &Point| p.p50_ms),
@@ -180,7 +193,7 @@ pub fn svg(sweeps: &[(String, Vec<Point>)]) -> String {
                 r#"<polyline points="{}" fill="none" stroke="{colour}" stroke-width="2"{dash}/>"#,
                 path.join(" ")
             );
-            for p in points {
+            for p in &points {
                 let _ = writeln!(
                     s,
                     r#"<circle cx="{:.1}" cy="{:.1}" r="2.5" fill="{colour}"><title>{mode} {quantile}: {:.1} ms at {:.0}/s offered, {:.0}/s accepted</title></circle>"#,
@@ -205,6 +218,14 @@ pub fn svg(sweeps: &[(String, Vec<Point>)]) -> String {
     }
     s.push_str("</svg>\n");
     s
+}
+
+/// `text` safe inside SVG text and attributes.
+fn escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }
 
 /// 1, 2 or 5 times a power of ten, at most `v`.
@@ -275,6 +296,13 @@ mod tests {
         assert!((nice_ceiling(400.0) - 500.0).abs() < 1e-9);
         assert!((nice_floor(97.0) - 50.0).abs() < 1e-9);
         assert!((nice_floor(250.0) - 200.0).abs() < 1e-9);
+        // A rate of nothing (or not a number) is refused, not drawn.
+        std::fs::write(
+            dir.join("sweep-bad.tsv"),
+            "offered\taccepted\tp50_ms\tp99_ms\n0\t0\t1\t1\n",
+        )
+        .unwrap();
+        assert!(load(&dir).is_err());
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -457,11 +457,12 @@ impl Target {
 
     /// Waits until the event pipeline has caught up with the load before:
     /// until a reservation made now is on the view's stream within 250 ms,
-    /// three times in a row (two minutes at most). Answers how long it took.
-    pub async fn settle(&self) -> Duration {
+    /// three times in a row (two minutes at most). Answers how long it took,
+    /// `None` when it did not.
+    pub async fn settle(&self) -> Option<Duration> {
         let started = Instant::now();
         let (Ok(rc), Ok(vc)) = (channel(self.reservation).await, channel(self.view).await) else {
-            return started.elapsed();
+            return None;
         };
         let reservations = ReservationServiceClient::new(rc);
         let views = ViewServiceClient::new(vc);
@@ -475,7 +476,7 @@ impl Target {
                 }
             }
         }
-        started.elapsed()
+        (in_a_row >= 3).then(|| started.elapsed())
     }
 
     /// Stops the mesh gracefully. Its data directory goes here, or for the

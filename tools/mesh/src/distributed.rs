@@ -58,8 +58,19 @@ pub fn database_url(admin: &str, name: &str) -> String {
         || host
             .parse::<std::net::IpAddr>()
             .is_ok_and(|ip| ip.is_loopback());
-    let mut params: Vec<&str> = query.split('&').filter(|p| !p.is_empty()).collect();
-    if loopback && !params.iter().any(|p| p.starts_with("sslmode=")) {
+    // `dbname` would send every service to the admin's database; `host`,
+    // `hostaddr` (which sqlx lets override the URL's host) or a TLS mode of
+    // the caller's own leave TLS as the caller has it.
+    let mut params: Vec<&str> = query
+        .split('&')
+        .filter(|p| !p.is_empty() && !p.starts_with("dbname="))
+        .collect();
+    let chosen = params.iter().any(|p| {
+        ["sslmode=", "ssl-mode=", "host=", "hostaddr="]
+            .iter()
+            .any(|k| p.starts_with(k))
+    });
+    if loopback && !chosen {
         params.push("sslmode=disable");
     }
     if params.is_empty() {
@@ -118,7 +129,10 @@ impl Databases {
     fn names(&self) -> Vec<String> {
         self.urls
             .values()
-            .filter_map(|u| u.rsplit_once('/').map(|(_, n)| n.to_owned()))
+            .filter_map(|u| {
+                let path = u.split_once('?').map_or(u.as_str(), |(p, _)| p);
+                path.rsplit_once('/').map(|(_, n)| n.to_owned())
+            })
             .collect()
     }
 
@@ -695,7 +709,19 @@ pub(crate) async fn terminate(child: &mut Child, name: &str) -> anyhow::Result<(
 
 #[cfg(test)]
 mod tests {
-    use super::database_url;
+    use super::{Databases, database_url};
+
+    #[test]
+    fn database_names_are_read_without_the_urls_parameters() {
+        let admin = "postgres://postgres@127.0.0.1:5432/postgres";
+        let mut dbs = Databases {
+            admin: admin.to_owned(),
+            urls: [("view", database_url(admin, "mesh_r_view"))].into(),
+            dropped: true,
+        };
+        assert_eq!(dbs.names(), ["mesh_r_view"]);
+        dbs.urls.clear();
+    }
 
     #[test]
     fn a_loopback_server_is_reached_without_tls_unless_asked() {
@@ -714,6 +740,18 @@ mod tests {
         assert_eq!(
             database_url("postgres://u@db.example:5432/postgres", "a"),
             "postgres://u@db.example:5432/a"
+        );
+        // A host given as a parameter is not the URL's loopback.
+        assert_eq!(
+            database_url(
+                "postgres://u@localhost/postgres?host=db.example&dbname=x",
+                "a"
+            ),
+            "postgres://u@localhost/a?host=db.example"
+        );
+        assert_eq!(
+            database_url("postgres://u@127.0.0.1/postgres?ssl-mode=require", "a"),
+            "postgres://u@127.0.0.1/a?ssl-mode=require"
         );
     }
 }
