@@ -143,10 +143,7 @@ impl Db {
                     .map_err(store_err)?;
             let committed: Arc<Notify> = Arc::default();
             let wake = Arc::clone(&committed);
-            // Write jobs are committed together here too (`crate::writer`):
-            // one transaction, one WAL flush and no lock waits between the
-            // jobs of a batch, instead of one of each per job.
-            let jobs = Writer::batched(pool.clone(), None, move || wake.notify_one())?;
+            let jobs = Writer::per_job(pool.clone(), move || wake.notify_one());
             Self {
                 writer: pool.clone(),
                 reader: pool,
@@ -267,8 +264,8 @@ impl Db {
     }
 
     /// Runs `job` in a write transaction; answers once it committed (or was
-    /// rolled back, for [`Verdict::Undo`](crate::Verdict::Undo)). Concurrent
-    /// jobs are committed together ([`crate::writer`]).
+    /// rolled back, for [`Verdict::Undo`](crate::Verdict::Undo)). On SQLite
+    /// concurrent jobs are committed together ([`crate::writer`]).
     ///
     /// # Errors
     ///
@@ -281,7 +278,7 @@ impl Db {
         self.jobs.write(job).await
     }
 
-    /// How the writer grouped jobs into commits so far.
+    /// How the writer grouped jobs into commits so far (SQLite only).
     pub fn writer_stats(&self) -> WriterStats {
         self.jobs.stats()
     }

@@ -23,25 +23,16 @@
 //! it ran is dropped (as a transaction dropped before its commit); once running,
 //! a job runs to its end.
 //!
-//! PostgreSQL gets the same writer task, on a pooled connection: a batch is
-//! one transaction, so one `BEGIN`/`COMMIT` pair and one WAL flush for all its
-//! jobs, and jobs that lock the same rows (every claim locks its resource's
-//! units) wait for each other inside the batch instead of for each other's
-//! commits. There:
-//! - PostgreSQL aborts a transaction at its first failed statement, and
-//!   answers a later `COMMIT` with a silent rollback: a job that meets a
-//!   failed statement (a unique key taken) must answer [`Verdict::Undo`] or
-//!   an error, never [`Verdict::Keep`], which sends its batch to run alone.
-//! - A batch takes all its jobs' locks in their arrival order, so two
-//!   processes' batches (replicas on one database) can wait for each other:
-//!   a batch waits at most `BATCH_LOCK_TIMEOUT` for a lock, then its jobs
-//!   run alone, each taking its locks in the one order its store defines.
-//! - The jobs of a transaction are bounded by `JOBS_WITHIN`, its commit by
-//!   [`COMMIT_TIMEOUT`](crate::COMMIT_TIMEOUT); past either, the connection
-//!   is closed, not pooled again.
-//! - A transaction that cannot begin answers every job waiting with that
-//!   failure, as what it was (the store unavailable, or failed), instead of
-//!   trying each in turn.
+//! On PostgreSQL each job runs in a transaction of its own on the pool, side
+//! by side with the others (the server does its own group commit). Batching
+//! them here too was faster (BENCHMARKS-LOG.md, run 16: roaming c=64 about
+//! 1.9x) but one writer per process queues every write behind a commit that
+//! waits: in `cargo xtask failover` a write queued behind a commit waiting
+//! for a lost standby was answered after 8 s instead of 5, and some writes
+//! answered `INTERNAL`. Reverted; the task below still handles a PostgreSQL
+//! connection (commits and jobs bounded, a 250 ms lock timeout per batch, a
+//! failure to begin answered to every queued job), should it come back with
+//! commits that do not hold the writer.
 
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
@@ -195,11 +186,27 @@ impl TxFailure {
     }
 }
 
-/// Where write jobs go: the writer task of a database.
-#[derive(Debug, Clone)]
-pub(crate) struct Writer {
-    queue: mpsc::Sender<Box<dyn Queued>>,
-    counters: Arc<Counters>,
+/// Where write jobs go: the writer task of a database, or (PostgreSQL) a
+/// transaction of its own per job on the pool.
+#[derive(Clone)]
+pub(crate) enum Writer {
+    Batched {
+        queue: mpsc::Sender<Box<dyn Queued>>,
+        counters: Arc<Counters>,
+    },
+    PerJob {
+        pool: DatabaseConnection,
+        committed: Arc<dyn Fn() + Send + Sync>,
+    },
+}
+
+impl std::fmt::Debug for Writer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Batched { .. } => "Writer::Batched",
+            Self::PerJob { .. } => "Writer::PerJob",
+        })
+    }
 }
 
 /// How the writer task has grouped its jobs so far.
@@ -258,15 +265,30 @@ impl Writer {
         } else {
             tokio::spawn(task);
         }
-        Ok(Self {
+        Ok(Self::Batched {
             queue: tx,
             counters,
         })
     }
 
+    /// Each job in a transaction of its own on `pool` (PostgreSQL), side by
+    /// side with the others; `committed` after each commit that appended
+    /// events.
+    pub(crate) fn per_job(
+        pool: DatabaseConnection,
+        committed: impl Fn() + Send + Sync + 'static,
+    ) -> Self {
+        Self::PerJob {
+            pool,
+            committed: Arc::new(committed),
+        }
+    }
+
     /// What the writer task did so far.
     pub(crate) fn stats(&self) -> WriterStats {
-        let (c, queue) = (&self.counters, &self.queue);
+        let Self::Batched { queue, counters: c } = self else {
+            return WriterStats::default();
+        };
         WriterStats {
             jobs: c.jobs.load(Ordering::Relaxed),
             transactions: c.transactions.load(Ordering::Relaxed),
@@ -280,6 +302,12 @@ impl Writer {
         T: Send + 'static,
         F: Job<T>,
     {
+        let queue = match self {
+            Self::Batched { queue, .. } => queue,
+            Self::PerJob { pool, committed } => {
+                return per_job(pool, job, committed.as_ref()).await;
+            }
+        };
         let (reply, answer) = oneshot::channel();
         let entry = Entry {
             job,
@@ -287,13 +315,44 @@ impl Writer {
             result: None,
             reply,
         };
-        self.queue
+        queue
             .send(Box::new(entry))
             .await
             .map_err(|_| StoreError::msg("the database writer has stopped"))?;
         answer
             .await
             .map_err(|_| StoreError::msg("the database writer has stopped"))?
+    }
+}
+
+/// Runs `job` in a transaction of its own on `pool`.
+async fn per_job<T, F>(
+    pool: &DatabaseConnection,
+    job: F,
+    committed: &(dyn Fn() + Send + Sync),
+) -> Result<T, StoreError>
+where
+    T: Send + 'static,
+    F: Job<T>,
+{
+    let tx = begin(pool).await?;
+    let verdict = AssertUnwindSafe(job(&tx))
+        .catch_unwind()
+        .await
+        .unwrap_or_else(|_| Err(StoreError::msg("a write job panicked")))?;
+    let appended = tx.appended.load(Ordering::Relaxed);
+    match verdict {
+        Verdict::Keep(t) => {
+            crate::error::commit_within(tx.txn).await?;
+            if appended {
+                committed();
+            }
+            Ok(t)
+        }
+        Verdict::Undo(t) => {
+            tx.txn.rollback().await.map_err(store_err)?;
+            Ok(t)
+        }
     }
 }
 
