@@ -202,6 +202,15 @@ async fn run(o: Options) -> anyhow::Result<()> {
                 .await,
         );
     }
+    if distributed {
+        // The closed loop comes first here: wait until the seed's
+        // registrations reached the reservation catalog through the
+        // pipeline (claims against a stock still being learnt are refused
+        // as sold out).
+        if target.settle().await.is_none() {
+            println!("the pipeline did not settle after the seed (2 min); measuring anyway");
+        }
+    }
     let roaming_c = target
         .reserve_roaming(Load::Concurrency(o.concurrency), o.warmup, o.duration)
         .await;
