@@ -29,10 +29,9 @@
 //! 1.9x) but one writer per process queues every write behind a commit that
 //! waits: in `cargo xtask failover` a write queued behind a commit waiting
 //! for a lost standby was answered after 8 s instead of 5, and some writes
-//! answered `INTERNAL`. Reverted; the task below still handles a PostgreSQL
-//! connection (commits and jobs bounded, a 250 ms lock timeout per batch, a
-//! failure to begin answered to every queued job), should it come back with
-//! commits that do not hold the writer.
+//! answered `INTERNAL`. Reverted (the attempt, with a lock timeout per batch
+//! and bounded jobs, is in git history: commit 2d18912); it could come back
+//! with commits that do not hold the writer.
 
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
@@ -42,9 +41,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use domain_kernel::StoreError;
 use futures::FutureExt;
-use sea_orm::{
-    ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, TransactionTrait,
-};
+use sea_orm::{DatabaseConnection, DatabaseTransaction, TransactionTrait};
 use tokio::sync::{mpsc, oneshot};
 use tracing::Instrument;
 
@@ -241,13 +238,8 @@ impl Writer {
         // `writer-reservation` in `top -H` and profiles (Linux keeps the
         // first 15 bytes).
         let thread = direct.as_ref().map(|d| format!("writer-{}", d.name()));
-        let postgres = direct.is_none() && conn.get_database_backend() == DbBackend::Postgres;
         let task = run_writer(
-            WriterConn {
-                conn,
-                direct,
-                postgres,
-            },
+            WriterConn { conn, direct },
             rx,
             committed,
             Arc::clone(&counters),
@@ -368,8 +360,6 @@ async fn begin(conn: &DatabaseConnection) -> Result<WriteTx, StoreError> {
 struct WriterConn {
     conn: DatabaseConnection,
     direct: Option<Arc<Direct>>,
-    /// A PostgreSQL server: commits and jobs are bounded in time.
-    postgres: bool,
 }
 
 impl WriterConn {
@@ -381,68 +371,26 @@ impl WriterConn {
     }
 
     async fn begin(&self) -> Result<WriteTx, TxFailure> {
-        let Some(tx) = self.bounded(begin(&self.conn)).await else {
-            crate::stale::mark("a BEGIN got no answer in time");
-            return Err(TxFailure {
-                message: "the database did not answer a BEGIN in time".to_owned(),
-                unavailable: true,
-            });
-        };
-        let tx = tx.map_err(|e| TxFailure::from_store(&e))?;
+        let tx = begin(&self.conn)
+            .await
+            .map_err(|e| TxFailure::from_store(&e))?;
         self.failure()?;
         Ok(tx)
     }
 
-    /// `work`, or `None` when it took longer than [`JOBS_WITHIN`] on
-    /// PostgreSQL (no bound on SQLite, whose statements never wait on a
-    /// network).
-    async fn bounded<T>(&self, work: impl Future<Output = T>) -> Option<T> {
-        if self.postgres {
-            tokio::time::timeout(JOBS_WITHIN, work).await.ok()
-        } else {
-            Some(work.await)
-        }
-    }
-
-    /// Gives up on `tx` after [`Self::bounded`] ran out: its connection is
-    /// closed rather than pooled again, and nothing of it was committed.
-    fn gave_up(tx: WriteTx) -> TxFailure {
-        crate::stale::mark("a write transaction got no answer in time");
-        drop(tx);
-        TxFailure {
-            message: format!(
-                "the database did not answer within {} s; nothing was committed",
-                JOBS_WITHIN.as_secs()
-            ),
-            unavailable: true,
-        }
-    }
-
     async fn commit(&self, tx: WriteTx) -> Result<(), TxFailure> {
-        if self.postgres {
-            crate::error::commit_within(tx.txn)
-                .await
-                .map_err(|e| TxFailure::from_store(&e))?;
-        } else {
-            tx.txn
-                .commit()
-                .await
-                .map_err(|e| TxFailure::from_store(&store_err(e)))?;
-        }
+        tx.txn
+            .commit()
+            .await
+            .map_err(|e| TxFailure::from_store(&store_err(e)))?;
         self.failure()
     }
 
     async fn rollback(&self, tx: WriteTx) -> Result<(), TxFailure> {
-        // Bounded as the jobs are: past it the connection is closed, which
-        // ends the transaction on the server too.
-        let Some(done) = self.bounded(tx.txn.rollback()).await else {
-            crate::stale::mark("a rollback got no answer in time");
-            return Err(TxFailure {
-                message: "the database did not answer a rollback in time".to_owned(),
-                unavailable: true,
-            });
-        };
-        done.map_err(|e| TxFailure::from_store(&store_err(e)))?;
+        tx.txn
+            .rollback()
+            .await
+            .map_err(|e| TxFailure::from_store(&store_err(e)))?;
         self.failure()
     }
 }
@@ -492,21 +440,6 @@ async fn run_writer(
     }
 }
 
-/// How long a PostgreSQL lock held by another process may hold up a batch
-/// (`SET LOCAL lock_timeout`) before its jobs run alone instead. A batch
-/// takes the locks of all its jobs in their arrival order, so two processes'
-/// batches (replicas on one database) can wait for each other, which
-/// PostgreSQL would resolve only after its `deadlock_timeout` (1 s); alone,
-/// a job takes its locks in the one order every claim takes them.
-const BATCH_LOCK_TIMEOUT: &str = "SET LOCAL lock_timeout = '250ms'";
-
-/// The longest the jobs of a PostgreSQL transaction may take before the
-/// writer gives up on the connection (the server's `statement_timeout`
-/// ends a slow statement at 10 s; a server gone without closing the
-/// connection never answers, and the writer serves every write of the
-/// process).
-const JOBS_WITHIN: std::time::Duration = std::time::Duration::from_secs(15);
-
 /// Runs `batch` in one transaction. `false`: a job refused or failed; nothing
 /// was committed or answered, run them alone.
 async fn run_together(
@@ -523,26 +456,13 @@ async fn run_together(
             return true;
         }
     };
-    let ran = conn
-        .bounded(async {
-            if conn.postgres && tx.txn.execute_unprepared(BATCH_LOCK_TIMEOUT).await.is_err() {
-                return false;
-            }
-            for job in batch.iter_mut() {
-                if !job.run(&tx).await {
-                    return false;
-                }
-            }
-            true
-        })
-        .await;
-    let Some(ran) = ran else {
-        let failure = WriterConn::gave_up(tx);
-        for job in batch.drain(..) {
-            job.answer(Err(failure.clone()));
+    let mut ran = true;
+    for job in batch.iter_mut() {
+        if !job.run(&tx).await {
+            ran = false;
+            break;
         }
-        return true;
-    };
+    }
     if !ran {
         let _ = conn.rollback(tx).await;
         for job in batch.iter_mut() {
@@ -575,11 +495,7 @@ async fn run_alone(
             return Err(e);
         }
     };
-    let Some(keep) = conn.bounded(job.run(&tx)).await else {
-        job.answer(Err(WriterConn::gave_up(tx)));
-        return Ok(());
-    };
-    if keep {
+    if job.run(&tx).await {
         let appended = tx.appended.load(Ordering::Relaxed);
         let outcome = conn.commit(tx).await;
         if outcome.is_ok() && appended {
