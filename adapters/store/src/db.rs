@@ -143,7 +143,7 @@ impl Db {
                     .map_err(store_err)?;
             let committed: Arc<Notify> = Arc::default();
             let wake = Arc::clone(&committed);
-            let jobs = Writer::per_job(pool.clone(), move || wake.notify_one());
+            let jobs = Writer::pipelined(pool.clone(), move || wake.notify_one());
             Self {
                 writer: pool.clone(),
                 reader: pool,
@@ -264,8 +264,8 @@ impl Db {
     }
 
     /// Runs `job` in a write transaction; answers once it committed (or was
-    /// rolled back, for [`Verdict::Undo`](crate::Verdict::Undo)). On SQLite
-    /// concurrent jobs are committed together ([`crate::writer`]).
+    /// rolled back, for [`Verdict::Undo`](crate::Verdict::Undo)). Concurrent
+    /// jobs are committed together ([`crate::writer`]).
     ///
     /// # Errors
     ///
@@ -278,7 +278,7 @@ impl Db {
         self.jobs.write(job).await
     }
 
-    /// How the writer grouped jobs into commits so far (SQLite only).
+    /// How the writer grouped jobs into commits so far.
     pub fn writer_stats(&self) -> WriterStats {
         self.jobs.stats()
     }

@@ -87,6 +87,16 @@ pub struct CommitTimedOut {
     limit: std::time::Duration,
 }
 
+impl CommitTimedOut {
+    /// A commit not answered within [`COMMIT_TIMEOUT`].
+    pub(crate) fn commit() -> Self {
+        Self {
+            what: "a commit",
+            limit: COMMIT_TIMEOUT,
+        }
+    }
+}
+
 impl std::fmt::Display for CommitTimedOut {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(

@@ -23,33 +23,56 @@
 //! it ran is dropped (as a transaction dropped before its commit); once running,
 //! a job runs to its end.
 //!
-//! On PostgreSQL each job runs in a transaction of its own on the pool, side
-//! by side with the others (the server does its own group commit). Batching
-//! them here too was faster (BENCHMARKS-LOG.md, run 16: roaming c=64 about
-//! 1.9x) but one writer per process queues every write behind a commit that
-//! waits: in `cargo xtask failover` a write queued behind a commit waiting
-//! for a lost standby was answered after 8 s instead of 5, and some writes
-//! answered `INTERNAL`. Reverted (the attempt, with a lock timeout per batch
-//! and bounded jobs, is in git history: commit 2d18912); it could come back
-//! with commits that do not hold the writer.
+//! On PostgreSQL the same batches run on [`LANES`] pooled connections at once
+//! ([`Writer::pipelined`]): while one batch commits (a WAL flush, maybe a
+//! synchronous standby's answer), the next takes the jobs that queued
+//! meanwhile on another connection, so a commit that waits never holds the
+//! writer. One batch costs one `BEGIN`/`COMMIT` and one flush for all its
+//! jobs, and jobs that lock the same rows (every claim locks its resource's
+//! units) wait for each other inside the batch instead of for each other's
+//! commits (BENCHMARKS-LOG.md, run 18). There:
+//! - PostgreSQL aborts a transaction at its first failed statement, and
+//!   answers a later `COMMIT` with a silent rollback: a job that meets a
+//!   failed statement (a unique key taken) must answer [`Verdict::Undo`] or
+//!   an error, never [`Verdict::Keep`], which sends its batch to run alone.
+//! - A batch takes all its jobs' locks in their arrival order, so two
+//!   batches (of two lanes, or of two replicas on one database) can wait for
+//!   each other: a batch waits at most `BATCH_LOCK_TIMEOUT` for a lock, less
+//!   than PostgreSQL's `deadlock_timeout` (1 s), then its jobs run alone,
+//!   each taking its locks in the one order its store defines.
+//! - The jobs of a transaction are bounded by `JOBS_WITHIN`, its commit by
+//!   [`COMMIT_TIMEOUT`](crate::COMMIT_TIMEOUT); past either, the connection
+//!   is closed, not pooled again, and every job that queued before that
+//!   moment is answered `Unavailable` at once rather than starting a
+//!   transaction of its own that would wait as long (`cargo xtask failover`:
+//!   a write is answered within the bound, never later).
+//! - A transaction that cannot begin answers every job waiting with that
+//!   failure, as what it was (the store unavailable, or failed), instead of
+//!   trying each in turn.
 
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use domain_kernel::StoreError;
 use futures::FutureExt;
-use sea_orm::{DatabaseConnection, DatabaseTransaction, TransactionTrait};
-use tokio::sync::{mpsc, oneshot};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DatabaseTransaction, TransactionTrait};
+use tokio::sync::{Semaphore, mpsc, oneshot};
 use tracing::Instrument;
 
 use crate::error::store_err;
 use crate::sqlite::Direct;
 
-/// Most jobs committed in one transaction.
+/// Most jobs committed in one SQLite transaction.
 const MAX_BATCH: usize = 128;
+/// PostgreSQL: batches running at once, each on a pooled connection.
+pub const LANES: usize = 4;
+/// Most jobs in one PostgreSQL transaction: a batch holds the locks of all
+/// its jobs until it commits.
+const MAX_PG_BATCH: usize = 32;
 /// Most jobs waiting for the writer; beyond, callers wait to queue (so an
 /// overload shows as latency at the callers, and their deadlines shed it).
 const MAX_QUEUED: usize = 4 * 1024;
@@ -105,6 +128,8 @@ pub(crate) trait Queued: Send {
     /// answered by its run alone, or by the failure that kept that from
     /// happening, never by the batch's outcome.
     fn forget(&mut self);
+    /// When the job was handed to the writer.
+    fn queued_at(&self) -> Instant;
 }
 
 struct Entry<T, F> {
@@ -112,6 +137,7 @@ struct Entry<T, F> {
     span: tracing::Span,
     result: Option<Result<Verdict<T>, StoreError>>,
     reply: oneshot::Sender<Result<T, StoreError>>,
+    queued_at: Instant,
 }
 
 impl<T: Send + 'static, F: Job<T>> Queued for Entry<T, F> {
@@ -148,6 +174,10 @@ impl<T: Send + 'static, F: Job<T>> Queued for Entry<T, F> {
     fn forget(&mut self) {
         self.result = None;
     }
+
+    fn queued_at(&self) -> Instant {
+        self.queued_at
+    }
 }
 
 /// Why a transaction could not begin or commit, for every job of it: the
@@ -183,26 +213,21 @@ impl TxFailure {
     }
 }
 
-/// Where write jobs go: the writer task of a database, or (PostgreSQL) a
-/// transaction of its own per job on the pool.
+/// Where write jobs go: the writer task of a database, which runs the jobs
+/// that queued up together in one transaction (SQLite: one batch at a time;
+/// PostgreSQL: up to [`LANES`] batches at once).
 #[derive(Clone)]
-pub(crate) enum Writer {
-    Batched {
-        queue: mpsc::Sender<Box<dyn Queued>>,
-        counters: Arc<Counters>,
-    },
-    PerJob {
-        pool: DatabaseConnection,
-        committed: Arc<dyn Fn() + Send + Sync>,
-    },
+pub(crate) struct Writer {
+    queue: mpsc::Sender<Box<dyn Queued>>,
+    counters: Arc<Counters>,
+    lanes: usize,
 }
 
 impl std::fmt::Debug for Writer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Self::Batched { .. } => "Writer::Batched",
-            Self::PerJob { .. } => "Writer::PerJob",
-        })
+        f.debug_struct("Writer")
+            .field("lanes", &self.lanes)
+            .finish_non_exhaustive()
     }
 }
 
@@ -221,6 +246,8 @@ pub struct WriterStats {
     pub transactions: u64,
     /// Jobs waiting in the queue right now (not yet taken by the writer).
     pub queued: u64,
+    /// How many batches may run at once (SQLite 1, PostgreSQL [`LANES`]).
+    pub lanes: u64,
 }
 
 impl Writer {
@@ -239,7 +266,7 @@ impl Writer {
         // first 15 bytes).
         let thread = direct.as_ref().map(|d| format!("writer-{}", d.name()));
         let task = run_writer(
-            WriterConn { conn, direct },
+            WriterConn::new(conn, direct, false),
             rx,
             committed,
             Arc::clone(&counters),
@@ -257,34 +284,45 @@ impl Writer {
         } else {
             tokio::spawn(task);
         }
-        Ok(Self::Batched {
+        Ok(Self {
             queue: tx,
             counters,
+            lanes: 1,
         })
     }
 
-    /// Each job in a transaction of its own on `pool` (PostgreSQL), side by
-    /// side with the others; `committed` after each commit that appended
-    /// events.
-    pub(crate) fn per_job(
+    /// Starts the writer task of a PostgreSQL `pool`: batches of the jobs
+    /// that queued up, up to [`LANES`] of them at once, each in a transaction
+    /// on a connection of the pool; `committed` after each commit that
+    /// appended events.
+    pub(crate) fn pipelined(
         pool: DatabaseConnection,
         committed: impl Fn() + Send + Sync + 'static,
     ) -> Self {
-        Self::PerJob {
-            pool,
-            committed: Arc::new(committed),
+        let (tx, rx) = mpsc::channel(MAX_QUEUED);
+        let counters = Arc::new(Counters::default());
+        tokio::spawn(run_pipeline(
+            Arc::new(WriterConn::new(pool, None, true)),
+            rx,
+            Arc::new(committed),
+            Arc::clone(&counters),
+        ));
+        Self {
+            queue: tx,
+            counters,
+            lanes: LANES,
         }
     }
 
     /// What the writer task did so far.
     pub(crate) fn stats(&self) -> WriterStats {
-        let Self::Batched { queue, counters: c } = self else {
-            return WriterStats::default();
-        };
+        let c = &self.counters;
+        let queue = &self.queue;
         WriterStats {
             jobs: c.jobs.load(Ordering::Relaxed),
             transactions: c.transactions.load(Ordering::Relaxed),
             queued: u64::try_from(queue.max_capacity() - queue.capacity()).unwrap_or(u64::MAX),
+            lanes: self.lanes as u64,
         }
     }
 
@@ -294,57 +332,21 @@ impl Writer {
         T: Send + 'static,
         F: Job<T>,
     {
-        let queue = match self {
-            Self::Batched { queue, .. } => queue,
-            Self::PerJob { pool, committed } => {
-                return per_job(pool, job, committed.as_ref()).await;
-            }
-        };
         let (reply, answer) = oneshot::channel();
         let entry = Entry {
             job,
             span: tracing::Span::current(),
             result: None,
             reply,
+            queued_at: Instant::now(),
         };
-        queue
+        self.queue
             .send(Box::new(entry))
             .await
             .map_err(|_| StoreError::msg("the database writer has stopped"))?;
         answer
             .await
             .map_err(|_| StoreError::msg("the database writer has stopped"))?
-    }
-}
-
-/// Runs `job` in a transaction of its own on `pool`.
-async fn per_job<T, F>(
-    pool: &DatabaseConnection,
-    job: F,
-    committed: &(dyn Fn() + Send + Sync),
-) -> Result<T, StoreError>
-where
-    T: Send + 'static,
-    F: Job<T>,
-{
-    let tx = begin(pool).await?;
-    let verdict = AssertUnwindSafe(job(&tx))
-        .catch_unwind()
-        .await
-        .unwrap_or_else(|_| Err(StoreError::msg("a write job panicked")))?;
-    let appended = tx.appended.load(Ordering::Relaxed);
-    match verdict {
-        Verdict::Keep(t) => {
-            crate::error::commit_within(tx.txn).await?;
-            if appended {
-                committed();
-            }
-            Ok(t)
-        }
-        Verdict::Undo(t) => {
-            tx.txn.rollback().await.map_err(store_err)?;
-            Ok(t)
-        }
     }
 }
 
@@ -355,14 +357,46 @@ async fn begin(conn: &DatabaseConnection) -> Result<WriteTx, StoreError> {
     })
 }
 
+/// How long a PostgreSQL lock held by another transaction may hold up a
+/// batch (`SET LOCAL lock_timeout`) before its jobs run alone instead. A
+/// batch takes the locks of all its jobs in their arrival order, so two
+/// batches (two lanes, or two replicas' writers) can wait for each other,
+/// which PostgreSQL would resolve only after its `deadlock_timeout` (1 s);
+/// alone, a job takes its locks in the one order every claim takes them.
+/// Above the time a full batch holds a busy row (claims of one booth's
+/// model queue on it, batch after batch), so that it is not a stall's
+/// everyday cause.
+const BATCH_LOCK_TIMEOUT: &str = "SET LOCAL lock_timeout = '500ms'";
+
+/// The longest the jobs of a PostgreSQL transaction may take before the
+/// writer gives up on the connection (the server's `statement_timeout`
+/// ends a slow statement at 10 s; a server gone without closing the
+/// connection never answers, and a lane would wait with it).
+const JOBS_WITHIN: Duration = Duration::from_secs(15);
+
 /// The writer task's connection, and the `rusqlite` one behind it (whose
 /// `BEGIN`/`COMMIT`/`ROLLBACK` failures sea-orm's proxy cannot return).
 struct WriterConn {
     conn: DatabaseConnection,
     direct: Option<Arc<Direct>>,
+    /// A PostgreSQL server: commits and jobs are bounded in time.
+    postgres: bool,
+    /// When a transaction last got no answer in time (its commit or its
+    /// jobs): the jobs that queued before then are answered `Unavailable`
+    /// instead of waiting as long again.
+    gave_up_at: std::sync::Mutex<Option<Instant>>,
 }
 
 impl WriterConn {
+    fn new(conn: DatabaseConnection, direct: Option<Arc<Direct>>, postgres: bool) -> Self {
+        Self {
+            conn,
+            direct,
+            postgres,
+            gave_up_at: std::sync::Mutex::new(None),
+        }
+    }
+
     fn failure(&self) -> Result<(), TxFailure> {
         match self.direct.as_ref().and_then(|d| d.take_failure()) {
             Some(failure) => Err(TxFailure::failed(failure)),
@@ -378,7 +412,64 @@ impl WriterConn {
         Ok(tx)
     }
 
+    /// `work`, or `None` when it took longer than [`JOBS_WITHIN`] on
+    /// PostgreSQL (no bound on SQLite, whose statements never wait on a
+    /// network).
+    async fn bounded<T>(&self, work: impl Future<Output = T>) -> Option<T> {
+        if self.postgres {
+            tokio::time::timeout(JOBS_WITHIN, work).await.ok()
+        } else {
+            Some(work.await)
+        }
+    }
+
+    /// Remembers that a transaction of this writer got no answer in time.
+    fn gave_up(&self) {
+        let now = Instant::now();
+        if let Ok(mut at) = self.gave_up_at.lock() {
+            *at = Some(now);
+        }
+    }
+
+    /// When a transaction last got no answer in time.
+    fn gave_up_at(&self) -> Option<Instant> {
+        self.gave_up_at.lock().ok().and_then(|at| *at)
+    }
+
+    /// Gives up on `tx` after [`Self::bounded`] ran out: its connection is
+    /// closed rather than pooled again, and nothing of it was committed.
+    fn abandon(&self, tx: WriteTx) -> TxFailure {
+        crate::stale::mark("a write transaction got no answer in time");
+        self.gave_up();
+        drop(tx);
+        TxFailure {
+            message: format!(
+                "the database did not answer within {} s; nothing was committed",
+                JOBS_WITHIN.as_secs()
+            ),
+            unavailable: true,
+        }
+    }
+
     async fn commit(&self, tx: WriteTx) -> Result<(), TxFailure> {
+        if self.postgres {
+            let commit = tx.txn.commit();
+            tokio::pin!(commit);
+            let done = tokio::select! {
+                done = &mut commit => done,
+                () = tokio::time::sleep(crate::COMMIT_TIMEOUT) => {
+                    // Marked before the commit (and its connection) is
+                    // dropped: the connection is closed, not pooled.
+                    crate::stale::mark("the database did not answer a commit in time");
+                    self.gave_up();
+                    return Err(TxFailure {
+                        message: crate::error::CommitTimedOut::commit().to_string(),
+                        unavailable: true,
+                    });
+                }
+            };
+            return done.map_err(|e| TxFailure::from_store(&store_err(e)));
+        }
         tx.txn
             .commit()
             .await
@@ -404,39 +495,109 @@ async fn run_writer(
     let mut batch: Vec<Box<dyn Queued>> = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = queue.recv().await {
         batch.push(first);
-        while batch.len() < MAX_BATCH {
-            match queue.try_recv() {
-                Ok(job) => batch.push(job),
-                Err(_) => break,
+        take_queued(&mut queue, &mut batch, MAX_BATCH);
+        batch.retain(|job| !job.abandoned());
+        run_batch(&conn, &mut batch, &committed, &counters).await;
+        batch.clear();
+    }
+}
+
+/// Adds the jobs waiting in `queue` to `batch`, up to `max` in all.
+fn take_queued(
+    queue: &mut mpsc::Receiver<Box<dyn Queued>>,
+    batch: &mut Vec<Box<dyn Queued>>,
+    max: usize,
+) {
+    while batch.len() < max {
+        match queue.try_recv() {
+            Ok(job) => batch.push(job),
+            Err(_) => break,
+        }
+    }
+}
+
+/// PostgreSQL's writer task: waits for a free lane, takes the jobs that
+/// queued up meanwhile, and runs them as one batch on that lane while it
+/// waits for the next.
+async fn run_pipeline(
+    conn: Arc<WriterConn>,
+    mut queue: mpsc::Receiver<Box<dyn Queued>>,
+    committed: Arc<dyn Fn() + Send + Sync>,
+    counters: Arc<Counters>,
+) {
+    let lanes = Arc::new(Semaphore::new(LANES));
+    loop {
+        // The lane first: jobs wait in the queue (and group up there), not
+        // in this task.
+        let Ok(lane) = Arc::clone(&lanes).acquire_owned().await else {
+            return;
+        };
+        let Some(first) = queue.recv().await else {
+            return;
+        };
+        let mut batch = Vec::with_capacity(MAX_PG_BATCH);
+        batch.push(first);
+        take_queued(&mut queue, &mut batch, MAX_PG_BATCH);
+        let gave_up_at = conn.gave_up_at();
+        let mut jobs = Vec::with_capacity(batch.len());
+        for job in batch {
+            if gave_up_at.is_some_and(|at| job.queued_at() <= at) {
+                // It waited behind a transaction the server did not answer
+                // in time; its own would most likely wait as long.
+                job.answer(Err(TxFailure {
+                    message: "the database did not answer a transaction in time; \
+                              this write was not started"
+                        .to_owned(),
+                    unavailable: true,
+                }));
+            } else if !job.abandoned() {
+                jobs.push(job);
             }
         }
-        batch.retain(|job| !job.abandoned());
-        if batch.is_empty() {
+        let (conn, committed, counters) = (
+            Arc::clone(&conn),
+            Arc::clone(&committed),
+            Arc::clone(&counters),
+        );
+        tokio::spawn(async move {
+            run_batch(&conn, &mut jobs, committed.as_ref(), &counters).await;
+            drop(lane);
+        });
+    }
+}
+
+/// Runs the jobs of `batch` (not abandoned ones) together, or each alone when
+/// one of them refused or failed together; answers every one.
+async fn run_batch(
+    conn: &WriterConn,
+    batch: &mut Vec<Box<dyn Queued>>,
+    committed: &(impl Fn() + Sync + ?Sized),
+    counters: &Counters,
+) {
+    if batch.is_empty() {
+        return;
+    }
+    counters
+        .jobs
+        .fetch_add(batch.len() as u64, Ordering::Relaxed);
+    if batch.len() > 1 && run_together(conn, batch, committed).await {
+        counters.transactions.fetch_add(1, Ordering::Relaxed);
+        return;
+    }
+    let mut jobs = batch.drain(..);
+    while let Some(job) = jobs.next() {
+        // Its caller may have given up while the batch ran.
+        if job.abandoned() {
             continue;
         }
-        counters
-            .jobs
-            .fetch_add(batch.len() as u64, Ordering::Relaxed);
-        if batch.len() > 1 && run_together(&conn, &mut batch, &committed).await {
-            counters.transactions.fetch_add(1, Ordering::Relaxed);
-        } else {
-            let mut jobs = batch.drain(..);
-            while let Some(job) = jobs.next() {
-                // Its caller may have given up while the batch ran.
-                if job.abandoned() {
-                    continue;
-                }
-                counters.transactions.fetch_add(1, Ordering::Relaxed);
-                if let Err(failure) = run_alone(&conn, job, &committed).await {
-                    // No transaction begins (the database is down or
-                    // unreachable): the rest would each wait for the same.
-                    for job in jobs.by_ref() {
-                        job.answer(Err(failure.clone()));
-                    }
-                }
+        counters.transactions.fetch_add(1, Ordering::Relaxed);
+        if let Err(failure) = run_alone(conn, job, committed).await {
+            // No transaction begins (the database is down or
+            // unreachable): the rest would each wait for the same.
+            for job in jobs.by_ref() {
+                job.answer(Err(failure.clone()));
             }
         }
-        batch.clear();
     }
 }
 
@@ -445,7 +606,7 @@ async fn run_writer(
 async fn run_together(
     conn: &WriterConn,
     batch: &mut Vec<Box<dyn Queued>>,
-    committed: &(impl Fn() + Sync),
+    committed: &(impl Fn() + Sync + ?Sized),
 ) -> bool {
     let tx = match conn.begin().await {
         Ok(tx) => tx,
@@ -456,13 +617,27 @@ async fn run_together(
             return true;
         }
     };
-    let mut ran = true;
-    for job in batch.iter_mut() {
-        if !job.run(&tx).await {
-            ran = false;
-            break;
-        }
+    if conn.postgres && tx.txn.execute_unprepared(BATCH_LOCK_TIMEOUT).await.is_err() {
+        let _ = conn.rollback(tx).await;
+        return false;
     }
+    let ran = conn
+        .bounded(async {
+            for job in batch.iter_mut() {
+                if !job.run(&tx).await {
+                    return false;
+                }
+            }
+            true
+        })
+        .await;
+    let Some(ran) = ran else {
+        let failure = conn.abandon(tx);
+        for job in batch.drain(..) {
+            job.answer(Err(failure.clone()));
+        }
+        return true;
+    };
     if !ran {
         let _ = conn.rollback(tx).await;
         for job in batch.iter_mut() {
@@ -486,7 +661,7 @@ async fn run_together(
 async fn run_alone(
     conn: &WriterConn,
     mut job: Box<dyn Queued>,
-    committed: &(impl Fn() + Sync),
+    committed: &(impl Fn() + Sync + ?Sized),
 ) -> Result<(), TxFailure> {
     let tx = match conn.begin().await {
         Ok(tx) => tx,
@@ -495,7 +670,11 @@ async fn run_alone(
             return Err(e);
         }
     };
-    if job.run(&tx).await {
+    let Some(keep) = conn.bounded(job.run(&tx)).await else {
+        job.answer(Err(conn.abandon(tx)));
+        return Ok(());
+    };
+    if keep {
         let appended = tx.appended.load(Ordering::Relaxed);
         let outcome = conn.commit(tx).await;
         if outcome.is_ok() && appended {

@@ -1,8 +1,9 @@
 //! The group-committing writer ([`Db::write`]): jobs that queue up together
 //! commit in one transaction, each sees the writes of the jobs before it, and a
-//! job that undoes, fails or panics changes nobody else's outcome. Also on
-//! PostgreSQL, where each job has its own transaction and two processes'
-//! writes (replicas on one database) must get past each other's locks.
+//! job that undoes, fails or panics changes nobody else's outcome: on SQLite
+//! (one batch at a time) and on PostgreSQL (a batch per lane), where two
+//! batches' writes (two lanes, or replicas on one database) must also get
+//! past each other's locks.
 
 #![allow(
     clippy::expect_used,
@@ -17,6 +18,7 @@ use adapters_store::migrations::ReservationMigrator;
 use adapters_store::testing::TestDatabase;
 use adapters_store::{Db, Verdict, outbox};
 use domain_kernel::{EventId, IdGenerator, StoreError, UuidV7};
+use futures::FutureExt as _;
 use futures::future::join_all;
 use tokio::sync::oneshot;
 
@@ -49,39 +51,45 @@ async fn handled(db: &Db, id: EventId) -> bool {
     outbox::handled(db.reader(), id).await.unwrap()
 }
 
-/// Holds the writer until `release` fires, so the jobs submitted meanwhile
-/// queue up and run as one batch.
-/// Occupies the writer with a job that waits for `release`; returns once the
-/// writer runs it (so every later job queues behind it).
+/// Occupies every lane of the writer (SQLite has one, PostgreSQL
+/// `WriterStats::lanes`) with a job that waits for `release`; returns once
+/// the writer runs them all, so every later job queues behind them and the
+/// jobs queued meanwhile run as one batch.
 async fn hold_writer(db: &Db) -> (oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
     let (release, wait) = oneshot::channel::<()>();
-    let (started, running) = oneshot::channel::<()>();
-    let held = Arc::new(tokio::sync::Mutex::new(Some((wait, started))));
-    let db = db.clone();
-    let holder = tokio::spawn(async move {
-        db.write(move |_tx| {
-            let held = Arc::clone(&held);
-            Box::pin(async move {
-                if let Some((wait, started)) = held.lock().await.take() {
-                    let _ = started.send(());
-                    let _ = wait.await;
-                }
-                Ok(Verdict::Keep(()))
+    let wait = wait.shared();
+    let mut holders = Vec::new();
+    for _ in 0..db.writer_stats().lanes {
+        let (started, running) = oneshot::channel::<()>();
+        let held = Arc::new(tokio::sync::Mutex::new(Some((wait.clone(), started))));
+        let db = db.clone();
+        holders.push(tokio::spawn(async move {
+            db.write(move |_tx| {
+                let held = Arc::clone(&held);
+                Box::pin(async move {
+                    if let Some((wait, started)) = held.lock().await.take() {
+                        let _ = started.send(());
+                        let _ = wait.await;
+                    }
+                    Ok(Verdict::Keep(()))
+                })
             })
-        })
-        .await
-        .unwrap();
+            .await
+            .unwrap();
+        }));
+        // One at a time: each takes a lane of its own.
+        running.await.unwrap();
+    }
+    let holder = tokio::spawn(async move {
+        for h in join_all(holders).await {
+            h.unwrap();
+        }
     });
-    running.await.unwrap();
     (release, holder)
 }
 
-/// Waits until `n` jobs wait in the writer's queue (SQLite; PostgreSQL has
-/// no writer queue: its jobs run side by side on the pool).
+/// Waits until `n` jobs wait in the writer's queue.
 async fn queued(db: &Db, n: u64) {
-    if db.backend() != adapters_store::Backend::Sqlite {
-        return;
-    }
     tokio::time::timeout(std::time::Duration::from_secs(10), async {
         while db.writer_stats().queued < n {
             tokio::task::yield_now().await;
@@ -148,10 +156,8 @@ async fn batch_outcomes(db: TestDatabase) {
             }
         }
     }
-    if db.backend() == adapters_store::Backend::Sqlite {
-        let after = db.writer_stats();
-        assert_eq!(after.jobs - before.jobs, 1 + plans.len() as u64);
-    }
+    let after = db.writer_stats();
+    assert_eq!(after.jobs - before.jobs, after.lanes + plans.len() as u64);
     // The writer still works after a panic.
     let id = UuidV7.event_id();
     assert!(job(&db, id, Plan::Keep).await.unwrap());
@@ -185,25 +191,22 @@ async fn serial_semantics(db: TestDatabase) {
         fresh, 1,
         "exactly one job inserted the id; the others saw it"
     );
-    if db.backend() == adapters_store::Backend::Sqlite {
-        let after = db.writer_stats();
-        let (jobs, transactions) = (
-            after.jobs - before.jobs,
-            after.transactions - before.transactions,
-        );
-        assert_eq!(jobs, 201);
-        assert!(
-            transactions <= 5,
-            "queued jobs commit together: {jobs} jobs in {transactions} transactions"
-        );
-    }
+    let after = db.writer_stats();
+    let (jobs, transactions) = (
+        after.jobs - before.jobs,
+        after.transactions - before.transactions,
+    );
+    assert_eq!(jobs, after.lanes + 200);
+    // SQLite takes up to 128 jobs a batch, PostgreSQL 32.
+    assert!(
+        transactions <= after.lanes + 8,
+        "queued jobs commit together: {jobs} jobs in {transactions} transactions"
+    );
 }
 
 /// A job whose caller gave up (a cancelled call, a passed deadline) before the
 /// writer reached it is not run: an overload sheds instead of piling up.
-#[tokio::test]
-async fn a_job_abandoned_before_it_ran_is_not_run() {
-    let db = TestDatabase::sqlite();
+async fn abandoned_job(db: TestDatabase) {
     let db = Db::connect::<ReservationMigrator>(db.url()).await.unwrap();
     let (release, holder) = hold_writer(&db).await;
     let (gone, kept) = (UuidV7.event_id(), UuidV7.event_id());
@@ -223,6 +226,16 @@ async fn a_job_abandoned_before_it_ran_is_not_run() {
     assert!(waited.await.unwrap().unwrap());
     assert!(handled(&db, kept).await);
     assert!(!handled(&db, gone).await, "the abandoned job did not run");
+}
+
+#[tokio::test]
+async fn a_job_abandoned_before_it_ran_is_not_run_on_sqlite() {
+    abandoned_job(TestDatabase::sqlite()).await;
+}
+
+#[tokio::test]
+async fn a_job_abandoned_before_it_ran_is_not_run_on_postgres() {
+    abandoned_job(TestDatabase::postgres().await).await;
 }
 
 #[tokio::test]
