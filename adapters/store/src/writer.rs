@@ -15,8 +15,9 @@
 //! [`Verdict::Keep`] keeps its writes (also when it decided, without writing
 //! anything, that the change is refused), [`Verdict::Undo`] asks for its writes
 //! to be rolled back. A job that undoes, fails or panics inside a batch rolls the
-//! whole batch back; then every job of it runs again alone, each in its own
-//! transaction, so one job's failure never changes another's outcome. Jobs run in
+//! whole batch back; then the batch runs again in three parts, one after the
+//! other: the jobs before it together, it alone, the jobs after it together
+//! (`run_batch`), so one job's failure never changes another's outcome. Jobs run in
 //! arrival order and see the writes of the jobs before them, exactly as if they
 //! had committed one after another; nobody learns the outcome of a job before the
 //! transaction holding it committed. A job whose caller stopped waiting before
@@ -34,12 +35,15 @@
 //! - PostgreSQL aborts a transaction at its first failed statement, and
 //!   answers a later `COMMIT` with a silent rollback: a job that meets a
 //!   failed statement (a unique key taken) must answer [`Verdict::Undo`] or
-//!   an error, never [`Verdict::Keep`], which sends its batch to run alone.
+//!   an error, never [`Verdict::Keep`]. A batch checks (`STILL_ALIVE`, one
+//!   round trip) that its transaction was not aborted before it commits, so
+//!   a job that breaks this rule loses only its own writes, never those of
+//!   the jobs batched with it.
 //! - A batch takes all its jobs' locks in their arrival order, so two
 //!   batches (of two lanes, or of two replicas on one database) can wait for
 //!   each other: a batch waits at most `BATCH_LOCK_TIMEOUT` for a lock, less
-//!   than PostgreSQL's `deadlock_timeout` (1 s), then its jobs run alone,
-//!   each taking its locks in the one order its store defines.
+//!   than PostgreSQL's `deadlock_timeout` (1 s), then the job that waited
+//!   runs alone, taking its locks in the one order its store defines.
 //! - The jobs of a transaction are bounded by `JOBS_WITHIN`, its commit by
 //!   [`COMMIT_TIMEOUT`](crate::COMMIT_TIMEOUT); past either, the connection
 //!   is closed, not pooled again, and every job that queued before that
@@ -68,7 +72,11 @@ use crate::sqlite::Direct;
 
 /// Most jobs committed in one SQLite transaction.
 const MAX_BATCH: usize = 128;
-/// PostgreSQL: batches running at once, each on a pooled connection.
+/// PostgreSQL: batches running at once, each on a pooled connection. One
+/// lane holds every write behind a commit; with one, two and four lanes
+/// `bench --target distributed` read roaming 251, 264 and 282/s and the
+/// overload's accepted p99 1.36 s, 403 and 383 ms (BENCHMARKS-LOG.md, run
+/// 18: one run each, within each other's noise but for the one lane's p99).
 pub const LANES: usize = 4;
 /// Most jobs in one PostgreSQL transaction: a batch holds the locks of all
 /// its jobs until it commits.
@@ -566,8 +574,23 @@ async fn run_pipeline(
     }
 }
 
-/// Runs the jobs of `batch` (not abandoned ones) together, or each alone when
-/// one of them refused or failed together; answers every one.
+/// A part of a batch still to run, in arrival order.
+enum Part {
+    /// In one transaction (one job: alone).
+    Together(Vec<Box<dyn Queued>>),
+    /// Each in a transaction of its own.
+    Alone(Vec<Box<dyn Queued>>),
+}
+
+/// Runs the jobs of `batch` together; answers every one.
+///
+/// When job `k` refuses or fails in the shared transaction, nothing is
+/// committed, and the batch runs again in three parts, one after the other:
+/// the jobs before `k` together (they ran without trouble), `k` alone (its
+/// outcome is its own), the jobs after `k` together. Each part sees the
+/// commits of the parts before it, so jobs still behave as if committed one
+/// by one in arrival order. A part that fails without a job to blame (its
+/// transaction found aborted before `COMMIT`) runs each job alone.
 async fn run_batch(
     conn: &WriterConn,
     batch: &mut Vec<Box<dyn Queued>>,
@@ -580,55 +603,108 @@ async fn run_batch(
     counters
         .jobs
         .fetch_add(batch.len() as u64, Ordering::Relaxed);
-    if batch.len() > 1 && run_together(conn, batch, committed).await {
-        counters.transactions.fetch_add(1, Ordering::Relaxed);
-        return;
-    }
-    let mut jobs = batch.drain(..);
-    while let Some(job) = jobs.next() {
-        // Its caller may have given up while the batch ran.
-        if job.abandoned() {
-            continue;
-        }
-        counters.transactions.fetch_add(1, Ordering::Relaxed);
-        if let Err(failure) = run_alone(conn, job, committed).await {
-            // No transaction begins (the database is down or
-            // unreachable): the rest would each wait for the same.
-            for job in jobs.by_ref() {
+    let mut parts = std::collections::VecDeque::from([Part::Together(std::mem::take(batch))]);
+    while let Some(part) = parts.pop_front() {
+        let failure = match part {
+            Part::Together(mut jobs) => {
+                // Their callers may have given up while an earlier part ran.
+                jobs.retain(|job| !job.abandoned());
+                if jobs.len() < 2 {
+                    parts.push_front(Part::Alone(jobs));
+                    continue;
+                }
+                match run_together(conn, &mut jobs, committed).await {
+                    Together::Done => {
+                        counters.transactions.fetch_add(1, Ordering::Relaxed);
+                        continue;
+                    }
+                    Together::FailedAt(k) => {
+                        let mut after = jobs.split_off(k);
+                        let failed = after.remove(0);
+                        parts.push_front(Part::Together(after));
+                        parts.push_front(Part::Alone(vec![failed]));
+                        parts.push_front(Part::Together(jobs));
+                        continue;
+                    }
+                    Together::Failed => {
+                        parts.push_front(Part::Alone(jobs));
+                        continue;
+                    }
+                    Together::NotBegun(failure) => failure,
+                }
+            }
+            Part::Alone(jobs) => {
+                let mut jobs = jobs.into_iter();
+                let mut failure = None;
+                while let Some(job) = jobs.next() {
+                    if job.abandoned() {
+                        continue;
+                    }
+                    counters.transactions.fetch_add(1, Ordering::Relaxed);
+                    if let Err(f) = run_alone(conn, job, committed).await {
+                        for job in jobs.by_ref() {
+                            job.answer(Err(f.clone()));
+                        }
+                        failure = Some(f);
+                    }
+                }
+                match failure {
+                    Some(f) => f,
+                    None => continue,
+                }
+            }
+        };
+        // No transaction begins (the database is down or unreachable): the
+        // jobs still waiting would each wait for the same.
+        for part in parts.drain(..) {
+            let (Part::Together(jobs) | Part::Alone(jobs)) = part;
+            for job in jobs {
                 job.answer(Err(failure.clone()));
             }
         }
     }
 }
 
-/// Runs `batch` in one transaction. `false`: a job refused or failed; nothing
-/// was committed or answered, run them alone.
+/// How running jobs together went.
+enum Together {
+    /// Committed (or its commit failed) and every job answered.
+    Done,
+    /// This job refused or failed; nothing was committed or answered.
+    FailedAt(usize),
+    /// The transaction failed with no job to blame; nothing was committed or
+    /// answered.
+    Failed,
+    /// The transaction did not begin; every job of it was answered so.
+    NotBegun(TxFailure),
+}
+
+/// Runs `batch` in one transaction.
 async fn run_together(
     conn: &WriterConn,
     batch: &mut Vec<Box<dyn Queued>>,
     committed: &(impl Fn() + Sync + ?Sized),
-) -> bool {
+) -> Together {
     let tx = match conn.begin().await {
         Ok(tx) => tx,
         Err(failure) => {
             for job in batch.drain(..) {
                 job.answer(Err(failure.clone()));
             }
-            return true;
+            return Together::NotBegun(failure);
         }
     };
     if conn.postgres && tx.txn.execute_unprepared(BATCH_LOCK_TIMEOUT).await.is_err() {
         let _ = conn.rollback(tx).await;
-        return false;
+        return Together::Failed;
     }
     let ran = conn
         .bounded(async {
-            for job in batch.iter_mut() {
+            for (k, job) in batch.iter_mut().enumerate() {
                 if !job.run(&tx).await {
-                    return false;
+                    return Some(k);
                 }
             }
-            true
+            None
         })
         .await;
     let Some(ran) = ran else {
@@ -636,14 +712,20 @@ async fn run_together(
         for job in batch.drain(..) {
             job.answer(Err(failure.clone()));
         }
-        return true;
+        return Together::Done;
     };
-    if !ran {
+    // PostgreSQL answers the `COMMIT` of a transaction that a failed
+    // statement aborted with a silent rollback: a job that met a failed
+    // statement yet answered `Keep` would have every job of the batch told
+    // that its writes committed. A statement first finds that out.
+    let aborted =
+        ran.is_none() && conn.postgres && tx.txn.execute_unprepared(STILL_ALIVE).await.is_err();
+    if ran.is_some() || aborted {
         let _ = conn.rollback(tx).await;
         for job in batch.iter_mut() {
             job.forget();
         }
-        return false;
+        return ran.map_or(Together::Failed, Together::FailedAt);
     }
     let appended = tx.appended.load(Ordering::Relaxed);
     let outcome = conn.commit(tx).await;
@@ -653,8 +735,12 @@ async fn run_together(
     for job in batch.drain(..) {
         job.answer(outcome.clone());
     }
-    true
+    Together::Done
 }
+
+/// A statement that fails in an aborted PostgreSQL transaction (SQLSTATE
+/// 25P02), run before a batch's `COMMIT`.
+const STILL_ALIVE: &str = "SELECT 1";
 
 /// Runs `job` in a transaction of its own. `Err`: the transaction did not
 /// begin (the job is answered with that).

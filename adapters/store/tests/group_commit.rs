@@ -167,6 +167,98 @@ async fn batch_outcomes(db: TestDatabase) {
     );
 }
 
+/// A job that fails in the middle of a batch sends the batch to run again
+/// in three parts: the jobs before it together, it alone, the jobs after it
+/// together (not every job alone).
+async fn failure_splits_the_batch(db: TestDatabase) {
+    let db = Db::connect::<ReservationMigrator>(db.url()).await.unwrap();
+    let (release, holder) = hold_writer(&db).await;
+    let before = db.writer_stats();
+    let plans: Vec<Plan> = (0..9)
+        .map(|i| if i == 4 { Plan::Fail } else { Plan::Keep })
+        .collect();
+    let ids: Vec<EventId> = plans.iter().map(|_| UuidV7.event_id()).collect();
+    let mut calls = Vec::new();
+    for (plan, id) in plans.iter().zip(&ids) {
+        let caller = db.clone();
+        let (plan, id) = (*plan, *id);
+        calls.push(tokio::spawn(async move { job(&caller, id, plan).await }));
+        // In this order in the queue.
+        queued(&db, calls.len() as u64).await;
+    }
+    release.send(()).unwrap();
+    holder.await.unwrap();
+    for ((plan, id), call) in plans.iter().zip(&ids).zip(join_all(calls).await) {
+        let result = call.unwrap();
+        if *plan == Plan::Keep {
+            assert!(matches!(result, Ok(true)), "{result:?}");
+            assert!(handled(&db, *id).await);
+        } else {
+            assert!(result.is_err());
+            assert!(!handled(&db, *id).await);
+        }
+    }
+    let after = db.writer_stats();
+    assert_eq!(after.jobs - before.jobs, 9);
+    assert_eq!(
+        after.transactions - before.transactions,
+        3,
+        "four together, the failed one alone, four together"
+    );
+}
+
+#[tokio::test]
+async fn a_failed_job_splits_its_batch_in_three_on_sqlite() {
+    failure_splits_the_batch(TestDatabase::sqlite()).await;
+}
+
+#[tokio::test]
+async fn a_failed_job_splits_its_batch_in_three_on_postgres() {
+    failure_splits_the_batch(TestDatabase::postgres().await).await;
+}
+
+/// A job that breaks the rule (it meets a failed statement, so PostgreSQL
+/// aborted the transaction, yet answers `Keep`) cannot take its batch with
+/// it: PostgreSQL would answer the batch's `COMMIT` with a silent rollback,
+/// and the others were told their writes committed. The batch finds the
+/// transaction aborted before committing and runs each job alone.
+#[tokio::test]
+async fn a_job_that_keeps_after_a_failed_statement_loses_no_other_write_on_postgres() {
+    use sea_orm::ConnectionTrait as _;
+    let t = TestDatabase::postgres().await;
+    let db = Db::connect::<ReservationMigrator>(t.url()).await.unwrap();
+    let (release, holder) = hold_writer(&db).await;
+    let (first, last) = (UuidV7.event_id(), UuidV7.event_id());
+    let keep = |id| {
+        let db = db.clone();
+        tokio::spawn(async move { job(&db, id, Plan::Keep).await })
+    };
+    let before = keep(first);
+    queued(&db, 1).await;
+    let careless = {
+        let db = db.clone();
+        tokio::spawn(async move {
+            db.write(|tx| {
+                Box::pin(async move {
+                    let _ = tx.conn().execute_unprepared("SELECT 1/0").await;
+                    Ok(Verdict::Keep(()))
+                })
+            })
+            .await
+        })
+    };
+    queued(&db, 2).await;
+    let after = keep(last);
+    queued(&db, 3).await;
+    release.send(()).unwrap();
+    holder.await.unwrap();
+    assert!(before.await.unwrap().unwrap());
+    careless.await.unwrap().unwrap();
+    assert!(after.await.unwrap().unwrap());
+    assert!(handled(&db, first).await, "the job before it committed");
+    assert!(handled(&db, last).await, "the job after it committed");
+}
+
 /// Many concurrent read-modify-write jobs: grouped, yet as if one at a time.
 async fn serial_semantics(db: TestDatabase) {
     let db = Db::connect::<ReservationMigrator>(db.url()).await.unwrap();
