@@ -25,7 +25,7 @@
 //! a job runs to its end.
 //!
 //! On PostgreSQL the same batches run on [`LANES`] pooled connections at once
-//! ([`Writer::pipelined`]): while one batch commits (a WAL flush, maybe a
+//! (`Writer::pipelined`): while one batch commits (a WAL flush, maybe a
 //! synchronous standby's answer), the next takes the jobs that queued
 //! meanwhile on another connection, so a commit that waits never holds the
 //! writer. One batch costs one `BEGIN`/`COMMIT` and one flush for all its
@@ -373,7 +373,9 @@ async fn begin(conn: &DatabaseConnection) -> Result<WriteTx, StoreError> {
 /// alone, a job takes its locks in the one order every claim takes them.
 /// Above the time a full batch holds a busy row (claims of one booth's
 /// model queue on it, batch after batch), so that it is not a stall's
-/// everyday cause.
+/// everyday cause. Without it (run 18) batches of claims waited out the
+/// deadlock detector on each other's customers: the open loop at 1,000/s
+/// accepted 69/s instead of 126/s.
 const BATCH_LOCK_TIMEOUT: &str = "SET LOCAL lock_timeout = '500ms'";
 
 /// The longest the jobs of a PostgreSQL transaction may take before the
