@@ -4,9 +4,10 @@
 //! - [`Db`]: the connection; on SQLite one writer connection (WAL, busy timeout,
 //!   created if missing) plus a read-only pool, so writes are serialized in the
 //!   process and readers never block them; both on `rusqlite` behind sea-orm's
-//!   proxy interface, with no thread hop per statement (module `sqlite`). Writes are jobs for [`Db::write`]; on
-//!   SQLite one writer task commits the jobs that queued together in one
-//!   transaction ([`writer`]: group commit, each job's outcome its own).
+//!   proxy interface, with no thread hop per statement (module `sqlite`). Writes are jobs for [`Db::write`]; a
+//!   writer task commits the jobs that queued together in one transaction
+//!   (SQLite one batch at a time, PostgreSQL up to four at once on pooled
+//!   connections; [`writer`]: group commit, each job's outcome its own).
 //! - Each service's repositories implement its domain ports and write the events
 //!   of a change to the `outbox` table, and the causing event id to the `inbox`
 //!   table, in the same transaction as the change ([`outbox`]).

@@ -2,7 +2,8 @@
 //! before the last sign that the server behind the pool's address changed
 //! (a write refused as read-only, SQLSTATE 25006: the connection reaches a
 //! server that is now a standby) or that a connection was left mid-commit
-//! (a commit past `COMMIT_TIMEOUT`). Such connections are closed
+//! or mid-transaction (a commit past `COMMIT_TIMEOUT`, a batch's steps past
+//! the writer's `JOBS_WITHIN`). Such connections are closed
 //! when released and before they are handed out, so the pool refills with
 //! connections to whatever the address now reaches (the promoted primary
 //! behind the `-rw` Service) instead of failing on each one in turn.

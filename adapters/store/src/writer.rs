@@ -17,10 +17,11 @@
 //! to be rolled back. A job that undoes, fails or panics inside a batch rolls the
 //! whole batch back; then the batch runs again in three parts, one after the
 //! other: the jobs before it together, it alone, the jobs after it together
-//! (`run_batch`), so one job's failure never changes another's outcome. Jobs run in
-//! arrival order and see the writes of the jobs before them, exactly as if they
-//! had committed one after another; nobody learns the outcome of a job before the
-//! transaction holding it committed. A job whose caller stopped waiting before
+//! (`run_batch`), so one job's failure never changes another's outcome. Within
+//! a batch, jobs run in arrival order and see the writes of the jobs before
+//! them, exactly as if they had committed one after another (on SQLite, whose
+//! batches run one at a time, so do all jobs); nobody learns the outcome of a
+//! job before the transaction holding it committed. A job whose caller stopped waiting before
 //! it ran is dropped (as a transaction dropped before its commit); once running,
 //! a job runs to its end.
 //!
@@ -44,12 +45,19 @@
 //!   each other: a batch waits at most `BATCH_LOCK_TIMEOUT` for a lock, less
 //!   than PostgreSQL's `deadlock_timeout` (1 s), then the job that waited
 //!   runs alone, taking its locks in the one order its store defines.
-//! - The jobs of a transaction are bounded by `JOBS_WITHIN`, its commit by
-//!   [`COMMIT_TIMEOUT`](crate::COMMIT_TIMEOUT); past either, the connection
-//!   is closed, not pooled again, and every job that queued before that
-//!   moment is answered `Unavailable` at once rather than starting a
-//!   transaction of its own that would wait as long (`cargo xtask failover`:
-//!   a write is answered within the bound, never later).
+//! - Batches of different lanes are concurrent transactions (`READ
+//!   COMMITTED`), as concurrent callers' transactions were before batching:
+//!   the part of a split batch after its failed job may commit after a
+//!   later batch of another lane.
+//! - A transaction's steps, from `BEGIN` to the check before `COMMIT`, are
+//!   bounded by `JOBS_WITHIN` together, its commit by
+//!   [`COMMIT_TIMEOUT`](crate::COMMIT_TIMEOUT); past either, the connections
+//!   opened before that moment (in every pool of the process: `stale`) are
+//!   closed, not pooled again, and every job that queued before it is
+//!   answered `Unavailable` when its turn comes (the next batch or part to
+//!   run) rather than starting a transaction of its own that would wait as
+//!   long (`cargo xtask failover`: a write is answered within the bound,
+//!   never later).
 //! - A transaction that cannot begin answers every job waiting with that
 //!   failure, as what it was (the store unavailable, or failed), instead of
 //!   trying each in turn.
@@ -73,10 +81,10 @@ use crate::sqlite::Direct;
 /// Most jobs committed in one SQLite transaction.
 const MAX_BATCH: usize = 128;
 /// PostgreSQL: batches running at once, each on a pooled connection. One
-/// lane holds every write behind a commit; with one, two and four lanes
-/// `bench --target distributed` read roaming 251, 264 and 282/s and the
-/// overload's accepted p99 1.36 s, 403 and 383 ms (BENCHMARKS-LOG.md, run
-/// 18: one run each, within each other's noise but for the one lane's p99).
+/// lane would hold every write behind a waiting commit. One run each of one
+/// lane (batches of 64), two and four (32) read roaming 251, 264 and 282/s
+/// (BENCHMARKS-LOG.md, run 18): within the runs' noise, as is the
+/// overload's p99 (383 ms to 1.40 s over two runs of four lanes).
 pub const LANES: usize = 4;
 /// Most jobs in one PostgreSQL transaction: a batch holds the locks of all
 /// its jobs until it commits.
@@ -133,8 +141,9 @@ pub(crate) trait Queued: Send {
     /// transaction dropped before its commit.
     fn abandoned(&self) -> bool;
     /// Forgets what the job answered in a batch that was rolled back: it is
-    /// answered by its run alone, or by the failure that kept that from
-    /// happening, never by the batch's outcome.
+    /// answered by its next run (alone, or in a smaller part of the batch),
+    /// or by the failure that kept that from happening, never by the rolled
+    /// back batch's outcome.
     fn forget(&mut self);
     /// When the job was handed to the writer.
     fn queued_at(&self) -> Instant;
@@ -150,9 +159,15 @@ struct Entry<T, F> {
 
 impl<T: Send + 'static, F: Job<T>> Queued for Entry<T, F> {
     fn run<'t>(&'t mut self, tx: &'t WriteTx) -> Pin<Box<dyn Future<Output = bool> + Send + 't>> {
-        let run = AssertUnwindSafe((self.job)(tx).instrument(self.span.clone())).catch_unwind();
+        // A panic building the job's future is caught as one inside it is.
+        let run = std::panic::catch_unwind(AssertUnwindSafe(|| (self.job)(tx)))
+            .map(|job| AssertUnwindSafe(job.instrument(self.span.clone())).catch_unwind());
         Box::pin(async move {
-            let result = run.await.unwrap_or_else(|_| {
+            let ran = match run {
+                Ok(run) => run.await.ok(),
+                Err(_) => None,
+            };
+            let result = ran.unwrap_or_else(|| {
                 Err(StoreError::msg(
                     "a write job panicked; its batch was rolled back",
                 ))
@@ -341,17 +356,19 @@ impl Writer {
         F: Job<T>,
     {
         let (reply, answer) = oneshot::channel();
-        let entry = Entry {
+        // Stamped once it has a place in the queue (`gave_up_at` compares).
+        let place = self
+            .queue
+            .reserve()
+            .await
+            .map_err(|_| StoreError::msg("the database writer has stopped"))?;
+        place.send(Box::new(Entry {
             job,
             span: tracing::Span::current(),
             result: None,
             reply,
             queued_at: Instant::now(),
-        };
-        self.queue
-            .send(Box::new(entry))
-            .await
-            .map_err(|_| StoreError::msg("the database writer has stopped"))?;
+        }));
         answer
             .await
             .map_err(|_| StoreError::msg("the database writer has stopped"))?
@@ -425,11 +442,22 @@ impl WriterConn {
     /// `work`, or `None` when it took longer than [`JOBS_WITHIN`] on
     /// PostgreSQL (no bound on SQLite, whose statements never wait on a
     /// network).
+    /// Past the bound, the connections opened before now are closed rather
+    /// than pooled again (marked before `work`, and the transaction it may
+    /// hold, is dropped) and the jobs queued before now are answered
+    /// `Unavailable` (`gave_up_at`).
     async fn bounded<T>(&self, work: impl Future<Output = T>) -> Option<T> {
-        if self.postgres {
-            tokio::time::timeout(JOBS_WITHIN, work).await.ok()
-        } else {
-            Some(work.await)
+        if !self.postgres {
+            return Some(work.await);
+        }
+        tokio::pin!(work);
+        tokio::select! {
+            done = &mut work => Some(done),
+            () = tokio::time::sleep(JOBS_WITHIN) => {
+                crate::stale::mark("a write transaction got no answer in time");
+                self.gave_up();
+                None
+            }
         }
     }
 
@@ -446,12 +474,9 @@ impl WriterConn {
         self.gave_up_at.lock().ok().and_then(|at| *at)
     }
 
-    /// Gives up on `tx` after [`Self::bounded`] ran out: its connection is
-    /// closed rather than pooled again, and nothing of it was committed.
-    fn abandon(&self, tx: WriteTx) -> TxFailure {
-        crate::stale::mark("a write transaction got no answer in time");
-        self.gave_up();
-        drop(tx);
+    /// What every job of a transaction is answered after [`Self::bounded`]
+    /// ran out: nothing of it was committed.
+    fn no_answer() -> TxFailure {
         TxFailure {
             message: format!(
                 "the database did not answer within {} s; nothing was committed",
@@ -548,22 +573,8 @@ async fn run_pipeline(
         let mut batch = Vec::with_capacity(MAX_PG_BATCH);
         batch.push(first);
         take_queued(&mut queue, &mut batch, MAX_PG_BATCH);
-        let gave_up_at = conn.gave_up_at();
-        let mut jobs = Vec::with_capacity(batch.len());
-        for job in batch {
-            if gave_up_at.is_some_and(|at| job.queued_at() <= at) {
-                // It waited behind a transaction the server did not answer
-                // in time; its own would most likely wait as long.
-                job.answer(Err(TxFailure {
-                    message: "the database did not answer a transaction in time; \
-                              this write was not started"
-                        .to_owned(),
-                    unavailable: true,
-                }));
-            } else if !job.abandoned() {
-                jobs.push(job);
-            }
-        }
+        let mut jobs = refuse_given_up(&conn, batch);
+        jobs.retain(|job| !job.abandoned());
         let (conn, committed, counters) = (
             Arc::clone(&conn),
             Arc::clone(&committed),
@@ -574,6 +585,29 @@ async fn run_pipeline(
             drop(lane);
         });
     }
+}
+
+/// Answers `Unavailable` the jobs that queued before the writer last gave
+/// up on a transaction (its server did not answer in time: theirs would most
+/// likely wait as long); returns the others.
+fn refuse_given_up(conn: &WriterConn, jobs: Vec<Box<dyn Queued>>) -> Vec<Box<dyn Queued>> {
+    let Some(at) = conn.gave_up_at() else {
+        return jobs;
+    };
+    let mut kept = Vec::with_capacity(jobs.len());
+    for job in jobs {
+        if job.queued_at() <= at {
+            job.answer(Err(TxFailure {
+                message: "the database did not answer a transaction in time; \
+                          this write was not started"
+                    .to_owned(),
+                unavailable: true,
+            }));
+        } else {
+            kept.push(job);
+        }
+    }
+    kept
 }
 
 /// A part of a batch still to run, in arrival order.
@@ -608,8 +642,10 @@ async fn run_batch(
     let mut parts = std::collections::VecDeque::from([Part::Together(std::mem::take(batch))]);
     while let Some(part) = parts.pop_front() {
         let failure = match part {
-            Part::Together(mut jobs) => {
-                // Their callers may have given up while an earlier part ran.
+            Part::Together(jobs) => {
+                // Their callers may have given up while an earlier part ran,
+                // or the writer on a transaction.
+                let mut jobs = refuse_given_up(conn, jobs);
                 jobs.retain(|job| !job.abandoned());
                 if jobs.len() < 2 {
                     parts.push_front(Part::Alone(jobs));
@@ -639,6 +675,9 @@ async fn run_batch(
                 let mut jobs = jobs.into_iter();
                 let mut failure = None;
                 while let Some(job) = jobs.next() {
+                    let Some(job) = refuse_given_up(conn, vec![job]).pop() else {
+                        continue;
+                    };
                     if job.abandoned() {
                         continue;
                     }
@@ -669,7 +708,8 @@ async fn run_batch(
 
 /// How running jobs together went.
 enum Together {
-    /// Committed (or its commit failed) and every job answered.
+    /// Committed (or its commit failed, or the server did not answer in
+    /// time) and every job answered.
     Done,
     /// This job refused or failed; nothing was committed or answered.
     FailedAt(usize),
@@ -680,54 +720,62 @@ enum Together {
     NotBegun(TxFailure),
 }
 
-/// Runs `batch` in one transaction.
+/// Runs `batch` in one transaction. On PostgreSQL every step, from `BEGIN`
+/// to the check before `COMMIT`, is bounded by `JOBS_WITHIN` together, and
+/// the `COMMIT` by `COMMIT_TIMEOUT`: a server that stops answering without
+/// closing the connection holds a lane no longer than that.
 async fn run_together(
     conn: &WriterConn,
     batch: &mut Vec<Box<dyn Queued>>,
     committed: &(impl Fn() + Sync + ?Sized),
 ) -> Together {
-    let tx = match conn.begin().await {
-        Ok(tx) => tx,
-        Err(failure) => {
+    let steps = conn
+        .bounded(async {
+            let tx = match conn.begin().await {
+                Ok(tx) => tx,
+                Err(failure) => return Err(failure),
+            };
+            if conn.postgres && tx.txn.execute_unprepared(BATCH_LOCK_TIMEOUT).await.is_err() {
+                return Ok((tx, Some(Together::Failed)));
+            }
+            for (k, job) in batch.iter_mut().enumerate() {
+                if !job.run(&tx).await {
+                    return Ok((tx, Some(Together::FailedAt(k))));
+                }
+            }
+            // PostgreSQL answers the `COMMIT` of a transaction that a failed
+            // statement aborted with a silent rollback: a job that met a
+            // failed statement yet answered `Keep` would have every job of
+            // the batch told that its writes committed. A statement first
+            // finds that out.
+            if conn.postgres && tx.txn.execute_unprepared(STILL_ALIVE).await.is_err() {
+                return Ok((tx, Some(Together::Failed)));
+            }
+            Ok((tx, None))
+        })
+        .await;
+    let (tx, failed) = match steps {
+        Some(Ok(ran)) => ran,
+        Some(Err(failure)) => {
             for job in batch.drain(..) {
                 job.answer(Err(failure.clone()));
             }
             return Together::NotBegun(failure);
         }
-    };
-    if conn.postgres && tx.txn.execute_unprepared(BATCH_LOCK_TIMEOUT).await.is_err() {
-        let _ = conn.rollback(tx).await;
-        return Together::Failed;
-    }
-    let ran = conn
-        .bounded(async {
-            for (k, job) in batch.iter_mut().enumerate() {
-                if !job.run(&tx).await {
-                    return Some(k);
-                }
+        None => {
+            let failure = WriterConn::no_answer();
+            for job in batch.drain(..) {
+                job.answer(Err(failure.clone()));
             }
-            None
-        })
-        .await;
-    let Some(ran) = ran else {
-        let failure = conn.abandon(tx);
-        for job in batch.drain(..) {
-            job.answer(Err(failure.clone()));
+            return Together::Done;
         }
-        return Together::Done;
     };
-    // PostgreSQL answers the `COMMIT` of a transaction that a failed
-    // statement aborted with a silent rollback: a job that met a failed
-    // statement yet answered `Keep` would have every job of the batch told
-    // that its writes committed. A statement first finds that out.
-    let aborted =
-        ran.is_none() && conn.postgres && tx.txn.execute_unprepared(STILL_ALIVE).await.is_err();
-    if ran.is_some() || aborted {
-        let _ = conn.rollback(tx).await;
+    if let Some(failed) = failed {
+        let _ = conn.bounded(conn.rollback(tx)).await;
         for job in batch.iter_mut() {
             job.forget();
         }
-        return ran.map_or(Together::Failed, Together::FailedAt);
+        return failed;
     }
     let appended = tx.appended.load(Ordering::Relaxed);
     let outcome = conn.commit(tx).await;
@@ -744,23 +792,31 @@ async fn run_together(
 /// 25P02), run before a batch's `COMMIT`.
 const STILL_ALIVE: &str = "SELECT 1";
 
-/// Runs `job` in a transaction of its own. `Err`: the transaction did not
-/// begin (the job is answered with that).
+/// Runs `job` in a transaction of its own, bounded as [`run_together`]
+/// bounds a batch. `Err`: the transaction did not begin (the job is
+/// answered with that).
 async fn run_alone(
     conn: &WriterConn,
     mut job: Box<dyn Queued>,
     committed: &(impl Fn() + Sync + ?Sized),
 ) -> Result<(), TxFailure> {
-    let tx = match conn.begin().await {
-        Ok(tx) => tx,
-        Err(e) => {
-            job.answer(Err(e.clone()));
-            return Err(e);
+    let steps: Option<Result<(WriteTx, bool), TxFailure>> = conn
+        .bounded(async {
+            let tx = conn.begin().await?;
+            let keep = job.run(&tx).await;
+            Ok((tx, keep))
+        })
+        .await;
+    let (tx, keep) = match steps {
+        Some(Ok(ran)) => ran,
+        Some(Err(failure)) => {
+            job.answer(Err(failure.clone()));
+            return Err(failure);
         }
-    };
-    let Some(keep) = conn.bounded(job.run(&tx)).await else {
-        job.answer(Err(conn.abandon(tx)));
-        return Ok(());
+        None => {
+            job.answer(Err(WriterConn::no_answer()));
+            return Ok(());
+        }
     };
     if keep {
         let appended = tx.appended.load(Ordering::Relaxed);
@@ -770,7 +826,10 @@ async fn run_alone(
         }
         job.answer(outcome);
     } else {
-        let outcome = conn.rollback(tx).await;
+        let outcome = conn
+            .bounded(conn.rollback(tx))
+            .await
+            .unwrap_or_else(|| Err(WriterConn::no_answer()));
         job.answer(outcome);
     }
     Ok(())

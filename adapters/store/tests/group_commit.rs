@@ -259,6 +259,56 @@ async fn a_job_that_keeps_after_a_failed_statement_loses_no_other_write_on_postg
     assert!(handled(&db, last).await, "the job after it committed");
 }
 
+/// A transaction that gets no answer in time (here: every lane on a job
+/// that never ends, as on a server gone silent) is given up after the
+/// writer's bound (15 s): its jobs and the job that queued behind them are
+/// answered `Unavailable`, that one without running, and later writes go on.
+#[tokio::test]
+async fn transactions_without_an_answer_are_given_up_with_the_jobs_behind_them_on_postgres() {
+    let t = TestDatabase::postgres().await;
+    let db = Db::connect::<ReservationMigrator>(t.url()).await.unwrap();
+    let mut stuck = Vec::new();
+    for _ in 0..db.writer_stats().lanes {
+        let (started, running) = oneshot::channel::<()>();
+        let started = Arc::new(tokio::sync::Mutex::new(Some(started)));
+        let db = db.clone();
+        stuck.push(tokio::spawn(async move {
+            db.write(move |_tx| {
+                let started = Arc::clone(&started);
+                Box::pin(async move {
+                    if let Some(started) = started.lock().await.take() {
+                        let _ = started.send(());
+                    }
+                    std::future::pending::<()>().await;
+                    Ok(Verdict::Keep(()))
+                })
+            })
+            .await
+        }));
+        // One at a time: each takes a lane of its own.
+        running.await.unwrap();
+    }
+    let behind = UuidV7.event_id();
+    let waiting = {
+        let db = db.clone();
+        tokio::spawn(async move { job(&db, behind, Plan::Keep).await })
+    };
+    queued(&db, 1).await;
+    for call in stuck {
+        let e = call.await.unwrap().unwrap_err();
+        assert!(e.is_unavailable(), "{e}");
+    }
+    let e = waiting.await.unwrap().unwrap_err();
+    assert!(e.is_unavailable(), "{e}");
+    assert!(
+        !handled(&db, behind).await,
+        "the job behind them did not run"
+    );
+    let later = UuidV7.event_id();
+    assert!(job(&db, later, Plan::Keep).await.unwrap(), "a later write");
+    assert!(handled(&db, later).await);
+}
+
 /// Many concurrent read-modify-write jobs: grouped, yet as if one at a time.
 async fn serial_semantics(db: TestDatabase) {
     let db = Db::connect::<ReservationMigrator>(db.url()).await.unwrap();
