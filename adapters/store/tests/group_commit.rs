@@ -52,37 +52,44 @@ async fn handled(db: &Db, id: EventId) -> bool {
 }
 
 /// Occupies every lane of the writer (SQLite has one, PostgreSQL
-/// `WriterStats::lanes`) with a job that waits for `release`; returns once
-/// the writer runs them all, so every later job queues behind them and the
-/// jobs queued meanwhile run as one batch.
-async fn hold_writer(db: &Db) -> (oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
-    let (release, wait) = oneshot::channel::<()>();
-    let wait = wait.shared();
+/// `WriterStats::lanes`) with a job that waits for `until`; returns once the
+/// writer runs them all, so every later job queues behind them.
+async fn occupy_lanes<F>(db: &Db, until: F) -> Vec<tokio::task::JoinHandle<Result<(), StoreError>>>
+where
+    F: std::future::Future<Output = ()> + Clone + Send + Sync + 'static,
+{
     let mut holders = Vec::new();
     for _ in 0..db.writer_stats().lanes {
         let (started, running) = oneshot::channel::<()>();
-        let held = Arc::new(tokio::sync::Mutex::new(Some((wait.clone(), started))));
+        let held = Arc::new(tokio::sync::Mutex::new(Some((until.clone(), started))));
         let db = db.clone();
         holders.push(tokio::spawn(async move {
             db.write(move |_tx| {
                 let held = Arc::clone(&held);
                 Box::pin(async move {
-                    if let Some((wait, started)) = held.lock().await.take() {
+                    if let Some((until, started)) = held.lock().await.take() {
                         let _ = started.send(());
-                        let _ = wait.await;
+                        until.await;
                     }
                     Ok(Verdict::Keep(()))
                 })
             })
             .await
-            .unwrap();
         }));
         // One at a time: each takes a lane of its own.
         running.await.unwrap();
     }
+    holders
+}
+
+/// [`occupy_lanes`] until `release` fires: the jobs queued meanwhile run as
+/// one batch.
+async fn hold_writer(db: &Db) -> (oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
+    let (release, wait) = oneshot::channel::<()>();
+    let holders = occupy_lanes(db, wait.map(|_| ()).shared()).await;
     let holder = tokio::spawn(async move {
         for h in join_all(holders).await {
-            h.unwrap();
+            h.unwrap().unwrap();
         }
     });
     (release, holder)
@@ -207,14 +214,26 @@ async fn failure_splits_the_batch(db: TestDatabase) {
     );
 }
 
-#[tokio::test]
-async fn a_failed_job_splits_its_batch_in_three_on_sqlite() {
-    failure_splits_the_batch(TestDatabase::sqlite()).await;
+/// Each case as a test on SQLite and one on PostgreSQL.
+macro_rules! on_both_backends {
+    ($($case:ident => $sqlite:ident, $postgres:ident;)*) => {$(
+        #[tokio::test]
+        async fn $sqlite() {
+            $case(TestDatabase::sqlite()).await;
+        }
+
+        #[tokio::test]
+        async fn $postgres() {
+            $case(TestDatabase::postgres().await).await;
+        }
+    )*};
 }
 
-#[tokio::test]
-async fn a_failed_job_splits_its_batch_in_three_on_postgres() {
-    failure_splits_the_batch(TestDatabase::postgres().await).await;
+on_both_backends! {
+    failure_splits_the_batch => a_failed_job_splits_its_batch_in_three_on_sqlite, a_failed_job_splits_its_batch_in_three_on_postgres;
+    abandoned_job => a_job_abandoned_before_it_ran_is_not_run_on_sqlite, a_job_abandoned_before_it_ran_is_not_run_on_postgres;
+    batch_outcomes => a_batch_keeps_each_jobs_own_outcome_on_sqlite, a_batch_keeps_each_jobs_own_outcome_on_postgres;
+    serial_semantics => grouped_jobs_behave_as_if_serial_on_sqlite, concurrent_jobs_behave_as_if_serial_on_postgres;
 }
 
 /// A job that breaks the rule (it meets a failed statement, so PostgreSQL
@@ -267,27 +286,7 @@ async fn a_job_that_keeps_after_a_failed_statement_loses_no_other_write_on_postg
 async fn transactions_without_an_answer_are_given_up_with_the_jobs_behind_them_on_postgres() {
     let t = TestDatabase::postgres().await;
     let db = Db::connect::<ReservationMigrator>(t.url()).await.unwrap();
-    let mut stuck = Vec::new();
-    for _ in 0..db.writer_stats().lanes {
-        let (started, running) = oneshot::channel::<()>();
-        let started = Arc::new(tokio::sync::Mutex::new(Some(started)));
-        let db = db.clone();
-        stuck.push(tokio::spawn(async move {
-            db.write(move |_tx| {
-                let started = Arc::clone(&started);
-                Box::pin(async move {
-                    if let Some(started) = started.lock().await.take() {
-                        let _ = started.send(());
-                    }
-                    std::future::pending::<()>().await;
-                    Ok(Verdict::Keep(()))
-                })
-            })
-            .await
-        }));
-        // One at a time: each takes a lane of its own.
-        running.await.unwrap();
-    }
+    let stuck = occupy_lanes(&db, std::future::pending::<()>()).await;
     let behind = UuidV7.event_id();
     let waiting = {
         let db = db.clone();
@@ -368,36 +367,6 @@ async fn abandoned_job(db: TestDatabase) {
     assert!(waited.await.unwrap().unwrap());
     assert!(handled(&db, kept).await);
     assert!(!handled(&db, gone).await, "the abandoned job did not run");
-}
-
-#[tokio::test]
-async fn a_job_abandoned_before_it_ran_is_not_run_on_sqlite() {
-    abandoned_job(TestDatabase::sqlite()).await;
-}
-
-#[tokio::test]
-async fn a_job_abandoned_before_it_ran_is_not_run_on_postgres() {
-    abandoned_job(TestDatabase::postgres().await).await;
-}
-
-#[tokio::test]
-async fn a_batch_keeps_each_jobs_own_outcome_on_sqlite() {
-    batch_outcomes(TestDatabase::sqlite()).await;
-}
-
-#[tokio::test]
-async fn a_batch_keeps_each_jobs_own_outcome_on_postgres() {
-    batch_outcomes(TestDatabase::postgres().await).await;
-}
-
-#[tokio::test]
-async fn grouped_jobs_behave_as_if_serial_on_sqlite() {
-    serial_semantics(TestDatabase::sqlite()).await;
-}
-
-#[tokio::test]
-async fn concurrent_jobs_behave_as_if_serial_on_postgres() {
-    serial_semantics(TestDatabase::postgres().await).await;
 }
 
 /// Locks the inbox row `row`, says so in `mine`, waits (2 s at most: a job
